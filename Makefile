@@ -1,0 +1,37 @@
+# transferlab: `make demo` and `make test` are the whole quick start.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Torch is pinned here (this machine type serves that pair from local files); pyproject admits it.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e ".[text,dev]" "torch==2.14.1" "torchvision==0.29.1"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --image-size 96 --out runs/demo
+	@echo "Report: $$(pwd)/runs/demo/report.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

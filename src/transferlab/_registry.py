@@ -1,0 +1,72 @@
+"""One generic registry; each capability owns one instance (``METRICS``, ``MODEL_SOURCES``, ...)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import RegistryError
+
+T = TypeVar("T")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Name -> object, with metadata (paper, reference implementation, flags).
+
+    ``register(name, **meta)`` is a decorator; names are lower_snake and unique.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        if not _NAME.match(name):
+            raise RegistryError(f"{self.kind} name {name!r} must be lower_snake_case")
+
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise RegistryError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = Entry(name, obj, dict(meta))
+            return obj
+
+        return decorator
+
+    def entry(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def meta(self, name: str) -> dict[str, Any]:
+        return dict(self.entry(name).meta)
+
+    def list(self, pattern: str | None = None) -> list[str]:
+        names = sorted(self._entries)
+        if pattern:
+            names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+        return names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self._entries)

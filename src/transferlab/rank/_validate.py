@@ -1,0 +1,66 @@
+"""Input checks shared by every metric: one clear error per problem, before any arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MetricError
+
+
+def as_features(features: object, name: str = "features") -> np.ndarray:
+    f = np.asarray(features)
+    if f.ndim != 2:
+        raise MetricError(f"{name} must be a 2-D array [N, D], got shape {f.shape}")
+    if f.dtype.kind not in "fiu":
+        raise MetricError(f"{name} must be numeric, got dtype {f.dtype}")
+    f = f.astype(np.float64, copy=False)
+    bad = ~np.isfinite(f)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise MetricError(
+            f"{name} contain {int(bad.sum())} non-finite value(s) (NaN/inf) in {len(rows)} row(s), first row {rows[0]}: "
+            "the model produced invalid outputs; check its weights and input preprocessing (or lower the image size / "
+            "use float32), and clear the cache entry if it was written by a broken run"
+        )
+    return f
+
+
+def as_labels(labels: object, n: int) -> tuple[np.ndarray, int]:
+    """Validate labels and map them to contiguous ``0..C-1``; returns (labels, C)."""
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise MetricError(f"labels must be 1-D, got shape {y.shape}")
+    if len(y) != n:
+        raise MetricError(f"{n} feature rows but {len(y)} labels: give exactly one label per row")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise MetricError(f"labels must be integer class indices, got dtype {y.dtype}")
+    classes, y = np.unique(y, return_inverse=True)
+    c = len(classes)
+    if c < 2:
+        raise MetricError("labels hold a single class: transferability needs at least two classes")
+    if n < c:
+        raise MetricError(f"N={n} examples but C={c} classes (N < C): add examples or drop classes")
+    return y.astype(np.int64), c
+
+
+def as_source_probs(source_probs: object | None, n: int, metric: str) -> np.ndarray:
+    if source_probs is None:
+        raise MetricError(
+            f"metric {metric!r} needs the source model's class probabilities (a model with a source classifier head); "
+            "this model has none"
+        )
+    p = as_features(source_probs, "source probabilities")
+    if len(p) != n:
+        raise MetricError(f"{n} labels but {len(p)} rows of source probabilities")
+    if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise MetricError("source probabilities must be non-negative and sum to 1 per row (apply softmax to logits)")
+    return p
+
+
+def one_hot(y: np.ndarray, c: int) -> np.ndarray:
+    out = np.zeros((len(y), c))
+    out[np.arange(len(y)), y] = 1.0
+    return out
