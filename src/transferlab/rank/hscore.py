@@ -1,34 +1,35 @@
 """H-score (Bao et al., ICIP 2019) and its shrinkage-regularised form (Ibrahim, Ponomareva, Mazumder, ICLR 2022).
 
-Checked against TLlib ``tllib/ranking/hscore.py`` (``h_score`` and ``regularized_h_score``).
+Checked against TLlib ``tllib/ranking/hscore.py`` (``h_score`` and ``regularized_h_score``). Both share one
+eigendecomposition of the feature covariance: the Ledoit-Wolf estimate ``(1 - s) S + s mu I`` has the same
+eigenvectors as ``S``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from ._registry import METRICS
+from ._stats import FeatureStats
 
 _RCOND = 1e-15  # as numpy.linalg.pinv in the reference
 
 
-def _class_means_term(f: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _between_class(stats: FeatureStats, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred class means M [C, D] and class counts n_c: cov(E[f|y]) = M^T diag(n_c) M / (N - 1)."""
     c = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=c).astype(np.float64)
-    sums = np.zeros((c, f.shape[1]))
-    np.add.at(sums, labels, f)
-    means = sums / counts[:, None]
-    return means - f.mean(axis=0), counts
+    sums = np.zeros((c, stats.d))
+    np.add.at(sums, labels, stats.f)
+    return sums / counts[:, None] - stats.mean, counts
 
 
-def _trace_pinv_between(cov_f: np.ndarray, means: np.ndarray, counts: np.ndarray, scale: float) -> float:
-    """tr(pinv(cov_f) @ M^T diag(n) M) * scale, through one symmetric eigendecomposition."""
-    w, v = scipy.linalg.eigh(cov_f, check_finite=False, driver="evd")
-    cutoff = _RCOND * np.max(np.abs(w))
-    inv = np.divide(1.0, w, out=np.zeros_like(w), where=np.abs(w) > cutoff)
-    proj = means @ v  # [C, k]
+def _trace_pinv_between(eigvals: np.ndarray, eigvecs: np.ndarray, means: np.ndarray, counts: np.ndarray,
+                        scale: float) -> float:
+    """tr(pinv(A) @ M^T diag(n) M) * scale for A = V diag(w) V^T (pinv cut-off as numpy's, relative 1e-15)."""
+    cutoff = _RCOND * np.max(np.abs(eigvals))
+    inv = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=np.abs(eigvals) > cutoff)
+    proj = means @ eigvecs  # [C, D]
     return float(scale * np.einsum("c,ck,k->", counts, proj * proj, inv))
 
 
@@ -40,12 +41,12 @@ def _trace_pinv_between(cov_f: np.ndarray, means: np.ndarray, counts: np.ndarray
     reference="thuml/Transfer-Learning-Library tllib/ranking/hscore.py::h_score @ c4aa59e",
     summary="tr(cov(f)^+ cov(E[f|y])): class separation relative to feature spread",
 )
-def hscore(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None) -> float:
-    n = len(labels)
-    f = features - features.mean(axis=0)
-    cov_f = (f.T @ f) / (n - 1)
-    means, counts = _class_means_term(f, labels)
-    return _trace_pinv_between(cov_f, means, counts, 1.0 / (n - 1))
+def hscore(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None, *,
+           stats: FeatureStats | None = None) -> float:
+    stats = stats or FeatureStats(features)
+    w, v = stats.cov_eigh
+    means, counts = _between_class(stats, labels)
+    return _trace_pinv_between(w, v, means, counts, 1.0 / (stats.n - 1))
 
 
 @METRICS.register(
@@ -56,11 +57,13 @@ def hscore(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | 
     reference="thuml/Transfer-Learning-Library tllib/ranking/hscore.py::regularized_h_score @ c4aa59e",
     summary="H-score with a Ledoit-Wolf shrunk feature covariance",
 )
-def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None) -> float:
-    from sklearn.covariance import LedoitWolf
-
-    n = len(labels)
-    f = features - features.mean(axis=0)
-    lw = LedoitWolf(assume_centered=False, store_precision=False).fit(f)
-    means, counts = _class_means_term(f, labels)
-    return _trace_pinv_between(lw.covariance_, means, counts, (1.0 - lw.shrinkage_) / (n - 1))
+def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None, *,
+                     stats: FeatureStats | None = None) -> float:
+    stats = stats or FeatureStats(features)
+    n = stats.n
+    s = stats.ledoit_wolf_shrinkage
+    w, v = stats.cov_eigh
+    mu = np.sum(w) * (n - 1) / n / stats.d  # trace of the ddof=0 covariance / D
+    w_lw = (1.0 - s) * w * ((n - 1) / n) + s * mu  # eigenvalues of (1 - s) S_emp + s mu I
+    means, counts = _between_class(stats, labels)
+    return _trace_pinv_between(w_lw, v, means, counts, (1.0 - s) / (n - 1))

@@ -10,29 +10,24 @@ fixed-point iteration then runs for all classes at once on vectors of length ran
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from ._registry import METRICS
+from ._stats import FeatureStats
 from ._validate import one_hot
 
 _EPS = 1e-5  # the reference's guard in the alpha/beta updates
 
 
-def _spectrum(f: np.ndarray, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sigma [k], X [k, C]): squared singular values of f (s > 1e-10) and U^T y for each one-hot column."""
-    n, d = f.shape
-    if n > d:
-        gram = f.T @ f
-        sigma, v = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
-        keep = sigma > 1e-20  # s > 1e-10, as in the reference
-        sigma, v = sigma[keep], v[:, keep]
-        x = (v.T @ (f.T @ y1)) / np.sqrt(sigma)[:, None]  # U^T Y with U = F V / s, without forming U
-    else:
-        gram = f @ f.T
-        sigma, u = scipy.linalg.eigh(gram, overwrite_a=True, check_finite=False, driver="evd")
-        keep = sigma > 1e-20
-        sigma, u = sigma[keep], u[:, keep]
-        x = u.T @ y1
+def _spectrum(stats: FeatureStats, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (sigma [k], X [k, C]): squared singular values of F (s > 1e-10, as in the reference) and U^T y for
+    each one-hot column, from the eigendecomposition of the smaller Gram matrix."""
+    sigma, vecs = stats.gram_eigh
+    keep = sigma > 1e-20
+    sigma, vecs = sigma[keep], vecs[:, keep]
+    if stats.n > stats.d:  # vecs = V; U^T Y = V^T F^T Y / s without forming U = F V / s
+        x = (vecs.T @ (stats.f.T @ y1)) / np.sqrt(sigma)[:, None]
+    else:  # vecs = U
+        x = vecs.T @ y1
     return sigma, x
 
 
@@ -52,6 +47,7 @@ def logme(
     max_iter: int = 11,
     tol: float = 1e-3,
     full_rank_evidence: bool = True,
+    stats: FeatureStats | None = None,
 ) -> float:
     """LogME score (higher is better), mean over classes of the log evidence per example.
 
@@ -60,11 +56,11 @@ def logme(
     k < D (always when N <= D); we include it by default, which is the exact evidence of the D-dimensional model.
     Pass ``False`` to reproduce the reference's figure.
     """
-    f = features
-    n, d = f.shape
+    stats = stats or FeatureStats(features)
+    n, d = stats.n, stats.d
     c = int(labels.max()) + 1
     y1 = one_hot(labels, c)
-    sigma, x = _spectrum(f, y1)
+    sigma, x = _spectrum(stats, y1)
     k = len(sigma)
     sig = sigma[:, None]
     x2 = x * x  # [k, C]

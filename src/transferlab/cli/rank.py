@@ -1,0 +1,92 @@
+"""``transferlab rank`` and ``transferlab metrics list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+metrics_app = typer.Typer(help="Transferability metrics.", no_args_is_help=True)
+
+
+def rank_cmd(
+    data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, a .csv/.jsonl/.npz file."),
+    zoo: str = typer.Option(None, "--zoo", "-z", help="Zoo: builtin:vision, builtin:text, a YAML file or "
+                            "comma-separated model references. Default: builtin:text for text, else builtin:vision."),
+    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all)."),
+    image_size: int = typer.Option(None, "--image-size", help="Input resolution for image models (default: each "
+                                   "model's native size). Smaller is faster."),
+    limit: int = typer.Option(None, "--limit", help="Use a class-stratified sample of this many examples."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/rank-DATASET)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Batch size for feature extraction."),
+    threads: int = typer.Option(None, "--threads", help="Limit CPU threads (torch and BLAS)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache directory (default: $TRANSFERLAB_CACHE, "
+                                   "else the user cache directory)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on unreadable images instead of skipping them."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
+) -> None:
+    """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
+    from rich.console import Console
+
+    from ..data import load_dataset
+    from ..rank import rank
+
+    console = Console()
+    for name, v in (("--image-size", image_size), ("--limit", limit), ("--batch-size", batch_size),
+                    ("--threads", threads)):
+        if v is not None and v <= 0:
+            raise typer.BadParameter(f"{name} must be positive, got {v}")
+    ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
+    zoo = zoo or ("builtin:text" if ds.modality == "text" else "builtin:vision")
+    result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
+                  cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet)
+    out_dir = out or Path("runs") / f"rank-{ds.name}"
+    paths = result.save(out_dir)
+    if not quiet:
+        console.print(_table(result))
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        t = result.timings
+        console.print(f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
+                      f"{t['metrics_seconds']:.1f} s)", highlight=False)
+    console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
+
+
+def _table(result):  # noqa: ANN001, ANN202
+    from rich.table import Table
+
+    t = Table(title=f"{result.dataset['name']}: {result.dataset['size']} examples, {result.dataset['num_classes']} "
+                    f"classes — higher is better", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("model")
+    t.add_column("consensus", justify="right")
+    for m in result.metrics:
+        t.add_column(m, justify="right")
+    for m in result.models:
+        base = " [dim](baseline)[/]" if m.metadata.get("baseline") else ""
+        cells = []
+        for k in result.metrics:
+            v = m.scores.get(k)
+            cells.append("[dim]n/a[/]" if v is None else (f"[bold]{v:.4g}[/]" if m.ranks.get(k) == 1 else f"{v:.4g}"))
+        t.add_row(str(m.consensus_rank), m.name + base,
+                  "" if m.consensus_score is None else f"{1 - m.consensus_score:.2f}", *cells)
+    return t
+
+
+@metrics_app.command("list")
+def metrics_list() -> None:
+    """List the registered transferability metrics."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..rank import list_metrics, metric_info
+
+    t = Table("metric", "needs", "what it measures", "checked against")
+    for m in list_metrics():
+        info = metric_info(m)
+        t.add_row(m, info.get("needs", ""), escape(info.get("summary", "")), escape(info.get("reference", "")))
+    Console().print(t)

@@ -1,0 +1,212 @@
+"""``rank``: score every model of a zoo on a dataset with every metric."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data import Dataset, check_rankable, load_dataset
+from ..errors import MetricError, TransferlabError
+from ._consensus import consensus, metric_ranks
+from ._result import ModelScores, RankResult
+from ._score import list_metrics, needs_source_probs, score_prepared
+from ._stats import FeatureStats
+from ._validate import as_features, as_labels, as_source_probs
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int | None) -> Iterator[None]:
+    """Limit torch and BLAS/OpenMP threads (threadpoolctl) for the duration."""
+    if not threads:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:
+    """Identity of one metric computation on cached features (metric, options, labels, library version)."""
+    from .._version import __version__
+
+    blob = json.dumps({"metric": metric, "options": options, "labels": labels_digest, "version": __version__},
+                      sort_keys=True, default=str)
+    return f"{metric}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _resolve_metrics(metrics: Sequence[str] | str | None) -> list[str]:
+    known = list_metrics()
+    if metrics is None:
+        return known
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise MetricError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    if not metrics:
+        raise MetricError(f"no metric given; known: {', '.join(known)}")
+    return list(dict.fromkeys(metrics))
+
+
+def rank(
+    dataset: Dataset | str | Path,
+    zoo: Any,
+    metrics: Sequence[str] | str | None = None,
+    *,
+    image_size: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    threads: int | None = None,
+    progress: bool = False,
+    metric_options: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+) -> RankResult:
+    """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
+
+    ``dataset``: a :class:`~transferlab.data.Dataset` or a reference (its train split is used). ``zoo``: a
+    :class:`~transferlab.zoo.Zoo`, a zoo reference (``builtin:vision``, a YAML file) or a list of model references.
+    ``metrics``: names (default: all registered). ``limit``: a class-stratified sample of that many examples.
+    Features are cached (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user cache directory).
+    """
+    from ..zoo import FeatureCache, Zoo, ZooModel, extract_features, load_zoo, resolve_model
+
+    t_total = time.perf_counter()
+    ds = load_dataset(dataset) if not isinstance(dataset, Dataset) else dataset
+    if limit:
+        ds = ds.stratified_sample(limit, seed=seed)
+    check_rankable(ds)
+    if isinstance(zoo, Zoo):
+        z = zoo
+    elif isinstance(zoo, (list, tuple)):
+        z = Zoo(name="custom", models=[ZooModel(ref=r) for r in zoo])
+    else:
+        z = load_zoo(zoo)
+    names = _resolve_metrics(metrics)
+    opts = metric_options or {}
+    backbones = [resolve_model(m.ref) for m in z.models]  # resolve all first: a typo fails before any work
+    for b in backbones:
+        b.check_dataset(ds)
+    cache = FeatureCache(cache_dir) if use_cache else None
+    if cache is not None:
+        cache.check_writable()
+
+    y, _ = as_labels(ds.labels, len(ds))
+    labels_digest = hashlib.sha256(y.tobytes()).hexdigest()
+    per_model: list[dict[str, Any]] = []
+    table: dict[str, list[float | None]] = {m: [] for m in names}
+    t_extract = t_metrics = t_forward = 0.0
+    with thread_limit(threads), _progress(progress) as bar:
+        for entry, backbone in zip(z.models, backbones, strict=True):
+            task = bar.add_task(entry.display_name, total=len(ds)) if bar is not None else None
+            t0 = time.perf_counter()
+            feats = extract_features(
+                backbone, ds, image_size=image_size, batch_size=batch_size, cache=cache,
+                progress=(lambda k, task=task: bar.advance(task, k)) if bar is not None else None,
+            )
+            t_extract += time.perf_counter() - t0
+            t_forward += feats.seconds
+            timings: dict[str, Any] = {"extract_seconds": feats.total_seconds, "forward_seconds": feats.seconds,
+                                       "cache_hit": feats.cache_hit, "metrics": {}}
+            scores: dict[str, float | None] = {}
+            cache_entry = cache.entry(feats.meta["cache_key"]) if cache is not None else None
+            known = cache_entry.read_scores() if cache_entry is not None else {}
+            fresh: dict[str, float | None] = {}
+            stats = probs = None
+            for m in names:
+                if needs_source_probs(m) and feats.source_probs is None:
+                    scores[m] = None  # not applicable: the model has no source classifier head
+                    continue
+                skey = score_key(m, opts.get(m, {}), labels_digest)
+                if skey in known:
+                    scores[m] = known[skey]
+                    continue
+                t1 = time.perf_counter()
+                try:
+                    if needs_source_probs(m):
+                        probs = probs if probs is not None else as_source_probs(feats.source_probs, len(y), m)
+                    else:
+                        stats = stats or FeatureStats(as_features(feats.features))
+                    scores[m] = fresh[skey] = score_prepared(m, stats, y, probs, opts.get(m, {}))
+                except TransferlabError as exc:
+                    raise type(exc)(f"{entry.display_name} ({entry.ref}), metric {m}: {exc}") from None
+                dt = time.perf_counter() - t1
+                timings["metrics"][m] = dt
+                t_metrics += dt
+            if cache_entry is not None and fresh:
+                cache_entry.write_scores(fresh)
+            for m in names:
+                table[m].append(scores[m])
+            meta = {**backbone.metadata(), **{k: v for k, v in entry.model_dump().items()
+                                              if k not in ("ref", "name") and v is not None}}
+            meta["feature_dim"] = int(feats.features.shape[1])
+            per_model.append({"entry": entry, "scores": scores, "timings": timings, "meta": meta})
+            if bar is not None:
+                bar.update(task, description=f"{entry.display_name} [green]done")
+
+    cscore, crank = consensus(table, len(per_model))
+    ranks = {m: metric_ranks(table[m]) for m in names}
+    models = [
+        ModelScores(model=pm["entry"].ref, name=pm["entry"].display_name, scores=pm["scores"],
+                    ranks={m: ranks[m][i] for m in names}, consensus_rank=crank[i], consensus_score=cscore[i],
+                    metadata=pm["meta"], timings=pm["timings"])
+        for i, pm in enumerate(per_model)
+    ]
+    models.sort(key=lambda m: m.consensus_rank)
+    total = time.perf_counter() - t_total
+    result = RankResult(
+        dataset=ds.info() | {"limit": limit},
+        zoo=z.name,
+        metrics=names,
+        models=models,
+        timings={"total_seconds": total, "extraction_seconds": t_extract, "forward_seconds": t_forward,
+                 "metrics_seconds": t_metrics, "overhead_seconds": max(0.0, total - t_forward)},
+        options={"image_size": image_size, "batch_size": batch_size, "threads": threads, "seed": seed,
+                 "cache_dir": str(cache.root) if cache is not None else None},
+    )
+    result.notes.extend(_baseline_notes(result))
+    return result
+
+
+def _baseline_notes(result: RankResult) -> list[str]:
+    """Say plainly when a pretrained model fails to beat a baseline (pixels / random init) on consensus."""
+    baselines = [m for m in result.models if m.metadata.get("baseline")]
+    if not baselines:
+        return []
+    best_base = min(baselines, key=lambda m: m.consensus_rank)
+    losers = [m for m in result.models if not m.metadata.get("baseline") and m.consensus_rank > best_base.consensus_rank]
+    if not losers:
+        return [f"Every pretrained model ranks ahead of the baselines (best baseline: {best_base.name}, "
+                f"consensus rank {best_base.consensus_rank})."]
+    return [f"{m.name} ranks behind the baseline {best_base.name} (consensus {m.consensus_rank} vs "
+            f"{best_base.consensus_rank}): its pretrained features do not help this dataset more than "
+            f"{'raw inputs' if 'pixel' in best_base.model or 'tfidf' in best_base.model else 'random weights'}."
+            for m in losers]
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=False) as bar:
+        yield bar

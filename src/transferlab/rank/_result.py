@@ -1,0 +1,79 @@
+"""RankResult: per-model scores, per-metric ranks, consensus rank, timings; JSON/CSV/table writers."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import write_json_atomic, write_text_atomic
+from .._version import __version__
+
+
+@dataclass
+class ModelScores:
+    model: str
+    name: str
+    scores: dict[str, float | None]
+    ranks: dict[str, int | None]
+    consensus_rank: int
+    consensus_score: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RankResult:
+    dataset: dict[str, Any]
+    zoo: str
+    metrics: list[str]
+    models: list[ModelScores]  # sorted by consensus rank
+    timings: dict[str, float]
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def best(self) -> ModelScores:
+        return self.models[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transferlab_version": __version__,
+            "dataset": self.dataset,
+            "zoo": self.zoo,
+            "metrics": list(self.metrics),
+            "models": [asdict(m) for m in self.models],
+            "timings": dict(self.timings),
+            "options": dict(self.options),
+            "notes": list(self.notes),
+        }
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["consensus_rank", "model", "name", "consensus_score", *self.metrics,
+                    *(f"rank_{m}" for m in self.metrics), "extract_seconds", "cache_hit"])
+        for m in self.models:
+            w.writerow([m.consensus_rank, m.model, m.name, _fmt(m.consensus_score),
+                        *(_fmt(m.scores.get(k)) for k in self.metrics),
+                        *("" if m.ranks.get(k) is None else m.ranks[k] for k in self.metrics),
+                        _fmt(m.timings.get("extract_seconds")), m.timings.get("cache_hit")])
+        return buf.getvalue()
+
+    def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
+        """Write ranking.json, ranking.csv and (by default) report.html into ``out_dir``; returns the paths."""
+        out = Path(out_dir)
+        paths = {"json": out / "ranking.json", "csv": out / "ranking.csv"}
+        write_json_atomic(paths["json"], self.to_dict())
+        write_text_atomic(paths["csv"], self.to_csv())
+        if html:
+            from ..report import rank_report_html
+
+            paths["html"] = out / "report.html"
+            write_text_atomic(paths["html"], rank_report_html(self))
+        return paths
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))

@@ -1,0 +1,109 @@
+"""HTML report of a ranking: table, consensus bar chart, metric x model heat-map, timings."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+
+from ._html import esc, figure_png, fmt, page, table
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _consensus_chart(result: Any) -> str:
+    plt = _plt()
+    models = result.models
+    names = [m.name for m in models][::-1]
+    vals = [1.0 - (m.consensus_score if m.consensus_score is not None else 1.0) for m in models][::-1]
+    colors = ["#9e9e9e" if m.metadata.get("baseline") else "#1e88e5" for m in models][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(models) + 1.2))
+    ax.barh(names, vals, color=colors)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("consensus (1 = first on every metric, 0 = last); grey = baseline")
+    for i, v in enumerate(vals):
+        ax.text(min(v + 0.01, 0.93), i, f"{v:.2f}", va="center", fontsize=8)
+    return figure_png(fig, "consensus ranking")
+
+
+def _heatmap(result: Any) -> str:
+    plt = _plt()
+    models, metrics = result.models, result.metrics
+    pos = np.full((len(models), len(metrics)), np.nan)
+    for i, m in enumerate(models):
+        for j, k in enumerate(metrics):
+            r = m.ranks.get(k)
+            n = sum(mm.ranks.get(k) is not None for mm in models)
+            if r is not None:
+                pos[i, j] = 1.0 if n <= 1 else 1.0 - (r - 1) / (n - 1)
+    fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3, 0.5 * len(models) + 1.5))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#eeeeee")
+    ax.imshow(np.ma.masked_invalid(pos), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(metrics)), metrics, rotation=35, ha="right")
+    ax.set_yticks(range(len(models)), [m.name for m in models])
+    for i, m in enumerate(models):
+        for j, k in enumerate(metrics):
+            v = m.scores.get(k)
+            txt = "n/a" if v is None else f"{v:.3g}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                    color="white" if np.isnan(pos[i, j]) or pos[i, j] < 0.6 else "black")
+    ax.set_title("score per metric (colour: rank within the metric, yellow = best)", fontsize=9)
+    return figure_png(fig, "metric by model heat-map")
+
+
+def _timings_chart(result: Any) -> str:
+    plt = _plt()
+    models = result.models
+    names = [m.name for m in models][::-1]
+    fwd = [m.timings.get("forward_seconds", 0.0) for m in models][::-1]
+    io_ = [max(0.0, m.timings.get("extract_seconds", 0.0) - m.timings.get("forward_seconds", 0.0))
+           for m in models][::-1]
+    met = [sum(m.timings.get("metrics", {}).values()) for m in models][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(models) + 1.2))
+    ax.barh(names, fwd, label="forward passes", color="#43a047")
+    ax.barh(names, io_, left=fwd, label="cache / data I/O", color="#fdd835")
+    ax.barh(names, met, left=np.add(fwd, io_), label="metrics", color="#e53935")
+    ax.set_xlabel("seconds")
+    ax.legend(fontsize=8, loc="lower right")
+    return figure_png(fig, "timings")
+
+
+def rank_report_html(result: Any) -> str:
+    ds = result.dataset
+    head = (f"<h1>transferlab rank: {esc(ds.get('name'))}</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
+            f"{ds.get('size')} examples, {ds.get('num_classes')} classes ({esc(ds.get('split'))} split"
+            f"{', stratified sample' if ds.get('limit') else ''}) · image size "
+            f"{esc(result.options.get('image_size') or 'native')} · fingerprint <code>{esc(ds.get('fingerprint', '')[:12])}"
+            f"</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
+    notes = "".join(
+        f"<div class='note{' ok' if n.startswith('Every pretrained') else ''}'>{esc(n)}</div>" for n in result.notes)
+    best = result.models[0]
+    summary = (f"<p><b>Recommended starting point: {esc(best.name)}</b> (<code>{esc(best.model)}</code>), first by "
+               f"consensus over {len(result.metrics)} metrics.</p>")
+    headers = ["#", "model", "consensus", *result.metrics, "params", "dim"]
+    rows = []
+    for m in result.models:
+        rows.append([m.consensus_rank, f"{esc(m.name)}<br><span class='muted'>{esc(m.model)}</span>",
+                     fmt(None if m.consensus_score is None else 1.0 - m.consensus_score, 3),
+                     *(fmt(m.scores.get(k)) + (f" <span class='muted'>({m.ranks[k]})</span>"
+                                               if m.ranks.get(k) is not None else "") for k in result.metrics),
+                     fmt(m.metadata.get("params")), fmt(m.metadata.get("feature_dim"))])
+    t = result.timings
+    timing_rows = [[esc(k.replace("_", " ")), f"{v:.2f}"] for k, v in t.items()]
+    body = (head + summary + notes
+            + "<h2>Ranking</h2>" + table(headers, rows, left=2)
+            + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
+              "does not apply (LEEP and NCE need a source classifier head). Consensus: 1 − mean normalised rank.</p>"
+            + "<h2>Consensus</h2>" + _consensus_chart(result)
+            + "<h2>Metric × model</h2>" + _heatmap(result)
+            + "<h2>Timings</h2>" + _timings_chart(result) + table(["step", "seconds"], timing_rows))
+    return page(f"transferlab rank — {ds.get('name')}", body)

@@ -1,0 +1,350 @@
+"""Backbones: a model reference resolved to something that turns a dataset into pooled features.
+
+A backbone knows its *identity* (model reference, weights hash, preprocessing) without loading any weights, so a
+cached feature matrix can be found without touching the model; weights load lazily on the first batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    features: np.ndarray  # [B, D] float32
+    source_probs: np.ndarray | None  # [B, Cs] float32 or None
+
+
+def hash_files(paths: list[Path]) -> str:
+    """SHA-256 over the contents of weight files (sorted by name)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class Backbone:
+    """Base class. Subclasses set ``modality`` and implement ``identity`` and ``_batches``.
+
+    ``modality`` is the dataset modality the backbone accepts ("image", "text"), or "any".
+    """
+
+    ref: str = ""
+    modality: str = "any"
+    #: whether the features depend on the whole dataset (PCA baselines): then they are computed in one go
+    dataset_level: bool = False
+
+    def identity(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def preprocessing(self, image_size: int | None) -> dict[str, Any]:
+        return {}
+
+    def check_dataset(self, ds: Dataset) -> None:
+        if self.modality != "any" and ds.modality != self.modality and not (
+            self.modality == "image" and ds.modality == "image"
+        ):
+            raise ModelError(
+                f"model {self.ref!r} takes {self.modality} inputs but dataset {ds.name!r} is {ds.modality}: pick a "
+                f"{ds.modality} model (see `transferlab zoo list builtin:{'text' if ds.modality == 'text' else 'vision'}`)"
+            )
+
+    def batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int, image_size: int | None) -> Iterator[Batch]:
+        """Features for ``ds[indices]`` in batches of ``batch_size`` (in order)."""
+        return self._batches(ds, indices, batch_size=batch_size, image_size=image_size)
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts for the report (parameters, source dataset...), where known without loading."""
+        return {}
+
+
+# ----------------------------------------------------------------------------------------------------- image models
+class TorchImageBackbone(Backbone):
+    """Any torch image model: ``builder()`` returns ``(module, cfg)``; the module maps an image batch to
+    ``(pooled_features, logits_or_None)`` through ``forward_features`` callable ``encode``.
+    """
+
+    modality = "image"
+
+    def __init__(self, ref: str, builder: Callable[[], Any], *, weights_id: str, mean: tuple[float, ...],
+                 std: tuple[float, ...], native_size: int, has_head: bool, meta: dict[str, Any] | None = None,
+                 interpolation: str = "bilinear") -> None:
+        self.ref = ref
+        self._builder = builder
+        self._weights_id = weights_id
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.native_size = native_size
+        self.has_head = has_head
+        self.interpolation = interpolation
+        self._meta = dict(meta or {})
+        self._model: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "weights": self._weights_id, "head": self.has_head}
+
+    def preprocessing(self, image_size: int | None) -> dict[str, Any]:
+        return {"size": int(image_size or self.native_size), "mean": self.mean, "std": self.std,
+                "interpolation": self.interpolation, "resize": "square", "channels": "rgb"}
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = self._builder()
+            self._model.eval()
+            if "params" not in self._meta:
+                self._meta["params"] = int(sum(p.numel() for p in self._model.parameters()))
+        return self._model
+
+    def encode(self, x: Any) -> tuple[Any, Any]:
+        """Pooled features and logits for a preprocessed batch (timm API; override for other models)."""
+        m = self.model
+        feats = m.forward_head(m.forward_features(x), pre_logits=True)
+        logits = m.get_classifier()(feats) if self.has_head else None
+        return feats, logits
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:
+        import torch
+
+        from ._images import image_batches
+
+        size = int(image_size or self.native_size)
+        _ = self.model
+        with torch.inference_mode():
+            for x in image_batches(ds, indices, batch_size=batch_size, size=size, mean=self.mean, std=self.std):
+                feats, logits = self.encode(x)
+                probs = torch.softmax(logits.double(), dim=1).float().numpy() if logits is not None else None
+                yield Batch(feats.float().numpy(), probs)
+
+
+# ------------------------------------------------------------------------------------------------------ text models
+class SentenceTransformerBackbone(Backbone):
+    modality = "text"
+
+    def __init__(self, ref: str, path_or_id: str, *, weights_id: str, meta: dict[str, Any] | None = None,
+                 max_length: int | None = None) -> None:
+        self.ref, self.path_or_id, self._weights_id = ref, path_or_id, weights_id
+        self._meta = dict(meta or {})
+        self.max_length = max_length
+        self._model: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "weights": self._weights_id, "max_length": self.max_length}
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ModelError(
+                    "st: models need the text extra: pip install 'transferlab[text]'") from exc
+            try:
+                self._model = SentenceTransformer(self.path_or_id, device="cpu")
+            except OSError as exc:
+                raise ModelError(
+                    f"cannot load sentence-transformers model {self.path_or_id!r} ({exc}); give a local directory, "
+                    "or unset HF_HUB_OFFLINE and check your network for hub ids"
+                ) from None
+            if self.max_length:
+                self._model.max_seq_length = self.max_length
+            self._meta.setdefault("params", int(sum(p.numel() for p in self._model.parameters())))
+        return self._model
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:
+        model = self._load()
+        for start in range(0, len(indices), batch_size):
+            texts = [ds.items[i] for i in indices[start:start + batch_size]]
+            emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+            yield Batch(np.asarray(emb, dtype=np.float32), None)
+
+
+class HFBackbone(Backbone):
+    """A transformers encoder, mean-pooled over non-padding tokens."""
+
+    modality = "text"
+
+    def __init__(self, ref: str, path_or_id: str, *, weights_id: str, meta: dict[str, Any] | None = None,
+                 max_length: int = 256, model_builder: Callable[[], Any] | None = None,
+                 tokenizer_path: str | None = None) -> None:
+        self.ref, self.path_or_id, self._weights_id = ref, path_or_id, weights_id
+        self.max_length = max_length
+        self._meta = dict(meta or {})
+        self._builder = model_builder
+        self._tokenizer_path = tokenizer_path or path_or_id
+        self._model: Any = None
+        self._tok: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "weights": self._weights_id, "max_length": self.max_length, "pool": "mean"}
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:
+            raise ModelError("hf: models need the text extra: pip install 'transferlab[text]'") from exc
+        try:
+            self._tok = AutoTokenizer.from_pretrained(self._tokenizer_path)
+            self._model = self._builder() if self._builder else AutoModel.from_pretrained(self.path_or_id)
+        except OSError as exc:
+            raise ModelError(
+                f"cannot load transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give a local "
+                "directory, or unset HF_HUB_OFFLINE and check your network for hub ids"
+            ) from None
+        self._model.eval()
+        self._meta.setdefault("params", int(sum(p.numel() for p in self._model.parameters())))
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:
+        import torch
+
+        self._load()
+        with torch.inference_mode():
+            for start in range(0, len(indices), batch_size):
+                texts = [ds.items[i] for i in indices[start:start + batch_size]]
+                enc = self._tok(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+                hidden = self._model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+                yield Batch(pooled.float().numpy(), None)
+
+
+class OnnxBackbone(Backbone):
+    """An ONNX text encoder taking ``input_ids``/``attention_mask``; features are a 2-D output or the mean-pooled
+    3-D one (``output_name`` picks which)."""
+
+    modality = "text"
+
+    def __init__(self, ref: str, path: Path, tokenizer_file: Path, *, weights_id: str, output_name: str | None = None,
+                 max_length: int = 256, meta: dict[str, Any] | None = None) -> None:
+        self.ref, self.path, self.tokenizer_file = ref, Path(path), Path(tokenizer_file)
+        self._weights_id, self.output_name, self.max_length = weights_id, output_name, max_length
+        self._meta = dict(meta or {})
+        self._sess: Any = None
+        self._tok: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "weights": self._weights_id, "output": self.output_name,
+                "max_length": self.max_length}
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    def _load(self) -> None:
+        if self._sess is not None:
+            return
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelError("onnx: models need the text extra: pip install 'transferlab[text]'") from exc
+        opts = ort.SessionOptions()
+        import torch
+
+        opts.intra_op_num_threads = torch.get_num_threads()
+        try:
+            self._sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load ONNX model {str(self.path)!r}: {exc}") from None
+        self._tok = Tokenizer.from_file(str(self.tokenizer_file))
+        self._tok.enable_truncation(self.max_length)
+        self._tok.enable_padding(pad_id=self._tok.token_to_id("[PAD]") or 0)
+        names = [i.name for i in self._sess.get_inputs()]
+        missing = {"input_ids", "attention_mask"} - set(names)
+        if missing:
+            raise ModelError(f"ONNX model {self.path.name} lacks input(s) {sorted(missing)} (has {names}); "
+                             "transferlab feeds input_ids and attention_mask")
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:
+        self._load()
+        wanted = {i.name for i in self._sess.get_inputs()}
+        for start in range(0, len(indices), batch_size):
+            enc = self._tok.encode_batch([ds.items[i] for i in indices[start:start + batch_size]])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in wanted:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            out = self._sess.run([self.output_name] if self.output_name else None, feeds)[0]
+            if out.ndim == 3:
+                m = mask[..., None].astype(out.dtype)
+                out = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            yield Batch(np.asarray(out, dtype=np.float32), None)
+
+
+# --------------------------------------------------------------------------------------------------------- baselines
+class RawInputBackbone(Backbone):
+    """Baseline: the raw inputs themselves, PCA-reduced (images, arrays) or TF-IDF + truncated SVD (text).
+
+    Fitted on the dataset being scored (unsupervised), so it is computed for the whole dataset at once.
+    """
+
+    dataset_level = True
+
+    def __init__(self, ref: str, modality: str, n_components: int = 128, seed: int = 0) -> None:
+        self.ref, self.modality, self.n_components, self.seed = ref, modality, n_components, seed
+
+    def identity(self) -> dict[str, Any]:
+        return {"ref": self.ref, "n_components": self.n_components, "seed": self.seed, "version": 1}
+
+    def check_dataset(self, ds: Dataset) -> None:
+        if self.modality == "text" and ds.modality != "text":
+            raise ModelError(f"{self.ref} is the text baseline; use builtin:pixels for {ds.modality} data")
+        if self.modality != "text" and ds.modality == "text":
+            raise ModelError(f"{self.ref} is the image/array baseline; use builtin:tfidf for text data")
+
+    def metadata(self) -> dict[str, Any]:
+        return {"params": 0, "source_dataset": "none (raw inputs)", "baseline": True}
+
+    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                 image_size: int | None) -> Iterator[Batch]:
+        from sklearn.decomposition import PCA, TruncatedSVD
+
+        if ds.modality == "text":
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            x = TfidfVectorizer(sublinear_tf=True, min_df=2 if len(indices) > 50 else 1).fit_transform(
+                [ds.items[i] for i in indices])
+            k = max(1, min(self.n_components, x.shape[1] - 1, len(indices) - 1))
+            z = TruncatedSVD(n_components=k, random_state=self.seed).fit_transform(x)
+        else:
+            from ._images import raw_pixels
+
+            x = raw_pixels(ds, indices)
+            k = max(1, min(self.n_components, x.shape[1], len(indices) - 1))
+            z = PCA(n_components=k, random_state=self.seed).fit_transform(x)
+        z = z.astype(np.float32)
+        for start in range(0, len(indices), batch_size):
+            yield Batch(z[start:start + batch_size], None)

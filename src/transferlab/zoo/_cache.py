@@ -1,0 +1,131 @@
+"""Content-addressed, chunked, atomic on-disk feature cache.
+
+Key = SHA-256 of (backbone identity: model reference + weights hash, preprocessing, dataset fingerprint, format
+version). Features are written in chunks, each atomically (temporary file + rename), so a killed run resumes at the
+first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_open, write_json_atomic
+from ..errors import CacheError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$TRANSFERLAB_CACHE``, else the platform's user cache directory."""
+    env = os.environ.get("TRANSFERLAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("transferlab"))
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _cache_error(exc: OSError, where: Path) -> CacheError:
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
+    return CacheError(
+        f"cannot write the feature cache at {str(where)!r} ({why}); free space, or point --cache-dir (or "
+        "$TRANSFERLAB_CACHE) at a writable directory, or pass --no-cache"
+    )
+
+
+class FeatureCache:
+    """One cache entry per (model, preprocessing, dataset): ``root/features/<key[:2]>/<key>/``."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+
+    def entry(self, key: str) -> CacheEntry:
+        return CacheEntry(self.root / "features" / key[:2] / key, key)
+
+    def check_writable(self) -> None:
+        """Fail early, before any model runs, if the cache cannot be written."""
+        probe_dir = self.root / "features"
+        try:
+            probe_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_open(probe_dir / ".write-test", "wb") as fh:
+                fh.write(b"ok")
+            os.unlink(probe_dir / ".write-test")
+        except OSError as exc:
+            raise _cache_error(exc, self.root) from None
+
+
+class CacheEntry:
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.key = path, key
+
+    def _chunk(self, i: int) -> Path:
+        return self.path / f"chunk-{i:06d}.npz"
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "done.json").is_file()
+
+    def read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        p = self._chunk(i)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                f = z["features"]
+                probs = z["source_probs"] if "source_probs" in z.files else None
+            return f, probs
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # a foreign or damaged file: recompute it
+            log.warning("ignoring unreadable cache chunk %s (%s)", p, exc)
+            return None
+
+    def write_chunk(self, i: int, features: np.ndarray, probs: np.ndarray | None) -> None:
+        arrays = {"features": features} if probs is None else {"features": features, "source_probs": probs}
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with atomic_open(self._chunk(i), "wb") as fh:
+                np.savez(fh, **arrays)
+        except OSError as exc:
+            raise _cache_error(exc, self.path) from None
+
+    def mark_done(self, meta: dict[str, Any]) -> None:
+        try:
+            write_json_atomic(self.path / "done.json", meta)
+        except OSError as exc:
+            raise _cache_error(exc, self.path) from None
+
+    def read_scores(self) -> dict[str, float | None]:
+        """Metric scores computed earlier on these features (``score key -> value``)."""
+        p = self.path / "scores.json"
+        if not p.is_file():
+            return {}
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write_scores(self, scores: dict[str, float | None]) -> None:
+        try:
+            write_json_atomic(self.path / "scores.json", {**self.read_scores(), **scores})
+        except OSError as exc:
+            raise _cache_error(exc, self.path) from None
+
+    def clear(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

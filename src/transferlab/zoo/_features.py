@@ -1,0 +1,97 @@
+"""Batched feature extraction with a resumable on-disk cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import ModelError
+from ._backbone import Backbone
+from ._cache import FeatureCache, cache_key
+
+log = logging.getLogger(__name__)
+
+#: progress(advance_by_n_examples) callback type
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Features:
+    """Pooled features of one model on one dataset (float32), with source-head probabilities where the model has one."""
+
+    features: np.ndarray
+    source_probs: np.ndarray | None
+    model: str
+    cache_hit: bool = False
+    seconds: float = 0.0  # wall time of forward passes (0 on a full cache hit)
+    total_seconds: float = 0.0  # including cache I/O
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def extract_features(
+    backbone: Backbone,
+    dataset: Dataset,
+    *,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 512,
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> Features:
+    """Features of ``dataset`` under ``backbone``; read from / written to ``cache`` (``None``: no cache).
+
+    Work proceeds in chunks of ``chunk_size`` examples, each saved atomically, so an interrupted run resumes at the first
+    missing chunk. Baselines fitted on the whole dataset (PCA) are computed in one go.
+    """
+    t_start = time.perf_counter()
+    backbone.check_dataset(dataset)
+    n = len(dataset)
+    key = cache_key({"model": backbone.identity(), "preprocessing": backbone.preprocessing(image_size),
+                     "dataset": dataset.fingerprint, "n": n})
+    entry = cache.entry(key) if cache is not None else None
+    step = n if backbone.dataset_level else max(1, chunk_size)
+    starts = list(range(0, n, step))
+    feats: list[np.ndarray] = []
+    probs: list[np.ndarray | None] = []
+    forward = 0.0
+    computed = 0
+    for ci, start in enumerate(starts):
+        idx = np.arange(start, min(start + step, n))
+        hit = entry.read_chunk(ci) if entry is not None else None
+        if hit is not None and len(hit[0]) == len(idx):
+            f, p = hit
+            if progress:
+                progress(len(idx))
+        else:
+            t0 = time.perf_counter()
+            fb, pb = [], []
+            for batch in backbone.batches(dataset, idx, batch_size=batch_size, image_size=image_size):
+                fb.append(batch.features)
+                pb.append(batch.source_probs)
+                if progress:
+                    progress(len(batch.features))
+            forward += time.perf_counter() - t0
+            f = np.concatenate(fb).astype(np.float32, copy=False)
+            p = None if any(b is None for b in pb) else np.concatenate(pb).astype(np.float32, copy=False)
+            if len(f) != len(idx):
+                raise ModelError(f"{backbone.ref} returned {len(f)} feature rows for {len(idx)} inputs")
+            if entry is not None:
+                entry.write_chunk(ci, f, p)
+            computed += 1
+        feats.append(f)
+        probs.append(p)
+    features = np.concatenate(feats)
+    source_probs = None if any(p is None for p in probs) else np.concatenate(probs)
+    if entry is not None and computed:
+        entry.mark_done({"model": backbone.ref, "dataset": dataset.name, "n": n, "dim": int(features.shape[1]),
+                         "identity": backbone.identity(), "preprocessing": backbone.preprocessing(image_size)})
+    return Features(features, source_probs, backbone.ref, cache_hit=computed == 0, seconds=forward,
+                    total_seconds=time.perf_counter() - t_start,
+                    meta={"cache_key": key, "dim": int(features.shape[1]), "chunks": len(starts),
+                          "chunks_computed": computed})

@@ -1,0 +1,77 @@
+"""Image loading and preprocessing: uint8 arrays or files -> normalised float batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import DataError
+
+
+def _to_nhwc(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3:  # [B, H, W] grey
+        arr = arr[..., None]
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return arr
+
+
+def _load_files(paths: list) -> np.ndarray:
+    from PIL import Image
+
+    out = []
+    size = None
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if size is None:
+                    size = im.size
+                if im.size != size:  # batch must be one shape before the tensor resize
+                    im = im.resize(size, Image.BILINEAR)
+                out.append(np.asarray(im, dtype=np.uint8))
+        except OSError as exc:
+            raise DataError(f"cannot decode image {str(p)!r} ({exc}); remove or fix it") from None
+    return np.stack(out)
+
+
+def image_batches(ds: Dataset, indices: np.ndarray, *, batch_size: int, size: int, mean: tuple[float, ...],
+                  std: tuple[float, ...]) -> Iterator[object]:
+    """Yield float tensors [B, 3, size, size]: RGB, resized (bilinear, antialiased), normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        if isinstance(ds.items, np.ndarray):
+            arr = _to_nhwc(ds.items[idx])
+        else:
+            arr = _to_nhwc(_load_files([ds.items[i] for i in idx]))
+        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=bool(x.shape[-1] > size or x.shape[-2] > size))
+        yield ((x - m) / s).contiguous(memory_format=torch.channels_last)
+
+
+def raw_pixels(ds: Dataset, indices: np.ndarray, max_side: int = 64) -> np.ndarray:
+    """Flattened float pixels in [0, 1] (images larger than ``max_side`` are downsized first)."""
+    if ds.modality == "array":
+        return np.asarray(ds.items[indices], dtype=np.float64).reshape(len(indices), -1)
+    if isinstance(ds.items, np.ndarray):
+        arr = ds.items[indices]
+    else:
+        arr = _to_nhwc(_load_files([ds.items[i] for i in indices]))
+    if max(arr.shape[1:3]) > max_side:
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(_to_nhwc(arr))).permute(0, 3, 1, 2).float()
+        arr = F.interpolate(x, size=(max_side, max_side), mode="bilinear", antialias=True).numpy()
+    return np.asarray(arr, dtype=np.float64).reshape(len(indices), -1) / 255.0
