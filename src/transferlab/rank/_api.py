@@ -24,20 +24,20 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def thread_limit(threads: int | None) -> Iterator[None]:
-    """Limit torch and BLAS/OpenMP threads (threadpoolctl) for the duration."""
+    """Limit torch intra-op threads and BLAS/OpenMP threads (threadpoolctl) for the duration.
+
+    torch is configured only once it is imported (a fully cached run never imports it): backbones call
+    :func:`transferlab.zoo.apply_thread_limit` before their first forward pass.
+    """
     if not threads:
         yield
         return
-    import torch
     from threadpoolctl import threadpool_limits
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(old)
+    from ..zoo._backbone import torch_threads
+
+    with torch_threads(threads), threadpool_limits(limits=threads):
+        yield
 
 
 def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:

@@ -6,8 +6,10 @@ cached feature matrix can be found without touching the model; weights load lazi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,34 @@ from ..data import Dataset
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
+
+
+_TORCH_THREADS: list[int] = []  # stack of requested torch thread limits
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Request ``n`` torch threads for the duration; applied now if torch is loaded, else on first use."""
+    _TORCH_THREADS.append(n)
+    old = None
+    if "torch" in sys.modules:
+        old = sys.modules["torch"].get_num_threads()
+        sys.modules["torch"].set_num_threads(n)
+    try:
+        yield
+    finally:
+        _TORCH_THREADS.pop()
+        if old is not None:
+            sys.modules["torch"].set_num_threads(old)
+
+
+def apply_thread_limit() -> None:
+    """Apply the innermost requested torch thread limit (call after importing torch, before computing)."""
+    if _TORCH_THREADS:
+        import torch
+
+        if torch.get_num_threads() != _TORCH_THREADS[-1]:
+            torch.set_num_threads(_TORCH_THREADS[-1])
 
 
 @dataclass
@@ -66,6 +96,7 @@ class Backbone:
 
     def batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int, image_size: int | None) -> Iterator[Batch]:
         """Features for ``ds[indices]`` in batches of ``batch_size`` (in order)."""
+        apply_thread_limit()
         return self._batches(ds, indices, batch_size=batch_size, image_size=image_size)
 
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,

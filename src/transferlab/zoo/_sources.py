@@ -194,9 +194,9 @@ def _lite(variant: int, random_init: bool = False) -> Callable[[str], Backbone]:
 
 
 def _timm_version() -> str:
-    import timm
+    import importlib.metadata
 
-    return timm.__version__
+    return importlib.metadata.version("timm")
 
 
 for _v in (0, 1, 2):
@@ -256,9 +256,10 @@ def _random_minilm(ref: str) -> Backbone:
             torch.manual_seed(0)
             return AutoModel.from_config(AutoConfig.from_pretrained(str(d)))
 
-    import transformers
+    import importlib.metadata
 
-    return HFBackbone(ref, str(d), weights_id=f"random-init:seed0:transformers-{transformers.__version__}",
+    return HFBackbone(ref, str(d),
+                      weights_id=f"random-init:seed0:transformers-{importlib.metadata.version('transformers')}",
                       model_builder=build, meta={"params": 22_713_216, "source_dataset": "none (random init)",
                                                  "baseline": True})
 
