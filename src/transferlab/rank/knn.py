@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import MetricError
 from ._registry import METRICS
 
 
@@ -15,6 +16,11 @@ def _folds(labels: np.ndarray, cv: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
     smallest = int(np.bincount(labels).min())
+    if smallest < 2:
+        raise MetricError(
+            "cross-validated metrics (knn, linear_probe) need at least 2 examples per class; a class has 1: add "
+            "examples or remove that class"
+        )
     return StratifiedKFold(n_splits=max(2, min(cv, smallest)), shuffle=True, random_state=seed)
 
 

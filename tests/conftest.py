@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny datasets on disk, a tiny timm model with local weights, an isolated feature cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own feature cache: nothing leaks into the user's cache directory."""
+    d = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(d))
+    return d
+
+
+def make_blobs(n_per_class: int = 20, n_classes: int = 3, dim: int = 8, sep: float = 3.0,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    means = rng.standard_normal((n_classes, dim)) * sep
+    return means[y] + rng.standard_normal((len(y), dim)), y
+
+
+def write_image_folder(root: Path, n_per_class: int = 6, classes: tuple[str, ...] = ("cat", "dog", "owl"),
+                       size: int = 20) -> Path:
+    """One sub-folder per class; each class has its own colour so images are separable."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            arr[..., ci % 3] += 150
+            Image.fromarray(arr).save(root / c / f"{c}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "imgs")
+
+
+@pytest.fixture(scope="session")
+def tiny_timm_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """timm's ``test_efficientnet`` (356k parameters), random weights saved as safetensors."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False)
+    path = tmp_path_factory.mktemp("tiny") / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture
+def tiny_model_ref(tiny_timm_weights: Path) -> str:
+    return f"timm:test_efficientnet@{tiny_timm_weights}"

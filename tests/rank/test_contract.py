@@ -1,0 +1,91 @@
+"""Contract tests: every registered metric, enrolled automatically."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_blobs
+from transferlab.errors import MetricError, TransferlabError
+from transferlab.rank import list_metrics, metric_info, score
+
+METRICS = list_metrics()
+FEATURE_METRICS = [m for m in METRICS if metric_info(m)["needs"] == "features"]
+PROB_METRICS = [m for m in METRICS if metric_info(m)["needs"] == "source_probs"]
+
+
+def _probs(y, n_source=6, informative=True, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((len(y), n_source))
+    if informative:
+        logits[np.arange(len(y)), y % n_source] += 4.0
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_expected_metrics_are_registered():
+    assert {"logme", "leep", "nce", "hscore", "hscore_shrinkage", "knn", "linear_probe"} <= set(METRICS)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_metadata(name):
+    info = metric_info(name)
+    assert info["needs"] in ("features", "source_probs")
+    assert info["higher_is_better"] is True
+    assert info["paper"] and info["reference"] and info["summary"]
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_more_transferable_scores_higher(name):
+    """Well-separated classes (or an informative source head) must beat noise."""
+    good_f, y = make_blobs(30, 4, 16, sep=4.0, seed=1)
+    bad_f = np.random.default_rng(2).standard_normal(good_f.shape)
+    good = score(name, good_f, y, _probs(y, informative=True))
+    bad = score(name, bad_f, y, _probs(y, informative=False))
+    assert np.isfinite(good) and np.isfinite(bad)
+    assert good > bad
+
+
+@pytest.mark.parametrize("name", FEATURE_METRICS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_rejected(name, bad):
+    f, y = make_blobs()
+    f[3, 2] = bad
+    with pytest.raises(MetricError, match=r"non-finite value\(s\) \(NaN/inf\) in 1 row\(s\), first row 3"):
+        score(name, f, y)
+
+
+@pytest.mark.parametrize("name", ["knn", "linear_probe"])
+def test_cross_validated_metrics_need_two_examples_per_class(name):
+    f, y = make_blobs(5, 3)
+    y = y.copy()
+    y[-1] = 3  # class 3 has a single example
+    with pytest.raises(MetricError, match="at least 2 examples per class"):
+        score(name, f, y)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_single_class_is_rejected(name):
+    f = np.random.default_rng(0).standard_normal((10, 3))
+    y = np.zeros(10, dtype=int)
+    with pytest.raises(MetricError, match="single class"):
+        score(name, f, y, _probs(y))
+
+
+def test_source_prob_metrics_need_probabilities():
+    f, y = make_blobs()
+    for name in PROB_METRICS:
+        with pytest.raises(MetricError, match="source classifier head"):
+            score(name, f, y, None)
+        with pytest.raises(MetricError, match="sum to 1"):
+            score(name, f, y, np.ones((len(y), 4)))
+
+
+def test_unknown_metric_lists_known():
+    with pytest.raises(TransferlabError, match="unknown metric 'logmee'; known: .*logme"):
+        score("logmee", np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+
+
+def test_wrong_shapes():
+    with pytest.raises(MetricError, match="2-D"):
+        score("logme", np.zeros(10), np.zeros(10, dtype=int))
+    with pytest.raises(MetricError, match="10 feature rows but 9 labels"):
+        score("logme", np.zeros((10, 2)), np.zeros(9, dtype=int))
