@@ -57,11 +57,15 @@ class Batch:
     source_probs: np.ndarray | None  # [B, Cs] float32 or None
 
 
-def hash_files(paths: list[Path]) -> str:
-    """SHA-256 over the contents of weight files (sorted by name)."""
+def hash_files(paths: list[Path], root: Path | None = None) -> str:
+    """SHA-256 over the contents of weight files: a copy elsewhere, or under another name, hashes the same.
+
+    With ``root`` (a model directory), each file's path relative to it is part of the hash too.
+    """
     h = hashlib.sha256()
     for p in sorted(paths):
-        h.update(p.name.encode())
+        if root is not None:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
         with open(p, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)

