@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from tests.conftest import make_blobs
+
 from transferlab.errors import MetricError, TransferlabError
 from transferlab.rank import list_metrics, metric_info, score
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tests.conftest import make_blobs
+
 from transferlab.rank import list_metrics, metric_info, score
 
 FEATURE_METRICS = [m for m in list_metrics() if metric_info(m)["needs"] == "features"]

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from .._version import __version__
+from ._console import console
 
 app = typer.Typer(
     name="transferlab",
@@ -57,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except TransferlabError as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)

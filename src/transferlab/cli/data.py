@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from ._console import console
+
 app = typer.Typer(help="Datasets.", no_args_is_help=True)
 
 
@@ -19,7 +21,6 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print size, classes, class balance and content fingerprint of a dataset split."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..data import load_dataset
@@ -28,7 +29,7 @@ def info(
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
-    c = Console()
+    c = console()
     c.print(f"[bold]{d['name']}[/] ({d['split']} split, {d['modality']}): {d['size']} examples, "
             f"{d['num_classes']} classes, imbalance max/min {d['imbalance_ratio']:.2f}", highlight=False)
     c.print(f"fingerprint {d['fingerprint']}", highlight=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ._console import console
+
 metrics_app = typer.Typer(help="Transferability metrics.", no_args_is_help=True)
 
 
@@ -29,12 +31,10 @@ def rank_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
-    from rich.console import Console
-
     from ..data import load_dataset
     from ..rank import rank
 
-    console = Console()
+    out_console = console()
     for name, v in (("--image-size", image_size), ("--limit", limit), ("--batch-size", batch_size),
                     ("--threads", threads)):
         if v is not None and v <= 0:
@@ -46,13 +46,13 @@ def rank_cmd(
     out_dir = out or Path("runs") / f"rank-{ds.name}"
     paths = result.save(out_dir)
     if not quiet:
-        console.print(_table(result))
+        out_console.print(_table(result))
         for note in result.notes:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+            out_console.print(f"[yellow]note:[/] {note}", highlight=False)
         t = result.timings
-        console.print(f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
+        out_console.print(f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
                       f"{t['metrics_seconds']:.1f} s)", highlight=False)
-    console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
+    out_console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
 
 
 def _table(result):  # noqa: ANN001, ANN202
@@ -61,10 +61,10 @@ def _table(result):  # noqa: ANN001, ANN202
     t = Table(title=f"{result.dataset['name']}: {result.dataset['size']} examples, {result.dataset['num_classes']} "
                     f"classes — higher is better", title_justify="left")
     t.add_column("#", justify="right")
-    t.add_column("model")
+    t.add_column("model", overflow="fold")
     t.add_column("consensus", justify="right")
     for m in result.metrics:
-        t.add_column(m, justify="right")
+        t.add_column(m.replace("_", " "), justify="right", overflow="fold")
     for m in result.models:
         base = " [dim](baseline)[/]" if m.metadata.get("baseline") else ""
         cells = []
@@ -79,7 +79,6 @@ def _table(result):  # noqa: ANN001, ANN202
 @metrics_app.command("list")
 def metrics_list() -> None:
     """List the registered transferability metrics."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -89,4 +88,4 @@ def metrics_list() -> None:
     for m in list_metrics():
         info = metric_info(m)
         t.add_row(m, info.get("needs", ""), escape(info.get("summary", "")), escape(info.get("reference", "")))
-    Console().print(t)
+    console().print(t)

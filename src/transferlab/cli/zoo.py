@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ._console import console
+
 app = typer.Typer(help="Model zoos.", no_args_is_help=True)
 
 
@@ -13,23 +15,24 @@ def list_cmd(
                               "built-in zoos and models."),
 ) -> None:
     """Show the models of a zoo, or the built-in zoos and models."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..zoo import BUILTIN_MODELS, list_builtin_zoos, load_zoo, resolve_model
 
-    c = Console()
+    c = console()
     if zoo is None:
         c.print("built-in zoos: " + ", ".join(list_builtin_zoos()))
         t = Table("model", "modality", "what it is")
+        t.columns[0].overflow = "fold"
         for name in BUILTIN_MODELS.list():
             meta = BUILTIN_MODELS.meta(name)
             t.add_row(f"builtin:{name}", meta.get("modality", ""), meta.get("summary", ""))
         c.print(t)
         return
     z = load_zoo(zoo)
-    t = Table("name", "reference", "params", "source data", "source acc. %", title=f"zoo {z.name}: {z.description}",
-              title_justify="left")
+    t = Table(title=f"zoo {z.name}: {z.description}", title_justify="left")
+    for col in ("name", "reference", "params", "source data", "source acc. %"):
+        t.add_column(col, overflow="fold")
     for m in z.models:
         meta = {**resolve_model(m.ref).metadata(), **{k: v for k, v in m.model_dump().items() if v is not None}}
         params = meta.get("params")

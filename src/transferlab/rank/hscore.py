@@ -24,13 +24,12 @@ def _between_class(stats: FeatureStats, labels: np.ndarray) -> tuple[np.ndarray,
     return sums / counts[:, None] - stats.mean, counts
 
 
-def _trace_pinv_between(eigvals: np.ndarray, eigvecs: np.ndarray, means: np.ndarray, counts: np.ndarray,
-                        scale: float) -> float:
-    """tr(pinv(A) @ M^T diag(n) M) * scale for A = V diag(w) V^T (pinv cut-off as numpy's, relative 1e-15)."""
+def _trace_pinv_between(eigvals: np.ndarray, proj: np.ndarray, counts: np.ndarray, scale: float) -> float:
+    """tr(pinv(A) @ M^T diag(n) M) * scale for A = V diag(w) V^T, given proj = V^T M^T [D, C]
+    (pinv cut-off as numpy's: relative 1e-15)."""
     cutoff = _RCOND * np.max(np.abs(eigvals))
     inv = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=np.abs(eigvals) > cutoff)
-    proj = means @ eigvecs  # [C, D]
-    return float(scale * np.einsum("c,ck,k->", counts, proj * proj, inv))
+    return float(scale * np.einsum("c,kc,k->", counts, proj * proj, inv))
 
 
 @METRICS.register(
@@ -44,9 +43,9 @@ def _trace_pinv_between(eigvals: np.ndarray, eigvecs: np.ndarray, means: np.ndar
 def hscore(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None, *,
            stats: FeatureStats | None = None) -> float:
     stats = stats or FeatureStats(features)
-    w, v = stats.cov_eigh
+    spec = stats.cov_spectrum
     means, counts = _between_class(stats, labels)
-    return _trace_pinv_between(w, v, means, counts, 1.0 / (stats.n - 1))
+    return _trace_pinv_between(spec.w, spec.project(means.T), counts, 1.0 / (stats.n - 1))
 
 
 @METRICS.register(
@@ -62,8 +61,8 @@ def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, source_probs: np.
     stats = stats or FeatureStats(features)
     n = stats.n
     s = stats.ledoit_wolf_shrinkage
-    w, v = stats.cov_eigh
-    mu = np.sum(w) * (n - 1) / n / stats.d  # trace of the ddof=0 covariance / D
-    w_lw = (1.0 - s) * w * ((n - 1) / n) + s * mu  # eigenvalues of (1 - s) S_emp + s mu I
+    spec = stats.cov_spectrum
+    mu = np.sum(spec.w) * (n - 1) / n / stats.d  # trace of the ddof=0 covariance / D
+    w_lw = (1.0 - s) * spec.w * ((n - 1) / n) + s * mu  # eigenvalues of (1 - s) S_emp + s mu I
     means, counts = _between_class(stats, labels)
-    return _trace_pinv_between(w_lw, v, means, counts, (1.0 - s) / (n - 1))
+    return _trace_pinv_between(w_lw, spec.project(means.T), counts, (1.0 - s) / (n - 1))

@@ -21,13 +21,13 @@ _EPS = 1e-5  # the reference's guard in the alpha/beta updates
 def _spectrum(stats: FeatureStats, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (sigma [k], X [k, C]): squared singular values of F (s > 1e-10, as in the reference) and U^T y for
     each one-hot column, from the eigendecomposition of the smaller Gram matrix."""
-    sigma, vecs = stats.gram_eigh
-    keep = sigma > 1e-20
-    sigma, vecs = sigma[keep], vecs[:, keep]
-    if stats.n > stats.d:  # vecs = V; U^T Y = V^T F^T Y / s without forming U = F V / s
-        x = (vecs.T @ (stats.f.T @ y1)) / np.sqrt(sigma)[:, None]
-    else:  # vecs = U
-        x = vecs.T @ y1
+    spec = stats.gram_spectrum
+    keep = spec.w > 1e-20
+    sigma = spec.w[keep]
+    if stats.n > stats.d:  # Gram = F^T F = V S^2 V^T; U^T Y = V^T F^T Y / s without forming U = F V / s
+        x = spec.project(stats.f.T @ y1)[keep] / np.sqrt(sigma)[:, None]
+    else:  # Gram = F F^T = U S^2 U^T
+        x = spec.project(y1)[keep]
     return sigma, x
 
 

@@ -45,8 +45,7 @@ def _heatmap(result: Any) -> str:
             if r is not None:
                 pos[i, j] = 1.0 if n <= 1 else 1.0 - (r - 1) / (n - 1)
     fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3, 0.5 * len(models) + 1.5))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
     ax.imshow(np.ma.masked_invalid(pos), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(metrics)), metrics, rotation=35, ha="right")
     ax.set_yticks(range(len(models)), [m.name for m in models])
