@@ -53,7 +53,11 @@ def test_outputs_follow_the_documented_schema(digits, tiny_model_ref, tmp_path):
     assert csv[0].startswith("consensus_rank,model,name,consensus_score,logme,knn,leep")
     assert len(csv) == 3
     html = paths["html"].read_text()
-    assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "http" not in html.lower()
+    assert html.count("data:image/png;base64,") == 3
+    import re
+
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", html), "the report must be self-contained"
+    assert "<script" not in html and "<link" not in html
 
 
 def test_bad_inputs_fail_before_any_work(digits, tmp_path):

@@ -15,44 +15,67 @@ from scipy.linalg import lapack
 
 
 class SymmetricSpectrum:
-    """Eigenvalues of a symmetric matrix ``A`` and projections ``V^T B`` onto its eigenvectors, without forming V.
+    """Eigenvalues of a symmetric matrix ``A``, projections ``V^T B`` onto its eigenvectors and shifted solves
+    ``(A + t I)^{-1} B``, all without forming V.
 
-    ``A = Q T Q^T`` (Householder tridiagonalisation, LAPACK ``dsytrd``), ``T = W diag(w) W^T`` (MRRR, ``dstemr``),
-    so ``V^T B = W^T (Q^T B)``: ``Q^T B`` applies the stored reflectors (``dormqr``, as ``dormtr`` does) and the
-    ``O(n^3)`` back-transformation of a full ``eigh`` is never done. The metrics only ever need ``V^T B`` for a few
-    columns (one-hot targets, class means).
+    ``A = Q T Q^T`` (Householder tridiagonalisation, LAPACK ``dsytrd``). Eigenvalues come from ``T`` alone
+    (``dsterf``); ``Q^T B`` applies the stored reflectors (``dormqr``, as ``dormtr`` does); ``V^T B = W^T Q^T B``
+    needs the eigenvectors W of T (MRRR, ``dstemr``, computed on first use); a shifted solve is an O(n) tridiagonal
+    solve (``dptsv``) in Q's basis. The ``O(n^3)`` back-transformation of a full ``eigh`` is never done: the metrics
+    only ever need a few columns (one-hot targets, class means).
     """
 
     def __init__(self, a: np.ndarray) -> None:
         n = a.shape[0]
         self.n = n
+        self._v: np.ndarray | None = None
+        self._wt: np.ndarray | None = None
         if n < 3:  # tiny: LAPACK workspace queries are not worth it
-            self.w, v = scipy.linalg.eigh(a, check_finite=False)
-            self._v = v
+            self.w, self._v = scipy.linalg.eigh(a, check_finite=False)
             return
-        self._v = None
         lwork = int(lapack.dsytrd_lwork(n, lower=1)[0])
         c, d, e, tau, info = lapack.dsytrd(np.asarray(a, dtype=np.float64), lower=1, lwork=max(lwork, 1))
         if info != 0:  # pragma: no cover - LAPACK argument errors only
             raise np.linalg.LinAlgError(f"dsytrd failed (info={info})")
-        self._reflectors, self._tau = c[1:, :-1], tau
-        try:
-            self.w, self._wt = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
-        except np.linalg.LinAlgError:  # MRRR can fail on pathological spectra: fall back to implicit QL/QR
-            self.w, self._wt = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stev", check_finite=False)
+        self._reflectors, self._tau, self._d, self._e = c[1:, :-1], tau, d, e
+        self.w = scipy.linalg.eigh_tridiagonal(d, e, eigvals_only=True, lapack_driver="sterf", check_finite=False)
 
-    def project(self, b: np.ndarray) -> np.ndarray:
-        """``V^T b`` for ``b`` of shape [n, k] (columns in the order of ``self.w``, ascending)."""
-        b = np.asarray(b, dtype=np.float64)
-        if self._v is not None:
-            return self._v.T @ b
+    def qt(self, b: np.ndarray) -> np.ndarray:
+        """``Q^T b``: coordinates in the tridiagonal basis."""
         z = np.array(b, dtype=np.float64, order="F", copy=True)
-        lwork = max(1, 64 * z.shape[1])
-        qz, _, info = lapack.dormqr("L", "T", self._reflectors, self._tau, z[1:], lwork=lwork, overwrite_c=0)
+        if self._v is not None:
+            return z
+        qz, _, info = lapack.dormqr("L", "T", self._reflectors, self._tau, z[1:], lwork=max(1, 64 * z.shape[1]),
+                                    overwrite_c=0)
         if info != 0:  # pragma: no cover
             raise np.linalg.LinAlgError(f"dormqr failed (info={info})")
         z[1:] = qz
-        return self._wt.T @ z
+        return z
+
+    def project(self, b: np.ndarray) -> np.ndarray:
+        """``V^T b`` for ``b`` of shape [n, k] (rows in the order of ``self.w``, ascending)."""
+        if self._v is not None:
+            return self._v.T @ np.asarray(b, dtype=np.float64)
+        if self._wt is None:
+            try:
+                _, self._wt = scipy.linalg.eigh_tridiagonal(self._d, self._e, lapack_driver="stemr",
+                                                            check_finite=False)
+            except np.linalg.LinAlgError:  # MRRR can fail on pathological spectra: implicit QL/QR instead
+                _, self._wt = scipy.linalg.eigh_tridiagonal(self._d, self._e, lapack_driver="stev",
+                                                            check_finite=False)
+        return self._wt.T @ self.qt(b)
+
+    def solve_shifted_qt(self, zb: np.ndarray, t: float) -> np.ndarray:
+        """``(T + t I)^{-1} zb`` for ``zb = Q^T b``: the solve ``(A + t I)^{-1} b`` in Q's basis (norms and inner
+        products with ``zb`` are those of the original basis)."""
+        if self._v is not None:
+            return (self._v / (self.w + t)) @ (self._v.T @ zb)
+        _, _, x, info = lapack.dptsv(self._d + t, self._e, zb)
+        if info != 0:  # not positive definite (t tiny against rounding): pivoted general solve
+            _, _, _, x, info = lapack.dgtsv(self._e, self._d + t, self._e, zb)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"singular shifted system (t={t:g})")
+        return x
 
 
 class FeatureStats:

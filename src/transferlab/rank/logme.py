@@ -18,19 +18,6 @@ from ._validate import one_hot
 _EPS = 1e-5  # the reference's guard in the alpha/beta updates
 
 
-def _spectrum(stats: FeatureStats, y1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sigma [k], X [k, C]): squared singular values of F (s > 1e-10, as in the reference) and U^T y for
-    each one-hot column, from the eigendecomposition of the smaller Gram matrix."""
-    spec = stats.gram_spectrum
-    keep = spec.w > 1e-20
-    sigma = spec.w[keep]
-    if stats.n > stats.d:  # Gram = F^T F = V S^2 V^T; U^T Y = V^T F^T Y / s without forming U = F V / s
-        x = spec.project(stats.f.T @ y1)[keep] / np.sqrt(sigma)[:, None]
-    else:  # Gram = F F^T = U S^2 U^T
-        x = spec.project(y1)[keep]
-    return sigma, x
-
-
 @METRICS.register(
     "logme",
     needs="features",
@@ -60,25 +47,47 @@ def logme(
     n, d = stats.n, stats.d
     c = int(labels.max()) + 1
     y1 = one_hot(labels, c)
-    sigma, x = _spectrum(stats, y1)
+    spec = stats.gram_spectrum
+    keep = spec.w > 1e-20  # s > 1e-10, as in the reference
+    sigma = spec.w[keep]
     k = len(sigma)
     sig = sigma[:, None]
-    x2 = x * x  # [k, C]
-    res_x2 = y1.sum(axis=0) - x2.sum(axis=0)  # ||y||^2 - ||U^T y||^2: the part of y outside span(U)
+    y_sq = y1.sum(axis=0)  # ||y_c||^2 of the one-hot targets
+    if n > d:
+        # m = (F^T F + t I)^{-1} F^T y by an O(D) tridiagonal solve per class and step (no eigenvectors):
+        # ||m||^2 and ||y - F m||^2 = ||y||^2 - b^T m - t ||m||^2, with b = F^T y.
+        zb = spec.qt(stats.f.T @ y1)
+
+        def moments(idx: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            m2, res2 = np.empty(len(idx)), np.empty(len(idx))
+            for j, (ci, tc) in enumerate(zip(idx, t, strict=True)):
+                z = zb[:, ci:ci + 1]
+                m = spec.solve_shifted_qt(z, float(tc))
+                m2[j] = float(m[:, 0] @ m[:, 0])
+                res2[j] = max(y_sq[ci] - float(z[:, 0] @ m[:, 0]) - tc * m2[j], 0.0)
+            return m2, res2
+    else:
+        x = spec.project(y1)[keep]  # U^T y
+        x2 = x * x
+        res_x2 = y_sq - x2.sum(axis=0)  # the part of y outside span(U)
+
+        def moments(idx: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            s_t = sig / (sig + t)
+            m2 = (sig * x2[:, idx] / (sig + t) ** 2).sum(axis=0)
+            return m2, (x2[:, idx] * (1.0 - s_t) ** 2).sum(axis=0) + res_x2[idx]
+
     alpha = np.ones(c)
     beta = np.ones(c)
     active = np.ones(c, dtype=bool)
     m2 = np.zeros(c)
     res2 = np.zeros(c)
     for _ in range(max_iter):
-        t = alpha[active] / beta[active]
-        s_t = sig / (sig + t)  # [k, a]
-        gamma = s_t.sum(axis=0)
-        m2_a = (sig * x2[:, active] / (sig + t) ** 2).sum(axis=0)
-        res2_a = (x2[:, active] * (1.0 - s_t) ** 2).sum(axis=0) + res_x2[active]
+        idx = np.flatnonzero(active)
+        t = alpha[idx] / beta[idx]
+        gamma = (sig / (sig + t)).sum(axis=0)
+        m2_a, res2_a = moments(idx, t)
         alpha_a = gamma / (m2_a + _EPS)
         beta_a = (n - gamma) / (res2_a + _EPS)
-        idx = np.flatnonzero(active)
         alpha[idx], beta[idx], m2[idx], res2[idx] = alpha_a, beta_a, m2_a, res2_a
         converged = np.abs(alpha_a / beta_a - t) / t <= tol
         active[idx[converged]] = False
