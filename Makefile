@@ -24,8 +24,7 @@ $(STAMP): $(PY) pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --image-size 96 --out runs/demo
-	@echo "Report: $$(pwd)/runs/demo/report.html"
+	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --image-size 128 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
