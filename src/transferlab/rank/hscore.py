@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._stats import FeatureStats
+from ._stats import FeatureStats, SymmetricSpectrum
 
 _RCOND = 1e-15  # as numpy.linalg.pinv in the reference
 
@@ -24,11 +24,25 @@ def _between_class(stats: FeatureStats, labels: np.ndarray) -> tuple[np.ndarray,
     return sums / counts[:, None] - stats.mean, counts
 
 
-def _trace_pinv_between(eigvals: np.ndarray, proj: np.ndarray, counts: np.ndarray, scale: float) -> float:
-    """tr(pinv(A) @ M^T diag(n) M) * scale for A = V diag(w) V^T, given proj = V^T M^T [D, C]
-    (pinv cut-off as numpy's: relative 1e-15)."""
-    cutoff = _RCOND * np.max(np.abs(eigvals))
+_WELL_CONDITIONED = 1e-10  # min/max eigenvalue above which pinv(A) = inv(A) is computed by a solve
+
+
+def _trace_pinv_between(spec: SymmetricSpectrum, factor: float, shift: float, means: np.ndarray,
+                        counts: np.ndarray, scale: float) -> float:
+    """tr(pinv(A) @ M^T diag(n) M) * scale for A = factor * S + shift * I, S the matrix behind ``spec``.
+
+    Well-conditioned A: pinv(A) = inv(A), one O(D) tridiagonal solve per class mean (no eigenvectors). Otherwise the
+    means are projected onto the eigenvectors and the pseudo-inverse cut-off is numpy's (relative 1e-15).
+    """
+    eigvals = factor * spec.w + shift
+    amax = np.max(np.abs(eigvals))
+    if amax > 0 and np.min(eigvals) > _WELL_CONDITIONED * amax:
+        zb = spec.qt(means.T)  # [D, C]
+        x = zb / shift if factor == 0 else spec.solve_shifted_qt(zb / factor, shift / factor)
+        return float(scale * np.einsum("c,kc,kc->", counts, zb, x))
+    cutoff = _RCOND * amax
     inv = np.divide(1.0, eigvals, out=np.zeros_like(eigvals), where=np.abs(eigvals) > cutoff)
+    proj = spec.project(means.T)
     return float(scale * np.einsum("c,kc,k->", counts, proj * proj, inv))
 
 
@@ -45,7 +59,7 @@ def hscore(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | 
     stats = stats or FeatureStats(features)
     spec = stats.cov_spectrum
     means, counts = _between_class(stats, labels)
-    return _trace_pinv_between(spec.w, spec.project(means.T), counts, 1.0 / (stats.n - 1))
+    return _trace_pinv_between(spec, 1.0, 0.0, means, counts, 1.0 / (stats.n - 1))
 
 
 @METRICS.register(
@@ -63,6 +77,6 @@ def hscore_shrinkage(features: np.ndarray, labels: np.ndarray, source_probs: np.
     s = stats.ledoit_wolf_shrinkage
     spec = stats.cov_spectrum
     mu = np.sum(spec.w) * (n - 1) / n / stats.d  # trace of the ddof=0 covariance / D
-    w_lw = (1.0 - s) * spec.w * ((n - 1) / n) + s * mu  # eigenvalues of (1 - s) S_emp + s mu I
     means, counts = _between_class(stats, labels)
-    return _trace_pinv_between(w_lw, spec.project(means.T), counts, (1.0 - s) / (n - 1))
+    # Ledoit-Wolf covariance (1 - s) S_emp + s mu I with S_emp = S (n - 1) / n
+    return _trace_pinv_between(spec, (1.0 - s) * (n - 1) / n, s * mu, means, counts, (1.0 - s) / (n - 1))

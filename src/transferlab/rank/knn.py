@@ -81,7 +81,6 @@ def linear_probe(
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
     from threadpoolctl import threadpool_limits
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, tol=1e-3))
