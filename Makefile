@@ -29,6 +29,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Performance claims in docs/benchmarks.md. The LogME comparison needs the reference checkout (thuml/LogME @ 56551ca)
+# and numba: make bench LOGME_REF=/path/to/LogME
+bench: $(STAMP)
+	$(PY) benchmarks/bench_rank.py
+	@if [ -n "$(LOGME_REF)" ]; then $(PIP) install -q numba && $(PY) benchmarks/bench_logme.py --reference-dir "$(LOGME_REF)"; \
+	else echo "LogME comparison skipped: set LOGME_REF=/path/to/thuml/LogME"; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 

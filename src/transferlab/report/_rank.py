@@ -54,7 +54,7 @@ def _heatmap(result: Any) -> str:
             v = m.scores.get(k)
             txt = "n/a" if v is None else f"{v:.3g}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                    color="white" if np.isnan(pos[i, j]) or pos[i, j] < 0.6 else "black")
+                    color="#555555" if np.isnan(pos[i, j]) else "white" if pos[i, j] < 0.6 else "black")
     ax.set_title("score per metric (colour: rank within the metric, yellow = best)", fontsize=9)
     return figure_png(fig, "metric by model heat-map")
 
@@ -98,11 +98,14 @@ def rank_report_html(result: Any) -> str:
                      fmt(m.metadata.get("params")), fmt(m.metadata.get("feature_dim"))])
     t = result.timings
     timing_rows = [[esc(k.replace("_", " ")), f"{v:.2f}"] for k, v in t.items()]
+    hits = [m.name for m in result.models if m.timings.get("cache_hit")]
+    cache_note = (f"<p class='muted'>Features from the cache (no forward pass) for: {esc(', '.join(hits))}.</p>"
+                  if hits else "")
     body = (head + summary + notes
             + "<h2>Ranking</h2>" + table(headers, rows, left=2)
             + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
               "does not apply (LEEP and NCE need a source classifier head). Consensus: 1 − mean normalised rank.</p>"
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
-            + "<h2>Timings</h2>" + _timings_chart(result) + table(["step", "seconds"], timing_rows))
+            + "<h2>Timings</h2>" + cache_note + _timings_chart(result) + table(["step", "seconds"], timing_rows))
     return page(f"transferlab rank — {ds.get('name')}", body)
