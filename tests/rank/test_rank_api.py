@@ -72,7 +72,7 @@ def test_bad_inputs_fail_before_any_work(digits, tmp_path):
         rank(digits, ["builtin:pixels"], limit=5)
 
 
-def test_non_finite_features_name_the_model(digits, monkeypatch):
+def test_non_finite_features_name_the_model(digits, monkeypatch, tmp_path):
     from transferlab.zoo import _backbone
 
     real = _backbone.RawInputBackbone._batches
@@ -84,7 +84,10 @@ def test_non_finite_features_name_the_model(digits, monkeypatch):
 
     monkeypatch.setattr(_backbone.RawInputBackbone, "_batches", broken)
     with pytest.raises(MetricError, match=r"builtin:pixels.*metric .*non-finite"):
-        rank(digits, ["builtin:pixels"], use_cache=False)
+        rank(digits, ["builtin:pixels"], cache_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.npz")), "broken features must not be cached"
+    monkeypatch.setattr(_backbone.RawInputBackbone, "_batches", real)
+    assert rank(digits, ["builtin:pixels"], cache_dir=tmp_path).models[0].scores["logme"] is not None
 
 
 @pytest.mark.slow

@@ -37,7 +37,8 @@ class SymmetricSpectrum:
         c, d, e, tau, info = lapack.dsytrd(np.asarray(a, dtype=np.float64), lower=1, lwork=max(lwork, 1))
         if info != 0:  # pragma: no cover - LAPACK argument errors only
             raise np.linalg.LinAlgError(f"dsytrd failed (info={info})")
-        self._reflectors, self._tau, self._d, self._e = c[1:, :-1], tau, d, e
+        # one Fortran-ordered copy of the reflectors, made once (f2py would copy the strided view on every call)
+        self._reflectors, self._tau, self._d, self._e = np.asfortranarray(c[1:, :-1]), tau, d, e
         self.w = scipy.linalg.eigh_tridiagonal(d, e, eigvals_only=True, lapack_driver="sterf", check_finite=False)
 
     def qt(self, b: np.ndarray) -> np.ndarray:
@@ -45,7 +46,8 @@ class SymmetricSpectrum:
         z = np.array(b, dtype=np.float64, order="F", copy=True)
         if self._v is not None:
             return z
-        qz, _, info = lapack.dormqr("L", "T", self._reflectors, self._tau, z[1:], lwork=max(1, 64 * z.shape[1]),
+        lwork = int(lapack.dormqr("L", "T", self._reflectors, self._tau, z[1:], lwork=-1)[1][0])
+        qz, _, info = lapack.dormqr("L", "T", self._reflectors, self._tau, z[1:], lwork=max(1, lwork),
                                     overwrite_c=0)
         if info != 0:  # pragma: no cover
             raise np.linalg.LinAlgError(f"dormqr failed (info={info})")

@@ -90,9 +90,7 @@ class Backbone:
         return {}
 
     def check_dataset(self, ds: Dataset) -> None:
-        if self.modality != "any" and ds.modality != self.modality and not (
-            self.modality == "image" and ds.modality == "image"
-        ):
+        if self.modality != "any" and ds.modality != self.modality:
             raise ModelError(
                 f"model {self.ref!r} takes {self.modality} inputs but dataset {ds.name!r} is {ds.modality}: pick a "
                 f"{ds.modality} model (see `transferlab zoo list builtin:{'text' if ds.modality == 'text' else 'vision'}`)"
@@ -109,7 +107,7 @@ class Backbone:
 
     def metadata(self) -> dict[str, Any]:
         """Facts for the report (parameters, source dataset...), where known without loading."""
-        return {}
+        return dict(getattr(self, "_meta", {}))
 
 
 # ----------------------------------------------------------------------------------------------------- image models
@@ -139,9 +137,6 @@ class TorchImageBackbone(Backbone):
     def preprocessing(self, image_size: int | None) -> dict[str, Any]:
         return {"size": int(image_size or self.native_size), "mean": self.mean, "std": self.std,
                 "interpolation": self.interpolation, "resize": "square", "channels": "rgb"}
-
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
 
     @property
     def model(self) -> Any:
@@ -187,9 +182,6 @@ class SentenceTransformerBackbone(Backbone):
 
     def identity(self) -> dict[str, Any]:
         return {"ref": self.ref, "weights": self._weights_id, "max_length": self.max_length}
-
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
 
     def _load(self) -> Any:
         if self._model is None:
@@ -237,9 +229,6 @@ class HFBackbone(Backbone):
 
     def identity(self) -> dict[str, Any]:
         return {"ref": self.ref, "weights": self._weights_id, "max_length": self.max_length, "pool": "mean"}
-
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
 
     def _load(self) -> None:
         if self._model is not None:
@@ -293,9 +282,6 @@ class OnnxBackbone(Backbone):
         return {"ref": self.ref, "weights": self._weights_id, "output": self.output_name,
                 "max_length": self.max_length}
 
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._meta)
-
     def _load(self) -> None:
         if self._sess is not None:
             return
@@ -305,9 +291,8 @@ class OnnxBackbone(Backbone):
         except ImportError as exc:
             raise ModelError("onnx: models need the text extra: pip install 'transferlab[text]'") from exc
         opts = ort.SessionOptions()
-        import torch
-
-        opts.intra_op_num_threads = torch.get_num_threads()
+        if _TORCH_THREADS:  # the --threads limit, as for torch models
+            opts.intra_op_num_threads = _TORCH_THREADS[-1]
         try:
             self._sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -81,14 +81,16 @@ def extract_features(
             p = None if any(b is None for b in pb) else np.concatenate(pb).astype(np.float32, copy=False)
             if len(f) != len(idx):
                 raise ModelError(f"{backbone.ref} returned {len(f)} feature rows for {len(idx)} inputs")
-            if entry is not None:
+            if entry is not None and np.isfinite(np.sum(f, dtype=np.float64)):
                 entry.write_chunk(ci, f, p)
+            elif entry is not None:  # never cache broken outputs: a rerun after a fix must recompute them
+                log.warning("%s: non-finite features in examples %d-%d; not cached", backbone.ref, idx[0], idx[-1])
             computed += 1
         feats.append(f)
         probs.append(p)
     features = np.concatenate(feats)
     source_probs = None if any(p is None for p in probs) else np.concatenate(probs)
-    if entry is not None and computed:
+    if entry is not None and computed and np.isfinite(np.sum(features, dtype=np.float64)):
         entry.mark_done({"model": backbone.ref, "dataset": dataset.name, "n": n, "dim": int(features.shape[1]),
                          "identity": backbone.identity(), "preprocessing": backbone.preprocessing(image_size)})
     return Features(features, source_probs, backbone.ref, cache_hit=computed == 0, seconds=forward,
