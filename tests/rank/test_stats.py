@@ -30,6 +30,7 @@ def test_feature_stats_covariance_from_the_gram_matrix():
 @pytest.mark.parametrize("metric", ["hscore", "hscore_shrinkage"])
 def test_hscore_solve_path_equals_pseudo_inverse_path(metric, monkeypatch):
     from tests.conftest import make_blobs
+
     from transferlab.rank import hscore as mod
     from transferlab.rank import score
 
