@@ -136,3 +136,18 @@ def test_onnx_reference_with_query_options_equals_the_builtin():
     # without output=..., the first output (token-level) is mean-pooled over the attention mask instead
     pooled = extract_features(resolve_model(f"onnx:{onnx}?tokenizer={tok}"), ds, cache=None).features
     assert pooled.shape[0] == 2
+
+
+@pytest.mark.parametrize("scheme", ["hf", "st"])
+def test_hub_ids_offline_fail_with_a_clear_error(scheme, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    b = resolve_model(f"{scheme}:transferlab-test/not-a-real-model")
+    assert b.identity()["weights"] == "hub:transferlab-test/not-a-real-model"
+    ds = Dataset("t", "text", ["a", "b"], np.array([0, 1]), ("x", "y"))
+    with pytest.raises(ModelError, match=r"cannot load .*not-a-real-model.*local directory"):
+        extract_features(b, ds, cache=None)
+
+
+def test_missing_local_model_directory():
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model("hf:./no/such/dir")

@@ -194,8 +194,8 @@ class SentenceTransformerBackbone(Backbone):
                 self._model = SentenceTransformer(self.path_or_id, device="cpu")
             except OSError as exc:
                 raise ModelError(
-                    f"cannot load sentence-transformers model {self.path_or_id!r} ({exc}); give a local directory, "
-                    "or unset HF_HUB_OFFLINE and check your network for hub ids"
+                    f"cannot load sentence-transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give "
+                    "a local directory, or unset HF_HUB_OFFLINE and check your network for hub ids"
                 ) from None
             if self.max_length:
                 self._model.max_seq_length = self.max_length
