@@ -1,0 +1,129 @@
+"""The training loop: learning, schedule, accumulation, early stopping, exact resume after a kill, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_blobs
+
+from transferlab.errors import TransferlabError
+from transferlab.train import TrainConfig, train
+from transferlab.train.loop import warmup_cosine
+
+
+def _data(n_per_class=40, n_classes=3, dim=6, seed=0):
+    x, y = make_blobs(n_per_class, n_classes, dim, sep=2.0, seed=seed)
+    return torch.utils.data.TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y))
+
+
+def _model(dim=6, n_classes=3, seed=0, dropout=0.2):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(dim, 16), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+                               torch.nn.Linear(16, n_classes))
+
+
+def test_learns_separable_data_and_records_history():
+    tr, va = _data(seed=0), _data(20, seed=0)
+    m = _model()
+    r = train(m, tr, va, TrainConfig(epochs=8, lr=1e-2, batch_size=16), num_classes=3)
+    assert r.epochs_run == 8 and len(r.history) == 8
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert r.best_val_accuracy > 0.9
+    assert not m.training  # left in eval mode
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(100, 0.1, 0.0)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    assert all(f(i) >= f(i + 1) for i in range(10, 100))
+
+
+def test_gradient_accumulation_matches_a_larger_batch():
+    tr = _data()
+    a, b = _model(dropout=0.0), _model(dropout=0.0)
+    common = dict(epochs=2, lr=5e-3, clip_grad_norm=None, warmup=0.0)
+    train(a, tr, None, TrainConfig(batch_size=40, grad_accum=1, **common), num_classes=3)
+    # same examples per optimizer step (40 = 2 x 20), same order: equal mean gradients
+    cfg = TrainConfig(batch_size=20, grad_accum=2, **common)
+    # shuffles differ by batch size only through batching, not order: the sampler permutation is the same
+    train(b, tr, None, cfg, num_classes=3)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_in_epoch_two_resumes_to_identical_weights(tmp_path):
+    tr, va = _data(), _data(20, seed=0)
+    cfg = TrainConfig(epochs=4, lr=1e-2, batch_size=16, seed=3)
+    ref = _model(seed=1)
+    train(ref, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "ref")
+
+    victim = _model(seed=1)
+    calls = {"n": 0}
+    batches_per_epoch = int(np.ceil(len(tr) / 16))
+
+    def kill(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == batches_per_epoch + 3:  # mid-epoch 2 (validation uses eval mode and is not counted)
+            raise Killed
+
+    h = victim.register_forward_pre_hook(lambda m, i: kill(m, i) if m.training else None)
+    with pytest.raises(Killed):
+        train(victim, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "run")
+    h.remove()
+    fresh = _model(seed=1)  # a new process would rebuild the model from scratch
+    r = train(fresh, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "run")
+    assert r.resumed_from_epoch == 1 and r.epochs_run == 4
+    for pa, pb in zip(ref.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    tr = _data()
+    train(_model(), tr, None, TrainConfig(epochs=1, lr=1e-2), num_classes=3, checkpoint_dir=tmp_path)
+    with pytest.raises(TransferlabError, match=r"different training config \(lr: 0\.01 -> 0\.02\)"):
+        train(_model(), tr, None, TrainConfig(epochs=1, lr=2e-2), num_classes=3, checkpoint_dir=tmp_path)
+
+
+def test_early_stopping_restores_the_best_weights():
+    tr = _data(seed=0)
+    va = _data(20, seed=99)  # a validation set drawn from other class means: accuracy will not keep improving
+    m = _model()
+    r = train(m, tr, va, TrainConfig(epochs=30, lr=3e-2, patience=2, batch_size=16), num_classes=3)
+    assert r.stopped_early and r.epochs_run < 30
+    assert r.epochs_run - r.best_epoch == 2
+    from transferlab.train.loop import evaluate
+
+    _, acc = evaluate(m, va, TrainConfig(), torch.device("cpu"), torch.nn.CrossEntropyLoss())
+    assert acc == pytest.approx(r.best_val_accuracy)
+
+
+def test_balanced_class_weights_and_validation():
+    from transferlab.train.loop import _class_weights
+
+    w = _class_weights(TrainConfig(class_weights="balanced"), np.array([0, 0, 0, 1]), 2)
+    assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    with pytest.raises(TransferlabError, match="3 entries for 2 classes"):
+        _class_weights(TrainConfig(class_weights=[1.0, 2.0, 3.0]), None, 2)
+    with pytest.raises(Exception, match="Extra inputs are not permitted"):
+        TrainConfig(learning_rate=0.1)
+
+
+def test_divergence_is_a_clear_error():
+    tr = _data()
+    m = _model()
+    with torch.no_grad():
+        m[0].weight[0, 0] = float("inf")
+    with pytest.raises(TransferlabError, match="training diverged"):
+        train(m, tr, None, TrainConfig(epochs=1, lr=1.0, clip_grad_norm=None), num_classes=3)
+
+
+def test_nothing_to_train():
+    m = _model()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(TransferlabError, match="nothing to train"):
+        train(m, _data(), None, TrainConfig(epochs=1), num_classes=3)
