@@ -224,7 +224,7 @@ def train(
     t0 = time.perf_counter() - result.train_seconds
     with _progress(progress, n_batches) as bar:
         for epoch in range(start_epoch, cfg.epochs):
-            model.train()
+            _train_mode(model)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches, stats="") if bar else None
             run_loss, run_correct, run_n = 0.0, 0, 0
             opt.zero_grad(set_to_none=True)
@@ -280,6 +280,19 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def _train_mode(model: Any) -> None:
+    """Training mode, except batch-norm layers whose own parameters are all frozen: they keep their running
+    statistics (a frozen backbone stays the backbone it was)."""
+    import torch
+
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            own = list(mod.parameters(recurse=False))
+            if own and not any(p.requires_grad for p in own):
+                mod.eval()
 
 
 def _epochs_since_best(result: TrainResult) -> int:

@@ -1,0 +1,251 @@
+"""``fit``: adapt a pretrained model to a labelled dataset with one of the registered methods; ``load`` it back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_json_atomic
+from .._version import __version__
+from ..data import Dataset, load_dataset
+from ..errors import TransferlabError
+from ._data import ImageTensors, split_validation
+from ._registry import METHODS
+
+log = logging.getLogger(__name__)
+_LOADED = False
+FORMAT = 1
+
+
+def _load_methods() -> None:
+    global _LOADED
+    if not _LOADED:
+        from . import _methods  # noqa: F401
+
+        _LOADED = True
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    """Names of the registered adaptation methods."""
+    _load_methods()
+    return sorted([*METHODS.list(pattern), *(["linear_probe"] if pattern in (None, "*", "linear_probe") else [])])
+
+
+@dataclass
+class FitResult:
+    model: Any
+    metrics: dict[str, Any]
+    out_dir: Path | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _architecture(model: Any) -> dict[str, Any]:
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    arch = cfg.get("architecture")
+    if not arch:
+        raise TransferlabError(f"cannot tell the timm architecture of {type(model).__name__}; fit supports timm models")
+    return {"library": "timm", "name": arch}
+
+
+def _build(ref: str, num_classes: int) -> tuple[Any, Any]:
+    from ..zoo import resolve_model
+    from ..zoo._backbone import TorchImageBackbone
+
+    backbone = resolve_model(ref)
+    if not isinstance(backbone, TorchImageBackbone):
+        raise TransferlabError(f"fit supports image models (timm:, builtin: EfficientNet-Lite) for now; {ref!r} is "
+                               f"{backbone.modality}")
+    model = backbone.model
+    model.reset_classifier(num_classes)
+    return model, backbone
+
+
+def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+    cfg = out / "config.json"
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        shutil.rmtree(out)
+        return
+    if cfg.is_file():
+        try:
+            old = json.loads(cfg.read_text())
+        except ValueError:
+            old = {}
+        same = all(old.get(k) == v for k, v in identity.items())
+        if not same:
+            raise TransferlabError(
+                f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
+                "--out or pass --overwrite")
+        raise TransferlabError(f"{out} already holds this fit; pass --overwrite to redo it")
+    if not (out / "checkpoints").is_dir():
+        raise TransferlabError(f"{out} is not empty and holds no transferlab fit; choose another --out or pass "
+                               "--overwrite")
+
+
+def fit(
+    dataset: Dataset | str | Path,
+    model: str,
+    method: str,
+    *,
+    test: Dataset | str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    epochs: int = 5,
+    lr: float | None = None,
+    batch_size: int = 32,
+    image_size: int | None = None,
+    val_fraction: float = 0.1,
+    budget_minutes: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **options: Any,
+) -> FitResult:
+    """Adapt ``model`` (a model reference) to ``dataset`` (its train split) with ``method``.
+
+    A stratified ``val_fraction`` of the training split is held out for early stopping and model selection; ``test``
+    (default: the dataset's test split when ``dataset`` is a reference) gives ``test_accuracy``. With ``out``, the
+    adapted model (``model.safetensors`` + ``config.json``) and ``metrics.json`` are written there, and training
+    checkpoints each epoch so a killed run resumes.
+    """
+    import torch
+
+    from ..train import TrainConfig, train
+    from ..train.loop import evaluate, seed_everything
+
+    _load_methods()
+    if method != "linear_probe":
+        METHODS.get(method)  # unknown: lists the known ones
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
+    if test is None and not isinstance(dataset, Dataset):
+        test = load_dataset(dataset, "test")
+    test_ds = load_dataset(test, "test") if isinstance(test, (str, Path)) else test
+    if ds.modality != "image":
+        raise TransferlabError(f"fit supports image datasets for now; {ds.name} is {ds.modality}")
+    c = ds.num_classes
+    identity = {"model": model, "method": method}
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _check_out(out_dir, identity, overwrite)
+    seed_everything(seed)
+    net, backbone = _build(model, c)
+    size = int(image_size or backbone.native_size)
+    mean, std = backbone.mean, backbone.std
+    train_ds, val_ds = split_validation(ds, val_fraction, seed)
+    t0 = time.perf_counter()
+    history: list[dict[str, float]] = []
+    if method == "linear_probe":
+        trainable = _linear_probe(net, backbone, train_ds, size, seed)
+        val_acc = None
+    else:
+        trainable = METHODS.get(method)(net, **options)
+        cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
+                          seed=seed, patience=None,
+                          budget_seconds=budget_minutes * 60 if budget_minutes else None)
+        result = train(net, ImageTensors(train_ds, size, mean, std, augment=True),
+                       ImageTensors(val_ds, size, mean, std) if val_ds is not None else None, cfg,
+                       num_classes=c, params=trainable, progress=progress,
+                       checkpoint_dir=out_dir / "checkpoints" if out_dir is not None else None)
+        history, val_acc = result.history, result.best_val_accuracy
+    train_seconds = time.perf_counter() - t0
+    dev = next(net.parameters()).device
+    loss = torch.nn.CrossEntropyLoss()
+    eval_cfg = TrainConfig(batch_size=batch_size)
+    if val_acc is None and val_ds is not None:
+        val_acc = evaluate(net, ImageTensors(val_ds, size, mean, std), eval_cfg, dev, loss)[1]
+    test_acc = evaluate(net, ImageTensors(test_ds, size, mean, std), eval_cfg, dev, loss)[1] if test_ds else None
+    metrics = {
+        "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
+        "trainable_params": int(sum(p.numel() for p in trainable)),
+        "total_params": int(sum(p.numel() for p in net.parameters())),
+        "train_seconds": train_seconds, "epochs": len(history), "image_size": size,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "history": history,
+    }
+    if out_dir is not None:
+        _save(out_dir, net, {**identity, "transferlab_version": __version__, "format": FORMAT,
+                             "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
+                             "image_size": size, "mean": list(mean), "std": list(std), "options": options,
+                             "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                                       "val_fraction": val_fraction}}, metrics)
+    return FitResult(net, metrics, out_dir, history)
+
+
+def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) -> list[Any]:
+    """Logistic regression on cached pooled features; its weights become the model's head."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from ..zoo import FeatureCache, extract_features
+
+    feats = extract_features(backbone, ds, image_size=size, cache=FeatureCache()).features.astype(np.float64)
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(feats, ds.labels)
+    head = net.get_classifier()
+    coef = np.zeros((ds.num_classes, feats.shape[1]))
+    bias = np.full(ds.num_classes, -1e4)  # classes absent from training can never win
+    if clf.coef_.shape[0] == len(clf.classes_):
+        coef[clf.classes_], bias[clf.classes_] = clf.coef_, clf.intercept_
+    else:  # binary: p(second) = sigmoid(w x + b) = softmax([0, w x + b])
+        coef[clf.classes_[1]], bias[clf.classes_] = clf.coef_[0], [0.0, clf.intercept_[0]]
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return list(head.parameters())
+
+
+def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"transferlab_version": __version__})
+        os.replace(tmp, out / "model.safetensors")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    write_json_atomic(out / "config.json", config)
+    write_json_atomic(out / "metrics.json", metrics)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+def load(model_dir: str | Path) -> Any:
+    """The adapted model saved by :func:`fit`, in eval mode, ready for inference (``model(x) -> logits``)."""
+    import timm
+    from safetensors.torch import load_file
+
+    d = Path(model_dir)
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        raise TransferlabError(f"{d} holds no readable config.json: not a transferlab model directory") from None
+    if not (d / "model.safetensors").is_file():
+        raise TransferlabError(f"{d} has no model.safetensors")
+    known = {"model", "method", "transferlab_version", "format", "architecture", "num_classes", "class_names",
+             "image_size", "mean", "std", "options", "train"}
+    extra = set(cfg) - known
+    if extra:
+        log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", d, sorted(extra),
+                    cfg.get("transferlab_version"))
+    arch = cfg["architecture"]
+    if arch.get("library") != "timm":
+        raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
+    net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
+    net.load_state_dict(load_file(str(d / "model.safetensors")))
+    net.eval()
+    net.transferlab_config = cfg
+    return net

@@ -1,0 +1,69 @@
+"""Our Dataset -> torch datasets of (image tensor, label), with torchvision v2 augmentation for training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+
+
+class ImageTensors:
+    """Map-style torch dataset over an image :class:`~transferlab.data.Dataset`.
+
+    Images become RGB float tensors [3, size, size], normalised with ``mean``/``std``; with ``augment``, a random
+    resized crop (scale 0.7-1) and a horizontal flip (torchvision transforms v2) are applied first.
+    """
+
+    def __init__(self, ds: Dataset, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 augment: bool = False) -> None:
+        import torch
+        from torchvision.transforms import v2
+
+        self.ds, self.size = ds, size
+        resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True) if augment
+                  else v2.Resize((size, size), antialias=True))
+        steps = [resize] + ([v2.RandomHorizontalFlip()] if augment else [])
+        self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def _image(self, i: int) -> Any:
+        import torch
+
+        item = self.ds.items[i]
+        if isinstance(item, np.ndarray):
+            arr = item if item.ndim == 3 else item[..., None]
+        else:
+            from PIL import Image
+
+            with Image.open(item) as im:
+                arr = np.asarray(im.convert("RGB"))
+        if arr.shape[-1] == 1:
+            arr = np.repeat(arr, 3, axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        import torch
+
+        return self.transform(self._image(i)), torch.tensor(int(self.ds.labels[i]))
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """A stratified validation split carved from the training split (deterministic)."""
+    if fraction <= 0:
+        return ds, None
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == c)
+        k = int(round(fraction * len(idx)))
+        if len(idx) >= 3 and k >= 1:
+            val.extend(rng.choice(idx, k, replace=False))
+    if not val:
+        return ds, None
+    val_idx = np.sort(np.array(val))
+    train_idx = np.setdiff1d(np.arange(len(ds)), val_idx)
+    return ds.subset(train_idx), ds.subset(val_idx)

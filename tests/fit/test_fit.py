@@ -1,0 +1,102 @@
+"""fit(): methods on a tiny timm model, outputs, load, bad input; one real backbone."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.data import load_dataset
+from transferlab.errors import TransferlabError
+from transferlab.fit import fit, list_methods, load
+
+
+@pytest.fixture(scope="module")
+def digits():
+    tr = load_dataset("builtin:digits").stratified_sample(150)
+    te = load_dataset("builtin:digits", "test").stratified_sample(60)
+    return tr, te
+
+
+def test_methods_are_registered():
+    assert {"linear_probe", "head", "bitfit", "partial", "finetune"} <= set(list_methods())
+
+
+@pytest.mark.parametrize("method, frozen_backbone", [("head", True), ("bitfit", False), ("partial", False),
+                                                     ("finetune", False)])
+def test_methods_train_what_they_say(method, frozen_backbone, digits, tiny_model_ref):
+    tr, te = digits
+    r = fit(tr, tiny_model_ref, method, test=te, epochs=1, image_size=32, batch_size=32)
+    m, net = r.metrics, r.model
+    head = {id(p) for p in net.get_classifier().parameters()}
+    trained = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert m["trainable_params"] == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert m["trainable_params"] < m["total_params"] or method == "finetune"
+    assert all(id(p) in head for p in net.parameters() if p.requires_grad) == frozen_backbone
+    if method == "bitfit":
+        assert all(n.endswith("bias") or n.startswith("classifier") for n in trained)
+    if method == "finetune":
+        assert m["trainable_params"] == m["total_params"]
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["epochs"] == 1
+
+
+def test_frozen_backbone_keeps_its_batch_norm_statistics(digits, tiny_model_ref):
+    from transferlab.zoo import resolve_model
+
+    before = {k: v.clone() for k, v in resolve_model(tiny_model_ref).model.state_dict().items()
+              if "running_mean" in k}
+    r = fit(digits[0], tiny_model_ref, "head", test=digits[1], epochs=1, image_size=32)
+    after = r.model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_outputs_and_load_round_trip(digits, tiny_model_ref, tmp_path):
+    tr, te = digits
+    out = tmp_path / "fit"
+    r = fit(tr, tiny_model_ref, "partial", test=te, out=out, epochs=1, image_size=32, blocks=1)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("method", "test_accuracy", "val_accuracy", "trainable_params", "total_params", "train_seconds",
+                "peak_rss_mb"):
+        assert key in metrics
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architecture"] == {"library": "timm", "name": "test_efficientnet"} and cfg["options"] == {"blocks": 1}
+    net = load(out)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), r.model.eval()(x))
+
+
+def test_output_dir_holding_another_model_is_refused(digits, tiny_model_ref, tmp_path):
+    tr, te = digits
+    fit(tr, tiny_model_ref, "head", test=te, out=tmp_path / "o", epochs=1, image_size=32)
+    with pytest.raises(TransferlabError, match=r"already holds a different model .*--overwrite"):
+        fit(tr, tiny_model_ref, "bitfit", test=te, out=tmp_path / "o", epochs=1, image_size=32)
+    fit(tr, tiny_model_ref, "bitfit", test=te, out=tmp_path / "o", epochs=1, image_size=32, overwrite=True)
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["method"] == "bitfit"
+
+
+def test_bad_inputs(digits, tiny_model_ref, tmp_path):
+    tr, te = digits
+    with pytest.raises(TransferlabError, match="unknown fit method 'lora2'"):
+        fit(tr, tiny_model_ref, "lora2", test=te)
+    with pytest.raises(TransferlabError, match="fit supports image datasets"):
+        fit(load_dataset("builtin:rotten-tomatoes"), tiny_model_ref, "head")
+    with pytest.raises(TransferlabError, match="not a transferlab model directory"):
+        load(tmp_path)
+
+
+def test_linear_probe_uses_cached_features_and_matches_its_head(digits, tiny_model_ref):
+    tr, te = digits
+    r = fit(tr, tiny_model_ref, "linear_probe", test=te, image_size=32)
+    assert r.metrics["trainable_params"] == sum(p.numel() for p in r.model.get_classifier().parameters())
+    assert r.metrics["test_accuracy"] > 1.0 / 10  # better than chance on 10 balanced classes
+
+
+@pytest.mark.slow
+def test_linear_probe_on_real_efficientnet_beats_chance_by_far():
+    tr = load_dataset("builtin:fashion-mnist").stratified_sample(300)
+    te = load_dataset("builtin:fashion-mnist", "test").stratified_sample(200)
+    r = fit(tr, "builtin:efficientnet_lite0", "linear_probe", test=te, image_size=64)
+    assert r.metrics["test_accuracy"] > 0.6
+    assert np.isfinite(r.metrics["val_accuracy"])
