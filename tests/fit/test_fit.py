@@ -100,3 +100,30 @@ def test_linear_probe_on_real_efficientnet_beats_chance_by_far():
     r = fit(tr, "builtin:efficientnet_lite0", "linear_probe", test=te, image_size=64)
     assert r.metrics["test_accuracy"] > 0.6
     assert np.isfinite(r.metrics["val_accuracy"])
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3"])
+def test_peft_methods_save_in_peft_format_and_load_back(method, digits, tiny_model_ref, tmp_path):
+    from peft import PeftModel
+
+    from transferlab.zoo import resolve_model
+
+    tr, te = digits
+    out = tmp_path / method
+    r = fit(tr, tiny_model_ref, method, test=te, out=out, epochs=1, image_size=32)
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "metrics.json"} <= {
+        p.name for p in out.iterdir()}
+    assert r.metrics["trainable_params"] < r.metrics["total_params"] / 2
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = r.model.eval()(x)
+        torch.testing.assert_close(load(out)(x), expected)
+        # and with peft alone, on the same base weights and head size
+        base = resolve_model(tiny_model_ref).model
+        base.reset_classifier(10)
+        torch.testing.assert_close(PeftModel.from_pretrained(base, str(out)).eval()(x), expected)
+
+
+def test_unknown_target_modules_list_the_candidates(digits, tiny_model_ref):
+    with pytest.raises(TransferlabError, match=r"match no adaptable layer .*candidates: .*conv_pw"):
+        fit(digits[0], tiny_model_ref, "lora", test=digits[1], epochs=1, image_size=32, target_modules=["q_proj"])

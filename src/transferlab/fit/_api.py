@@ -30,7 +30,7 @@ FORMAT = 1
 def _load_methods() -> None:
     global _LOADED
     if not _LOADED:
-        from . import _methods  # noqa: F401
+        from . import _methods, _peft  # noqa: F401
 
         _LOADED = True
 
@@ -148,7 +148,7 @@ def fit(
         trainable = _linear_probe(net, backbone, train_ds, size, seed)
         val_acc = None
     else:
-        trainable = METHODS.get(method)(net, **options)
+        net, trainable = METHODS.get(method)(net, **options)
         cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
                           seed=seed, patience=None,
                           budget_seconds=budget_minutes * 60 if budget_minutes else None)
@@ -205,10 +205,20 @@ def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) ->
     return list(head.parameters())
 
 
+def _is_peft(method: str) -> bool:
+    return method in METHODS and bool(METHODS.meta(method).get("peft"))
+
+
 def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
+    if _is_peft(config["method"]):  # peft's own format: PeftModel.from_pretrained(base, out) loads it
+        net.save_pretrained(str(out))
+        write_json_atomic(out / "config.json", config)
+        write_json_atomic(out / "metrics.json", metrics)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
     os.close(fd)
@@ -233,8 +243,10 @@ def load(model_dir: str | Path) -> Any:
         cfg = json.loads((d / "config.json").read_text())
     except (OSError, ValueError):
         raise TransferlabError(f"{d} holds no readable config.json: not a transferlab model directory") from None
-    if not (d / "model.safetensors").is_file():
-        raise TransferlabError(f"{d} has no model.safetensors")
+    _load_methods()
+    peft_format = _is_peft(cfg.get("method", ""))
+    if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
+        raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     known = {"model", "method", "transferlab_version", "format", "architecture", "num_classes", "class_names",
              "image_size", "mean", "std", "options", "train"}
     extra = set(cfg) - known
@@ -244,8 +256,14 @@ def load(model_dir: str | Path) -> Any:
     arch = cfg["architecture"]
     if arch.get("library") != "timm":
         raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
-    net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
-    net.load_state_dict(load_file(str(d / "model.safetensors")))
+    if peft_format:
+        from peft import PeftModel
+
+        base, _ = _build(cfg["model"], cfg["num_classes"])  # the pretrained weights the adapters were trained on
+        net = PeftModel.from_pretrained(base, str(d))
+    else:
+        net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
+        net.load_state_dict(load_file(str(d / "model.safetensors")))
     net.eval()
     net.transferlab_config = cfg
     return net

@@ -1,7 +1,7 @@
 """Adaptation methods that choose what trains: full fine-tuning, the last k blocks, biases only, the head only.
 
-Each ``prepare(model, **options)`` freezes the model in place and returns the parameters to optimise (the new
-classification head always trains). Blocks come from timm's own parameter grouping (``group_matcher``), so
+Each ``prepare(model, **options)`` freezes the model in place and returns ``(model, trainable parameters)`` (the new
+classification head always trains; methods that wrap the model, like peft's, return the wrapper). Blocks come from timm's own parameter grouping (``group_matcher``), so
 ``partial`` means the same thing for EfficientNets, ResNets and ViTs.
 """
 
@@ -44,29 +44,29 @@ def parameter_groups(model: Any) -> list[list[Any]]:
 
 @METHODS.register("finetune", summary="full fine-tuning: every parameter trains", default_lr=3e-4,
                   paper="Kornblith et al., Do Better ImageNet Models Transfer Better?, CVPR 2019")
-def finetune(model: Any) -> list[Any]:
-    return _freeze_all_but(model, list(model.parameters()))
+def finetune(model: Any) -> tuple[Any, list[Any]]:
+    return model, _freeze_all_but(model, list(model.parameters()))
 
 
 @METHODS.register("partial", summary="the last k blocks and the head train (k=2 by default)", default_lr=1e-3,
                   paper="Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014")
-def partial(model: Any, blocks: int = 2) -> list[Any]:
+def partial(model: Any, blocks: int = 2) -> tuple[Any, list[Any]]:
     if blocks < 0:
         raise TransferlabError(f"partial: blocks must be >= 0, got {blocks}")
     groups = parameter_groups(model)
     head = _head_params(model)
     keep = [p for g in groups[len(groups) - 1 - blocks:] for p in g] if blocks else []
-    return _freeze_all_but(model, keep + head)
+    return model, _freeze_all_but(model, keep + head)
 
 
 @METHODS.register("bitfit", summary="only bias terms (incl. normalisation shifts) and the head train", default_lr=1e-3,
                   paper="Ben Zaken et al., BitFit, ACL 2022")
-def bitfit(model: Any) -> list[Any]:
+def bitfit(model: Any) -> tuple[Any, list[Any]]:
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    return _freeze_all_but(model, biases + _head_params(model))
+    return model, _freeze_all_but(model, biases + _head_params(model))
 
 
 @METHODS.register("head", summary="the new classification head trains on a frozen backbone (end to end)",
                   default_lr=1e-2, paper="linear evaluation protocol")
-def head(model: Any) -> list[Any]:
-    return _freeze_all_but(model, _head_params(model))
+def head(model: Any) -> tuple[Any, list[Any]]:
+    return model, _freeze_all_but(model, _head_params(model))
