@@ -56,3 +56,22 @@ def test_help_is_fast_and_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     r = subprocess.run([sys.executable, "-m", "transferlab", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "rank" in r.stdout
+
+
+def test_fit_predict_eval(tiny_model_ref, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["fit", "builtin:digits", "--model", tiny_model_ref, "--method", "lora", "--epochs", "1",
+                 "--image-size", "32", "--option", "r=4", "--out", str(out), "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["options"] == {"r": 4} and cfg["method"] == "lora"
+    assert main(["predict", str(out), "builtin:digits", "--out", str(tmp_path / "p.csv")]) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "index,item,label,prediction,probability" and len(rows) == 1 + 359
+    assert main(["eval", str(out), "builtin:digits", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    acc = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert res["accuracy"] == pytest.approx(acc)  # the same model on the same test split
+    assert main(["fit", "builtin:digits", "--model", tiny_model_ref, "--method", "bitfit", "--epochs", "1",
+                 "--image-size", "32", "--out", str(out), "--quiet"]) == 2
+    assert "already holds a different model" in capsys.readouterr().err

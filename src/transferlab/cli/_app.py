@@ -39,10 +39,14 @@ def _root(
 
 def _register() -> None:
     from . import data as _data
+    from . import fit as _fit
     from . import rank as _rank
     from . import zoo as _zoo
 
     app.command("rank")(_rank.rank_cmd)
+    app.command("fit")(_fit.fit_cmd)
+    app.command("predict")(_fit.predict_cmd)
+    app.command("eval")(_fit.eval_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")

@@ -4,7 +4,7 @@ This release: image models from timm / the built-in EfficientNet-Lite zoo; metho
 regression on cached features), ``head``, ``bitfit``, ``partial`` and ``finetune`` through the shared training loop.
 """
 
-from ._api import FitResult, fit, list_methods, load
+from ._api import FitResult, evaluate_model, fit, list_methods, load, predict
 from ._registry import METHODS
 
-__all__ = ["FitResult", "METHODS", "fit", "list_methods", "load"]
+__all__ = ["FitResult", "METHODS", "evaluate_model", "fit", "list_methods", "load", "predict"]

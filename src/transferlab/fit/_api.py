@@ -267,3 +267,40 @@ def load(model_dir: str | Path) -> Any:
     net.eval()
     net.transferlab_config = cfg
     return net
+
+
+def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Class probabilities of a fitted model on a dataset split: (predicted class index [N], probabilities [N, C],
+    the model's config). Preprocessing (image size, normalisation) comes from the model's config."""
+    import torch
+
+    net = load(model_dir)
+    cfg = net.transferlab_config
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    if ds.modality != "image":
+        raise TransferlabError(f"this model takes images; {ds.name} is {ds.modality}")
+    data = ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    probs = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            probs.append(torch.softmax(net(x).float(), dim=1).numpy())
+    p = np.concatenate(probs)
+    return p.argmax(1), p, cfg
+
+
+def evaluate_model(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test") -> dict[str, Any]:
+    """Accuracy and per-class precision/recall of a fitted model on a labelled dataset split."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    pred, _, cfg = predict(model_dir, ds)
+    names = cfg["class_names"]
+    if list(ds.class_names) != list(names):
+        raise TransferlabError(f"the model was trained on classes {names}; {ds.name} has {list(ds.class_names)}")
+    prec, rec, f1, support = precision_recall_fscore_support(ds.labels, pred, labels=range(len(names)),
+                                                             zero_division=0)
+    return {"dataset": ds.name, "split": ds.split, "n": len(ds), "accuracy": float(np.mean(pred == ds.labels)),
+            "per_class": {n: {"precision": float(a), "recall": float(b), "f1": float(c), "support": int(d)}
+                          for n, a, b, c, d in zip(names, prec, rec, f1, support, strict=True)}}

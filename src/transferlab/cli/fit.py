@@ -1,0 +1,101 @@
+"""``transferlab fit``, ``transferlab predict``, ``transferlab eval``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import typer
+
+from ._console import console
+
+
+def _options(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--option takes KEY=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def fit_cmd(
+    data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, a CSV/NPZ file."),
+    model: str = typer.Option(..., "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0."),
+    method: str = typer.Option("lora", "--method", help="Adaptation method (transferlab fit --list)."),
+    epochs: int = typer.Option(5, "--epochs", min=1),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the method's)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: the model's native)."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", help="Stop after the epoch that passes this."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different model in --out."),
+    option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. r=16), repeatable."),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Adapt a pretrained model to DATA; write the model, config.json and metrics.json."""
+    from ..data import load_dataset
+    from ..fit import fit
+
+    ds_name = load_dataset(data).name
+    out_dir = out or Path("runs") / f"fit-{ds_name}-{method}"
+    r = fit(data, model, method, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
+            image_size=image_size, budget_minutes=budget_minutes, seed=seed, progress=not quiet, **_options(option))
+    m = r.metrics
+    c = console()
+    c.print(f"{method} on {model}: test accuracy {m['test_accuracy']:.4f}, val accuracy "
+            f"{(m['val_accuracy'] or float('nan')):.4f}, {m['trainable_params']:,} of {m['total_params']:,} parameters "
+            f"trained, {m['train_seconds']:.1f} s", highlight=False)
+    c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)
+
+
+def predict_cmd(
+    model_dir: Path = typer.Argument(..., help="A directory written by transferlab fit."),
+    data: str = typer.Argument(..., help="Dataset to predict."),
+    split: str = typer.Option("test", "--split"),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o"),
+) -> None:
+    """Write predicted labels and probabilities for DATA to a CSV."""
+    from .._io import atomic_open
+    from ..data import load_dataset
+    from ..fit import predict
+
+    ds = load_dataset(data, split)
+    pred, probs, cfg = predict(model_dir, ds)
+    names = cfg["class_names"]
+    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "item", "label", "prediction", "probability"])
+        for i, (p, row) in enumerate(zip(pred, probs, strict=True)):
+            item = ds.items[i] if not hasattr(ds.items, "shape") else f"{ds.name}[{i}]"
+            w.writerow([i, item, ds.class_names[ds.labels[i]], names[p], f"{row[p]:.6f}"])
+    console().print(f"{len(pred)} predictions: {out.resolve()}", highlight=False, soft_wrap=True)
+
+
+def eval_cmd(
+    model_dir: Path = typer.Argument(..., help="A directory written by transferlab fit."),
+    data: str = typer.Argument(..., help="Labelled dataset."),
+    split: str = typer.Option("test", "--split"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Accuracy and per-class precision/recall of a fitted model on DATA."""
+    from rich.table import Table
+
+    from ..fit import evaluate_model
+
+    r = evaluate_model(model_dir, data, split=split)
+    if as_json:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    c = console()
+    c.print(f"{r['dataset']} ({r['split']}, {r['n']} examples): accuracy {r['accuracy']:.4f}", highlight=False)
+    t = Table("class", "precision", "recall", "f1", "support")
+    for name, v in r["per_class"].items():
+        t.add_row(name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    c.print(t)
