@@ -127,3 +127,42 @@ def test_peft_methods_save_in_peft_format_and_load_back(method, digits, tiny_mod
 def test_unknown_target_modules_list_the_candidates(digits, tiny_model_ref):
     with pytest.raises(TransferlabError, match=r"match no adaptable layer .*candidates: .*conv_pw"):
         fit(digits[0], tiny_model_ref, "lora", test=digits[1], epochs=1, image_size=32, target_modules=["q_proj"])
+
+
+def test_l2sp_keeps_the_backbone_near_its_pretrained_weights(digits, tiny_model_ref):
+    from transferlab.zoo import resolve_model
+
+    tr, te = digits
+    w0 = {k: v.clone() for k, v in resolve_model(tiny_model_ref).model.state_dict().items()
+          if k.endswith("weight") and not k.startswith("classifier")}
+
+    def drift(net):
+        sd = net.state_dict()
+        return sum(float(((sd[k] - v) ** 2).sum()) for k, v in w0.items())
+
+    free = fit(tr, tiny_model_ref, "finetune", test=te, epochs=1, image_size=32, lr=3e-3)
+    held = fit(tr, tiny_model_ref, "finetune", test=te, epochs=1, image_size=32, lr=3e-3, l2sp=50.0)
+    assert drift(held.model) < 0.5 * drift(free.model)
+
+
+def test_bss_term_is_the_sum_of_the_smallest_squared_singular_values(tiny_timm_weights):
+    import timm
+    from safetensors.torch import load_file
+
+    from transferlab.fit._methods import finetune
+
+    net = timm.create_model("test_efficientnet", pretrained=False)
+    net.load_state_dict(load_file(str(tiny_timm_weights)))
+    net.reset_classifier(4)
+    net.eval()
+    prep = finetune(net, bss=0.5, bss_k=2)
+    x = torch.randn(6, 3, 32, 32)
+    logits = net(x)
+    feats = net.forward_head(net.forward_features(x), pre_logits=True)
+    s = torch.linalg.svdvals(feats)
+    torch.testing.assert_close(prep.regularizer(net, x, logits), 0.5 * (s[-2:] ** 2).sum())
+
+
+def test_unknown_method_option_is_a_clear_error(digits, tiny_model_ref):
+    with pytest.raises(TransferlabError, match="bitfit: .*unexpected keyword argument 'rank'"):
+        fit(digits[0], tiny_model_ref, "bitfit", test=digits[1], epochs=1, image_size=32, rank=3)

@@ -148,13 +148,17 @@ def fit(
         trainable = _linear_probe(net, backbone, train_ds, size, seed)
         val_acc = None
     else:
-        net, trainable = METHODS.get(method)(net, **options)
+        try:
+            prep = METHODS.get(method)(net, **options)
+        except TypeError as exc:  # an option the method does not take
+            raise TransferlabError(f"{method}: {exc}") from None
+        net, trainable = prep.model, prep.params
         cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
                           seed=seed, patience=None,
                           budget_seconds=budget_minutes * 60 if budget_minutes else None)
         result = train(net, ImageTensors(train_ds, size, mean, std, augment=True),
                        ImageTensors(val_ds, size, mean, std) if val_ds is not None else None, cfg,
-                       num_classes=c, params=trainable, progress=progress,
+                       num_classes=c, params=trainable, regularizer=prep.regularizer, progress=progress,
                        checkpoint_dir=out_dir / "checkpoints" if out_dir is not None else None)
         history, val_acc = result.history, result.best_val_accuracy
     train_seconds = time.perf_counter() - t0

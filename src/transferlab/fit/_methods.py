@@ -1,7 +1,7 @@
 """Adaptation methods that choose what trains: full fine-tuning, the last k blocks, biases only, the head only.
 
-Each ``prepare(model, **options)`` freezes the model in place and returns ``(model, trainable parameters)`` (the new
-classification head always trains; methods that wrap the model, like peft's, return the wrapper). Blocks come from timm's own parameter grouping (``group_matcher``), so
+Each ``prepare(model, **options)`` freezes the model in place and returns a :class:`Prepared` (the model, possibly a
+wrapper like peft's; the parameters to train, the new classification head always among them; an optional loss term). Blocks come from timm's own parameter grouping (``group_matcher``), so
 ``partial`` means the same thing for EfficientNets, ResNets and ViTs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TransferlabError
-from ._registry import METHODS
+from ._registry import METHODS, Prepared
 
 
 def _head_params(model: Any) -> list[Any]:
@@ -44,29 +44,69 @@ def parameter_groups(model: Any) -> list[list[Any]]:
 
 @METHODS.register("finetune", summary="full fine-tuning: every parameter trains", default_lr=3e-4,
                   paper="Kornblith et al., Do Better ImageNet Models Transfer Better?, CVPR 2019")
-def finetune(model: Any) -> tuple[Any, list[Any]]:
-    return model, _freeze_all_but(model, list(model.parameters()))
+def finetune(model: Any, l2sp: float = 0.0, l2sp_head: float = 0.0, bss: float = 0.0,
+             bss_k: int = 1) -> Prepared:
+    """Full fine-tuning, optionally regularised.
+
+    ``l2sp``: L2-SP (Li, Grandvalet, Davoine, ICML 2018), ``l2sp/2 * ||w - w0||^2`` over the pretrained weights plus
+    ``l2sp_head/2 * ||w_head||^2``. ``bss``: Batch Spectral Shrinkage (Chen et al., NeurIPS 2019),
+    ``bss * sum of the bss_k smallest squared singular values`` of the batch's pooled features (the head's input).
+    """
+    params = _freeze_all_but(model, list(model.parameters()))
+    terms = []
+    if l2sp > 0 or l2sp_head > 0:
+        terms.append(_l2sp(model, l2sp, l2sp_head))
+    if bss > 0:
+        terms.append(_bss(model, bss, bss_k))
+    reg = None if not terms else (lambda m, x, logits: sum(t(m, x, logits) for t in terms))
+    return Prepared(model, params, reg)
+
+
+def _l2sp(model: Any, alpha: float, beta: float) -> Any:
+    head_ids = {id(p) for p in _head_params(model)}
+    anchors = [(p, p.detach().clone()) for p in model.parameters() if id(p) not in head_ids]
+    head = [p for p in model.parameters() if id(p) in head_ids]
+
+    def term(m: Any, x: Any, logits: Any) -> Any:
+        pen = sum(((p - p0) ** 2).sum() for p, p0 in anchors) * (alpha / 2)
+        return pen + sum((p**2).sum() for p in head) * (beta / 2)
+
+    return term
+
+
+def _bss(model: Any, eta: float, k: int) -> Any:
+    import torch
+
+    captured: dict[str, Any] = {}
+    model.get_classifier().register_forward_pre_hook(lambda mod, inp: captured.__setitem__("f", inp[0]))
+
+    def term(m: Any, x: Any, logits: Any) -> Any:
+        f = captured["f"].float()
+        s = torch.linalg.svdvals(f)  # descending
+        return eta * (s[-k:] ** 2).sum()
+
+    return term
 
 
 @METHODS.register("partial", summary="the last k blocks and the head train (k=2 by default)", default_lr=1e-3,
                   paper="Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014")
-def partial(model: Any, blocks: int = 2) -> tuple[Any, list[Any]]:
+def partial(model: Any, blocks: int = 2) -> Prepared:
     if blocks < 0:
         raise TransferlabError(f"partial: blocks must be >= 0, got {blocks}")
     groups = parameter_groups(model)
     head = _head_params(model)
     keep = [p for g in groups[len(groups) - 1 - blocks:] for p in g] if blocks else []
-    return model, _freeze_all_but(model, keep + head)
+    return Prepared(model, _freeze_all_but(model, keep + head))
 
 
 @METHODS.register("bitfit", summary="only bias terms (incl. normalisation shifts) and the head train", default_lr=1e-3,
                   paper="Ben Zaken et al., BitFit, ACL 2022")
-def bitfit(model: Any) -> tuple[Any, list[Any]]:
+def bitfit(model: Any) -> Prepared:
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    return model, _freeze_all_but(model, biases + _head_params(model))
+    return Prepared(model, _freeze_all_but(model, biases + _head_params(model)))
 
 
 @METHODS.register("head", summary="the new classification head trains on a frozen backbone (end to end)",
                   default_lr=1e-2, paper="linear evaluation protocol")
-def head(model: Any) -> tuple[Any, list[Any]]:
-    return model, _freeze_all_but(model, _head_params(model))
+def head(model: Any) -> Prepared:
+    return Prepared(model, _freeze_all_but(model, _head_params(model)))

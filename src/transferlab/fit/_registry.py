@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from .._registry import Registry
 
-#: name -> prepare(model, **options) -> list of trainable parameters (the method freezes/changes the model in place).
-#: Metadata: ``summary``, ``paper``, ``modality``.
-METHODS: Registry[Callable[..., list]] = Registry("fit method")
+
+@dataclass
+class Prepared:
+    """What a method hands the training loop: the model to train (possibly a wrapper), the parameters to optimise,
+    and an optional loss term ``regularizer(model, x, logits) -> scalar tensor``."""
+
+    model: Any
+    params: list[Any]
+    regularizer: Callable[[Any, Any, Any], Any] | None = None
+
+
+#: name -> prepare(model, **options) -> Prepared (the method freezes/changes the model in place).
+#: Metadata: ``summary``, ``paper``, ``default_lr``, ``peft``.
+METHODS: Registry[Callable[..., Prepared]] = Registry("fit method")
