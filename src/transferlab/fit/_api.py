@@ -30,7 +30,7 @@ FORMAT = 1
 def _load_methods() -> None:
     global _LOADED
     if not _LOADED:
-        from . import _methods, _peft  # noqa: F401
+        from . import _adapters, _methods, _peft  # noqa: F401
 
         _LOADED = True
 
@@ -148,8 +148,9 @@ def fit(
         trainable = _linear_probe(net, backbone, train_ds, size, seed)
         val_acc = None
     else:
+        extra = {"image_size": size} if METHODS.meta(method).get("needs_image_size") else {}
         try:
-            prep = METHODS.get(method)(net, **options)
+            prep = METHODS.get(method)(net, **extra, **options)
         except TypeError as exc:  # an option the method does not take
             raise TransferlabError(f"{method}: {exc}") from None
         net, trainable = prep.model, prep.params
@@ -267,6 +268,9 @@ def load(model_dir: str | Path) -> Any:
         net = PeftModel.from_pretrained(base, str(d))
     else:
         net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
+        meta = METHODS.meta(cfg["method"]) if cfg.get("method") in METHODS else {}
+        if meta.get("needs_image_size"):  # methods that add modules: rebuild them before loading the weights
+            net = METHODS.get(cfg["method"])(net, image_size=cfg["image_size"], **cfg.get("options", {})).model
         net.load_state_dict(load_file(str(d / "model.safetensors")))
     net.eval()
     net.transferlab_config = cfg
