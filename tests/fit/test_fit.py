@@ -166,3 +166,32 @@ def test_bss_term_is_the_sum_of_the_smallest_squared_singular_values(tiny_timm_w
 def test_unknown_method_option_is_a_clear_error(digits, tiny_model_ref):
     with pytest.raises(TransferlabError, match="bitfit: .*unexpected keyword argument 'rank'"):
         fit(digits[0], tiny_model_ref, "bitfit", test=digits[1], epochs=1, image_size=32, rank=3)
+
+
+def test_init_continues_from_an_earlier_fit(digits, tiny_model_ref, tmp_path):
+    tr, te = digits
+    first = fit(tr, tiny_model_ref, "lora", test=te, out=tmp_path / "first", epochs=1, image_size=32)
+    merged = first.model.merge_and_unload().state_dict()
+    # a second task with other classes: the backbone starts from the first fit, the head is new
+    few = tr.subset(np.flatnonzero(tr.labels < 4))
+    few = type(few)("digits4", "image", few.items, few.labels, few.class_names[:4])
+    te4 = te.subset(np.flatnonzero(te.labels < 4))
+    te4 = type(te4)("digits4", "image", te4.items, te4.labels, te4.class_names[:4])
+    second = fit(few, tiny_model_ref, "head", test=te4, init=tmp_path / "first", epochs=1, image_size=32)
+    sd = second.model.state_dict()
+    body = [k for k in sd if not k.startswith("classifier")]
+    assert all(torch.equal(sd[k], merged[k]) for k in body)  # head-only training left the body as initialised
+    assert sd["classifier.weight"].shape[0] == 4
+
+
+def test_init_from_another_architecture_is_refused(digits, tiny_model_ref, tmp_path):
+    tr, te = digits
+    fit(tr, tiny_model_ref, "head", test=te, out=tmp_path / "e", epochs=1, image_size=32)
+    import timm
+    from safetensors.torch import save_file
+
+    r = timm.create_model("test_resnet", pretrained=False)
+    save_file({k: v.contiguous() for k, v in r.state_dict().items()}, str(tmp_path / "r.safetensors"))
+    with pytest.raises(TransferlabError, match="is a test_efficientnet but the model to fit is a test_resnet"):
+        fit(tr, f"timm:test_resnet@{tmp_path / 'r.safetensors'}", "head", test=te, init=tmp_path / "e",
+            epochs=1, image_size=32)

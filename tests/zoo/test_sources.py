@@ -151,3 +151,20 @@ def test_hub_ids_offline_fail_with_a_clear_error(scheme, monkeypatch):
 def test_missing_local_model_directory():
     with pytest.raises(ModelError, match="does not exist"):
         resolve_model("hf:./no/such/dir")
+
+
+def test_pickle_weights_are_refused_unless_trusted(tmp_path, tiny_timm_weights):
+    import torch
+    from safetensors.torch import load_file
+
+    pth = tmp_path / "model.pth"
+    torch.save(load_file(str(tiny_timm_weights)), pth)
+    with pytest.raises(ModelError, match=r"pickle weights \(model\.pth\).*--trust-pickle"):
+        resolve_model(f"timm:test_efficientnet@{pth}")
+    b = resolve_model(f"timm:test_efficientnet@{pth}", trust_pickle=True)
+    ds = load_dataset("builtin:digits").stratified_sample(20)
+    assert extract_features(b, ds, image_size=32, cache=None).features.shape[0] == 20
+    (tmp_path / "hfdir").mkdir()
+    (tmp_path / "hfdir" / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ModelError, match="pickle weights"):
+        resolve_model(f"hf:{tmp_path / 'hfdir'}")

@@ -33,10 +33,12 @@ def fit_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: the model's native)."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", help="Stop after the epoch that passes this."),
+    init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different model in --out."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. r=16), repeatable."),
     seed: int = typer.Option(0, "--seed"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Adapt a pretrained model to DATA; write the model, config.json and metrics.json."""
@@ -46,7 +48,8 @@ def fit_cmd(
     ds_name = load_dataset(data).name
     out_dir = out or Path("runs") / f"fit-{ds_name}-{method}"
     r = fit(data, model, method, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
-            image_size=image_size, budget_minutes=budget_minutes, seed=seed, progress=not quiet, **_options(option))
+            image_size=image_size, budget_minutes=budget_minutes, seed=seed, progress=not quiet,
+            trust_pickle=trust_pickle, init=init, **_options(option))
     m = r.metrics
     c = console()
     c.print(f"{method} on {model}: test accuracy {m['test_accuracy']:.4f}, val accuracy "

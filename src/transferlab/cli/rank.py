@@ -28,6 +28,7 @@ def rank_cmd(
     strict: bool = typer.Option(False, "--strict", help="Fail on unreadable images instead of skipping them."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
@@ -42,7 +43,8 @@ def rank_cmd(
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
     zoo = zoo or ("builtin:text" if ds.modality == "text" else "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
-                  cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet)
+                  cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
+                  trust_pickle=trust_pickle)
     out_dir = out or Path("runs") / f"rank-{ds.name}"
     paths = result.save(out_dir)
     if not quiet:

@@ -57,11 +57,11 @@ def _architecture(model: Any) -> dict[str, Any]:
     return {"library": "timm", "name": arch}
 
 
-def _build(ref: str, num_classes: int) -> tuple[Any, Any]:
+def _build(ref: str, num_classes: int, trust_pickle: bool = False) -> tuple[Any, Any]:
     from ..zoo import resolve_model
     from ..zoo._backbone import TorchImageBackbone
 
-    backbone = resolve_model(ref)
+    backbone = resolve_model(ref, trust_pickle=trust_pickle)
     if not isinstance(backbone, TorchImageBackbone):
         raise TransferlabError(f"fit supports image models (timm:, builtin: EfficientNet-Lite) for now; {ref!r} is "
                                f"{backbone.modality}")
@@ -109,6 +109,8 @@ def fit(
     budget_minutes: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    trust_pickle: bool = False,
+    init: str | Path | None = None,
     **options: Any,
 ) -> FitResult:
     """Adapt ``model`` (a model reference) to ``dataset`` (its train split) with ``method``.
@@ -138,7 +140,9 @@ def fit(
     if out_dir is not None:
         _check_out(out_dir, identity, overwrite)
     seed_everything(seed)
-    net, backbone = _build(model, c)
+    net, backbone = _build(model, c, trust_pickle)
+    if init is not None:
+        _init_from_(net, Path(init), trust_pickle)
     size = int(image_size or backbone.native_size)
     mean, std = backbone.mean, backbone.std
     train_ds, val_ds = split_validation(ds, val_fraction, seed)
@@ -182,8 +186,37 @@ def fit(
                              "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
                              "image_size": size, "mean": list(mean), "std": list(std), "options": options,
                              "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                                       "val_fraction": val_fraction}}, metrics)
+                                       "val_fraction": val_fraction},
+                             "init": str(init) if init is not None else None}, metrics)
     return FitResult(net, metrics, out_dir, history)
+
+
+def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
+    """Load an earlier fit's weights into ``net`` in place (same architecture; head only if the shapes match)."""
+    prev = load(init, trust_pickle=trust_pickle)
+    cfg = prev.transferlab_config
+    if cfg["architecture"] != _architecture(net):
+        raise TransferlabError(f"--init {init} is a {cfg['architecture']['name']} but the model to fit is a "
+                               f"{_architecture(net)['name']}: initialise from a fit of the same architecture")
+    if _is_peft(cfg["method"]):
+        prev = prev.merge_and_unload()
+    elif METHODS.meta(cfg["method"]).get("needs_image_size") if cfg["method"] in METHODS else False:
+        raise TransferlabError(f"--init from an {cfg['method']!r} fit is not supported: its adapters are not part of "
+                               "the base architecture")
+    state = prev.state_dict()
+    own = net.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in keep]
+    head = {n for n, _ in net.get_classifier().named_parameters(prefix=_head_prefix(net))}
+    if any(k not in head for k in missing):
+        raise TransferlabError(f"--init {init}: weights do not fit the model (first mismatch: "
+                               f"{next(k for k in missing if k not in head)})")
+    net.load_state_dict(keep, strict=False)
+
+
+def _head_prefix(net: Any) -> str:
+    head = net.get_classifier()
+    return next(n for n, m in net.named_modules() if m is head)
 
 
 def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) -> list[Any]:
@@ -238,7 +271,7 @@ def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any]) 
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-def load(model_dir: str | Path) -> Any:
+def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
     """The adapted model saved by :func:`fit`, in eval mode, ready for inference (``model(x) -> logits``)."""
     import timm
     from safetensors.torch import load_file
@@ -253,7 +286,7 @@ def load(model_dir: str | Path) -> Any:
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     known = {"model", "method", "transferlab_version", "format", "architecture", "num_classes", "class_names",
-             "image_size", "mean", "std", "options", "train"}
+             "image_size", "mean", "std", "options", "train", "init"}
     extra = set(cfg) - known
     if extra:
         log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", d, sorted(extra),
@@ -264,7 +297,7 @@ def load(model_dir: str | Path) -> Any:
     if peft_format:
         from peft import PeftModel
 
-        base, _ = _build(cfg["model"], cfg["num_classes"])  # the pretrained weights the adapters were trained on
+        base, _ = _build(cfg["model"], cfg["num_classes"], trust_pickle)  # the weights the adapters were trained on
         net = PeftModel.from_pretrained(base, str(d))
     else:
         net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])

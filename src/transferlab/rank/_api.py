@@ -77,6 +77,7 @@ def rank(
     progress: bool = False,
     metric_options: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
+    trust_pickle: bool = False,
 ) -> RankResult:
     """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
 
@@ -100,7 +101,7 @@ def rank(
         z = load_zoo(zoo)
     names = _resolve_metrics(metrics)
     opts = metric_options or {}
-    backbones = [resolve_model(m.ref) for m in z.models]  # resolve all first: a typo fails before any work
+    backbones = [resolve_model(m.ref, trust_pickle=trust_pickle) for m in z.models]  # resolve all first: a typo fails before any work
     for b in backbones:
         b.check_dataset(ds)
     cache = FeatureCache(cache_dir) if use_cache else None

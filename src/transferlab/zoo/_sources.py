@@ -36,8 +36,12 @@ def list_builtin_models() -> list[str]:
     return [f"builtin:{n}" for n in BUILTIN_MODELS.list()]
 
 
-def resolve_model(ref: str) -> Backbone:
-    """Resolve a model reference string to a :class:`Backbone` (no weights are loaded yet)."""
+def resolve_model(ref: str, *, trust_pickle: bool = False) -> Backbone:
+    """Resolve a model reference string to a :class:`Backbone` (no weights are loaded yet).
+
+    Local weights stored as pickle (``.pth``/``.pt``/``.bin``/``.ckpt``) can run code when loaded: they are refused
+    unless ``trust_pickle``; safetensors are always accepted.
+    """
     if ":" not in ref:
         raise ModelError(
             f"model reference {ref!r} has no scheme: use one of {', '.join(s + ':' for s in MODEL_SOURCES.list())} "
@@ -50,7 +54,23 @@ def resolve_model(ref: str) -> Backbone:
         )
     if not rest:
         raise ModelError(f"model reference {ref!r} names no model")
-    return MODEL_SOURCES.get(scheme)(rest, ref)
+    return MODEL_SOURCES.get(scheme)(rest, ref, trust_pickle=trust_pickle)
+
+
+_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
+
+
+def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> None:
+    """Refuse pickle-only local weights unless trusted."""
+    if trust_pickle:
+        return
+    files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
+    has_safe = any(p.suffix == ".safetensors" for p in files)
+    pickles = [p.name for p in files if p.suffix in _PICKLE_SUFFIXES]
+    if pickles and not has_safe:
+        raise ModelError(
+            f"{ref!r} points at pickle weights ({', '.join(pickles[:3])}), which can run arbitrary code when loaded: "
+            "convert them to safetensors, or pass --trust-pickle (trust_pickle=True) if you trust their source")
 
 
 def _local_weights_id(path: Path) -> str:
@@ -74,7 +94,7 @@ def _timm_cfg(model: Any) -> dict[str, Any]:
 
 
 @MODEL_SOURCES.register("timm", example="timm:resnet18 or timm:resnet18@/path/model.safetensors")
-def _timm_source(rest: str, ref: str) -> Backbone:
+def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     import timm
 
     name, _, local = rest.partition("@")
@@ -84,6 +104,8 @@ def _timm_source(rest: str, ref: str) -> Backbone:
     local_path = Path(local).expanduser() if local else None
     if local_path is not None and not local_path.exists():
         raise ModelError(f"weights {local!r} for {ref!r} do not exist")
+    if local_path is not None:
+        _check_pickle(local_path, ref, trust_pickle)
     cfg = timm.get_pretrained_cfg(name.split(".")[0]) if hasattr(timm, "get_pretrained_cfg") else None
     cfgd = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
     size = int((cfgd.get("input_size") or (3, 224, 224))[-1])
@@ -117,9 +139,10 @@ def _timm_source(rest: str, ref: str) -> Backbone:
 
 
 # ---------------------------------------------------------------------------------------------------------- text hub
-def _path_or_hub(rest: str) -> tuple[str, str]:
+def _path_or_hub(rest: str, ref: str, trust_pickle: bool) -> tuple[str, str]:
     p = Path(rest).expanduser()
     if p.exists():
+        _check_pickle(p, ref, trust_pickle)
         return str(p), _local_weights_id(p)
     if rest.startswith((".", "/", "~")):
         raise ModelError(f"model directory {rest!r} does not exist")
@@ -127,19 +150,19 @@ def _path_or_hub(rest: str) -> tuple[str, str]:
 
 
 @MODEL_SOURCES.register("hf", example="hf:bert-base-uncased or hf:/path/to/model_dir")
-def _hf_source(rest: str, ref: str) -> Backbone:
-    path, wid = _path_or_hub(rest)
+def _hf_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
+    path, wid = _path_or_hub(rest, ref, trust_pickle)
     return HFBackbone(ref, path, weights_id=wid)
 
 
 @MODEL_SOURCES.register("st", example="st:sentence-transformers/all-MiniLM-L6-v2 or st:/path/to/model_dir")
-def _st_source(rest: str, ref: str) -> Backbone:
-    path, wid = _path_or_hub(rest)
+def _st_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
+    path, wid = _path_or_hub(rest, ref, trust_pickle)
     return SentenceTransformerBackbone(ref, path, weights_id=wid)
 
 
 @MODEL_SOURCES.register("onnx", example="onnx:/path/model.onnx (tokenizer.json beside it, or onnx:MODEL?tokenizer=FILE)")
-def _onnx_source(rest: str, ref: str) -> Backbone:
+def _onnx_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     path_s, _, query = rest.partition("?")
     opts = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv)
     path = Path(path_s).expanduser()
@@ -154,7 +177,7 @@ def _onnx_source(rest: str, ref: str) -> Backbone:
 
 # ----------------------------------------------------------------------------------------------------------- builtin
 @MODEL_SOURCES.register("builtin", example="builtin:efficientnet_lite0")
-def _builtin_source(rest: str, ref: str) -> Backbone:
+def _builtin_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     name = rest.replace("-", "_")
     if name not in BUILTIN_MODELS:
         raise ModelError(f"unknown built-in model {ref!r}; known: {', '.join(list_builtin_models())}")
