@@ -85,3 +85,13 @@ def test_adapter_fit_saves_and_loads(tiny_model_ref, tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "a")(x), r.model.eval()(x))
+
+
+def test_gradcam_targets_the_last_feature_map_and_skips_token_models():
+    from transferlab.fit._cam import last_spatial_layer
+
+    cnn = timm.create_model("test_efficientnet", pretrained=False)
+    layer = last_spatial_layer(cnn, torch.randn(1, 3, 64, 64))
+    assert layer is not None and layer in list(cnn.bn2.modules())
+    vit = timm.create_model("test_vit", pretrained=False)
+    assert last_spatial_layer(vit, torch.randn(1, 3, 160, 160)) is None

@@ -54,7 +54,11 @@ def test_outputs_and_load_round_trip(digits, tiny_model_ref, tmp_path):
     tr, te = digits
     out = tmp_path / "fit"
     r = fit(tr, tiny_model_ref, "partial", test=te, out=out, epochs=1, image_size=32, blocks=1)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "report.html"]
+    html = (out / "report.html").read_text()
+    for section in ("Learning curves", "Confusion matrix", "Per class", "Grad-CAM: correct and wrong"):
+        assert section in html
+    assert html.count("data:image/png;base64,") == 3
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("method", "test_accuracy", "val_accuracy", "trainable_params", "total_params", "train_seconds",
                 "peak_rss_mb"):

@@ -168,11 +168,12 @@ def fit(
         history, val_acc = result.history, result.best_val_accuracy
     train_seconds = time.perf_counter() - t0
     dev = next(net.parameters()).device
-    loss = torch.nn.CrossEntropyLoss()
     eval_cfg = TrainConfig(batch_size=batch_size)
     if val_acc is None and val_ds is not None:
-        val_acc = evaluate(net, ImageTensors(val_ds, size, mean, std), eval_cfg, dev, loss)[1]
-    test_acc = evaluate(net, ImageTensors(test_ds, size, mean, std), eval_cfg, dev, loss)[1] if test_ds else None
+        val_acc = evaluate(net, ImageTensors(val_ds, size, mean, std), eval_cfg, dev, torch.nn.CrossEntropyLoss())[1]
+    test_data = ImageTensors(test_ds, size, mean, std) if test_ds is not None else None
+    y_pred = _predict_labels(net, test_data, batch_size) if test_data is not None else None
+    test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
         "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
         "trainable_params": int(sum(p.numel() for p in trainable)),
@@ -182,13 +183,42 @@ def fit(
         "history": history,
     }
     if out_dir is not None:
-        _save(out_dir, net, {**identity, "transferlab_version": __version__, "format": FORMAT,
+        config = {**identity, "transferlab_version": __version__, "format": FORMAT,
                              "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
                              "image_size": size, "mean": list(mean), "std": list(std), "options": options,
                              "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
                                        "val_fraction": val_fraction},
-                             "init": str(init) if init is not None else None}, metrics)
+                             "init": str(init) if init is not None else None}
+        _save(out_dir, net, config, metrics)
+        if test_data is not None:
+            _write_report(out_dir, net, config, metrics, test_data, test_ds.labels, y_pred)
     return FitResult(net, metrics, out_dir, history)
+
+
+def _predict_labels(net: Any, data: Any, batch_size: int) -> np.ndarray:
+    import torch
+
+    net.eval()
+    preds = []
+    with torch.inference_mode():
+        for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False):
+            preds.append(net(x.to(next(net.parameters()).device)).argmax(1).cpu().numpy())
+    return np.concatenate(preds)
+
+
+def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], data: Any,
+                  y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    from .._io import write_text_atomic
+    from ..report import fit_report_html
+    from ._cam import gradcam_panels
+
+    try:
+        panels, note = gradcam_panels(net, data, y_true, y_pred, config["class_names"], tuple(config["mean"]),
+                                      tuple(config["std"]))
+    except Exception as exc:  # the report must not fail a finished fit; say why the panel is missing
+        log.warning("Grad-CAM failed: %s", exc)
+        panels, note = [], f"Grad-CAM failed on this model: {exc}"
+    write_text_atomic(out / "report.html", fit_report_html(metrics, config, y_true, y_pred, panels, note))
 
 
 def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:

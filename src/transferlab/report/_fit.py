@@ -1,0 +1,97 @@
+"""HTML report of a fit: learning curves, confusion matrix, per-class precision/recall, Grad-CAM panels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._html import esc, figure_png, fmt, page, table
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curves(history: list[dict[str, float]]) -> str:
+    plt = _plt()
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    if history and "val_loss" in history[0]:
+        a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+    if history and "val_accuracy" in history[0]:
+        b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy")
+    b.legend()
+    return figure_png(fig, "learning curves")
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    cm = confusion_matrix(y_true, y_pred, labels=range(len(names)))
+    fig, ax = plt.subplots(figsize=(0.55 * len(names) + 2.5, 0.5 * len(names) + 2))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    return figure_png(fig, "confusion matrix")
+
+
+def _cam_panel(panels: list[dict[str, Any]]) -> str:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.1 * len(panels), 2.6), squeeze=False)
+    for ax, p in zip(axes[0], panels, strict=True):
+        ax.imshow(p["image"])
+        ax.imshow(p["cam"], cmap="jet", alpha=0.4)
+        ax.set_title(f"{'✓' if p['correct'] else '✗'} {p['pred']}\n(true {p['true']})", fontsize=8,
+                     color="green" if p["correct"] else "red")
+        ax.axis("off")
+    return figure_png(fig, "Grad-CAM")
+
+
+def fit_report_html(metrics: dict[str, Any], config: dict[str, Any], y_true: np.ndarray, y_pred: np.ndarray,
+                    cam_panels: list[dict[str, Any]] | None = None, cam_note: str = "") -> str:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    names = list(config["class_names"])
+    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=range(len(names)), zero_division=0)
+    head = (f"<h1>transferlab fit: {esc(metrics['method'])} on {esc(metrics['model'])}</h1>"
+            f"<p class='muted'>dataset {esc(metrics['dataset'])} · image size {metrics.get('image_size')} · "
+            f"transferlab {esc(config.get('transferlab_version'))}</p>")
+    summary = table(["measure", "value"], [
+        ["test accuracy", fmt(metrics.get("test_accuracy"))], ["validation accuracy", fmt(metrics.get("val_accuracy"))],
+        ["trainable parameters", f"{metrics['trainable_params']:,}"], ["total parameters", f"{metrics['total_params']:,}"],
+        ["training seconds", f"{metrics['train_seconds']:.1f}"], ["peak RSS (MB)", f"{metrics['peak_rss_mb']:.0f}"]])
+    per_class = table(["class", "precision", "recall", "f1", "support"],
+                      [[esc(n), f"{a:.3f}", f"{b:.3f}", f"{c:.3f}", int(d)]
+                       for n, a, b, c, d in zip(names, prec, rec, f1, sup, strict=True)])
+    body = head + summary
+    if metrics.get("history"):
+        body += "<h2>Learning curves</h2>" + _curves(metrics["history"])
+    body += "<h2>Confusion matrix (test)</h2>" + _confusion(y_true, y_pred, names)
+    body += "<h2>Per class (test)</h2>" + per_class
+    if cam_panels:
+        body += ("<h2>Grad-CAM: correct and wrong test examples</h2>" + _cam_panel(cam_panels)
+                 + "<p class='muted'>Where the model looked for the predicted class (pytorch-grad-cam).</p>")
+    elif cam_note:
+        body += f"<h2>Grad-CAM</h2><p class='muted'>{esc(cam_note)}</p>"
+    return page(f"transferlab fit — {metrics['method']}", body)
