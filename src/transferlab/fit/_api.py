@@ -30,7 +30,7 @@ FORMAT = 1
 def _load_methods() -> None:
     global _LOADED
     if not _LOADED:
-        from . import _adapters, _methods, _peft  # noqa: F401
+        from . import _adapters, _methods, _peft, _sparse  # noqa: F401
 
         _LOADED = True
 
@@ -128,6 +128,8 @@ def fit(
     _load_methods()
     if method != "linear_probe":
         METHODS.get(method)  # unknown: lists the known ones
+    if method == "sparse" and not 0 < float(options.get("density", 0.01)) <= 1:
+        raise TransferlabError(f"sparse: density must lie in (0, 1], got {options['density']}")
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
     if test is None and not isinstance(dataset, Dataset):
         test = load_dataset(dataset, "test")
@@ -148,9 +150,19 @@ def fit(
     train_ds, val_ds = split_validation(ds, val_fraction, seed)
     t0 = time.perf_counter()
     history: list[dict[str, float]] = []
+    sparse_diff = None
     if method == "linear_probe":
         trainable = _linear_probe(net, backbone, train_ds, size, seed)
         val_acc = None
+    elif method == "sparse":
+        from ._sparse import sparse_fit_
+
+        cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
+                          seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
+        net, trainable, history, val_acc, sparse_diff = sparse_fit_(
+            net, ImageTensors(train_ds, size, mean, std, augment=True),
+            ImageTensors(val_ds, size, mean, std) if val_ds is not None else None, cfg, c, progress,
+            out_dir / "checkpoints" if out_dir is not None else None, **options)
     else:
         extra = {"image_size": size} if METHODS.meta(method).get("needs_image_size") else {}
         try:
@@ -175,6 +187,7 @@ def fit(
     y_pred = _predict_labels(net, test_data, batch_size) if test_data is not None else None
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
+        **({"sparse_nnz": sparse_diff.nnz(), "sparse_of": sparse_diff.size()} if sparse_diff is not None else {}),
         "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
         "trainable_params": int(sum(p.numel() for p in trainable)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
@@ -190,6 +203,8 @@ def fit(
                                        "val_fraction": val_fraction},
                              "init": str(init) if init is not None else None}
         _save(out_dir, net, config, metrics)
+        if sparse_diff is not None:
+            sparse_diff.save(out_dir / "sparse_diff.safetensors")
         if test_data is not None:
             _write_report(out_dir, net, config, metrics, test_data, test_ds.labels, y_pred)
     return FitResult(net, metrics, out_dir, history)

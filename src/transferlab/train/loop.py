@@ -184,11 +184,15 @@ def train(
     device: str | None = None,
     progress: bool = False,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    freeze_norm_stats: bool = False,
 ) -> TrainResult:
     """Train ``model`` (a module mapping a batch to class logits) in place on a map-style torch dataset of (x, y).
 
     ``params``: the parameters to optimise (default: those with ``requires_grad``). ``regularizer(model, x, logits)``
-    adds a term to the loss (L2-SP, BSS...). ``checkpoint_dir``: write a checkpoint after each epoch and resume from it
+    adds a term to the loss (L2-SP, BSS...). ``after_step()`` runs after every optimizer step (e.g. a projection
+    that keeps a sparse update sparse). ``freeze_norm_stats``: every batch-norm layer keeps its running statistics
+    (by default only those whose own parameters are all frozen do). ``checkpoint_dir``: write a checkpoint after each epoch and resume from it
     when present (the directory must come from the same config, else an error). Returns the per-epoch history.
     """
     import torch
@@ -224,7 +228,7 @@ def train(
     t0 = time.perf_counter() - result.train_seconds
     with _progress(progress, n_batches) as bar:
         for epoch in range(start_epoch, cfg.epochs):
-            _train_mode(model)
+            _train_mode(model, freeze_norm_stats)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_batches, stats="") if bar else None
             run_loss, run_correct, run_n = 0.0, 0, 0
             opt.zero_grad(set_to_none=True)
@@ -248,6 +252,8 @@ def train(
                     scaler.step(opt)
                     scaler.update()
                     sched.step()
+                    if after_step is not None:
+                        after_step()
                     opt.zero_grad(set_to_none=True)
                 run_loss += float(loss.detach()) * len(y)
                 run_correct += int((logits.detach().argmax(1) == y).sum())
@@ -282,16 +288,16 @@ def train(
     return result
 
 
-def _train_mode(model: Any) -> None:
-    """Training mode, except batch-norm layers whose own parameters are all frozen: they keep their running
-    statistics (a frozen backbone stays the backbone it was)."""
+def _train_mode(model: Any, freeze_all_norms: bool = False) -> None:
+    """Training mode, except batch-norm layers whose own parameters are all frozen (or all of them, with
+    ``freeze_all_norms``): they keep their running statistics (a frozen backbone stays the backbone it was)."""
     import torch
 
     model.train()
     for mod in model.modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             own = list(mod.parameters(recurse=False))
-            if own and not any(p.requires_grad for p in own):
+            if freeze_all_norms or (own and not any(p.requires_grad for p in own)):
                 mod.eval()
 
 

@@ -1,0 +1,188 @@
+"""Sparse fine-tuning, LT-SFT style (Ansell et al., "Composable Sparse Fine-Tuning for Cross-Lingual Transfer",
+ACL 2022; reference: cambridgeltl/composable-sft).
+
+Phase 1 fine-tunes every parameter; the ``density`` fraction of backbone entries that changed most (by magnitude,
+over the whole model) becomes the mask; phase 2 restarts from the pretrained weights and trains only those entries
+(plus the new head), projecting after every step so nothing else moves. The result is a :class:`SparseDiff`: it can be
+applied to, removed from, and added to other models of the same architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import TransferlabError
+from ._registry import METHODS, Prepared
+
+
+class SparseDiff:
+    """Per-tensor flat indices and values of a sparse weight difference."""
+
+    def __init__(self, entries: dict[str, tuple[Any, Any]], shapes: dict[str, tuple[int, ...]]) -> None:
+        self.entries, self.shapes = entries, shapes
+
+    @classmethod
+    def between(cls, base: dict[str, Any], tuned: dict[str, Any], masks: dict[str, Any]) -> SparseDiff:
+        entries, shapes = {}, {}
+        for name, mask in masks.items():
+            idx = mask.flatten().nonzero().squeeze(1)
+            delta = (tuned[name] - base[name]).flatten()[idx]
+            entries[name] = (idx, delta.detach().clone())
+            shapes[name] = tuple(base[name].shape)
+        return cls(entries, shapes)
+
+    def nnz(self) -> int:
+        return int(sum(len(i) for i, _ in self.entries.values()))
+
+    def size(self) -> int:
+        import math
+
+        return int(sum(math.prod(s) for s in self.shapes.values()))
+
+    def _check(self, params: dict[str, Any]) -> None:
+        for name, shape in self.shapes.items():
+            if name not in params:
+                raise TransferlabError(f"sparse diff has tensor {name!r}, which the model lacks")
+            if tuple(params[name].shape) != shape:
+                raise TransferlabError(f"sparse diff tensor {name!r} has shape {shape}, the model's is "
+                                       f"{tuple(params[name].shape)}")
+
+    def apply_(self, model: Any, scale: float = 1.0) -> Any:
+        """Add ``scale`` x the difference to ``model``'s weights in place; returns the model."""
+        import torch
+
+        params = dict(model.named_parameters())
+        self._check(params)
+        with torch.no_grad():
+            for name, (idx, val) in self.entries.items():
+                params[name].view(-1).index_add_(0, idx.to(params[name].device),
+                                                 (val * scale).to(params[name].dtype))
+        return model
+
+    def remove_(self, model: Any) -> Any:
+        """Subtract the difference in place (undoes :meth:`apply_`)."""
+        return self.apply_(model, -1.0)
+
+    def __add__(self, other: SparseDiff) -> SparseDiff:
+        """Compose two differences (e.g. a language SFT and a task SFT): union of entries, values summed."""
+        import torch
+
+        entries, shapes = dict(self.entries), dict(self.shapes)
+        for name, (idx, val) in other.entries.items():
+            if name in shapes and shapes[name] != other.shapes[name]:
+                raise TransferlabError(f"cannot add sparse diffs: {name!r} has shapes {shapes[name]} and "
+                                       f"{other.shapes[name]}")
+            if name in entries:
+                i0, v0 = entries[name]
+                both = torch.cat([i0, idx])
+                uniq, inv = torch.unique(both, return_inverse=True)
+                vals = torch.zeros(len(uniq), dtype=v0.dtype).index_add_(0, inv, torch.cat([v0, val.to(v0.dtype)]))
+                entries[name] = (uniq, vals)
+            else:
+                entries[name] = (idx, val)
+                shapes[name] = other.shapes[name]
+        return SparseDiff(entries, shapes)
+
+    def save(self, path: str | Path) -> None:
+        import json
+
+        import torch
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for name, (idx, val) in self.entries.items():
+            tensors[f"{name}::idx"] = idx.to(torch.int64).contiguous()
+            tensors[f"{name}::val"] = val.contiguous()
+        save_file(tensors, str(path), metadata={"shapes": json.dumps(self.shapes)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> SparseDiff:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(v) for k, v in json.loads(f.metadata()["shapes"]).items()}
+            entries = {n: (f.get_tensor(f"{n}::idx"), f.get_tensor(f"{n}::val")) for n in shapes}
+        return cls(entries, shapes)
+
+
+def top_k_masks(base: dict[str, Any], tuned: dict[str, Any], names: list[str], density: float) -> dict[str, Any]:
+    """Masks of the ``density`` fraction of entries with the largest |tuned - base|, over all ``names`` at once."""
+    import torch
+
+    if not 0 < density <= 1:
+        raise TransferlabError(f"sparse: density must lie in (0, 1], got {density}")
+    deltas = {n: (tuned[n] - base[n]).abs().flatten() for n in names}
+    flat = torch.cat(list(deltas.values()))
+    k = max(1, int(round(density * flat.numel())))
+    threshold = torch.topk(flat, k, sorted=True).values[-1]
+    masks, budget = {}, k
+    for n in names:  # ties at the threshold: take them in order until exactly k entries are kept
+        above = deltas[n] > threshold
+        at = (deltas[n] == threshold).nonzero().squeeze(1)
+        m = above.clone()
+        budget -= int(above.sum())
+        masks[n] = m
+        if budget > 0 and len(at):
+            take = at[: max(0, budget)]
+            m[take] = True
+            budget -= len(take)
+    extra = sum(int(m.sum()) for m in masks.values()) - k
+    if extra > 0:  # more strictly-above entries cannot exceed k; this only guards the tie logic
+        raise AssertionError("top-k mask selected more than k entries")
+    return {n: masks[n].view_as(base[n]) for n in names}
+
+
+@METHODS.register("sparse", summary="LT-SFT: fine-tune, keep the most-changed density fraction, retrain only those",
+                  default_lr=3e-4, two_phase=True,
+                  paper="Ansell et al., Composable Sparse Fine-Tuning for Cross-Lingual Transfer, ACL 2022")
+def _sparse_marker(model: Any, **options: Any) -> Prepared:  # pragma: no cover - fit() runs sparse_fit_ instead
+    raise TransferlabError("sparse runs in two phases through transferlab.fit.fit(..., 'sparse')")
+
+
+def sparse_fit_(net: Any, train_data: Any, val_data: Any, cfg: Any, num_classes: int, progress: bool,
+                ckdir: Path | None, density: float = 0.01) -> tuple[Any, list[Any], list[dict], float | None,
+                                                                      SparseDiff]:
+    """Run both LT-SFT phases on ``net`` in place; returns (net, trainable, history, val accuracy, diff)."""
+    import torch
+
+    from ..train import train
+
+    head = net.get_classifier()
+    head_ids = {id(p) for p in head.parameters()}
+    theta0 = {n: p.detach().clone() for n, p in net.named_parameters()}
+    buffers0 = {n: b.detach().clone() for n, b in net.named_buffers()}
+    body = [n for n, p in net.named_parameters() if id(p) not in head_ids]
+    for p in net.parameters():
+        p.requires_grad_(True)
+    r1 = train(net, train_data, val_data, cfg, num_classes=num_classes, progress=progress,
+               checkpoint_dir=ckdir / "phase1" if ckdir is not None else None)
+    tuned = {n: p.detach().clone() for n, p in net.named_parameters()}
+    masks = top_k_masks(theta0, tuned, body, density)
+    params = dict(net.named_parameters())
+    with torch.no_grad():  # back to the pretrained weights (and statistics), the head to its initialisation
+        for n, p in params.items():
+            p.copy_(theta0[n])
+        for n, b in net.named_buffers():
+            b.copy_(buffers0[n])
+    masks = {n: m for n, m in masks.items() if bool(m.any())}
+    for n, p in params.items():
+        p.requires_grad_(n in masks or id(p) in head_ids)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    fmask = {n: m.to(params[n].dtype) for n, m in masks.items()}
+
+    def project() -> None:
+        with torch.no_grad():
+            for n, m in fmask.items():
+                p = params[n]
+                p.copy_(theta0[n] + m * (p - theta0[n]))
+
+    r2 = train(net, train_data, val_data, cfg, num_classes=num_classes, params=trainable, progress=progress,
+               checkpoint_dir=ckdir / "phase2" if ckdir is not None else None, after_step=project,
+               freeze_norm_stats=True)
+    diff = SparseDiff.between(theta0, dict(net.named_parameters()), masks)
+    history = [{**h, "phase": 1} for h in r1.history] + [
+        {**h, "phase": 2, "epoch": h["epoch"] + len(r1.history)} for h in r2.history]
+    return net, trainable, history, r2.best_val_accuracy, diff
