@@ -32,3 +32,18 @@ def test_duplicate_and_unknown_names_raise_clear_errors():
 def test_names_must_be_lower_snake(bad):
     with pytest.raises(RegistryError, match="lower_snake"):
         Registry("widget").register(bad)
+
+
+def test_registries_import_their_modules_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from transferlab.rank._registry import METRICS\n"
+        "from transferlab.fit._registry import METHODS\n"
+        "assert 'transferlab.rank.logme' not in sys.modules and 'transferlab.fit._peft' not in sys.modules\n"
+        "assert 'logme' in METRICS.list() and 'lora' in METHODS and 'linear_probe' in METHODS\n"
+        "assert 'transferlab.rank.logme' in sys.modules and 'transferlab.fit._peft' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -27,9 +27,21 @@ class Registry(Generic[T]):
     ``register(name, **meta)`` is a decorator; names are lower_snake and unique.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
+        """``modules``: the modules whose import registers the entries; imported on first look-up, not before, so
+        ``import transferlab`` stays light."""
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._modules = modules
+        self._loaded = not modules
+
+    def _load(self) -> None:
+        if not self._loaded:
+            import importlib
+
+            self._loaded = True
+            for m in self._modules:
+                importlib.import_module(m)
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         if not _NAME.match(name):
@@ -44,6 +56,7 @@ class Registry(Generic[T]):
         return decorator
 
     def entry(self, name: str) -> Entry[T]:
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
@@ -57,16 +70,19 @@ class Registry(Generic[T]):
         return dict(self.entry(name).meta)
 
     def list(self, pattern: str | None = None) -> list[str]:
+        self._load()
         names = sorted(self._entries)
         if pattern:
             names = [n for n in names if fnmatch.fnmatch(n, pattern)]
         return names
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)

@@ -23,22 +23,12 @@ from ._data import ImageTensors, split_validation
 from ._registry import METHODS
 
 log = logging.getLogger(__name__)
-_LOADED = False
 FORMAT = 1
-
-
-def _load_methods() -> None:
-    global _LOADED
-    if not _LOADED:
-        from . import _adapters, _methods, _peft, _sparse  # noqa: F401
-
-        _LOADED = True
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
     """Names of the registered adaptation methods."""
-    _load_methods()
-    return sorted([*METHODS.list(pattern), *(["linear_probe"] if pattern in (None, "*", "linear_probe") else [])])
+    return METHODS.list(pattern)
 
 
 @dataclass
@@ -125,9 +115,7 @@ def fit(
     from ..train import TrainConfig, train
     from ..train.loop import evaluate, seed_everything
 
-    _load_methods()
-    if method != "linear_probe":
-        METHODS.get(method)  # unknown: lists the known ones
+    METHODS.get(method)  # unknown: lists the known ones
     if method == "sparse" and not 0 < float(options.get("density", 0.01)) <= 1:
         raise TransferlabError(f"sparse: density must lie in (0, 1], got {options['density']}")
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
@@ -326,7 +314,6 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
         cfg = json.loads((d / "config.json").read_text())
     except (OSError, ValueError):
         raise TransferlabError(f"{d} holds no readable config.json: not a transferlab model directory") from None
-    _load_methods()
     peft_format = _is_peft(cfg.get("method", ""))
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")

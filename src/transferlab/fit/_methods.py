@@ -110,3 +110,9 @@ def bitfit(model: Any) -> Prepared:
                   default_lr=1e-2, paper="linear evaluation protocol")
 def head(model: Any) -> Prepared:
     return Prepared(model, _freeze_all_but(model, _head_params(model)))
+
+
+@METHODS.register("linear_probe", summary="logistic regression on cached pooled features becomes the head",
+                  default_lr=None, on_features=True, paper="linear evaluation protocol (Kornblith et al. 2019)")
+def _linear_probe_marker(model: Any) -> Prepared:  # pragma: no cover - fit() fits it on cached features
+    raise TransferlabError("linear_probe runs on cached features through transferlab.fit.fit(..., 'linear_probe')")

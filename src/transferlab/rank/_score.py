@@ -12,26 +12,13 @@ from ._registry import METRICS
 from ._stats import FeatureStats
 from ._validate import as_features, as_labels, as_source_probs
 
-_LOADED = False
-
-
-def _load_metrics() -> None:
-    """Import the metric modules (each registers itself); done once, lazily, so ``import transferlab`` stays light."""
-    global _LOADED
-    if not _LOADED:
-        from . import hscore, knn, leep, logme, nce  # noqa: F401
-
-        _LOADED = True
-
 
 def list_metrics(pattern: str | None = None) -> list[str]:
     """Names of the registered transferability metrics (optionally filtered by a glob pattern)."""
-    _load_metrics()
     return METRICS.list(pattern)
 
 
 def metric_info(name: str) -> dict[str, Any]:
-    _load_metrics()
     return METRICS.meta(name)
 
 
@@ -66,7 +53,6 @@ def score(
     the source head's probabilities ``[N, Cs]`` for metrics that need them (``leep``, ``nce``).
     Raises :class:`~transferlab.errors.MetricError` on non-finite inputs, N < C, a single class, or missing inputs.
     """
-    _load_metrics()
     METRICS.get(metric)  # unknown name: a clear error listing the known ones
     if needs_source_probs(metric):
         n = len(np.asarray(labels))

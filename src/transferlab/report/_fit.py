@@ -22,18 +22,13 @@ def _curves(history: list[dict[str, float]]) -> str:
     plt = _plt()
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    if history and "val_loss" in history[0]:
-        a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
-    a.set_xlabel("epoch")
-    a.set_ylabel("loss")
-    a.legend()
-    b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
-    if history and "val_accuracy" in history[0]:
-        b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy")
-    b.legend()
+    for ax, what in ((a, "loss"), (b, "accuracy")):
+        ax.plot(ep, [h[f"train_{what}"] for h in history], "o-", label="train")
+        if history and f"val_{what}" in history[0]:
+            ax.plot(ep, [h[f"val_{what}"] for h in history], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.legend()
     return figure_png(fig, "learning curves")
 
 
