@@ -22,4 +22,4 @@ class Prepared:
 #: name -> prepare(model, **options) -> Prepared (the method freezes/changes the model in place).
 #: Metadata: ``summary``, ``paper``, ``default_lr``, ``peft``.
 METHODS: Registry[Callable[..., Prepared]] = Registry(
-    "fit method", modules=tuple(f"transferlab.fit.{m}" for m in ("_methods", "_peft", "_adapters", "_sparse")))
+    "fit method", modules=tuple(f"transferlab.fit.{m}" for m in ("_methods", "_peft", "_adapters", "_sparse", "_scalearn")))
