@@ -110,3 +110,15 @@ def test_rank_text_zoo_on_a_small_sample(tmp_path):
     r = rank(ds, ["builtin:minilm_l3", "builtin:tfidf"], metrics="logme,knn,hscore", cache_dir=tmp_path)
     assert {m.model for m in r.models} == {"builtin:minilm_l3", "builtin:tfidf"}
     assert all(v is not None for m in r.models for v in m.scores.values())
+
+
+def test_rank_and_fit_on_an_image_folder(image_folder, tiny_model_ref, tmp_path):
+    """Files on disk (PNG, one folder per class) go through the same paths as arrays."""
+    from transferlab.fit import fit
+
+    r = rank(image_folder, [tiny_model_ref, "builtin:pixels"], metrics="logme,knn", image_size=32,
+             cache_dir=tmp_path)
+    assert {m.model for m in r.models} == {tiny_model_ref, "builtin:pixels"}
+    assert r.dataset["size"] == len(load_dataset(image_folder))
+    f = fit(image_folder, tiny_model_ref, "head", epochs=1, image_size=32, val_fraction=0.0)
+    assert f.metrics["test_accuracy"] is not None and f.metrics["val_accuracy"] is None

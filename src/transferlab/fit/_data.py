@@ -40,7 +40,7 @@ class ImageTensors:
             from PIL import Image
 
             with Image.open(item) as im:
-                arr = np.asarray(im.convert("RGB"))
+                arr = np.array(im.convert("RGB"))  # writable: torch.from_numpy needs it
         if arr.shape[-1] == 1:
             arr = np.repeat(arr, 3, axis=-1)
         return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1)
