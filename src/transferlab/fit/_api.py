@@ -136,21 +136,22 @@ def fit(
     size = int(image_size or backbone.native_size)
     mean, std = backbone.mean, backbone.std
     train_ds, val_ds = split_validation(ds, val_fraction, seed)
+    train_data = ImageTensors(train_ds, size, mean, std, augment=True)
+    val_data = ImageTensors(val_ds, size, mean, std) if val_ds is not None else None
+    cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method).get("default_lr") or 1e-3, batch_size=batch_size,
+                      seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
+    ckdir = out_dir / "checkpoints" if out_dir is not None else None
     t0 = time.perf_counter()
     history: list[dict[str, float]] = []
     sparse_diff = None
+    val_acc = None
     if method == "linear_probe":
         trainable = _linear_probe(net, backbone, train_ds, size, seed)
-        val_acc = None
     elif method == "sparse":
         from ._sparse import sparse_fit_
 
-        cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
-                          seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
-        net, trainable, history, val_acc, sparse_diff = sparse_fit_(
-            net, ImageTensors(train_ds, size, mean, std, augment=True),
-            ImageTensors(val_ds, size, mean, std) if val_ds is not None else None, cfg, c, progress,
-            out_dir / "checkpoints" if out_dir is not None else None, **options)
+        net, trainable, history, val_acc, sparse_diff = sparse_fit_(net, train_data, val_data, cfg, c, progress,
+                                                                    ckdir, **options)
     else:
         extra = {"image_size": size} if METHODS.meta(method).get("needs_image_size") else {}
         try:
@@ -158,19 +159,14 @@ def fit(
         except TypeError as exc:  # an option the method does not take
             raise TransferlabError(f"{method}: {exc}") from None
         net, trainable = prep.model, prep.params
-        cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method)["default_lr"], batch_size=batch_size,
-                          seed=seed, patience=None,
-                          budget_seconds=budget_minutes * 60 if budget_minutes else None)
-        result = train(net, ImageTensors(train_ds, size, mean, std, augment=True),
-                       ImageTensors(val_ds, size, mean, std) if val_ds is not None else None, cfg,
-                       num_classes=c, params=trainable, regularizer=prep.regularizer, progress=progress,
-                       checkpoint_dir=out_dir / "checkpoints" if out_dir is not None else None)
+        result = train(net, train_data, val_data, cfg, num_classes=c, params=trainable,
+                       regularizer=prep.regularizer, progress=progress, checkpoint_dir=ckdir)
         history, val_acc = result.history, result.best_val_accuracy
     train_seconds = time.perf_counter() - t0
     dev = next(net.parameters()).device
     eval_cfg = TrainConfig(batch_size=batch_size)
-    if val_acc is None and val_ds is not None:
-        val_acc = evaluate(net, ImageTensors(val_ds, size, mean, std), eval_cfg, dev, torch.nn.CrossEntropyLoss())[1]
+    if val_acc is None and val_data is not None:
+        val_acc = evaluate(net, val_data, eval_cfg, dev, torch.nn.CrossEntropyLoss())[1]
     test_data = ImageTensors(test_ds, size, mean, std) if test_ds is not None else None
     y_pred = _predict_labels(net, test_data, batch_size) if test_data is not None else None
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
@@ -185,11 +181,11 @@ def fit(
     }
     if out_dir is not None:
         config = {**identity, "transferlab_version": __version__, "format": FORMAT,
-                             "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
-                             "image_size": size, "mean": list(mean), "std": list(std), "options": options,
-                             "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                                       "val_fraction": val_fraction},
-                             "init": str(init) if init is not None else None}
+                  "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
+                  "image_size": size, "mean": list(mean), "std": list(std), "options": options,
+                  "train": {"epochs": epochs, "lr": cfg.lr, "batch_size": batch_size, "seed": seed,
+                            "val_fraction": val_fraction},
+                  "init": str(init) if init is not None else None}
         _save(out_dir, net, config, metrics)
         if sparse_diff is not None:
             sparse_diff.save(out_dir / "sparse_diff.safetensors")
