@@ -60,6 +60,8 @@ def test_sparse_fit_changes_only_the_chosen_entries(tiny_model_ref, tmp_path):
     changed = sum(int((tuned[k] != base[k]).sum()) for k in body)
     total = sum(base[k].numel() for k in body)
     assert r.metrics["sparse_nnz"] == round(0.02 * total)
+    head = sum(p.numel() for p in r.model.get_classifier().parameters())
+    assert r.metrics["trainable_params"] == r.metrics["sparse_nnz"] + head
     assert 0 < changed <= r.metrics["sparse_nnz"]
     # statistics did not move in phase 2, and the saved diff rebuilds the fitted body from the pretrained one
     assert all(torch.equal(tuned[k], base[k]) for k in base if "running" in k)

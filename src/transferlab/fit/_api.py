@@ -173,7 +173,9 @@ def fit(
     metrics = {
         **({"sparse_nnz": sparse_diff.nnz(), "sparse_of": sparse_diff.size()} if sparse_diff is not None else {}),
         "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
-        "trainable_params": int(sum(p.numel() for p in trainable)),
+        # sparse: the entries that may change (the mask) plus the head, not the whole tensors that hold them
+        "trainable_params": int(sparse_diff.nnz() + sum(p.numel() for p in net.get_classifier().parameters())
+                                if sparse_diff is not None else sum(p.numel() for p in trainable)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
         "train_seconds": train_seconds, "epochs": len(history), "image_size": size,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
