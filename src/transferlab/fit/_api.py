@@ -20,6 +20,7 @@ from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
 from ._data import ImageTensors, split_validation
+from ._methods import head_module_name
 from ._registry import METHODS
 
 log = logging.getLogger(__name__)
@@ -238,16 +239,11 @@ def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
     own = net.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in keep]
-    head = {n for n, _ in net.get_classifier().named_parameters(prefix=_head_prefix(net))}
+    head = {n for n, _ in net.get_classifier().named_parameters(prefix=head_module_name(net))}
     if any(k not in head for k in missing):
         raise TransferlabError(f"--init {init}: weights do not fit the model (first mismatch: "
                                f"{next(k for k in missing if k not in head)})")
     net.load_state_dict(keep, strict=False)
-
-
-def _head_prefix(net: Any) -> str:
-    head = net.get_classifier()
-    return next(n for n, m in net.named_modules() if m is head)
 
 
 def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) -> list[Any]:

@@ -20,6 +20,15 @@ def _head_params(model: Any) -> list[Any]:
     return list(get().parameters())
 
 
+def head_module_name(model: Any) -> str:
+    """The dotted name of the model's classification head (``get_classifier()``)."""
+    head = model.get_classifier()
+    for name, mod in model.named_modules():
+        if mod is head:
+            return name
+    raise TransferlabError(f"cannot find the classification head of {type(model).__name__}")
+
+
 def _freeze_all_but(model: Any, keep: list[Any]) -> list[Any]:
     ids = {id(p) for p in keep}
     for p in model.parameters():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TransferlabError
+from ._methods import head_module_name
 from ._registry import METHODS, Prepared
 
 
@@ -24,16 +25,8 @@ def candidate_modules(model: Any) -> list[str]:
     return out
 
 
-def _head_name(model: Any) -> str:
-    head = model.get_classifier()
-    for name, mod in model.named_modules():
-        if mod is head:
-            return name
-    raise TransferlabError(f"cannot find the classification head of {type(model).__name__}")
-
-
 def _targets(model: Any, target_modules: list[str] | str | None) -> tuple[list[str], str]:
-    head = _head_name(model)
+    head = head_module_name(model)
     cands = [n for n in candidate_modules(model) if n != head and not n.startswith(head + ".")]
     if target_modules is None:
         if not cands:

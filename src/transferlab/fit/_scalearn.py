@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TransferlabError
-from ._adapters import Adapted, _torch
+from ._adapters import Adapted, _set, _torch
 from ._registry import METHODS, Prepared
 
 
@@ -89,11 +89,9 @@ def scalearn(model: Any, image_size: int = 64, sources: list[str] | None = None,
         p.requires_grad_(False)
     omegas = []
     for name in sorted(per_source[0]):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        wrapped = ScaledSources(getattr(parent, child), [copy.deepcopy(s[name]) for s in per_source], insertion,
+        wrapped = ScaledSources(model.get_submodule(name), [copy.deepcopy(s[name]) for s in per_source], insertion,
                                 uniform)
-        setattr(parent, child, wrapped)
+        _set(model, name, wrapped)
         omegas.append(wrapped.omega)
     head = list(model.get_classifier().parameters())
     for p in head:
