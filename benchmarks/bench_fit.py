@@ -9,7 +9,10 @@ Exact command (repository root, project venv), as recorded in docs/benchmarks.md
     .venv/bin/python benchmarks/bench_fit.py --data builtin:fashion-mnist --model builtin:efficientnet_lite0 \\
         --image-size 128 --epochs 5
 
-Add ``--methods lora,adapter`` to run a subset; ``--json PATH`` keeps the raw metrics.
+    .venv/bin/python benchmarks/bench_fit.py --data builtin:rotten-tomatoes --model builtin:minilm_l6 --epochs 3
+
+Add ``--methods lora,adapter`` to run a subset; ``--json PATH`` keeps the raw metrics. ``--image-size`` (images) and
+``--max-length`` (text) default to fit's own defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT = "linear_probe,head,bitfit,partial,finetune,lora,dora,ia3,adapter,sparse"
+DEFAULT = "linear_probe,head,bitfit,partial,finetune,lora,dora,ia3,adapter,mam,sparse"
 
 
 def main() -> None:
@@ -30,7 +33,8 @@ def main() -> None:
     ap.add_argument("--data", default="builtin:fashion-mnist")
     ap.add_argument("--model", default="builtin:efficientnet_lite0")
     ap.add_argument("--methods", default=DEFAULT)
-    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--max-length", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", type=Path, default=None)
@@ -41,9 +45,12 @@ def main() -> None:
         env = {**os.environ, "TRANSFERLAB_CACHE": str(Path(tmp) / "cache"), "HF_HUB_OFFLINE": "1"}
         for method in args.methods.split(","):
             out = Path(tmp) / method
-            cmd = [exe, "fit", args.data, "--model", args.model, "--method", method, "--image-size",
-                   str(args.image_size), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                   "--out", str(out), "--quiet"]
+            cmd = [exe, "fit", args.data, "--model", args.model, "--method", method, "--epochs", str(args.epochs),
+                   "--batch-size", str(args.batch_size), "--out", str(out), "--quiet"]
+            if args.image_size:
+                cmd += ["--image-size", str(args.image_size)]
+            if args.max_length:
+                cmd += ["--max-length", str(args.max_length)]
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
             m = json.loads((out / "metrics.json").read_text())
             epochs = max(1, m["epochs"])

@@ -44,7 +44,13 @@ def test_only_the_scalings_and_head_train_and_sources_stay_frozen(sources, unifo
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "t")(x), net.eval()(x))
-    assert json.loads((tmp_path / "t" / "config.json").read_text())["options"]["sources"] == dirs
+    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert cfg["options"]["sources"] == dirs
+    # self-contained: the saved model loads with its sources gone
+    cfg["options"]["sources"] = [str(tmp_path / "gone-a"), str(tmp_path / "gone-b")]
+    (tmp_path / "t" / "config.json").write_text(json.dumps(cfg))
+    with torch.no_grad():
+        torch.testing.assert_close(load(tmp_path / "t")(x), net(x))
 
 
 def test_scalearn_needs_two_adapter_sources(sources, tmp_path):

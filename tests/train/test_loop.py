@@ -127,3 +127,21 @@ def test_nothing_to_train():
         p.requires_grad_(False)
     with pytest.raises(TransferlabError, match="nothing to train"):
         train(m, _data(), None, TrainConfig(epochs=1), num_classes=3)
+
+
+def test_length_grouped_batches_cover_every_example_once_in_similar_lengths():
+    import torch
+
+    from transferlab.train.loop import LengthGroupedBatches
+
+    lengths = np.random.default_rng(0).integers(1, 200, 1000)
+    make = lambda seed: LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(seed), pool=10)  # noqa: E731
+    batches = list(make(1))
+    assert len(batches) == len(make(1)) == 125
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == list(make(1)) and batches != list(make(2))  # deterministic per seed, shuffled across seeds
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    shuffled = np.mean([np.ptp(lengths[b]) for b in np.array_split(np.random.default_rng(1).permutation(1000), 125)])
+    assert spread < shuffled / 4  # within-batch length spread shrinks: little padding
+    plain = list(LengthGroupedBatches(lengths, 8, None, shuffle=False))
+    assert sorted(i for b in plain for i in b) == list(range(1000))

@@ -282,15 +282,29 @@ def fit(
     return FitResult(net, metrics, out_dir, history)
 
 
-def _predict_labels(net: Any, data: Any, batch_size: int) -> np.ndarray:
+def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
+    """Logits [N, C] in the dataset's order (variable-length inputs run in length-sorted batches)."""
     import torch
 
     net.eval()
-    preds = []
+    n = len(data)
+    lengths = getattr(data, "lengths", None)
+    order = np.argsort(-np.asarray(lengths), kind="stable") if lengths is not None else np.arange(n)
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    dev = next(net.parameters()).device
+    out: np.ndarray | None = None
     with torch.inference_mode():
-        for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False):
-            preds.append(net(x.to(next(net.parameters()).device)).argmax(1).cpu().numpy())
-    return np.concatenate(preds)
+        for idx, (x, _) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches), strict=True):
+            logits = net(x.to(dev)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+    assert out is not None
+    return out
+
+
+def _predict_labels(net: Any, data: Any, batch_size: int) -> np.ndarray:
+    return predict_logits(net, data, batch_size).argmax(1)
 
 
 def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], data: Any,
@@ -493,13 +507,8 @@ def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str 
     net = load(model_dir)
     cfg = net.transferlab_config
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
-    data = _tensors_for(net, ds)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    probs = []
-    with torch.inference_mode():
-        for x, _ in loader:
-            probs.append(torch.softmax(net(x).float(), dim=1).numpy())
-    p = np.concatenate(probs)
+    logits = torch.from_numpy(predict_logits(net, _tensors_for(net, ds), batch_size))
+    p = torch.softmax(logits, dim=1).numpy()
     return p.argmax(1), p, cfg
 
 

@@ -200,6 +200,7 @@ class TextTensors:
         ids = np.asarray(enc["input_ids"], dtype=np.int64)
         mask = np.asarray(enc["attention_mask"], dtype=np.int64)
         self.x = torch.from_numpy(np.stack([ids, mask], axis=1))
+        self.lengths = mask.sum(1)  # the training loop batches similar lengths together
         self.y = torch.as_tensor(np.asarray(ds.labels, dtype=np.int64))
 
     def __len__(self) -> int:
