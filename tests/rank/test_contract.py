@@ -33,9 +33,15 @@ def test_metadata(name):
     assert info["paper"] and info["reference"] and info["summary"]
 
 
+# metrics that, by design, do not separate class structure from noise
+SPREAD_METRICS = {"tmi": "scores within-class spread (H(X|Y)); unstructured noise maximises it"}
+
+
 @pytest.mark.parametrize("name", METRICS)
 def test_more_transferable_scores_higher(name):
     """Well-separated classes (or an informative source head) must beat noise."""
+    if name in SPREAD_METRICS:
+        pytest.skip(SPREAD_METRICS[name])
     good_f, y = make_blobs(30, 4, 16, sep=4.0, seed=1)
     bad_f = np.random.default_rng(2).standard_normal(good_f.shape)
     good = score(name, good_f, y, _probs(y, informative=True))
