@@ -21,8 +21,21 @@ def _probs(y, n_source=6, informative=True, seed=0):
     return e / e.sum(1, keepdims=True)
 
 
+def _source_stats(name, f):
+    """Metrics that need the source domain's feature statistics (PED): the features' own stand in."""
+    return {"source_mean": f.mean(0), "source_std": f.std(0)} if metric_info(name).get("needs_source_stats") else {}
+
+
+def test_metrics_needing_source_statistics_say_so_without_them():
+    f, y = make_blobs()
+    for name in [m for m in METRICS if metric_info(m).get("needs_source_stats")]:
+        with pytest.raises(MetricError, match="not applicable.*source-domain feature statistics"):
+            score(name, f, y)
+
+
 def test_expected_metrics_are_registered():
-    assert {"logme", "leep", "nce", "hscore", "hscore_shrinkage", "knn", "linear_probe"} <= set(METRICS)
+    assert {"logme", "leep", "nce", "hscore", "hscore_shrinkage", "knn", "linear_probe", "nleep", "transrate", "gbc",
+            "sfda", "etran", "etran_energy", "etran_lda", "ped", "tmi"} <= set(METRICS)
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -44,8 +57,8 @@ def test_more_transferable_scores_higher(name):
         pytest.skip(SPREAD_METRICS[name])
     good_f, y = make_blobs(30, 4, 16, sep=4.0, seed=1)
     bad_f = np.random.default_rng(2).standard_normal(good_f.shape)
-    good = score(name, good_f, y, _probs(y, informative=True))
-    bad = score(name, bad_f, y, _probs(y, informative=False))
+    good = score(name, good_f, y, _probs(y, informative=True), **_source_stats(name, good_f))
+    bad = score(name, bad_f, y, _probs(y, informative=False), **_source_stats(name, bad_f))
     assert np.isfinite(good) and np.isfinite(bad)
     assert good > bad
 

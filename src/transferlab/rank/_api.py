@@ -15,7 +15,7 @@ from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
 from ._result import ModelScores, RankResult
-from ._score import list_metrics, needs_source_probs, score_prepared
+from ._score import list_metrics, metric_info, needs_source_probs, score_prepared
 from ._stats import FeatureStats
 from ._validate import as_features, as_labels, as_source_probs
 
@@ -51,8 +51,8 @@ def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:
 
 def _resolve_metrics(metrics: Sequence[str] | str | None) -> list[str]:
     known = list_metrics()
-    if metrics is None:
-        return known
+    if metrics is None:  # the default set: every metric not marked opt-in (slow, or needing extra inputs)
+        return [m for m in known if metric_info(m).get("default", True)]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in known]
@@ -133,6 +133,9 @@ def rank(
             for m in names:
                 if needs_source_probs(m) and feats.source_probs is None:
                     scores[m] = None  # not applicable: the model has no source classifier head
+                    continue
+                if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {}):
+                    scores[m] = None  # not applicable: no source-domain feature statistics for this model
                     continue
                 skey = score_key(m, opts.get(m, {}), labels_digest)
                 if skey in known:
