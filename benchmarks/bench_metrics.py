@@ -178,7 +178,7 @@ def main() -> None:
     sizes = {"main": tuple(int(v) for v in args.size.split(",")),
              "nleep": tuple(int(v) for v in args.nleep_size.split(","))}
     rows = []
-    print(f"| metric | N, D, C | threads | transferlab (s) | reference (s) | speed-up | same score |")
+    print("| metric | N, D, C | threads | transferlab (s) | reference (s) | speed-up | same score |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for group in ("main", "nleep"):

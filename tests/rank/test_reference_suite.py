@@ -82,3 +82,9 @@ def test_gbc_pca_default_reduces_to_64_principal_axes():
     assert score("gbc", f, y) == pytest.approx(score("gbc", f, y, pca=None), rel=1e-9)
     big = np.hstack([f, np.random.default_rng(0).standard_normal((len(y), 200))])
     assert score("gbc", big, y, pca=8) != pytest.approx(score("gbc", big, y, pca=None))
+    from sklearn.decomposition import PCA
+
+    from transferlab.rank.gbc import gbc_from_features
+
+    projected = PCA(8, svd_solver="full").fit_transform(big)  # the google pipeline's pca_reduction, in float64
+    assert score("gbc", big, y, pca=8) == pytest.approx(gbc_from_features(projected, y), rel=1e-8)

@@ -38,3 +38,17 @@ def test_hscore_solve_path_equals_pseudo_inverse_path(metric, monkeypatch):
     fast = score(metric, f, y)
     monkeypatch.setattr(mod, "_WELL_CONDITIONED", np.inf)  # force the eigenvector / pinv path
     assert score(metric, f, y) == pytest.approx(fast, rel=1e-10)
+
+
+def test_top_vectors_are_the_leading_eigenvectors():
+    import scipy.linalg
+
+    from transferlab.rank._stats import SymmetricSpectrum
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((200, 40))
+    a = a.T @ a
+    w, v = scipy.linalg.eigh(a)
+    top = SymmetricSpectrum(a).top_vectors(6)
+    np.testing.assert_allclose(np.abs(top.T @ v[:, -6:]), np.eye(6), atol=1e-10)  # same vectors up to sign
+    np.testing.assert_allclose(a @ top, top * w[-6:], atol=1e-9)

@@ -67,6 +67,22 @@ class SymmetricSpectrum:
                                                             check_finite=False)
         return self._wt.T @ self.qt(b)
 
+    def top_vectors(self, k: int) -> np.ndarray:
+        """The eigenvectors [n, k] of the k largest eigenvalues (ascending order): those of T (MRRR on a subset),
+        brought back with Q's reflectors, O(n^2 k) instead of a full back-transformation."""
+        k = min(k, self.n)
+        if self._v is not None:
+            return self._v[:, self.n - k:]
+        _, wk = scipy.linalg.eigh_tridiagonal(self._d, self._e, select="i", select_range=(self.n - k, self.n - 1),
+                                              check_finite=False)
+        v = np.array(wk, dtype=np.float64, order="F")
+        lwork = int(lapack.dormqr("L", "N", self._reflectors, self._tau, v[1:], lwork=-1)[1][0])
+        qv, _, info = lapack.dormqr("L", "N", self._reflectors, self._tau, v[1:], lwork=max(1, lwork), overwrite_c=0)
+        if info != 0:  # pragma: no cover
+            raise np.linalg.LinAlgError(f"dormqr failed (info={info})")
+        v[1:] = qv
+        return v
+
     def solve_shifted_qt(self, zb: np.ndarray, t: float) -> np.ndarray:
         """``(T + t I)^{-1} zb`` for ``zb = Q^T b``: the solve ``(A + t I)^{-1} b`` in Q's basis (norms and inner
         products with ``zb`` are those of the original basis)."""
