@@ -15,9 +15,9 @@ def rank_cmd(
     data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, a .csv/.jsonl/.npz file."),
     zoo: str = typer.Option(None, "--zoo", "-z", help="Zoo: builtin:vision, builtin:text, a YAML file or "
                             "comma-separated model references. Default: builtin:text for text, else builtin:vision."),
-    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all)."),
+    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all but the opt-in nleep and ped)."),
     image_size: int = typer.Option(None, "--image-size", help="Input resolution for image models (default: each "
-                                   "model's native size). Smaller is faster."),
+                                   "model's native size; 128 for images <= 64 px). Smaller is faster."),
     limit: int = typer.Option(None, "--limit", help="Use a class-stratified sample of this many examples."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/rank-DATASET)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size for feature extraction."),

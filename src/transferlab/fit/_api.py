@@ -117,23 +117,9 @@ def _check_modality(backbone: Any, ds: Dataset) -> None:
                                f"data: choose a {ds.modality} model (transferlab zoo list)")
 
 
-def default_image_size(ds: Dataset, native: int) -> int:
-    """The model's native input size, except for small images (<= 64 px, e.g. 28 px Fashion-MNIST): 128 px (or the
-    native size if smaller). Upsampling them 8x to 224 px costs ~3x the compute of 128 px for little accuracy."""
-    side = 0
-    items = ds.items
-    if isinstance(items, np.ndarray):
-        side = max(items.shape[1:3]) if items.ndim >= 3 else 0
-    else:
-        from PIL import Image
-
-        for item in list(items[:16]):
-            try:
-                with Image.open(item) as im:
-                    side = max(side, *im.size)
-            except (OSError, TypeError, ValueError):
-                return native
-    return min(native, 128) if 0 < side <= 64 else native
+def default_image_size(ds: Dataset, backbone: Any) -> int:
+    """See :meth:`~transferlab.zoo._backbone.TorchImageBackbone.default_size` (shared with ``rank``)."""
+    return int(backbone.default_size(ds))
 
 
 def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -215,7 +201,7 @@ def fit(
     built = _build(backbone, c)
     net = built.net
     if built.modality == "image":
-        built.image_size = int(image_size or default_image_size(ds, backbone.native_size))
+        built.image_size = int(image_size or default_image_size(ds, backbone))
     if init is not None:
         _init_from_(net, Path(init), trust_pickle)
     size = built.image_size

@@ -117,8 +117,9 @@ def rank(
         for entry, backbone in zip(z.models, backbones, strict=True):
             task = bar.add_task(entry.display_name, total=len(ds)) if bar is not None else None
             t0 = time.perf_counter()
+            size = image_size or (backbone.default_size(ds) if hasattr(backbone, "default_size") else None)
             feats = extract_features(
-                backbone, ds, image_size=image_size, batch_size=batch_size, cache=cache,
+                backbone, ds, image_size=size, batch_size=batch_size, cache=cache,
                 progress=(lambda k, task=task: bar.advance(task, k)) if bar is not None else None,
             )
             t_extract += time.perf_counter() - t0
