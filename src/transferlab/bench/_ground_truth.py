@@ -20,6 +20,33 @@ def cell_key(model_identity: dict[str, Any], train_fp: str, test_fp: str, protoc
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def _probe_on_features(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: int) -> float:
+    """``fit``'s linear probe (logistic regression, C = 1, on the cached pooled features), scored on the test split's
+    features: the same number ``fit(..., "linear_probe")`` reports for torch models. Baselines fitted per dataset
+    (PCA of pixels, TF-IDF) are fitted once on train and test inputs together (unsupervised), so both share a basis."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from ..zoo import FeatureCache, extract_features
+
+    size = options.get("image_size") or (backbone.default_size(train) if hasattr(backbone, "default_size") else None)
+    cache = FeatureCache()
+    if getattr(backbone, "dataset_level", False):  # PCA/TF-IDF baselines: one projection for train and test
+        from ..data import Dataset
+
+        items = (np.concatenate([train.items, test.items]) if isinstance(train.items, np.ndarray)
+                 else list(train.items) + list(test.items))
+        both = Dataset(f"{train.name}+test", train.modality, items, np.concatenate([train.labels, test.labels]),
+                       train.class_names, split="train+test")
+        f = extract_features(backbone, both, image_size=size, cache=cache).features.astype(np.float64)
+        f_tr, f_te = f[:len(train)], f[len(train):]
+    else:
+        f_tr = extract_features(backbone, train, image_size=size, cache=cache).features.astype(np.float64)
+        f_te = extract_features(backbone, test, image_size=size, cache=cache).features.astype(np.float64)
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(f_tr, train.labels)
+    return float(np.mean(clf.predict(f_te) == test.labels))
+
+
 def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int | None, seed: int,
                       options: dict[str, Any], cache_root: str, trust_pickle: bool = False) -> dict[str, Any]:
     """Fit ``model_ref`` on ``target``'s train split (a stratified ``limit`` sample when given) with ``protocol``;
@@ -45,11 +72,16 @@ def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int 
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
     t0 = time.perf_counter()
     try:
-        r = fit(train, model_ref, protocol, test=test, seed=seed, trust_pickle=trust_pickle, **options)
+        if protocol == "linear_probe":  # on features, so feature-only models (pixels, tfidf, ONNX) get one too
+            test_acc, val_acc, train_s = _probe_on_features(backbone, train, test, options, seed), None, None
+        else:
+            r = fit(train, model_ref, protocol, test=test, seed=seed, trust_pickle=trust_pickle, **options)
+            test_acc, val_acc, train_s = r.metrics["test_accuracy"], r.metrics.get("val_accuracy"), \
+                r.metrics["train_seconds"]
     except TransferlabError as exc:
         raise TransferlabError(f"ground truth for {model_ref} on {target} ({protocol}): {exc}") from None
-    cell = {"model": model_ref, "target": target, "protocol": protocol, "test_accuracy": r.metrics["test_accuracy"],
-            "val_accuracy": r.metrics.get("val_accuracy"), "seconds": time.perf_counter() - t0,
-            "train_seconds": r.metrics["train_seconds"], "n_train": len(train), "n_test": len(test)}
+    cell = {"model": model_ref, "target": target, "protocol": protocol, "test_accuracy": test_acc,
+            "val_accuracy": val_acc, "seconds": time.perf_counter() - t0, "train_seconds": train_s,
+            "n_train": len(train), "n_test": len(test)}
     write_json_atomic(path, cell)
     return {**cell, "cached": False}

@@ -38,6 +38,7 @@ def _root(
 
 
 def _register() -> None:
+    from . import bench as _bench
     from . import data as _data
     from . import fit as _fit
     from . import rank as _rank
@@ -50,6 +51,7 @@ def _register() -> None:
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
+    app.add_typer(_bench.app, name="bench")
 
 
 _register()

@@ -1,0 +1,250 @@
+"""``bench rank``: every metric's ranking quality measured against real fine-tuning on the user's own targets.
+
+For each target, ``rank`` scores every model of the zoo (features and scores cached); every (model, target) cell is
+fitted with a ``fit`` protocol for its ground-truth test accuracy (cached, resumable; locally or as Ray tasks); then
+each metric, the consensus and the baselines (random scores, parameter count, source accuracy, kNN) get a weighted
+Kendall tau, Kendall tau and rel@1 per target, with a bootstrap interval over models, and their mean over targets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_json_atomic, write_text_atomic
+from .._version import __version__
+from ..errors import TransferlabError
+from ._quality import random_baseline, rank_quality
+
+QUALITY_KEYS = ("weighted_tau", "kendall_tau", "rel_at_1", "weighted_tau_ci", "n", "top_model")
+
+
+@dataclass
+class BenchResult:
+    zoo: str
+    targets: list[str]
+    protocol: str
+    models: list[dict[str, Any]]  # ref, name, metadata
+    metrics: list[str]
+    ground_truth: dict[str, dict[str, float | None]]  # target -> model -> test accuracy
+    scores: dict[str, dict[str, dict[str, float | None]]]  # target -> metric -> model -> score
+    quality: dict[str, dict[str, dict[str, Any]]]  # metric -> target -> quality
+    baselines: dict[str, dict[str, dict[str, Any]]]  # baseline -> target -> quality
+    cost: dict[str, float]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def _summary(per_target: dict[str, dict[str, Any]], targets: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in ("weighted_tau", "kendall_tau", "rel_at_1"):
+            vals = {t: per_target[t][key] for t in targets}
+            finite = [v for v in vals.values() if v is not None]
+            out[key] = {**vals, "mean": float(np.mean(finite)) if finite else None}
+        out["weighted_tau_ci"] = {t: per_target[t]["weighted_tau_ci"] for t in targets}
+        out["top_model"] = {t: per_target[t]["top_model"] for t in targets}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transferlab_version": __version__, "zoo": self.zoo, "targets": list(self.targets),
+            "protocol": self.protocol, "models": self.models,
+            "metrics": {m: self._summary(self.quality[m], self.targets) for m in self.quality},
+            "baselines": {b: self._summary(self.baselines[b], self.targets) for b in self.baselines},
+            "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
+        }
+
+    def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
+        """(kind, name, per-target values, mean) rows sorted by mean, metrics then baselines."""
+        rows = []
+        for kind, block in (("metric", self.quality), ("baseline", self.baselines)):
+            for name, per_target in block.items():
+                vals = [per_target[t][key] for t in self.targets]
+                finite = [v for v in vals if v is not None]
+                rows.append((kind, name, vals, float(np.mean(finite)) if finite else None))
+        return sorted(rows, key=lambda r: (r[0] != "metric", -(r[3] if r[3] is not None else -np.inf)))
+
+    def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
+        out = Path(out_dir)
+        paths = {"json": out / "bench.json"}
+        write_json_atomic(paths["json"], self.to_dict())
+        if html:
+            from ..report import bench_report_html
+
+            paths["html"] = out / "report.html"
+            write_text_atomic(paths["html"], bench_report_html(self))
+        return paths
+
+
+def _local(cells: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    from ._ground_truth import ground_truth_cell
+
+    results = []
+    for cell in cells:
+        results.append(ground_truth_cell(**cell))
+        if progress is not None:
+            progress(results[-1])
+    return results
+
+
+def _ray(cells: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None,
+         address: str | None) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise TransferlabError("--backend ray needs Ray: pip install 'transferlab[ray]'") from None
+    from ._ground_truth import ground_truth_cell
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=1)(ground_truth_cell)
+        pending = {remote.remote(**cell): i for i, cell in enumerate(cells)}
+        results: list[dict[str, Any] | None] = [None] * len(cells)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.as_instanceof_cause()
+                    if isinstance(cause, TransferlabError):
+                        raise TransferlabError(str(cause)) from None
+                    raise
+                if progress is not None:
+                    progress(results[i] or {})
+        return [r for r in results if r is not None]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def bench_rank(
+    zoo: Any,
+    targets: Sequence[str] | str,
+    *,
+    protocol: str = "linear_probe",
+    backend: str = "local",
+    metrics: Sequence[str] | str | None = None,
+    limit: int | None = None,
+    image_size: int | None = None,
+    epochs: int = 3,
+    seed: int = 0,
+    n_boot: int = 1000,
+    ray_address: str | None = None,
+    progress: bool = False,
+    trust_pickle: bool = False,
+) -> BenchResult:
+    """Measure every metric's ranking quality on ``targets`` (dataset references) against ground truth from the
+    ``fit`` method ``protocol`` (``linear_probe``: logistic regression on the cached features, seconds; ``finetune``,
+    ``lora``...: ``epochs`` of training per cell). ``limit``: a stratified sample of each train split, used by both the
+    metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray instance, or ``ray_address``)."""
+    from ..fit import list_methods
+    from ..rank import rank
+    from ..zoo import load_zoo
+    from ..zoo._cache import default_cache_dir
+
+    target_list = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    target_list = [t for t in target_list if t]
+    if not target_list:
+        raise TransferlabError("bench rank needs at least one target dataset (--targets T1,T2,...)")
+    if protocol not in list_methods():
+        raise TransferlabError(f"unknown protocol {protocol!r}; any fit method works: {', '.join(list_methods())}")
+    if backend not in ("local", "ray"):
+        raise TransferlabError(f"unknown backend {backend!r}; choose local or ray")
+    z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
+    if len(z.models) < 3:
+        raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
+
+    # scores: one rank per target (features and scores cached)
+    scores: dict[str, dict[str, dict[str, float | None]]] = {}
+    consensus: dict[str, dict[str, float | None]] = {}
+    rank_seconds = 0.0
+    results = {}
+    for t in target_list:
+        t0 = time.perf_counter()
+        r = rank(t, z, metrics, image_size=image_size, limit=limit, seed=seed, progress=progress,
+                 trust_pickle=trust_pickle)
+        rank_seconds += time.perf_counter() - t0
+        results[t] = r
+        scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
+        consensus[t] = {ms.model: ms.consensus_score for ms in r.models}
+    metric_names = list(results[target_list[0]].metrics)
+    first = results[target_list[0]]
+    models = [{"ref": ms.model, "name": ms.name, "metadata": {k: v for k, v in ms.metadata.items()
+                                                              if isinstance(v, (int, float, str, bool))}}
+              for ms in sorted(first.models, key=lambda m: [e.ref for e in z.models].index(m.model))]
+
+    # ground truth: one fit per (model, target)
+    options: dict[str, Any] = {}
+    if image_size:
+        options["image_size"] = image_size
+    if protocol != "linear_probe":
+        options["epochs"] = epochs
+    cache_root = str(default_cache_dir())
+    cells = [{"model_ref": m["ref"], "target": t, "protocol": protocol, "limit": limit, "seed": seed,
+              "options": options, "cache_root": cache_root, "trust_pickle": trust_pickle}
+             for t in target_list for m in models]
+    bar_ctx = _bar(progress, len(cells))
+    with bar_ctx as advance:
+        gt_cells = _local(cells, advance) if backend == "local" else _ray(cells, advance, ray_address)
+    ground_truth = {t: {} for t in target_list}
+    gt_seconds = 0.0
+    for c in gt_cells:
+        ground_truth[c["target"]][c["model"]] = c["test_accuracy"]
+        gt_seconds += c["seconds"]
+
+    # quality of every metric, the consensus and the baselines
+    quality = {m: {t: rank_quality(scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
+               for m in metric_names}
+    # the consensus score is a mean rank position in [0, 1], lower = better: negate it so higher = better
+    quality["consensus"] = {t: rank_quality({k: (None if v is None else -v) for k, v in consensus[t].items()},
+                                            ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
+    baselines: dict[str, dict[str, dict[str, Any]]] = {
+        "random": {t: random_baseline(ground_truth[t], seed=seed) for t in target_list}}
+    for key, name in (("params", "parameter_count"), ("source_accuracy", "source_accuracy")):
+        vals = {m["ref"]: m["metadata"].get(key) for m in models}
+        if sum(v is not None for v in vals.values()) >= 3:
+            baselines[name] = {t: rank_quality(vals, ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
+    if "knn" in metric_names:
+        baselines["knn"] = quality["knn"]
+    cost = {"ranking_seconds": rank_seconds, "ground_truth_seconds": gt_seconds,
+            "ground_truth_over_ranking": gt_seconds / rank_seconds if rank_seconds > 0 else None,
+            "ground_truth_cells_cached": sum(bool(c.get("cached")) for c in gt_cells)}
+    return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=metric_names,
+                       ground_truth=ground_truth, scores=scores, quality=quality, baselines=baselines, cost=cost,
+                       options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
+                                "epochs": epochs if protocol != "linear_probe" else None, "n_boot": n_boot})
+
+
+class _bar:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self._progress: Any = None
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None] | None:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("ground truth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  TextColumn("{task.fields[last]}"))
+        self._progress.__enter__()
+        task = self._progress.add_task("gt", total=self.total, last="")
+
+        def advance(cell: dict[str, Any]) -> None:
+            self._progress.update(task, advance=1, last=f"{cell.get('model', '')} on {cell.get('target', '')}")
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+

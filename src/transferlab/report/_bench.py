@@ -1,0 +1,79 @@
+"""HTML report of ``bench rank``: weighted tau per metric and target, baselines, cost, score-vs-accuracy scatters."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+
+from ._html import esc, figure_png, fmt, page, table
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _scatters(result: Any) -> str:
+    plt = _plt()
+    metrics, targets = list(result.metrics), list(result.targets)
+    names = {m["ref"]: m["name"] for m in result.models}
+    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(3.0 * len(targets) + 0.5, 2.4 * len(metrics)),
+                             squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, t in enumerate(targets):
+            ax = axes[i][j]
+            pts = [(s, result.ground_truth[t].get(ref), ref) for ref, s in result.scores[t][metric].items()
+                   if s is not None and result.ground_truth[t].get(ref) is not None]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
+                for s, a, ref in pts:
+                    ax.annotate(names.get(ref, ref)[:14], (s, a), fontsize=6, alpha=0.7)
+            wt = result.quality[metric][t]["weighted_tau"]
+            ax.set_title(f"{metric} · {t.removeprefix('builtin:')} (τw {'n/a' if wt is None else f'{wt:.2f}'})",
+                         fontsize=8)
+            ax.tick_params(labelsize=6)
+            if j == 0:
+                ax.set_ylabel("test accuracy", fontsize=7)
+    fig.tight_layout()
+    return figure_png(fig, "metric score against ground-truth accuracy")
+
+
+def bench_report_html(result: Any) -> str:
+    targets = list(result.targets)
+    head = (f"<h1>transferlab bench rank</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
+            f"{len(result.models)} models · targets {esc(', '.join(targets))} · ground truth: "
+            f"<code>{esc(result.protocol)}</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
+    rows = []
+    for kind, name, vals, mean in result.table("weighted_tau"):
+        block = result.quality if kind == "metric" else result.baselines
+        cis = [block[name][t]["weighted_tau_ci"] for t in targets]
+        cells = [fmt(v, 3) + (f"<br><span class='muted'>[{ci[0]:.2f}, {ci[1]:.2f}]</span>" if ci else "")
+                 for v, ci in zip(vals, cis, strict=True)]
+        rel = [block[name][t]["rel_at_1"] for t in targets]
+        rel_mean = float(np.mean([r for r in rel if r is not None])) if any(r is not None for r in rel) else None
+        rows.append([esc(name) + (" <span class='muted'>(baseline)</span>" if kind == "baseline" else ""),
+                     *cells, f"<b>{fmt(mean, 3)}</b>", fmt(rel_mean, 3)])
+    gt_rows = [[esc(m["name"]), *(fmt(result.ground_truth[t].get(m["ref"]), 4) for t in targets)]
+               for m in result.models]
+    c = result.cost
+    ratio = c.get("ground_truth_over_ranking")
+    cost = (f"<p>Ranking every model on every target took {c['ranking_seconds']:.1f} s; the ground truth "
+            f"({esc(result.protocol)}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
+            + (f", <b>{ratio:.1f}×</b> as long" if ratio else "")
+            + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).</p>")
+    body = (head
+            + "<h2>Weighted Kendall τ per target</h2>"
+            + table(["score", *targets, "mean τw", "mean rel@1"], rows)
+            + "<p class='muted'>τw: <code>scipy.stats.weightedtau(score, accuracy)</code> (top models weigh more); "
+              "[95 % bootstrap interval over models]; rel@1: accuracy of the top-scored model / best accuracy. "
+              "Baselines: random scores (mean of 1000 draws), parameter count, source accuracy, kNN.</p>"
+            + "<h2>Cost</h2>" + cost
+            + "<h2>Ground truth (test accuracy)</h2>" + table(["model", *targets], gt_rows)
+            + "<h2>Score against accuracy</h2>" + _scatters(result))
+    return page("transferlab bench rank", body)
