@@ -110,6 +110,17 @@ def test_linear_probe_ground_truth_equals_fit(tiny_zoo):
     assert pixels["test_accuracy"] > 0.7  # one PCA basis for train and test: the raw-pixel probe works on digits
 
 
+def test_ensemble_validation(tiny_zoo):
+    zoo, refs = tiny_zoo
+    r = bench_rank(zoo, "builtin:digits", metrics="logme,knn", limit=120, image_size=32, n_boot=0, ensemble=2,
+                   random_ensembles=3)
+    e = r.ensemble["builtin:digits"]
+    assert len(e["chosen"]) == 2 and set(e["chosen"]) <= set(refs)
+    assert e["best_single_accuracy"] == max(r.ground_truth["builtin:digits"].values())
+    assert 0 < e["random_mean_accuracy"] <= e["random_max_accuracy"] <= 1
+    assert 0 < e["chosen_accuracy"] <= 1 and r.to_dict()["ensemble"] == r.ensemble
+
+
 def test_bench_rank_bad_input(tiny_zoo):
     zoo, refs = tiny_zoo
     with pytest.raises(TransferlabError, match="unknown protocol 'lorra'"):

@@ -20,18 +20,16 @@ def cell_key(model_identity: dict[str, Any], train_fp: str, test_fp: str, protoc
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _probe_on_features(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: int) -> float:
-    """``fit``'s linear probe (logistic regression, C = 1, on the cached pooled features), scored on the test split's
-    features: the same number ``fit(..., "linear_probe")`` reports for torch models. Baselines fitted per dataset
-    (PCA of pixels, TF-IDF) are fitted once on train and test inputs together (unsupervised), so both share a basis."""
+def feature_pair(backbone: Any, train: Any, test: Any, options: dict[str, Any]) -> tuple[Any, Any]:
+    """Cached pooled features of the train and test splits (float64). Baselines fitted per dataset (PCA of pixels,
+    TF-IDF) are fitted once on train and test inputs together (unsupervised), so both share a basis."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
     from ..zoo import FeatureCache, extract_features
 
     size = options.get("image_size") or (backbone.default_size(train) if hasattr(backbone, "default_size") else None)
     cache = FeatureCache()
-    if getattr(backbone, "dataset_level", False):  # PCA/TF-IDF baselines: one projection for train and test
+    if getattr(backbone, "dataset_level", False):
         from ..data import Dataset
 
         items = (np.concatenate([train.items, test.items]) if isinstance(train.items, np.ndarray)
@@ -39,12 +37,28 @@ def _probe_on_features(backbone: Any, train: Any, test: Any, options: dict[str, 
         both = Dataset(f"{train.name}+test", train.modality, items, np.concatenate([train.labels, test.labels]),
                        train.class_names, split="train+test")
         f = extract_features(backbone, both, image_size=size, cache=cache).features.astype(np.float64)
-        f_tr, f_te = f[:len(train)], f[len(train):]
-    else:
-        f_tr = extract_features(backbone, train, image_size=size, cache=cache).features.astype(np.float64)
-        f_te = extract_features(backbone, test, image_size=size, cache=cache).features.astype(np.float64)
-    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(f_tr, train.labels)
-    return float(np.mean(clf.predict(f_te) == test.labels))
+        return f[:len(train)], f[len(train):]
+    return (extract_features(backbone, train, image_size=size, cache=cache).features.astype(np.float64),
+            extract_features(backbone, test, image_size=size, cache=cache).features.astype(np.float64))
+
+
+def probe_accuracy(f_tr: Any, y_tr: Any, f_te: Any, y_te: Any, seed: int, standardize: bool = False) -> float:
+    """``fit``'s linear probe (logistic regression, C = 1) trained on ``f_tr``, accuracy on ``f_te``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    if standardize:  # concatenated features of several models: no model dominates by scale
+        mu, sd = f_tr.mean(0), f_tr.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        f_tr, f_te = (f_tr - mu) / sd, (f_te - mu) / sd
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(f_tr, y_tr)
+    return float(np.mean(clf.predict(f_te) == y_te))
+
+
+def _probe_on_features(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: int) -> float:
+    """The same number ``fit(..., "linear_probe", val_fraction=0)`` reports for torch models."""
+    f_tr, f_te = feature_pair(backbone, train, test, options)
+    return probe_accuracy(f_tr, train.labels, f_te, test.labels, seed)
 
 
 def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int | None, seed: int,

@@ -37,6 +37,7 @@ class BenchResult:
     baselines: dict[str, dict[str, dict[str, Any]]]  # baseline -> target -> quality
     cost: dict[str, float]
     options: dict[str, Any] = field(default_factory=dict)
+    ensemble: dict[str, dict[str, Any]] | None = None  # target -> chosen set and its validation
 
     @staticmethod
     def _summary(per_target: dict[str, dict[str, Any]], targets: list[str]) -> dict[str, Any]:
@@ -56,6 +57,7 @@ class BenchResult:
             "metrics": {m: self._summary(self.quality[m], self.targets) for m in self.quality},
             "baselines": {b: self._summary(self.baselines[b], self.targets) for b in self.baselines},
             "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
+            "ensemble": self.ensemble,
         }
 
     def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
@@ -141,11 +143,16 @@ def bench_rank(
     ray_address: str | None = None,
     progress: bool = False,
     trust_pickle: bool = False,
+    ensemble: int | None = None,
+    random_ensembles: int = 10,
 ) -> BenchResult:
     """Measure every metric's ranking quality on ``targets`` (dataset references) against ground truth from the
     ``fit`` method ``protocol`` (``linear_probe``: logistic regression on the cached features, seconds; ``finetune``,
     ``lora``...: ``epochs`` of training per cell). ``limit``: a stratified sample of each train split, used by both the
-    metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray instance, or ``ray_address``)."""
+    metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray instance, or ``ray_address``).
+    ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
+    accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
+    top-K by consensus and ``random_ensembles`` random K-sets."""
     from ..fit import list_methods
     from ..rank import rank
     from ..zoo import load_zoo
@@ -171,7 +178,7 @@ def bench_rank(
     for t in target_list:
         t0 = time.perf_counter()
         r = rank(t, z, metrics, image_size=image_size, limit=limit, seed=seed, progress=progress,
-                 trust_pickle=trust_pickle)
+                 trust_pickle=trust_pickle, ensemble=ensemble)
         rank_seconds += time.perf_counter() - t0
         results[t] = r
         scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
@@ -215,13 +222,47 @@ def bench_rank(
             baselines[name] = {t: rank_quality(vals, ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
     if "knn" in metric_names:
         baselines["knn"] = quality["knn"]
+    ens = ({t: _validate_ensemble(results[t], t, ensemble, ground_truth[t], limit, seed, options, random_ensembles,
+                                  trust_pickle) for t in target_list} if ensemble else None)
     cost = {"ranking_seconds": rank_seconds, "ground_truth_seconds": gt_seconds,
             "ground_truth_over_ranking": gt_seconds / rank_seconds if rank_seconds > 0 else None,
             "ground_truth_cells_cached": sum(bool(c.get("cached")) for c in gt_cells)}
     return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=metric_names,
                        ground_truth=ground_truth, scores=scores, quality=quality, baselines=baselines, cost=cost,
                        options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
-                                "epochs": epochs if protocol != "linear_probe" else None, "n_boot": n_boot})
+                                "epochs": epochs if protocol != "linear_probe" else None, "n_boot": n_boot},
+                       ensemble=ens)
+
+
+def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float | None], limit: int | None,
+                       seed: int, options: dict[str, Any], n_random: int, trust_pickle: bool) -> dict[str, Any]:
+    """Ground truth of the chosen ensemble (a probe on the members' concatenated, standardised features) next to the
+    best single model, the top-K by consensus and random K-sets."""
+    from ..data import load_dataset
+    from ..zoo import resolve_model
+    from ._ground_truth import feature_pair, probe_accuracy
+
+    train = load_dataset(target, "train")
+    if limit:
+        train = train.stratified_sample(limit, seed=seed)
+    test = load_dataset(target, "test")
+    refs = [m.model for m in result.models]  # consensus order
+    pairs = {r: feature_pair(resolve_model(r, trust_pickle=trust_pickle), train, test, options) for r in refs}
+
+    def acc(members: list[str]) -> float:
+        f_tr = np.hstack([pairs[m][0] for m in members])
+        f_te = np.hstack([pairs[m][1] for m in members])
+        return probe_accuracy(f_tr, train.labels, f_te, test.labels, seed, standardize=True)
+
+    chosen = list(result.ensemble["models"])
+    rng = np.random.default_rng(seed)
+    randoms = [acc(sorted(rng.choice(refs, k, replace=False).tolist())) for _ in range(n_random)]
+    best_single = max((v for v in single.values() if v is not None), default=None)
+    return {"k": k, "chosen": chosen, "chosen_accuracy": acc(chosen), "top_k_consensus": refs[:k],
+            "top_k_consensus_accuracy": acc(refs[:k]), "best_single_accuracy": best_single,
+            "best_single_model": max(single, key=lambda m: single[m] if single[m] is not None else -1.0),
+            "random_mean_accuracy": float(np.mean(randoms)), "random_max_accuracy": float(np.max(randoms)),
+            "random_sets": n_random}
 
 
 class _bar:

@@ -23,6 +23,7 @@ def bench_rank_cmd(
     limit: int = typer.Option(None, "--limit", help="Class-stratified sample of each train split."),
     image_size: int = typer.Option(None, "--image-size", help="Input size for image models (default: fit's)."),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per ground-truth fit (not linear_probe)."),
+    ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose and validate a K-model ensemble."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/bench-rank"), "--out", "-o", help="Output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -33,7 +34,8 @@ def bench_rank_cmd(
     from ..bench import bench_rank
 
     r = bench_rank(zoo, targets, protocol=protocol, backend=backend, metrics=metrics, limit=limit,
-                   image_size=image_size, epochs=epochs, seed=seed, ray_address=ray_address, progress=not quiet)
+                   image_size=image_size, epochs=epochs, seed=seed, ray_address=ray_address, progress=not quiet,
+                   ensemble=ensemble)
     paths = r.save(out)
     c = console()
     t = Table("score", *[x.removeprefix("builtin:") for x in r.targets], "mean τw", title="weighted Kendall tau")
@@ -41,6 +43,10 @@ def bench_rank_cmd(
         label = name + (" (baseline)" if kind == "baseline" else "")
         t.add_row(label, *("n/a" if v is None else f"{v:.3f}" for v in vals), "n/a" if mean is None else f"{mean:.3f}")
     c.print(t)
+    for target, e in (r.ensemble or {}).items():
+        c.print(f"{target}: ensemble of {e['k']} {e['chosen_accuracy']:.4f} (top-{e['k']} by consensus "
+                f"{e['top_k_consensus_accuracy']:.4f}, best single {e['best_single_accuracy']:.4f}, random sets "
+                f"{e['random_mean_accuracy']:.4f} mean)", highlight=False)
     ratio = r.cost["ground_truth_over_ranking"]
     c.print(f"ranking {r.cost['ranking_seconds']:.1f} s, ground truth {r.cost['ground_truth_seconds']:.1f} s"
             + (f" ({ratio:.1f}x)" if ratio else ""), highlight=False)

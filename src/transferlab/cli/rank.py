@@ -29,6 +29,8 @@ def rank_cmd(
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
+    ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose K models that transfer well together "
+                                 "(quality x CKA-diversity determinant, greedy)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
@@ -44,13 +46,16 @@ def rank_cmd(
     zoo = zoo or ("builtin:text" if ds.modality == "text" else "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
-                  trust_pickle=trust_pickle)
+                  trust_pickle=trust_pickle, ensemble=ensemble)
     out_dir = out or Path("runs") / f"rank-{ds.name}"
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result))
         for note in result.notes:
             out_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        if result.ensemble:
+            out_console.print(f"ensemble of {len(result.ensemble['models'])}: "
+                              f"{', '.join(result.ensemble['names'])}", highlight=False)
         t = result.timings
         out_console.print(f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
                       f"{t['metrics_seconds']:.1f} s)", highlight=False)

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
@@ -78,6 +80,8 @@ def rank(
     metric_options: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
     trust_pickle: bool = False,
+    ensemble: int | None = None,
+    ensemble_theta: float = 4.0,
 ) -> RankResult:
     """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
 
@@ -85,6 +89,8 @@ def rank(
     :class:`~transferlab.zoo.Zoo`, a zoo reference (``builtin:vision``, a YAML file) or a list of model references.
     ``metrics``: names (default: all registered). ``limit``: a class-stratified sample of that many examples.
     Features are cached (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user cache directory).
+    ``ensemble``: also choose that many models that transfer well together (``result.ensemble``; see
+    :mod:`transferlab.rank._ensemble` for the objective).
     """
     from ..zoo import FeatureCache, Zoo, ZooModel, extract_features, load_zoo, resolve_model
 
@@ -112,6 +118,9 @@ def rank(
     labels_digest = hashlib.sha256(y.tobytes()).hexdigest()
     per_model: list[dict[str, Any]] = []
     table: dict[str, list[float | None]] = {m: [] for m in names}
+    ens_rows = (np.sort(np.random.default_rng(seed).choice(len(ds), min(500, len(ds)), replace=False))
+                if ensemble else None)  # CKA between models on a subsample of the target
+    ens_features: dict[str, np.ndarray] = {}
     t_extract = t_metrics = t_forward = 0.0
     with thread_limit(threads), _progress(progress) as bar:
         for entry, backbone in zip(z.models, backbones, strict=True):
@@ -161,6 +170,8 @@ def rank(
             meta = {**backbone.metadata(), **{k: v for k, v in entry.model_dump().items()
                                               if k not in ("ref", "name") and v is not None}}
             meta["feature_dim"] = int(feats.features.shape[1])
+            if ens_rows is not None:
+                ens_features[entry.ref] = np.asarray(feats.features[ens_rows], dtype=np.float64)
             per_model.append({"entry": entry, "scores": scores, "timings": timings, "meta": meta})
             if bar is not None:
                 bar.update(task, description=f"{entry.display_name} [green]done")
@@ -186,6 +197,13 @@ def rank(
                  "cache_dir": str(cache.root) if cache is not None else None},
     )
     result.notes.extend(_baseline_notes(result))
+    if ensemble:
+        from ._ensemble import select_ensemble
+
+        quality = {m.model: 1.0 - m.consensus_score for m in models if m.consensus_score is not None}
+        choice = select_ensemble(ens_features, quality, ensemble, theta=ensemble_theta)
+        result.ensemble = choice.to_dict() | {"names": [next(m.name for m in models if m.model == r)
+                                                        for r in choice.models]}
     return result
 
 

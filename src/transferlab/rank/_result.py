@@ -33,6 +33,7 @@ class RankResult:
     timings: dict[str, float]
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    ensemble: dict[str, Any] | None = None  # rank(..., ensemble=K): the chosen set and why
 
     def best(self) -> ModelScores:
         return self.models[0]
@@ -47,6 +48,7 @@ class RankResult:
             "timings": dict(self.timings),
             "options": dict(self.options),
             "notes": list(self.notes),
+            "ensemble": self.ensemble,
         }
 
     def to_csv(self) -> str:

@@ -44,6 +44,21 @@ def _scatters(result: Any) -> str:
     return figure_png(fig, "metric score against ground-truth accuracy")
 
 
+def _ensemble(result: Any) -> str:
+    if not result.ensemble:
+        return ""
+    names = {m["ref"]: m["name"] for m in result.models}
+    rows = [[esc(t), esc(", ".join(names.get(m, m) for m in e["chosen"])), fmt(e["chosen_accuracy"], 4),
+             fmt(e["top_k_consensus_accuracy"], 4), fmt(e["best_single_accuracy"], 4),
+             fmt(e["random_mean_accuracy"], 4), fmt(e["random_max_accuracy"], 4)]
+            for t, e in result.ensemble.items()]
+    return ("<h2>Ensemble selection</h2>"
+            + table(["target", "chosen", "chosen", "top-K consensus", "best single", "random mean", "random max"],
+                    rows, left=2)
+            + "<p class='muted'>Test accuracy of a linear probe on the members' concatenated, standardised "
+              "features.</p>")
+
+
 def bench_report_html(result: Any) -> str:
     targets = list(result.targets)
     head = (f"<h1>transferlab bench rank</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
@@ -73,6 +88,7 @@ def bench_report_html(result: Any) -> str:
             + "<p class='muted'>τw: <code>scipy.stats.weightedtau(score, accuracy)</code> (top models weigh more); "
               "[95 % bootstrap interval over models]; rel@1: accuracy of the top-scored model / best accuracy. "
               "Baselines: random scores (mean of 1000 draws), parameter count, source accuracy, kNN.</p>"
+            + _ensemble(result)
             + "<h2>Cost</h2>" + cost
             + "<h2>Ground truth (test accuracy)</h2>" + table(["model", *targets], gt_rows)
             + "<h2>Score against accuracy</h2>" + _scatters(result))

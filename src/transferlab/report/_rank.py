@@ -76,6 +76,22 @@ def _timings_chart(result: Any) -> str:
     return figure_png(fig, "timings")
 
 
+def _ensemble_section(result: Any) -> str:
+    e = getattr(result, "ensemble", None)
+    if not e:
+        return ""
+    names = dict(zip(e["models"], e["names"], strict=True))
+    rows = [[i + 1, f"{esc(names[m])}<br><span class='muted'>{esc(m)}</span>", fmt(e["quality"][m], 3),
+             fmt(e["gains"][i], 3),
+             fmt(max((e["similarity"][m][o] for o in e["models"][:i]), default=None), 3)]
+            for i, m in enumerate(e["models"])]
+    return ("<h2>Ensemble</h2><p>Chosen greedily to maximise log det(I + θ·diag(q)·CKA·diag(q)) over the set "
+            f"(θ = {e['theta']:g}): q is each model's quality (1 − its consensus position), CKA the similarity of two "
+            "models' target features. The determinant rewards members that are each good and represent the target "
+            "differently.</p>"
+            + table(["pick", "model", "quality q", "objective gain", "max CKA to earlier picks"], rows, left=2))
+
+
 def rank_report_html(result: Any) -> str:
     ds = result.dataset
     head = (f"<h1>transferlab rank: {esc(ds.get('name'))}</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
@@ -105,6 +121,7 @@ def rank_report_html(result: Any) -> str:
             + "<h2>Ranking</h2>" + table(headers, rows, left=2)
             + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
               "does not apply (LEEP and NCE need a source classifier head). Consensus: 1 − mean normalised rank.</p>"
+            + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
             + "<h2>Timings</h2>" + cache_note + _timings_chart(result) + table(["step", "seconds"], timing_rows))
