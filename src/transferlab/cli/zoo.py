@@ -1,4 +1,4 @@
-"""``transferlab zoo list``."""
+"""``transferlab zoo list`` and ``transferlab zoo build``."""
 
 from __future__ import annotations
 
@@ -39,3 +39,27 @@ def list_cmd(
         t.add_row(m.display_name, m.ref, f"{params / 1e6:.2f} M" if params else "-", str(meta.get("source_dataset", "-")),
                   str(meta.get("source_accuracy", "-")))
     c.print(t)
+
+
+@app.command("build")
+def build_cmd(
+    out: str = typer.Option(None, "--out", "-o", help="Directory for the weights and manifest (default: the "
+                            "package's zoo/_weights, where builtin:small_* load from)."),
+    models: str = typer.Option(None, "--models", help="Comma-separated subset (default: all nine)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Override each model's epochs (quick checks)."),
+    limit: int = typer.Option(None, "--limit", min=10, help="Stratified sample of each source task (quick checks)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Pretrain the small built-in zoo deterministically (seed 0, one thread) on its offline source tasks."""
+    from pathlib import Path
+
+    from ..zoo._small import build_zoo
+
+    c = console()
+
+    def done(name: str, row: dict) -> None:
+        c.print(f"{name}: {row['arch']} on {row['source']}, source test accuracy {row['source_accuracy']:.2f} %, "
+                f"{row['train_seconds']:.0f} s, sha256 {row['sha256'][:12]}", highlight=False)
+
+    build_zoo(Path(out) if out else None, [m.strip() for m in models.split(",")] if models else None,
+              epochs=epochs, limit=limit, progress=not quiet, on_done=done)

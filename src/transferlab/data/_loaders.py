@@ -320,3 +320,48 @@ def _rotten_tomatoes(split: str = "train") -> Dataset:
     labels, names = _encode_labels([r["label"] for r in rows], "rotten-tomatoes")
     return Dataset("rotten-tomatoes", "text", [r["text"] for r in rows], labels, names, split,
                    {"source": "builtin:rotten-tomatoes"})
+
+
+def _synthetic(name: str, family: str, classes: tuple[str, ...], split: str, n_train: int, n_test: int) -> Dataset:
+    from ._synthetic import generate
+
+    if split not in ("train", "test"):
+        raise DataError(f"builtin:{name} has the splits train and test, not {split!r}")
+    x, y = generate(family, classes, n_train if split == "train" else n_test, split)
+    return Dataset(name, "image", x, y, classes, split, {"source": f"builtin:{name} (generated)"})
+
+
+@BUILTIN_DATASETS.register("shapes", source="generated (transferlab.data._synthetic)",
+                           description="6 shapes (star, diamond, hexagon, arrow, crescent, bar), 28x28 grey, "
+                                       "900 train / 300 test; a target for the small zoo")
+def _shapes(split: str = "train") -> Dataset:
+    from ._synthetic import SHAPES_TARGET
+
+    return _synthetic("shapes", "shapes", SHAPES_TARGET, split, 150, 50)
+
+
+@BUILTIN_DATASETS.register("textures", source="generated (transferlab.data._synthetic)",
+                           description="6 textures (zigzag, crosshatch, rings, blobs, grid, speckle), 28x28 grey, "
+                                       "900 train / 300 test; a target for the small zoo")
+def _textures(split: str = "train") -> Dataset:
+    from ._synthetic import TEXTURES_TARGET
+
+    return _synthetic("textures", "textures", TEXTURES_TARGET, split, 150, 50)
+
+
+@BUILTIN_DATASETS.register("shapes_source", source="generated (transferlab.data._synthetic)",
+                           description="5 other shapes (circle, square, triangle, cross, ring), 4,000 train / 500 "
+                                       "test: pretraining data of the small zoo")
+def _shapes_source(split: str = "train") -> Dataset:
+    from ._synthetic import SHAPES_SOURCE
+
+    return _synthetic("shapes-source", "shapes", SHAPES_SOURCE, split, 800, 100)
+
+
+@BUILTIN_DATASETS.register("textures_source", source="generated (transferlab.data._synthetic)",
+                           description="4 other textures (wide/narrow stripes, checker, dots), 4,000 train / 400 "
+                                       "test: pretraining data of the small zoo")
+def _textures_source(split: str = "train") -> Dataset:
+    from ._synthetic import TEXTURES_SOURCE
+
+    return _synthetic("textures-source", "textures", TEXTURES_SOURCE, split, 1000, 100)

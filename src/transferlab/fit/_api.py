@@ -51,7 +51,8 @@ def architecture_of(model: Any) -> dict[str, Any]:
     if not name:
         raise TransferlabError(f"cannot tell the architecture of {type(model).__name__}; fit supports timm and "
                                "transformers models")
-    return {"library": "timm", "name": name}
+    kwargs = getattr(model, "transferlab_timm_kwargs", None)  # models built with non-default shapes (small zoo ViT)
+    return {"library": "timm", "name": name, **({"kwargs": dict(kwargs)} if kwargs else {})}
 
 
 def architecture_key(arch: dict[str, Any]) -> tuple[Any, ...]:
@@ -60,7 +61,7 @@ def architecture_key(arch: dict[str, Any]) -> tuple[Any, ...]:
         c = arch.get("config", {})
         return ("transformers", arch.get("name"), *(c.get(k) for k in (
             "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")))
-    return (arch.get("library"), arch.get("name"))
+    return (arch.get("library"), arch.get("name"), json.dumps(arch.get("kwargs", {}), sort_keys=True))
 
 
 @dataclass
@@ -446,7 +447,8 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
         if arch["library"] == "timm":
             import timm
 
-            net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"])
+            net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"],
+                                    **arch.get("kwargs", {}))
         else:
             from ._text import text_classifier_from_architecture
 

@@ -298,3 +298,15 @@ def _pixels(ref: str) -> Backbone:
 @BUILTIN_MODELS.register("tfidf", modality="text", summary="TF-IDF of the raw text, truncated SVD to 128 dims: baseline")
 def _tfidf(ref: str) -> Backbone:
     return RawInputBackbone(ref, "text")
+
+
+def _register_small_zoo() -> None:
+    from ._small import SMALL_MODELS, small_backbone
+
+    for _name, _spec in SMALL_MODELS.items():
+        BUILTIN_MODELS.register(_name, modality="image",
+                                summary=f"{_spec.label}: small timm {_spec.arch} pretrained here (zoo build)")(
+            small_backbone(_name))
+
+
+_register_small_zoo()
