@@ -54,10 +54,16 @@ def as_source_probs(source_probs: object | None, n: int, metric: str) -> np.ndar
             f"metric {metric!r} needs the source model's class probabilities (a model with a source classifier head); "
             "this model has none"
         )
-    p = as_features(source_probs, "source probabilities")
+    p = np.asarray(source_probs)
+    if p.ndim != 2 or p.dtype.kind not in "fiu":
+        p = as_features(p, "source probabilities")  # the shape/dtype errors
+    p = p.astype(np.float64, copy=False)
     if len(p) != n:
         raise MetricError(f"{n} labels but {len(p)} rows of source probabilities")
-    if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+    rows = p.sum(axis=1)  # one pass: NaN/inf show up in their row's sum
+    if not np.isfinite(rows).all():
+        as_features(p, "source probabilities")  # names the first bad row
+    if not np.allclose(rows, 1.0, atol=1e-3) or p.min() < 0:
         raise MetricError("source probabilities must be non-negative and sum to 1 per row (apply softmax to logits)")
     return p
 

@@ -20,7 +20,6 @@ No SVD/regression component exists in the public code (its ``_solve_eigen2`` is 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ._registry import METRICS
 from ._stats import FeatureStats
@@ -29,8 +28,15 @@ _PAPER = "Gholami et al., ETran: Energy-Based Transferability Estimation, ICCV 2
 _REF = "mgholamikn/ETran metrics.py @ d4551ed"
 
 
+def _logsumexp_rows(f: np.ndarray) -> np.ndarray:
+    m = f.max(axis=1)
+    z = f - m[:, None]
+    np.exp(z, out=z)
+    return m + np.log(z.sum(axis=1))
+
+
 def energy(features: np.ndarray, percent: float = 0.5, tail: str = "bottom") -> float:
-    e = np.sort(logsumexp(features, axis=1))
+    e = np.sort(_logsumexp_rows(np.asarray(features, dtype=np.float64)))
     k = max(1, int(np.floor(percent / 100.0 * len(e) + 1e-9)) if tail == "bottom"
             else int(np.ceil(percent / 100.0 * len(e) - 1e-9)))
     return float(np.mean(e[:k] if tail == "bottom" else e[-k:]))
