@@ -346,7 +346,13 @@ def _linear_probe(net: Any, backbone: Any, ds: Dataset, size: int, seed: int) ->
     if feats.shape[1] != net.get_classifier().in_features:
         raise TransferlabError(f"{backbone.ref}: its cached features have {feats.shape[1]} dimensions but the "
                                f"classifier head takes {net.get_classifier().in_features}")
-    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(feats, ds.labels)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # lbfgs may stop at 1000 iterations on unscaled features: fine for a probe
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(feats, ds.labels)
     head = net.get_classifier()
     coef = np.zeros((ds.num_classes, feats.shape[1]))
     bias = np.full(ds.num_classes, -1e4)  # classes absent from training can never win
