@@ -24,7 +24,7 @@ $(STAMP): $(PY) pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --image-size 128 --out runs/demo
+	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

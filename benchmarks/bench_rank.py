@@ -1,8 +1,9 @@
 """Benchmark: the demo ranking, cold (empty cache) vs warm (cache hit), and metric + I/O overhead.
 
 What it measures, on this machine, in one run:
-- cold: wall-clock time of the demo command (``transferlab rank builtin:fashion-mnist --zoo builtin:vision
-  --image-size 128``) with an empty feature cache, as a subprocess (includes interpreter start and imports);
+- cold: wall-clock time of the demo command (``transferlab rank builtin:fashion-mnist --zoo builtin:vision``;
+  each model at its default size for 28 px images: 128 px for the EfficientNet-Lites, 32 px for the small models) with
+  an empty feature cache, as a subprocess (includes interpreter start and imports);
 - warm: the same command again, same cache (median of ``--warm-repeats`` runs), and the ratio cold / warm;
 - overhead: from the cold run's ranking.json, (total - bare forward passes) / forward passes, where the forward time is
   the time spent inside the models' batches; reported with all metrics and without the cross-validated linear probe.
@@ -11,7 +12,7 @@ Exact command (repository root, project venv):
 
     .venv/bin/python benchmarks/bench_rank.py
 
-Options: --image-size 128 --limit (none) --cold-repeats 1 --warm-repeats 3 --json PATH.
+Options: --image-size N (default: each model's default) --limit (none) --cold-repeats 1 --warm-repeats 3 --json PATH.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--cold-repeats", type=int, default=1)
     ap.add_argument("--warm-repeats", type=int, default=3)
@@ -47,8 +48,9 @@ def main() -> None:
     for _ in range(args.cold_repeats):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
-            cmd = [exe, "rank", "builtin:fashion-mnist", "--zoo", "builtin:vision", "--image-size",
-                   str(args.image_size), "--out", str(out), "--quiet"]
+            cmd = [exe, "rank", "builtin:fashion-mnist", "--zoo", "builtin:vision", "--out", str(out), "--quiet"]
+            if args.image_size:
+                cmd += ["--image-size", str(args.image_size)]
             if args.limit:
                 cmd += ["--limit", str(args.limit)]
             env = {**os.environ, "TRANSFERLAB_CACHE": str(Path(tmp) / "cache"), "HF_HUB_OFFLINE": "1"}
@@ -70,7 +72,7 @@ def main() -> None:
     warm = statistics.median(r["warm_s"] for r in results)
     ovh = statistics.median(r["overhead"] for r in results)
     ovh_nolp = statistics.median(r["overhead_without_linear_probe"] for r in results)
-    print(f"machine: {os.cpu_count()} CPUs; image size {args.image_size}; limit {args.limit or 'none (2,000)'}")
+    print(f"machine: {os.cpu_count()} CPUs; image size {args.image_size or 'default'}; limit {args.limit or 'none (2,000)'}")
     for r in results:
         print(f"cold {r['cold_s']:.1f} s | warm {r['warm_s']:.2f} s (runs {', '.join(f'{w:.2f}' for w in r['warm_all_s'])})"
               f" | forward {r['forward_s']:.1f} s, metrics {r['metrics_s']:.1f} s (linear probe {r['linear_probe_s']:.1f}"
