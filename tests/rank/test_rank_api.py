@@ -122,3 +122,20 @@ def test_rank_and_fit_on_an_image_folder(image_folder, tiny_model_ref, tmp_path)
     assert r.dataset["size"] == len(load_dataset(image_folder))
     f = fit(image_folder, tiny_model_ref, "head", epochs=1, image_size=32, val_fraction=0.0)
     assert f.metrics["test_accuracy"] is not None and f.metrics["val_accuracy"] is None
+
+
+def test_baseline_notes_name_every_model_behind_the_best_baseline():
+    from transferlab.rank._api import _baseline_notes
+    from transferlab.rank._result import ModelScores, RankResult
+
+    def ms(name, rank, baseline=False):
+        return ModelScores(model=f"m:{name}", name=name, scores={}, ranks={}, consensus_rank=rank,
+                           consensus_score=None, metadata={"baseline": baseline})
+
+    few = RankResult({}, "z", [], [ms("a", 1), ms("pixels", 2, True), ms("b", 3)], {})
+    assert _baseline_notes(few) == [_baseline_notes(few)[0]] and "b ranks behind the baseline pixels" in \
+        _baseline_notes(few)[0]
+    many = RankResult({}, "z", [], [ms("pixels", 1, True)] + [ms(f"s{i}", i + 2) for i in range(5)], {})
+    notes = _baseline_notes(many)
+    assert len(notes) == 1 and notes[0].startswith("5 pretrained models rank behind the baseline pixels")
+    assert all(f"s{i}" in notes[0] for i in range(5))

@@ -217,9 +217,13 @@ def _baseline_notes(result: RankResult) -> list[str]:
     if not losers:
         return [f"Every pretrained model ranks ahead of the baselines (best baseline: {best_base.name}, "
                 f"consensus rank {best_base.consensus_rank})."]
+    what = "raw inputs" if "pixel" in best_base.model or "tfidf" in best_base.model else "random weights"
+    if len(losers) > 3:  # one note, not a wall of them
+        return [f"{len(losers)} pretrained models rank behind the baseline {best_base.name} (consensus rank "
+                f"{best_base.consensus_rank}): {', '.join(m.name for m in losers)}. Their pretrained features do not "
+                f"help this dataset more than {what}."]
     return [f"{m.name} ranks behind the baseline {best_base.name} (consensus {m.consensus_rank} vs "
-            f"{best_base.consensus_rank}): its pretrained features do not help this dataset more than "
-            f"{'raw inputs' if 'pixel' in best_base.model or 'tfidf' in best_base.model else 'random weights'}."
+            f"{best_base.consensus_rank}): its pretrained features do not help this dataset more than {what}."
             for m in losers]
 
 
