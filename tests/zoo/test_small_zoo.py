@@ -22,6 +22,15 @@ def test_build_is_deterministic(tmp_path):
         build_zoo(tmp_path / "c", ["small_mlp_shapes"])
 
 
+def test_rebuilding_a_shipped_model_reproduces_its_bytes(tmp_path):
+    """The cheapest model (about 9 s): the full build, compared with the shipped file."""
+    from transferlab.zoo._small import weights_dir
+
+    build_zoo(tmp_path, ["small_vit_fashion"])
+    assert (tmp_path / "small_vit_fashion.safetensors").read_bytes() == \
+        (weights_dir() / "small_vit_fashion.safetensors").read_bytes()
+
+
 def test_shipped_weights_match_the_manifest():
     import hashlib
 

@@ -322,46 +322,39 @@ def _rotten_tomatoes(split: str = "train") -> Dataset:
                    {"source": "builtin:rotten-tomatoes"})
 
 
-def _synthetic(name: str, family: str, classes: tuple[str, ...], split: str, n_train: int, n_test: int) -> Dataset:
-    from ._synthetic import generate
-
-    if split not in ("train", "test"):
-        raise DataError(f"builtin:{name} has the splits train and test, not {split!r}")
-    x, y = generate(family, classes, n_train if split == "train" else n_test, split)
-    return Dataset(name, "image", x, y, classes, split, {"source": f"builtin:{name} (generated)"})
-
-
-@BUILTIN_DATASETS.register("shapes", source="generated (transferlab.data._synthetic)",
-                           description="6 shapes (star, diamond, hexagon, arrow, crescent, bar), 28x28 grey, "
-                                       "900 train / 300 test; a target for the small zoo")
-def _shapes(split: str = "train") -> Dataset:
-    from ._synthetic import SHAPES_TARGET
-
-    return _synthetic("shapes", "shapes", SHAPES_TARGET, split, 150, 50)
+_SYNTHETIC = {  # name: (family, classes attribute, train/test per class, role)
+    "shapes": ("shapes", "SHAPES_TARGET", 150, 50, "a target for the small zoo"),
+    "textures": ("textures", "TEXTURES_TARGET", 150, 50, "a target for the small zoo"),
+    "shapes_source": ("shapes", "SHAPES_SOURCE", 800, 100, "pretraining data of the small zoo"),
+    "textures_source": ("textures", "TEXTURES_SOURCE", 1000, 100, "pretraining data of the small zoo"),
+}
 
 
-@BUILTIN_DATASETS.register("textures", source="generated (transferlab.data._synthetic)",
-                           description="6 textures (zigzag, crosshatch, rings, blobs, grid, speckle), 28x28 grey, "
-                                       "900 train / 300 test; a target for the small zoo")
-def _textures(split: str = "train") -> Dataset:
-    from ._synthetic import TEXTURES_TARGET
+def _synthetic_loader(name: str) -> Callable[..., Dataset]:
+    family, attr, n_train, n_test, _ = _SYNTHETIC[name]
+    ref = name.replace("_", "-")
 
-    return _synthetic("textures", "textures", TEXTURES_TARGET, split, 150, 50)
+    def load(split: str = "train") -> Dataset:
+        from . import _synthetic
 
+        if split not in ("train", "test"):
+            raise DataError(f"builtin:{ref} has the splits train and test, not {split!r}")
+        classes = getattr(_synthetic, attr)
+        x, y = _synthetic.generate(family, classes, n_train if split == "train" else n_test, split)
+        return Dataset(ref, "image", x, y, classes, split, {"source": f"builtin:{ref} (generated)"})
 
-@BUILTIN_DATASETS.register("shapes_source", source="generated (transferlab.data._synthetic)",
-                           description="5 other shapes (circle, square, triangle, cross, ring), 4,000 train / 500 "
-                                       "test: pretraining data of the small zoo")
-def _shapes_source(split: str = "train") -> Dataset:
-    from ._synthetic import SHAPES_SOURCE
-
-    return _synthetic("shapes-source", "shapes", SHAPES_SOURCE, split, 800, 100)
+    return load
 
 
-@BUILTIN_DATASETS.register("textures_source", source="generated (transferlab.data._synthetic)",
-                           description="4 other textures (wide/narrow stripes, checker, dots), 4,000 train / 400 "
-                                       "test: pretraining data of the small zoo")
-def _textures_source(split: str = "train") -> Dataset:
-    from ._synthetic import TEXTURES_SOURCE
+def _register_synthetic() -> None:
+    from . import _synthetic
 
-    return _synthetic("textures-source", "textures", TEXTURES_SOURCE, split, 1000, 100)
+    for name, (family, attr, n_train, n_test, role) in _SYNTHETIC.items():
+        classes = getattr(_synthetic, attr)
+        BUILTIN_DATASETS.register(
+            name, source="generated (transferlab.data._synthetic)",
+            description=f"{len(classes)} {family} ({', '.join(classes)}), 28x28 grey, {n_train * len(classes):,} "
+                        f"train / {n_test * len(classes):,} test; {role}")(_synthetic_loader(name))
+
+
+_register_synthetic()

@@ -96,6 +96,17 @@ class SymmetricSpectrum:
         return x
 
 
+def class_means(x: np.ndarray, labels: np.ndarray, c: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class means [C, D] of the rows of ``x`` and the class counts [C] (labels in 0..C-1; an empty class has a
+    zero mean). One [C, N] x [N, D] product: no per-class loop."""
+    c = int(labels.max()) + 1 if c is None else c
+    counts = np.bincount(labels, minlength=c).astype(np.float64)
+    indicator = np.zeros((c, len(labels)))
+    indicator[labels, np.arange(len(labels))] = 1.0
+    sums = indicator @ x
+    return sums / np.maximum(counts, 1.0)[:, None], counts
+
+
 class FeatureStats:
     """Lazily computed, cached statistics of a float64 feature matrix ``f`` [N, D]."""
 

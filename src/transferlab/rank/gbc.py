@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._stats import FeatureStats
+from ._stats import FeatureStats, class_means
 
 VAR_FLOOR = 1e-4
 
@@ -31,13 +31,8 @@ def pca_project(stats: FeatureStats, k: int) -> np.ndarray:
 def gbc_from_features(f: np.ndarray, labels: np.ndarray, gaussian_type: str = "spherical",
                       block: int = 64) -> float:
     c = int(labels.max()) + 1
-    counts = np.bincount(labels, minlength=c).astype(np.float64)
-    sums = np.zeros((c, f.shape[1]))
-    sq = np.zeros((c, f.shape[1]))
-    np.add.at(sums, labels, f)
-    mu = sums / counts[:, None]
-    np.add.at(sq, labels, (f - mu[labels]) ** 2)
-    var = np.maximum(sq / counts[:, None], VAR_FLOOR)
+    mu, _ = class_means(f, labels, c)
+    var = np.maximum(class_means((f - mu[labels]) ** 2, labels, c)[0], VAR_FLOOR)  # population variances
     if gaussian_type == "spherical":
         s = var.mean(axis=1)  # [C]
         d2 = np.maximum((mu**2).sum(1)[:, None] + (mu**2).sum(1)[None, :] - 2.0 * mu @ mu.T, 0.0)

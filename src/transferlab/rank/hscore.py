@@ -10,18 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._stats import FeatureStats, SymmetricSpectrum
+from ._stats import FeatureStats, SymmetricSpectrum, class_means
 
 _RCOND = 1e-15  # as numpy.linalg.pinv in the reference
 
 
 def _between_class(stats: FeatureStats, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred class means M [C, D] and class counts n_c: cov(E[f|y]) = M^T diag(n_c) M / (N - 1)."""
-    c = int(labels.max()) + 1
-    counts = np.bincount(labels, minlength=c).astype(np.float64)
-    sums = np.zeros((c, stats.d))
-    np.add.at(sums, labels, stats.f)
-    return sums / counts[:, None] - stats.mean, counts
+    means, counts = class_means(stats.f, labels)
+    return means - stats.mean, counts
 
 
 _WELL_CONDITIONED = 1e-10  # min/max eigenvalue above which pinv(A) = inv(A) is computed by a solve

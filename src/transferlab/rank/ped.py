@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import MetricError
 from ._registry import METRICS
+from ._stats import class_means
 
 
 def simulate(features: np.ndarray, labels: np.ndarray, source_mean: np.ndarray, source_std: np.ndarray, *,
@@ -29,17 +30,12 @@ def simulate(features: np.ndarray, labels: np.ndarray, source_mean: np.ndarray, 
     s_g = np.maximum(np.asarray(source_std, dtype=np.float64), std_floor)
     x = np.asarray(features, dtype=np.float64)
     c = int(labels.max()) + 1
-    counts = np.bincount(labels, minlength=c).astype(np.float64)
     first = None
     accepted = 0
     for _ in range(max_steps):
         z = (x - m_g) / s_g
-        sums = np.zeros((c, z.shape[1]))
-        np.add.at(sums, labels, z)
-        means = sums / counts[:, None]
-        sq = np.zeros(c)
-        np.add.at(sq, labels, ((z - means[labels]) ** 2).sum(1))
-        radius = np.sqrt(sq / counts)
+        means, _ = class_means(z, labels, c)
+        radius = np.sqrt(class_means(((z - means[labels]) ** 2).sum(1, keepdims=True), labels, c)[0][:, 0])
         norms = (means**2).sum(1)
         dist = np.sqrt(np.maximum(norms[:, None] + norms[None, :] - 2.0 * means @ means.T, 0.0))
         force = np.maximum(abs(nsigma) * (radius[:, None] + radius[None, :]) - dist, 0.0)

@@ -20,14 +20,11 @@ import numpy as np
 import scipy.linalg
 
 from ._registry import METRICS
-from ._stats import FeatureStats
+from ._stats import FeatureStats, class_means
 
 
 def _class_means(f: np.ndarray, labels: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.bincount(labels, minlength=c).astype(np.float64)
-    sums = np.zeros((c, f.shape[1]))
-    np.add.at(sums, labels, f)
-    return sums / counts[:, None], counts
+    return class_means(f, labels, c)
 
 
 def within_scatter(gram: np.ndarray, means: np.ndarray, counts: np.ndarray) -> np.ndarray:

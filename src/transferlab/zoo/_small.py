@@ -119,7 +119,8 @@ def build_model(spec: SmallModel, out_dir: Path, *, epochs: int | None = None, l
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     path = out_dir / f"{spec.name}.safetensors"
-    blob = save(state, metadata={"arch": spec.arch, "source": spec.source})
+    # one metadata key: safetensors writes metadata from a hash map whose order varies between processes
+    blob = save(state, metadata={"transferlab": f"small zoo: {spec.arch} pretrained on {spec.source}"})
     with atomic_open(path, "wb") as fh:
         fh.write(blob)
     return {"arch": spec.arch, "kwargs": spec.timm_kwargs, "source": spec.source, "classes": train_ds.num_classes,
