@@ -145,3 +145,21 @@ def test_length_grouped_batches_cover_every_example_once_in_similar_lengths():
     assert spread < shuffled / 4  # within-batch length spread shrinks: little padding
     plain = list(LengthGroupedBatches(lengths, 8, None, shuffle=False))
     assert sorted(i for b in plain for i in b) == list(range(1000))
+
+
+def test_lr_scales_give_parameters_their_own_learning_rate():
+    """Adam's first step moves each weight by about its lr: a 10x scale moves the head 10x as far."""
+    import torch
+
+    from transferlab.train import TrainConfig, train
+
+    f, y = make_blobs(20, 3, 4)
+    data = torch.utils.data.TensorDataset(torch.tensor(f, dtype=torch.float32), torch.tensor(y))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    head = list(model[2].parameters())
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=60, warmup=0.0, weight_decay=0.0, clip_grad_norm=None)
+    train(model, data, None, cfg, num_classes=3, lr_scales={id(p): 10.0 for p in head})
+    steps = [float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before, strict=True)]
+    assert steps[0] == pytest.approx(1e-3, rel=0.05) and steps[2] == pytest.approx(1e-2, rel=0.05)

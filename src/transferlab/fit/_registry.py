@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._registry import Registry
@@ -12,11 +12,13 @@ from .._registry import Registry
 @dataclass
 class Prepared:
     """What a method hands the training loop: the model to train (possibly a wrapper), the parameters to optimise,
-    and an optional loss term ``regularizer(model, x, logits) -> scalar tensor``."""
+    an optional loss term ``regularizer(model, x, logits) -> scalar tensor``, and learning-rate multipliers for some
+    parameters (``id(param) -> scale``; e.g. a new head that must move faster than pretrained biases)."""
 
     model: Any
     params: list[Any]
     regularizer: Callable[[Any, Any, Any], Any] | None = None
+    lr_scales: dict[int, float] = field(default_factory=dict)
 
 
 #: name -> prepare(model, **options) -> Prepared (the method freezes/changes the model in place).

@@ -218,12 +218,14 @@ def train(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     after_step: Callable[[], None] | None = None,
     freeze_norm_stats: bool = False,
+    lr_scales: dict[int, float] | None = None,
 ) -> TrainResult:
     """Train ``model`` (a module mapping a batch to class logits) in place on a map-style torch dataset of (x, y).
 
     ``params``: the parameters to optimise (default: those with ``requires_grad``). ``regularizer(model, x, logits)``
     adds a term to the loss (L2-SP, BSS...). ``after_step()`` runs after every optimizer step (e.g. a projection
-    that keeps a sparse update sparse). ``freeze_norm_stats``: every batch-norm layer keeps its running statistics
+    that keeps a sparse update sparse). ``lr_scales``: ``id(param) -> multiplier`` of the learning rate (and of its
+    schedule) for some parameters. ``freeze_norm_stats``: every batch-norm layer keeps its running statistics
     (by default only those whose own parameters are all frozen do). ``checkpoint_dir``: write a checkpoint after each epoch and resume from it
     when present (the directory must come from the same config, else an error). Returns the per-epoch history.
     """
@@ -240,7 +242,12 @@ def train(
     n_batches = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scales = lr_scales or {}
+    groups: dict[float, list[Any]] = {}
+    for p in trainable:
+        groups.setdefault(float(scales.get(id(p), 1.0)), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "lr": cfg.lr * s} for s, ps in groups.items()], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup, cfg.min_lr_ratio))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     c = num_classes if num_classes is not None else (int(np.max(train_labels)) + 1 if train_labels is not None else None)
