@@ -21,8 +21,6 @@ from .._version import __version__
 from ..errors import TransferlabError
 from ._quality import random_baseline, rank_quality
 
-QUALITY_KEYS = ("weighted_tau", "kendall_tau", "rel_at_1", "weighted_tau_ci", "n", "top_model")
-
 
 @dataclass
 class BenchResult:

@@ -70,7 +70,6 @@ class _Built:
 
     net: Any
     modality: str
-    backbone: Any = None
     image_size: int | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
@@ -102,12 +101,12 @@ def _build(backbone: Any, num_classes: int) -> _Built:
     if isinstance(backbone, TorchImageBackbone):
         model = backbone.model
         model.reset_classifier(num_classes)
-        return _Built(model, "image", backbone, backbone.native_size, tuple(backbone.mean), tuple(backbone.std))
+        return _Built(model, "image", backbone.native_size, tuple(backbone.mean), tuple(backbone.std))
     if backbone.modality == "text":
         from ._text import build_text_classifier
 
         net, tok = build_text_classifier(backbone, num_classes)
-        return _Built(net, "text", backbone, tokenizer=tok, max_length=net.architecture["max_length"])
+        return _Built(net, "text", tokenizer=tok, max_length=net.architecture["max_length"])
     raise TransferlabError(f"{backbone.ref} cannot be fine-tuned: fit needs a torch model (timm:, hf:, st: or a "
                            "builtin torch model); baselines only extract features")
 
@@ -116,11 +115,6 @@ def _check_modality(backbone: Any, ds: Dataset) -> None:
     if backbone.modality != ds.modality:
         raise TransferlabError(f"{backbone.ref} takes {backbone.modality} input but {ds.name} holds {ds.modality} "
                                f"data: choose a {ds.modality} model (transferlab zoo list)")
-
-
-def default_image_size(ds: Dataset, backbone: Any) -> int:
-    """See :meth:`~transferlab.zoo._backbone.TorchImageBackbone.default_size` (shared with ``rank``)."""
-    return int(backbone.default_size(ds))
 
 
 def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
@@ -202,7 +196,7 @@ def fit(
     built = _build(backbone, c)
     net = built.net
     if built.modality == "image":
-        built.image_size = int(image_size or default_image_size(ds, backbone))
+        built.image_size = int(image_size or backbone.default_size(ds))  # shared with rank
     if init is not None:
         _init_from_(net, Path(init), trust_pickle)
     size = built.image_size
