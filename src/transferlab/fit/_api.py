@@ -225,7 +225,8 @@ def fit(
             raise TransferlabError(f"{method}: {exc}") from None
         net, trainable = prep.model, prep.params
         result = train(net, train_data, val_data, cfg, num_classes=c, params=trainable,
-                       regularizer=prep.regularizer, progress=progress, checkpoint_dir=ckdir, lr_scales=prep.lr_scales)
+                       regularizer=prep.regularizer, progress=progress, checkpoint_dir=ckdir, lr_scales=prep.lr_scales,
+                       freeze_norm_stats=prep.freeze_norm_stats)
         history, val_acc = result.history, result.best_val_accuracy
     train_seconds = time.perf_counter() - t0
     dev = next(net.parameters()).device

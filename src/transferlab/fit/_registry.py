@@ -19,6 +19,7 @@ class Prepared:
     params: list[Any]
     regularizer: Callable[[Any, Any, Any], Any] | None = None
     lr_scales: dict[int, float] = field(default_factory=dict)
+    freeze_norm_stats: bool = False  # batch norms keep their pretrained running statistics while training
 
 
 #: name -> prepare(model, **options) -> Prepared (the method freezes/changes the model in place).
