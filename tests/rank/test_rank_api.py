@@ -139,3 +139,24 @@ def test_baseline_notes_name_every_model_behind_the_best_baseline():
     notes = _baseline_notes(many)
     assert len(notes) == 1 and notes[0].startswith("5 pretrained models rank behind the baseline pixels")
     assert all(f"s{i}" in notes[0] for i in range(5))
+
+
+def test_ped_uses_the_source_statistics_of_models_that_know_their_source_data():
+    """The small zoo's models know their pretraining sets: PED applies to them (and not to pixels)."""
+    import numpy as np
+
+    from transferlab.rank import score
+    from transferlab.zoo import FeatureCache, extract_features, resolve_model
+    from transferlab.zoo._small import source_data
+
+    ds = load_dataset("builtin:shapes").stratified_sample(90)
+    r = rank(ds, ["builtin:small_resnet_textures", "builtin:small_vit_shapes", "builtin:pixels"], "ped,logme")
+    by = {m.model: m.scores for m in r.models}
+    assert by["builtin:pixels"]["ped"] is None and by["builtin:pixels"]["logme"] is not None
+    b = resolve_model("builtin:small_vit_shapes")
+    target = extract_features(b, ds, image_size=32, cache=FeatureCache()).features.astype(np.float64)
+    src = extract_features(b, source_data("shapes", "train"), image_size=32, cache=FeatureCache()).features
+    src = src.astype(np.float64)
+    expected = score("ped", target, ds.labels, source_mean=src.mean(0), source_std=src.std(0))
+    assert by["builtin:small_vit_shapes"]["ped"] == pytest.approx(expected, rel=1e-12)
+    assert by["builtin:small_resnet_textures"]["ped"] is not None

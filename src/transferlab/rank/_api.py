@@ -46,7 +46,9 @@ def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:
     """Identity of one metric computation on cached features (metric, options, labels, library version)."""
     from .._version import __version__
 
-    blob = json.dumps({"metric": metric, "options": options, "labels": labels_digest, "version": __version__},
+    keyed = {k: (hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() if isinstance(v, np.ndarray) else v)
+             for k, v in options.items()}  # arrays by content: their str() is abbreviated
+    blob = json.dumps({"metric": metric, "options": keyed, "labels": labels_digest, "version": __version__},
                       sort_keys=True, default=str)
     return f"{metric}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -135,6 +137,7 @@ def rank(
             t_forward += feats.seconds
             timings: dict[str, Any] = {"extract_seconds": feats.total_seconds, "forward_seconds": feats.seconds,
                                        "cache_hit": feats.cache_hit, "metrics": {}}
+            model_opts = _with_source_stats(opts, names, backbone, size, batch_size, cache)
             scores: dict[str, float | None] = {}
             cache_entry = cache.entry(feats.meta["cache_key"]) if cache is not None else None
             known = cache_entry.read_scores() if cache_entry is not None else {}
@@ -144,10 +147,10 @@ def rank(
                 if needs_source_probs(m) and feats.source_probs is None:
                     scores[m] = None  # not applicable: the model has no source classifier head
                     continue
-                if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {}):
+                if metric_info(m).get("needs_source_stats") and "source_mean" not in model_opts.get(m, {}):
                     scores[m] = None  # not applicable: no source-domain feature statistics for this model
                     continue
-                skey = score_key(m, opts.get(m, {}), labels_digest)
+                skey = score_key(m, model_opts.get(m, {}), labels_digest)
                 if skey in known:
                     scores[m] = known[skey]
                     continue
@@ -157,7 +160,7 @@ def rank(
                         probs = probs if probs is not None else as_source_probs(feats.source_probs, len(y), m)
                     else:
                         stats = stats or FeatureStats(as_features(feats.features))
-                    scores[m] = fresh[skey] = score_prepared(m, stats, y, probs, opts.get(m, {}))
+                    scores[m] = fresh[skey] = score_prepared(m, stats, y, probs, model_opts.get(m, {}))
                 except TransferlabError as exc:
                     raise type(exc)(f"{entry.display_name} ({entry.ref}), metric {m}: {exc}") from None
                 dt = time.perf_counter() - t1
@@ -205,6 +208,23 @@ def rank(
         result.ensemble = choice.to_dict() | {"names": [next(m.name for m in models if m.model == r)
                                                         for r in choice.models]}
     return result
+
+
+def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,
+                       batch_size: int, cache: Any) -> dict[str, dict[str, Any]]:
+    """Metric options plus, for metrics that need them (PED), the model's source-domain feature statistics, when the
+    model knows its source data (``backbone.source_data()``, e.g. the small zoo's built-in pretraining sets). The
+    source features are extracted at the target's input size and cached like any other."""
+    wanted = [m for m in names if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {})]
+    source = getattr(backbone, "source_data", None)
+    if not wanted or source is None:
+        return opts
+    from ..zoo import extract_features
+
+    sf = np.asarray(extract_features(backbone, source(), image_size=size, batch_size=batch_size, cache=cache).features,
+                    dtype=np.float64)
+    found = {"source_mean": sf.mean(0), "source_std": sf.std(0)}
+    return {**opts, **{m: {**opts.get(m, {}), **found} for m in wanted}}
 
 
 def _baseline_notes(result: RankResult) -> list[str]:

@@ -173,7 +173,9 @@ def small_backbone(name: str) -> Callable[[str], Any]:
         meta = {"params": row["params"], "source_dataset": spec.source if spec.source != "fashion"
                 else "Fashion-MNIST (sandal, shirt, sneaker, bag, ankle boot)",
                 "source_accuracy": round(row["source_accuracy"], 2), "architecture": spec.arch}
-        return TorchImageBackbone(ref, build, weights_id=f"sha256:{row['sha256']}", mean=MEAN, std=STD,
-                                  native_size=NATIVE, has_head=True, meta=meta)
+        backbone = TorchImageBackbone(ref, build, weights_id=f"sha256:{row['sha256']}", mean=MEAN, std=STD,
+                                      native_size=NATIVE, has_head=True, meta=meta)
+        backbone.source_data = lambda: source_data(spec.source, "train")  # source statistics for PED
+        return backbone
 
     return factory
