@@ -43,13 +43,14 @@ def energy(features: np.ndarray, percent: float = 0.5, tail: str = "bottom") -> 
 
 
 def lda_score(stats: FeatureStats, labels: np.ndarray, lda: str = "reference") -> float:
-    from .sfda import _class_means, _softmax, first_pass
+    from ._stats import class_means
+    from .sfda import _softmax, first_pass
 
     if lda == "fisher":
         p = first_pass(stats, labels)[0]
     elif lda == "reference":
         f = stats.f
-        means, counts = _class_means(f, labels, int(labels.max()) + 1)
+        means, counts = class_means(f, labels)
         p = _softmax(f @ means.T - 0.5 * (means**2).sum(1) + np.log(counts / counts.sum()))
     else:
         from ..errors import MetricError

@@ -23,10 +23,6 @@ from ._registry import METRICS
 from ._stats import FeatureStats, class_means
 
 
-def _class_means(f: np.ndarray, labels: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    return class_means(f, labels, c)
-
-
 def within_scatter(gram: np.ndarray, means: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``sum_c (n_c/N) Cov_c`` (biased) from ``F^T F``: ``(F^T F - M^T diag(n) M) / N``."""
     n = counts.sum()
@@ -75,7 +71,7 @@ def first_pass(stats: FeatureStats, labels: np.ndarray) -> tuple[np.ndarray, flo
     """(posteriors, shrinkage, class means, counts) of SFDA's first discriminant."""
     f = stats.f
     c = int(labels.max()) + 1
-    means, counts = _class_means(f, labels, c)
+    means, counts = class_means(f, labels, c)
     gram = stats.gram if stats.n > stats.d else f.T @ f
     sw = within_scatter(gram, means, counts)
     lam = adaptive_shrinkage(sw)
@@ -100,7 +96,7 @@ def sfda(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | No
     w = _softmax(p1)[np.arange(len(labels)), labels]  # softmax of probabilities: weights squeezed towards 1/C
     outer = (means.sum(0) - means) / (c - 1)  # mean of the other classes' means
     mixed = w[:, None] * f + (1.0 - w)[:, None] * outer[labels]
-    means2, _ = _class_means(mixed, labels, c)
+    means2, _ = class_means(mixed, labels, c)
     sw2 = within_scatter(mixed.T @ mixed, means2, counts)
     p2 = lda_posteriors(mixed, means2, counts, shrink(sw2, lam))
     return float(np.mean(p2[np.arange(len(labels)), labels]))
