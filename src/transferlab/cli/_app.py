@@ -41,6 +41,7 @@ def _register() -> None:
     from . import bench as _bench
     from . import data as _data
     from . import fit as _fit
+    from . import merge as _merge
     from . import rank as _rank
     from . import zoo as _zoo
 
@@ -48,6 +49,7 @@ def _register() -> None:
     app.command("fit")(_fit.fit_cmd)
     app.command("predict")(_fit.predict_cmd)
     app.command("eval")(_fit.eval_cmd)
+    app.command("merge")(_merge.merge_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
@@ -61,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app; a :class:`TransferlabError` prints one line and exits with status 2."""
     from ..errors import TransferlabError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "merge" in args[:3] or ("bench" in args[:3] and "merge" in args[:4]):
+        from .merge import expand_multi
+
+        args = expand_multi(args)
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except TransferlabError as exc:
         console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2

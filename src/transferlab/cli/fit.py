@@ -65,6 +65,7 @@ def predict_cmd(
     data: str = typer.Argument(..., help="Dataset to predict."),
     split: str = typer.Option("test", "--split"),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o"),
+    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
 ) -> None:
     """Write predicted labels and probabilities for DATA to a CSV."""
     from .._io import atomic_open
@@ -72,7 +73,7 @@ def predict_cmd(
     from ..fit import predict
 
     ds = load_dataset(data, split)
-    pred, probs, cfg = predict(model_dir, ds)
+    pred, probs, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]
     with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -88,13 +89,14 @@ def eval_cmd(
     data: str = typer.Argument(..., help="Labelled dataset."),
     split: str = typer.Option("test", "--split"),
     as_json: bool = typer.Option(False, "--json"),
+    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
 ) -> None:
     """Accuracy and per-class precision/recall of a fitted model on DATA."""
     from rich.table import Table
 
     from ..fit import evaluate_model
 
-    r = evaluate_model(model_dir, data, split=split)
+    r = evaluate_model(model_dir, data, split=split, head=head)
     if as_json:
         typer.echo(json.dumps(r, indent=2))
         return

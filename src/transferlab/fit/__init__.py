@@ -4,7 +4,20 @@ This release: image models from timm / the built-in EfficientNet-Lite zoo; metho
 regression on cached features), ``head``, ``bitfit``, ``partial`` and ``finetune`` through the shared training loop.
 """
 
-from ._api import FitResult, evaluate_model, fit, list_methods, load, predict
+from ._api import (
+    FitResult,
+    adds_modules,
+    architecture_key,
+    evaluate_model,
+    fit,
+    head_prefix,
+    list_methods,
+    load,
+    model_inputs,
+    predict,
+    pretrained,
+)
 from ._registry import METHODS
 
-__all__ = ["FitResult", "METHODS", "evaluate_model", "fit", "list_methods", "load", "predict"]
+__all__ = ["FitResult", "METHODS", "adds_modules", "architecture_key", "evaluate_model", "fit", "head_prefix", "list_methods", "load",
+           "model_inputs", "predict", "pretrained"]

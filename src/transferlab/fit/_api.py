@@ -316,7 +316,7 @@ def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
                                f"{architecture_of(net)['name']}: initialise from a fit of the same architecture")
     if _is_peft(cfg["method"]):
         prev = prev.merge_and_unload()
-    elif _adds_modules(cfg["method"]):
+    elif adds_modules(cfg["method"]):
         raise TransferlabError(f"--init from an {cfg['method']!r} fit is not supported: its adapters are not part of "
                                "the base architecture")
     state = prev.state_dict()
@@ -367,9 +367,39 @@ def _is_peft(method: str) -> bool:
     return method in METHODS and bool(METHODS.meta(method).get("peft"))
 
 
-def _adds_modules(method: str) -> bool:
-    """Methods whose saved models hold modules the base architecture lacks (adapters, ScaLearn)."""
+def adds_modules(method: str) -> bool:
+    """Whether ``method``'s saved models hold modules the base architecture lacks (adapters, ScaLearn)."""
     return method in METHODS and bool(METHODS.meta(method).get("needs_image_size"))
+
+
+def pretrained(ref: str, num_classes: int = 0, *, trust_pickle: bool = False) -> Any:
+    """The torch model ``fit`` starts from for ``ref``: the pretrained network with a fresh ``num_classes`` head
+    (none for 0), parameter names as in the models ``fit`` saves."""
+    return _build(_resolve(ref, trust_pickle), num_classes).net
+
+
+def _net_from_architecture(arch: dict[str, Any], num_classes: int) -> Any:
+    if arch.get("library") == "timm":
+        import timm
+
+        return timm.create_model(arch["name"], pretrained=False, num_classes=num_classes, **arch.get("kwargs", {}))
+    if arch.get("library") == "transformers":
+        from ._text import text_classifier_from_architecture
+
+        return text_classifier_from_architecture(arch, num_classes)
+    raise TransferlabError(f"unsupported architecture library {arch.get('library')!r}")
+
+
+def head_prefix(model_or_config: Any) -> str:
+    """The dotted name of the classification head (``classifier``, ``head``, ``head.fc``...) of a model, or of the
+    model a saved ``config.json`` (dict) describes (built on the meta device: no memory, no weights)."""
+    if isinstance(model_or_config, dict):
+        import torch
+
+        with torch.device("meta"):
+            net = _net_from_architecture(model_or_config["architecture"], int(model_or_config.get("num_classes") or 2))
+        return head_module_name(net)
+    return head_module_name(model_or_config)
 
 
 def _save_tokenizer(out: Path, tokenizer: Any) -> None:
@@ -409,11 +439,14 @@ def _save(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], 
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
-    """The adapted model saved by :func:`fit`, in eval mode, ready for inference (``model(x) -> logits``).
+def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool = False) -> Any:
+    """The adapted model saved by :func:`fit` (or ``merge``), in eval mode, ready for inference
+    (``model(x) -> logits``).
 
-    ``model.transferlab_config`` holds the saved config; text models also carry ``model.transferlab_tokenizer``
-    (their input is ``[B, 2, L]`` token ids and attention mask, or a tokenizer's dict output)."""
+    ``head``: for a merged model, the task whose classification head to use (default: the first; the config's
+    ``heads`` lists them). ``model.transferlab_config`` holds the saved config (``class_names`` and ``num_classes``
+    of the chosen head); text models also carry ``model.transferlab_tokenizer`` (their input is ``[B, 2, L]`` token
+    ids and attention mask, or a tokenizer's dict output)."""
     from safetensors.torch import load_file
 
     d = Path(model_dir)
@@ -425,11 +458,16 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     known = {"model", "method", "transferlab_version", "format", "architecture", "num_classes", "class_names",
-             "image_size", "mean", "std", "options", "train", "init", "modality", "max_length", "structure"}
+             "image_size", "mean", "std", "options", "train", "init", "modality", "max_length", "structure", "heads",
+             "head", "merge"}
     extra = set(cfg) - known
     if extra:
         log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", d, sorted(extra),
                     cfg.get("transferlab_version"))
+    heads = cfg.get("heads") or {}
+    if head is not None and head not in heads:
+        raise TransferlabError(f"{d} has no head {head!r}; "
+                               + (f"its heads: {', '.join(heads)}" if heads else "it has one head (not a merge)"))
     arch = cfg["architecture"]
     if arch.get("library") not in ("timm", "transformers"):
         raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
@@ -445,22 +483,21 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
         # the weights the adapters were trained on
         net = PeftModel.from_pretrained(_build(_resolve(cfg["model"], trust_pickle), cfg["num_classes"]).net, str(d))
     else:
-        if arch["library"] == "timm":
-            import timm
-
-            net = timm.create_model(arch["name"], pretrained=False, num_classes=cfg["num_classes"],
-                                    **arch.get("kwargs", {}))
-        else:
-            from ._text import text_classifier_from_architecture
-
-            net = text_classifier_from_architecture(arch, cfg["num_classes"])
         state = load_file(str(d / "model.safetensors"))
+        if head is not None:  # swap in the chosen task's head
+            h = heads[head]
+            prefix = cfg.get("head") or head_prefix(cfg)
+            state = {k: v for k, v in state.items() if not (k == prefix or k.startswith(prefix + "."))}
+            state.update(load_file(str(d / h["file"])))
+            cfg = {**cfg, "num_classes": h["num_classes"], "class_names": h["class_names"], "head": prefix,
+                   "selected_head": head}
+        net = _net_from_architecture(arch, cfg["num_classes"])
         method = cfg.get("method")
         if method == "scalearn":  # self-contained: the source adapters' shapes come from the saved weights
             from ._scalearn import rebuild_
 
             net = rebuild_(net, state, cfg.get("structure") or {})
-        elif _adds_modules(method):  # adapters: rebuild them before loading the weights
+        elif adds_modules(method):  # adapters: rebuild them before loading the weights
             net = METHODS.get(method)(net, image_size=cfg.get("image_size") or 64, **cfg.get("options", {})).model
         try:
             net.load_state_dict(state)
@@ -471,6 +508,11 @@ def load(model_dir: str | Path, *, trust_pickle: bool = False) -> Any:
     net.transferlab_config = cfg
     net.transferlab_tokenizer = tokenizer
     return net
+
+
+def model_inputs(net: Any, ds: Dataset) -> Any:
+    """A torch dataset of ``(input, label)`` for ``ds`` with a loaded model's own preprocessing."""
+    return _tensors_for(net, ds)
 
 
 def _tensors_for(net: Any, ds: Dataset) -> Any:
@@ -487,13 +529,13 @@ def _tensors_for(net: Any, ds: Dataset) -> Any:
 
 
 def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
-            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, Any]:
+            batch_size: int = 64, head: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
     """Class probabilities of a fitted model on a dataset split: (predicted class index [N], probabilities [N, C],
     the model's config). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
-    directory."""
+    directory. ``head``: a merged model's task head (see :func:`load`)."""
     import torch
 
-    net = load(model_dir)
+    net = load(model_dir, head=head)
     cfg = net.transferlab_config
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
     logits = torch.from_numpy(predict_logits(net, _tensors_for(net, ds), batch_size))
@@ -501,12 +543,13 @@ def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str 
     return p.argmax(1), p, cfg
 
 
-def evaluate_model(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test") -> dict[str, Any]:
-    """Accuracy and per-class precision/recall of a fitted model on a labelled dataset split."""
+def evaluate_model(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+                   head: str | None = None) -> dict[str, Any]:
+    """Accuracy and per-class precision/recall of a fitted (or merged: ``head``) model on a labelled dataset split."""
     from sklearn.metrics import precision_recall_fscore_support
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
-    pred, _, cfg = predict(model_dir, ds)
+    pred, _, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]
     if list(ds.class_names) != list(names):
         raise TransferlabError(f"the model was trained on classes {names}; {ds.name} has {list(ds.class_names)}")

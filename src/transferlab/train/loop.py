@@ -219,13 +219,15 @@ def train(
     after_step: Callable[[], None] | None = None,
     freeze_norm_stats: bool = False,
     lr_scales: dict[int, float] | None = None,
+    loss: Callable[[Any, Any], Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` (a module mapping a batch to class logits) in place on a map-style torch dataset of (x, y).
 
     ``params``: the parameters to optimise (default: those with ``requires_grad``). ``regularizer(model, x, logits)``
     adds a term to the loss (L2-SP, BSS...). ``after_step()`` runs after every optimizer step (e.g. a projection
     that keeps a sparse update sparse). ``lr_scales``: ``id(param) -> multiplier`` of the learning rate (and of its
-    schedule) for some parameters. ``freeze_norm_stats``: every batch-norm layer keeps its running statistics
+    schedule) for some parameters. ``loss(logits, y)``: the training objective instead of (weighted, smoothed)
+    cross-entropy (e.g. merge coefficients learned by entropy on unlabelled data). ``freeze_norm_stats``: every batch-norm layer keeps its running statistics
     (by default only those whose own parameters are all frozen do). ``checkpoint_dir``: write a checkpoint after each epoch and resume from it
     when present (the directory must come from the same config, else an error). Returns the per-epoch history.
     """
@@ -252,8 +254,8 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     c = num_classes if num_classes is not None else (int(np.max(train_labels)) + 1 if train_labels is not None else None)
     weights = _class_weights(cfg, train_labels, c) if c is not None else None
-    loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(dev),
-                                        label_smoothing=cfg.label_smoothing)
+    loss_fn = loss or torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(dev),
+                                                label_smoothing=cfg.label_smoothing)
     plain_loss = torch.nn.CrossEntropyLoss()
 
     result = TrainResult()
@@ -275,14 +277,14 @@ def train(
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
                     logits = model(x)
-                    loss = loss_fn(logits.float(), y)
+                    step_loss = loss_fn(logits.float(), y)
                     if regularizer is not None:
-                        loss = loss + regularizer(model, x, logits)
-                if not torch.isfinite(loss):
+                        step_loss = step_loss + regularizer(model, x, logits)
+                if not torch.isfinite(step_loss):
                     raise TransferlabError(
-                        f"training diverged: the loss became {float(loss.detach())} in epoch {epoch + 1}; lower --lr "
-                        "(or disable mixed precision)")
-                scaler.scale(loss / cfg.grad_accum).backward()
+                        f"training diverged: the loss became {float(step_loss.detach())} in epoch {epoch + 1}; lower "
+                        "--lr (or disable mixed precision)")
+                scaler.scale(step_loss / cfg.grad_accum).backward()
                 last = (i + 1) % cfg.grad_accum == 0 or i + 1 == n_batches
                 if last:
                     if cfg.clip_grad_norm is not None:
@@ -294,7 +296,7 @@ def train(
                     if after_step is not None:
                         after_step()
                     opt.zero_grad(set_to_none=True)
-                run_loss += float(loss.detach()) * len(y)
+                run_loss += float(step_loss.detach()) * len(y)
                 run_correct += int((logits.detach().argmax(1) == y).sum())
                 run_n += len(y)
                 if bar:

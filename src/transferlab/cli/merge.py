@@ -1,0 +1,72 @@
+"""``transferlab merge``: one network from several fine-tuned models, one head per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._console import console
+
+#: options that take several values in a row (``--models A B C``), rewritten to click's repeated form
+MULTI = ("--models", "--data", "--names")
+
+
+def expand_multi(argv: list[str]) -> list[str]:
+    """``--models A B --out X`` -> ``--models A --models B --out X`` (click options take one value each)."""
+    out: list[str] = []
+    current: str | None = None
+    for tok in argv:
+        if tok in MULTI:
+            current = tok
+            continue
+        if current is not None and not tok.startswith("-"):
+            out += [current, tok]
+            continue
+        if current is not None and tok.startswith("-"):
+            current = None
+        out.append(tok)
+    return out
+
+
+def merge_cmd(
+    method: str = typer.Option(..., "--method", help="Merge method (transferlab merge --list)."),
+    base: str = typer.Option(None, "--base", help="The model the fine-tuned models started from: a reference "
+                             "(builtin:lite0, timm:..., hf:...), a fit directory or a .safetensors file."),
+    models: list[str] = typer.Option(None, "--models", help="Fine-tuned models: fit directories (full or LoRA), "
+                                     ".safetensors files; --models A B C."),
+    data: list[str] = typer.Option(None, "--data", help="fisher/regmean/atlas: one dataset per model, same order."),
+    names: list[str] = typer.Option(None, "--names", help="Task (head) names, one per model (default: dir names)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output directory (refused if it exists, unless --overwrite)."),
+    option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. density=0.1), repeatable."),
+    head_prefix: str = typer.Option(None, "--head-prefix", help="Name of the task head for raw checkpoints "
+                                    "(fit directories record it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle checkpoints (can run code)."),
+    list_: bool = typer.Option(False, "--list", help="List the merge methods and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Merge fine-tuned models of one architecture into one network that keeps every task's head."""
+    from ..errors import TransferlabError
+    from ..merge import MERGE_METHODS, merge_models
+    from .fit import _options
+
+    if list_:
+        from rich.table import Table
+
+        t = Table("method", "data", "summary", "paper")
+        for n in MERGE_METHODS.list():
+            m = MERGE_METHODS.meta(n)
+            t.add_row(n, "yes" if m.get("needs_data") else "", m.get("summary", ""), m.get("paper", ""))
+        console().print(t)
+        return
+    if out is None:
+        raise TransferlabError("--out is required: the directory to write the merged model to")
+    r = merge_models(method, base, list(models or []), out, data=list(data) if data else None,
+                     names=list(names) if names else None, overwrite=overwrite, head_prefix=head_prefix,
+                     trust_pickle=trust_pickle, progress=not quiet, **_options(option))
+    c = console()
+    c.print(f"{method}: {len(r.heads)} models merged in {r.seconds:.1f} s (peak memory {r.peak_rss_mb:.0f} MB); "
+            f"heads: {', '.join(r.heads)}", highlight=False)
+    c.print(f"model: {Path(out).resolve()}  (transferlab predict {out} DATA --head NAME)", highlight=False,
+            soft_wrap=True)

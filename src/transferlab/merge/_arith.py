@@ -1,0 +1,208 @@
+"""Data-free merges as configured instances of one task-arithmetic implementation (as mergekit does it).
+
+``theta = base + lam * aggregate(tau_1..tau_T)`` where each task vector ``tau_t`` may first be randomly dropped and
+rescaled (DARE), then trimmed to its largest-magnitude entries (TIES), and the aggregate is a sum (task arithmetic), a
+mean (weight averaging) or, with a sign election, the mean of the entries that agree with the elected sign (TIES'
+disjoint mean).
+
+TIES semantics follow the reference (prateeky2806/ties-merging 44e7891, checked to float64 precision in
+tests/merge): a task vector keeps ``|tau| >= t`` where ``t`` is its ``(d - int(d * density))``-th smallest magnitude
+(ties at the threshold kept), the sign is elected per entry by total mass, and entries whose mass is exactly zero get
+the sign that won the most entries over the whole model. ``scope="model"`` (the paper) trims each task vector over the
+whole flattened model; ``scope="tensor"`` per tensor (mergekit, peft).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import TransferlabError
+from ._registry import MERGE_METHODS
+
+
+class Method:
+    """What the merge engine drives: ``prepare(job)`` once (statistics, thresholds, learning), then
+    ``merge_tensor(key, base, deltas)`` per tensor in order (``deltas[t]`` is task t's task vector, ``None`` for
+    zero), then ``finish(patch)`` (late corrections of already written entries)."""
+
+    needs_data = False
+
+    def prepare(self, job: Any) -> None:
+        pass
+
+    def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def finish(self, patch: Any) -> None:
+        pass
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+
+def compute_dtype(t: Any) -> Any:
+    import torch
+
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def kth_threshold(magnitudes: np.ndarray, density: float) -> float | None:
+    """The reference's trim threshold: the ``(d - int(d * density))``-th smallest magnitude (1-based); ``None`` when
+    nothing is trimmed. Partitions ``magnitudes`` in place."""
+    d = magnitudes.size
+    k = d - int(d * density)
+    if k <= 0 or d == 0:
+        return None
+    magnitudes.partition(k - 1)
+    return float(magnitudes[k - 1])
+
+
+@dataclass
+class Arithmetic(Method):
+    lam: float = 1.0
+    mean: bool = False
+    density: float | None = None
+    scope: Literal["model", "tensor"] = "model"
+    sign: Literal["mass", "frequency"] | None = None
+    drop: float = 0.0
+    seed: int = 0
+    _thresholds: list[float | None] = field(default_factory=list, repr=False)
+    _vote: int = field(default=0, repr=False)
+    _tied: list[tuple[str, Any, Any]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.density is not None and not 0 < self.density <= 1:
+            raise TransferlabError(f"density must lie in (0, 1], got {self.density}")
+        if not 0 <= self.drop < 1:
+            raise TransferlabError(f"drop rate p must lie in [0, 1), got {self.drop}")
+        if self.scope not in ("model", "tensor"):
+            raise TransferlabError(f"scope must be 'model' or 'tensor', got {self.scope!r}")
+        if self.sign not in (None, "mass", "frequency"):
+            raise TransferlabError(f"sign must be 'mass' or 'frequency', got {self.sign!r}")
+
+    def options(self) -> dict[str, Any]:
+        return {"lam": self.lam, "mean": self.mean, "density": self.density, "scope": self.scope, "sign": self.sign,
+                "drop": self.drop, "seed": self.seed}
+
+    # -- the pieces -------------------------------------------------------------------------------------------------
+    def _dropped(self, key: str, t: int, d: Any) -> Any:
+        import torch
+
+        if not self.drop or d is None:
+            return d
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + t * 7919 + zlib.crc32(key.encode())) % 2**63)
+        keep = torch.rand(d.shape, generator=g) >= self.drop
+        return torch.where(keep, d / (1 - self.drop), torch.zeros((), dtype=d.dtype))
+
+    def prepare(self, job: Any) -> None:
+        """Global trim thresholds: one task vector's magnitudes at a time in one buffer (peak: one model)."""
+        if self.density is None or self.scope != "model":
+            return
+        import torch
+
+        dt = np.float64 if any(job.base.info(k)[1] == torch.float64 for k in job.keys) else np.float32
+        n = sum(int(np.prod(job.base.info(k)[0])) for k in job.float_keys)
+        buf = np.empty(n, dtype=dt)
+        self._thresholds = []
+        for t, task in enumerate(job.tasks):
+            pos = 0
+            for key in job.progress(job.float_keys, f"trim threshold {t + 1}/{len(job.tasks)}"):
+                b = job.base.get(key)
+                d = self._dropped(key, t, task.delta(key, b.to(compute_dtype(b))))
+                m = b.numel()
+                if d is None:
+                    buf[pos:pos + m] = 0
+                else:
+                    buf[pos:pos + m] = d.abs().reshape(-1).numpy()
+                pos += m
+            self._thresholds.append(kth_threshold(buf, self.density))
+        del buf
+
+    def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
+        import torch
+
+        cd = compute_dtype(base)
+        b = base.to(cd)
+        ds = [self._dropped(key, t, d.to(cd) if d is not None else None) for t, d in enumerate(deltas)]
+        if all(d is None for d in ds):
+            return base
+        D = torch.stack([d if d is not None else torch.zeros_like(b) for d in ds])
+        if self.density is not None:
+            if self.scope == "model":
+                thr = self._thresholds
+            else:
+                thr = [kth_threshold(D[t].abs().reshape(-1).numpy().copy(), self.density) for t in range(len(ds))]
+            for t, th in enumerate(thr):
+                if th is not None:
+                    D[t] = torch.where(D[t].abs() >= th, D[t], torch.zeros((), dtype=cd))
+        if self.sign is None:
+            agg = D.mean(0) if self.mean else D.sum(0)
+        else:
+            agg = self._disjoint_mean(key, D)
+        return (b + self.lam * agg).to(base.dtype)
+
+    def _disjoint_mean(self, key: str, D: Any) -> Any:
+        import torch
+
+        elected = torch.sign(D.sum(0)) if self.sign == "mass" else torch.sign(torch.sign(D).sum(0))
+        self._vote += int(elected.sum())
+
+        def mean_of(sel: Any) -> Any:
+            picked = torch.where(sel, D, torch.zeros((), dtype=D.dtype))
+            return picked.sum(0) / (picked != 0).sum(0).clamp(min=1)
+
+        # an entry with elected sign 0 takes the model-wide majority sign, known only at the end: write the
+        # negative choice now (what the reference does when the vote is 0 too) and patch if the majority is positive
+        agg = mean_of(torch.where(elected.unsqueeze(0) > 0, D > 0, D < 0))
+        tied = (elected == 0) & (D != 0).any(0)
+        if bool(tied.any()):
+            idx = torch.nonzero(tied.reshape(-1)).reshape(-1)
+            pos = mean_of(D > 0).reshape(-1)[idx]
+            self._tied.append((key, idx, pos))
+        return agg
+
+    def finish(self, patch: Any) -> None:
+        if self._vote > 0:
+            for key, idx, pos in self._tied:
+                patch(key, idx, lambda base, v=pos: base + self.lam * v)
+        self._tied = []
+
+
+def _lam(lam: float) -> float:
+    if not np.isfinite(lam):
+        raise TransferlabError(f"lam must be a finite number, got {lam}")
+    return float(lam)
+
+
+@MERGE_METHODS.register("average", summary="weight averaging (model soup): the mean of the fine-tuned weights",
+                        paper="Wortsman et al., Model soups, ICML 2022")
+def average() -> Arithmetic:
+    return Arithmetic(lam=1.0, mean=True)
+
+
+@MERGE_METHODS.register("task_arithmetic", summary="base + lam * sum of task vectors",
+                        paper="Ilharco et al., Editing models with task arithmetic, ICLR 2023")
+def task_arithmetic(lam: float = 0.3) -> Arithmetic:
+    return Arithmetic(lam=_lam(lam))
+
+
+@MERGE_METHODS.register("ties", summary="trim to the top density, elect signs, disjoint mean, scale by lam",
+                        paper="Yadav et al., TIES-Merging, NeurIPS 2023",
+                        reference="prateeky2806/ties-merging 44e7891 (ties_merging, dis-mean)")
+def ties(density: float = 0.2, lam: float = 1.0, scope: Literal["model", "tensor"] = "model",
+         sign: Literal["mass", "frequency"] = "mass") -> Arithmetic:
+    return Arithmetic(lam=_lam(lam), density=float(density), scope=scope, sign=sign)
+
+
+@MERGE_METHODS.register("dare", summary="drop task-vector entries with probability p, rescale by 1/(1-p), then task "
+                        "arithmetic (ties=True: TIES sign election and disjoint mean instead)",
+                        paper="Yu et al., Language Models are Super Mario (DARE), ICML 2024")
+def dare(p: float = 0.5, lam: float | None = None, seed: int = 0, ties: bool = False, density: float | None = None,
+         scope: Literal["model", "tensor"] = "model") -> Arithmetic:
+    lam = (1.0 if ties else 0.3) if lam is None else lam
+    return Arithmetic(lam=_lam(lam), drop=float(p), seed=int(seed), sign="mass" if ties else None,
+                      density=None if density is None else float(density), scope=scope)

@@ -1,0 +1,102 @@
+"""RegMean (Jin et al., ICLR 2023): for each linear map ``y = x W^T`` the merge minimising
+``sum_t ||X_t W^T - X_t W_t^T||^2`` is ``W^T = (sum_t G_t)^-1 sum_t G_t W_t^T`` with ``G_t = X_t^T X_t`` the Gram
+matrix of the layer's inputs on task t. Off-diagonal entries are scaled by ``alpha`` (the paper's regulariser;
+``alpha=1`` is the exact solution). Linear layers and 1x1 convolutions (linear over channels) are merged this way;
+every other tensor is averaged, as in the paper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TransferlabError
+from ._arith import Method, compute_dtype
+from ._registry import MERGE_METHODS
+
+
+def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> dict[str, Any]:
+    """``weight key -> X^T X`` (float64) of the inputs of every Linear / 1x1 Conv2d whose weight is in ``keys``."""
+    import torch
+
+    grams: dict[str, Any] = {}
+    hooks = []
+
+    def hook(name: str) -> Any:
+        def f(mod: Any, inp: Any, _out: Any) -> None:
+            x = inp[0].detach()
+            x = x.movedim(1, -1) if isinstance(mod, torch.nn.Conv2d) else x
+            x = x.reshape(-1, x.shape[-1]).to(torch.float64)
+            g = x.T @ x
+            grams[name] = grams[name] + g if name in grams else g
+        return f
+
+    for name, mod in net.named_modules():
+        key = f"{name}.weight"
+        if key not in keys:
+            continue
+        if isinstance(mod, torch.nn.Linear) or (isinstance(mod, torch.nn.Conv2d) and mod.groups == 1
+                                                 and mod.kernel_size == (1, 1) and mod.stride == (1, 1)):
+            hooks.append(mod.register_forward_hook(hook(key)))
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False):
+                net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return grams
+
+
+@dataclass
+class RegMean(Method):
+    examples: int = 256
+    alpha: float = 0.9
+    seed: int = 0
+    needs_data = True
+    _grams: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise TransferlabError(f"regmean: alpha must lie in [0, 1], got {self.alpha}")
+        if self.examples < 1:
+            raise TransferlabError(f"regmean: examples must be >= 1, got {self.examples}")
+
+    def options(self) -> dict[str, Any]:
+        return {"examples": self.examples, "alpha": self.alpha, "seed": self.seed}
+
+    def prepare(self, job: Any) -> None:
+        import torch
+
+        keys = set(job.float_keys)
+        self._grams = []
+        for i in range(len(job.tasks)):
+            net = job.task_model(i)
+            g = input_grams(net, job.task_data(i, net, self.examples, self.seed), keys)
+            for k, v in g.items():
+                d = torch.diag(torch.diagonal(v))
+                g[k] = self.alpha * v + (1 - self.alpha) * d
+            self._grams.append(g)
+            del net
+
+    def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
+        import torch
+
+        cd = compute_dtype(base)
+        b = base.to(cd)
+        thetas = [b + d.to(cd) if d is not None else b for d in deltas]
+        if key not in self._grams[0]:
+            return torch.stack(thetas).mean(0)
+        gs = [g[key] for g in self._grams]
+        total = sum(gs)
+        rhs = sum(g @ th.reshape(th.shape[0], -1).to(torch.float64).T for g, th in zip(gs, thetas, strict=True))
+        ridge = 1e-8 * torch.diagonal(total).mean().clamp(min=1e-30)  # inputs that never vary leave G singular
+        w_t = torch.linalg.solve(total + ridge * torch.eye(total.shape[0], dtype=total.dtype), rhs)
+        return w_t.T.reshape(b.shape).to(cd)
+
+
+@MERGE_METHODS.register("regmean", summary="closed-form merge of each linear layer from its inputs' Gram matrices",
+                        needs_data=True, paper="Jin et al., Dataless Knowledge Fusion by Merging Weights of Language "
+                        "Models (RegMean), ICLR 2023")
+def regmean(examples: int = 256, alpha: float = 0.9, seed: int = 0) -> RegMean:
+    return RegMean(int(examples), float(alpha), int(seed))

@@ -1,0 +1,287 @@
+"""Where the weights to merge come from, read one tensor at a time.
+
+A source is a fit output directory (``model.safetensors`` + ``config.json``, or a peft adapter directory), a
+``.safetensors`` file, an in-memory state dict, a pickle checkpoint (only with ``trust_pickle``), or, for the base
+only, a model reference (``builtin:``, ``timm:``, ``hf:``, ``st:``) built the way ``fit`` builds it.
+
+Every source answers ``keys()``, ``info(key) -> (shape, dtype)``, ``get(key)`` (checked finite) and
+``delta(key, base) -> tensor or None`` (its task vector for that tensor; ``None`` means zero). A LoRA adapter's task
+vector is its full low-rank product ``scaling * B @ A`` per adapted layer, never A and B merged separately (peft
+#3004: the cross terms of averaged factors are not the averaged product).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import TransferlabError
+
+log = logging.getLogger(__name__)
+_CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+          "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+class Source:
+    label: str = "?"
+    config: dict[str, Any] | None = None
+    path: Path | None = None
+    head_prefix: str | None = None
+
+    def keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def info(self, key: str) -> tuple[tuple[int, ...], Any]:
+        raise NotImplementedError
+
+    def _read(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def get(self, key: str) -> Any:
+        import torch
+
+        t = self._read(key)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TransferlabError(f"{self.label}: tensor {key} holds NaN or inf values; a broken checkpoint cannot "
+                                   "be merged")
+        return t
+
+    def delta(self, key: str, base: Any) -> Any:
+        t = self.get(key)
+        return t.to(base.dtype) - base
+
+    def is_head(self, key: str) -> bool:
+        p = self.head_prefix
+        return bool(p) and (key == p or key.startswith(p + "."))
+
+    def head_keys(self) -> list[str]:
+        return [k for k in self.keys() if self.is_head(k)]
+
+    def close(self) -> None:
+        pass
+
+
+class DictSource(Source):
+    def __init__(self, state: dict[str, Any], label: str, head_prefix: str | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        import torch
+
+        bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise TransferlabError(f"{label}: entry {bad[0]!r} is not a tensor; pass a state dict of tensors")
+        self.state, self.label, self.head_prefix, self.config = state, label, head_prefix, config
+
+    def keys(self) -> list[str]:
+        return list(self.state)
+
+    def info(self, key: str) -> tuple[tuple[int, ...], Any]:
+        t = self.state[key]
+        return tuple(t.shape), t.dtype
+
+    def _read(self, key: str) -> Any:
+        return self.state[key]
+
+
+class SafetensorsSource(Source):
+    """Lazy: tensors are read from the file when asked for, one at a time."""
+
+    def __init__(self, path: Path, label: str, config: dict[str, Any] | None = None) -> None:
+        from safetensors import safe_open
+
+        try:
+            self._fh = safe_open(str(path), framework="pt")
+        except Exception as exc:  # a truncated or foreign file
+            raise TransferlabError(f"{label}: cannot read {path} as safetensors ({exc})") from None
+        self.path, self.label, self.config = path, label, config
+        self._keys = list(self._fh.keys())
+        self._info: dict[str, tuple[tuple[int, ...], Any]] = {}
+
+    def keys(self) -> list[str]:
+        return self._keys
+
+    def info(self, key: str) -> tuple[tuple[int, ...], Any]:
+        import torch
+
+        if key not in self._info:
+            sl = self._fh.get_slice(key)
+            self._info[key] = (tuple(sl.get_shape()), getattr(torch, _CODES[sl.get_dtype()]))
+        return self._info[key]
+
+    def _read(self, key: str) -> Any:
+        return self._fh.get_tensor(key)
+
+    def close(self) -> None:
+        self._fh = None  # type: ignore[assignment]
+
+
+class LoraSource(Source):
+    """A peft LoRA adapter directory over ``base``: task vector ``scaling * B @ A`` for each adapted weight, zero
+    elsewhere; its trained head (peft ``modules_to_save``) is its own."""
+
+    PREFIX = "base_model.model."
+
+    def __init__(self, path: Path, base: Source, label: str, config: dict[str, Any]) -> None:
+        self.path, self.base, self.label, self.config = path, base, label, config
+        self.adapter = json.loads((path / "adapter_config.json").read_text())
+        self.file = SafetensorsSource(path / "adapter_model.safetensors", label)
+        self.file.label = label
+        self.lora: dict[str, tuple[str, str, float]] = {}  # base weight key -> (A key, B key, scaling)
+        self.own: dict[str, str] = {}  # head (modules_to_save) key -> file key
+        for k in self.file.keys():
+            name = k[len(self.PREFIX):] if k.startswith(self.PREFIX) else k
+            if ".lora_A." in name:
+                module = name.split(".lora_A.")[0]
+                self.lora[module + ".weight"] = (k, k.replace(".lora_A.", ".lora_B."), self._scaling(module))
+            elif ".lora_B." in name or ".lora_embedding_" in name or ".lora_magnitude_vector" in name:
+                if ".lora_B." not in name:
+                    raise TransferlabError(f"{label}: adapter tensor {k} is not plain LoRA")
+            else:
+                self.own[name.replace(".modules_to_save.default", "")] = k
+        self.head_prefix = None
+
+    def _scaling(self, module: str) -> float:
+        a = self.adapter
+        r, alpha = a.get("r", 8), a.get("lora_alpha", 8)
+        for pat, v in (a.get("rank_pattern") or {}).items():
+            if module == pat or module.endswith("." + pat):
+                r = v
+        for pat, v in (a.get("alpha_pattern") or {}).items():
+            if module == pat or module.endswith("." + pat):
+                alpha = v
+        return alpha / math.sqrt(r) if a.get("use_rslora") else alpha / r
+
+    def keys(self) -> list[str]:
+        own = set(self.own)
+        return [k for k in self.base.keys() if k not in own and not self.base.is_head(k)] + list(self.own)
+
+    def info(self, key: str) -> tuple[tuple[int, ...], Any]:
+        return self.file.info(self.own[key]) if key in self.own else self.base.info(key)
+
+    def _read(self, key: str) -> Any:
+        if key in self.own:
+            return self.file.get(self.own[key])
+        raise KeyError(key)  # backbone tensors are base + delta; the engine asks for deltas
+
+    def delta(self, key: str, base: Any) -> Any:
+        if key in self.own:
+            return self.get(key).to(base.dtype) - base
+        if key not in self.lora:
+            return None
+        import torch
+
+        ka, kb, s = self.lora[key]
+        a, b = self.file.get(ka).to(torch.float64), self.file.get(kb).to(torch.float64)
+        if a.dim() == 2:
+            d = b @ a
+            if self.adapter.get("fan_in_fan_out"):
+                d = d.T
+        elif a.shape[-2:] == (1, 1):  # 1x1 convolution
+            d = (b.flatten(1) @ a.flatten(1))[:, :, None, None]
+        else:  # k x k convolution: A (r, in, k, k) then B (out, r, 1, 1)
+            d = torch.nn.functional.conv2d(a.permute(1, 0, 2, 3), b).permute(1, 0, 2, 3)
+        d = d * s
+        if tuple(d.shape) != tuple(base.shape):
+            raise TransferlabError(f"{self.label}: the LoRA update of {key} has shape {tuple(d.shape)} but the base "
+                                   f"tensor is {tuple(base.shape)}: the adapter was trained on another model")
+        return d.to(base.dtype)
+
+
+def _read_config(d: Path) -> dict[str, Any] | None:
+    p = d / "config.json"
+    if not p.is_file():
+        return None
+    try:
+        cfg = json.loads(p.read_text())
+    except ValueError:
+        raise TransferlabError(f"{p} is not valid JSON") from None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
+    if not trust_pickle:
+        raise TransferlabError(f"{label}: {path.name} is a pickle checkpoint; loading one can run arbitrary code. "
+                               "Convert it to safetensors, or pass --trust-pickle (trust_pickle=True) if you trust "
+                               "its origin")
+    import torch
+
+    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    for k in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
+            obj = obj[k]
+    if hasattr(obj, "state_dict") and not isinstance(obj, dict):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise TransferlabError(f"{label}: {path} holds a {type(obj).__name__}, not a state dict")
+    return dict(obj)
+
+
+def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickle: bool = False,
+                allow_reference: bool = False) -> Source:
+    """A :class:`Source` for a state dict, a file, a fit directory or (``allow_reference``) a model reference."""
+    from ..fit import adds_modules, head_prefix, load
+
+    if isinstance(obj, dict):
+        return DictSource(obj, label)
+    p = Path(obj)
+    if p.is_dir():
+        cfg = _read_config(p)
+        if (p / "adapter_config.json").is_file():
+            if base is None:
+                raise TransferlabError(f"{label}: {p} is an adapter; it cannot be the base model")
+            adapter = json.loads((p / "adapter_config.json").read_text())
+            src: Source
+            plain = (adapter.get("peft_type") == "LORA" and not adapter.get("use_dora")
+                     and adapter.get("bias", "none") == "none" and not adapter.get("lora_bias"))
+            if plain:
+                src = LoraSource(p, base, label, cfg or {})
+            else:  # DoRA, IA3, ...: fold the adapter into the weights the exact peft way, then diff
+                net = load(p, trust_pickle=trust_pickle).merge_and_unload()
+                src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label, config=cfg)
+            src.path = p
+        elif (p / "model.safetensors").is_file():
+            src = SafetensorsSource(p / "model.safetensors", label, cfg)
+        else:
+            found = [f.name for f in p.iterdir() if f.suffix in _PICKLE_SUFFIXES]
+            if found:
+                src = DictSource(_pickle_state(p / found[0], label, trust_pickle), label, config=cfg)
+            else:
+                raise TransferlabError(f"{label}: {p} holds no model.safetensors (nor an adapter): not a model "
+                                       "directory")
+        src.path = p
+        if cfg and cfg.get("architecture"):
+            if adds_modules(cfg.get("method", "")):
+                raise TransferlabError(
+                    f"{label}: {p} was fitted with {cfg['method']!r}, which adds modules the base architecture lacks; "
+                    "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
+                    "dora, ia3)")
+            src.head_prefix = head_prefix(cfg)
+        return src
+    if p.is_file():
+        if p.suffix == ".safetensors":
+            return SafetensorsSource(p, label)
+        if p.suffix in _PICKLE_SUFFIXES:
+            return DictSource(_pickle_state(p, label, trust_pickle), label)
+        raise TransferlabError(f"{label}: {p} is neither .safetensors nor a checkpoint file")
+    s = str(obj)
+    if allow_reference and ":" in s and not s.startswith(("/", ".")):
+        from ..fit import pretrained
+
+        net = pretrained(s, trust_pickle=trust_pickle)
+        src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label,
+                         head_prefix=head_prefix_of(net))
+        return src
+    raise TransferlabError(f"{label}: {s} does not exist (expected a fit output directory, a .safetensors file"
+                           f"{' or a model reference like builtin:lite0' if allow_reference else ''})")
+
+
+def head_prefix_of(net: Any) -> str | None:
+    from ..fit import head_prefix
+
+    try:
+        return head_prefix(net)
+    except TransferlabError:
+        return None

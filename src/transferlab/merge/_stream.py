@@ -1,0 +1,87 @@
+"""safetensors written tensor by tensor: the header (every name, dtype and shape) first, then each tensor's bytes as
+it is computed, so merging never holds the whole output in memory. ``patch`` rewrites single entries afterwards (TIES
+resolves a few signs only once every tensor has been seen). The file is the standard format: safetensors loads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+           "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def dtype_code(dtype: Any) -> str:
+    name = str(dtype).replace("torch.", "")
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"safetensors cannot hold {name}") from None
+
+
+class SafetensorsWriter:
+    """``SafetensorsWriter(path, [(name, dtype, shape), ...], metadata)``; then ``write(name, tensor)`` in that order."""
+
+    def __init__(self, path: str | Path, entries: list[tuple[str, Any, tuple[int, ...]]],
+                 metadata: dict[str, str] | None = None) -> None:
+        import torch
+
+        header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+        self._layout: dict[str, tuple[int, Any, tuple[int, ...]]] = {}
+        self._order = [e[0] for e in entries]
+        off = 0
+        for name, dtype, shape in entries:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+            header[name] = {"dtype": dtype_code(dtype), "shape": list(shape), "data_offsets": [off, off + nbytes]}
+            self._layout[name] = (off, dtype, tuple(shape))
+            off += nbytes
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        self._base = 8 + len(raw)
+        self._next = 0
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(struct.pack("<Q", len(raw)) + raw)
+
+    def write(self, name: str, tensor: Any) -> None:
+        if self._next >= len(self._order) or self._order[self._next] != name:
+            raise ValueError(f"tensors must be written in header order; got {name}")
+        _, dtype, shape = self._layout[name]
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise ValueError(f"{name}: expected {dtype} {shape}, got {tensor.dtype} {tuple(tensor.shape)}")
+        self._fh.write(_bytes(tensor))
+        self._next += 1
+
+    def patch(self, name: str, flat_index: Any, values: Any) -> None:
+        """Overwrite entries ``flat_index`` of an already written tensor with ``values``."""
+        import torch
+
+        off, dtype, _ = self._layout[name]
+        size = torch.empty((), dtype=dtype).element_size()
+        vals = torch.as_tensor(values).to(dtype).reshape(-1)
+        for i, v in zip(np.asarray(flat_index).reshape(-1).tolist(), vals, strict=True):
+            self._fh.seek(self._base + off + int(i) * size)
+            self._fh.write(_bytes(v.reshape(1)))
+        self._fh.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        if self._next != len(self._order):
+            self._fh.close()
+            raise ValueError(f"only {self._next} of {len(self._order)} tensors were written")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+def _bytes(t: Any) -> memoryview:
+    import torch
+
+    t = t.detach().cpu().contiguous().reshape(-1)
+    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")

@@ -1,0 +1,197 @@
+"""Merging fit outputs: LoRA through B @ A, heads kept per task, the output loads like a fit, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.merge.conftest import state_of
+from transferlab.errors import TransferlabError
+from transferlab.merge import merge, merge_models
+
+
+def _base_state(zoo: dict) -> dict[str, torch.Tensor]:
+    return state_of(zoo["root"] / "base.safetensors")
+
+
+def test_lora_task_vector_is_the_full_product(merge_zoo: dict) -> None:
+    """task_arithmetic(lam=1) of [LoRA, base-copy] = base + peft's own merged update (merge_and_unload), which
+    includes a 3x3 stem convolution and 1x1 convolutions."""
+    from transferlab.fit import load
+
+    base = _base_state(merge_zoo)
+    lora_dir = merge_zoo["dirs"][2]
+    merged = merge("task_arithmetic", merge_zoo["ref"], [lora_dir, base], lam=1.0)
+    folded = load(lora_dir).merge_and_unload().state_dict()
+    changed = 0
+    for k, v in merged.items():
+        torch.testing.assert_close(v, folded[k], rtol=1e-5, atol=1e-6)
+        changed += int(not torch.equal(v, base[k]))
+    cfg = json.loads((lora_dir / "adapter_config.json").read_text())
+    assert "conv_stem" in cfg["target_modules"]
+    assert changed >= len(cfg["target_modules"])  # every adapted weight moved
+
+
+def test_average_of_full_fine_tunes_is_the_mean(merge_zoo: dict) -> None:
+    a, b = (state_of(d / "model.safetensors") for d in merge_zoo["dirs"][:2])
+    merged = merge("average", merge_zoo["ref"], merge_zoo["dirs"][:2])
+    assert "classifier.weight" not in merged  # heads are not merged
+    for k, v in merged.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a[k] + b[k]) / 2)
+        else:
+            assert torch.equal(v, _base_state(merge_zoo)[k])  # integer counters: the base's
+
+
+def test_merged_directory_keeps_every_head(merge_zoo: dict, tmp_path: Path) -> None:
+    from transferlab.fit import evaluate_model, load
+
+    out = tmp_path / "merged"
+    r = merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"], out, names=["a", "b", "lora"])
+    assert set(r.heads) == {"a", "b", "lora"}
+    assert r.heads["b"]["class_names"] == ["w", "x", "y", "z"]
+    backbone = merge("ties", merge_zoo["ref"], merge_zoo["dirs"])
+    for name, d in zip(["a", "b"], merge_zoo["dirs"][:2], strict=True):
+        net = load(out, head=name)
+        own = state_of(d / "model.safetensors")
+        sd = net.state_dict()
+        assert torch.equal(sd["classifier.weight"], own["classifier.weight"])
+        for k, v in backbone.items():
+            assert torch.equal(sd[k], v)
+    lora_head = load(out, head="lora").state_dict()["classifier.weight"]
+    adapter = state_of(merge_zoo["dirs"][2] / "adapter_model.safetensors")
+    assert torch.equal(lora_head, adapter["base_model.model.classifier.weight"])
+    acc = evaluate_model(out, merge_zoo["b"], split="train", head="b")
+    assert acc["n"] == len(merge_zoo["b"]) and 0 <= acc["accuracy"] <= 1
+    with pytest.raises(TransferlabError, match="no head 'c'; its heads: a, b, lora"):
+        load(out, head="c")
+
+
+def test_output_loads_in_timm(merge_zoo: dict, tmp_path: Path) -> None:
+    import timm
+
+    out = tmp_path / "m"
+    merge_models("average", merge_zoo["ref"], merge_zoo["dirs"][:2], out)
+    cfg = json.loads((out / "config.json").read_text())
+    net = timm.create_model(cfg["architecture"]["name"], pretrained=True, num_classes=cfg["num_classes"],
+                            pretrained_cfg_overlay={"file": str(out / "model.safetensors"),
+                                                    "num_classes": cfg["num_classes"]})
+    want = state_of(out / "model.safetensors")
+    assert all(torch.equal(v, want[k]) for k, v in net.state_dict().items())
+
+
+def test_cli_merge_and_predict_with_a_head(merge_zoo: dict, tmp_path: Path) -> None:
+    from transferlab.cli import main
+
+    out = tmp_path / "cli"
+    d = [str(x) for x in merge_zoo["dirs"][:2]]
+    assert main(["merge", "--method", "dare", "--base", merge_zoo["ref"], "--models", *d, "--out", str(out),
+                 "--option", "p=0.3", "--names", "a", "b", "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["merge"]["method"] == "dare" and cfg["merge"]["options"]["drop"] == 0.3
+    preds = tmp_path / "p.csv"
+    imgs = merge_zoo["root"] / "imgs_b"
+    assert main(["predict", str(out), str(imgs), "--split", "train", "--head", "b", "--out", str(preds)]) == 0
+    rows = preds.read_text().splitlines()[1:]
+    assert rows and all(r.split(",")[3] in {"w", "x", "y", "z"} for r in rows)
+    assert main(["merge", "--method", "dare", "--base", merge_zoo["ref"], "--models", *d, "--out", str(out)]) == 2
+
+
+# -- bad input ----------------------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def _toy(seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"l1.weight": torch.randn(4, 3, generator=g, dtype=dtype), "l2.weight": torch.randn(5, generator=g,
+                                                                                                 dtype=dtype)}
+
+
+def test_architecture_mismatch_names_the_tensor(tmp_path: Path) -> None:
+    odd = _toy(2)
+    odd["l2.weight"] = torch.zeros(6)
+    with pytest.raises(TransferlabError, match=r"tensor l2.weight has shape \[6\] there and \[5\] in the base"):
+        merge("average", _toy(0), [_toy(1), odd])
+    extra = {**_toy(2), "l3.weight": torch.zeros(1)}
+    with pytest.raises(TransferlabError, match="tensor l3.weight is only in"):
+        merge("average", _toy(0), [_toy(1), extra])
+
+
+def test_different_fit_architectures_are_refused(merge_zoo: dict, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = json.loads((merge_zoo["dirs"][0] / "config.json").read_text())
+    cfg["architecture"] = {"library": "timm", "name": "test_resnet"}
+    (other / "config.json").write_text(json.dumps(cfg))
+    (other / "model.safetensors").write_bytes((merge_zoo["dirs"][0] / "model.safetensors").read_bytes())
+    with pytest.raises(TransferlabError, match="is a test_resnet but .* is a test_efficientnet"):
+        merge("average", merge_zoo["ref"], [merge_zoo["dirs"][0], other])
+
+
+def test_dtype_mix_is_refused() -> None:
+    with pytest.raises(TransferlabError, match="dtype mix: tensor l1.weight is float16 in model 2"):
+        merge("average", _toy(0), [_toy(1), _toy(2, torch.float16)])
+
+
+def test_nan_in_a_checkpoint_is_refused_and_leaves_no_output(tmp_path: Path) -> None:
+    bad = _toy(2)
+    bad["l2.weight"][3] = float("nan")
+    paths = [_write(tmp_path / "a.safetensors", _toy(1)), _write(tmp_path / "b.safetensors", bad)]
+    out = tmp_path / "out"
+    with pytest.raises(TransferlabError, match="b.safetensors.*tensor l2.weight holds NaN or inf"):
+        merge_models("task_arithmetic", _write(tmp_path / "base.safetensors", _toy(0)), paths, out)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "b.safetensors", "base.safetensors"]
+
+
+def test_single_model_and_missing_base_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TransferlabError, match="nothing to merge: 1 fine-tuned model given"):
+        merge("average", _toy(0), [_toy(1)])
+    with pytest.raises(TransferlabError, match="needs the base model"):
+        merge("average", None, [_toy(1), _toy(2)])
+    with pytest.raises(TransferlabError, match="base: .*nope does not exist"):
+        merge("average", tmp_path / "nope", [_toy(1), _toy(2)])
+
+
+def test_pickle_checkpoints_need_trust(tmp_path: Path) -> None:
+    torch.save(_toy(1), tmp_path / "a.pt")
+    torch.save({"state_dict": _toy(2)}, tmp_path / "b.pt")
+    with pytest.raises(TransferlabError, match="a.pt is a pickle checkpoint.*--trust-pickle"):
+        merge("average", _toy(0), [tmp_path / "a.pt", tmp_path / "b.pt"])
+    got = merge("average", _toy(0), [tmp_path / "a.pt", tmp_path / "b.pt"], trust_pickle=True)
+    torch.testing.assert_close(got["l1.weight"], (_toy(1)["l1.weight"] + _toy(2)["l1.weight"]) / 2)
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    args = ("average", _toy(0), [_toy(1), _toy(2)], out)
+    with pytest.raises(TransferlabError, match="already exists.*--overwrite"):
+        merge_models(*args)
+    assert (out / "keep.txt").is_file()
+    merge_models(*args, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert np.allclose(state_of(out / "model.safetensors")["l2.weight"].numpy(),
+                       ((_toy(1)["l2.weight"] + _toy(2)["l2.weight"]) / 2).numpy())
+
+
+def test_models_with_extra_modules_are_refused(merge_zoo: dict, tmp_path: Path) -> None:
+    d = tmp_path / "adapter_fit"
+    d.mkdir()
+    cfg = json.loads((merge_zoo["dirs"][0] / "config.json").read_text())
+    cfg["method"] = "adapter"
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "model.safetensors").write_bytes((merge_zoo["dirs"][0] / "model.safetensors").read_bytes())
+    with pytest.raises(TransferlabError, match="'adapter', which adds modules"):
+        merge("average", merge_zoo["ref"], [merge_zoo["dirs"][0], d])
