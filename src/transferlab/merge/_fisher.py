@@ -27,7 +27,8 @@ def diagonal_fisher(net: Any, data: Any, keys: set[str], progress: Any = None) -
     loader = torch.utils.data.DataLoader(data, batch_size=1, shuffle=False)
     for x, y in (progress(loader) if progress else loader):
         net.zero_grad(set_to_none=True)
-        logp = torch.log_softmax(net(x).float(), dim=1)
+        logits = net(x)
+        logp = torch.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1)
         (-logp[0, int(y[0])]).backward()
         for n, p in params.items():
             if p.grad is not None:

@@ -31,7 +31,7 @@ def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> di
         return f
 
     for name, mod in net.named_modules():
-        key = f"{name}.weight"
+        key = f"{name}.weight" if name else "weight"
         if key not in keys:
             continue
         if isinstance(mod, torch.nn.Linear) or (isinstance(mod, torch.nn.Conv2d) and mod.groups == 1
@@ -89,9 +89,12 @@ class RegMean(Method):
             return torch.stack(thetas).mean(0)
         gs = [g[key] for g in self._grams]
         total = sum(gs)
-        rhs = sum(g @ th.reshape(th.shape[0], -1).to(torch.float64).T for g, th in zip(gs, thetas, strict=True))
-        ridge = 1e-8 * torch.diagonal(total).mean().clamp(min=1e-30)  # inputs that never vary leave G singular
-        w_t = torch.linalg.solve(total + ridge * torch.eye(total.shape[0], dtype=total.dtype), rhs)
+        flat = [th.reshape(th.shape[0], -1).to(torch.float64).T for th in thetas]  # W_t^T: [in, out]
+        rhs = sum(g @ w for g, w in zip(gs, flat, strict=True))
+        # inputs that never vary leave G singular: a small ridge towards the plain average decides those directions
+        ridge = 1e-8 * torch.diagonal(total).mean().clamp(min=1e-30)
+        eye = torch.eye(total.shape[0], dtype=total.dtype)
+        w_t = torch.linalg.solve(total + ridge * eye, rhs + ridge * sum(flat) / len(flat))
         return w_t.T.reshape(b.shape).to(cd)
 
 

@@ -1,0 +1,115 @@
+"""Data-free merges against their formulas, computed independently here in numpy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.merge import merge, merge_models
+from transferlab.merge._arith import kth_threshold
+
+
+def _states(seed: int = 0, t: int = 3) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(seed)
+    base = {"w": torch.randn(6, 5, generator=g, dtype=torch.float64), "b": torch.randn(7, generator=g,
+                                                                                         dtype=torch.float64)}
+    models = [{k: v + torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in base.items()}
+              for _ in range(t)]
+    return base, models
+
+
+def _taus(base: dict, models: list[dict], key: str) -> np.ndarray:
+    return np.stack([(m[key] - base[key]).numpy() for m in models])
+
+
+def test_task_arithmetic_and_average() -> None:
+    base, models = _states()
+    ta = merge("task_arithmetic", base, models, lam=0.4)
+    avg = merge("average", base, models)
+    for k in base:
+        taus = _taus(base, models, k)
+        np.testing.assert_allclose(ta[k].numpy(), base[k].numpy() + 0.4 * taus.sum(0), atol=1e-12)
+        np.testing.assert_allclose(avg[k].numpy(), np.mean([m[k].numpy() for m in models], 0), atol=1e-12)
+
+
+def test_ties_per_tensor_scope_trims_each_tensor() -> None:
+    base, models = _states(1)
+    got = merge("ties", base, models, density=0.3, scope="tensor", lam=0.5)
+    for k in base:
+        taus = _taus(base, models, k).reshape(len(models), -1)
+        d = taus.shape[1]
+        kk = d - int(d * 0.3)
+        thr = np.sort(np.abs(taus), axis=1)[:, kk - 1:kk]
+        trimmed = np.where(np.abs(taus) >= thr, taus, 0.0)
+        s = np.sign(trimmed.sum(0))
+        agree = np.where(np.sign(trimmed) == s, trimmed, 0.0)
+        want = base[k].numpy().reshape(-1) + 0.5 * agree.sum(0) / np.maximum((agree != 0).sum(0), 1)
+        np.testing.assert_allclose(got[k].numpy().reshape(-1), want, atol=1e-12)
+
+
+def test_ties_frequency_sign() -> None:
+    """Sign by count: three small positive entries outvote one large negative one (mass would elect negative)."""
+    base = {"w": torch.zeros(1, dtype=torch.float64)}
+    models = [{"w": torch.tensor([v], dtype=torch.float64)} for v in (0.1, 0.2, 0.3, -5.0)]
+    assert float(merge("ties", base, models, density=1.0, sign="frequency")["w"]) == pytest.approx(0.2)
+    assert float(merge("ties", base, models, density=1.0, sign="mass")["w"]) == pytest.approx(-5.0)
+
+
+def test_dare_drops_and_rescales() -> None:
+    g = torch.Generator().manual_seed(3)
+    base = {"w": torch.zeros(200, 100, dtype=torch.float64)}
+    tau = torch.randn(200, 100, generator=g, dtype=torch.float64)
+    models = [{"w": tau}, {"w": torch.zeros_like(tau)}]
+    got = merge("dare", base, models, p=0.7, lam=1.0, seed=5)["w"]
+    kept = got != 0
+    assert abs(float(kept.double().mean()) - 0.3) < 0.01  # 20 000 Bernoulli draws
+    torch.testing.assert_close(got[kept], tau[kept] / 0.3)  # survivors rescaled by 1/(1-p)
+    again = merge("dare", base, models, p=0.7, lam=1.0, seed=5)["w"]
+    assert torch.equal(got, again)  # seeded
+    assert not torch.equal(got, merge("dare", base, models, p=0.7, lam=1.0, seed=6)["w"])
+
+
+def test_dare_ties_elects_signs_after_dropping() -> None:
+    base = {"w": torch.zeros(4, dtype=torch.float64)}
+    models = [{"w": torch.tensor([1.0, -2.0, 3.0, 1.0], dtype=torch.float64)},
+              {"w": torch.tensor([-3.0, -2.0, 1.0, 1.0], dtype=torch.float64)}]
+    got = merge("dare", base, models, p=0.0, ties=True)["w"]  # no drop: pure sign election + disjoint mean
+    np.testing.assert_allclose(got.numpy(), [-3.0, -2.0, 2.0, 1.0])
+
+
+def test_kth_threshold_keeps_ties_like_the_reference() -> None:
+    m = np.array([1.0, 3.0, 3.0, 3.0, 2.0])
+    assert kth_threshold(m.copy(), 0.2) == 3.0  # d - int(d*0.2) = 4th smallest; all three 3s survive
+    assert kth_threshold(m.copy(), 1.0) is None
+
+
+def test_streamed_file_equals_in_memory_result(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    base, models = _states(4, t=4)
+    paths = []
+    for i, m in enumerate(models):
+        save_file(m, str(tmp_path / f"{i}.safetensors"))
+        paths.append(tmp_path / f"{i}.safetensors")
+    for method, opts in [("ties", {}), ("dare", {"p": 0.5, "ties": True}), ("task_arithmetic", {})]:
+        want = merge(method, base, models, **opts)
+        merge_models(method, base, paths, tmp_path / method, **opts)
+        got = load_file(str(tmp_path / method / "model.safetensors"))
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+
+
+def test_bad_options_are_clear() -> None:
+    from transferlab.errors import TransferlabError
+
+    base, models = _states()
+    with pytest.raises(TransferlabError, match=r"density must lie in \(0, 1\]"):
+        merge("ties", base, models, density=0)
+    with pytest.raises(TransferlabError, match="unexpected keyword argument 'densty'"):
+        merge("ties", base, models, densty=0.1)
+    with pytest.raises(TransferlabError, match="unknown merge method 'tie'; known: atlas, average"):
+        merge("tie", base, models)
