@@ -51,3 +51,45 @@ def bench_rank_cmd(
     c.print(f"ranking {r.cost['ranking_seconds']:.1f} s, ground truth {r.cost['ground_truth_seconds']:.1f} s"
             + (f" ({ratio:.1f}x)" if ratio else ""), highlight=False)
     c.print(f"bench.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+@app.command("merge")
+def bench_merge_cmd(
+    model: str = typer.Option("builtin:efficientnet_lite0", "--model", "-m", help="Base model to fine-tune."),
+    targets: str = typer.Option(..., "--targets", "-t", help="Comma-separated target datasets (>= 2)."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated merge methods (default: all)."),
+    fit_method: str = typer.Option("finetune", "--fit-method", help="How each task is fine-tuned."),
+    epochs: int = typer.Option(3, "--epochs", min=1),
+    limit: int = typer.Option(None, "--limit", help="Class-stratified sample of each train split."),
+    test_limit: int = typer.Option(None, "--test-limit", help="Class-stratified sample of each test split."),
+    image_size: int = typer.Option(None, "--image-size", help="Input size (default: fit's)."),
+    option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. ties.density=0.1 (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fine-tune one model on each target, merge with every method, report per-task and normalised accuracy."""
+    from rich.table import Table
+
+    from ..bench import bench_merge
+    from ..bench._merge import PUBLISHED
+    from .fit import _options
+
+    per: dict[str, dict[str, object]] = {}
+    for k, v in _options(option).items():
+        if "." not in k:
+            raise typer.BadParameter(f"--option takes METHOD.KEY=VALUE, got {k}")
+        m, key = k.split(".", 1)
+        per.setdefault(m, {})[key] = v
+    r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
+                    test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet)
+    paths = r.save(out)
+    t = Table("method", *r.names, "mean", "normalised", "published ViT-B/32", "merge s")
+    for row in r.rows():
+        pub = PUBLISHED.get(row["method"])
+        t.add_row(row["method"], *(f"{row['accuracy'][n]:.3f}" for n in r.names), f"{row['mean']:.3f}",
+                  f"{row['normalized']:.3f}", "" if pub is None else f"{pub:.1f}",
+                  "" if row["seconds"] is None else f"{row['seconds']:.1f}")
+    c = console()
+    c.print(t)
+    c.print(f"bench_merge.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

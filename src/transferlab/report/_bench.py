@@ -93,3 +93,27 @@ def bench_report_html(result: Any) -> str:
             + "<h2>Ground truth (test accuracy)</h2>" + table(["model", *targets], gt_rows)
             + "<h2>Score against accuracy</h2>" + _scatters(result))
     return page("transferlab bench rank", body)
+
+
+def merge_bench_html(result: Any) -> str:
+    """``bench merge``: accuracy of every merged network on every task, next to the published ViT-B/32 ordering."""
+    from ..bench._merge import PUBLISHED
+
+    names = list(result.names)
+    rows = []
+    for r in result.rows():
+        pub = PUBLISHED.get(r["method"])
+        rows.append([esc(r["method"]), *(fmt(r["accuracy"][n], 3) for n in names), f"<b>{fmt(r['mean'], 3)}</b>",
+                     fmt(r["normalized"], 3), fmt(pub, 1) if pub is not None else "",
+                     fmt(r["seconds"], 1) if r["seconds"] is not None else ""])
+    o = result.options
+    body = (f"<h1>transferlab bench merge</h1><p class='muted'>base <code>{esc(result.model)}</code> · "
+            f"{len(names)} tasks ({esc(', '.join(result.targets))}) · each fine-tuned with "
+            f"<code>{esc(o.get('fit_method'))}</code> for {esc(o.get('epochs'))} epochs · "
+            f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>"
+            + table(["method", *names, "mean", "normalised", "published ViT-B/32 (8 tasks)", "merge s"], rows)
+            + "<p class='muted'>Accuracy of the merged network with each task's own head on that task's test split. "
+              "Normalised: merged / individually fine-tuned, averaged over tasks. base_with_heads: the pretrained "
+              "network with the fine-tuned heads (the published 'pretrained' row is zero-shot CLIP). Published: "
+              "TIES-Merging and AdaMerging papers (adamerging ~ atlas with the entropy objective).</p>")
+    return page("transferlab bench merge", body)

@@ -1,0 +1,46 @@
+"""bench merge on a tiny model and two tiny image tasks: every number in the table traces back to a model on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_image_folder
+from transferlab.errors import TransferlabError
+
+
+def test_bench_merge_table_is_what_the_models_measure(tiny_model_ref: str, tmp_path: Path) -> None:
+    from transferlab.bench import bench_merge
+    from transferlab.fit import evaluate_model
+
+    a = str(write_image_folder(tmp_path / "a", n_per_class=8))
+    b = str(write_image_folder(tmp_path / "b", n_per_class=8, classes=("p", "q")))
+    out = tmp_path / "bench"
+    r = bench_merge(tiny_model_ref, [a, b], out=out, methods="average,ties", epochs=2, image_size=32)
+    paths = r.save(out)
+    names = r.names
+    assert set(r.merged) == {"base_with_heads", "average", "ties"}
+    # each merged accuracy is the merged network with that task's head, on that task's test split
+    for n, target in zip(names, [a, b], strict=True):
+        assert r.merged["ties"][n] == evaluate_model(out / "merged" / "ties", target, head=n)["accuracy"]
+        assert r.individual[n] == evaluate_model(out / "fits" / n, target)["accuracy"]
+    rows = {row["method"]: row for row in json.loads(paths["json"].read_text())["rows"]}
+    want = sum(r.merged["average"][n] / r.individual[n] for n in names) / 2
+    assert rows["average"]["normalized"] == pytest.approx(want)
+    assert rows["individual"]["normalized"] == 1.0
+    assert "published ViT-B/32" in paths["html"].read_text()
+    # the fits are cached: a second run reuses them (same training time recorded)
+    again = bench_merge(tiny_model_ref, [a, b], out=out, methods="average", epochs=2, image_size=32)
+    assert again.seconds[f"fit:{names[0]}"] == r.seconds[f"fit:{names[0]}"]
+    assert again.merged["average"] == r.merged["average"]
+
+
+def test_bench_merge_needs_two_targets(tiny_model_ref: str, tmp_path: Path) -> None:
+    from transferlab.bench import bench_merge
+
+    with pytest.raises(TransferlabError, match="at least two targets"):
+        bench_merge(tiny_model_ref, "builtin:digits", out=tmp_path)
+    with pytest.raises(TransferlabError, match="unknown merge method 'tie'"):
+        bench_merge(tiny_model_ref, "builtin:digits,builtin:shapes", out=tmp_path, methods="tie")
