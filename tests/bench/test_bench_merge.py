@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import write_image_folder
+
 from transferlab.errors import TransferlabError
 
 

@@ -12,8 +12,8 @@ def merge_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     import timm
     import torch
     from safetensors.torch import save_file
-
     from tests.conftest import write_image_folder
+
     from transferlab.data import load_dataset
     from transferlab.fit import fit
 

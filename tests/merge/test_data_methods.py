@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from tests.merge.conftest import state_of
+
 from transferlab.merge import MERGE_METHODS, merge
 from transferlab.merge._fisher import diagonal_fisher
 from transferlab.merge._regmean import RegMean, input_grams

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from tests.merge.conftest import state_of
+
 from transferlab.errors import TransferlabError
 from transferlab.merge import merge, merge_models
 

@@ -145,8 +145,8 @@ def bench_merge(
         merge_models(name, model, dirs, md, data=data, names=names, overwrite=True, progress=progress, **o)
         seconds[m] = time.perf_counter() - t0
         merged[m] = {n: float(evaluate_model(md, te, head=n)["accuracy"]) for n, te in zip(names, tests, strict=True)}
-    return MergeBenchResult(model, ts, names, individual, merged, seconds,
-                            options={"fit_method": fit_method, "epochs": epochs, "limit": limit,
-                                     "test_limit": test_limit, "image_size": image_size, "seed": seed,
-                                     "method_options": opts, "n_train": {n: len(t) for n, t in zip(names, trains)},
-                                     "n_test": {n: len(t) for n, t in zip(names, tests)}})
+    options = {"fit_method": fit_method, "epochs": epochs, "limit": limit, "test_limit": test_limit,
+               "image_size": image_size, "seed": seed, "method_options": opts,
+               "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},
+               "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)}}
+    return MergeBenchResult(model, ts, names, individual, merged, seconds, options=options)

@@ -19,5 +19,5 @@ from ._api import (
 )
 from ._registry import METHODS
 
-__all__ = ["FitResult", "METHODS", "adds_modules", "architecture_key", "evaluate_model", "fit", "head_prefix", "list_methods", "load",
-           "model_inputs", "predict", "pretrained"]
+__all__ = ["FitResult", "METHODS", "adds_modules", "architecture_key", "evaluate_model", "fit", "head_prefix",
+           "list_methods", "load", "model_inputs", "predict", "pretrained"]
