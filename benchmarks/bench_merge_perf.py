@@ -14,10 +14,11 @@ transferlab.merge, and only the work after the imports is timed:
 - import: the imports only (the RSS baseline).
 
 The page cache is not dropped (that needs root): all files are read once before timing, so bare and ties
-both read from the page cache. Linux carries ``ru_maxrss`` over fork and exec, so the parent stays small
-(no torch; the checkpoints are built in a subprocess too). Reported: medians over ``--repeats`` rounds
-(bare, ties, import in turn); MB = 2**20 bytes. Torch threads: torch's default unless ``--threads``. The load
-average is recorded: on a 2-core machine another busy process slows 2-thread torch ops many times over.
+both read from the page cache. Linux carries ``ru_maxrss`` over fork and exec, so the parent stays small (no
+torch; the checkpoints are built in a subprocess too); it counts the touched pages of mmapped files too (merge
+maps its sources). Reported: medians over ``--repeats`` rounds (bare, ties, import in turn); MB = 2**20 bytes.
+Torch threads: torch's default unless ``--threads``; the load average is recorded, since on a 2-core machine
+another busy process slows 2-thread torch ops several times over.
 
 Exact command (repository root, project venv):
 
@@ -115,7 +116,7 @@ def run_job(kind: str, args: argparse.Namespace, model: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--_job", kind, "--workdir", str(args.workdir), "--model", model]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -145,11 +146,9 @@ def main() -> None:
         return
     load = [os.getloadavg()[0]]
     try:
-        t0 = time.perf_counter()
         meta = run_job("build", args, model)
-        took = time.perf_counter() - t0
         print(f"checkpoints: {model}, {meta['params'] / 1e6:.1f}M params, {meta['tensors']} tensors, "
-              f"{meta['model_mb']:.0f} MB each, base + {N_MODELS} fine-tuned ({took:.0f} s)", flush=True)
+              f"{meta['model_mb']:.0f} MB each, base + {N_MODELS} fine-tuned", flush=True)
         warm_up(args.workdir)
         runs: dict[str, list[dict[str, Any]]] = {"bare": [], "ties": [], "import": []}
         for _ in range(args.repeats):
@@ -165,16 +164,12 @@ def main() -> None:
 
     bare_s, ties_s, mb = med("bare", "seconds"), med("ties", "seconds"), meta["model_mb"]
     rss = {k: med(k, "peak_rss_mb") for k in runs}
-    result = {
-        "model": model, "params": meta["params"], "model_mb": mb, "n_models": N_MODELS,
-        "repeats": args.repeats, "torch_threads": runs["ties"][0]["threads"], "cpus": os.cpu_count(),
-        "load_avg_1min_start_end": load,
-        "page_cache": "warm (not dropped)", "bare_s": bare_s, "ties_s": ties_s,
-        "ratio_ties_over_bare": ties_s / bare_s, "bare_peak_rss_mb": rss["bare"],
-        "ties_peak_rss_mb": rss["ties"], "import_peak_rss_mb": rss["import"],
-        "ties_rss_over_model": rss["ties"] / mb,
-        "ties_rss_minus_import_over_model": (rss["ties"] - rss["import"]) / mb, "runs": runs,
-    }
+    result = {"model": model, "params": meta["params"], "model_mb": mb, "n_models": N_MODELS,
+              "repeats": args.repeats, "torch_threads": runs["ties"][0]["threads"], "cpus": os.cpu_count(),
+              "load_avg_1min_start_end": load, "page_cache": "warm (not dropped)",
+              "bare_s": bare_s, "ties_s": ties_s, "ratio_ties_over_bare": ties_s / bare_s,
+              **{f"{k}_peak_rss_mb": v for k, v in rss.items()}, "ties_rss_over_model": rss["ties"] / mb,
+              "ties_rss_minus_import_over_model": (rss["ties"] - rss["import"]) / mb, "runs": runs}
     print(f"{os.cpu_count()} CPUs, torch threads {result['torch_threads']}, load average {load[0]:.2f} "
           f"at start, {load[1]:.2f} at end; page cache warm (not dropped); medians of {args.repeats}")
     for kind in ("bare", "ties"):

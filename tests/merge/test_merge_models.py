@@ -195,3 +195,21 @@ def test_models_with_extra_modules_are_refused(merge_zoo: dict, tmp_path: Path) 
     (d / "model.safetensors").write_bytes((merge_zoo["dirs"][0] / "model.safetensors").read_bytes())
     with pytest.raises(TransferlabError, match="'adapter', which adds modules"):
         merge("average", merge_zoo["ref"], [merge_zoo["dirs"][0], d])
+
+
+def test_adapter_over_another_base_is_refused(merge_zoo: dict, tmp_path: Path) -> None:
+    other = tmp_path / "other.safetensors"
+    other.write_bytes((merge_zoo["root"] / "base.safetensors").read_bytes())
+    with pytest.raises(TransferlabError, match="adapter trained on timm:test_efficientnet@.*base.safetensors, but "
+                                               "the base is timm:test_efficientnet@.*other.safetensors"):
+        merge("average", f"timm:test_efficientnet@{other}", merge_zoo["dirs"][1:])
+
+
+def test_half_precision_models_merge_in_float32_and_stay_half() -> None:
+    base = {"w": torch.zeros(3, dtype=torch.float16)}
+    models = [{"w": torch.tensor([1e-3, 2.0, 3.0], dtype=torch.float16)},
+              {"w": torch.tensor([2e-3, 4.0, 5.0], dtype=torch.float16)}]
+    got = merge("task_arithmetic", base, models, lam=0.5)["w"]
+    assert got.dtype == torch.float16
+    want = 0.5 * (models[0]["w"].float() + models[1]["w"].float())
+    torch.testing.assert_close(got, want.half())

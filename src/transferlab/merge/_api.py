@@ -16,6 +16,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import TransferlabError
+from ._arith import compute_dtype
 from ._registry import MERGE_METHODS
 from ._sources import Source, open_source
 
@@ -58,8 +59,7 @@ class _Job:
         self._set_heads(head_prefix)
         self.keys = [k for k in self.base.keys() if not self.base.is_head(k)]
         self._check_tensors()
-        import torch
-
+        self._check_adapter_bases()
         self.float_keys = [k for k in self.keys if self.base.info(k)[1].is_floating_point]
         self.data = list(data) if data is not None else None
         self.method_name = method
@@ -73,7 +73,6 @@ class _Job:
             if len(self.data) != len(self.tasks):
                 raise TransferlabError(f"{method}: {len(self.data)} datasets for {len(self.tasks)} models; give one "
                                        "per model, in the same order")
-        del torch
 
     def _open(self, obj: Any, label: str, **kw: Any) -> Source:
         src = open_source(obj, label, trust_pickle=self.trust_pickle, **kw)
@@ -102,6 +101,17 @@ class _Job:
             if architecture_key(a) != architecture_key(archs[0][1]):
                 raise TransferlabError(f"{s.label} is a {a.get('name')} but {archs[0][0].label} is a "
                                        f"{archs[0][1].get('name')}: merging needs one architecture")
+
+    def _check_adapter_bases(self) -> None:
+        """An adapter's task vector is relative to the model it was trained on: that must be the base."""
+        from ._sources import LoraSource
+
+        for t in self.tasks:
+            trained_on = (t.config or {}).get("model")
+            if isinstance(t, LoraSource) and self.base_ref and trained_on and trained_on != self.base_ref \
+                    and not Path(self.base_ref).exists():
+                raise TransferlabError(f"{t.label} is an adapter trained on {trained_on}, but the base is "
+                                       f"{self.base_ref}: merge adapters over the model they were trained on")
 
     def _check_tensors(self) -> None:
         want = {k: self.base.info(k) for k in self.keys}
@@ -178,7 +188,8 @@ class _Job:
             if not b.is_floating_point():  # integer buffers (batch-norm counters): the base's
                 write(key, b)
                 continue
-            deltas = [t.delta(key, b) for t in self.tasks]
+            bc = b.to(compute_dtype(b))  # half-precision task vectors are formed in float32
+            deltas = [t.delta(key, bc) for t in self.tasks]
             out = self.method.merge_tensor(key, b, deltas)
             write(key, out.to(b.dtype).contiguous())
         self.method.finish(patch)
@@ -284,8 +295,6 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
 
         def patch(key: str, idx: Any, fn: Any) -> None:
             b = job.base.get(key)
-            from ._arith import compute_dtype
-
             w_.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
 
         job.run(writer.write, patch)

@@ -25,8 +25,9 @@ def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> di
         def f(mod: Any, inp: Any, _out: Any) -> None:
             x = inp[0].detach()
             x = x.movedim(1, -1) if isinstance(mod, torch.nn.Conv2d) else x
-            x = x.reshape(-1, x.shape[-1]).float()
-            g = (x.T @ x).to(torch.float64)  # float32 products per batch (4x faster on CPU), float64 sums
+            x = x.reshape(-1, x.shape[-1])
+            x = x if x.dtype == torch.float64 else x.float()  # float32 products per batch (faster), float64 sums
+            g = (x.T @ x).to(torch.float64)
             grams[name] = grams[name] + g if name in grams else g
         return f
 
