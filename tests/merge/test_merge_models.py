@@ -213,3 +213,17 @@ def test_half_precision_models_merge_in_float32_and_stay_half() -> None:
     assert got.dtype == torch.float16
     want = 0.5 * (models[0]["w"].float() + models[1]["w"].float())
     torch.testing.assert_close(got, want.half())
+
+
+def test_dora_is_folded_by_peft_before_merging(merge_zoo: dict, tmp_path: Path) -> None:
+    """DoRA's update is not B @ A alone (magnitude vector): such adapters are folded by peft, then differenced."""
+    from transferlab.fit import fit, load
+
+    d = tmp_path / "dora"
+    fit(merge_zoo["a"], merge_zoo["ref"], "dora", out=d, epochs=1, image_size=32, lr=1e-2)
+    base = _base_state(merge_zoo)
+    got = merge("task_arithmetic", merge_zoo["ref"], [d, base], lam=1.0)
+    folded = load(d).merge_and_unload().state_dict()
+    assert any(not torch.equal(folded[k], base[k]) for k in got if base[k].is_floating_point())
+    for k, v in got.items():
+        torch.testing.assert_close(v, folded[k], rtol=1e-5, atol=1e-6)
