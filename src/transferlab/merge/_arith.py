@@ -72,7 +72,7 @@ class Arithmetic(Method):
     seed: int = 0
     _thresholds: list[float | None] = field(default_factory=list, repr=False)
     _vote: int = field(default=0, repr=False)
-    _tied: list[tuple[str, Any, Any]] = field(default_factory=list, repr=False)
+    _tied: list[tuple[str, Any, Any, Any]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.density is not None and not 0 < self.density <= 1:
@@ -117,7 +117,7 @@ class Arithmetic(Method):
                 if d is None:
                     buf[pos:pos + m] = 0
                 else:
-                    buf[pos:pos + m] = d.abs().reshape(-1).numpy()
+                    np.abs(d.reshape(-1).numpy(), out=buf[pos:pos + m], casting="unsafe")
                 pos += m
             self._thresholds.append(kth_threshold(buf, self.density))
         del buf
@@ -138,37 +138,39 @@ class Arithmetic(Method):
                 thr = [kth_threshold(D[t].abs().reshape(-1).numpy().copy(), self.density) for t in range(len(ds))]
             for t, th in enumerate(thr):
                 if th is not None:
-                    D[t] = torch.where(D[t].abs() >= th, D[t], torch.zeros((), dtype=cd))
+                    D[t].mul_(D[t].abs() >= th)
         if self.sign is None:
             agg = D.mean(0) if self.mean else D.sum(0)
         else:
             agg = self._disjoint_mean(key, D)
-        return (b + self.lam * agg).to(base.dtype)
+        return (b.add_(agg, alpha=self.lam) if b is not base else b + self.lam * agg).to(base.dtype)
 
     def _disjoint_mean(self, key: str, D: Any) -> Any:
+        """Mean of the entries whose sign agrees with the elected one, in place on ``D``. Entries whose elected sign
+        is 0 but which hold non-zero values get the model-wide majority sign, known only after the last tensor: their
+        positive and negative means are kept, 0 is written for now, and ``finish`` patches them."""
         import torch
 
         elected = torch.sign(D.sum(0)) if self.sign == "mass" else torch.sign(torch.sign(D).sum(0))
         self._vote += int(elected.sum())
-
-        def mean_of(sel: Any) -> Any:
-            picked = torch.where(sel, D, torch.zeros((), dtype=D.dtype))
-            return picked.sum(0) / (picked != 0).sum(0).clamp(min=1)
-
-        # an entry with elected sign 0 takes the model-wide majority sign, known only at the end: write the
-        # negative choice now (what the reference does when the vote is 0 too) and patch if the majority is positive
-        agg = mean_of(torch.where(elected.unsqueeze(0) > 0, D > 0, D < 0))
-        tied = (elected == 0) & (D != 0).any(0)
-        if bool(tied.any()):
-            idx = torch.nonzero(tied.reshape(-1)).reshape(-1)
-            pos = mean_of(D > 0).reshape(-1)[idx]
-            self._tied.append((key, idx, pos))
-        return agg
+        agree = (D * elected) > 0
+        count = agree.sum(0)
+        zeros = torch.nonzero(elected.reshape(-1) == 0).reshape(-1)
+        if zeros.numel():
+            sub = D.reshape(D.shape[0], -1)[:, zeros]
+            held = (sub != 0).any(0)
+            if bool(held.any()):
+                sub = sub[:, held]
+                pos, neg = sub.clamp(min=0), sub.clamp(max=0)
+                self._tied.append((key, zeros[held], pos.sum(0) / (pos != 0).sum(0).clamp(min=1),
+                                   neg.sum(0) / (neg != 0).sum(0).clamp(min=1)))
+        D.mul_(agree)
+        return D.sum(0).div_(count.clamp_(min=1))
 
     def finish(self, patch: Any) -> None:
-        if self._vote > 0:
-            for key, idx, pos in self._tied:
-                patch(key, idx, lambda base, v=pos: base + self.lam * v)
+        for key, idx, pos, neg in self._tied:  # as the reference: the positive entries if the majority is positive
+            v = pos if self._vote > 0 else neg
+            patch(key, idx, lambda base, v=v: base + self.lam * v)
         self._tied = []
 
 

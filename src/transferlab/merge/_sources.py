@@ -42,12 +42,13 @@ class Source:
         raise NotImplementedError
 
     def get(self, key: str) -> Any:
-        import torch
-
         t = self._read(key)
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise TransferlabError(f"{self.label}: tensor {key} holds NaN or inf values; a broken checkpoint cannot "
-                                   "be merged")
+        checked = self.__dict__.setdefault("_checked", set())
+        if key not in checked:  # each tensor once, however often it is read (the base is read once per pass)
+            if t.is_floating_point() and not _finite(t):
+                raise TransferlabError(f"{self.label}: tensor {key} holds NaN or inf values; a broken checkpoint "
+                                       "cannot be merged")
+            checked.add(key)
         return t
 
     def delta(self, key: str, base: Any) -> Any:
@@ -63,6 +64,16 @@ class Source:
 
     def close(self) -> None:
         pass
+
+
+def _finite(t: Any) -> bool:
+    """No NaN or inf in ``t``: one reduction (a sum is finite unless an entry is NaN/inf or the sum overflows; only
+    then the exact, allocating check)."""
+    import math
+
+    import torch
+
+    return math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all())
 
 
 class DictSource(Source):
@@ -87,13 +98,18 @@ class DictSource(Source):
 
 
 class SafetensorsSource(Source):
-    """Lazy: tensors are read from the file when asked for, one at a time."""
+    """Lazy: tensors are read from the file when asked for, one at a time, with ``pread`` where safetensors offers it
+    (>= 0.8): a tensor's memory is then the process's own and freed after use, where mapped file pages would stay
+    resident until the file is closed (measured: 1.9 GB of mapped pages for five ViT-B files)."""
 
     def __init__(self, path: Path, label: str, config: dict[str, Any] | None = None) -> None:
         from safetensors import safe_open
 
         try:
-            self._fh = safe_open(str(path), framework="pt")
+            try:
+                self._fh = safe_open(str(path), framework="pt", backend="pread")
+            except TypeError:  # safetensors < 0.8: memory-mapped
+                self._fh = safe_open(str(path), framework="pt")
         except Exception as exc:  # a truncated or foreign file
             raise TransferlabError(f"{label}: cannot read {path} as safetensors ({exc})") from None
         self.path, self.label, self.config = path, label, config
