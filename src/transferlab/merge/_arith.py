@@ -50,6 +50,12 @@ def compute_dtype(t: Any) -> Any:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def thetas_of(base: Any, deltas: list[Any]) -> list[Any]:
+    """The fine-tuned tensors ``theta_t = base + tau_t`` (``None``: zero task vector), in the compute dtype."""
+    b = base.to(compute_dtype(base))
+    return [b + d.to(b.dtype) if d is not None else b for d in deltas]
+
+
 def kth_threshold(magnitudes: np.ndarray, density: float) -> float | None:
     """The reference's trim threshold: the ``(d - int(d * density))``-th smallest magnitude (1-based); ``None`` when
     nothing is trimmed. Partitions ``magnitudes`` in place."""

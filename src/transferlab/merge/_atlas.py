@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import TransferlabError
-from ._arith import Method, compute_dtype
+from ._arith import Method, compute_dtype, thetas_of
 from ._registry import MERGE_METHODS
 
 
@@ -155,12 +155,11 @@ class Atlas(Method):
     def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
         import torch
 
-        cd = compute_dtype(base)
-        b = base.to(cd)
         if key not in self._index:
-            return torch.stack([b + d.to(cd) if d is not None else b for d in deltas]).mean(0)
+            return torch.stack(thetas_of(base, deltas)).mean(0)
+        cd = compute_dtype(base)
         j = self._index[key]
-        out = b.clone()
+        out = base.to(cd).clone()
         for t, d in enumerate(deltas):
             if d is not None:
                 out += self.coefficients_[t, j].to(cd) * d.to(cd)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TransferlabError
-from ._arith import Method, compute_dtype
+from ._arith import Method, thetas_of
 from ._registry import MERGE_METHODS
 
 
@@ -75,15 +75,13 @@ class Fisher(Method):
     def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
         import torch
 
-        cd = compute_dtype(base)
-        b = base.to(cd)
-        thetas = [b + d.to(cd) if d is not None else b for d in deltas]
+        thetas = thetas_of(base, deltas)
         if key not in self._fishers[0]:  # buffers (batch-norm statistics): plain average
             return torch.stack(thetas).mean(0)
-        num = torch.zeros_like(b)
-        den = torch.zeros_like(b)
+        num = torch.zeros_like(thetas[0])
+        den = torch.zeros_like(thetas[0])
         for th, f in zip(thetas, self._fishers, strict=True):
-            w = f[key].to(cd) + self.floor
+            w = f[key].to(th.dtype) + self.floor
             num += w * th
             den += w
         return num / den

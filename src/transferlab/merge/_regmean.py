@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TransferlabError
-from ._arith import Method, compute_dtype
+from ._arith import Method, thetas_of
 from ._registry import MERGE_METHODS
 
 
@@ -83,9 +83,7 @@ class RegMean(Method):
     def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
         import torch
 
-        cd = compute_dtype(base)
-        b = base.to(cd)
-        thetas = [b + d.to(cd) if d is not None else b for d in deltas]
+        thetas = thetas_of(base, deltas)
         if key not in self._grams[0]:
             return torch.stack(thetas).mean(0)
         gs = [g[key] for g in self._grams]
@@ -96,7 +94,7 @@ class RegMean(Method):
         ridge = 1e-8 * torch.diagonal(total).mean().clamp(min=1e-30)
         eye = torch.eye(total.shape[0], dtype=total.dtype)
         w_t = torch.linalg.solve(total + ridge * eye, rhs + ridge * sum(flat) / len(flat))
-        return w_t.T.reshape(b.shape).to(cd)
+        return w_t.T.reshape(base.shape).to(thetas[0].dtype)
 
 
 @MERGE_METHODS.register("regmean", summary="closed-form merge of each linear layer from its inputs' Gram matrices",
