@@ -41,8 +41,10 @@ def test_bench_merge_passes_options_per_method(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_merge_list_and_missing_out(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["merge", "--method", "ties", "--list"]) == 0
+    assert main(["merge", "--list"]) == 0
     out = capsys.readouterr().out
     assert "regmean" in out and "TIES-Merging" in out
     assert main(["merge", "--method", "ties", "--base", "x", "--models", "a", "b"]) == 2
     assert "--out is required" in capsys.readouterr().err
+    assert main(["merge", "--base", "x", "--models", "a", "b", "--out", "o"]) == 2
+    assert "--method is required: one of atlas, average, dare" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def expand_multi(argv: list[str]) -> list[str]:
 
 
 def merge_cmd(
-    method: str = typer.Option(..., "--method", help="Merge method (transferlab merge --list)."),
+    method: str = typer.Option(None, "--method", help="Merge method (transferlab merge --list)."),
     base: str = typer.Option(None, "--base", help="The model the fine-tuned models started from: a reference "
                              "(builtin:lite0, timm:..., hf:...), a fit directory or a .safetensors file."),
     models: list[str] = typer.Option(None, "--models", help="Fine-tuned models: fit directories (full or LoRA), "
@@ -60,6 +60,8 @@ def merge_cmd(
             t.add_row(n, "yes" if m.get("needs_data") else "", m.get("summary", ""), m.get("paper", ""))
         console().print(t)
         return
+    if method is None:
+        raise TransferlabError(f"--method is required: one of {', '.join(MERGE_METHODS.list())}")
     if out is None:
         raise TransferlabError("--out is required: the directory to write the merged model to")
     r = merge_models(method, base, list(models or []), out, data=list(data) if data else None,
