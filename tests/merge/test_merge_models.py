@@ -227,3 +227,14 @@ def test_dora_is_folded_by_peft_before_merging(merge_zoo: dict, tmp_path: Path) 
     assert any(not torch.equal(folded[k], base[k]) for k in got if base[k].is_floating_point())
     for k, v in got.items():
         torch.testing.assert_close(v, folded[k], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_statistics_are_averaged_by_every_method(merge_zoo: dict) -> None:
+    """Task arithmetic on running variances can drive them negative; every method averages them instead."""
+    a, b = (state_of(d / "model.safetensors") for d in merge_zoo["dirs"][:2])
+    stats = [k for k in a if k.endswith((".running_mean", ".running_var"))]
+    assert stats
+    for method, opts in [("task_arithmetic", {"lam": 3.0}), ("ties", {}), ("dare", {"p": 0.5})]:
+        got = merge(method, merge_zoo["ref"], merge_zoo["dirs"][:2], **opts)
+        for k in stats:
+            torch.testing.assert_close(got[k], (a[k] + b[k]) / 2)

@@ -111,12 +111,12 @@ class Arithmetic(Method):
         import torch
 
         dt = np.float64 if any(job.base.info(k)[1] == torch.float64 for k in job.keys) else np.float32
-        n = sum(int(np.prod(job.base.info(k)[0])) for k in job.float_keys)
+        n = sum(int(np.prod(job.base.info(k)[0])) for k in job.weight_keys)
         buf = np.empty(n, dtype=dt)
         self._thresholds = []
         for t, task in enumerate(job.tasks):
             pos = 0
-            for key in job.progress(job.float_keys, f"trim threshold {t + 1}/{len(job.tasks)}"):
+            for key in job.progress(job.weight_keys, f"trim threshold {t + 1}/{len(job.tasks)}"):
                 b = job.base.get(key)
                 d = self._dropped(key, t, task.delta(key, b.to(compute_dtype(b))))
                 m = b.numel()
