@@ -160,18 +160,16 @@ class Arithmetic(Method):
         elected = torch.sign(D.sum(0)) if self.sign == "mass" else torch.sign(torch.sign(D).sum(0))
         self._vote += int(elected.sum())
         agree = (D * elected) > 0
-        count = agree.sum(0)
-        zeros = torch.nonzero(elected.reshape(-1) == 0).reshape(-1)
-        if zeros.numel():
-            sub = D.reshape(D.shape[0], -1)[:, zeros]
-            held = (sub != 0).any(0)
-            if bool(held.any()):
-                sub = sub[:, held]
-                pos, neg = sub.clamp(min=0), sub.clamp(max=0)
-                self._tied.append((key, zeros[held], pos.sum(0) / (pos != 0).sum(0).clamp(min=1),
-                                   neg.sum(0) / (neg != 0).sum(0).clamp(min=1)))
+        count = agree.sum(0, dtype=torch.uint8 if D.shape[0] < 256 else torch.int32)  # int64 (default): 7x slower
+        held = (D.amax(0) > 0) | (D.amin(0) < 0)  # two reductions, no [T, n] temporary
+        tied = torch.nonzero(((elected == 0) & held).reshape(-1)).reshape(-1)
+        if tied.numel():
+            sub = D.reshape(D.shape[0], -1)[:, tied]
+            pos, neg = sub.clamp(min=0), sub.clamp(max=0)
+            self._tied.append((key, tied, pos.sum(0) / (pos != 0).sum(0).clamp(min=1),
+                               neg.sum(0) / (neg != 0).sum(0).clamp(min=1)))
         D.mul_(agree)
-        return D.sum(0).div_(count.clamp_(min=1))
+        return D.sum(0).div_(count.clamp_(min=1).to(D.dtype))
 
     def finish(self, patch: Any) -> None:
         for key, idx, pos, neg in self._tied:  # as the reference: the positive entries if the majority is positive
