@@ -238,3 +238,28 @@ def test_batch_norm_statistics_are_averaged_by_every_method(merge_zoo: dict) -> 
         got = merge(method, merge_zoo["ref"], merge_zoo["dirs"][:2], **opts)
         for k in stats:
             torch.testing.assert_close(got[k], (a[k] + b[k]) / 2)
+
+
+def test_reset_norms_reestimates_batch_norm_statistics(merge_zoo: dict, tmp_path: Path) -> None:
+    """First batch norm: its running mean becomes the mean of the per-batch channel means of its input (one batch per
+    task here), computed here with a hook on the merged network."""
+    from transferlab.fit import load, model_inputs
+
+    out = tmp_path / "m"
+    data = [merge_zoo["a"], merge_zoo["b"]]
+    with pytest.raises(TransferlabError, match="reset_norms re-estimates batch-norm statistics on data"):
+        merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"][:2], out, reset_norms=True)
+    merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"][:2], out, data=data, reset_norms=True)
+    plain = tmp_path / "plain"
+    merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"][:2], plain)
+    net = load(plain)
+    seen: list[torch.Tensor] = []
+    net.bn1.register_forward_hook(lambda m, i, o: seen.append(i[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        for ds in data:
+            x = torch.stack([x for x, _ in model_inputs(net, ds)])
+            net(x)
+    got = state_of(out / "model.safetensors")
+    torch.testing.assert_close(got["bn1.running_mean"], (seen[0] + seen[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got["bn1.running_mean"], state_of(plain / "model.safetensors")["bn1.running_mean"])
+    assert json.loads((out / "config.json").read_text())["merge"]["norm_statistics"] == "re-estimated on the data"

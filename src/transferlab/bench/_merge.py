@@ -100,13 +100,15 @@ def bench_merge(
     test_limit: int | None = None,
     image_size: int | None = None,
     method_options: dict[str, dict[str, Any]] | None = None,
+    reset_norms: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> MergeBenchResult:
     """Fine-tune ``model`` on each target (``fit_method``, ``epochs``; fits cached in ``out/fits``), merge the fits
     with every method (default: all registered; data-dependent ones use each target's training sample), and evaluate
     every merged network with each task's head on that task's test split. ``limit``/``test_limit``: class-stratified
-    samples of the splits."""
+    samples of the splits. ``reset_norms``: every merged network's batch-norm statistics re-estimated on the training
+    samples (see ``merge_models``)."""
     from ..data import load_dataset
     from ..fit import evaluate_model
     from ..merge import MERGE_METHODS, merge_models
@@ -139,13 +141,15 @@ def bench_merge(
     merged: dict[str, dict[str, float]] = {}
     for m in [ZERO, *ms]:
         name, o = (("task_arithmetic", {"lam": 0.0}) if m == ZERO else (m, dict(opts.get(m, {}))))
-        data = trains if MERGE_METHODS.meta(name).get("needs_data") else None
+        data = trains if MERGE_METHODS.meta(name).get("needs_data") or reset_norms else None
         t0 = time.perf_counter()
         md = out / "merged" / m
-        merge_models(name, model, dirs, md, data=data, names=names, overwrite=True, progress=progress, **o)
+        merge_models(name, model, dirs, md, data=data, names=names, overwrite=True, progress=progress,
+                     reset_norms=reset_norms, **o)
         seconds[m] = time.perf_counter() - t0
         merged[m] = {n: float(evaluate_model(md, te, head=n)["accuracy"]) for n, te in zip(names, tests, strict=True)}
     options = {"fit_method": fit_method, "epochs": epochs, "limit": limit, "test_limit": test_limit,
+               "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},
                "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)}}

@@ -64,6 +64,8 @@ def bench_merge_cmd(
     test_limit: int = typer.Option(None, "--test-limit", help="Class-stratified sample of each test split."),
     image_size: int = typer.Option(None, "--image-size", help="Input size (default: fit's)."),
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. ties.density=0.1 (repeatable)."),
+    reset_norms: bool = typer.Option(False, "--reset-norms", help="Re-estimate every merged network's batch-norm "
+                                     "statistics on the training samples."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -82,7 +84,8 @@ def bench_merge_cmd(
         m, key = k.split(".", 1)
         per.setdefault(m, {})[key] = v
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
-                    test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet)
+                    test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
+                    reset_norms=reset_norms)
     paths = r.save(out)
     t = Table("method", *r.names, "mean", "normalised", "published ViT-B/32", "merge s")
     for row in r.rows():

@@ -41,6 +41,8 @@ def merge_cmd(
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. density=0.1), repeatable."),
     head_prefix: str = typer.Option(None, "--head-prefix", help="Name of the task head for raw checkpoints "
                                     "(fit directories record it)."),
+    reset_norms: bool = typer.Option(False, "--reset-norms", help="Re-estimate batch-norm statistics of the merged "
+                                     "network on --data (default: average the models' statistics)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle checkpoints (can run code)."),
     list_: bool = typer.Option(False, "--list", help="List the merge methods and exit."),
@@ -66,7 +68,7 @@ def merge_cmd(
         raise TransferlabError("--out is required: the directory to write the merged model to")
     r = merge_models(method, base, list(models or []), out, data=list(data) if data else None,
                      names=list(names) if names else None, overwrite=overwrite, head_prefix=head_prefix,
-                     trust_pickle=trust_pickle, progress=not quiet, **_options(option))
+                     trust_pickle=trust_pickle, progress=not quiet, reset_norms=reset_norms, **_options(option))
     c = console()
     c.print(f"{method}: {len(r.heads)} models merged in {r.seconds:.1f} s (peak memory {r.peak_rss_mb:.0f} MB); "
             f"heads: {', '.join(r.heads)}", highlight=False)

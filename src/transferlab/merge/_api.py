@@ -50,6 +50,7 @@ class _Job:
             n = 1 if isinstance(finetuned, (str, Path, dict)) else len(finetuned)
             raise TransferlabError(f"nothing to merge: {n} fine-tuned model given; merging needs at least two")
         self.show = progress
+        self.reset_norms = False
         self.trust_pickle = trust_pickle
         self.sources: list[Source] = []
         self.base = self._open(base, "base", allow_reference=True)
@@ -257,12 +258,15 @@ def _safe_name(name: str, taken: set[str]) -> str:
 def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path, *,
                  data: Sequence[Any] | None = None, names: Sequence[str] | None = None, overwrite: bool = False,
                  head_prefix: str | None = None, trust_pickle: bool = False, progress: bool = False,
-                 **options: Any) -> MergeResult:
+                 reset_norms: bool = False, reset_examples: int = 256, **options: Any) -> MergeResult:
     """Merge ``models`` into ``out``: ``model.safetensors`` (the merged network with the first task's head, so it
     loads like a fit output and in timm), ``heads/<task>.safetensors`` (every task's head), ``config.json`` (a fit
     config plus ``heads`` and ``merge``) and ``merge.json``. ``transferlab.fit.load(out, head=task)`` and
     ``transferlab predict --head`` use any head. Written tensor by tensor into a temporary directory that replaces
-    ``out`` only when complete: a failed merge leaves nothing behind."""
+    ``out`` only when complete: a failed merge leaves nothing behind.
+
+    ``reset_norms``: re-estimate the merged network's batch-norm statistics on ``data`` (``reset_examples`` per task)
+    instead of averaging the fine-tuned models' statistics."""
     from safetensors.torch import save_file
 
     from .._io import write_json_atomic
@@ -271,9 +275,15 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise TransferlabError(f"{out} already exists; choose another --out or pass --overwrite")
+    if reset_norms and not data:
+        raise TransferlabError("reset_norms re-estimates batch-norm statistics on data: give one dataset per model "
+                               "(--data)")
     t0 = time.perf_counter()
     job = _Job(method, base, models, data=data, head_prefix=head_prefix, trust_pickle=trust_pickle,
                progress=progress, options=options)
+    if reset_norms and job.data is not None and len(job.data) != len(job.tasks):
+        raise TransferlabError(f"reset_norms: {len(job.data)} datasets for {len(job.tasks)} models")
+    job.reset_norms = reset_norms
     tmp: Path | None = None
     writer: SafetensorsWriter | None = None
     try:
@@ -322,6 +332,10 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         first = job.tasks[0]
         if first.path is not None and (first.path / "tokenizer").is_dir():
             shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
+        if reset_norms:
+            from ._stream import overwrite_tensors
+
+            overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, reset_examples))
         seconds = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
@@ -338,6 +352,32 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         job.close()
 
 
+def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, Any]:
+    """Batch-norm running statistics of the merged network, recomputed on ``examples`` of each task's data (a
+    cumulative average over every batch of every task; the merged weights change the features the statistics of the
+    fine-tuned models were computed on)."""
+    import torch
+
+    from ..fit import load
+
+    net = load(model_dir)
+    norms = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    if not norms:
+        raise TransferlabError("reset_norms: this model has no batch-norm layer")
+    net.eval()
+    for m in norms.values():
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    with torch.no_grad():
+        for i in range(len(job.tasks)):
+            for x, _ in torch.utils.data.DataLoader(job.task_data(i, net, examples, 0), batch_size=32):
+                net(x)
+    state = net.state_dict()
+    return {f"{n}.{s}": state[f"{n}.{s}"].contiguous() for n in norms
+            for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
+
+
 def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: dict[str, Any]) -> dict[str, Any]:
     first = job.tasks[0].config or {}
     keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
@@ -347,6 +387,7 @@ def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: 
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
             "class_names": h0["class_names"], "head": job.head_prefix, "heads": heads,
             "merge": {"method": job.method_name, "options": {**options, **job.method.options()},
+                      "norm_statistics": "re-estimated on the data" if job.reset_norms else "averaged",
                       "base": str(job.base_ref) if job.base_ref else "state dict",
                       "models": [str(t.path) if t.path else t.label for t in job.tasks]}}
 

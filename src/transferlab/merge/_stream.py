@@ -85,3 +85,18 @@ def _bytes(t: Any) -> memoryview:
 
     t = t.detach().cpu().contiguous().reshape(-1)
     return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
+def overwrite_tensors(path: str | Path, tensors: dict[str, Any]) -> None:
+    """Replace whole tensors of a safetensors file in place (same names, dtypes and shapes)."""
+    with open(path, "r+b") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+        for name, t in tensors.items():
+            e = header.get(name)
+            if e is None or e["dtype"] != dtype_code(t.dtype) or e["shape"] != list(t.shape):
+                raise ValueError(f"{name}: not a {t.dtype} {tuple(t.shape)} tensor of {path}")
+            fh.seek(8 + n + e["data_offsets"][0])
+            fh.write(_bytes(t))
+        fh.flush()
+        os.fsync(fh.fileno())
