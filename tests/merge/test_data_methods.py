@@ -35,6 +35,18 @@ def test_fisher_is_the_mean_squared_score() -> None:
     np.testing.assert_allclose(f["bias"].numpy(), r.pow(2).mean(0).numpy(), rtol=1e-10)
 
 
+def test_exact_fisher_is_the_expectation_under_the_prediction() -> None:
+    """sum_y p_y (e_y - p)^2 x^2 per weight entry, (e_y - p)^2 per bias entry."""
+    net, data = _linear_task(4, n=12)
+    f = diagonal_fisher(net, data, {"weight", "bias"}, kind="exact")
+    x, _ = data.tensors
+    p = torch.softmax(x @ net.weight.detach().T + net.bias.detach(), 1)  # [n, C]
+    eye = torch.eye(3, dtype=torch.float64)
+    r2 = ((eye[None, :, :] - p[:, None, :]) ** 2 * p[:, :, None]).sum(1)  # [n, C]: sum_y p_y (e_y - p)_c^2
+    np.testing.assert_allclose(f["weight"].numpy(), (r2[:, :, None] * x[:, None, :] ** 2).mean(0).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(f["bias"].numpy(), r2.mean(0).numpy(), rtol=1e-10)
+
+
 def test_regmean_solves_the_joint_least_squares() -> None:
     """alpha=1: W = argmin sum_t ||X_t W^T - X_t W_t^T||^2 (numpy lstsq on the stacked problem)."""
     tasks = [_linear_task(s) for s in (1, 2, 3)]
@@ -48,7 +60,7 @@ def test_regmean_solves_the_joint_least_squares() -> None:
     want = np.linalg.lstsq(xs, ys, rcond=None)[0].T
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
     x0 = tasks[0][1].tensors[0].numpy()
-    np.testing.assert_allclose(grams[0]["weight"].numpy(), x0.T @ x0, rtol=1e-12)
+    np.testing.assert_allclose(grams[0]["weight"].numpy(), x0.T @ x0 / len(x0), rtol=1e-12)
 
 
 def test_regmean_on_a_cnn_uses_1x1_convolutions(merge_zoo: dict) -> None:

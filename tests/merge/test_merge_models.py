@@ -263,3 +263,51 @@ def test_reset_norms_reestimates_batch_norm_statistics(merge_zoo: dict, tmp_path
     torch.testing.assert_close(got["bn1.running_mean"], (seen[0] + seen[1]) / 2, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(got["bn1.running_mean"], state_of(plain / "model.safetensors")["bn1.running_mean"])
     assert json.loads((out / "config.json").read_text())["merge"]["norm_statistics"] == "re-estimated on the data"
+
+
+class _Body(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 5)
+        self.c1 = torch.nn.Conv1d(3, 4, 3)
+        self.c2 = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _Body()
+
+
+def test_lora_patterns_rslora_and_conv1d_match_peft(tmp_path: Path) -> None:
+    """alpha_pattern keys are regular expressions (peft's matching), rsLoRA scales by alpha / sqrt(r), Conv1d and
+    1x1 Conv2d updates have their own shapes: all equal to peft's merge_and_unload."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    net = _Net()
+    base = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["fc", "c1", "c2"], init_lora_weights=False,
+                     alpha_pattern={r"body\.f.": 24}, rank_pattern={"c2": 2}, use_rslora=True)
+    peft_model = get_peft_model(copy.deepcopy(net), cfg)
+    peft_model.save_pretrained(str(tmp_path / "lora"))
+    folded = peft_model.merge_and_unload().state_dict()
+    got = merge("task_arithmetic", base, [tmp_path / "lora", base], lam=1.0)
+    for k, v in got.items():
+        torch.testing.assert_close(v, folded[k], rtol=1e-5, atol=1e-6)
+        if k.endswith("weight"):
+            assert not torch.equal(v, base[k]), k
+    other = {("net." + k): v for k, v in base.items()}  # a base whose tensors have other names
+    with pytest.raises(TransferlabError, match=r"updates body\.\w+\.weight, which the base has no tensor for"):
+        merge("average", other, [tmp_path / "lora", other])
+
+
+def test_state_dicts_that_require_grad_merge() -> None:
+    a, b, c = (torch.nn.Linear(4, 3) for _ in range(3))
+    got = merge("ties", dict(a.named_parameters()), [dict(b.named_parameters()), dict(c.named_parameters())])
+    assert got["weight"].shape == (3, 4) and not got["weight"].requires_grad

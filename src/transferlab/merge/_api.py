@@ -18,7 +18,8 @@ from .._version import __version__
 from ..errors import TransferlabError
 from ._arith import compute_dtype, thetas_of
 from ._registry import MERGE_METHODS
-from ._sources import Source, open_source
+from ._sources import DictSource, Source, open_source
+from ._stream import SUPPORTED_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ class _Job:
         self.reset_norms = False
         self.trust_pickle = trust_pickle
         self.sources: list[Source] = []
+        try:
+            self._setup(method, entry, base, finetuned, data, head_prefix, options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, method: str, entry: Any, base: Any, finetuned: Sequence[Any], data: Sequence[Any] | None,
+               head_prefix: str | None, options: dict[str, Any]) -> None:
         self.base = self._open(base, "base", allow_reference=True)
         self.base_ref = str(base) if isinstance(base, (str, Path)) else None
         self.tasks = [self._open(m, f"model {i + 1} ({_label(m)})", base=self.base) for i, m in enumerate(finetuned)]
@@ -105,15 +114,20 @@ class _Job:
                                        f"{archs[0][1].get('name')}: merging needs one architecture")
 
     def _check_adapter_bases(self) -> None:
-        """An adapter's task vector is relative to the model it was trained on: that must be the base."""
-        from ._sources import LoraSource
-
+        """An adapter's task vector is relative to the model it was trained on: that must be the base. Checked when
+        the base is a model reference (a local base file or directory cannot be matched to a reference: warned)."""
         for t in self.tasks:
+            if t.path is None or not (t.path / "adapter_config.json").is_file():
+                continue
             trained_on = (t.config or {}).get("model")
-            if isinstance(t, LoraSource) and self.base_ref and trained_on and trained_on != self.base_ref \
-                    and not Path(self.base_ref).exists():
-                raise TransferlabError(f"{t.label} is an adapter trained on {trained_on}, but the base is "
-                                       f"{self.base_ref}: merge adapters over the model they were trained on")
+            if not trained_on or not self.base_ref or trained_on == self.base_ref:
+                continue
+            if Path(self.base_ref).exists():
+                log.warning("%s is an adapter trained on %s; the base %s is a local file, so merge cannot check it is "
+                            "the same model", t.label, trained_on, self.base_ref)
+                continue
+            raise TransferlabError(f"{t.label} is an adapter trained on {trained_on}, but the base is "
+                                   f"{self.base_ref}: merge adapters over the model they were trained on")
 
     def _check_tensors(self) -> None:
         want = {k: self.base.info(k) for k in self.keys}
@@ -132,6 +146,9 @@ class _Job:
                 if ts != bs:
                     raise TransferlabError(f"{t.label} and the base differ in architecture: tensor {k} has shape "
                                            f"{list(ts)} there and {list(bs)} in the base{hint}")
+                if str(bdt).replace("torch.", "") not in SUPPORTED_DTYPES:
+                    raise TransferlabError(f"tensor {k} is {bdt}, a dtype merging does not handle; convert the "
+                                           "checkpoints first")
                 if tdt != bdt:
                     raise TransferlabError(f"dtype mix: tensor {k} is {str(tdt).replace('torch.', '')} in {t.label} "
                                            f"and {str(bdt).replace('torch.', '')} in the base; convert the "
@@ -233,12 +250,15 @@ def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[An
                progress=progress, options=options)
     out: dict[str, Any] = {}
 
+    def write(key: str, t: Any) -> None:  # never hand back the caller's own base tensors
+        out[key] = t.clone() if isinstance(job.base, DictSource) and t is job.base.state.get(key) else t
+
     def patch(key: str, idx: Any, fn: Any) -> None:
         flat = out[key].reshape(-1)
         flat[idx] = fn(job.base.get(key).reshape(-1)[idx].to(flat.dtype)).to(flat.dtype)
 
     try:
-        job.run(out.__setitem__, patch)
+        job.run(write, patch)
     finally:
         job.close()
     return out
@@ -281,8 +301,12 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     t0 = time.perf_counter()
     job = _Job(method, base, models, data=data, head_prefix=head_prefix, trust_pickle=trust_pickle,
                progress=progress, options=options)
-    if reset_norms and job.data is not None and len(job.data) != len(job.tasks):
-        raise TransferlabError(f"reset_norms: {len(job.data)} datasets for {len(job.tasks)} models")
+    if reset_norms and (len(job.data or []) != len(job.tasks)
+                        or not any(is_norm_statistic(k) for k in job.keys)):
+        job.close()
+        raise TransferlabError("reset_norms: " + (f"{len(job.data or [])} datasets for {len(job.tasks)} models"
+                                                  if len(job.data or []) != len(job.tasks)
+                                                  else "this model has no batch-norm layer"))
     job.reset_norms = reset_norms
     tmp: Path | None = None
     writer: SafetensorsWriter | None = None
@@ -395,12 +419,13 @@ def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: 
 def _replace_dir(tmp: Path, out: Path) -> None:
     if out.exists():
         trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, trash / out.name)
         try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(trash / out.name, out)
-            raise
+            os.replace(out, trash / out.name)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(trash / out.name, out)
+                raise
         finally:
             shutil.rmtree(trash, ignore_errors=True)
     else:

@@ -15,10 +15,13 @@ from ._registry import MERGE_METHODS
 
 
 def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> dict[str, Any]:
-    """``weight key -> X^T X`` (float64) of the inputs of every Linear / 1x1 Conv2d whose weight is in ``keys``."""
+    """``weight key -> X^T X / rows`` (float64): the mean input Gram matrix of every Linear / 1x1 Conv2d whose weight
+    is in ``keys`` (averaged per task as the reference implementation does, so a task with more rows, e.g. longer
+    padded texts, does not outweigh the others)."""
     import torch
 
     grams: dict[str, Any] = {}
+    rows: dict[str, int] = {}
     hooks = []
 
     def hook(name: str) -> Any:
@@ -29,6 +32,7 @@ def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> di
             x = x if x.dtype == torch.float64 else x.float()  # float32 products per batch (faster), float64 sums
             g = (x.T @ x).to(torch.float64)
             grams[name] = grams[name] + g if name in grams else g
+            rows[name] = rows.get(name, 0) + x.shape[0]
         return f
 
     for name, mod in net.named_modules():
@@ -46,7 +50,7 @@ def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> di
     finally:
         for h in hooks:
             h.remove()
-    return grams
+    return {k: g / max(rows[k], 1) for k, g in grams.items()}
 
 
 @dataclass

@@ -84,7 +84,8 @@ class DictSource(Source):
         bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
         if bad:
             raise TransferlabError(f"{label}: entry {bad[0]!r} is not a tensor; pass a state dict of tensors")
-        self.state, self.label, self.head_prefix, self.config = state, label, head_prefix, config
+        self.state = {k: v.detach().cpu() for k, v in state.items()}
+        self.label, self.head_prefix, self.config = label, head_prefix, config
 
     def keys(self) -> list[str]:
         return list(self.state)
@@ -124,7 +125,11 @@ class SafetensorsSource(Source):
 
         if key not in self._info:
             sl = self._fh.get_slice(key)
-            self._info[key] = (tuple(sl.get_shape()), getattr(torch, _CODES[sl.get_dtype()]))
+            code = sl.get_dtype()
+            if code not in _CODES:
+                raise TransferlabError(f"{self.label}: tensor {key} is {code}, a dtype merging does not handle "
+                                       f"({', '.join(_CODES)}); convert the checkpoint first")
+            self._info[key] = (tuple(sl.get_shape()), getattr(torch, _CODES[code]))
         return self._info[key]
 
     def _read(self, key: str) -> Any:
@@ -151,24 +156,33 @@ class LoraSource(Source):
             name = k[len(self.PREFIX):] if k.startswith(self.PREFIX) else k
             if ".lora_A." in name:
                 module = name.split(".lora_A.")[0]
-                self.lora[module + ".weight"] = (k, k.replace(".lora_A.", ".lora_B."), self._scaling(module))
+                r = int(self.file.info(k)[0][0])
+                self.lora[module + ".weight"] = (k, k.replace(".lora_A.", ".lora_B."), self._scaling(module, r))
             elif ".lora_B." in name or ".lora_embedding_" in name or ".lora_magnitude_vector" in name:
                 if ".lora_B." not in name:
                     raise TransferlabError(f"{label}: adapter tensor {k} is not plain LoRA")
             else:
                 self.own[name.replace(".modules_to_save.default", "")] = k
         self.head_prefix = None
+        known = set(base.keys())
+        lost = [k for k in self.lora if k not in known]
+        if lost:
+            raise TransferlabError(f"{label}: the adapter updates {lost[0]}, which the base has no tensor for; merge "
+                                   "adapters over the model they were trained on")
 
-    def _scaling(self, module: str) -> float:
+    def _scaling(self, module: str, r: int) -> float:
+        """peft's scaling for ``module``: ``alpha / r`` (rsLoRA: ``alpha / sqrt(r)``); ``alpha_pattern`` keys match
+        as peft matches them (regular expressions on the module name, first match wins); ``r`` is the adapter's own
+        rank (A's first dimension), whatever ``rank_pattern`` said."""
+        from peft.utils.other import get_pattern_key
+
         a = self.adapter
-        r, alpha = a.get("r", 8), a.get("lora_alpha", 8)
-        for pat, v in (a.get("rank_pattern") or {}).items():
-            if module == pat or module.endswith("." + pat):
-                r = v
-        for pat, v in (a.get("alpha_pattern") or {}).items():
-            if module == pat or module.endswith("." + pat):
-                alpha = v
+        pats = a.get("alpha_pattern") or {}
+        alpha = pats.get(get_pattern_key(list(pats), module), a.get("lora_alpha", 8)) if pats else a.get("lora_alpha", 8)
         return alpha / math.sqrt(r) if a.get("use_rslora") else alpha / r
+
+    def close(self) -> None:
+        self.file.close()
 
     def keys(self) -> list[str]:
         own = set(self.own)
@@ -191,14 +205,22 @@ class LoraSource(Source):
 
         ka, kb, s = self.lora[key]
         a, b = self.file.get(ka).to(torch.float64), self.file.get(kb).to(torch.float64)
-        if a.dim() == 2:
-            d = b @ a
-            if self.adapter.get("fan_in_fan_out"):
-                d = d.T
-        elif a.shape[-2:] == (1, 1):  # 1x1 convolution
-            d = (b.flatten(1) @ a.flatten(1))[:, :, None, None]
-        else:  # k x k convolution: A (r, in, k, k) then B (out, r, 1, 1)
-            d = torch.nn.functional.conv2d(a.permute(1, 0, 2, 3), b).permute(1, 0, 2, 3)
+        conv = {3: torch.nn.functional.conv1d, 4: torch.nn.functional.conv2d, 5: torch.nn.functional.conv3d}
+        try:
+            if a.dim() == 2:
+                d = b @ a
+                if self.adapter.get("fan_in_fan_out"):
+                    d = d.T
+            elif a.dim() in conv and all(k == 1 for k in a.shape[2:]):  # 1x1 convolution
+                d = (b.flatten(1) @ a.flatten(1)).reshape(b.shape[0], a.shape[1], *a.shape[2:])
+            elif a.dim() in conv:  # k x k convolution: A (r, in, k...) then B (out, r, 1...)
+                dims = list(range(a.dim()))
+                perm = [1, 0, *dims[2:]]
+                d = conv[a.dim()](a.permute(*perm), b).permute(*perm)
+            else:
+                raise ValueError(f"{a.dim()}-d LoRA factors")
+        except (RuntimeError, ValueError) as exc:
+            raise TransferlabError(f"{self.label}: cannot form the LoRA update of {key} ({exc})") from None
         d = d * s
         if tuple(d.shape) != tuple(base.shape):
             raise TransferlabError(f"{self.label}: the LoRA update of {key} has shape {tuple(d.shape)} but the base "

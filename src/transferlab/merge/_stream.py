@@ -14,6 +14,7 @@ import numpy as np
 
 _DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
            "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+SUPPORTED_DTYPES = tuple(_DTYPES)
 
 
 def dtype_code(dtype: Any) -> str:
@@ -57,15 +58,22 @@ class SafetensorsWriter:
         self._next += 1
 
     def patch(self, name: str, flat_index: Any, values: Any) -> None:
-        """Overwrite entries ``flat_index`` of an already written tensor with ``values``."""
+        """Overwrite entries ``flat_index`` of an already written tensor with ``values`` (reads the tensor's bytes
+        once, patches them in memory, writes them once)."""
         import torch
 
-        off, dtype, _ = self._layout[name]
+        off, dtype, shape = self._layout[name]
+        n = int(np.prod(shape, dtype=np.int64))
         size = torch.empty((), dtype=dtype).element_size()
-        vals = torch.as_tensor(values).to(dtype).reshape(-1)
-        for i, v in zip(np.asarray(flat_index).reshape(-1).tolist(), vals, strict=True):
-            self._fh.seek(self._base + off + int(i) * size)
-            self._fh.write(_bytes(v.reshape(1)))
+        self._fh.flush()
+        with open(self._fh.name, "rb") as rd:
+            rd.seek(self._base + off)
+            raw = bytearray(rd.read(n * size))
+        t = torch.frombuffer(raw, dtype=dtype) if n else torch.empty(0, dtype=dtype)
+        t[torch.as_tensor(np.asarray(flat_index).reshape(-1), dtype=torch.long)] = \
+            torch.as_tensor(values).to(dtype).reshape(-1)
+        self._fh.seek(self._base + off)
+        self._fh.write(_bytes(t))
         self._fh.seek(0, os.SEEK_END)
 
     def close(self) -> None:
