@@ -318,6 +318,9 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             raise TransferlabError(f"{len(task_names)} names for {len(job.tasks)} models")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the output directory is an ordinary one
         (tmp / "heads").mkdir()
         heads: dict[str, dict[str, Any]] = {}
         first_head: dict[str, Any] = {}
