@@ -44,3 +44,28 @@ def test_bench_merge_needs_two_targets(tiny_model_ref: str, tmp_path: Path) -> N
         bench_merge(tiny_model_ref, "builtin:digits", out=tmp_path)
     with pytest.raises(TransferlabError, match="unknown merge method 'tie'"):
         bench_merge(tiny_model_ref, "builtin:digits,builtin:shapes", out=tmp_path, methods="tie")
+
+
+def test_bench_merge_tunes_lam_on_held_out_training_examples(tiny_model_ref: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    from transferlab.bench import bench_merge
+    from transferlab.bench._merge import LAM_GRID
+    from transferlab.data import load_dataset
+    from transferlab.fit import evaluate_model, split_validation
+    from transferlab.merge import merge_models
+
+    a = str(write_image_folder(tmp_path / "a", n_per_class=8))
+    b = str(write_image_folder(tmp_path / "b", n_per_class=8, classes=("p", "q")))
+    out = tmp_path / "bench"
+    r = bench_merge(tiny_model_ref, [a, b], out=out, methods="task_arithmetic", epochs=1, image_size=32, tune=True)
+    lam = r.options["tuned_lam"]["task_arithmetic"]
+    vals = [split_validation(load_dataset(t, "train"), 0.1, 0)[1] for t in (a, b)]
+    scores = []
+    for g in LAM_GRID:  # recompute the selection: the first lam with the best mean validation accuracy
+        merge_models("task_arithmetic", tiny_model_ref, [out / "fits" / n for n in r.names], tmp_path / "m",
+                     names=r.names, overwrite=True, lam=g)
+        scores.append(np.mean([evaluate_model(tmp_path / "m", v, head=n)["accuracy"]
+                               for n, v in zip(r.names, vals, strict=True)]))
+    assert lam == LAM_GRID[int(np.argmax(scores))]
+    assert set(r.merged) == {"base_with_heads", "task_arithmetic", "task_arithmetic+tuned"}

@@ -23,6 +23,13 @@ from ..errors import TransferlabError
 PUBLISHED = {"pretrained": 48.0, "average": 65.8, "fisher": 68.3, "task_arithmetic": 69.1, "regmean": 71.8,
              "ties": 72.4, "adamerging": 80.1, "individual": 90.8}
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
+TUNABLE = ("task_arithmetic", "ties", "dare")
+LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
+
+
+def published(method: str) -> float | None:
+    """The published figure for a row (``ties+tuned`` -> ``ties``: the papers tune lam on validation data)."""
+    return PUBLISHED.get(method.split("+")[0])
 
 
 @dataclass
@@ -101,6 +108,7 @@ def bench_merge(
     image_size: int | None = None,
     method_options: dict[str, dict[str, Any]] | None = None,
     reset_norms: bool = False,
+    tune: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> MergeBenchResult:
@@ -108,7 +116,8 @@ def bench_merge(
     with every method (default: all registered; data-dependent ones use each target's training sample), and evaluate
     every merged network with each task's head on that task's test split. ``limit``/``test_limit``: class-stratified
     samples of the splits. ``reset_norms``: every merged network's batch-norm statistics re-estimated on the training
-    samples (see ``merge_models``)."""
+    samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties and dare from ``LAM_GRID`` by
+    mean accuracy on the validation examples ``fit`` held out of each training sample (rows ``<method>+tuned``)."""
     from ..data import load_dataset
     from ..fit import evaluate_model
     from ..merge import MERGE_METHODS, merge_models
@@ -148,7 +157,32 @@ def bench_merge(
                      reset_norms=reset_norms, **o)
         seconds[m] = time.perf_counter() - t0
         merged[m] = {n: float(evaluate_model(md, te, head=n)["accuracy"]) for n, te in zip(names, tests, strict=True)}
-    options = {"fit_method": fit_method, "epochs": epochs, "limit": limit, "test_limit": test_limit,
+    tuned: dict[str, float] = {}
+    if tune:
+        from ..fit import split_validation
+
+        vals = [split_validation(tr, 0.1, seed)[1] for tr in trains]  # fit's own held-out examples
+        if any(v is None for v in vals):
+            raise TransferlabError("tune: a training sample is too small to hold out validation examples")
+        for m in [x for x in ms if x in TUNABLE]:
+            t0 = time.perf_counter()
+            best: tuple[float, float] | None = None
+            md = out / "tune" / m
+            for lam in LAM_GRID:
+                merge_models(m, model, dirs, md, data=trains if reset_norms else None, names=names, overwrite=True,
+                             reset_norms=reset_norms, **{**opts.get(m, {}), "lam": lam})
+                score = float(np.mean([evaluate_model(md, v, head=n)["accuracy"]
+                                       for n, v in zip(names, vals, strict=True)]))
+                if best is None or score > best[0]:
+                    best = (score, lam)
+            assert best is not None
+            tuned[m] = best[1]
+            merge_models(m, model, dirs, md, data=trains if reset_norms else None, names=names, overwrite=True,
+                         reset_norms=reset_norms, **{**opts.get(m, {}), "lam": best[1]})
+            seconds[f"{m}+tuned"] = time.perf_counter() - t0
+            merged[f"{m}+tuned"] = {n: float(evaluate_model(md, te, head=n)["accuracy"])
+                                    for n, te in zip(names, tests, strict=True)}
+    options = {"fit_method": fit_method, "tuned_lam": tuned, "lam_grid": list(LAM_GRID) if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
                "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},

@@ -66,6 +66,8 @@ def bench_merge_cmd(
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. ties.density=0.1 (repeatable)."),
     reset_norms: bool = typer.Option(False, "--reset-norms", help="Re-estimate every merged network's batch-norm "
                                      "statistics on the training samples."),
+    tune: bool = typer.Option(False, "--tune", help="Also pick lam of task_arithmetic/ties/dare on held-out "
+                              "validation examples (rows METHOD+tuned)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -74,7 +76,7 @@ def bench_merge_cmd(
     from rich.table import Table
 
     from ..bench import bench_merge
-    from ..bench._merge import PUBLISHED
+    from ..bench._merge import published
     from .fit import _options
 
     per: dict[str, dict[str, object]] = {}
@@ -85,11 +87,11 @@ def bench_merge_cmd(
         per.setdefault(m, {})[key] = v
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
-                    reset_norms=reset_norms)
+                    reset_norms=reset_norms, tune=tune)
     paths = r.save(out)
     t = Table("method", *r.names, "mean", "normalised", "published ViT-B/32", "merge s")
     for row in r.rows():
-        pub = PUBLISHED.get(row["method"])
+        pub = published(row["method"])
         t.add_row(row["method"], *(f"{row['accuracy'][n]:.3f}" for n in r.names), f"{row['mean']:.3f}",
                   f"{row['normalized']:.3f}", "" if pub is None else f"{pub:.1f}",
                   "" if row["seconds"] is None else f"{row['seconds']:.1f}")

@@ -17,7 +17,8 @@ from ._api import (
     predict,
     pretrained,
 )
+from ._data import split_validation
 from ._registry import METHODS
 
 __all__ = ["FitResult", "METHODS", "adds_modules", "architecture_key", "evaluate_model", "fit", "head_prefix",
-           "list_methods", "load", "model_inputs", "predict", "pretrained"]
+           "list_methods", "load", "model_inputs", "predict", "pretrained", "split_validation"]

@@ -97,12 +97,12 @@ def bench_report_html(result: Any) -> str:
 
 def merge_bench_html(result: Any) -> str:
     """``bench merge``: accuracy of every merged network on every task, next to the published ViT-B/32 ordering."""
-    from ..bench._merge import PUBLISHED
+    from ..bench._merge import published
 
     names = list(result.names)
     rows = []
     for r in result.rows():
-        pub = PUBLISHED.get(r["method"])
+        pub = published(r["method"])
         rows.append([esc(r["method"]), *(fmt(r["accuracy"][n], 3) for n in names), f"<b>{fmt(r['mean'], 3)}</b>",
                      fmt(r["normalized"], 3), fmt(pub, 1) if pub is not None else "",
                      fmt(r["seconds"], 1) if r["seconds"] is not None else ""])
@@ -115,5 +115,7 @@ def merge_bench_html(result: Any) -> str:
             + "<p class='muted'>Accuracy of the merged network with each task's own head on that task's test split. "
               "Normalised: merged / individually fine-tuned, averaged over tasks. base_with_heads: the pretrained "
               "network with the fine-tuned heads (the published 'pretrained' row is zero-shot CLIP). Published: "
-              "TIES-Merging and AdaMerging papers (adamerging ~ atlas with the entropy objective).</p>")
+              "TIES-Merging and AdaMerging papers (adamerging ~ atlas with the entropy objective). "
+              + (f"+tuned rows: lam picked on held-out training examples from {esc(result.options.get('lam_grid'))}: "
+                 f"{esc(result.options.get('tuned_lam'))}." if result.options.get("tuned_lam") else "") + "</p>")
     return page("transferlab bench merge", body)
