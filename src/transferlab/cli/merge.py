@@ -32,7 +32,7 @@ def expand_multi(argv: list[str]) -> list[str]:
 def merge_cmd(
     method: str = typer.Option(None, "--method", help="Merge method (transferlab merge --list)."),
     base: str = typer.Option(None, "--base", help="The model the fine-tuned models started from: a reference "
-                             "(builtin:lite0, timm:..., hf:...), a fit directory or a .safetensors file."),
+                             "(builtin:efficientnet_lite0, timm:..., hf:...), a fit directory or a .safetensors file."),
     models: list[str] = typer.Option(None, "--models", help="Fine-tuned models: fit directories (full or LoRA), "
                                      ".safetensors files; --models A B C."),
     data: list[str] = typer.Option(None, "--data", help="fisher/regmean/atlas: one dataset per model, same order."),

@@ -313,7 +313,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                          head_prefix=head_prefix_of(net))
         return src
     raise TransferlabError(f"{label}: {s} does not exist (expected a fit output directory, a .safetensors file"
-                           f"{' or a model reference like builtin:lite0' if allow_reference else ''})")
+                           f"{' or a model reference like builtin:efficientnet_lite0' if allow_reference else ''})")
 
 
 def head_prefix_of(net: Any) -> str | None:
