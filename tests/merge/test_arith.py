@@ -113,3 +113,25 @@ def test_bad_options_are_clear() -> None:
         merge("ties", base, models, densty=0.1)
     with pytest.raises(TransferlabError, match="unknown merge method 'tie'; known: atlas, average"):
         merge("tie", base, models)
+
+
+def test_tied_tensors_are_merged_once(tmp_path: Path) -> None:
+    """Two names of one tensor (tied embeddings): one DARE mask, one TIES threshold entry, the same result under
+    both names, in memory and on disk."""
+    from safetensors.torch import load_file
+
+    def tied(seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        emb = torch.randn(50, 4, generator=g)
+        return {"emb.weight": emb, "other.weight": torch.randn(30, generator=g), "lm_head.weight": emb}
+
+    base, models = tied(0), [tied(1), tied(2), tied(3)]
+    for method, opts in [("dare", {"p": 0.5}), ("ties", {})]:
+        got = merge(method, base, models, **opts)
+        assert torch.equal(got["emb.weight"], got["lm_head.weight"])
+        untied = merge(method, {k: v for k, v in base.items() if k != "lm_head.weight"},
+                       [{k: v for k, v in m.items() if k != "lm_head.weight"} for m in models], **opts)
+        torch.testing.assert_close(got["emb.weight"], untied["emb.weight"], rtol=0, atol=0)
+        merge_models(method, base, models, tmp_path / method, **opts)
+        disk = load_file(str(tmp_path / method / "model.safetensors"))
+        assert torch.equal(disk["lm_head.weight"], untied["emb.weight"])

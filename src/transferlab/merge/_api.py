@@ -71,7 +71,10 @@ class _Job:
         self._check_tensors()
         self._check_adapter_bases()
         self.float_keys = [k for k in self.keys if self.base.info(k)[1].is_floating_point]
-        self.weight_keys = [k for k in self.float_keys if not is_norm_statistic(k)]  # what the methods merge
+        self.aliases = self._aliases()  # tied tensors: second name -> first name
+        self.aliased = set(self.aliases.values())
+        self.weight_keys = [k for k in self.float_keys  # what the methods merge (a tied tensor once)
+                            if not is_norm_statistic(k) and k not in self.aliases]
         self.data = list(data) if data is not None else None
         self.method_name = method
         try:
@@ -128,6 +131,24 @@ class _Job:
                 continue
             raise TransferlabError(f"{t.label} is an adapter trained on {trained_on}, but the base is "
                                    f"{self.base_ref}: merge adapters over the model they were trained on")
+
+    def _aliases(self) -> dict[str, str]:
+        """Names of the base state dict that share one tensor (tied embeddings): merged once, under the first name.
+        Files cannot hold shared tensors; only in-memory state dicts can."""
+        if not isinstance(self.base, DictSource):
+            return {}
+        first: dict[tuple[Any, ...], str] = {}
+        out: dict[str, str] = {}
+        for k in self.keys:
+            t = self.base.state[k]
+            if t.numel() == 0:
+                continue
+            ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if ident in first:
+                out[k] = first[ident]
+            else:
+                first[ident] = k
+        return out
 
     def _check_tensors(self) -> None:
         want = {k: self.base.info(k) for k in self.keys}
@@ -204,7 +225,11 @@ class _Job:
         import torch
 
         self.method.prepare(self)
+        done: dict[str, Any] = {}
         for key in self.progress(self.keys, f"merge ({self.method_name})"):
+            if key in self.aliases:  # a tied tensor: the result merged under its first name
+                write(key, done[self.aliases[key]])
+                continue
             b = self.base.get(key)
             if not b.is_floating_point():  # integer buffers (batch-norm counters): the base's
                 write(key, b)
@@ -215,8 +240,14 @@ class _Job:
                 out = torch.stack(thetas_of(b, deltas)).mean(0)
             else:
                 out = self.method.merge_tensor(key, b, deltas)
-            write(key, out.to(b.dtype).contiguous())
-        self.method.finish(patch)
+            out = out.to(b.dtype).contiguous()
+            if key in self.aliased:
+                done[key] = out
+            write(key, out)
+        self.method.finish(lambda key, idx, fn: [patch(k, idx, fn) for k in [key, *self.tied_to(key)]])
+
+    def tied_to(self, key: str) -> list[str]:
+        return [k for k, v in self.aliases.items() if v == key]
 
     def close(self) -> None:
         for s in self.sources:
@@ -250,10 +281,15 @@ def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[An
                progress=progress, options=options)
     out: dict[str, Any] = {}
 
-    def write(key: str, t: Any) -> None:  # never hand back the caller's own base tensors
-        out[key] = t.clone() if isinstance(job.base, DictSource) and t is job.base.state.get(key) else t
+    def write(key: str, t: Any) -> None:
+        if key in job.aliases:  # tied names stay tied: one tensor object
+            out[key] = out[job.aliases[key]]
+        else:  # never hand back the caller's own base tensors
+            out[key] = t.clone() if isinstance(job.base, DictSource) and t is job.base.state.get(key) else t
 
     def patch(key: str, idx: Any, fn: Any) -> None:
+        if key in job.aliases:  # the same tensor object as its first name's: patched with it
+            return
         flat = out[key].reshape(-1)
         flat[idx] = fn(job.base.get(key).reshape(-1)[idx].to(flat.dtype)).to(flat.dtype)
 
