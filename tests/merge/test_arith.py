@@ -135,3 +135,15 @@ def test_tied_tensors_are_merged_once(tmp_path: Path) -> None:
         merge_models(method, base, models, tmp_path / method, **opts)
         disk = load_file(str(tmp_path / method / "model.safetensors"))
         assert torch.equal(disk["lm_head.weight"], untied["emb.weight"])
+
+
+def test_ties_the_fine_tuning_broke_are_merged_apart() -> None:
+    """Tied in the base, untied in the models: each name keeps its own update; tied integer buffers are fine."""
+    emb = torch.zeros(3)
+    ids = torch.arange(3)
+    base = {"emb.weight": emb, "lm.weight": emb, "a.ids": ids, "b.ids": ids}
+    models = [{"emb.weight": torch.ones(3), "lm.weight": torch.full((3,), 5.0), "a.ids": ids, "b.ids": ids}
+              for _ in range(2)]
+    got = merge("average", base, models)
+    assert torch.equal(got["lm.weight"], torch.full((3,), 5.0)) and torch.equal(got["emb.weight"], torch.ones(3))
+    assert torch.equal(got["b.ids"], ids)

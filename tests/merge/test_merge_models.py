@@ -311,3 +311,11 @@ def test_state_dicts_that_require_grad_merge() -> None:
     a, b, c = (torch.nn.Linear(4, 3) for _ in range(3))
     got = merge("ties", dict(a.named_parameters()), [dict(b.named_parameters()), dict(c.named_parameters())])
     assert got["weight"].shape == (3, 4) and not got["weight"].requires_grad
+
+
+def test_reset_norms_needs_fit_directories(tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    states = [{k: v + i for k, v in net.state_dict().items()} for i in range(3)]
+    with pytest.raises(TransferlabError, match="reset_norms: it runs the merged model, so the models must be"):
+        merge_models("average", states[0], states[1:], tmp_path / "o", data=["x", "y"], reset_norms=True)
+    assert not (tmp_path / "o").exists()

@@ -133,8 +133,9 @@ class _Job:
                                    f"{self.base_ref}: merge adapters over the model they were trained on")
 
     def _aliases(self) -> dict[str, str]:
-        """Names of the base state dict that share one tensor (tied embeddings): merged once, under the first name.
-        Files cannot hold shared tensors; only in-memory state dicts can."""
+        """Names of the base state dict that share one tensor (tied embeddings), still tied in every fine-tuned
+        model: merged once, under the first name. Files cannot hold shared tensors; only in-memory state dicts can.
+        A pair the fine-tuning untied is merged as two tensors."""
         if not isinstance(self.base, DictSource):
             return {}
         first: dict[tuple[Any, ...], str] = {}
@@ -144,10 +145,17 @@ class _Job:
             if t.numel() == 0:
                 continue
             ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-            if ident in first:
-                out[k] = first[ident]
-            else:
+            if ident not in first:
                 first[ident] = k
+                continue
+            k1 = first[ident]
+            if t.is_floating_point():
+                b = t.to(compute_dtype(t))
+                same = all(_same(task.delta(k1, b), task.delta(k, b)) for task in self.tasks)
+            else:
+                same = True
+            if same:
+                out[k] = k1
         return out
 
     def _check_tensors(self) -> None:
@@ -232,6 +240,8 @@ class _Job:
                 continue
             b = self.base.get(key)
             if not b.is_floating_point():  # integer buffers (batch-norm counters): the base's
+                if key in self.aliased:
+                    done[key] = b
                 write(key, b)
                 continue
             bc = b.to(compute_dtype(b))  # half-precision task vectors are formed in float32
@@ -252,6 +262,12 @@ class _Job:
     def close(self) -> None:
         for s in self.sources:
             s.close()
+
+
+def _same(a: Any, b: Any) -> bool:
+    import torch
+
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 NORM_STATISTICS = (".running_mean", ".running_var")
@@ -337,12 +353,14 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     t0 = time.perf_counter()
     job = _Job(method, base, models, data=data, head_prefix=head_prefix, trust_pickle=trust_pickle,
                progress=progress, options=options)
-    if reset_norms and (len(job.data or []) != len(job.tasks)
-                        or not any(is_norm_statistic(k) for k in job.keys)):
-        job.close()
-        raise TransferlabError("reset_norms: " + (f"{len(job.data or [])} datasets for {len(job.tasks)} models"
-                                                  if len(job.data or []) != len(job.tasks)
-                                                  else "this model has no batch-norm layer"))
+    if reset_norms:
+        why = (f"{len(job.data or [])} datasets for {len(job.tasks)} models" if len(job.data or []) != len(job.tasks)
+               else "this model has no batch-norm layer" if not any(is_norm_statistic(k) for k in job.keys)
+               else "it runs the merged model, so the models must be transferlab fit directories (their config "
+                    "describes the architecture)" if not (job.tasks[0].config or {}).get("architecture") else None)
+        if why:
+            job.close()
+            raise TransferlabError(f"reset_norms: {why}")
     job.reset_norms = reset_norms
     tmp: Path | None = None
     writer: SafetensorsWriter | None = None
@@ -434,10 +452,12 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
         m.train()
     with torch.no_grad():
         for i in range(len(job.tasks)):
-            for x, _ in torch.utils.data.DataLoader(job.task_data(i, net, examples, 0), batch_size=32):
+            data = job.task_data(i, net, examples, 0)
+            lone = len(data) > 32 and len(data) % 32 == 1  # a batch of one: batch norm cannot train on it
+            for x, _ in torch.utils.data.DataLoader(data, batch_size=32, drop_last=lone):
                 net(x)
     state = net.state_dict()
-    return {f"{n}.{s}": state[f"{n}.{s}"].contiguous() for n in norms
+    return {f"{n}.{s}": state[f"{n}.{s}"].to(job.base.info(f"{n}.{s}")[1]).contiguous() for n in norms
             for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
 
 

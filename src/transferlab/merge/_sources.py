@@ -172,13 +172,16 @@ class LoraSource(Source):
 
     def _scaling(self, module: str, r: int) -> float:
         """peft's scaling for ``module``: ``alpha / r`` (rsLoRA: ``alpha / sqrt(r)``); ``alpha_pattern`` keys match
-        as peft matches them (regular expressions on the module name, first match wins); ``r`` is the adapter's own
-        rank (A's first dimension), whatever ``rank_pattern`` said."""
-        from peft.utils.other import get_pattern_key
+        as peft matches them (``re.match(rf"(.*\\.)?({key})$", module)``, first match wins); ``r`` is the adapter's
+        own rank (A's first dimension), whatever ``rank_pattern`` said."""
+        import re
 
         a = self.adapter
-        pats = a.get("alpha_pattern") or {}
-        alpha = pats.get(get_pattern_key(list(pats), module), a.get("lora_alpha", 8)) if pats else a.get("lora_alpha", 8)
+        alpha = a.get("lora_alpha", 8)
+        for key, value in (a.get("alpha_pattern") or {}).items():
+            if re.match(rf"(.*\.)?({key})$", module):
+                alpha = value
+                break
         return alpha / math.sqrt(r) if a.get("use_rslora") else alpha / r
 
     def close(self) -> None:
