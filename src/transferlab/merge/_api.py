@@ -51,7 +51,6 @@ class _Job:
             n = 1 if isinstance(finetuned, (str, Path, dict)) else len(finetuned)
             raise TransferlabError(f"nothing to merge: {n} fine-tuned model given; merging needs at least two")
         self.show = progress
-        self.reset_norms = False
         self.trust_pickle = trust_pickle
         self.sources: list[Source] = []
         try:
@@ -361,7 +360,6 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         if why:
             job.close()
             raise TransferlabError(f"reset_norms: {why}")
-    job.reset_norms = reset_norms
     tmp: Path | None = None
     writer: SafetensorsWriter | None = None
     try:
@@ -408,7 +406,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             writer.write(k, v)
         writer.close()
         writer = None
-        config = _merged_config(job, heads, task_names, options)
+        config = _merged_config(job, heads, task_names, options, reset_norms)
         write_json_atomic(tmp / "config.json", config)
         first = job.tasks[0]
         if first.path is not None and (first.path / "tokenizer").is_dir():
@@ -461,7 +459,8 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
             for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
 
 
-def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: dict[str, Any]) -> dict[str, Any]:
+def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: dict[str, Any],
+                   reset_norms: bool) -> dict[str, Any]:
     first = job.tasks[0].config or {}
     keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
     h0 = heads[names[0]]
@@ -470,7 +469,7 @@ def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: 
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
             "class_names": h0["class_names"], "head": job.head_prefix, "heads": heads,
             "merge": {"method": job.method_name, "options": {**options, **job.method.options()},
-                      "norm_statistics": "re-estimated on the data" if job.reset_norms else "averaged",
+                      "norm_statistics": "re-estimated on the data" if reset_norms else "averaged",
                       "base": str(job.base_ref) if job.base_ref else "state dict",
                       "models": [str(t.path) if t.path else t.label for t in job.tasks]}}
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TransferlabError
+from ..zoo import PICKLE_SUFFIXES
 
 log = logging.getLogger(__name__)
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
           "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
 class Source:
@@ -286,7 +286,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         elif (p / "model.safetensors").is_file():
             src = SafetensorsSource(p / "model.safetensors", label, cfg)
         else:
-            found = [f.name for f in p.iterdir() if f.suffix in _PICKLE_SUFFIXES]
+            found = [f.name for f in p.iterdir() if f.suffix in PICKLE_SUFFIXES]
             if found:
                 src = DictSource(_pickle_state(p / found[0], label, trust_pickle), label, config=cfg)
             else:
@@ -304,7 +304,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
     if p.is_file():
         if p.suffix == ".safetensors":
             return SafetensorsSource(p, label)
-        if p.suffix in _PICKLE_SUFFIXES:
+        if p.suffix in PICKLE_SUFFIXES:
             return DictSource(_pickle_state(p, label, trust_pickle), label)
         raise TransferlabError(f"{label}: {p} is neither .safetensors nor a checkpoint file")
     s = str(obj)

@@ -57,7 +57,8 @@ def resolve_model(ref: str, *, trust_pickle: bool = False) -> Backbone:
     return MODEL_SOURCES.get(scheme)(rest, ref, trust_pickle=trust_pickle)
 
 
-_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
+#: file suffixes of pickle weight files (loading one can run code): refused unless trusted
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 
 
 def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> None:
@@ -66,7 +67,7 @@ def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> None:
         return
     files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
     has_safe = any(p.suffix == ".safetensors" for p in files)
-    pickles = [p.name for p in files if p.suffix in _PICKLE_SUFFIXES]
+    pickles = [p.name for p in files if p.suffix in PICKLE_SUFFIXES]
     if pickles and not has_safe:
         raise ModelError(
             f"{ref!r} points at pickle weights ({', '.join(pickles[:3])}), which can run arbitrary code when loaded: "
