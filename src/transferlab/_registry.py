@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,9 +27,10 @@ class Registry(Generic[T]):
     ``register(name, **meta)`` is a decorator; names are lower_snake and unique.
     """
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
-        """``modules``: the modules whose import registers the entries; imported on first look-up, not before, so
-        ``import transferlab`` stays light."""
+    def __init__(self, kind: str, modules: tuple[str, ...] | Callable[[], Iterable[str]] = ()) -> None:
+        """``modules``: the modules whose import registers the entries (or a function that lists them, e.g. by
+        discovering the files of a package); imported on first look-up, not before, so ``import transferlab`` stays
+        light."""
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._modules = modules
@@ -40,7 +41,7 @@ class Registry(Generic[T]):
             import importlib
 
             self._loaded = True
-            for m in self._modules:
+            for m in (self._modules() if callable(self._modules) else self._modules):
                 importlib.import_module(m)
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:

@@ -13,7 +13,7 @@ from transferlab.errors import TransferlabError
 
 def test_bench_merge_table_is_what_the_models_measure(tiny_model_ref: str, tmp_path: Path) -> None:
     from transferlab.bench import bench_merge
-    from transferlab.fit import evaluate_model
+    from transferlab.models import evaluate as evaluate_model
 
     a = str(write_image_folder(tmp_path / "a", n_per_class=8))
     b = str(write_image_folder(tmp_path / "b", n_per_class=8, classes=("p", "q")))
@@ -51,9 +51,9 @@ def test_bench_merge_tunes_lam_on_held_out_training_examples(tiny_model_ref: str
 
     from transferlab.bench import bench_merge
     from transferlab.bench._merge import LAM_GRID
-    from transferlab.data import load_dataset
-    from transferlab.fit import evaluate_model, split_validation
+    from transferlab.data import load_dataset, split_validation
     from transferlab.merge import merge_models
+    from transferlab.models import evaluate as evaluate_model
 
     a = str(write_image_folder(tmp_path / "a", n_per_class=8))
     b = str(write_image_folder(tmp_path / "b", n_per_class=8, classes=("p", "q")))

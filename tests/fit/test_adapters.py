@@ -5,8 +5,8 @@ import timm
 import torch
 
 from transferlab.errors import TransferlabError
-from transferlab.fit._adapters import AdapterConfig, inject_adapters_
-from transferlab.fit._registry import METHODS
+from transferlab.fit import METHODS, FitContext
+from transferlab.models import AdapterConfig, inject_adapters_
 
 ARCHS = {"test_efficientnet": 64, "test_resnet": 64, "test_convnext": 64, "test_vit": 160}
 
@@ -52,7 +52,7 @@ def test_learned_scaling_is_a_parameter_and_fixed_is_not():
 
 def test_mam_adds_prefixes_and_parallel_ffn_adapters():
     m = timm.create_model("test_vit", pretrained=False, num_classes=3)
-    prep = METHODS.get("mam")(m, image_size=160, r=4, prefix=5)
+    prep = METHODS.get("mam")(m, FitContext(None, None, 160), r=4, prefix=5)
     kinds = {type(mod).__name__ for mod in prep.model.modules()}
     assert {"PrefixAttention", "Adapted"} <= kinds
     pa = next(mod for mod in prep.model.modules() if type(mod).__name__ == "PrefixAttention")
@@ -75,7 +75,8 @@ def test_attention_placements_need_attention():
 
 def test_adapter_fit_saves_and_loads(tiny_model_ref, tmp_path):
     from transferlab.data import load_dataset
-    from transferlab.fit import fit, load
+    from transferlab.fit import fit
+    from transferlab.models import load
 
     tr = load_dataset("builtin:digits").stratified_sample(120)
     te = load_dataset("builtin:digits", "test").stratified_sample(40)

@@ -8,7 +8,8 @@ import torch
 
 from transferlab.data import load_dataset
 from transferlab.errors import TransferlabError
-from transferlab.fit import fit, list_methods, load
+from transferlab.fit import fit, list_methods
+from transferlab.models import load
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_bss_term_is_the_sum_of_the_smallest_squared_singular_values(tiny_timm_w
     net.load_state_dict(load_file(str(tiny_timm_weights)))
     net.reset_classifier(4)
     net.eval()
-    prep = finetune(net, bss=0.5, bss_k=2)
+    prep = finetune(net, None, bss=0.5, bss_k=2)
     x = torch.randn(6, 3, 32, 32)
     logits = net(x)
     feats = net.forward_head(net.forward_features(x), pre_logits=True)

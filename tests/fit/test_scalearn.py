@@ -8,7 +8,8 @@ import torch
 
 from transferlab.data import load_dataset
 from transferlab.errors import TransferlabError
-from transferlab.fit import fit, load
+from transferlab.fit import fit
+from transferlab.models import load
 
 
 @pytest.fixture(scope="module")

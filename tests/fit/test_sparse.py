@@ -6,8 +6,9 @@ import torch
 
 from transferlab.data import load_dataset
 from transferlab.errors import TransferlabError
-from transferlab.fit import fit, load
+from transferlab.fit import fit
 from transferlab.fit._sparse import SparseDiff, top_k_masks
+from transferlab.models import load
 
 
 def test_top_k_masks_keep_exactly_k_entries_globally_with_ties():

@@ -9,8 +9,9 @@ from tests.conftest import make_text_dataset
 
 from transferlab.data import load_dataset
 from transferlab.errors import TransferlabError
-from transferlab.fit import fit, load, predict
-from transferlab.fit._text import TextTensors, build_text_classifier
+from transferlab.fit import fit
+from transferlab.models import load, predict
+from transferlab.models._text import TextTensors, build_text_classifier
 from transferlab.zoo import extract_features, resolve_model
 
 
@@ -83,7 +84,7 @@ def test_every_method_fits_saves_and_reloads_a_text_model(method, options, topic
 
 def test_parallel_text_adapter_is_the_unified_view_formula(tiny_text_ref):
     """h <- LayerNorm(dense(x) + s * delta(r) + r) for the FFN output block, r the FFN's input."""
-    from transferlab.fit._adapters import AdapterConfig, ResidualAdapted, inject_adapters_
+    from transferlab.models import AdapterConfig, ResidualAdapted, inject_adapters_
 
     net, tok = build_text_classifier(resolve_model(tiny_text_ref), 3)
     x = TextTensors(_texts(), tok, 128).x
@@ -105,7 +106,7 @@ def test_parallel_text_adapter_is_the_unified_view_formula(tiny_text_ref):
 
 def test_mam_prefix_attention_matches_explicit_attention(tiny_text_ref):
     """Prefix keys/values joined to the tokens' own, softmax over both, padding still masked."""
-    from transferlab.fit._adapters import PrefixSelfAttention
+    from transferlab.models._adapters import PrefixSelfAttention
 
     net, _ = build_text_classifier(resolve_model(tiny_text_ref), 3)
     attn = net.get_submodule("encoder.encoder.layer.0.attention.self")

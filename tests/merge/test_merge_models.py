@@ -21,7 +21,7 @@ def _base_state(zoo: dict) -> dict[str, torch.Tensor]:
 def test_lora_task_vector_is_the_full_product(merge_zoo: dict) -> None:
     """task_arithmetic(lam=1) of [LoRA, base-copy] = base + peft's own merged update (merge_and_unload), which
     includes a 3x3 stem convolution and 1x1 convolutions."""
-    from transferlab.fit import load
+    from transferlab.models import load
 
     base = _base_state(merge_zoo)
     lora_dir = merge_zoo["dirs"][2]
@@ -48,7 +48,8 @@ def test_average_of_full_fine_tunes_is_the_mean(merge_zoo: dict) -> None:
 
 
 def test_merged_directory_keeps_every_head(merge_zoo: dict, tmp_path: Path) -> None:
-    from transferlab.fit import evaluate_model, load
+    from transferlab.models import evaluate as evaluate_model
+    from transferlab.models import load
 
     out = tmp_path / "merged"
     r = merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"], out, names=["a", "b", "lora"])
@@ -191,6 +192,7 @@ def test_models_with_extra_modules_are_refused(merge_zoo: dict, tmp_path: Path) 
     d.mkdir()
     cfg = json.loads((merge_zoo["dirs"][0] / "config.json").read_text())
     cfg["method"] = "adapter"
+    cfg["structure"] = {"kind": "adapters", "config": {}, "image_size": 32}  # format 2 says it as data
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "model.safetensors").write_bytes((merge_zoo["dirs"][0] / "model.safetensors").read_bytes())
     with pytest.raises(TransferlabError, match="'adapter', which adds modules"):
@@ -217,7 +219,8 @@ def test_half_precision_models_merge_in_float32_and_stay_half() -> None:
 
 def test_dora_is_folded_by_peft_before_merging(merge_zoo: dict, tmp_path: Path) -> None:
     """DoRA's update is not B @ A alone (magnitude vector): such adapters are folded by peft, then differenced."""
-    from transferlab.fit import fit, load
+    from transferlab.fit import fit
+    from transferlab.models import load
 
     d = tmp_path / "dora"
     fit(merge_zoo["a"], merge_zoo["ref"], "dora", out=d, epochs=1, image_size=32, lr=1e-2)
@@ -243,7 +246,7 @@ def test_batch_norm_statistics_are_averaged_by_every_method(merge_zoo: dict) -> 
 def test_reset_norms_reestimates_batch_norm_statistics(merge_zoo: dict, tmp_path: Path) -> None:
     """First batch norm: its running mean becomes the mean of the per-batch channel means of its input (one batch per
     task here), computed here with a hook on the merged network."""
-    from transferlab.fit import load, model_inputs
+    from transferlab.models import load, model_inputs
 
     out = tmp_path / "m"
     data = [merge_zoo["a"], merge_zoo["b"]]

@@ -10,8 +10,9 @@ from tests.conftest import make_text_dataset
 
 
 def test_text_models_merge_with_heads(tiny_text_ref: str, tmp_path: Path) -> None:
-    from transferlab.fit import fit, load, predict
+    from transferlab.fit import fit
     from transferlab.merge import merge, merge_models
+    from transferlab.models import load, predict
 
     a = make_text_dataset(12, seed=0)
     b = make_text_dataset(12, seed=1)

@@ -6,8 +6,8 @@ import torch
 from tests.conftest import make_blobs
 
 from transferlab.errors import TransferlabError
-from transferlab.train import TrainConfig, train
-from transferlab.train.loop import warmup_cosine
+from transferlab.train import Supervised, TrainConfig, train
+from transferlab.train._loop import warmup_cosine
 
 
 def _data(n_per_class=40, n_classes=3, dim=6, seed=0):
@@ -24,7 +24,7 @@ def _model(dim=6, n_classes=3, seed=0, dropout=0.2):
 def test_learns_separable_data_and_records_history():
     tr, va = _data(seed=0), _data(20, seed=0)
     m = _model()
-    r = train(m, tr, va, TrainConfig(epochs=8, lr=1e-2, batch_size=16), num_classes=3)
+    r = train({"model": m}, Supervised(), tr, TrainConfig(epochs=8, lr=1e-2, batch_size=16), val_data=va)
     assert r.epochs_run == 8 and len(r.history) == 8
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
     assert r.best_val_accuracy > 0.9
@@ -42,11 +42,11 @@ def test_gradient_accumulation_matches_a_larger_batch():
     tr = _data()
     a, b = _model(dropout=0.0), _model(dropout=0.0)
     common = dict(epochs=2, lr=5e-3, clip_grad_norm=None, warmup=0.0)
-    train(a, tr, None, TrainConfig(batch_size=40, grad_accum=1, **common), num_classes=3)
+    train({"model": a}, Supervised(), tr, TrainConfig(batch_size=40, grad_accum=1, **common))
     # same examples per optimizer step (40 = 2 x 20), same order: equal mean gradients
     cfg = TrainConfig(batch_size=20, grad_accum=2, **common)
     # shuffles differ by batch size only through batching, not order: the sampler permutation is the same
-    train(b, tr, None, cfg, num_classes=3)
+    train({"model": b}, Supervised(), tr, cfg)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
 
@@ -59,7 +59,7 @@ def test_killed_in_epoch_two_resumes_to_identical_weights(tmp_path):
     tr, va = _data(), _data(20, seed=0)
     cfg = TrainConfig(epochs=4, lr=1e-2, batch_size=16, seed=3)
     ref = _model(seed=1)
-    train(ref, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "ref")
+    train({"model": ref}, Supervised(), tr, cfg, val_data=va, checkpoint_dir=tmp_path / "ref")
 
     victim = _model(seed=1)
     calls = {"n": 0}
@@ -72,10 +72,10 @@ def test_killed_in_epoch_two_resumes_to_identical_weights(tmp_path):
 
     h = victim.register_forward_pre_hook(lambda m, i: kill(m, i) if m.training else None)
     with pytest.raises(Killed):
-        train(victim, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "run")
+        train({"model": victim}, Supervised(), tr, cfg, val_data=va, checkpoint_dir=tmp_path / "run")
     h.remove()
     fresh = _model(seed=1)  # a new process would rebuild the model from scratch
-    r = train(fresh, tr, va, cfg, num_classes=3, checkpoint_dir=tmp_path / "run")
+    r = train({"model": fresh}, Supervised(), tr, cfg, val_data=va, checkpoint_dir=tmp_path / "run")
     assert r.resumed_from_epoch == 1 and r.epochs_run == 4
     for pa, pb in zip(ref.state_dict().values(), fresh.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
@@ -83,31 +83,33 @@ def test_killed_in_epoch_two_resumes_to_identical_weights(tmp_path):
 
 def test_resume_with_a_different_config_is_refused(tmp_path):
     tr = _data()
-    train(_model(), tr, None, TrainConfig(epochs=1, lr=1e-2), num_classes=3, checkpoint_dir=tmp_path)
+    train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=1, lr=1e-2), checkpoint_dir=tmp_path)
     with pytest.raises(TransferlabError, match=r"different training config \(lr: 0\.01 -> 0\.02\)"):
-        train(_model(), tr, None, TrainConfig(epochs=1, lr=2e-2), num_classes=3, checkpoint_dir=tmp_path)
+        train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=1, lr=2e-2), checkpoint_dir=tmp_path)
 
 
 def test_early_stopping_restores_the_best_weights():
     tr = _data(seed=0)
     va = _data(20, seed=99)  # a validation set drawn from other class means: accuracy will not keep improving
     m = _model()
-    r = train(m, tr, va, TrainConfig(epochs=30, lr=3e-2, patience=2, batch_size=16), num_classes=3)
+    r = train({"model": m}, Supervised(), tr, TrainConfig(epochs=30, lr=3e-2, patience=2, batch_size=16), val_data=va)
     assert r.stopped_early and r.epochs_run < 30
     assert r.epochs_run - r.best_epoch == 2
-    from transferlab.train.loop import evaluate
+    from transferlab.train import evaluate
 
-    _, acc = evaluate(m, va, TrainConfig(), torch.device("cpu"), torch.nn.CrossEntropyLoss())
+    acc = evaluate(Supervised(), {"model": m}, va, 32)["accuracy"]
     assert acc == pytest.approx(r.best_val_accuracy)
 
 
 def test_balanced_class_weights_and_validation():
-    from transferlab.train.loop import _class_weights
+    from transferlab.train._objective import class_weight_vector
 
-    w = _class_weights(TrainConfig(class_weights="balanced"), np.array([0, 0, 0, 1]), 2)
+    w = class_weight_vector("balanced", np.array([0, 0, 0, 1]), 2)
     assert w.tolist() == pytest.approx([4 / 6, 2.0])
+    assert Supervised(class_weights="balanced", labels=np.array([0, 0, 0, 1]))._weights.tolist() == \
+        pytest.approx([4 / 6, 2.0])
     with pytest.raises(TransferlabError, match="3 entries for 2 classes"):
-        _class_weights(TrainConfig(class_weights=[1.0, 2.0, 3.0]), None, 2)
+        class_weight_vector([1.0, 2.0, 3.0], None, 2)
     with pytest.raises(Exception, match="Extra inputs are not permitted"):
         TrainConfig(learning_rate=0.1)
 
@@ -118,7 +120,7 @@ def test_divergence_is_a_clear_error():
     with torch.no_grad():
         m[0].weight[0, 0] = float("inf")
     with pytest.raises(TransferlabError, match="training diverged"):
-        train(m, tr, None, TrainConfig(epochs=1, lr=1.0, clip_grad_norm=None), num_classes=3)
+        train({"model": m}, Supervised(), tr, TrainConfig(epochs=1, lr=1.0, clip_grad_norm=None))
 
 
 def test_nothing_to_train():
@@ -126,13 +128,13 @@ def test_nothing_to_train():
     for p in m.parameters():
         p.requires_grad_(False)
     with pytest.raises(TransferlabError, match="nothing to train"):
-        train(m, _data(), None, TrainConfig(epochs=1), num_classes=3)
+        train({"model": m}, Supervised(), _data(), TrainConfig(epochs=1))
 
 
 def test_length_grouped_batches_cover_every_example_once_in_similar_lengths():
     import torch
 
-    from transferlab.train.loop import LengthGroupedBatches
+    from transferlab.train._data import LengthGroupedBatches
 
     lengths = np.random.default_rng(0).integers(1, 200, 1000)
     make = lambda seed: LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(seed), pool=10)  # noqa: E731
@@ -151,7 +153,7 @@ def test_lr_scales_give_parameters_their_own_learning_rate():
     """Adam's first step moves each weight by about its lr: a 10x scale moves the head 10x as far."""
     import torch
 
-    from transferlab.train import TrainConfig, train
+    from transferlab.train import Supervised, TrainConfig, train
 
     f, y = make_blobs(20, 3, 4)
     data = torch.utils.data.TensorDataset(torch.tensor(f, dtype=torch.float32), torch.tensor(y))
@@ -160,6 +162,6 @@ def test_lr_scales_give_parameters_their_own_learning_rate():
     before = [p.detach().clone() for p in model.parameters()]
     head = list(model[2].parameters())
     cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=60, warmup=0.0, weight_decay=0.0, clip_grad_norm=None)
-    train(model, data, None, cfg, num_classes=3, lr_scales={id(p): 10.0 for p in head})
+    train({"model": model}, Supervised(lr_scales={id(p): 10.0 for p in head}), data, cfg)
     steps = [float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before, strict=True)]
     assert steps[0] == pytest.approx(1e-3, rel=0.05) and steps[2] == pytest.approx(1e-2, rel=0.05)

@@ -7,8 +7,9 @@ import pytest
 
 from transferlab.data import load_dataset
 from transferlab.errors import ModelError
+from transferlab.pretrain import build_zoo
 from transferlab.zoo import extract_features, load_zoo, resolve_model
-from transferlab.zoo._small import SMALL_MODELS, build_zoo, manifest
+from transferlab.zoo._small import SMALL_MODELS, manifest
 
 
 def test_build_is_deterministic(tmp_path):
@@ -67,7 +68,8 @@ def test_small_models_extract_features_and_have_source_heads():
 @pytest.mark.parametrize("method", ["lora", "head"])
 def test_fit_and_reload_a_small_vit(method, tmp_path):
     """The small ViT is built at 32 px: fit records the shape arguments and load() rebuilds them."""
-    from transferlab.fit import fit, predict
+    from transferlab.fit import fit
+    from transferlab.models import predict
 
     tr = load_dataset("builtin:shapes").stratified_sample(60)
     te = load_dataset("builtin:shapes", "test").stratified_sample(30)

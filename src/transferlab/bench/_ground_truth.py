@@ -11,6 +11,7 @@ from typing import Any
 
 from .._io import write_json_atomic
 from ..errors import TransferlabError
+from ..train import probe_accuracy
 
 
 def cell_key(model_identity: dict[str, Any], train_fp: str, test_fp: str, protocol: str,
@@ -40,25 +41,6 @@ def feature_pair(backbone: Any, train: Any, test: Any, options: dict[str, Any]) 
         return f[:len(train)], f[len(train):]
     return (extract_features(backbone, train, image_size=size, cache=cache).features.astype(np.float64),
             extract_features(backbone, test, image_size=size, cache=cache).features.astype(np.float64))
-
-
-def probe_accuracy(f_tr: Any, y_tr: Any, f_te: Any, y_te: Any, seed: int, standardize: bool = False) -> float:
-    """``fit``'s linear probe (logistic regression, C = 1) trained on ``f_tr``, accuracy on ``f_te``."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    if standardize:  # concatenated features of several models: no model dominates by scale
-        mu, sd = f_tr.mean(0), f_tr.std(0)
-        sd = np.where(sd > 0, sd, 1.0)
-        f_tr, f_te = (f_tr - mu) / sd, (f_te - mu) / sd
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():  # lbfgs at 1000 iterations on raw features: close enough, as fit's probe
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(f_tr, y_tr)
-    return float(np.mean(clf.predict(f_te) == y_te))
 
 
 def _probe_on_features(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: int) -> float:

@@ -14,22 +14,13 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json_atomic, write_text_atomic
+from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
 
-#: 8-task average absolute accuracy (%), ViT-B/32 (CLIP); TIES-Merging (Yadav et al. 2023) and AdaMerging
-#: (Yang et al. 2024) tables, as listed in ../shared/REFERENCES.md. AdaMerging learns coefficients without labels
-#: (entropy), the closest published relative of ``atlas objective=entropy``.
-PUBLISHED = {"pretrained": 48.0, "average": 65.8, "fisher": 68.3, "task_arithmetic": 69.1, "regmean": 71.8,
-             "ties": 72.4, "adamerging": 80.1, "individual": 90.8}
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
 TUNABLE = ("task_arithmetic", "ties", "dare")
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
-
-
-def published(method: str) -> float | None:
-    """The published figure for a row (``ties+tuned`` -> ``ties``: the papers tune lam on validation data)."""
-    return PUBLISHED.get(method.split("+")[0])
 
 
 @dataclass
@@ -66,7 +57,7 @@ class MergeBenchResult:
         out = Path(out_dir)
         paths = {"json": out / "bench_merge.json", "html": out / "report.html"}
         write_json_atomic(paths["json"], self.to_dict())
-        write_text_atomic(paths["html"], merge_bench_html(self))
+        write_text_atomic(paths["html"], merge_bench_html(self.to_dict()))
         return paths
 
 
@@ -119,8 +110,8 @@ def bench_merge(
     samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties and dare from ``LAM_GRID`` by
     mean accuracy on the validation examples ``fit`` held out of each training sample (rows ``<method>+tuned``)."""
     from ..data import load_dataset
-    from ..fit import evaluate_model
     from ..merge import MERGE_METHODS, merge_models
+    from ..models import evaluate as evaluate_model
 
     ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
     if len(ts) < 2:
@@ -159,7 +150,7 @@ def bench_merge(
         merged[m] = {n: float(evaluate_model(md, te, head=n)["accuracy"]) for n, te in zip(names, tests, strict=True)}
     tuned: dict[str, float] = {}
     if tune:
-        from ..fit import split_validation
+        from ..data import split_validation
 
         vals = [split_validation(tr, 0.1, seed)[1] for tr in trains]  # fit's own held-out examples
         if any(v is None for v in vals):

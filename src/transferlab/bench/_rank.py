@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import write_json_atomic, write_text_atomic
+from .._progress import progress as progress_bars
 from .._version import __version__
 from ..errors import TransferlabError
 from ._quality import random_baseline, rank_quality
@@ -197,8 +198,12 @@ def bench_rank(
     cells = [{"model_ref": m["ref"], "target": t, "protocol": protocol, "limit": limit, "seed": seed,
               "options": options, "cache_root": cache_root, "trust_pickle": trust_pickle}
              for t in target_list for m in models]
-    bar_ctx = _bar(progress, len(cells))
-    with bar_ctx as advance:
+    with progress_bars(progress) as bars:
+        task = bars.add("ground truth", len(cells))
+
+        def advance(cell: dict[str, Any]) -> None:
+            bars.advance(task, note=f"{cell.get('model', '')} on {cell.get('target', '')}")
+
         gt_cells = _local(cells, advance) if backend == "local" else _ray(cells, advance, ray_address)
     ground_truth = {t: {} for t in target_list}
     gt_seconds = 0.0
@@ -261,29 +266,3 @@ def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float
             "best_single_model": max(single, key=lambda m: single[m] if single[m] is not None else -1.0),
             "random_mean_accuracy": float(np.mean(randoms)), "random_max_accuracy": float(np.max(randoms)),
             "random_sets": n_random}
-
-
-class _bar:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[dict[str, Any]], None] | None:
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("ground truth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  TextColumn("{task.fields[last]}"))
-        self._progress.__enter__()
-        task = self._progress.add_task("gt", total=self.total, last="")
-
-        def advance(cell: dict[str, Any]) -> None:
-            self._progress.update(task, advance=1, last=f"{cell.get('model', '')} on {cell.get('target', '')}")
-
-        return advance
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-

@@ -75,8 +75,8 @@ def bench_merge_cmd(
     """Fine-tune one model on each target, merge with every method, report per-task and normalised accuracy."""
     from rich.table import Table
 
+    from .._published import merge_published as published
     from ..bench import bench_merge
-    from ..bench._merge import published
     from .fit import _options
 
     per: dict[str, dict[str, object]] = {}

@@ -70,7 +70,7 @@ def predict_cmd(
     """Write predicted labels and probabilities for DATA to a CSV."""
     from .._io import atomic_open
     from ..data import load_dataset
-    from ..fit import predict
+    from ..models import predict
 
     ds = load_dataset(data, split)
     pred, probs, cfg = predict(model_dir, ds, head=head)
@@ -94,7 +94,7 @@ def eval_cmd(
     """Accuracy and per-class precision/recall of a fitted model on DATA."""
     from rich.table import Table
 
-    from ..fit import evaluate_model
+    from ..models import evaluate as evaluate_model
 
     r = evaluate_model(model_dir, data, split=split, head=head)
     if as_json:

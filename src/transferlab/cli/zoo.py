@@ -53,7 +53,7 @@ def build_cmd(
     """Pretrain the small built-in zoo deterministically (seed 0, one thread) on its offline source tasks."""
     from pathlib import Path
 
-    from ..zoo._small import build_zoo
+    from ..pretrain import build_zoo
 
     c = console()
 

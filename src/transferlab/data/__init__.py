@@ -1,6 +1,6 @@
 """Datasets: one :class:`Dataset` abstraction and loaders for folders, CSV/JSONL, NPZ and built-in sets."""
 
-from ._dataset import Dataset, check_rankable
+from ._dataset import Dataset, check_rankable, split_validation
 from ._loaders import BUILTIN_DATASETS, list_builtin_datasets, load_dataset
 
-__all__ = ["Dataset", "load_dataset", "list_builtin_datasets", "check_rankable", "BUILTIN_DATASETS"]
+__all__ = ["Dataset", "load_dataset", "list_builtin_datasets", "check_rankable", "split_validation", "BUILTIN_DATASETS"]

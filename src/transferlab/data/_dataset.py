@@ -172,3 +172,21 @@ def check_rankable(ds: Dataset) -> None:
             f"{ds.name}: class(es) {', '.join(map(repr, singles))} have a single example; every class needs at "
             "least 2 for cross-validated metrics: add examples or remove those classes"
         )
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """A stratified validation split carved from the training split (deterministic)."""
+    if fraction <= 0:
+        return ds, None
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == c)
+        k = int(round(fraction * len(idx)))
+        if len(idx) >= 3 and k >= 1:
+            val.extend(rng.choice(idx, k, replace=False))
+    if not val:
+        return ds, None
+    val_idx = np.sort(np.array(val))
+    train_idx = np.setdiff1d(np.arange(len(ds)), val_idx)
+    return ds.subset(train_idx), ds.subset(val_idx)

@@ -1,24 +1,12 @@
-"""Adaptation: ``fit(dataset, model, method, ...)``, ``list_methods()``, ``load(model_dir)``.
+"""Adaptation: ``fit(dataset, model, method, ...)`` and ``list_methods()``; the adapted model is saved and loaded by
+:mod:`transferlab.models` (``load``, ``predict``, ``evaluate``).
 
-This release: image models from timm / the built-in EfficientNet-Lite zoo; methods ``linear_probe`` (logistic
-regression on cached features), ``head``, ``bitfit``, ``partial`` and ``finetune`` through the shared training loop.
+Methods are registry entries (``METHODS``): ``linear_probe`` (logistic regression on cached features), ``head``,
+``bitfit``, ``partial``, ``finetune`` (+ L2-SP, BSS), ``lora``/``dora``/``ia3`` through peft, unified-view
+``adapter``/``mam``, ``sparse`` (LT-SFT) and ``scalearn``, all trained by the one loop in :mod:`transferlab.train`.
 """
 
-from ._api import (
-    FitResult,
-    adds_modules,
-    architecture_key,
-    evaluate_model,
-    fit,
-    head_prefix,
-    list_methods,
-    load,
-    model_inputs,
-    predict,
-    pretrained,
-)
-from ._data import split_validation
-from ._registry import METHODS
+from ._api import FitResult, fit, list_methods
+from ._registry import METHODS, FitContext, Prepared
 
-__all__ = ["FitResult", "METHODS", "adds_modules", "architecture_key", "evaluate_model", "fit", "head_prefix",
-           "list_methods", "load", "model_inputs", "predict", "pretrained", "split_validation"]
+__all__ = ["METHODS", "FitContext", "FitResult", "Prepared", "fit", "list_methods"]

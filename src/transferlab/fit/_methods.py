@@ -1,16 +1,20 @@
 """Adaptation methods that choose what trains: full fine-tuning, the last k blocks, biases only, the head only.
 
-Each ``prepare(model, **options)`` freezes the model in place and returns a :class:`Prepared` (the model, possibly a
-wrapper like peft's; the parameters to train, the new classification head always among them; an optional loss term). Blocks come from timm's own parameter grouping (``group_matcher``), so
-``partial`` means the same thing for EfficientNets, ResNets and ViTs.
+Each ``prepare(model, ctx, **options)`` freezes the model in place and returns a :class:`Prepared` (the model, possibly
+a wrapper like peft's; the parameters to train, the new classification head always among them; an optional loss
+term). Blocks come from timm's own parameter grouping (``group_matcher``), so ``partial`` means the same thing for
+EfficientNets, ResNets and ViTs. ``linear_probe`` fits its head on cached features here and trains nothing in the
+loop.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..errors import TransferlabError
-from ._registry import METHODS, Prepared
+from ._registry import METHODS, FitContext, Prepared
 
 
 def _head_params(model: Any) -> list[Any]:
@@ -18,15 +22,6 @@ def _head_params(model: Any) -> list[Any]:
     if get is None:
         raise TransferlabError(f"{type(model).__name__} has no get_classifier(): fit needs a timm-style model")
     return list(get().parameters())
-
-
-def head_module_name(model: Any) -> str:
-    """The dotted name of the model's classification head (``get_classifier()``)."""
-    head = model.get_classifier()
-    for name, mod in model.named_modules():
-        if mod is head:
-            return name
-    raise TransferlabError(f"cannot find the classification head of {type(model).__name__}")
 
 
 def _freeze_all_but(model: Any, keep: list[Any]) -> list[Any]:
@@ -53,7 +48,7 @@ def parameter_groups(model: Any) -> list[list[Any]]:
 
 @METHODS.register("finetune", summary="full fine-tuning: every parameter trains", default_lr=3e-4,
                   paper="Kornblith et al., Do Better ImageNet Models Transfer Better?, CVPR 2019")
-def finetune(model: Any, l2sp: float = 0.0, l2sp_head: float = 0.0, bss: float = 0.0,
+def finetune(model: Any, ctx: FitContext, l2sp: float = 0.0, l2sp_head: float = 0.0, bss: float = 0.0,
              bss_k: int = 1) -> Prepared:
     """Full fine-tuning, optionally regularised.
 
@@ -99,7 +94,7 @@ def _bss(model: Any, eta: float, k: int) -> Any:
 
 @METHODS.register("partial", summary="the last k blocks and the head train (k=2 by default)", default_lr=1e-3,
                   paper="Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014")
-def partial(model: Any, blocks: int = 2) -> Prepared:
+def partial(model: Any, ctx: FitContext, blocks: int = 2) -> Prepared:
     if blocks < 0:
         raise TransferlabError(f"partial: blocks must be >= 0, got {blocks}")
     groups = parameter_groups(model)
@@ -110,7 +105,7 @@ def partial(model: Any, blocks: int = 2) -> Prepared:
 
 @METHODS.register("bitfit", summary="only bias terms (incl. normalisation shifts) and the head train", default_lr=1e-3,
                   paper="Ben Zaken et al., BitFit, ACL 2022")
-def bitfit(model: Any, head_lr_scale: float = 10.0, freeze_norm_stats: bool = True) -> Prepared:
+def bitfit(model: Any, ctx: FitContext, head_lr_scale: float = 10.0, freeze_norm_stats: bool = True) -> Prepared:
     """Biases at the learning rate, the new head at ``head_lr_scale`` times it (a fresh head needs the larger steps
     the ``head`` method takes: 1e-2 against the biases' 1e-3 by default). ``freeze_norm_stats``: batch norms keep
     their pretrained running statistics, so the learned shifts act on the normalisation the model was trained with
@@ -123,11 +118,30 @@ def bitfit(model: Any, head_lr_scale: float = 10.0, freeze_norm_stats: bool = Tr
 
 @METHODS.register("head", summary="the new classification head trains on a frozen backbone (end to end)",
                   default_lr=1e-2, paper="linear evaluation protocol")
-def head(model: Any) -> Prepared:
+def head(model: Any, ctx: FitContext) -> Prepared:
     return Prepared(model, _freeze_all_but(model, _head_params(model)))
 
 
 @METHODS.register("linear_probe", summary="logistic regression on cached pooled features becomes the head",
                   default_lr=None, on_features=True, paper="linear evaluation protocol (Kornblith et al. 2019)")
-def _linear_probe_marker(model: Any) -> Prepared:  # pragma: no cover - fit() fits it on cached features
-    raise TransferlabError("linear_probe runs on cached features through transferlab.fit.fit(..., 'linear_probe')")
+def linear_probe(model: Any, ctx: FitContext, max_iter: int = 1000) -> Prepared:
+    """Logistic regression (C = 1) on the backbone's cached pooled features of the training split; its weights
+    become the model's head. Nothing trains in the loop; the features are those ``rank`` extracts (same cache)."""
+    import torch
+
+    from ..train import logistic_probe
+    from ..zoo import FeatureCache, extract_features
+
+    ds = ctx.dataset
+    feats = extract_features(ctx.backbone, ds, image_size=ctx.image_size, cache=FeatureCache()).features
+    head = model.get_classifier()
+    if feats.shape[1] != head.in_features:
+        raise TransferlabError(f"{ctx.backbone.ref}: its cached features have {feats.shape[1]} dimensions but the "
+                               f"classifier head takes {head.in_features}")
+    coef, bias = logistic_probe(feats.astype(np.float64), ds.labels, ds.num_classes, ctx.seed, max_iter)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Prepared(model, [], metrics={"trainable_params": int(sum(p.numel() for p in head.parameters()))})

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TransferlabError
-from ._methods import head_module_name
-from ._registry import METHODS, Prepared
+from ..models import head_module_name
+from ._registry import METHODS, FitContext, Prepared
 
 
 def candidate_modules(model: Any) -> list[str]:
@@ -46,12 +46,12 @@ def _wrap(model: Any, config: Any) -> Prepared:
     from peft import get_peft_model
 
     peft_model = get_peft_model(model, config)  # mutates `model` (peft #2295); we own this copy
-    return Prepared(peft_model, [p for p in peft_model.parameters() if p.requires_grad])
+    return Prepared(peft_model, [p for p in peft_model.parameters() if p.requires_grad], weights="peft")
 
 
 @METHODS.register("lora", summary="low-rank adapters (peft LoRA) on Linear/Conv2d layers + a trained head",
-                  default_lr=1e-3, peft=True, paper="Hu et al., LoRA, ICLR 2022")
-def lora(model: Any, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
+                  default_lr=1e-3, paper="Hu et al., LoRA, ICLR 2022")
+def lora(model: Any, ctx: FitContext | None = None, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
          target_modules: list[str] | str | None = None, use_dora: bool = False) -> Prepared:
     from peft import LoraConfig
 
@@ -62,15 +62,15 @@ def lora(model: Any, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
 
 
 @METHODS.register("dora", summary="weight-decomposed low-rank adapters (peft LoRA with use_dora)", default_lr=1e-3,
-                  peft=True, paper="Liu et al., DoRA, ICML 2024")
-def dora(model: Any, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
+                  paper="Liu et al., DoRA, ICML 2024")
+def dora(model: Any, ctx: FitContext | None = None, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
          target_modules: list[str] | str | None = None) -> Prepared:
-    return lora(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, use_dora=True)
+    return lora(model, ctx, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules, use_dora=True)
 
 
 @METHODS.register("ia3", summary="learned rescaling of activations (peft IA3) + a trained head", default_lr=3e-3,
-                  peft=True, paper="Liu et al., (IA)^3, NeurIPS 2022")
-def ia3(model: Any, target_modules: list[str] | str | None = None) -> Prepared:
+                  paper="Liu et al., (IA)^3, NeurIPS 2022")
+def ia3(model: Any, ctx: FitContext | None = None, target_modules: list[str] | str | None = None) -> Prepared:
     from peft import IA3Config
 
     targets, head = _targets(model, target_modules)

@@ -1,28 +1,85 @@
-"""The adaptation-method registry."""
+"""The adaptation-method registry: a method is one function, ``prepare(model, ctx, **options) -> Prepared``,
+registered with one decorator; ``fit()`` and ``load()`` name no method.
+
+``prepare`` changes ``model`` in place (freezes, wraps, injects) and returns a :class:`Prepared`: what trains and how
+(the parameters, learning-rate scales, extra loss terms, or a whole objective), how the result is stored (full
+weights or a peft adapter; a ``structure`` the loader rebuilds), and, for methods that train in several phases, a
+``run`` that drives the one training loop itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from .._registry import Registry
 
 
 @dataclass
+class FitContext:
+    """What a method may need besides the model: the zoo backbone it came from, the training split (already without
+    its validation part), the image size, the seed."""
+
+    backbone: Any
+    dataset: Any
+    image_size: int | None
+    seed: int = 0
+
+
+@dataclass
+class TrainJob:
+    """What a custom ``run`` trains on: the preprocessed splits, the loop's config, where to checkpoint."""
+
+    train_data: Any
+    val_data: Any
+    config: Any
+    progress: bool = False
+    checkpoint_dir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """What a custom ``run`` reports back: the per-epoch history and the selected validation accuracy."""
+
+    history: list[dict[str, float]]
+    val_accuracy: float | None
+
+
+@dataclass
 class Prepared:
-    """What a method hands the training loop: the model to train (possibly a wrapper), the parameters to optimise,
-    an optional loss term ``regularizer(model, x, logits) -> scalar tensor``, and learning-rate multipliers for some
-    parameters (``id(param) -> scale``; e.g. a new head that must move faster than pretrained biases)."""
+    """What a method hands ``fit``.
+
+    ``model`` (possibly a wrapper like peft's) and ``params`` (what the optimiser updates; empty when ``prepare``
+    already fitted everything, as the linear probe does); ``regularizer(model, x, logits)``, ``lr_scales``
+    (``id(param) -> multiplier``) and ``freeze_norm_stats`` configure the default supervised objective, or
+    ``objective`` replaces it. ``weights``: ``"peft"`` stores peft's adapter format. ``structure``: the card entry
+    the loader rebuilds added modules from (``{"kind": <models.STRUCTURES entry>, ...}``). ``run(prepared, job)``:
+    custom training through the one loop (several phases) on a :class:`TrainJob`; ``files``: extra files written beside the model
+    (``name -> writer(path)``); ``metrics``: extra entries for ``metrics.json`` (filled in by ``run`` if it wants).
+    """
 
     model: Any
     params: list[Any]
     regularizer: Callable[[Any, Any, Any], Any] | None = None
     lr_scales: dict[int, float] = field(default_factory=dict)
-    freeze_norm_stats: bool = False  # batch norms keep their pretrained running statistics while training
+    freeze_norm_stats: bool = False
+    objective: Any = None
+    weights: Literal["state_dict", "peft"] = "state_dict"
+    structure: dict[str, Any] = field(default_factory=dict)
+    run: Callable[[Prepared, Any], Outcome] | None = None
+    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
-#: name -> prepare(model, **options) -> Prepared (the method freezes/changes the model in place).
-#: Metadata: ``summary``, ``paper``, ``default_lr``, ``peft``.
-METHODS: Registry[Callable[..., Prepared]] = Registry(
-    "fit method", modules=tuple(f"transferlab.fit.{m}" for m in ("_methods", "_peft", "_adapters", "_sparse", "_scalearn")))
+def method_modules() -> list[str]:
+    """The modules that register methods: every ``fit/*.py`` that is not infrastructure (discovered, so a new
+    method is one file plus one decorator)."""
+    here = Path(__file__).parent
+    infra = {"__init__", "_api", "_registry", "_cam", "_run"}
+    return sorted(f"transferlab.fit.{p.stem}" for p in here.glob("*.py") if p.stem not in infra)
+
+
+#: name -> prepare(model, ctx, **options) -> Prepared. Metadata: ``summary``, ``paper``, ``default_lr``.
+METHODS: Registry[Callable[..., Prepared]] = Registry("fit method", modules=method_modules)

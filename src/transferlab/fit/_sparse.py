@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TransferlabError
-from ._registry import METHODS, Prepared
+from ._registry import METHODS, FitContext, Outcome, Prepared, TrainJob
 
 
 class SparseDiff:
@@ -130,19 +130,34 @@ def top_k_masks(base: dict[str, Any], tuned: dict[str, Any], names: list[str], d
 
 
 @METHODS.register("sparse", summary="LT-SFT: fine-tune, keep the most-changed density fraction, retrain only those",
-                  default_lr=3e-4, two_phase=True,
-                  paper="Ansell et al., Composable Sparse Fine-Tuning for Cross-Lingual Transfer, ACL 2022")
-def _sparse_marker(model: Any, **options: Any) -> Prepared:  # pragma: no cover - fit() runs sparse_fit_ instead
-    raise TransferlabError("sparse runs in two phases through transferlab.fit.fit(..., 'sparse')")
+                  default_lr=3e-4, paper="Ansell et al., Composable Sparse Fine-Tuning for Cross-Lingual Transfer, "
+                  "ACL 2022")
+def sparse(model: Any, ctx: FitContext, density: float = 0.01) -> Prepared:
+    """Both phases run in :func:`sparse_fit_` through the one training loop; the mask's difference is saved beside
+    the model as ``sparse_diff.safetensors``."""
+    if not 0 < float(density) <= 1:
+        raise TransferlabError(f"sparse: density must lie in (0, 1], got {density}")
+
+    def run(prep: Prepared, job: TrainJob) -> Outcome:
+        net, trainable, history, val_acc, diff = sparse_fit_(prep.model, job.train_data, job.val_data, job.config,
+                                                              job.progress, job.checkpoint_dir, float(density))
+        prep.params = trainable
+        head = sum(p.numel() for p in net.get_classifier().parameters())
+        # the entries that may change (the mask) plus the head, not the whole tensors that hold them
+        prep.metrics.update(sparse_nnz=diff.nnz(), sparse_of=diff.size(), trainable_params=int(diff.nnz() + head))
+        prep.files["sparse_diff.safetensors"] = diff.save
+        return Outcome(history, val_acc)
+
+    return Prepared(model, [], run=run)
 
 
-def sparse_fit_(net: Any, train_data: Any, val_data: Any, cfg: Any, num_classes: int, progress: bool,
-                ckdir: Path | None, density: float = 0.01) -> tuple[Any, list[Any], list[dict], float | None,
+def sparse_fit_(net: Any, train_data: Any, val_data: Any, cfg: Any, progress: bool, ckdir: Path | None,
+                density: float = 0.01) -> tuple[Any, list[Any], list[dict], float | None,
                                                                       SparseDiff]:
     """Run both LT-SFT phases on ``net`` in place; returns (net, trainable, history, val accuracy, diff)."""
     import torch
 
-    from ..train import train
+    from ..train import Supervised, train
 
     head = net.get_classifier()
     head_ids = {id(p) for p in head.parameters()}
@@ -151,8 +166,8 @@ def sparse_fit_(net: Any, train_data: Any, val_data: Any, cfg: Any, num_classes:
     body = [n for n, p in net.named_parameters() if id(p) not in head_ids]
     for p in net.parameters():
         p.requires_grad_(True)
-    r1 = train(net, train_data, val_data, cfg, num_classes=num_classes, progress=progress,
-               checkpoint_dir=ckdir / "phase1" if ckdir is not None else None)
+    r1 = train({"model": net}, Supervised(options={"method": "sparse", "phase": 1}), train_data, cfg,
+               val_data=val_data, progress=progress, checkpoint_dir=ckdir / "phase1" if ckdir is not None else None)
     tuned = {n: p.detach().clone() for n, p in net.named_parameters()}
     masks = top_k_masks(theta0, tuned, body, density)
     params = dict(net.named_parameters())
@@ -173,9 +188,10 @@ def sparse_fit_(net: Any, train_data: Any, val_data: Any, cfg: Any, num_classes:
                 p = params[n]
                 p.copy_(theta0[n] + m * (p - theta0[n]))
 
-    r2 = train(net, train_data, val_data, cfg, num_classes=num_classes, params=trainable, progress=progress,
-               checkpoint_dir=ckdir / "phase2" if ckdir is not None else None, after_step=project,
-               freeze_norm_stats=True)
+    phase2 = Supervised(params=trainable, after_step=project, freeze_norm_stats=True,
+                        options={"method": "sparse", "phase": 2, "density": density})
+    r2 = train({"model": net}, phase2, train_data, cfg, val_data=val_data, progress=progress,
+               checkpoint_dir=ckdir / "phase2" if ckdir is not None else None)
     diff = SparseDiff.between(theta0, dict(net.named_parameters()), masks)
     history = [{**h, "phase": 1} for h in r1.history] + [
         {**h, "phase": 2, "epoch": h["epoch"] + len(r1.history)} for h in r2.history]

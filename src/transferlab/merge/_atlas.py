@@ -119,7 +119,7 @@ class Atlas(Method):
     def prepare(self, job: Any) -> None:
         import torch
 
-        from ..train import TrainConfig, train
+        from ..train import Supervised, TrainConfig, train
 
         datas, heads, offsets = [], [], [0]
         net = None
@@ -147,8 +147,9 @@ class Atlas(Method):
         data = torch.utils.data.ConcatDataset(datas)
         cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
                           weight_decay=0.0, clip_grad_norm=None, warmup=0.0)
-        self.history_ = train(model, data, None, cfg, params=[model.coef], loss=block_objective(offsets, self.objective),
-                              progress=self.progress or job.show, freeze_norm_stats=True).history
+        objective = Supervised(params=[model.coef], loss=block_objective(offsets, self.objective),
+                               freeze_norm_stats=True, options={"atlas": self.objective})
+        self.history_ = train({"model": model}, objective, data, cfg, progress=self.progress or job.show).history
         self.coefficients_ = model.coef.detach().cpu().double()
         self._index = {k: j for j, k in enumerate(keys)}
 

@@ -263,7 +263,7 @@ def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
 def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickle: bool = False,
                 allow_reference: bool = False) -> Source:
     """A :class:`Source` for a state dict, a file, a fit directory or (``allow_reference``) a model reference."""
-    from ..fit import adds_modules, head_prefix, load
+    from ..models import head_prefix, load, read_card
 
     if isinstance(obj, dict):
         return DictSource(obj, label)
@@ -294,7 +294,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                                        "directory")
         src.path = p
         if cfg and cfg.get("architecture"):
-            if adds_modules(cfg.get("method", "")):
+            if read_card(p).structure:
                 raise TransferlabError(
                     f"{label}: {p} was fitted with {cfg['method']!r}, which adds modules the base architecture lacks; "
                     "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
@@ -309,7 +309,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         raise TransferlabError(f"{label}: {p} is neither .safetensors nor a checkpoint file")
     s = str(obj)
     if allow_reference and ":" in s and not s.startswith(("/", ".")):
-        from ..fit import pretrained
+        from ..models import pretrained
 
         net = pretrained(s, trust_pickle=trust_pickle)
         src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label,
@@ -320,7 +320,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
 
 
 def head_prefix_of(net: Any) -> str | None:
-    from ..fit import head_prefix
+    from ..models import head_prefix
 
     try:
         return head_prefix(net)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._progress import progress as progress_bars
 from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
@@ -124,14 +125,14 @@ def rank(
                 if ensemble else None)  # CKA between models on a subsample of the target
     ens_features: dict[str, np.ndarray] = {}
     t_extract = t_metrics = t_forward = 0.0
-    with thread_limit(threads), _progress(progress) as bar:
+    with thread_limit(threads), progress_bars(progress) as bars:
         for entry, backbone in zip(z.models, backbones, strict=True):
-            task = bar.add_task(entry.display_name, total=len(ds)) if bar is not None else None
+            task = bars.add(entry.display_name, len(ds))
             t0 = time.perf_counter()
             size = image_size or (backbone.default_size(ds) if hasattr(backbone, "default_size") else None)
             feats = extract_features(
                 backbone, ds, image_size=size, batch_size=batch_size, cache=cache,
-                progress=(lambda k, task=task: bar.advance(task, k)) if bar is not None else None,
+                progress=(lambda k, task=task: bars.advance(task, k)) if bars.enabled else None,
             )
             t_extract += time.perf_counter() - t0
             t_forward += feats.seconds
@@ -176,8 +177,7 @@ def rank(
             if ens_rows is not None:
                 ens_features[entry.ref] = np.asarray(feats.features[ens_rows], dtype=np.float64)
             per_model.append({"entry": entry, "scores": scores, "timings": timings, "meta": meta})
-            if bar is not None:
-                bar.update(task, description=f"{entry.display_name} [green]done")
+            bars.describe(task, f"{entry.display_name} [green]done")
 
     cscore, crank = consensus(table, len(per_model))
     ranks = {m: metric_ranks(table[m]) for m in names}
@@ -245,15 +245,3 @@ def _baseline_notes(result: RankResult) -> list[str]:
     return [f"{m.name} ranks behind the baseline {best_base.name} (consensus {m.consensus_rank} vs "
             f"{best_base.consensus_rank}): its pretrained features do not help this dataset more than {what}."
             for m in losers]
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False) as bar:
-        yield bar

@@ -95,20 +95,21 @@ def bench_report_html(result: Any) -> str:
     return page("transferlab bench rank", body)
 
 
-def merge_bench_html(result: Any) -> str:
-    """``bench merge``: accuracy of every merged network on every task, next to the published ViT-B/32 ordering."""
-    from ..bench._merge import published
+def merge_bench_html(result: dict[str, Any]) -> str:
+    """``bench merge`` (its result's ``to_dict()``): accuracy of every merged network on every task, next to the
+    published ViT-B/32 ordering."""
+    from .._published import merge_published as published
 
-    names = list(result.names)
+    names = list(result["tasks"])
     rows = []
-    for r in result.rows():
+    for r in result["rows"]:
         pub = published(r["method"])
         rows.append([esc(r["method"]), *(fmt(r["accuracy"][n], 3) for n in names), f"<b>{fmt(r['mean'], 3)}</b>",
                      fmt(r["normalized"], 3), fmt(pub, 1) if pub is not None else "",
                      fmt(r["seconds"], 1) if r["seconds"] is not None else ""])
-    o = result.options
-    body = (f"<h1>transferlab bench merge</h1><p class='muted'>base <code>{esc(result.model)}</code> · "
-            f"{len(names)} tasks ({esc(', '.join(result.targets))}) · each fine-tuned with "
+    o = result["options"]
+    body = (f"<h1>transferlab bench merge</h1><p class='muted'>base <code>{esc(result['model'])}</code> · "
+            f"{len(names)} tasks ({esc(', '.join(result['targets']))}) · each fine-tuned with "
             f"<code>{esc(o.get('fit_method'))}</code> for {esc(o.get('epochs'))} epochs · "
             f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>"
             + table(["method", *names, "mean", "normalised", "published ViT-B/32 (8 tasks)", "merge s"], rows)
@@ -116,6 +117,6 @@ def merge_bench_html(result: Any) -> str:
               "Normalised: merged / individually fine-tuned, averaged over tasks. base_with_heads: the pretrained "
               "network with the fine-tuned heads (the published 'pretrained' row is zero-shot CLIP). Published: "
               "TIES-Merging and AdaMerging papers (adamerging ~ atlas with the entropy objective). "
-              + (f"+tuned rows: lam picked on held-out training examples from {esc(result.options.get('lam_grid'))}: "
-                 f"{esc(result.options.get('tuned_lam'))}." if result.options.get("tuned_lam") else "") + "</p>")
+              + (f"+tuned rows: lam picked on held-out training examples from {esc(o.get('lam_grid'))}: "
+                 f"{esc(o.get('tuned_lam'))}." if o.get("tuned_lam") else "") + "</p>")
     return page("transferlab bench merge", body)

@@ -1,5 +1,11 @@
-"""THE training loop: every capability that trains (fit, domain, distill, merge-learning, bench) calls it."""
+"""THE training loop: every capability that trains (fit, merge-learning, the small-zoo build, and domain, distill,
+continual to come) calls :func:`train` with its :class:`Objective`."""
 
-from .loop import TrainConfig, TrainResult, train
+from ._config import TrainConfig, TrainResult
+from ._loop import evaluate, train
+from ._objective import Objective, StepContext, Supervised
+from ._probe import logistic_probe, probe_accuracy
+from ._state import seed_everything
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["Objective", "StepContext", "Supervised", "TrainConfig", "TrainResult", "evaluate", "logistic_probe",
+           "probe_accuracy", "seed_everything", "train"]

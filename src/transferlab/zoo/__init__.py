@@ -1,12 +1,12 @@
 """Model zoo: references -> backbones -> cached pooled features."""
 
-from ._backbone import Backbone
+from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
 from ._cache import FeatureCache, default_cache_dir
 from ._features import Features, extract_features
 from ._sources import BUILTIN_MODELS, MODEL_SOURCES, PICKLE_SUFFIXES, list_builtin_models, resolve_model
 from ._zoo import Zoo, ZooModel, list_builtin_zoos, load_zoo
 
 __all__ = [
-    "Backbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES",
+    "Backbone", "HFBackbone", "SentenceTransformerBackbone", "TorchImageBackbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES",
     "default_cache_dir", "extract_features", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
 ]

@@ -121,7 +121,7 @@ def _st_pooling(path: Path) -> tuple[str, bool]:
 def build_text_classifier(backbone: Any, num_classes: int) -> tuple[TextClassifier, Any]:
     """(classifier with the pretrained encoder, tokenizer) for a zoo text backbone; the classifier's
     ``architecture`` records what :func:`text_classifier_from_architecture` needs to rebuild it."""
-    from ..zoo._backbone import HFBackbone, SentenceTransformerBackbone
+    from ..zoo import HFBackbone, SentenceTransformerBackbone
 
     if isinstance(backbone, SentenceTransformerBackbone):
         path = Path(backbone.path_or_id)
@@ -132,7 +132,7 @@ def build_text_classifier(backbone: Any, num_classes: int) -> tuple[TextClassifi
             pooling = "cls" if getattr(st[1], "pooling_mode_cls_token", False) else "mean"
             normalize = any(type(m).__name__ == "Normalize" for m in st)
         else:
-            encoder, tok = _load_encoder(str(path)), _load_tokenizer(str(path))
+            encoder, tok = _load_encoder(str(path)), load_tokenizer(str(path))
             pooling, normalize = _st_pooling(path)
         max_length = backbone.max_length
     elif isinstance(backbone, HFBackbone):
@@ -149,7 +149,7 @@ def build_text_classifier(backbone: Any, num_classes: int) -> tuple[TextClassifi
     return net, tok
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -158,14 +158,14 @@ def _quiet_transformers() -> None:
 def _load_encoder(path: str) -> Any:
     from transformers import AutoModel
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         return AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise TransferlabError(f"cannot load a transformers encoder from {path} ({str(exc).splitlines()[0]})") from None
 
 
-def _load_tokenizer(path: str) -> Any:
+def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     try:

@@ -1,4 +1,5 @@
-"""Our Dataset -> torch datasets of (image tensor, label), with torchvision v2 augmentation for training."""
+"""Image datasets -> torch datasets of (image tensor, label), with torchvision v2 augmentation for training (the
+preprocessing every adapted image model is trained and served with)."""
 
 from __future__ import annotations
 
@@ -50,20 +51,3 @@ class ImageTensors:
 
         return self.transform(self._image(i)), torch.tensor(int(self.ds.labels[i]))
 
-
-def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
-    """A stratified validation split carved from the training split (deterministic)."""
-    if fraction <= 0:
-        return ds, None
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(ds.labels):
-        idx = np.flatnonzero(ds.labels == c)
-        k = int(round(fraction * len(idx)))
-        if len(idx) >= 3 and k >= 1:
-            val.extend(rng.choice(idx, k, replace=False))
-    if not val:
-        return ds, None
-    val_idx = np.sort(np.array(val))
-    train_idx = np.setdiff1d(np.arange(len(ds)), val_idx)
-    return ds.subset(train_idx), ds.subset(val_idx)

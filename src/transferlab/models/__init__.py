@@ -1,0 +1,47 @@
+"""The saved adapted model: a versioned card, networks built from references or recorded architectures, atomic
+save, ``load``, ``predict`` / ``evaluate``, the image and text input adapters, and the one inference loop. Every
+capability that writes or reads a model (fit, merge, bench, the zoo build) goes through here.
+
+The torch modules (adapters, ScaLearn's scaled sources, the text classifier, the input adapters) are imported on first
+use, so ``import transferlab.models`` does not import torch."""
+
+from typing import Any
+
+from ._build import (
+    Built,
+    architecture_key,
+    architecture_of,
+    build,
+    head_module_name,
+    head_prefix,
+    net_from_architecture,
+    pretrained,
+    resolve,
+)
+from ._card import FORMAT, ModelCard, read_card
+from ._saved import evaluate, load, model_inputs, predict, predict_logits, save_model
+from ._structures import STRUCTURES
+
+_LAZY = {
+    "Adapted": "_adapters", "AdapterConfig": "_adapters", "Bottleneck": "_adapters", "ResidualAdapted": "_adapters",
+    "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "replace_module_": "_adapters",
+    "ScaledSources": "_scaled", "scaled_structure": "_scaled",
+    "TextClassifier": "_text", "TextTensors": "_text", "ImageTensors": "_inputs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "Built", "ImageTensors", "ModelCard",
+    "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure", "architecture_key",
+    "architecture_of", "build", "evaluate", "head_module_name", "head_prefix", "inject_adapters_", "load",
+    "model_inputs", "net_from_architecture", "predict", "predict_logits", "pretrained", "read_card",
+    "replace_module_", "resolve", "save_model", "scaled_structure",
+]

@@ -1,0 +1,124 @@
+"""The model card: ``config.json`` of a saved adapted model, versioned and validated.
+
+Format 2 says, as data, everything :func:`~transferlab.models.load` needs: the architecture, the preprocessing, how
+the weights are stored (``weights``: a full ``state_dict`` or a ``peft`` adapter over the model reference) and which
+extra modules to rebuild before loading them (``structure``: its ``kind`` names an entry of
+:data:`~transferlab.models.STRUCTURES`). Format 1 (written by fit and merge before format 2) named only the fit
+method; :func:`read_card` translates it, so those directories still load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import TransferlabError
+
+log = logging.getLogger(__name__)
+FORMAT = 2
+#: format 1 stored peft adapters for these fit methods, and rebuilt adapter modules for these (a closed, historical
+#: list: format 2 records both as data)
+_FORMAT1_PEFT = ("lora", "dora", "ia3")
+
+
+class Head(BaseModel):
+    """One task's classification head of a merged model (``heads/<task>.safetensors``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    num_classes: int
+    class_names: list[str]
+
+
+class ModelCard(BaseModel):
+    """``config.json`` of a saved model. Unknown keys load with a warning (a newer transferlab wrote them)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    format: int = Field(FORMAT, description="card format (1: fit/merge before transferlab 0.2; 2: this one)")
+    transferlab_version: str | None = Field(None, description="the transferlab that wrote it")
+    model: str | None = Field(None, description="the model reference it started from (peft weights load over it)")
+    method: str | None = Field(None, description="how it was made: a fit method, 'merge', ...")
+    modality: Literal["image", "text"] = Field("image", description="what it takes")
+    architecture: dict[str, Any] = Field(description="library + name (+ kwargs / transformers config) to rebuild")
+    num_classes: int = Field(ge=0, description="outputs of the (selected) head")
+    class_names: list[str] = Field(default_factory=list)
+    image_size: int | None = Field(None, description="images: side in pixels")
+    mean: list[float] | None = Field(None, description="images: normalisation mean")
+    std: list[float] | None = Field(None, description="images: normalisation std")
+    max_length: int | None = Field(None, description="texts: tokens kept")
+    weights: Literal["state_dict", "peft"] = Field("state_dict", description="model.safetensors, or a peft adapter "
+                                                   "(adapter_model.safetensors) over the reference")
+    structure: dict[str, Any] = Field(default_factory=dict, description="extra modules to rebuild before loading: "
+                                      "{'kind': <entry of STRUCTURES>, ...its options}")
+    options: dict[str, Any] = Field(default_factory=dict, description="the method's options")
+    train: dict[str, Any] | None = None
+    init: str | None = None
+    heads: dict[str, Head] | None = Field(None, description="merged models: one head per task")
+    head: str | None = Field(None, description="dotted name of the classification head")
+    merge: dict[str, Any] | None = None
+    selected_head: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def preprocessing(self) -> dict[str, Any]:
+        if self.modality == "text":
+            return {"max_length": self.max_length}
+        return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
+
+
+def _from_format1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config as a format-2 card: the fit method named how weights were stored and what to rebuild."""
+    d = dict(raw)
+    method = d.get("method") or ""
+    d["weights"] = "peft" if method in _FORMAT1_PEFT else "state_dict"
+    old = d.get("structure") or {}
+    if method == "adapter":
+        d["structure"] = {"kind": "adapters", "config": dict(d.get("options") or {}),
+                          "image_size": d.get("image_size") or 64}
+    elif method == "mam":
+        o = d.get("options") or {}
+        d["structure"] = {"kind": "adapters", "image_size": d.get("image_size") or 64,
+                          "config": {"r": o.get("r", 16), "insertion": "parallel", "placement": "ffn",
+                                     "scaling": o.get("scaling", 4.0), "prefix": o.get("prefix", 16)}}
+    elif method == "scalearn":
+        d["structure"] = {"kind": "scaled_sources", **old}
+    else:
+        d["structure"] = {}
+    d["format"] = 1
+    return d
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """The validated card of ``model_dir`` (format 1 or 2)."""
+    try:
+        raw = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        raise TransferlabError(f"{model_dir} holds no readable config.json: not a transferlab model directory") \
+            from None
+    if not isinstance(raw, dict):
+        raise TransferlabError(f"{model_dir}/config.json is not a JSON object")
+    fmt = raw.get("format", 1)
+    if fmt not in (1, FORMAT):
+        raise TransferlabError(f"{model_dir} was written in model format {fmt!r} (transferlab "
+                               f"{raw.get('transferlab_version')}); this transferlab reads formats 1 and {FORMAT}: "
+                               "upgrade transferlab")
+    if fmt == 1:
+        raw = _from_format1(raw)
+    try:
+        card = ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise TransferlabError(f"{model_dir}/config.json is not a valid model card: "
+                               f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    extra = sorted(card.model_extra or {})
+    if extra:
+        log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", model_dir, extra,
+                    card.transferlab_version)
+    return card

@@ -1,0 +1,194 @@
+"""Saving and loading adapted models, and the one inference loop.
+
+A model directory holds ``config.json`` (the :class:`~transferlab.models.ModelCard`), the weights
+(``model.safetensors``, or peft's ``adapter_model.safetensors`` over the model reference), ``tokenizer/`` for text
+models and, for merges, ``heads/<task>.safetensors``. Nothing here names a fit method: the card says how to rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_json_atomic
+from .._version import __version__
+from ..data import Dataset, load_dataset
+from ..errors import TransferlabError
+from ._build import build, head_prefix, net_from_architecture, resolve
+from ._card import ModelCard, read_card
+from ._structures import STRUCTURES
+
+log = logging.getLogger(__name__)
+
+
+def save_model(directory: str | Path, net: Any, card: ModelCard | dict[str, Any], tokenizer: Any = None) -> None:
+    """Write ``net``'s weights, its card and (text models) its tokenizer into ``directory`` (each file atomically;
+    build a whole output with :func:`transferlab._io.atomic_dir`)."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    card = card if isinstance(card, ModelCard) else ModelCard.model_validate(card)
+    out.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:  # text models: predict needs the exact tokenizer, offline
+        _save_tokenizer(out, tokenizer)
+    if card.weights == "peft":  # peft's own format: PeftModel.from_pretrained(base, out) loads it
+        net.save_pretrained(str(out))
+    else:
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"transferlab_version": __version__})
+            os.replace(tmp, out / "model.safetensors")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    write_json_atomic(out / "config.json", card.to_json())
+
+
+def _save_tokenizer(out: Path, tokenizer: Any) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        os.replace(tmp, out / "tokenizer")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool = False) -> Any:
+    """The adapted model saved by fit (or merge), in eval mode, ready for inference (``model(x) -> logits``).
+
+    ``head``: for a merged model, the task whose classification head to use (default: the first; the card's
+    ``heads`` lists them). ``model.transferlab_config`` holds the card as a dict (``class_names`` and ``num_classes``
+    of the chosen head); text models also carry ``model.transferlab_tokenizer`` (their input is ``[B, 2, L]`` token
+    ids and attention mask, or a tokenizer's dict output)."""
+    from safetensors.torch import load_file
+
+    d = Path(model_dir)
+    card = read_card(d)
+    peft_format = card.weights == "peft"
+    if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
+        raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
+    heads = card.heads or {}
+    if head is not None and head not in heads:
+        raise TransferlabError(f"{d} has no head {head!r}; "
+                               + (f"its heads: {', '.join(heads)}" if heads else "it has one head (not a merge)"))
+    arch = card.architecture
+    if arch.get("library") not in ("timm", "transformers"):
+        raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
+    tokenizer = None
+    if arch["library"] == "transformers":
+        from ._text import load_tokenizer, quiet_transformers
+
+        quiet_transformers()
+        tokenizer = load_tokenizer(str(d / "tokenizer"))
+    if peft_format:
+        from peft import PeftModel
+
+        if not card.model:
+            raise TransferlabError(f"{d}: a peft adapter without the model reference it adapts")
+        # the weights the adapters were trained on
+        net = PeftModel.from_pretrained(build(resolve(card.model, trust_pickle), card.num_classes).net, str(d))
+    else:
+        state = load_file(str(d / "model.safetensors"))
+        if head is not None:  # swap in the chosen task's head
+            h = heads[head]
+            prefix = card.head or head_prefix(card.to_json())
+            state = {k: v for k, v in state.items() if not (k == prefix or k.startswith(prefix + "."))}
+            state.update(load_file(str(d / h.file)))
+            card = card.model_copy(update={"num_classes": h.num_classes, "class_names": h.class_names,
+                                           "head": prefix, "selected_head": head})
+        net = net_from_architecture(arch, card.num_classes)
+        if card.structure:
+            kind = card.structure.get("kind")
+            if kind not in STRUCTURES:
+                raise TransferlabError(f"{d}: unknown model structure {kind!r} (known: {', '.join(STRUCTURES)}); "
+                                       "written by a newer transferlab?")
+            net = STRUCTURES.get(kind)(net, state, card.structure)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise TransferlabError(f"{d}: the saved weights do not fit the recorded architecture "
+                                   f"({str(exc).splitlines()[0]})") from None
+    net.eval()
+    net.transferlab_config = card.to_json()
+    net.transferlab_tokenizer = tokenizer
+    return net
+
+
+def model_inputs(net: Any, ds: Dataset) -> Any:
+    """A torch dataset of ``(input, label)`` for ``ds`` with a loaded model's own preprocessing."""
+    cfg = net.transferlab_config
+    modality = cfg.get("modality", "image")
+    if ds.modality != modality:
+        raise TransferlabError(f"this model takes {modality} data; {ds.name} holds {ds.modality}")
+    if modality == "text":
+        from ._text import TextTensors
+
+        return TextTensors(ds, net.transferlab_tokenizer, int(cfg.get("max_length") or 256))
+    from ._inputs import ImageTensors
+
+    return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
+    """The one inference loop: logits [N, C] in the dataset's order (variable-length inputs run in length-sorted
+    batches)."""
+    import torch
+
+    net.eval()
+    n = len(data)
+    lengths = getattr(data, "lengths", None)
+    order = np.argsort(-np.asarray(lengths), kind="stable") if lengths is not None else np.arange(n)
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    dev = next(net.parameters()).device
+    out: np.ndarray | None = None
+    with torch.inference_mode():
+        for idx, (x, _) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches), strict=True):
+            logits = net(x.to(dev)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+    if out is None:
+        raise TransferlabError("nothing to predict: the dataset is empty")
+    return out
+
+
+def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+            batch_size: int = 64, head: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Class probabilities of a saved model on a dataset split: (predicted class index [N], probabilities [N, C],
+    the model's card as a dict). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
+    directory. ``head``: a merged model's task head (see :func:`load`)."""
+    import torch
+
+    net = load(model_dir, head=head)
+    cfg = net.transferlab_config
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    logits = torch.from_numpy(predict_logits(net, model_inputs(net, ds), batch_size))
+    p = torch.softmax(logits, dim=1).numpy()
+    return p.argmax(1), p, cfg
+
+
+def evaluate(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+             head: str | None = None) -> dict[str, Any]:
+    """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    pred, _, cfg = predict(model_dir, ds, head=head)
+    names = cfg["class_names"]
+    if list(ds.class_names) != list(names):
+        raise TransferlabError(f"the model was trained on classes {names}; {ds.name} has {list(ds.class_names)}")
+    prec, rec, f1, support = precision_recall_fscore_support(ds.labels, pred, labels=range(len(names)),
+                                                             zero_division=0)
+    return {"dataset": ds.name, "split": ds.split, "n": len(ds), "accuracy": float(np.mean(pred == ds.labels)),
+            "per_class": {n: {"precision": float(a), "recall": float(b), "f1": float(c), "support": int(d)}
+                          for n, a, b, c, d in zip(names, prec, rec, f1, support, strict=True)}}

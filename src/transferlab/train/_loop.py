@@ -1,0 +1,220 @@
+"""The one training loop.
+
+AdamW with linear warm-up and cosine decay, gradient accumulation, gradient clipping, mixed precision on CUDA,
+selection of the best epoch by the objective's ``select`` value (the best weights are restored) with optional early
+stopping, a checkpoint after every epoch and exact resume after a kill: an interrupted run resumed from its
+checkpoint directory ends with the same weights as an uninterrupted run with the same seed, because each epoch's
+shuffling comes from ``seed + epoch`` and the checkpoint carries every random generator's state. What the loss is
+comes from an :class:`~transferlab.train.Objective`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .._progress import progress as progress_bars
+from ..errors import TransferlabError
+from ._config import TrainConfig, TrainResult
+from ._data import batch_size_of, epoch_batches, epoch_generator, loader, num_batches, to_device
+from ._objective import Objective
+from ._state import CHECKPOINT, resume, save_checkpoint, seed_everything
+
+
+def warmup_cosine(total_steps: int, warmup: float, min_ratio: float) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ``warmup * total_steps`` steps, then cosine to ``min_ratio``."""
+    w = int(round(warmup * total_steps))
+
+    def f(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        progress = min(1.0, (step - w) / max(1, total_steps - w))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+class _Summary:
+    """Epoch means of logged values: floats weighted by batch size, ``(total, count)`` pairs summed exactly."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+
+    def add(self, logs: Mapping[str, Any], n: int) -> None:
+        for k, v in logs.items():
+            if isinstance(v, tuple):
+                total, count = float(v[0]), float(v[1])
+            else:
+                total, count = float(v) * n, float(n)
+            self.sums[k] = self.sums.get(k, 0.0) + total
+            self.counts[k] = self.counts.get(k, 0.0) + count
+
+    def means(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}{k}": self.sums[k] / max(self.counts[k], 1e-300) for k in self.sums}
+
+
+def evaluate(objective: Objective, modules: Mapping[str, Any], data: Any, batch_size: int, num_workers: int = 0,
+             device: Any = None) -> dict[str, float]:
+    """The objective's validation values on ``data`` (modules in eval mode, no gradients), averaged over examples."""
+    import torch
+
+    for m in modules.values():
+        m.eval()
+    summary = _Summary()
+    with torch.inference_mode():
+        for batch in loader(data, batch_size, num_workers):
+            batch = to_device(batch, device) if device is not None else batch
+            summary.add(objective.evaluate(batch, modules), batch_size_of(batch))
+    return summary.means("")
+
+
+def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, config: TrainConfig | None = None, *,
+          val_data: Any = None, checkpoint_dir: str | Path | None = None, progress: bool = False,
+          device: str | None = None) -> TrainResult:
+    """Train ``modules`` (named ``nn.Module``s, or one module, named ``model``) in place with ``objective`` on
+    ``data`` (a map-style dataset of ``(x, y)`` or dict examples, or ``{"stream": dataset, ...}`` paired streams).
+
+    Every module moves to the device; modules with a trainable parameter train (batch norms per the objective's
+    ``freeze_norm_stats``), the others stay in eval mode. ``val_data``: evaluated by ``objective.evaluate`` after each
+    epoch. ``checkpoint_dir``: a checkpoint after each epoch, resumed when present (the directory must come from
+    the same config and objective, else an error). Returns the per-epoch history and the selected epoch; the modules
+    are left in eval mode with the selected epoch's weights.
+    """
+    import torch
+
+    cfg = config or TrainConfig()
+    mods = dict(modules) if isinstance(modules, Mapping) else {"model": modules}
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_amp = cfg.amp and dev.type == "cuda"
+    seed_everything(cfg.seed)
+    for m in mods.values():
+        m.to(dev)
+    objective.setup(mods, dev)
+    scales: dict[int, float] = {}
+    trainable = []
+    for item in objective.trainable(mods):
+        p, s = item if isinstance(item, tuple) else (item, 1.0)
+        if p.requires_grad and id(p) not in scales:
+            scales[id(p)] = float(s)
+            trainable.append(p)
+    if not trainable:
+        raise TransferlabError("nothing to train: no parameter requires a gradient")
+    ids = set(scales)
+    training = {n for n, m in mods.items() if any(id(p) in ids for p in m.parameters())}
+    n_batches = num_batches(data, cfg.batch_size)
+    steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+    total_steps = steps_per_epoch * cfg.epochs
+    groups: dict[float, list[Any]] = {}
+    for p in trainable:
+        groups.setdefault(scales[id(p)], []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "lr": cfg.lr * s} for s, ps in groups.items()], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup, cfg.min_lr_ratio))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    select_key, higher = objective.select
+
+    result = TrainResult()
+    start_epoch = 0
+    best_state: dict[str, Any] | None = None
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckdir is not None and (ckdir / CHECKPOINT).is_file():
+        start_epoch, best_state = resume(ckdir, cfg, objective, mods, opt, sched, scaler, result)
+        result.resumed_from_epoch = start_epoch
+    bad_epochs = 0 if result.best_epoch is None else result.epochs_run - result.best_epoch
+    t0 = time.perf_counter() - result.train_seconds
+    has_val = val_data is not None and len(val_data) > 0
+    with progress_bars(progress) as bars:
+        for epoch in range(start_epoch, cfg.epochs):
+            _set_modes(mods, training, objective.freeze_norm_stats)
+            task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
+            ctx_gen = epoch_generator(cfg.seed, epoch, stream=-1)
+            summary = _Summary()
+            opt.zero_grad(set_to_none=True)
+            for i, batch in enumerate(epoch_batches(data, cfg.batch_size, cfg.num_workers, cfg.seed, epoch)):
+                batch = to_device(batch, dev)
+                ctx = _context(cfg, epoch, i, n_batches, steps_per_epoch, dev, ctx_gen, use_amp)
+                with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                    step_loss, logs = objective.step(batch, mods, ctx)
+                if not torch.isfinite(step_loss):
+                    raise TransferlabError(
+                        f"training diverged: the loss became {float(step_loss.detach())} in epoch {epoch + 1}; lower "
+                        "--lr (or disable mixed precision)")
+                scaler.scale(step_loss / cfg.grad_accum).backward()
+                if (i + 1) % cfg.grad_accum == 0 or i + 1 == n_batches:
+                    if cfg.clip_grad_norm is not None:
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
+                    scaler.step(opt)
+                    scaler.update()
+                    sched.step()
+                    objective.after_step(mods, ctx)
+                    opt.zero_grad(set_to_none=True)
+                summary.add({"loss": step_loss.detach(), **logs}, batch_size_of(batch))
+                if bars.enabled:
+                    bars.advance(task, note=_note(summary.means("")))
+            row = {"epoch": epoch + 1, **summary.means("train_"), "lr": float(sched.get_last_lr()[0])}
+            if has_val:
+                row.update({f"val_{k}": v for k, v in evaluate(objective, mods, val_data, cfg.batch_size,
+                                                               cfg.num_workers, dev).items()})
+            improved = False
+            if select_key in row:
+                v = float(row[select_key])
+                if result.best_value is None or (v > result.best_value if higher else v < result.best_value):
+                    result.best_value, result.best_epoch, result.selected_by = v, epoch + 1, select_key
+                    best_state = {n: {k: t.detach().clone() for k, t in mods[n].state_dict().items()}
+                                  for n in sorted(training)}
+                    improved = True
+            objective.end_epoch(mods, _context(cfg, epoch, n_batches, n_batches, steps_per_epoch, dev, ctx_gen,
+                                               use_amp), row)
+            result.history.append(row)
+            result.epochs_run = epoch + 1
+            result.train_seconds = time.perf_counter() - t0
+            bad_epochs = 0 if improved else bad_epochs + 1
+            stop = cfg.patience is not None and result.best_epoch is not None and bad_epochs >= cfg.patience
+            over_budget = cfg.budget_seconds is not None and result.train_seconds > cfg.budget_seconds
+            result.stopped_early = stop or (over_budget and epoch + 1 < cfg.epochs)
+            if ckdir is not None:
+                save_checkpoint(ckdir, cfg, objective, mods, opt, sched, scaler, result, epoch + 1, best_state)
+            if stop or over_budget:
+                break
+    if best_state is not None:
+        for n, st in best_state.items():
+            mods[n].load_state_dict(st)
+    for m in mods.values():
+        m.eval()
+    return result
+
+
+def _context(cfg: TrainConfig, epoch: int, i: int, n_batches: int, steps_per_epoch: int, dev: Any, gen: Any,
+             amp: bool) -> Any:
+    from ._objective import StepContext
+
+    done = epoch * n_batches + i
+    return StepContext(epoch=epoch, epochs=cfg.epochs, step=epoch * steps_per_epoch + i // cfg.grad_accum, batch=i,
+                       progress=min(1.0, done / max(1, cfg.epochs * n_batches)), device=dev, generator=gen, amp=amp)
+
+
+def _note(means: dict[str, float]) -> str:
+    return " ".join(f"{k.replace('accuracy', 'acc')} {v:.4f}" if k == "loss" else
+                    f"{k.replace('accuracy', 'acc')} {v:.3f}" for k, v in means.items())
+
+
+def _set_modes(mods: Mapping[str, Any], training: set[str], freeze_all_norms: bool) -> None:
+    """Modules that train: training mode, except batch-norm layers whose own parameters are all frozen (or all of
+    them, with ``freeze_all_norms``): they keep their running statistics. Other modules: eval mode."""
+    import torch
+
+    for n, model in mods.items():
+        if n not in training:
+            model.eval()
+            continue
+        model.train()
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                own = list(mod.parameters(recurse=False))
+                if freeze_all_norms or (own and not any(p.requires_grad for p in own)):
+                    mod.eval()

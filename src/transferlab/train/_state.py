@@ -1,0 +1,114 @@
+"""Seeds, random-generator state, and the checkpoint every epoch writes (all modules, optimiser, schedule, scaler,
+generators, the objective's state, the best weights so far): a killed run resumes to identical weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_open, write_json_atomic
+from .._version import __version__
+from ..errors import TransferlabError
+from ._config import TrainConfig, TrainResult
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+STATE = "train_state.json"
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    py = random.getstate()
+    npy = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "python": list(py[1]), "python_gauss": py[2],
+          "numpy": npy[1].tolist(), "numpy_pos": int(npy[2]), "numpy_gauss": [int(npy[3]), float(npy[4])]}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(st["torch"])
+    random.setstate((3, tuple(st["python"]), st["python_gauss"]))
+    np.random.set_state(("MT19937", np.array(st["numpy"], dtype=np.uint32), st["numpy_pos"], *st["numpy_gauss"]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, Any], opt: Any, sched: Any,
+                    scaler: Any, result: TrainResult, epoch: int, best_state: dict[str, Any] | None) -> None:
+    import torch
+
+    payload = {"epoch": epoch, "modules": {n: m.state_dict() for n, m in modules.items()},
+               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+               "rng": rng_state(), "best": best_state, "objective": objective.state_dict()}
+    ckdir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(ckdir / CHECKPOINT, "wb") as fh:
+        torch.save(payload, fh)
+    write_json_atomic(ckdir / STATE, {
+        "transferlab_version": __version__, "config": cfg.model_dump(), "objective": _jsonable(objective.identity()),
+        "config_fingerprint": cfg.fingerprint(objective.identity()), "epoch": epoch, "history": result.history,
+        "best_epoch": result.best_epoch, "best_value": result.best_value, "selected_by": result.selected_by,
+        "train_seconds": result.train_seconds})
+
+
+def _jsonable(d: Any) -> Any:
+    return json.loads(json.dumps(d, default=str))
+
+
+def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, Any], opt: Any, sched: Any,
+           scaler: Any, result: TrainResult) -> tuple[int, dict[str, Any] | None]:
+    import torch
+
+    try:
+        state = json.loads((ckdir / STATE).read_text())
+    except (OSError, ValueError):
+        raise TransferlabError(f"{ckdir} holds a checkpoint but no readable {STATE}; remove the directory to start "
+                               "over") from None
+    if state.get("config_fingerprint") != cfg.fingerprint(objective.identity()):
+        old_cfg, old_obj = state.get("config", {}), state.get("objective") or {}
+        diff = {k: (old_cfg.get(k), v) for k, v in cfg.model_dump().items()
+                if old_cfg.get(k) != v and k not in ("num_workers", "budget_seconds")}
+        new_obj = _jsonable(objective.identity())
+        diff.update({f"objective.{k}": (old_obj.get(k), v) for k, v in new_obj.items() if old_obj.get(k) != v})
+        diff.update({f"objective.{k}": (v, None) for k, v in old_obj.items() if k not in new_obj})
+        raise TransferlabError(
+            f"cannot resume in {ckdir}: it was written with a different training config "
+            f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items()) or 'another version'}); use another "
+            "output directory or the same settings")
+    payload = torch.load(ckdir / CHECKPOINT, map_location="cpu", weights_only=True)
+    saved = payload.get("modules")
+    if saved is None or set(saved) != set(modules):
+        raise TransferlabError(f"cannot resume in {ckdir}: its checkpoint holds modules "
+                               f"{sorted(saved or [])}, this run has {sorted(modules)}")
+    for n, m in modules.items():
+        m.load_state_dict(saved[n])
+    opt.load_state_dict(payload["optimizer"])
+    sched.load_state_dict(payload["scheduler"])
+    scaler.load_state_dict(payload["scaler"])
+    objective.load_state_dict(payload.get("objective") or {})
+    set_rng_state(payload["rng"])
+    result.history = list(state["history"])
+    result.best_epoch, result.best_value = state["best_epoch"], state.get("best_value")
+    result.selected_by = state.get("selected_by")
+    result.epochs_run = int(payload["epoch"])
+    result.train_seconds = float(state.get("train_seconds", 0.0))
+    log.info("resuming from %s after epoch %d", ckdir, payload["epoch"])
+    return int(payload["epoch"]), payload["best"]

@@ -1,0 +1,183 @@
+"""The house's layering, enforced: every import in src/transferlab (function-local ones included) is read; no cycle
+between modules, no import against the layers, a public API of public names, no oversized module without a reason."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
+
+#: errors, _io, _registry -> data -> zoo -> models -> report -> train -> capabilities -> bench -> cli
+LAYERS = {
+    "errors": 0, "_io": 0, "_registry": 0, "_version": 0, "_progress": 0, "_published": 0,
+    "data": 1,
+    "zoo": 2,
+    "models": 3,
+    "report": 4,
+    "train": 5,
+    "rank": 6, "fit": 6, "merge": 6, "domain": 6, "distill": 6, "continual": 6, "prune": 6, "pretrain": 6,
+    "bench": 7, "auto": 7,
+    "cli": 8,
+    "__init__": 9, "__main__": 9,
+}
+CAPABILITY = 6
+MAX_LINES = 400  # a longer module states why in a "# size:" comment
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in SRC.rglob("*.py"):
+        rel = p.relative_to(SRC.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
+    if level == 0:
+        return name or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def imports_of(module: str) -> set[str]:
+    """Every transferlab module ``module`` imports, at any depth of its code."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, is_package, node.level, node.module)
+            for a in node.names:
+                sub = f"{target}.{a.name}"
+                found.add(sub if sub in MODULES else target)
+    out = set()
+    for f in found:
+        if not f.startswith("transferlab"):
+            continue
+        while f and f not in MODULES:  # `import transferlab.x.y.z` where z is an attribute
+            f = f.rpartition(".")[0]
+        if f and f != module:
+            out.add(f)
+    return out
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    if top not in LAYERS:
+        pytest.fail(f"{module}: package {top!r} has no layer; add it to LAYERS in tests/test_architecture.py")
+    return LAYERS[top], top
+
+
+def test_every_module_is_read():
+    assert len(MODULES) > 50 and "transferlab.train._loop" in MODULES and "transferlab.models" in MODULES
+
+
+def test_the_reader_sees_function_local_and_relative_imports(tmp_path):
+    # transferlab/fit/_api.py imports transferlab.train inside a function, relatively
+    assert "transferlab.train" in GRAPH["transferlab.fit._api"]
+    assert "transferlab.errors" in GRAPH["transferlab._registry"]
+
+
+def test_no_import_against_the_layers():
+    bad = []
+    for m, deps in GRAPH.items():
+        lm, top_m = layer_of(m)
+        for d in deps:
+            ld, top_d = layer_of(d)
+            if ld > lm:
+                bad.append(f"{m} (layer {top_m}) imports {d} (layer {top_d}, above)")
+            elif ld == lm == CAPABILITY and top_d != top_m:
+                bad.append(f"{m} imports {d}: capabilities do not import each other (share through models/train)")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_no_cycle_between_modules():
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    cycles = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_checker_catches_a_cycle_and_an_upward_import(monkeypatch):
+    fake = dict(GRAPH)
+    fake["transferlab.zoo._sources"] = GRAPH["transferlab.zoo._sources"] | {"transferlab.fit"}
+    monkeypatch.setattr(f"{__name__}.GRAPH", fake)
+    with pytest.raises(AssertionError, match="imports transferlab.fit"):
+        test_no_import_against_the_layers()
+    fake["transferlab.data._dataset"] = GRAPH["transferlab.data._dataset"] | {"transferlab.zoo._sources"}
+    fake["transferlab.zoo._sources"] = GRAPH["transferlab.zoo._sources"] | {"transferlab.data._dataset"}
+    with pytest.raises(AssertionError, match="import cycles"):
+        test_no_cycle_between_modules()
+
+
+PUBLIC = {
+    "transferlab.rank": {"rank", "score", "list_metrics"},
+    "transferlab.fit": {"fit", "list_methods"},
+    "transferlab.merge": {"merge", "merge_models", "list_methods"},
+    "transferlab.models": {"load", "predict", "evaluate"},
+    "transferlab.train": {"train", "Objective", "TrainConfig"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_public_api_holds_public_names(package):
+    mod = importlib.import_module(package)
+    names = set(mod.__all__)
+    assert PUBLIC[package] <= names
+    assert not [n for n in names if n.startswith("_")]
+    assert all(hasattr(mod, n) for n in names)
+
+
+def test_no_oversized_module_without_a_reason():
+    big = []
+    for m, p in MODULES.items():
+        text = p.read_text()
+        if text.count("\n") > MAX_LINES and "# size:" not in text:
+            big.append(f"{m}: {text.count(chr(10))} lines")
+    assert not big, "modules over 400 lines (split them, or say why in a '# size:' comment):\n" + "\n".join(big)
