@@ -1,15 +1,18 @@
-"""Benchmark: step time of transferlab's LoRA (method + training loop) against bare peft on the same model and batch.
+"""Benchmark: step time of transferlab's LoRA (method + training loop) against bare peft on the same model and batch,
+and of the current training loop against an earlier commit's (``--before REF``), in one run.
 
-Both sides: EfficientNet-Lite0 (built-in ImageNet weights), LoRA r=8 on the same target modules, AdamW, batch 32 at
-``--image-size``, on the same fixed tensors (no data loading on either side). Bare peft: ``get_peft_model`` and a
+All sides: EfficientNet-Lite0 (built-in ImageNet weights), LoRA r=8 on the same target modules, AdamW, batch 32 at
+``--image-size``, on the same fixed tensors (no data loading on any side). Bare peft: ``get_peft_model`` and a
 minimal loop (forward, cross-entropy, backward, step). transferlab: ``fit``'s LoRA method and
 ``transferlab.train.train`` on a TensorDataset of the same tensors (warm-up + cosine schedule, gradient clipping,
-progress accounting included). Reported: median seconds per optimizer step over ``--steps`` steps after warm-up,
-alternating the two, and the ratio.
+progress accounting included). With ``--before REF`` the transferlab side also runs, in child processes alternating
+with the working tree's, from a temporary ``git worktree`` of REF (each child warms up first, then times
+``--repeats`` runs). Reported: median seconds per optimizer step over ``--steps`` steps, and the ratios.
 
-Exact command (repository root, project venv):
+Exact commands (repository root, project venv):
 
     .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3
+    .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3 --before 1bf8ea6 --rounds 3
 """
 
 from __future__ import annotations
@@ -50,15 +53,82 @@ def bare_peft_steps(x, y, steps):
 
 
 def transferlab_steps(x, y, steps):
+    import transferlab.train as tt
     from transferlab.fit._peft import lora
-    from transferlab.train import TrainConfig, train
 
     prep = lora(build(), r=8)
     data = torch.utils.data.TensorDataset(x.repeat(steps, 1, 1, 1), y.repeat(steps))
-    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=len(y), amp=False)
+    cfg = tt.TrainConfig(epochs=1, lr=1e-3, batch_size=len(y), amp=False)
     t = time.perf_counter()
-    train(prep.model, data, None, cfg, num_classes=10, params=prep.params, regularizer=prep.regularizer)
+    if hasattr(tt, "Objective"):  # the objective-driven loop
+        objective = tt.Supervised(params=prep.params, terms=[prep.regularizer])
+        tt.train({"model": prep.model}, objective, data, cfg)
+    else:  # the loop before it (commit 1bf8ea6 and earlier)
+        tt.train(prep.model, data, None, cfg, num_classes=10, params=prep.params, regularizer=prep.regularizer)
     return (time.perf_counter() - t) / steps
+
+
+def _inputs(args):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g)
+    return x, y
+
+
+def child(args) -> None:
+    """One variant's transferlab timings (warm-up first), as JSON on the last line."""
+    import json
+
+    import transferlab
+
+    print("transferlab from", transferlab.__file__, flush=True)
+    x, y = _inputs(args)
+    transferlab_steps(x, y, 2)
+    print(json.dumps([transferlab_steps(x, y, args.steps) for _ in range(args.repeats)]))
+
+
+def _run_child(src, args):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, __file__, "--child", "--image-size", str(args.image_size), "--batch-size",
+           str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()
+    where = out[0].split("from ", 1)[1]
+    assert where.startswith(src), f"child imported {where}, not {src}"
+    return json.loads(out[-1])
+
+
+def before_after(args) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_lora_before."))
+    tree = tmp / "tree"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), args.before], check=True,
+                   capture_output=True)
+    try:
+        before, after, ratios = [], [], []
+        for _ in range(args.rounds):
+            b = _run_child(str(tree / "src"), args)
+            a = _run_child(str(root / "src"), args)
+            before += b
+            after += a
+            ratios.append(statistics.median(a) / statistics.median(b))
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    mb, ma = statistics.median(before), statistics.median(after)
+    print(f"loop at {args.before}: {mb * 1000:.0f} ms/step (runs {', '.join(f'{v * 1000:.0f}' for v in before)})")
+    print(f"loop now: {ma * 1000:.0f} ms/step (runs {', '.join(f'{v * 1000:.0f}' for v in after)})")
+    print(f"ratio now / {args.before} = {ma / mb:.3f} (ratio of medians); per round "
+          f"{', '.join(f'{r:.3f}' for r in ratios)} (median {statistics.median(ratios):.3f})")
 
 
 def main() -> None:
@@ -67,10 +137,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--before", default=None, help="git ref of an earlier loop to compare the working tree with")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating before/after child processes (--before)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
-    y = torch.randint(0, 10, (args.batch_size,), generator=g)
+    if args.child:
+        child(args)
+        return
+    if args.before:
+        before_after(args)
+        return
+    x, y = _inputs(args)
     bare_peft_steps(x, y, 2)  # warm-up: allocator, kernels
     transferlab_steps(x, y, 2)
     bare, ours = [], []
