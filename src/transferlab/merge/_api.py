@@ -4,17 +4,15 @@ per task."""
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import replace_dir
+from .._io import atomic_dir
 from .._version import __version__
 from ..errors import TransferlabError
 from ..models import FORMAT
@@ -119,7 +117,6 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         if why:
             job.close()
             raise TransferlabError(f"reset_norms: {why}")
-    tmp: Path | None = None
     writer: SafetensorsWriter | None = None
     try:
         taken: set[str] = set()
@@ -127,66 +124,58 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             _safe_name(t.path.name if t.path else f"task{i + 1}", taken) for i, t in enumerate(job.tasks)]
         if len(task_names) != len(job.tasks):
             raise TransferlabError(f"{len(task_names)} names for {len(job.tasks)} models")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the output directory is an ordinary one
-        (tmp / "heads").mkdir()
-        heads: dict[str, dict[str, Any]] = {}
-        first_head: dict[str, Any] = {}
-        for i, (t, name) in enumerate(zip(job.tasks, task_names, strict=True)):
-            hk = t.head_keys()
-            state = {k: t.get(k).contiguous() for k in hk}
-            if not state and job.head_prefix:
-                log.warning("%s has no head tensors (head prefix %r)", t.label, job.head_prefix)
-            save_file(state, str(tmp / "heads" / f"{name}.safetensors"),
-                      metadata={"transferlab_version": __version__})
-            cfg = t.config or {}
-            w = next((v for k, v in state.items() if k.endswith("weight")), None)
-            n_cls = int(cfg.get("num_classes") or (w.shape[0] if w is not None else 0))
-            heads[name] = {"file": f"heads/{name}.safetensors", "num_classes": n_cls,
-                           "class_names": list(cfg.get("class_names") or [str(c) for c in range(n_cls)]),
-                           "source": str(t.path) if t.path else t.label}
-            if i == 0:
-                first_head = state
-        entries = [(k, job.base.info(k)[1], job.base.info(k)[0]) for k in job.keys]
-        entries += [(k, v.dtype, tuple(v.shape)) for k, v in first_head.items()]
-        writer = SafetensorsWriter(tmp / "model.safetensors", entries,
-                                   metadata={"transferlab_version": __version__, "format": "pt"})
-        w_ = writer
+        with atomic_dir(out) as tmp:  # built beside out, swapped in only when complete
+            (tmp / "heads").mkdir()
+            heads: dict[str, dict[str, Any]] = {}
+            first_head: dict[str, Any] = {}
+            for i, (t, name) in enumerate(zip(job.tasks, task_names, strict=True)):
+                hk = t.head_keys()
+                state = {k: t.get(k).contiguous() for k in hk}
+                if not state and job.head_prefix:
+                    log.warning("%s has no head tensors (head prefix %r)", t.label, job.head_prefix)
+                save_file(state, str(tmp / "heads" / f"{name}.safetensors"),
+                          metadata={"transferlab_version": __version__})
+                cfg = t.config or {}
+                w = next((v for k, v in state.items() if k.endswith("weight")), None)
+                n_cls = int(cfg.get("num_classes") or (w.shape[0] if w is not None else 0))
+                heads[name] = {"file": f"heads/{name}.safetensors", "num_classes": n_cls,
+                               "class_names": list(cfg.get("class_names") or [str(c) for c in range(n_cls)]),
+                               "source": str(t.path) if t.path else t.label}
+                if i == 0:
+                    first_head = state
+            entries = [(k, job.base.info(k)[1], job.base.info(k)[0]) for k in job.keys]
+            entries += [(k, v.dtype, tuple(v.shape)) for k, v in first_head.items()]
+            writer = SafetensorsWriter(tmp / "model.safetensors", entries,
+                                       metadata={"transferlab_version": __version__, "format": "pt"})
+            w_ = writer
 
-        def patch(key: str, idx: Any, fn: Any) -> None:
-            b = job.base.get(key)
-            w_.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
+            def patch(key: str, idx: Any, fn: Any) -> None:
+                b = job.base.get(key)
+                w_.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
 
-        job.run(writer.write, patch)
-        for k, v in first_head.items():
-            writer.write(k, v)
-        writer.close()
-        writer = None
-        config = _merged_config(job, heads, task_names, options, reset_norms)
-        write_json_atomic(tmp / "config.json", config)
-        first = job.tasks[0]
-        if first.path is not None and (first.path / "tokenizer").is_dir():
-            shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
-        if reset_norms:
-            from ._stream import overwrite_tensors
+            job.run(writer.write, patch)
+            for k, v in first_head.items():
+                writer.write(k, v)
+            writer.close()
+            writer = None
+            config = _merged_config(job, heads, task_names, options, reset_norms)
+            write_json_atomic(tmp / "config.json", config)
+            first = job.tasks[0]
+            if first.path is not None and (first.path / "tokenizer").is_dir():
+                shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
+            if reset_norms:
+                from ._stream import overwrite_tensors
 
-            overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, reset_examples))
-        seconds = time.perf_counter() - t0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
-                                               "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
-                                               "heads": list(heads), "transferlab_version": __version__})
-        replace_dir(tmp, out)
-        tmp = None
+                overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, reset_examples))
+            seconds = time.perf_counter() - t0
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
+                                                   "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
+                                                   "heads": list(heads), "transferlab_version": __version__})
         return MergeResult(out, method, job.method.options(), heads, seconds, rss)
     finally:
         if writer is not None:
             writer.abort()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
         job.close()
 
 
