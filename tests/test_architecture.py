@@ -181,3 +181,13 @@ def test_no_oversized_module_without_a_reason():
         if text.count("\n") > MAX_LINES and "# size:" not in text:
             big.append(f"{m}: {text.count(chr(10))} lines")
     assert not big, "modules over 400 lines (split them, or say why in a '# size:' comment):\n" + "\n".join(big)
+
+
+def test_importing_the_packages_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, transferlab, transferlab.fit, transferlab.merge, transferlab.rank, transferlab.models, "
+            "transferlab.train, transferlab.bench, transferlab.cli; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
