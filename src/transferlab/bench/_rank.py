@@ -77,7 +77,7 @@ class BenchResult:
             from ..report import bench_report_html
 
             paths["html"] = out / "report.html"
-            write_text_atomic(paths["html"], bench_report_html(self))
+            write_text_atomic(paths["html"], bench_report_html(self.to_dict()))
         return paths
 
 

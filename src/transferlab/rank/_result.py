@@ -73,7 +73,7 @@ class RankResult:
             from ..report import rank_report_html
 
             paths["html"] = out / "report.html"
-            write_text_atomic(paths["html"], rank_report_html(self))
+            write_text_atomic(paths["html"], rank_report_html(self.to_dict()))
         return paths
 
 

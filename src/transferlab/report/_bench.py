@@ -19,22 +19,24 @@ def _plt() -> Any:
     return plt
 
 
-def _scatters(result: Any) -> str:
+def _scatters(result: dict[str, Any]) -> str:
     plt = _plt()
-    metrics, targets = list(result.metrics), list(result.targets)
-    names = {m["ref"]: m["name"] for m in result.models}
+    targets = list(result["targets"])
+    metrics = list(result["scores"][targets[0]]) if targets else []
+    names = {m["ref"]: m["name"] for m in result["models"]}
     fig, axes = plt.subplots(len(metrics), len(targets), figsize=(3.0 * len(targets) + 0.5, 2.4 * len(metrics)),
                              squeeze=False)
     for i, metric in enumerate(metrics):
         for j, t in enumerate(targets):
             ax = axes[i][j]
-            pts = [(s, result.ground_truth[t].get(ref), ref) for ref, s in result.scores[t][metric].items()
-                   if s is not None and result.ground_truth[t].get(ref) is not None]
+            gt = result["ground_truth"][t]
+            pts = [(s, gt.get(ref), ref) for ref, s in result["scores"][t][metric].items()
+                   if s is not None and gt.get(ref) is not None]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
                 for s, a, ref in pts:
                     ax.annotate(names.get(ref, ref)[:14], (s, a), fontsize=6, alpha=0.7)
-            wt = result.quality[metric][t]["weighted_tau"]
+            wt = result["metrics"][metric]["weighted_tau"][t]
             ax.set_title(f"{metric} · {t.removeprefix('builtin:')} (τw {'n/a' if wt is None else f'{wt:.2f}'})",
                          fontsize=8)
             ax.tick_params(labelsize=6)
@@ -44,14 +46,14 @@ def _scatters(result: Any) -> str:
     return figure_png(fig, "metric score against ground-truth accuracy")
 
 
-def _ensemble(result: Any) -> str:
-    if not result.ensemble:
+def _ensemble(result: dict[str, Any]) -> str:
+    if not result.get("ensemble"):
         return ""
-    names = {m["ref"]: m["name"] for m in result.models}
+    names = {m["ref"]: m["name"] for m in result["models"]}
     rows = [[esc(t), esc(", ".join(names.get(m, m) for m in e["chosen"])), fmt(e["chosen_accuracy"], 4),
              fmt(e["top_k_consensus_accuracy"], 4), fmt(e["best_single_accuracy"], 4),
              fmt(e["random_mean_accuracy"], 4), fmt(e["random_max_accuracy"], 4)]
-            for t, e in result.ensemble.items()]
+            for t, e in result["ensemble"].items()]
     return ("<h2>Ensemble selection</h2>"
             + table(["target", "chosen", "chosen", "top-K consensus", "best single", "random mean", "random max"],
                     rows, left=2)
@@ -59,27 +61,36 @@ def _ensemble(result: Any) -> str:
               "features.</p>")
 
 
-def bench_report_html(result: Any) -> str:
-    targets = list(result.targets)
-    head = (f"<h1>transferlab bench rank</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
-            f"{len(result.models)} models · targets {esc(', '.join(targets))} · ground truth: "
-            f"<code>{esc(result.protocol)}</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
+def _tau_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, name, summary) of every metric then every baseline, each by mean weighted tau, best first."""
+    rows = [(kind, name, summ) for kind, block in (("metric", result["metrics"]), ("baseline", result["baselines"]))
+            for name, summ in block.items()]
+    mean = lambda s: s["weighted_tau"]["mean"] if s["weighted_tau"]["mean"] is not None else -np.inf  # noqa: E731
+    return sorted(rows, key=lambda r: (r[0] != "metric", -mean(r[2])))
+
+
+def bench_report_html(result: dict[str, Any]) -> str:
+    """``bench rank`` (its result's ``to_dict()``): weighted tau per metric and target, baselines, cost, scatters."""
+    targets = list(result["targets"])
+    head = (f"<h1>transferlab bench rank</h1><p class='muted'>zoo <code>{esc(result['zoo'])}</code> · "
+            f"{len(result['models'])} models · targets {esc(', '.join(targets))} · ground truth: "
+            f"<code>{esc(result['protocol'])}</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
     rows = []
-    for kind, name, vals, mean in result.table("weighted_tau"):
-        block = result.quality if kind == "metric" else result.baselines
-        cis = [block[name][t]["weighted_tau_ci"] for t in targets]
+    for kind, name, summ in _tau_rows(result):
+        vals, mean = [summ["weighted_tau"][t] for t in targets], summ["weighted_tau"]["mean"]
+        cis = [summ["weighted_tau_ci"][t] for t in targets]
         cells = [fmt(v, 3) + (f"<br><span class='muted'>[{ci[0]:.2f}, {ci[1]:.2f}]</span>" if ci else "")
                  for v, ci in zip(vals, cis, strict=True)]
-        rel = [block[name][t]["rel_at_1"] for t in targets]
+        rel = [summ["rel_at_1"][t] for t in targets]
         rel_mean = float(np.mean([r for r in rel if r is not None])) if any(r is not None for r in rel) else None
         rows.append([esc(name) + (" <span class='muted'>(baseline)</span>" if kind == "baseline" else ""),
                      *cells, f"<b>{fmt(mean, 3)}</b>", fmt(rel_mean, 3)])
-    gt_rows = [[esc(m["name"]), *(fmt(result.ground_truth[t].get(m["ref"]), 4) for t in targets)]
-               for m in result.models]
-    c = result.cost
+    gt_rows = [[esc(m["name"]), *(fmt(result["ground_truth"][t].get(m["ref"]), 4) for t in targets)]
+               for m in result["models"]]
+    c = result["cost"]
     ratio = c.get("ground_truth_over_ranking")
     cost = (f"<p>Ranking every model on every target took {c['ranking_seconds']:.1f} s; the ground truth "
-            f"({esc(result.protocol)}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
+            f"({esc(result['protocol'])}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
             + (f", <b>{ratio:.1f}×</b> as long" if ratio else "")
             + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).</p>")
     body = (head

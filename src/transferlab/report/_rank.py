@@ -92,7 +92,16 @@ def _ensemble_section(result: Any) -> str:
             + table(["pick", "model", "quality q", "objective gain", "max CKA to earlier picks"], rows, left=2))
 
 
-def rank_report_html(result: Any) -> str:
+def _view(result: dict[str, Any]) -> Any:
+    """Attribute access over a ranking's ``to_dict()`` (the result and each model; inner mappings stay dicts)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**result, "models": [SimpleNamespace(**m) for m in result["models"]]})
+
+
+def rank_report_html(result: dict[str, Any]) -> str:
+    """``rank`` (its result's ``to_dict()``): the recommendation, the ranking table, charts and timings."""
+    result = _view(result)
     ds = result.dataset
     head = (f"<h1>transferlab rank: {esc(ds.get('name'))}</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
             f"{ds.get('size')} examples, {ds.get('num_classes')} classes ({esc(ds.get('split'))} split"
