@@ -12,7 +12,8 @@ with the working tree's, from a temporary ``git worktree`` of REF (each child wa
 Exact commands (repository root, project venv):
 
     .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3
-    .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3 --before 1bf8ea6 --rounds 3
+    .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3 --before 1bf8ea6 --rounds 5
+    .venv/bin/python benchmarks/bench_lora_overhead.py --tiny --steps 500 --repeats 5 --before 1bf8ea6 --rounds 5
 """
 
 from __future__ import annotations
@@ -68,6 +69,23 @@ def transferlab_steps(x, y, steps):
     return (time.perf_counter() - t) / steps
 
 
+def tiny_steps(x, y, steps):
+    """The loop alone: a 2-layer MLP on 64 features, where a step's compute is small and the loop's own per-step
+    work (batch dicts, context, logging, schedule) shows."""
+    import transferlab.train as tt
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    data = torch.utils.data.TensorDataset(x.repeat(steps, 1), y.repeat(steps))
+    cfg = tt.TrainConfig(epochs=1, lr=1e-3, batch_size=len(y), amp=False)
+    t = time.perf_counter()
+    if hasattr(tt, "Objective"):
+        tt.train({"model": net}, tt.Supervised(), data, cfg)
+    else:
+        tt.train(net, data, None, cfg, num_classes=10)
+    return (time.perf_counter() - t) / steps
+
+
 def _inputs(args):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
@@ -82,6 +100,13 @@ def child(args) -> None:
     import transferlab
 
     print("transferlab from", transferlab.__file__, flush=True)
+    if args.tiny:
+        torch.set_num_threads(1)  # tiny ops: two threads only add synchronisation noise
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(args.batch_size, 64, generator=g), torch.randint(0, 10, (args.batch_size,), generator=g)
+        tiny_steps(x, y, 20)
+        print(json.dumps([tiny_steps(x, y, args.steps) for _ in range(args.repeats)]))
+        return
     x, y = _inputs(args)
     transferlab_steps(x, y, 2)
     print(json.dumps([transferlab_steps(x, y, args.steps) for _ in range(args.repeats)]))
@@ -95,7 +120,8 @@ def _run_child(src, args):
 
     env = {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, __file__, "--child", "--image-size", str(args.image_size), "--batch-size",
-           str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+           str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)] + (
+               ["--tiny"] if args.tiny else [])
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()
     where = out[0].split("from ", 1)[1]
     assert where.startswith(src), f"child imported {where}, not {src}"
@@ -125,8 +151,9 @@ def before_after(args) -> None:
         subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     mb, ma = statistics.median(before), statistics.median(after)
-    print(f"loop at {args.before}: {mb * 1000:.0f} ms/step (runs {', '.join(f'{v * 1000:.0f}' for v in before)})")
-    print(f"loop now: {ma * 1000:.0f} ms/step (runs {', '.join(f'{v * 1000:.0f}' for v in after)})")
+    what = "tiny MLP" if args.tiny else "LoRA Lite0"
+    print(f"{what}: loop at {args.before}: {mb * 1000:.2f} ms/step (runs {', '.join(f'{v * 1000:.2f}' for v in before)})")
+    print(f"{what}: loop now: {ma * 1000:.2f} ms/step (runs {', '.join(f'{v * 1000:.2f}' for v in after)})")
     print(f"ratio now / {args.before} = {ma / mb:.3f} (ratio of medians); per round "
           f"{', '.join(f'{r:.3f}' for r in ratios)} (median {statistics.median(ratios):.3f})")
 
@@ -139,6 +166,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--before", default=None, help="git ref of an earlier loop to compare the working tree with")
     ap.add_argument("--rounds", type=int, default=3, help="alternating before/after child processes (--before)")
+    ap.add_argument("--tiny", action="store_true", help="with --before: time the loop on a tiny MLP instead of LoRA "
+                    "(per-step overhead of the loop itself)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -77,7 +77,7 @@ def method_modules() -> list[str]:
     """The modules that register methods: every ``fit/*.py`` that is not infrastructure (discovered, so a new
     method is one file plus one decorator)."""
     here = Path(__file__).parent
-    infra = {"__init__", "_api", "_registry", "_cam", "_run"}
+    infra = {"__init__", "_api", "_registry", "_cam"}
     return sorted(f"transferlab.fit.{p.stem}" for p in here.glob("*.py") if p.stem not in infra)
 
 

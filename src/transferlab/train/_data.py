@@ -51,11 +51,26 @@ class DictExamples:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.data[i]
+        if type(item) is tuple and len(item) == 2:  # the common case first: no ABC checks per example
+            return {"x": item[0], "y": item[1], "index": i}
         if isinstance(item, Mapping):
             return {**item, "index": i}
         if isinstance(item, (tuple, list)) and len(item) == 2:
             return {"x": item[0], "y": item[1], "index": i}
         return {"x": item, "index": i}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Batched fetch (the DataLoader uses it when present): one call into datasets that batch their own reads."""
+        many = getattr(self.data, "__getitems__", None)
+        if many is None:
+            return [self[i] for i in indices]
+        out = []
+        for i, item in zip(indices, many(indices), strict=True):
+            if type(item) is tuple and len(item) == 2:
+                out.append({"x": item[0], "y": item[1], "index": i})
+            else:
+                out.append({**item, "index": i} if isinstance(item, Mapping) else {"x": item, "index": i})
+        return out
 
 
 def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, shuffle: bool = False) -> Any:
@@ -122,7 +137,7 @@ def num_batches(data: Any, batch_size: int) -> int:
 
 def batch_size_of(batch: Any) -> int:
     """Examples in a batch: the length of its first tensor (the first stream's, for paired streams)."""
-    if isinstance(batch, Mapping):
+    if isinstance(batch, dict):
         for v in batch.values():
             n = batch_size_of(v)
             if n:
@@ -137,8 +152,7 @@ def batch_size_of(batch: Any) -> int:
 
 
 def to_device(batch: Any, device: Any) -> Any:
-    if isinstance(batch, Mapping):
+    if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
-    if hasattr(batch, "to"):
-        return batch.to(device, non_blocking=True)
-    return batch
+    to = getattr(batch, "to", None)
+    return batch if to is None else to(device, non_blocking=True)
