@@ -38,6 +38,11 @@ class MergeResult:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"out_dir": None if self.out_dir is None else str(self.out_dir), "method": self.method,
+                "options": self.options, "heads": self.heads, "seconds": self.seconds,
+                "peak_rss_mb": self.peak_rss_mb}
+
 
 def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[Any] | None = None,
           head_prefix: str | None = None, trust_pickle: bool = False, progress: bool = False,
