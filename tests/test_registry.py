@@ -47,3 +47,19 @@ def test_registries_import_their_modules_lazily():
         "assert 'transferlab.rank.logme' in sys.modules and 'transferlab.fit._peft' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("registry_path", ["transferlab.rank._registry:METRICS",
+                                           "transferlab.merge._registry:MERGE_METHODS",
+                                           "transferlab.fit._registry:METHODS"])
+def test_discovered_modules_each_register_an_entry(registry_path):
+    """Registries find their modules by listing the package's files: every file that is not declared infrastructure
+    must register something (a stray helper module would otherwise be imported as a method)."""
+    import importlib
+
+    mod_name, attr = registry_path.split(":")
+    registry = getattr(importlib.import_module(mod_name), attr)
+    names = registry.list()
+    owners = {registry.get(n).__module__ for n in names}
+    for m in registry._modules():
+        assert m in owners, f"{m} registers no {registry.kind}: add it to INFRASTRUCTURE in {mod_name}"

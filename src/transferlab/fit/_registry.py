@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .._registry import Registry
+from .._registry import Registry, discover
 
 
 @dataclass
@@ -73,12 +73,9 @@ class Prepared:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def method_modules() -> list[str]:
-    """The modules that register methods: every ``fit/*.py`` that is not infrastructure (discovered, so a new
-    method is one file plus one decorator)."""
-    here = Path(__file__).parent
-    infra = {"__init__", "_api", "_registry", "_cam"}
-    return sorted(f"transferlab.fit.{p.stem}" for p in here.glob("*.py") if p.stem not in infra)
+#: Every module of the package registers methods except these (infrastructure): a new method is one file.
+INFRASTRUCTURE = ("_api", "_cam", "_registry")
+method_modules = discover(__file__, __package__, INFRASTRUCTURE)
 
 
 #: name -> prepare(model, ctx, **options) -> Prepared. Metadata: ``summary``, ``paper``, ``default_lr``.

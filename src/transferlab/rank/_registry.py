@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._registry import Registry
+from .._registry import Registry, discover
 
 #: name -> function(features, labels, source_probs=None, **options) -> float.
 #: Metadata: ``needs`` ("features" or "source_probs"), ``higher_is_better``, ``paper``, ``reference``, ``summary``.
-_MODULES = ("etran", "gbc", "hscore", "knn", "leep", "logme", "nce", "nleep", "ped", "sfda", "tmi", "transrate")
-METRICS: Registry[Callable[..., float]] = Registry("metric", modules=tuple(f"transferlab.rank.{m}" for m in _MODULES))
+#: Every module of the package registers metrics except these (infrastructure): a new metric is one file.
+INFRASTRUCTURE = ("_api", "_consensus", "_ensemble", "_registry", "_result", "_score", "_stats", "_validate")
+METRICS: Registry[Callable[..., float]] = Registry("metric", modules=discover(__file__, __package__, INFRASTRUCTURE))
