@@ -59,18 +59,37 @@ class DictExamples:
             return {"x": item[0], "y": item[1], "index": i}
         return {"x": item, "index": i}
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
-        """Batched fetch (the DataLoader uses it when present): one call into datasets that batch their own reads."""
+    def __getitems__(self, indices: list[int]) -> Fetched:
+        """Batched fetch (the DataLoader uses it when present): the examples as the dataset gives them, with their
+        indices; :func:`collate` makes the dict batch (no dict per example)."""
         many = getattr(self.data, "__getitems__", None)
-        if many is None:
-            return [self[i] for i in indices]
-        out = []
-        for i, item in zip(indices, many(indices), strict=True):
-            if type(item) is tuple and len(item) == 2:
-                out.append({"x": item[0], "y": item[1], "index": i})
-            else:
-                out.append({**item, "index": i} if isinstance(item, Mapping) else {"x": item, "index": i})
-        return out
+        return Fetched(indices, many(indices) if many is not None else [self.data[i] for i in indices])
+
+
+class Fetched:
+    """A batch's raw examples and their indices, on the way to :func:`collate`."""
+
+    __slots__ = ("indices", "items")
+
+    def __init__(self, indices: list[int], items: list[Any]) -> None:
+        self.indices, self.items = list(indices), items
+
+
+def collate(batch: Any) -> Any:
+    """``(x, y)`` examples -> ``{"x", "y", "index"}``; dict examples -> their collated dict plus ``index``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    if not isinstance(batch, Fetched):
+        return default_collate(batch)
+    items, index = batch.items, torch.from_numpy(np.array(batch.indices, dtype=np.int64))
+    first = items[0] if items else None
+    if type(first) is tuple and len(first) == 2:
+        x, y = default_collate(items)
+        return {"x": x, "y": y, "index": index}
+    if isinstance(first, Mapping):
+        return {**default_collate(items), "index": index}
+    return {"x": default_collate(items), "index": index}
 
 
 def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, shuffle: bool = False) -> Any:
@@ -80,9 +99,9 @@ def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, 
     ds = data if isinstance(data, DictExamples) else DictExamples(data)
     if ds.lengths is not None:
         return DataLoader(ds, batch_sampler=LengthGroupedBatches(ds.lengths, batch_size, generator, shuffle),
-                          num_workers=num_workers)
+                          num_workers=num_workers, collate_fn=collate)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
-                      num_workers=num_workers, drop_last=False)
+                      num_workers=num_workers, drop_last=False, collate_fn=collate)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0, cycle: int = 0) -> Any:

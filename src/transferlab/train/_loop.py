@@ -20,7 +20,7 @@ from .._progress import progress as progress_bars
 from ..errors import TransferlabError
 from ._config import TrainConfig, TrainResult
 from ._data import batch_size_of, epoch_batches, epoch_generator, loader, num_batches, to_device
-from ._objective import Objective
+from ._objective import Objective, StepContext
 from ._state import CHECKPOINT, resume, save_checkpoint, seed_everything
 
 
@@ -190,9 +190,7 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
 
 
 def _context(cfg: TrainConfig, epoch: int, i: int, n_batches: int, steps_per_epoch: int, dev: Any, gen: Any,
-             amp: bool) -> Any:
-    from ._objective import StepContext
-
+             amp: bool) -> StepContext:
     done = epoch * n_batches + i
     return StepContext(epoch=epoch, epochs=cfg.epochs, step=epoch * steps_per_epoch + i // cfg.grad_accum, batch=i,
                        progress=min(1.0, done / max(1, cfg.epochs * n_batches)), device=dev, generator=gen, amp=amp)
