@@ -13,7 +13,7 @@ Exact commands (repository root, project venv):
 
     .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3
     .venv/bin/python benchmarks/bench_lora_overhead.py --image-size 128 --steps 20 --repeats 3 --before 1bf8ea6 --rounds 5
-    .venv/bin/python benchmarks/bench_lora_overhead.py --tiny --steps 500 --repeats 5 --before 1bf8ea6 --rounds 5
+    .venv/bin/python benchmarks/bench_lora_overhead.py --tiny --steps 500 --repeats 5 --before 1bf8ea6 --rounds 7
 """
 
 from __future__ import annotations
