@@ -213,3 +213,24 @@ def test_init_from_another_architecture_is_refused(digits, tiny_model_ref, tmp_p
     with pytest.raises(TransferlabError, match="is a test_efficientnet but the model to fit is a test_resnet"):
         fit(tr, f"timm:test_resnet@{tmp_path / 'r.safetensors'}", "head", test=te, init=tmp_path / "e",
             epochs=1, image_size=32)
+
+
+def test_overwrite_keeps_the_old_model_until_the_new_one_exists(digits, tiny_model_ref, tmp_path):
+    """A failing --overwrite run (here: an option the method does not take) leaves the earlier model as it was."""
+    tr, te = digits
+    out = tmp_path / "o"
+    fit(tr, tiny_model_ref, "head", test=te, out=out, epochs=1, image_size=32)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(TransferlabError, match="bogus"):
+        fit(tr, tiny_model_ref, "bitfit", test=te, out=out, epochs=1, image_size=32, overwrite=True, bogus=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no scratch checkpoints left beside it
+
+
+def test_overwrite_never_replaces_a_directory_transferlab_did_not_write(digits, tiny_model_ref, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(TransferlabError, match="transferlab did not write"):
+        fit(digits[0], tiny_model_ref, "head", test=digits[1], out=out, epochs=1, image_size=32, overwrite=True)
+    assert (out / "notes.txt").read_text() == "keep me"

@@ -6,6 +6,7 @@ import json
 import logging
 import resource
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +59,21 @@ def _check_modality(backbone: Any, ds: Dataset) -> None:
                                f"data: choose a {ds.modality} model (transferlab zoo list)")
 
 
-def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> Path | None:
+    """Refuse an output directory that holds something else; return where an ``overwrite`` run checkpoints (a fresh
+    sibling directory: the old output stays untouched until the new one is complete), or None for ``out/checkpoints``
+    (resumed when present)."""
     cfg = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise TransferlabError(f"--out {out} is a file; choose a directory")
     if not out.exists() or not any(out.iterdir()):
-        return
+        return None
+    ours = cfg.is_file() or (out / "checkpoints").is_dir()
     if overwrite:
-        shutil.rmtree(out)
-        return
+        if not ours:
+            raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
+                                   "--overwrite: choose another --out")
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
     if cfg.is_file():
         try:
             old = json.loads(cfg.read_text())
@@ -76,9 +85,9 @@ def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
                 f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
                 "--out or pass --overwrite")
         raise TransferlabError(f"{out} already holds this fit; pass --overwrite to redo it")
-    if not (out / "checkpoints").is_dir():
-        raise TransferlabError(f"{out} is not empty and holds no transferlab fit; choose another --out or pass "
-                               "--overwrite")
+    if not ours:
+        raise TransferlabError(f"{out} is not empty and holds no transferlab fit; choose another --out")
+    return None
 
 
 def _prepare(method: str, net: Any, ctx: FitContext, options: dict[str, Any]) -> Prepared:
@@ -135,8 +144,6 @@ def fit(
     checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
     size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128).
     """
-    from ..train import Supervised, TrainConfig, evaluate, seed_everything
-
     METHODS.get(method)  # unknown: lists the known ones
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
     if test is None and not isinstance(dataset, Dataset):
@@ -148,11 +155,26 @@ def fit(
         if max_length is not None and not 8 <= max_length <= 512:
             raise TransferlabError(f"max_length must lie in [8, 512] tokens, got {max_length}")
         backbone.max_length = int(max_length or DEFAULT_MAX_LENGTH)  # also keys the linear probe's feature cache
-    c = ds.num_classes
     identity = {"model": model, "method": method}
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        _check_out(out_dir, identity, overwrite)
+    scratch = _check_out(out_dir, identity, overwrite) if out_dir is not None else None
+    try:
+        return _fit(ds, test_ds, backbone, model, method, identity, out_dir, scratch, epochs=epochs, lr=lr,
+                    batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
+                    budget_minutes=budget_minutes, seed=seed, progress=progress, trust_pickle=trust_pickle,
+                    init=init, options=options)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method: str, identity: dict[str, Any],
+         out_dir: Path | None, scratch: Path | None, *, epochs: int, lr: float | None, batch_size: int,
+         image_size: int | None, val_fraction: float, budget_minutes: float | None, seed: int, progress: bool,
+         trust_pickle: bool, init: str | Path | None, options: dict[str, Any]) -> FitResult:
+    from ..train import Supervised, TrainConfig, evaluate, seed_everything
+
+    c = ds.num_classes
     seed_everything(seed)
     built = build(backbone, c)
     if built.modality == "image":
@@ -166,7 +188,8 @@ def fit(
                       seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
     t0 = time.perf_counter()
     prep = _prepare(method, built.net, FitContext(backbone, train_ds, built.image_size, seed), options)
-    job = TrainJob(train_data, val_data, cfg, progress, out_dir / "checkpoints" if out_dir is not None else None)
+    ckdir = scratch or (out_dir / "checkpoints" if out_dir is not None else None)
+    job = TrainJob(train_data, val_data, cfg, progress, ckdir)
     history, val_acc = _train(method, prep, job, options)
     net = prep.model
     train_seconds = time.perf_counter() - t0
