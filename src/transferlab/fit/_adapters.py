@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import AdapterConfig, adapters_structure, inject_adapters_
+from ..models import AdapterConfig, adapters_structure, inject_adapters_, mam_config
 from ._registry import METHODS, FitContext, Prepared
 
 
@@ -38,5 +38,4 @@ def adapter(model: Any, ctx: FitContext, **options: Any) -> Prepared:
 @METHODS.register("mam", summary="MAM adapter: prefix tuning on attention + parallel FFN adapter (s = 4)",
                   default_lr=1e-3, paper="He et al., ICLR 2022 (Mix-And-Match adapter)")
 def mam(model: Any, ctx: FitContext, r: int = 16, prefix: int = 16, scaling: float = 4.0) -> Prepared:
-    cfg = AdapterConfig(r=r, insertion="parallel", placement="ffn", scaling=scaling, prefix=prefix)
-    return _prepare(model, cfg, ctx.image_size or 64)
+    return _prepare(model, mam_config(r, prefix, scaling), ctx.image_size or 64)

@@ -24,7 +24,7 @@ from ._structures import STRUCTURES
 
 _LAZY = {
     "Adapted": "_adapters", "AdapterConfig": "_adapters", "Bottleneck": "_adapters", "ResidualAdapted": "_adapters",
-    "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "replace_module_": "_adapters",
+    "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "mam_config": "_adapters", "replace_module_": "_adapters",
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "TextClassifier": "_text", "TextTensors": "_text", "ImageTensors": "_inputs",
 }
@@ -42,6 +42,6 @@ __all__ = [
     "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "Built", "ImageTensors", "ModelCard",
     "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure", "architecture_key",
     "architecture_of", "build", "evaluate", "head_module_name", "head_prefix", "inject_adapters_", "load",
-    "model_inputs", "net_from_architecture", "predict", "predict_logits", "pretrained", "read_card",
+    "mam_config", "model_inputs", "net_from_architecture", "predict", "predict_logits", "pretrained", "read_card",
     "replace_module_", "resolve", "save_model", "scaled_structure",
 ]

@@ -300,6 +300,11 @@ def _rebuild(net: Any, state: dict[str, Any], structure: dict[str, Any]) -> Any:
     return net
 
 
+def mam_config(r: int = 16, prefix: int = 16, scaling: float = 4.0) -> AdapterConfig:
+    """The MAM adapter (He et al., ICLR 2022): prefix tuning on attention and a parallel FFN adapter scaled by s."""
+    return AdapterConfig(r=r, insertion="parallel", placement="ffn", scaling=scaling, prefix=prefix)
+
+
 def adapters_structure(config: AdapterConfig, image_size: int) -> dict[str, Any]:
     """The card's ``structure`` of a model with these adapters (what :func:`_rebuild` reads)."""
     return {"kind": "adapters", "config": config.model_dump(), "image_size": int(image_size)}

@@ -83,10 +83,11 @@ def _from_format1(raw: dict[str, Any]) -> dict[str, Any]:
         d["structure"] = {"kind": "adapters", "config": dict(d.get("options") or {}),
                           "image_size": d.get("image_size") or 64}
     elif method == "mam":
+        from ._adapters import mam_config  # torch modules: only when a format-1 MAM card is read
+
         o = d.get("options") or {}
         d["structure"] = {"kind": "adapters", "image_size": d.get("image_size") or 64,
-                          "config": {"r": o.get("r", 16), "insertion": "parallel", "placement": "ffn",
-                                     "scaling": o.get("scaling", 4.0), "prefix": o.get("prefix", 16)}}
+                          "config": mam_config(**{k: o[k] for k in ("r", "prefix", "scaling") if k in o}).model_dump()}
     elif method == "scalearn":
         d["structure"] = {"kind": "scaled_sources", **old}
     else:

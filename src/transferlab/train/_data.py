@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TransferlabError
+
 
 class LengthGroupedBatches:
     """Batch sampler for variable-length inputs (``data.lengths``): shuffle, cut into pools of ``pool`` batches, sort
@@ -51,19 +53,25 @@ class DictExamples:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.data[i]
-        if type(item) is tuple and len(item) == 2:  # the common case first: no ABC checks per example
+        kind = _kind(item)
+        if kind == "pair":
             return {"x": item[0], "y": item[1], "index": i}
-        if isinstance(item, Mapping):
-            return {**item, "index": i}
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            return {"x": item[0], "y": item[1], "index": i}
-        return {"x": item, "index": i}
+        return {**item, "index": i} if kind == "mapping" else {"x": item, "index": i}
 
     def __getitems__(self, indices: list[int]) -> Fetched:
         """Batched fetch (the DataLoader uses it when present): the examples as the dataset gives them, with their
         indices; :func:`collate` makes the dict batch (no dict per example)."""
         many = getattr(self.data, "__getitems__", None)
         return Fetched(indices, many(indices) if many is not None else [self.data[i] for i in indices])
+
+
+def _kind(item: Any) -> str:
+    """How an example becomes a dict: an ``(x, y)`` ``pair``, a ``mapping`` (kept), or a ``single`` input."""
+    if type(item) is tuple and len(item) == 2:  # the common case first: no ABC checks
+        return "pair"
+    if isinstance(item, Mapping):
+        return "mapping"
+    return "pair" if isinstance(item, (tuple, list)) and len(item) == 2 else "single"
 
 
 class Fetched:
@@ -83,13 +91,12 @@ def collate(batch: Any) -> Any:
     if not isinstance(batch, Fetched):
         return default_collate(batch)
     items, index = batch.items, torch.from_numpy(np.array(batch.indices, dtype=np.int64))
-    first = items[0] if items else None
-    if type(first) is tuple and len(first) == 2:
+    kind = _kind(items[0]) if items else "single"
+    if kind == "pair":
         x, y = default_collate(items)
         return {"x": x, "y": y, "index": index}
-    if isinstance(first, Mapping):
-        return {**default_collate(items), "index": index}
-    return {"x": default_collate(items), "index": index}
+    return {**default_collate(items), "index": index} if kind == "mapping" else {"x": default_collate(items),
+                                                                                   "index": index}
 
 
 def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, shuffle: bool = False) -> Any:
@@ -117,7 +124,7 @@ def streams(data: Any) -> dict[str, Any] | None:
     """``{"name": dataset, ...}`` for paired streams, None for one dataset."""
     if isinstance(data, Mapping):
         if not data:
-            raise ValueError("no data streams")
+            raise TransferlabError("no data streams: pass a dataset or {'name': dataset, ...}")
         return dict(data)
     return None
 
@@ -144,7 +151,7 @@ def _cycle(data: Any, batch_size: int, num_workers: int, seed: int, epoch: int, 
             empty = False
             yield b
         if empty:
-            raise ValueError(f"data stream {stream} is empty")
+            raise TransferlabError(f"data stream {stream} is empty: every paired stream needs examples")
         cycle += 1
 
 
