@@ -1,14 +1,117 @@
-"""Atomic writes: write to a temporary file beside the target, then rename."""
+"""Atomic writes: write to a temporary file beside the target, then rename. Output locations are checked before
+any work (:func:`check_output`); a write that fails for a reason of the disk (full, read-only, no permission) is an
+:class:`~transferlab.errors.OutputError` naming the path."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+#: errno values that mean "this location cannot take the output" (not a bug): reported as one clear error
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST, errno.ENAMETOOLONG}
+
+
+def output_error(exc: OSError, path: str | os.PathLike[str]) -> Exception:
+    """``exc`` as an :class:`OutputError` naming ``path`` when the disk is the cause; else ``exc`` itself."""
+    from .errors import OutputError
+
+    if exc.errno not in _DISK_ERRNOS:
+        return exc
+    why = "no space left on the device" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (
+        exc.strerror or str(exc)).lower()
+    err = OutputError(f"cannot write {path}: {why}")
+    err.errno = exc.errno  # type: ignore[attr-defined]  (callers that explain it their own way: the cache)
+    return err
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output(out: str | os.PathLike[str], *, kind: str = "dir", need_bytes: int = 0, inputs: Any = (),
+                 what: str = "--out") -> Path:
+    """Refuse, before any work, an output location that cannot take the result: ``kind="dir"`` where a file is,
+    ``kind="file"`` where a directory is, a path under a file, a location that cannot be written (tried with a real
+    temporary file: permission bits do not tell for root or read-only mounts), less free space than ``need_bytes``
+    (what is known of the output's size) or one of the command's own ``inputs`` (or a directory holding one)."""
+    from .errors import OutputError
+
+    out = Path(out)
+    if kind == "dir" and out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out} is a file; give a directory")
+    if kind == "file" and out.is_dir():
+        raise OutputError(f"{what} {out} is a directory; give a file name")
+    where = _existing_ancestor(out.parent if not out.is_dir() else out)
+    if not where.is_dir():
+        raise OutputError(f"{what} {out} cannot be created: {where} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".transferlab-probe.", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {out} cannot be written: {where}: {(exc.strerror or str(exc)).lower()}") from None
+    if need_bytes > 0:
+        import shutil
+
+        free = shutil.disk_usage(where).free
+        if free < need_bytes:
+            raise OutputError(f"{what} {out}: about {_mb(need_bytes)} needed, {_mb(free)} free on that device")
+    target = out.resolve()
+    for item in inputs or ():
+        if item is None or not isinstance(item, (str, os.PathLike)) or not Path(item).exists():
+            continue
+        src = Path(item).resolve()
+        if target == src or src.is_relative_to(target) or (src.is_dir() and target.is_relative_to(src)):
+            raise OutputError(f"{what} {out} would replace or sit inside one of this command's inputs ({item}); "
+                              "choose another output location")
+    return out
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
+
+
+def write_files_atomic(directory: str | os.PathLike[str], files: dict[str, str | bytes]) -> dict[str, Path]:
+    """Write several files into ``directory`` so that they appear together or not at all: every file is written
+    completely to a temporary name first (where a full disk fails), then all are renamed (renames need no space)."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, directory) from None
+    temps: dict[str, str] = {}
+    try:
+        for name, content in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            temps[name] = tmp
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for name, tmp in temps.items():
+            os.replace(tmp, directory / name)
+    except OSError as exc:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise output_error(exc, directory) from None
+    except BaseException:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return {name: directory / name for name in files}
 
 
 @contextlib.contextmanager
@@ -18,17 +121,22 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(exc, path) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise output_error(exc, path) from None
         raise
 
 
@@ -69,14 +177,19 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     import shutil
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise output_error(exc, out) from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise output_error(exc, out) from None
         raise
 
 

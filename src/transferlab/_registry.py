@@ -101,3 +101,43 @@ def discover(package_file: str, package: str, exclude: Iterable[str] = ()) -> Ca
         return sorted(f"{package}.{p.stem}" for p in here.glob("*.py") if p.stem not in skip)
 
     return modules
+
+
+def check_options(owner: str, fn: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> dict[str, Any]:
+    """``options`` checked against ``fn``'s keyword parameters (after the first ``skip`` positional ones), before
+    any work: an unknown name, or a value of the wrong type, is a :class:`TransferlabError` that names the option,
+    the value and what was expected. Returns the options with values converted as the annotations say (``"4"`` for
+    an ``int`` -> ``4``); unannotated or ``Any`` parameters take their values as given."""
+    import inspect
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from .errors import TransferlabError
+
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001  (an annotation that cannot be evaluated: check names only)
+        hints = {}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in named:
+            if takes_any:
+                out[key] = value
+                continue
+            known = ", ".join(f"{n}={p.default!r}" for n, p in named.items()) or "none"
+            raise TransferlabError(f"{owner}: no option {key!r}; its options (with defaults): {known}")
+        hint = hints.get(key, Any)
+        if hint is Any:
+            out[key] = value
+            continue
+        try:
+            out[key] = TypeAdapter(hint).validate_python(value)
+        except ValidationError as exc:
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            why = exc.errors()[0].get("msg", "") if exc.errors() else ""
+            raise TransferlabError(f"{owner}: option {key}={value!r} is not a valid {expected} ({why})") from None
+    return out

@@ -12,6 +12,7 @@ __all__ = [
     "MetricError",
     "CacheError",
     "RegistryError",
+    "OutputError",
 ]
 
 
@@ -40,3 +41,8 @@ class MetricError(TransferlabError):
 
 class CacheError(TransferlabError):
     """The feature cache cannot be read or written."""
+
+
+class OutputError(TransferlabError):
+    """An output location cannot be written: a file where a directory is needed, no permission, no space, or one
+    of the command's own inputs."""

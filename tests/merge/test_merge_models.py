@@ -173,17 +173,21 @@ def test_pickle_checkpoints_need_trust(tmp_path: Path) -> None:
     torch.testing.assert_close(got["l1.weight"], (_toy(1)["l1.weight"] + _toy(2)["l1.weight"]) / 2)
 
 
-def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
+def test_existing_output_needs_overwrite_and_a_foreign_directory_is_never_replaced(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
     args = ("average", _toy(0), [_toy(1), _toy(2)], out)
     with pytest.raises(TransferlabError, match="already exists.*--overwrite"):
         merge_models(*args)
-    assert (out / "keep.txt").is_file()
-    merge_models(*args, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
-    assert np.allclose(state_of(out / "model.safetensors")["l2.weight"].numpy(),
+    with pytest.raises(TransferlabError, match="transferlab did not write"):
+        merge_models(*args, overwrite=True)
+    assert (out / "keep.txt").read_text() == "x"
+    out2 = tmp_path / "out2"
+    merge_models("task_arithmetic", _toy(0), [_toy(1), _toy(2)], out2)
+    merge_models(*args[:3], out2, overwrite=True)  # our own earlier merge: replaced
+    assert json.loads((out2 / "merge.json").read_text())["method"] == "average"
+    assert np.allclose(state_of(out2 / "model.safetensors")["l2.weight"].numpy(),
                        ((_toy(1)["l2.weight"] + _toy(2)["l2.weight"]) / 2).numpy())
 
 

@@ -59,8 +59,19 @@ def _register() -> None:
 _register()
 
 
+#: the one line printed on Ctrl-C (exit status 130, the shell's convention for SIGINT)
+INTERRUPTED = "interrupted; rerun to resume from the cache"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app; a :class:`TransferlabError` prints one line and exits with status 2."""
+    """Entry point; returns the exit status.
+
+    0: done. 2: a usage error (one line plus the usage) or a :class:`TransferlabError` (one line). 130: interrupted
+    (Ctrl-C); outputs are written atomically, so nothing half-written is left. Never a traceback for any of these.
+    """
+    from typer._click import exceptions as click_exc
+    from typer.main import get_command
+
     from ..errors import TransferlabError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -68,23 +79,31 @@ def main(argv: list[str] | None = None) -> int:
         from .merge import expand_multi
 
         args = expand_multi(args)
+    command = get_command(app)
     try:
-        app(args=args, standalone_mode=False)
+        # make_context + invoke (not app()): click's own main would turn Ctrl-C into a return value and drop it
+        with command.make_context("transferlab", args) as ctx:
+            command.invoke(ctx)
     except TransferlabError as exc:
-        console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        console(stderr=True).print(f"[bold red]error:[/] {_one_line(str(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except click_exc.NoArgsIsHelpError as exc:  # `transferlab` or `transferlab zoo` alone: help, usage status
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
+        return 2
+    except click_exc.ClickException as exc:  # usage errors: unknown option, bad type, missing argument, ...
+        exc.show()
+        return 2 if isinstance(exc, click_exc.UsageError) else exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except typer.Abort:
+    except (KeyboardInterrupt, typer.Abort):
+        console(stderr=True).print(f"\n{INTERRUPTED}", highlight=False)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
     return 0
+
+
+def _one_line(message: str, limit: int = 2000) -> str:
+    """Errors stay readable: at most ``limit`` characters (the start and a count of what was cut)."""
+    return message if len(message) <= limit else f"{message[:limit]} ... ({len(message) - limit} more characters)"
 
 
 if __name__ == "__main__":  # pragma: no cover

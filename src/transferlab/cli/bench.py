@@ -20,8 +20,8 @@ def bench_rank_cmd(
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)."),
     metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: the default set)."),
-    limit: int = typer.Option(None, "--limit", help="Class-stratified sample of each train split."),
-    image_size: int = typer.Option(None, "--image-size", help="Input size for image models (default: fit's)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Class-stratified sample of each train split."),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input size for image models (default: fit's)."),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per ground-truth fit (not linear_probe)."),
     ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose and validate a K-model ensemble."),
     seed: int = typer.Option(0, "--seed"),
@@ -31,8 +31,10 @@ def bench_rank_cmd(
     """Score every model with every metric, fit every (model, target) for ground truth, report weighted tau."""
     from rich.table import Table
 
+    from .._io import check_output
     from ..bench import bench_rank
 
+    check_output(out)
     r = bench_rank(zoo, targets, protocol=protocol, backend=backend, metrics=metrics, limit=limit,
                    image_size=image_size, epochs=epochs, seed=seed, ray_address=ray_address, progress=not quiet,
                    ensemble=ensemble)
@@ -60,9 +62,9 @@ def bench_merge_cmd(
     methods: str = typer.Option(None, "--methods", help="Comma-separated merge methods (default: all)."),
     fit_method: str = typer.Option("finetune", "--fit-method", help="How each task is fine-tuned."),
     epochs: int = typer.Option(3, "--epochs", min=1),
-    limit: int = typer.Option(None, "--limit", help="Class-stratified sample of each train split."),
-    test_limit: int = typer.Option(None, "--test-limit", help="Class-stratified sample of each test split."),
-    image_size: int = typer.Option(None, "--image-size", help="Input size (default: fit's)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Class-stratified sample of each train split."),
+    test_limit: int = typer.Option(None, "--test-limit", min=1, help="Class-stratified sample of each test split."),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: fit's)."),
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. ties.density=0.1 (repeatable)."),
     reset_norms: bool = typer.Option(False, "--reset-norms", help="Re-estimate every merged network's batch-norm "
                                      "statistics on the training samples."),
@@ -76,8 +78,11 @@ def bench_merge_cmd(
     from rich.table import Table
 
     from .._published import merge_published as published
+    from .._io import check_output
     from ..bench import bench_merge
     from .fit import _options
+
+    check_output(out)
 
     per: dict[str, dict[str, object]] = {}
     for k, v in _options(option).items():

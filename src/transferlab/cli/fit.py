@@ -11,6 +11,15 @@ import typer
 from ._console import console
 
 
+def positive(value: float | None) -> float | None:
+    """Callback of float options that must be finite and > 0 (``--lr nan`` is a usage error)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
+    return value
+
+
 def _options(pairs: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for pair in pairs:
@@ -29,12 +38,12 @@ def fit_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0, builtin:minilm_l6."),
     method: str = typer.Option("lora", "--method", help="Adaptation method (transferlab fit --list)."),
     epochs: int = typer.Option(5, "--epochs", min=1),
-    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the method's)."),
+    lr: float = typer.Option(None, "--lr", callback=positive, help="Peak learning rate (default: the method's)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input size (default: the model's native; 128 for images <= 64 px)."),
     max_length: int = typer.Option(None, "--max-length", min=8, max=512,
                                    help="Text models: tokens per example (default 128)."),
-    budget_minutes: float = typer.Option(None, "--budget-minutes", help="Stop after the epoch that passes this."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", callback=positive, help="Stop after the epoch that passes this."),
     init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different model in --out."),
@@ -68,10 +77,11 @@ def predict_cmd(
     head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
 ) -> None:
     """Write predicted labels and probabilities for DATA to a CSV."""
-    from .._io import atomic_open
+    from .._io import atomic_open, check_output
     from ..data import load_dataset
     from ..models import predict
 
+    check_output(out, kind="file", inputs=[model_dir, data])
     ds = load_dataset(data, split)
     pred, probs, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]

@@ -16,12 +16,12 @@ def rank_cmd(
     zoo: str = typer.Option(None, "--zoo", "-z", help="Zoo: builtin:vision, builtin:text, a YAML file or "
                             "comma-separated model references. Default: builtin:text for text, else builtin:vision."),
     metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all but the opt-in nleep and ped)."),
-    image_size: int = typer.Option(None, "--image-size", help="Input resolution for image models (default: each "
+    image_size: int = typer.Option(None, "--image-size", min=8, help="Input resolution for image models (default: each "
                                    "model's native size; 128 for images <= 64 px). Smaller is faster."),
-    limit: int = typer.Option(None, "--limit", help="Use a class-stratified sample of this many examples."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use a class-stratified sample of this many examples."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/rank-DATASET)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Batch size for feature extraction."),
-    threads: int = typer.Option(None, "--threads", help="Limit CPU threads (torch and BLAS)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Batch size for feature extraction."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Limit CPU threads (torch and BLAS)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache directory (default: $TRANSFERLAB_CACHE, "
                                    "else the user cache directory)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
@@ -34,20 +34,17 @@ def rank_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
+    from .._io import check_output
     from ..data import load_dataset
     from ..rank import rank
 
     out_console = console()
-    for name, v in (("--image-size", image_size), ("--limit", limit), ("--batch-size", batch_size),
-                    ("--threads", threads)):
-        if v is not None and v <= 0:
-            raise typer.BadParameter(f"{name} must be positive, got {v}")
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
+    out_dir = check_output(out or Path("runs") / f"rank-{ds.name}")  # before any forward pass
     zoo = zoo or ("builtin:text" if ds.modality == "text" else "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
                   trust_pickle=trust_pickle, ensemble=ensemble)
-    out_dir = out or Path("runs") / f"rank-{ds.name}"
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result))

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, write_json_atomic, write_text_atomic
+from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from .._registry import check_options
 from .._version import __version__
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError
@@ -90,6 +91,26 @@ def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> Path | N
     return None
 
 
+def _check_arguments(*, epochs: int, lr: float | None, batch_size: int, image_size: int | None, val_fraction: float,
+                     budget_minutes: float | None) -> None:
+    """Bad numbers are refused before any work, with the argument's name (``--lr nan``, ``--epochs 0``)."""
+    import math
+
+    def bad(name: str, value: Any, want: str) -> TransferlabError:
+        return TransferlabError(f"{name} must be {want}, got {value!r}")
+
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise bad(name, v, "a whole number >= 1")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
+        raise bad("image_size", image_size, "a whole number of pixels >= 8")
+    for name, f in (("lr", lr), ("budget_minutes", budget_minutes)):
+        if f is not None and not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
+            raise bad(name, f, "a finite number > 0")
+    if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+        raise bad("val_fraction", val_fraction, "in [0, 1)")
+
+
 def _prepare(method: str, net: Any, ctx: FitContext, options: dict[str, Any]) -> Prepared:
     try:
         return METHODS.get(method)(net, ctx, **options)
@@ -144,7 +165,9 @@ def fit(
     checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
     size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128).
     """
-    METHODS.get(method)  # unknown: lists the known ones
+    options = check_options(method, METHODS.get(method), options, skip=2)  # before any work
+    _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
+                     budget_minutes=budget_minutes)
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
     if test is None and not isinstance(dataset, Dataset):
         test = load_dataset(dataset, "test")
@@ -157,6 +180,8 @@ def fit(
         backbone.max_length = int(max_length or DEFAULT_MAX_LENGTH)  # also keys the linear probe's feature cache
     identity = {"model": model, "method": method}
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        check_output(out_dir, inputs=[init, model.split("@")[-1]])
     scratch = _check_out(out_dir, identity, overwrite) if out_dir is not None else None
     try:
         return _fit(ds, test_ds, backbone, model, method, identity, out_dir, scratch, epochs=epochs, lr=lr,
@@ -179,6 +204,8 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
     built = build(backbone, c)
     if built.modality == "image":
         built.image_size = int(image_size or backbone.default_size(ds))  # shared with rank
+    if out_dir is not None:  # the model, its checkpoint and the optimizer's moments: about 4 copies of the weights
+        check_output(out_dir, need_bytes=4 * sum(p.numel() * p.element_size() for p in built.net.parameters()))
     if init is not None:
         _init_from_(built.net, Path(init), trust_pickle)
     train_ds, val_ds = split_validation(ds, val_fraction, seed)

@@ -105,9 +105,18 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     from .._io import write_json_atomic
     from ._stream import SafetensorsWriter
 
+    from .._io import check_output
+    from .._registry import check_options
+
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    options = check_options(method, MERGE_METHODS.get(method), options)  # before any work
+    inputs = [base, *models, *(data or [])]
+    check_output(out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(base))
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise TransferlabError(f"{out} already exists; choose another --out or pass --overwrite")
+    if out.exists() and any(out.iterdir()) and not (out / "merge.json").is_file() and not (out / "config.json").is_file():
+        raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
+                               "--overwrite: choose another --out")
     if reset_norms and not data:
         raise TransferlabError("reset_norms re-estimates batch-norm statistics on data: give one dataset per model "
                                "(--data)")
@@ -182,6 +191,17 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         if writer is not None:
             writer.abort()
         job.close()
+
+
+def _size_of(ref: Any) -> int:
+    """Bytes of a local model (a file, or the weight files of a directory): what the merged model will need; 0 for a
+    reference that is not a local path."""
+    if not isinstance(ref, (str, Path)) or not Path(ref).exists():
+        return 0
+    p = Path(ref)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.glob("*.safetensors"))
 
 
 def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, Any]:

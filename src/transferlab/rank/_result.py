@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import write_files_atomic
 from .._version import __version__
 
 
@@ -64,17 +65,17 @@ class RankResult:
         return buf.getvalue()
 
     def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
-        """Write ranking.json, ranking.csv and (by default) report.html into ``out_dir``; returns the paths."""
-        out = Path(out_dir)
-        paths = {"json": out / "ranking.json", "csv": out / "ranking.csv"}
-        write_json_atomic(paths["json"], self.to_dict())
-        write_text_atomic(paths["csv"], self.to_csv())
+        """Write ranking.json, ranking.csv and (by default) report.html into ``out_dir``, together or not at all
+        (everything is rendered first, then written to temporary files, then renamed); returns the paths."""
+        files = {"ranking.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n",
+                 "ranking.csv": self.to_csv()}
         if html:
             from ..report import rank_report_html
 
-            paths["html"] = out / "report.html"
-            write_text_atomic(paths["html"], rank_report_html(self.to_dict()))
-        return paths
+            files["report.html"] = rank_report_html(self.to_dict())
+        written = write_files_atomic(out_dir, files)
+        return {"json": written["ranking.json"], "csv": written["ranking.csv"],
+                **({"html": written["report.html"]} if html else {})}
 
 
 def _fmt(v: Any) -> str:

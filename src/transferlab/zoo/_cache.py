@@ -3,6 +3,10 @@
 Key = SHA-256 of (backbone identity: model reference + weights hash, preprocessing, dataset fingerprint, format
 version). Features are written in chunks, each atomically (temporary file + rename), so a killed run resumes at the
 first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry.
+
+Every chunk carries the SHA-256 of its arrays, and the scores file the SHA-256 of its scores; both are verified on
+read. A chunk or scores file that is damaged (truncated, flipped bytes) or altered is a warning and a recompute,
+never an error and never used.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_open, write_json_atomic
-from ..errors import CacheError
+from ..errors import CacheError, OutputError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums in chunks and scores
 
 
 def default_cache_dir() -> Path:
@@ -40,14 +44,28 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _cache_error(exc: OSError, where: Path) -> CacheError:
+def _cache_error(exc: OSError | OutputError, where: Path) -> CacheError:
     why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-           errno.EPERM: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
+           errno.EPERM: "permission denied"}.get(getattr(exc, "errno", 0) or 0, getattr(exc, "strerror", None) or str(exc))
     return CacheError(
         f"cannot write the feature cache at {str(where)!r} ({why}); free space, or point --cache-dir (or "
         "$TRANSFERLAB_CACHE) at a writable directory, or pass --no-cache"
     )
+
+
+def _digest(features: np.ndarray, probs: np.ndarray | None) -> str:
+    h = hashlib.sha256()
+    for a in (features, probs):
+        if a is not None:
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _scores_digest(scores: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(scores, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 class FeatureCache:
@@ -67,7 +85,7 @@ class FeatureCache:
             with atomic_open(probe_dir / ".write-test", "wb") as fh:
                 fh.write(b"ok")
             os.unlink(probe_dir / ".write-test")
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.root) from None
 
 
@@ -90,24 +108,29 @@ class CacheEntry:
             with np.load(p, allow_pickle=False) as z:
                 f = z["features"]
                 probs = z["source_probs"] if "source_probs" in z.files else None
-            return f, probs
-        except (OSError, ValueError, KeyError, EOFError) as exc:  # a foreign or damaged file: recompute it
-            log.warning("ignoring unreadable cache chunk %s (%s)", p, exc)
+                stored = bytes(z["sha256"]).hex() if "sha256" in z.files else None
+        except Exception as exc:  # noqa: BLE001  (zipfile.BadZipFile, OSError, ValueError, ...: damaged or foreign)
+            log.warning("cache chunk %s is damaged (%s: %s); recomputing it", p, type(exc).__name__, exc)
             return None
+        if stored != _digest(f, probs):
+            log.warning("cache chunk %s does not match its checksum (altered or damaged); recomputing it", p)
+            return None
+        return f, probs
 
     def write_chunk(self, i: int, features: np.ndarray, probs: np.ndarray | None) -> None:
         arrays = {"features": features} if probs is None else {"features": features, "source_probs": probs}
+        arrays["sha256"] = np.frombuffer(bytes.fromhex(_digest(features, probs)), dtype=np.uint8)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             with atomic_open(self._chunk(i), "wb") as fh:
                 np.savez(fh, **arrays)
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
     def mark_done(self, meta: dict[str, Any]) -> None:
         try:
             write_json_atomic(self.path / "done.json", meta)
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
     def read_scores(self) -> dict[str, float | None]:
@@ -117,14 +140,20 @@ class CacheEntry:
             return {}
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            log.warning("cached scores %s are damaged (%s); recomputing them", p, exc)
             return {}
+        scores = data.get("scores") if isinstance(data, dict) else None
+        if not isinstance(scores, dict) or data.get("sha256") != _scores_digest(scores):
+            log.warning("cached scores %s do not match their checksum (altered or damaged); recomputing them", p)
+            return {}
+        return scores
 
     def write_scores(self, scores: dict[str, float | None]) -> None:
+        merged = {**self.read_scores(), **scores}
         try:
-            write_json_atomic(self.path / "scores.json", {**self.read_scores(), **scores})
-        except OSError as exc:
+            write_json_atomic(self.path / "scores.json", {"scores": merged, "sha256": _scores_digest(merged)})
+        except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
     def clear(self) -> None:
