@@ -117,7 +117,7 @@ def test_corrupt_image_is_skipped_with_count_or_fails_when_strict(image_folder, 
     ds_all = [load_dataset(image_folder, s) for s in ("train", "test")]
     skipped = sum(d.meta["skipped"] for d in ds_all)
     assert skipped == 1
-    assert any("skipped 1 unreadable image" in r.getMessage() for r in caplog.records)
+    assert any("skipped 1 image(s) (1 unreadable)" in r.getMessage() for r in caplog.records)
     with pytest.raises(DataError, match=r"broken\.png.*corrupt or unreadable.*--strict"):
         for s in ("train", "test"):
             load_dataset(image_folder, s, strict=True)

@@ -33,8 +33,8 @@ def _root(
     from rich.logging import RichHandler
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, markup=False)],
-                        force=True)
+    handler = RichHandler(console=console(stderr=True), show_path=False, markup=False)  # warnings: stderr, not stdout
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
 def _register() -> None:

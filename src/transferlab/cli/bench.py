@@ -77,8 +77,8 @@ def bench_merge_cmd(
     """Fine-tune one model on each target, merge with every method, report per-task and normalised accuracy."""
     from rich.table import Table
 
-    from .._published import merge_published as published
     from .._io import check_output
+    from .._published import merge_published as published
     from ..bench import bench_merge
     from .fit import _options
 

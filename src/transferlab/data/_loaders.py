@@ -85,11 +85,21 @@ def load_dataset(
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def _encode_labels(raw: Sequence[Any], source: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    values = [str(v).strip() for v in raw]
-    if any(v == "" or v.lower() == "nan" for v in values):
-        bad = next(i for i, v in enumerate(values) if v == "" or v.lower() == "nan")
-        raise DataError(f"{source}: row {bad + 1} has an empty label; every example needs a label")
+def _rows_list(rows: Sequence[int], first_line: int) -> str:
+    """``"rows 3, 7, 9 and 12 more"``: at most a few examples and a count (an error stays one readable line)."""
+    shown = ", ".join(str(r + first_line) for r in rows[:5])
+    return f"{'row' if len(rows) == 1 else 'rows'} {shown}" + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+
+
+def _encode_labels(raw: Sequence[Any], source: str, first_line: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels as class indices and sorted class names. A missing label (an empty cell, a short CSV row, a JSON
+    null) is refused with its row numbers (``first_line``: the file line of the first example), never turned into a
+    class named "None"."""
+    values = [None if v is None else str(v).strip() for v in raw]
+    bad = [i for i, v in enumerate(values) if v is None or v == "" or v.lower() == "nan"]
+    if bad:
+        raise DataError(f"{source}: {_rows_list(bad, first_line)} {'has' if len(bad) == 1 else 'have'} no label; "
+                        "every example needs one")
     uniq = set(values)
     try:
         names = sorted(uniq, key=lambda v: (float(v), v))
@@ -115,7 +125,10 @@ def _hash_split(keys: Sequence[str], labels: np.ndarray, split: str, test_fracti
     return np.flatnonzero(is_test if split == "test" else ~is_test)
 
 
-def _check_images(paths: list[Path], source: str, strict: bool) -> tuple[list[Path], list[str]]:
+def _check_images(paths: list[Path], source: str, strict: bool,
+                  missing: Sequence[Path] = ()) -> tuple[list[Path], list[str]]:
+    """The readable images of ``paths``; the others (corrupt, not images, decompression bombs) are skipped with one
+    warning (on stderr) that counts them with ``missing`` files and names the first few, or refused with ``strict``."""
     from PIL import Image, UnidentifiedImageError
 
     good, bad = [], []
@@ -124,17 +137,20 @@ def _check_images(paths: list[Path], source: str, strict: bool) -> tuple[list[Pa
             with Image.open(p) as im:
                 im.verify()
             good.append(p)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             if strict:
                 raise DataError(
                     f"{source}: image {str(p)!r} is corrupt or unreadable ({exc.__class__.__name__}: {exc}); "
                     "fix or remove it, or drop --strict to skip unreadable images with a warning"
                 ) from None
             bad.append(str(p))
-    if bad:
-        log.warning("%s: skipped %d unreadable image(s), e.g. %s (use --strict to fail instead)", source, len(bad),
-                    bad[0])
-    return good, bad
+    skipped = [str(p) for p in missing] + bad
+    if skipped:
+        what = " and ".join(x for x in (f"{len(missing)} missing" if missing else "",
+                                        f"{len(bad)} unreadable" if bad else "") if x)
+        log.warning("%s: skipped %d image(s) (%s), e.g. %s (use --strict to fail instead)", source, len(skipped),
+                    what, ", ".join(skipped[:3]))
+    return good, skipped
 
 
 # ------------------------------------------------------------------------------------------------------ image folder
@@ -183,9 +199,13 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
                 for i, line in enumerate(fh):
                     if line.strip():
                         try:
-                            rows.append(json.loads(line))
+                            row = json.loads(line)
                         except json.JSONDecodeError as exc:
                             raise DataError(f"{path.name}: line {i + 1} is not valid JSON ({exc.msg})") from None
+                        if not isinstance(row, dict):
+                            raise DataError(f"{path.name}: line {i + 1} is a JSON {type(row).__name__}, not an "
+                                            'object: each line must be a record like {"text": ..., "label": ...}')
+                        rows.append(row)
                 return rows
             delim = "\t" if ".tsv" in path.suffixes else ","
             return list(csv.DictReader(fh, delimiter=delim))
@@ -217,15 +237,18 @@ def _load_csv(path: Path, split: str, *, text_column: str, label_column: str, pa
     rows = _read_table(path)
     if rows and path_column in rows[0] and text_column not in rows[0]:
         _need_columns(rows, path, {"--label-column": label_column})
-        labels, names = _encode_labels([r[label_column] for r in rows], path.name)
+        labels, names = _encode_labels([r.get(label_column) for r in rows], path.name, first_line=2)
+        no_path = [i for i, r in enumerate(rows) if not (r.get(path_column) or "").strip()]
+        if no_path:
+            raise DataError(f"{path.name}: {_rows_list(no_path, 2)} {'has' if len(no_path) == 1 else 'have'} no "
+                            f"image path in column {path_column!r}")
         keys = [str(r[path_column]) for r in rows]
         keep = _split_rows(rows, keys, labels, split, test_fraction)
         paths = [(path.parent / keys[i]).resolve() for i in keep]
         missing = [p for p in paths if not p.is_file()]
         if missing and strict:
             raise DataError(f"{path.name}: image {str(missing[0])!r} does not exist ({len(missing)} missing)")
-        good, bad = _check_images([p for p in paths if p.is_file()], path.name, strict)
-        bad += [str(p) for p in missing]
+        good, bad = _check_images([p for p in paths if p.is_file()], path.name, strict, missing)
         keep_set = set(map(str, good))
         mask = np.array([str(p) in keep_set for p in paths], dtype=bool)
         if not mask.any():
@@ -242,8 +265,16 @@ def _load_jsonl(path: Path, split: str, *, text_column: str, label_column: str, 
 def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_column: str, label_column: str,
                   test_fraction: float) -> Dataset:
     _need_columns(rows, path, {"--text-column": text_column, "--label-column": label_column})
-    labels, names = _encode_labels([r[label_column] for r in rows], path.name)
+    first = 1 if ".jsonl" in path.suffixes or path.suffix == ".ndjson" else 2  # CSV: line 1 is the header
+    no_text = [i for i, r in enumerate(rows) if r.get(text_column) is None]
+    if no_text:
+        raise DataError(f"{path.name}: {_rows_list(no_text, first)} {'has' if len(no_text) == 1 else 'have'} no "
+                        f"{text_column!r} field")
+    labels, names = _encode_labels([r.get(label_column) for r in rows], path.name, first_line=first)
     texts = [str(r[text_column]) for r in rows]
+    if not any(t.strip() for t in texts):
+        raise DataError(f"{path.name}: every text in column {text_column!r} is empty; name the text column with "
+                        "--text-column")
     keep = _split_rows(rows, texts, labels, split, test_fraction)
     if len(keep) == 0:
         raise DataError(f"{path.name}: the {split} split is empty")
@@ -253,11 +284,21 @@ def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_colum
 
 # ---------------------------------------------------------------------------------------------------------------- NPZ
 def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{path.name} is not a valid NPZ file (an NPZ is a zip archive of .npy arrays, as written by "
+                        "numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path.name} as NPZ ({exc}); object arrays (pickle) are not accepted") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{path.name} holds object arrays, which load through pickle and can run code: save "
+                            "plain numeric arrays") from None
+        raise DataError(f"{path.name} is not a valid NPZ file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001  (zipfile.BadZipFile, OSError, EOFError: truncated or damaged)
+        raise DataError(f"{path.name} is damaged and cannot be read as NPZ ({type(exc).__name__}: {exc})") from None
     if f"x_{split}" in arrays:
         x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
         keys = None
@@ -273,6 +314,12 @@ def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
         raise DataError(f"{path.name}: 'x' has {len(x)} rows but 'y' has {len(y)} labels; they must match")
     if len(x) == 0:
         raise DataError(f"{path.name} is empty: it holds no rows")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{path.name}: 'x' holds {x.dtype} values; it must be numeric (features or uint8 images)")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1)).tolist()
+        raise DataError(f"{path.name}: 'x' holds NaN or infinite values in {len(rows)} row(s) "
+                        f"({_rows_list(rows, 0)}, counting from 0); remove or impute them")
     if "class_names" in arrays:
         names = tuple(str(n) for n in arrays["class_names"])
         labels = y.astype(np.int64)

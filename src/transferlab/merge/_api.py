@@ -102,11 +102,9 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     instead of averaging the fine-tuned models' statistics."""
     from safetensors.torch import save_file
 
-    from .._io import write_json_atomic
-    from ._stream import SafetensorsWriter
-
-    from .._io import check_output
+    from .._io import check_output, write_json_atomic
     from .._registry import check_options
+    from ._stream import SafetensorsWriter
 
     out = Path(out)
     options = check_options(method, MERGE_METHODS.get(method), options)  # before any work

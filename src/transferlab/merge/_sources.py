@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TransferlabError
-from ..zoo import PICKLE_SUFFIXES
+from ..zoo import weight_kind
 
 log = logging.getLogger(__name__)
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
@@ -286,7 +286,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         elif (p / "model.safetensors").is_file():
             src = SafetensorsSource(p / "model.safetensors", label, cfg)
         else:
-            found = [f.name for f in p.iterdir() if f.suffix in PICKLE_SUFFIXES]
+            found = sorted(f.name for f in p.iterdir() if f.is_file() and weight_kind(f) == "pickle")
             if found:
                 src = DictSource(_pickle_state(p / found[0], label, trust_pickle), label, config=cfg)
             else:
@@ -302,11 +302,12 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
             src.head_prefix = head_prefix(cfg)
         return src
     if p.is_file():
-        if p.suffix == ".safetensors":
+        kind = weight_kind(p)  # by content, not by name: a renamed pickle is still a pickle
+        if kind == "safetensors":
             return SafetensorsSource(p, label)
-        if p.suffix in PICKLE_SUFFIXES:
+        if kind == "pickle":
             return DictSource(_pickle_state(p, label, trust_pickle), label)
-        raise TransferlabError(f"{label}: {p} is neither .safetensors nor a checkpoint file")
+        raise TransferlabError(f"{label}: {p} is neither a safetensors file nor a checkpoint")
     s = str(obj)
     if allow_reference and ":" in s and not s.startswith(("/", ".")):
         from ..models import pretrained

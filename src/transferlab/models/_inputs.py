@@ -38,10 +38,9 @@ class ImageTensors:
         if isinstance(item, np.ndarray):
             arr = item if item.ndim == 3 else item[..., None]
         else:
-            from PIL import Image
+            from ..zoo import read_image
 
-            with Image.open(item) as im:
-                arr = np.array(im.convert("RGB"))  # writable: torch.from_numpy needs it
+            arr = read_image(item)  # writable: torch.from_numpy needs it
         if arr.shape[-1] == 1:
             arr = np.repeat(arr, 3, axis=-1)
         return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1)

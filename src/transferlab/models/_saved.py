@@ -19,7 +19,7 @@ import numpy as np
 from .._io import write_json_atomic
 from .._version import __version__
 from ..data import Dataset, load_dataset
-from ..errors import TransferlabError
+from ..errors import ModelError, TransferlabError
 from ._build import build, head_prefix, net_from_architecture, resolve
 from ._card import ModelCard, read_card
 from ._structures import STRUCTURES
@@ -70,7 +70,6 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
     ``heads`` lists them). ``model.transferlab_config`` holds the card as a dict (``class_names`` and ``num_classes``
     of the chosen head); text models also carry ``model.transferlab_tokenizer`` (their input is ``[B, 2, L]`` token
     ids and attention mask, or a tokenizer's dict output)."""
-    from safetensors.torch import load_file
 
     d = Path(model_dir)
     card = read_card(d)
@@ -95,15 +94,17 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
 
         if not card.model:
             raise TransferlabError(f"{d}: a peft adapter without the model reference it adapts")
-        # the weights the adapters were trained on
+        _read_weights(d / "adapter_model.safetensors")  # damaged or non-finite: refused before peft reads it
+        # the weights the adapters were trained on (peft reads adapter_model.safetensors, never a pickle beside it)
         net = PeftModel.from_pretrained(build(resolve(card.model, trust_pickle), card.num_classes).net, str(d))
+        check_finite(net.state_dict(), str(d))
     else:
-        state = load_file(str(d / "model.safetensors"))
+        state = _read_weights(d / "model.safetensors")
         if head is not None:  # swap in the chosen task's head
             h = heads[head]
             prefix = card.head or head_prefix(card.to_json())
             state = {k: v for k, v in state.items() if not (k == prefix or k.startswith(prefix + "."))}
-            state.update(load_file(str(d / h.file)))
+            state.update(_read_weights(d / h.file))
             card = card.model_copy(update={"num_classes": h.num_classes, "class_names": h.class_names,
                                            "head": prefix, "selected_head": head})
         net = net_from_architecture(arch, card.num_classes)
@@ -122,6 +123,31 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
     net.transferlab_config = card.to_json()
     net.transferlab_tokenizer = tokenizer
     return net
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    """A safetensors file's tensors; a damaged file (truncated, not safetensors) or non-finite weights are a
+    :class:`ModelError` naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path} is damaged or not a safetensors file ({str(exc).splitlines()[0]}); restore it or "
+                         "refit the model") from None
+    check_finite(state, str(path))
+    return state
+
+
+def check_finite(state: dict[str, Any], where: str) -> None:
+    """Refuse weights with NaN or infinity: a model with them predicts garbage with every appearance of success."""
+    import torch
+
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{where} holds non-finite weights (NaN or infinity) in {len(bad)} tensor(s), e.g. "
+                         f"{', '.join(bad[:3])}; the model is broken: refit it")
 
 
 def model_inputs(net: Any, ds: Dataset) -> Any:
@@ -154,6 +180,10 @@ def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
     with torch.inference_mode():
         for idx, (x, _) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches), strict=True):
             logits = net(x.to(dev)).float().cpu().numpy()
+            if not np.isfinite(logits).all():
+                first = idx[int(np.flatnonzero(~np.isfinite(logits).all(1))[0])]
+                raise ModelError(f"the model's outputs are not finite (NaN or infinity), first at example {first}: "
+                                 "its weights or the inputs are broken; no prediction is written")
             if out is None:
                 out = np.empty((n, logits.shape[1]), dtype=np.float32)
             out[idx] = logits

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._progress import progress as progress_bars
 from ..data import Dataset, check_rankable, load_dataset
-from ..errors import MetricError, TransferlabError
+from ..errors import MetricError
 from ._consensus import consensus, metric_ranks
 from ._result import ModelScores, RankResult
 from ._score import list_metrics, metric_info, needs_source_probs, score_prepared
@@ -140,6 +140,7 @@ def rank(
                                        "cache_hit": feats.cache_hit, "metrics": {}}
             model_opts = _with_source_stats(opts, names, backbone, size, batch_size, cache)
             scores: dict[str, float | None] = {}
+            failures: dict[str, str] = {}
             cache_entry = cache.entry(feats.meta["cache_key"]) if cache is not None else None
             known = cache_entry.read_scores() if cache_entry is not None else {}
             fresh: dict[str, float | None] = {}
@@ -162,8 +163,11 @@ def rank(
                     else:
                         stats = stats or FeatureStats(as_features(feats.features))
                     scores[m] = fresh[skey] = score_prepared(m, stats, y, probs, model_opts.get(m, {}))
-                except TransferlabError as exc:
-                    raise type(exc)(f"{entry.display_name} ({entry.ref}), metric {m}: {exc}") from None
+                except MetricError as exc:  # this metric on this model: reported as failed, the others go on
+                    scores[m] = None
+                    if str(exc) not in failures.values():  # broken features fail every metric: one warning
+                        log.warning("%s (%s), metric %s failed: %s", entry.display_name, entry.ref, m, exc)
+                    failures[m] = str(exc)
                 dt = time.perf_counter() - t1
                 timings["metrics"][m] = dt
                 t_metrics += dt
@@ -176,15 +180,22 @@ def rank(
             meta["feature_dim"] = int(feats.features.shape[1])
             if ens_rows is not None:
                 ens_features[entry.ref] = np.asarray(feats.features[ens_rows], dtype=np.float64)
-            per_model.append({"entry": entry, "scores": scores, "timings": timings, "meta": meta})
+            per_model.append({"entry": entry, "scores": scores, "timings": timings, "meta": meta,
+                              "failures": failures})
             bars.describe(task, f"{entry.display_name} [green]done")
 
+    if not any(v is not None for vals in table.values() for v in vals):
+        first = next(((pm["entry"], m, why) for pm in per_model for m, why in pm["failures"].items()), None)
+        if first is not None:  # nothing to rank: the first reason is the error
+            e, m, why = first
+            raise MetricError(f"no metric could be computed for any model; {e.display_name} ({e.ref}), metric {m}: "
+                              f"{why}")
     cscore, crank = consensus(table, len(per_model))
     ranks = {m: metric_ranks(table[m]) for m in names}
     models = [
         ModelScores(model=pm["entry"].ref, name=pm["entry"].display_name, scores=pm["scores"],
                     ranks={m: ranks[m][i] for m in names}, consensus_rank=crank[i], consensus_score=cscore[i],
-                    metadata=pm["meta"], timings=pm["timings"])
+                    metadata=pm["meta"], timings=pm["timings"], failures=pm["failures"])
         for i, pm in enumerate(per_model)
     ]
     models.sort(key=lambda m: m.consensus_rank)
@@ -200,6 +211,7 @@ def rank(
                  "cache_dir": str(cache.root) if cache is not None else None},
     )
     result.notes.extend(_baseline_notes(result))
+    result.notes.extend(f"{m.name}: {k} failed ({why})" for m in models for k, why in m.failures.items())
     if ensemble:
         from ._ensemble import select_ensemble
 

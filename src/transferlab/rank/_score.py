@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 import numpy as np
 
+from ..errors import MetricError
 from ._registry import METRICS
 from ._stats import FeatureStats
 from ._validate import as_features, as_labels, as_source_probs
@@ -35,9 +37,38 @@ def score_prepared(metric: str, stats: FeatureStats | None, labels: np.ndarray, 
                    options: dict[str, Any]) -> float:
     """Score validated inputs: ``labels`` contiguous ``0..C-1``; ``stats`` shared across metrics of one model."""
     fn = METRICS.get(metric)
-    if _takes_stats(metric):
-        return float(fn(stats.f, labels, source_probs, stats=stats, **options))
-    return float(fn(None if stats is None else stats.f, labels, source_probs, **options))
+    try:
+        with np.errstate(all="ignore"):  # overflow and 0/0 end as a non-finite score: refused below with the cause
+            if _takes_stats(metric):
+                value = float(fn(stats.f, labels, source_probs, stats=stats, **options))
+            else:
+                value = float(fn(None if stats is None else stats.f, labels, source_probs, **options))
+    except MetricError:
+        raise
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise MetricError(f"{metric} cannot be computed on these features ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}){_degenerate(stats, labels)}") from None
+    if not math.isfinite(value):
+        raise MetricError(f"{metric} gave a non-finite score ({value}){_degenerate(stats, labels)}")
+    return value
+
+
+def _degenerate(stats: FeatureStats | None, labels: np.ndarray) -> str:
+    """Why features may defeat a metric, when it shows: constant features, a scale far from 1, one example in a
+    class."""
+    why = []
+    if stats is not None and len(stats.f):
+        f = stats.f
+        spread = float(np.max(np.ptp(f, axis=0))) if f.size else 0.0
+        scale = float(np.max(np.abs(f))) if f.size else 0.0
+        if spread == 0.0:
+            why.append("the features are constant: every example gives the same vector")
+        elif scale < 1e-12 or scale > 1e12:
+            why.append(f"the features' magnitude is extreme (max |x| = {scale:.1e})")
+    counts = np.bincount(labels)
+    if counts.size and counts.min() < 2:
+        why.append(f"{int(np.sum(counts < 2))} class(es) have a single example")
+    return ": " + "; ".join(why) if why else ""
 
 
 def score(

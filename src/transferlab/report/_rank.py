@@ -52,7 +52,7 @@ def _heatmap(result: Any) -> str:
     for i, m in enumerate(models):
         for j, k in enumerate(metrics):
             v = m.scores.get(k)
-            txt = "n/a" if v is None else f"{v:.3g}"
+            txt = "failed" if k in m.failures else "n/a" if v is None else f"{v:.3g}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                     color="#555555" if np.isnan(pos[i, j]) else "white" if pos[i, j] < 0.6 else "black")
     ax.set_title("score per metric (colour: rank within the metric, yellow = best)", fontsize=9)
@@ -96,7 +96,8 @@ def _view(result: dict[str, Any]) -> Any:
     """Attribute access over a ranking's ``to_dict()`` (the result and each model; inner mappings stay dicts)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(**{**result, "models": [SimpleNamespace(**m) for m in result["models"]]})
+    return SimpleNamespace(**{**result, "models": [SimpleNamespace(**{"failures": {}, **m})
+                                                   for m in result["models"]]})
 
 
 def rank_report_html(result: dict[str, Any]) -> str:
@@ -118,7 +119,8 @@ def rank_report_html(result: dict[str, Any]) -> str:
     for m in result.models:
         rows.append([m.consensus_rank, f"{esc(m.name)}<br><span class='muted'>{esc(m.model)}</span>",
                      fmt(None if m.consensus_score is None else 1.0 - m.consensus_score, 3),
-                     *(fmt(m.scores.get(k)) + (f" <span class='muted'>({m.ranks[k]})</span>"
+                     *(f"<span title='{esc(m.failures[k])}'>failed</span>" if k in m.failures else
+                       fmt(m.scores.get(k)) + (f" <span class='muted'>({m.ranks[k]})</span>"
                                                if m.ranks.get(k) is not None else "") for k in result.metrics),
                      fmt(m.metadata.get("params")), fmt(m.metadata.get("feature_dim"))])
     t = result.timings
@@ -129,7 +131,8 @@ def rank_report_html(result: dict[str, Any]) -> str:
     body = (head + summary + notes
             + "<h2>Ranking</h2>" + table(headers, rows, left=2)
             + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
-              "does not apply (LEEP and NCE need a source classifier head). Consensus: 1 − mean normalised rank.</p>"
+              "does not apply (LEEP and NCE need a source classifier head); failed: the metric could not be computed on "
+              "this model's features (the notes say why). Consensus: 1 − mean normalised rank.</p>"
             + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)

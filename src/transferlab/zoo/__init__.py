@@ -3,10 +3,19 @@
 from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
 from ._cache import FeatureCache, default_cache_dir
 from ._features import Features, extract_features
-from ._sources import BUILTIN_MODELS, MODEL_SOURCES, PICKLE_SUFFIXES, list_builtin_models, resolve_model
+from ._images import read_image
+from ._sources import (
+    BUILTIN_MODELS,
+    MODEL_SOURCES,
+    PICKLE_SUFFIXES,
+    check_pickle,
+    list_builtin_models,
+    resolve_model,
+    weight_kind,
+)
 from ._zoo import Zoo, ZooModel, list_builtin_zoos, load_zoo
 
 __all__ = [
-    "Backbone", "HFBackbone", "SentenceTransformerBackbone", "TorchImageBackbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES",
-    "default_cache_dir", "extract_features", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
+    "Backbone", "HFBackbone", "SentenceTransformerBackbone", "TorchImageBackbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES", "check_pickle", "weight_kind",
+    "default_cache_dir", "extract_features", "read_image", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
 ]

@@ -193,10 +193,11 @@ class SentenceTransformerBackbone(Backbone):
     modality = "text"
 
     def __init__(self, ref: str, path_or_id: str, *, weights_id: str, meta: dict[str, Any] | None = None,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, safetensors_only: bool = False) -> None:
         self.ref, self.path_or_id, self._weights_id = ref, path_or_id, weights_id
         self._meta = dict(meta or {})
         self.max_length = max_length
+        self._safetensors_only = safetensors_only
         self._model: Any = None
 
     def identity(self) -> dict[str, Any]:
@@ -210,7 +211,8 @@ class SentenceTransformerBackbone(Backbone):
                 raise ModelError(
                     "st: models need the text extra: pip install 'transferlab[text]'") from exc
             try:
-                self._model = SentenceTransformer(self.path_or_id, device="cpu")
+                kw = {"model_kwargs": {"use_safetensors": True}} if self._safetensors_only else {}
+                self._model = SentenceTransformer(self.path_or_id, device="cpu", **kw)
             except OSError as exc:
                 raise ModelError(
                     f"cannot load sentence-transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give "
@@ -237,8 +239,9 @@ class HFBackbone(Backbone):
 
     def __init__(self, ref: str, path_or_id: str, *, weights_id: str, meta: dict[str, Any] | None = None,
                  max_length: int = 256, model_builder: Callable[[], Any] | None = None,
-                 tokenizer_path: str | None = None) -> None:
+                 tokenizer_path: str | None = None, safetensors_only: bool = False) -> None:
         self.ref, self.path_or_id, self._weights_id = ref, path_or_id, weights_id
+        self._safetensors_only = safetensors_only
         self.max_length = max_length
         self._meta = dict(meta or {})
         self._builder = model_builder
@@ -258,7 +261,8 @@ class HFBackbone(Backbone):
             raise ModelError("hf: models need the text extra: pip install 'transferlab[text]'") from exc
         try:
             self._tok = AutoTokenizer.from_pretrained(self._tokenizer_path)
-            self._model = self._builder() if self._builder else AutoModel.from_pretrained(self.path_or_id)
+            kw = {"use_safetensors": True} if self._safetensors_only else {}
+            self._model = self._builder() if self._builder else AutoModel.from_pretrained(self.path_or_id, **kw)
         except OSError as exc:
             raise ModelError(
                 f"cannot load transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give a local "

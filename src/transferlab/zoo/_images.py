@@ -20,22 +20,25 @@ def _to_nhwc(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _load_files(paths: list) -> np.ndarray:
+def read_image(path: object, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as RGB uint8 [H, W, 3] (resized to ``size`` = (W, H) when given). A file that cannot be
+    decoded (truncated, corrupt, a decompression bomb) is a :class:`DataError` naming it."""
     from PIL import Image
 
-    out = []
-    size = None
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                if size is None:
-                    size = im.size
-                if im.size != size:  # batch must be one shape before the tensor resize
-                    im = im.resize(size, Image.BILINEAR)
-                out.append(np.asarray(im, dtype=np.uint8))
-        except OSError as exc:
-            raise DataError(f"cannot decode image {str(p)!r} ({exc}); remove or fix it") from None
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != size:
+                im = im.resize(size, Image.BILINEAR)
+            return np.array(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {str(path)!r} ({type(exc).__name__}: {exc}); remove or fix it") from None
+
+
+def _load_files(paths: list) -> np.ndarray:
+    out: list[np.ndarray] = []
+    for p in paths:  # a batch must be one shape before the tensor resize
+        out.append(read_image(p, (out[0].shape[1], out[0].shape[0]) if out else None))
     return np.stack(out)
 
 

@@ -57,27 +57,57 @@ def resolve_model(ref: str, *, trust_pickle: bool = False) -> Backbone:
     return MODEL_SOURCES.get(scheme)(rest, ref, trust_pickle=trust_pickle)
 
 
-#: file suffixes of pickle weight files (loading one can run code): refused unless trusted
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
+#: file suffixes of pickle weight files (loading one can run code): refused unless trusted. Compared in lower case;
+#: what decides is the content (:func:`weight_kind`), the suffix only for content no magic number identifies.
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
 
 
-def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> None:
-    """Refuse pickle-only local weights unless trusted."""
-    if trust_pickle:
-        return
-    files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
-    has_safe = any(p.suffix == ".safetensors" for p in files)
-    pickles = [p.name for p in files if p.suffix in PICKLE_SUFFIXES]
-    if pickles and not has_safe:
+def weight_kind(path: str | os.PathLike[str]) -> str:
+    """What a weight file is, by its content: ``"safetensors"`` (a well-formed header length followed by a JSON
+    object), ``"pickle"`` (a pickle stream, torch's zip format, or the legacy tar format; all run code when loaded,
+    and so does a file with a pickle suffix whose content is unrecognised) or ``"other"`` (ONNX, text, ...)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(264)
+    except OSError:
+        return "other"
+    if len(head) >= 10 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03",
+                                                                                          b"\x04", b"\x05")):
+        return "pickle"
+    if head[257:262] == b"ustar" or p.name.lower().endswith(PICKLE_SUFFIXES):
+        return "pickle"
+    return "other"
+
+
+def check_pickle(path: str | os.PathLike[str], ref: str, trust_pickle: bool) -> bool:
+    """Refuse, unless ``trust_pickle``, a weight file whose content is pickle, or a directory whose only weights are
+    pickle (a decoy ``.safetensors`` that is not one does not count). Returns True when the directory holds both a
+    real safetensors file and pickle files: the loader must then be told to read safetensors only."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    kinds = {p: weight_kind(p) for p in files}
+    pickles = [p.name for p, k in kinds.items() if k == "pickle"]
+    if trust_pickle or not pickles:
+        return False
+    if path.is_file() or not any(k == "safetensors" for k in kinds.values()):
         raise ModelError(
             f"{ref!r} points at pickle weights ({', '.join(pickles[:3])}), which can run arbitrary code when loaded: "
             "convert them to safetensors, or pass --trust-pickle (trust_pickle=True) if you trust their source")
+    return True
+
+
+def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> bool:
+    return check_pickle(path, ref, trust_pickle)
 
 
 def _local_weights_id(path: Path) -> str:
     if path.is_file():
         return "sha256:" + hash_files([path])
-    files = [p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
+    files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _WEIGHT_SUFFIXES]
     if not files:
         raise ModelError(f"{str(path)!r} holds no weight files ({', '.join(_WEIGHT_SUFFIXES)})")
     return "sha256:" + hash_files(files, root=path)
@@ -150,16 +180,18 @@ def _path_or_hub(rest: str, ref: str, trust_pickle: bool) -> tuple[str, str]:
     return rest, _hub_id(rest)
 
 
+# Untrusted: transformers reads safetensors only (a pickle ``pytorch_model.bin`` beside them, or on the hub, is never
+# loaded); trusted: whatever the folder holds.
 @MODEL_SOURCES.register("hf", example="hf:bert-base-uncased or hf:/path/to/model_dir")
 def _hf_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     path, wid = _path_or_hub(rest, ref, trust_pickle)
-    return HFBackbone(ref, path, weights_id=wid)
+    return HFBackbone(ref, path, weights_id=wid, safetensors_only=not trust_pickle)
 
 
 @MODEL_SOURCES.register("st", example="st:sentence-transformers/all-MiniLM-L6-v2 or st:/path/to/model_dir")
 def _st_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     path, wid = _path_or_hub(rest, ref, trust_pickle)
-    return SentenceTransformerBackbone(ref, path, weights_id=wid)
+    return SentenceTransformerBackbone(ref, path, weights_id=wid, safetensors_only=not trust_pickle)
 
 
 @MODEL_SOURCES.register("onnx", example="onnx:/path/model.onnx (tokenizer.json beside it, or onnx:MODEL?tokenizer=FILE)")

@@ -86,9 +86,14 @@ def load_zoo(ref: str | Path) -> Zoo:
     if not isinstance(raw, dict):
         raise ModelError(f"zoo {source} must be a mapping with 'models:' (or a list of entries)")
     raw.setdefault("name", Path(source).stem)
-    raw["models"] = [{"ref": m} if isinstance(m, str) else m for m in raw.get("models") or []]
+    models = raw.get("models")
+    if models is not None and not isinstance(models, list):
+        raise ModelError(f"zoo {source}: 'models:' must be a list of model references (one '- ref' per line), not "
+                         f"a {type(models).__name__}")
+    raw["models"] = [{"ref": m} if isinstance(m, str) else m for m in models or []]
     try:
         return Zoo.model_validate(raw)
     except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ModelError(f"zoo {source} is invalid: {errs}") from None
+        errs = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        more = f"; and {len(errs) - 3} more" if len(errs) > 3 else ""
+        raise ModelError(f"zoo {source} is invalid: {'; '.join(errs[:3])}{more}") from None
