@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         console(stderr=True).print(f"[bold red]error:[/] {_one_line(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except click_exc.NoArgsIsHelpError as exc:  # `transferlab` or `transferlab zoo` alone: help, usage status
-        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
+        text = exc.ctx.get_help() if exc.ctx is not None else str(exc)  # rich help prints itself, returns ""
+        if text:
+            typer.echo(text)
         return 2
     except click_exc.ClickException as exc:  # usage errors: unknown option, bad type, missing argument, ...
         exc.show()
