@@ -108,3 +108,57 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "x"
     monkeypatch.delenv("TRANSFERLAB_CACHE")
     assert "transferlab" in str(default_cache_dir())
+
+
+def _chunk(tmp_path, i=1):
+    return next((tmp_path / "features").glob(f"*/*/chunk-{i:06d}.npz"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_truncated_or_flipped_chunk_is_a_warning_and_a_recompute(ds, tmp_path, caplog, damage):
+    """A damaged zip (zipfile.BadZipFile, CRC errors) is a cache miss, never an error that every rerun repeats."""
+    cache = FeatureCache(tmp_path)
+    ref = extract_features(CountingBackbone(), ds, chunk_size=50, cache=cache)
+    p = _chunk(tmp_path)
+    data = bytearray(p.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        for i in range(200, min(len(data), 400)):  # inside the stored arrays
+            data[i] ^= 0xFF
+    p.write_bytes(bytes(data))
+    again = extract_features(CountingBackbone(), ds, chunk_size=50, cache=cache)
+    assert again.meta["chunks_computed"] == 1
+    np.testing.assert_array_equal(again.features, ref.features)
+    assert "recomputing it" in caplog.text
+    assert extract_features(CountingBackbone(), ds, chunk_size=50, cache=cache).cache_hit  # repaired
+
+
+def test_an_altered_well_formed_chunk_fails_its_checksum(ds, tmp_path, caplog):
+    cache = FeatureCache(tmp_path)
+    ref = extract_features(CountingBackbone(), ds, chunk_size=50, cache=cache)
+    p = _chunk(tmp_path, 0)
+    with np.load(p) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["features"] = arrays["features"] + 1.0  # a valid NPZ with other numbers and the old checksum
+    with open(p, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = extract_features(CountingBackbone(), ds, chunk_size=50, cache=cache)
+    assert again.meta["chunks_computed"] == 1 and "does not match its checksum" in caplog.text
+    np.testing.assert_array_equal(again.features, ref.features)
+
+
+def test_altered_cached_scores_are_recomputed(tmp_path, caplog):
+    import json
+
+    from transferlab.rank import rank
+
+    r1 = rank("builtin:digits", "builtin:pixels", "logme", limit=60, cache_dir=tmp_path)
+    scores = next(tmp_path.rglob("scores.json"))
+    data = json.loads(scores.read_text())
+    key = next(iter(data["scores"]))
+    data["scores"][key] = 123.0  # altered, checksum kept
+    scores.write_text(json.dumps(data))
+    r2 = rank("builtin:digits", "builtin:pixels", "logme", limit=60, cache_dir=tmp_path)
+    assert "do not match their checksum" in caplog.text
+    assert r2.models[0].scores["logme"] == pytest.approx(r1.models[0].scores["logme"])
