@@ -13,6 +13,7 @@ __all__ = [
     "CacheError",
     "RegistryError",
     "OutputError",
+    "few",
 ]
 
 
@@ -46,3 +47,10 @@ class CacheError(TransferlabError):
 class OutputError(TransferlabError):
     """An output location cannot be written: a file where a directory is needed, no permission, no space, or one
     of the command's own inputs."""
+
+
+def few(items: object, limit: int = 5) -> str:
+    """At most ``limit`` items and a count of the rest, for messages: an error about 10,000 classes stays one line."""
+    seq = [str(x) for x in items]  # type: ignore[attr-defined]
+    head = ", ".join(seq[:limit])
+    return head + (f", ... ({len(seq)} in all)" if len(seq) > limit else "")

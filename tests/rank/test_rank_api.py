@@ -160,3 +160,15 @@ def test_ped_uses_the_source_statistics_of_models_that_know_their_source_data():
     expected = score("ped", target, ds.labels, source_mean=src.mean(0), source_std=src.std(0))
     assert by["builtin:small_vit_shapes"]["ped"] == pytest.approx(expected, rel=1e-12)
     assert by["builtin:small_resnet_textures"]["ped"] is not None
+
+
+def test_linear_probe_on_a_tiny_separable_image_folder(tmp_path):
+    """3 colour classes x 8 images through the pixels baseline (17 PCA components of 18 training images): the probe
+    used to standardise each component, which whitens the points into a regular simplex and scored 0.05 (below
+    chance) where kNN scored 1.0; it now keeps the features' geometry."""
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "tiny3", n_per_class=8, classes=("red", "green", "blue"), size=32)
+    r = rank(root, "builtin:pixels", "linear_probe,knn", cache_dir=tmp_path / "c")
+    assert r.models[0].scores["knn"] == 1.0
+    assert r.models[0].scores["linear_probe"] == 1.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import write_files_atomic, write_json_atomic
 from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
@@ -52,13 +52,13 @@ class MergeBenchResult:
                 "rows": self.rows(), "published_vit_b32": PUBLISHED, "options": self.options}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """bench_merge.json and report.html, written together or not at all."""
         from ..report import merge_bench_html
 
-        out = Path(out_dir)
-        paths = {"json": out / "bench_merge.json", "html": out / "report.html"}
-        write_json_atomic(paths["json"], self.to_dict())
-        write_text_atomic(paths["html"], merge_bench_html(self.to_dict()))
-        return paths
+        written = write_files_atomic(out_dir, {
+            "bench_merge.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n",
+            "report.html": merge_bench_html(self.to_dict())})
+        return {"json": written["bench_merge.json"], "html": written["report.html"]}
 
 
 def _short(ref: str) -> str:

@@ -8,6 +8,7 @@ Kendall tau, Kendall tau and rel@1 per target, with a bootstrap interval over mo
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_json_atomic, write_text_atomic
+from .._io import write_files_atomic
 from .._progress import progress as progress_bars
 from .._version import __version__
 from ..errors import TransferlabError
@@ -70,15 +71,14 @@ class BenchResult:
         return sorted(rows, key=lambda r: (r[0] != "metric", -(r[3] if r[3] is not None else -np.inf)))
 
     def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
-        out = Path(out_dir)
-        paths = {"json": out / "bench.json"}
-        write_json_atomic(paths["json"], self.to_dict())
+        """bench.json and (by default) report.html, written together or not at all."""
+        files = {"bench.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"}
         if html:
             from ..report import bench_report_html
 
-            paths["html"] = out / "report.html"
-            write_text_atomic(paths["html"], bench_report_html(self.to_dict()))
-        return paths
+            files["report.html"] = bench_report_html(self.to_dict())
+        written = write_files_atomic(out_dir, files)
+        return {"json": written["bench.json"], **({"html": written["report.html"]} if html else {})}
 
 
 def _local(cells: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:

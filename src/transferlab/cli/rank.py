@@ -14,7 +14,8 @@ metrics_app = typer.Typer(help="Transferability metrics.", no_args_is_help=True)
 def rank_cmd(
     data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, a .csv/.jsonl/.npz file."),
     zoo: str = typer.Option(None, "--zoo", "-z", help="Zoo: builtin:vision, builtin:text, a YAML file or "
-                            "comma-separated model references. Default: builtin:text for text, else builtin:vision."),
+                            "comma-separated model references. Default: builtin:text for text, builtin:pixels (PCA) for "
+                            "feature arrays, else builtin:vision."),
     metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all but the opt-in nleep and ped)."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input resolution for image models (default: each "
                                    "model's native size; 128 for images <= 64 px). Smaller is faster."),
@@ -41,7 +42,7 @@ def rank_cmd(
     out_console = console()
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
     out_dir = check_output(out or Path("runs") / f"rank-{ds.name}")  # before any forward pass
-    zoo = zoo or ("builtin:text" if ds.modality == "text" else "builtin:vision")
+    zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
                   trust_pickle=trust_pickle, ensemble=ensemble)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, few
 
 Modality = Literal["image", "text", "array"]
 
@@ -169,7 +169,7 @@ def check_rankable(ds: Dataset) -> None:
     singles = [ds.class_names[c] for c in present if counts[c] == 1]
     if singles:
         raise DataError(
-            f"{ds.name}: class(es) {', '.join(map(repr, singles))} have a single example; every class needs at "
+            f"{ds.name}: {len(singles)} class(es) have a single example ({few(map(repr, singles))}); every class needs at "
             "least 2 for cross-validated metrics: add examples or remove those classes"
         )
 

@@ -19,7 +19,7 @@ import numpy as np
 from .._io import write_json_atomic
 from .._version import __version__
 from ..data import Dataset, load_dataset
-from ..errors import ModelError, TransferlabError
+from ..errors import ModelError, TransferlabError, few
 from ._build import build, head_prefix, net_from_architecture, resolve
 from ._card import ModelCard, read_card
 from ._structures import STRUCTURES
@@ -216,7 +216,8 @@ def evaluate(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str
     pred, _, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]
     if list(ds.class_names) != list(names):
-        raise TransferlabError(f"the model was trained on classes {names}; {ds.name} has {list(ds.class_names)}")
+        raise TransferlabError(f"the model was trained on other classes ({few(names)}) than {ds.name} has "
+                               f"({few(ds.class_names)})")
     prec, rec, f1, support = precision_recall_fscore_support(ds.labels, pred, labels=range(len(names)),
                                                              zero_division=0)
     return {"dataset": ds.name, "split": ds.split, "n": len(ds), "accuracy": float(np.mean(pred == ds.labels)),
