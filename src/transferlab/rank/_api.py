@@ -20,7 +20,7 @@ from ._consensus import consensus, metric_ranks
 from ._result import ModelScores, RankResult
 from ._score import list_metrics, metric_info, needs_source_probs, score_prepared
 from ._stats import FeatureStats
-from ._validate import as_features, as_labels, as_source_probs
+from ._validate import as_features, as_labels, source_prob_stats
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,11 @@ def rank(
                 t1 = time.perf_counter()
                 try:
                     if needs_source_probs(m):
-                        probs = probs if probs is not None else as_source_probs(feats.source_probs, len(y), m)
+                        probs = probs if probs is not None else source_prob_stats(feats.source_probs, len(y), m)
+                        scores[m] = fresh[skey] = score_prepared(m, probs, y, probs.p, model_opts.get(m, {}))
                     else:
                         stats = stats or FeatureStats(as_features(feats.features))
-                    scores[m] = fresh[skey] = score_prepared(m, stats, y, probs, model_opts.get(m, {}))
+                        scores[m] = fresh[skey] = score_prepared(m, stats, y, None, model_opts.get(m, {}))
                 except MetricError as exc:  # this metric on this model: reported as failed, the others go on
                     scores[m] = None
                     if str(exc) not in failures.values():  # broken features fail every metric: one warning

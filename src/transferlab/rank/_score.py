@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import MetricError
 from ._registry import METRICS
 from ._stats import FeatureStats
-from ._validate import as_features, as_labels, as_source_probs
+from ._validate import ProbStats, as_features, as_labels, source_prob_stats
 
 
 def list_metrics(pattern: str | None = None) -> list[str]:
@@ -33,16 +33,16 @@ def _takes_stats(name: str) -> bool:
     return "stats" in inspect.signature(METRICS.get(name)).parameters
 
 
-def score_prepared(metric: str, stats: FeatureStats | None, labels: np.ndarray, source_probs: np.ndarray | None,
-                   options: dict[str, Any]) -> float:
-    """Score validated inputs: ``labels`` contiguous ``0..C-1``; ``stats`` shared across metrics of one model."""
+def score_prepared(metric: str, stats: FeatureStats | ProbStats | None, labels: np.ndarray,
+                   source_probs: np.ndarray | None, options: dict[str, Any]) -> float:
+    """Score validated inputs: ``labels`` contiguous ``0..C-1``; ``stats`` shared across metrics of one model (a
+    :class:`FeatureStats`, or for metrics of the source head's probabilities a :class:`ProbStats`)."""
     fn = METRICS.get(metric)
+    features = stats.f if isinstance(stats, FeatureStats) else None
+    kw = {"stats": stats} if _takes_stats(metric) else {}
     try:
         with np.errstate(all="ignore"):  # overflow and 0/0 end as a non-finite score: refused below with the cause
-            if _takes_stats(metric):
-                value = float(fn(stats.f, labels, source_probs, stats=stats, **options))
-            else:
-                value = float(fn(None if stats is None else stats.f, labels, source_probs, **options))
+            value = float(fn(features, labels, source_probs, **kw, **options))
     except MetricError:
         raise
     except (np.linalg.LinAlgError, FloatingPointError, ValueError, ZeroDivisionError, OverflowError) as exc:
@@ -57,7 +57,7 @@ def _degenerate(stats: FeatureStats | None, labels: np.ndarray) -> str:
     """Why features may defeat a metric, when it shows: constant features, a scale far from 1, one example in a
     class."""
     why = []
-    if stats is not None and len(stats.f):
+    if isinstance(stats, FeatureStats) and len(stats.f):
         f = stats.f
         spread = float(np.max(np.ptp(f, axis=0))) if f.size else 0.0
         scale = float(np.max(np.abs(f))) if f.size else 0.0
@@ -88,7 +88,8 @@ def score(
     if needs_source_probs(metric):
         n = len(np.asarray(labels))
         y, _ = as_labels(labels, n)
-        return score_prepared(metric, None, y, as_source_probs(source_probs, n, metric), options)
+        ps = source_prob_stats(source_probs, n, metric)
+        return score_prepared(metric, ps, y, ps.p, options)
     f = as_features(features)
     y, _ = as_labels(labels, len(f))
     return score_prepared(metric, FeatureStats(f), y, None, options)

@@ -31,7 +31,9 @@ def _global_scaler_cls() -> type:  # made on first use: sklearn is imported lazi
             return self
 
         def transform(self, x: np.ndarray) -> np.ndarray:
-            return (x - self.mean_) / self.scale_
+            # float32: L-BFGS's products run 1.5x faster and the demo's 14 probe accuracies: 12 equal, two
+            # differ by 0.0005, one example of 2,000; docs/benchmarks.md
+            return ((x - self.mean_) / self.scale_).astype(np.float32)
 
     return GlobalScaler
 
@@ -74,6 +76,8 @@ def knn(
         norms = np.linalg.norm(f, axis=1, keepdims=True)
         f = f / np.where(norms > 0, norms, 1.0)
         metric = "euclidean"
+    # distances in float32: 2.3x faster, and the demo's 14 kNN accuracies are identical to float64's
+    f = f.astype(np.float32)
     folds = _folds(labels, cv, random_state)
     k = max(1, min(n_neighbors, int(len(labels) * (1 - 1 / folds.n_splits)) - 1))
     clf = KNeighborsClassifier(n_neighbors=k, metric=metric, algorithm="brute")
