@@ -108,3 +108,18 @@ def test_wrong_shapes():
         score("logme", np.zeros(10), np.zeros(10, dtype=int))
     with pytest.raises(MetricError, match="10 feature rows but 9 labels"):
         score("logme", np.zeros((10, 2)), np.zeros(9, dtype=int))
+
+
+def test_linear_probe_refuses_too_many_classes_at_once():
+    """10,000 classes x 6 examples: the probe would hold N x C probabilities per step; it says so in no time."""
+    import time
+
+    from transferlab.errors import MetricError
+    from transferlab.rank import score
+
+    y = np.repeat(np.arange(10_000), 5)
+    f = np.random.default_rng(0).standard_normal((len(y), 6))
+    t0 = time.perf_counter()
+    with pytest.raises(MetricError, match="linear_probe would hold N x C = 50,000 x 10,000.*use knn"):
+        score("linear_probe", f, y)
+    assert time.perf_counter() - t0 < 1.0

@@ -14,6 +14,10 @@ from ..errors import MetricError
 from ._registry import METRICS
 
 
+#: the most N x C cells the logistic probe takes on (float32: 100 MB per fold, two folds at a time)
+MAX_PROBE_CELLS = 25_000_000
+
+
 @functools.cache
 def _global_scaler_cls() -> type:  # made on first use: sklearn is imported lazily
     from sklearn.base import BaseEstimator, TransformerMixin
@@ -111,6 +115,11 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    n, c = len(labels), int(labels.max()) + 1
+    if n * c > MAX_PROBE_CELLS:  # every L-BFGS step holds N x C probabilities per fold: refuse in no time
+        raise MetricError(f"linear_probe would hold N x C = {n:,} x {c:,} probabilities per fold "
+                          f"({n * c * 4 / 2**30:.1f} GB per step; the limit is {MAX_PROBE_CELLS:,} cells): use knn "
+                          "for this many classes")
     clf = make_pipeline(_global_scaler_cls()(), LogisticRegression(C=C, max_iter=max_iter, tol=1e-3))
     folds = _folds(labels, cv, random_state)
     # L-BFGS makes many small products, where OpenBLAS's threading costs more than it gains: one BLAS thread per
