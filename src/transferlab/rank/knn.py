@@ -13,7 +13,6 @@ import numpy as np
 from ..errors import MetricError
 from ._registry import METRICS
 
-
 #: the most N x C cells the logistic probe takes on (float32: 100 MB per fold, two folds at a time)
 MAX_PROBE_CELLS = 25_000_000
 
