@@ -59,8 +59,10 @@ def _register() -> None:
 _register()
 
 
-#: the one line printed on Ctrl-C (exit status 130, the shell's convention for SIGINT)
+#: the one line printed on Ctrl-C (exit status 130, the shell's convention for SIGINT), by command
 INTERRUPTED = "interrupted; rerun to resume from the cache"
+_INTERRUPTED = {"fit": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
+                "merge": "interrupted; nothing was written", "predict": "interrupted; nothing was written"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except (KeyboardInterrupt, typer.Abort):
-        console(stderr=True).print(f"\n{INTERRUPTED}", highlight=False)
+        command_name = next((a for a in args if not a.startswith("-")), "")
+        console(stderr=True).print(f"\n{_INTERRUPTED.get(command_name, INTERRUPTED)}", highlight=False)
         return 130
     return 0
 
