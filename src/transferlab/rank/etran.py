@@ -43,20 +43,22 @@ def energy(features: np.ndarray, percent: float = 0.5, tail: str = "bottom") -> 
 
 
 def lda_score(stats: FeatureStats, labels: np.ndarray, lda: str = "reference") -> float:
+    """Mean true-class posterior, a block of rows at a time (never the [N, C] posteriors)."""
     from ._stats import class_means
-    from .sfda import _softmax, first_pass
+    from .sfda import first_discriminant, true_class_posteriors
 
+    f = stats.f
     if lda == "fisher":
-        p = first_pass(stats, labels)[0]
+        coef, intercept = first_discriminant(stats, labels)[:2]
+        p = true_class_posteriors(f, coef, labels, intercept)
     elif lda == "reference":
-        f = stats.f
         means, counts = class_means(f, labels)
-        p = _softmax(f @ means.T - 0.5 * (means**2).sum(1) + np.log(counts / counts.sum()))
+        p = true_class_posteriors(f, means, labels, -0.5 * (means**2).sum(1), np.log(counts / counts.sum()))
     else:
         from ..errors import MetricError
 
         raise MetricError(f"etran: lda must be 'reference' or 'fisher', got {lda!r}")
-    return float(np.mean(p[np.arange(len(labels)), labels]))
+    return float(np.mean(p))
 
 
 @METRICS.register("etran_energy", needs="features", higher_is_better=True, paper=_PAPER, reference=_REF,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._stats import FeatureStats, class_means
+from ._stats import FeatureStats, block_rows, class_means
 
 VAR_FLOOR = 1e-4
 
@@ -29,31 +29,46 @@ def pca_project(stats: FeatureStats, k: int) -> np.ndarray:
 
 
 def gbc_from_features(f: np.ndarray, labels: np.ndarray, gaussian_type: str = "spherical",
-                      block: int = 64) -> float:
+                      block: int | None = None) -> float:
+    """GBC of the rows of ``f``. The C x C coefficients are summed a block of ``block`` classes (rows) at a time:
+    memory O(block C) (spherical) or O(block C D) (diagonal), never C x C; by default a block holds at most
+    ``BLOCK_ELEMENTS`` values."""
     c = int(labels.max()) + 1
     mu, _ = class_means(f, labels, c)
     var = np.maximum(class_means((f - mu[labels]) ** 2, labels, c)[0], VAR_FLOOR)  # population variances
+    total = 0.0
     if gaussian_type == "spherical":
         s = var.mean(axis=1)  # [C]
-        d2 = np.maximum((mu**2).sum(1)[:, None] + (mu**2).sum(1)[None, :] - 2.0 * mu @ mu.T, 0.0)
-        avg = 0.5 * (s[:, None] + s[None, :])
+        sq = (mu**2).sum(1)
         logs = np.log(s)
-        bd = d2 / (8.0 * avg) + 0.5 * (np.log(avg) - 0.5 * (logs[:, None] + logs[None, :]))
+        step = block or block_rows(c)
+        for a in range(0, c, step):
+            b = slice(a, a + step)
+            d2 = np.maximum(sq[b, None] + sq[None, :] - 2.0 * mu[b] @ mu.T, 0.0)
+            avg = 0.5 * (s[b, None] + s[None, :])
+            bd = d2 / (8.0 * avg) + 0.5 * (np.log(avg) - 0.5 * (logs[b, None] + logs[None, :]))
+            total += _off_diagonal_sum(np.exp(-bd), a)
     elif gaussian_type == "diagonal":
         logdet = np.log(var).sum(1)
-        bd = np.empty((c, c))
-        for a in range(0, c, block):  # [block, C, D] at a time: no C x C x D array
-            avg = 0.5 * (var[a:a + block, None, :] + var[None, :, :])
-            diff2 = (mu[a:a + block, None, :] - mu[None, :, :]) ** 2
-            bd[a:a + block] = (diff2 / avg).sum(-1) / 8.0 + 0.5 * (
-                np.log(avg).sum(-1) - 0.5 * (logdet[a:a + block, None] + logdet[None, :]))
+        step = block or block_rows(c * mu.shape[1])
+        for a in range(0, c, step):  # [block, C, D] at a time: no C x C x D array
+            avg = 0.5 * (var[a:a + step, None, :] + var[None, :, :])
+            diff2 = (mu[a:a + step, None, :] - mu[None, :, :]) ** 2
+            bd = (diff2 / avg).sum(-1) / 8.0 + 0.5 * (
+                np.log(avg).sum(-1) - 0.5 * (logdet[a:a + step, None] + logdet[None, :]))
+            total += _off_diagonal_sum(np.exp(-bd), a)
     else:
         from ..errors import MetricError
 
         raise MetricError(f"gbc: gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
-    coef = np.exp(-bd)
-    np.fill_diagonal(coef, 0.0)
-    return float(-coef.sum())
+    return float(-total)
+
+
+def _off_diagonal_sum(coef: np.ndarray, first: int) -> float:
+    """Sum of rows ``first ..`` of a C x C matrix of coefficients, without their diagonal entries."""
+    rows = np.arange(len(coef))
+    coef[rows, first + rows] = 0.0
+    return float(coef.sum())
 
 
 @METRICS.register(

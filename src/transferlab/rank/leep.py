@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._validate import one_hot
+from ._stats import block_rows, class_sums
 
 
 @METRICS.register(
@@ -24,8 +24,11 @@ def leep(features: np.ndarray | None, labels: np.ndarray, source_probs: np.ndarr
     theta = source_probs
     n = len(labels)
     c = int(labels.max()) + 1
-    joint = one_hot(labels, c).T @ theta / n  # [C, Cs]
+    joint = class_sums(theta, labels, c) / n  # [C, Cs], O(N Cs): no [N, C] one-hot
     marginal = joint.sum(axis=0, keepdims=True)
     cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)  # P(y | z)
-    eep = np.einsum("nz,nz->n", theta, cond[labels])
+    eep = np.empty(n)
+    step = block_rows(theta.shape[1])
+    for s in range(0, n, step):  # cond[labels] a block of rows at a time
+        eep[s:s + step] = np.einsum("nz,nz->n", theta[s:s + step], cond[labels[s:s + step]])
     return float(np.mean(np.log(np.maximum(eep, np.finfo(np.float64).tiny))))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._registry import METRICS
-from ._stats import FeatureStats
+from ._stats import FeatureStats, class_sums
 from ._validate import one_hot
 
 _EPS = 1e-5  # the reference's guard in the alpha/beta updates
@@ -46,17 +46,16 @@ def logme(
     stats = stats or FeatureStats(features)
     n, d = stats.n, stats.d
     c = int(labels.max()) + 1
-    y1 = one_hot(labels, c)
     spec = stats.gram_spectrum
     keep = spec.w > 1e-20  # s > 1e-10, as in the reference
     sigma = spec.w[keep]
     k = len(sigma)
     sig = sigma[:, None]
-    y_sq = y1.sum(axis=0)  # ||y_c||^2 of the one-hot targets
+    y_sq = np.bincount(labels, minlength=c).astype(np.float64)  # ||y_c||^2 of the one-hot targets: class counts
     if n > d:
         # m = (F^T F + t I)^{-1} F^T y by an O(D) tridiagonal solve per class and step (no eigenvectors):
-        # ||m||^2 and ||y - F m||^2 = ||y||^2 - b^T m - t ||m||^2, with b = F^T y.
-        zb = spec.qt(stats.f.T @ y1)
+        # ||m||^2 and ||y - F m||^2 = ||y||^2 - b^T m - t ||m||^2, with b = F^T y, the class sums (no [N, C] one-hot).
+        zb = spec.qt(class_sums(stats.f, labels, c).T)
 
         def moments(idx: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             m2, res2 = np.empty(len(idx)), np.empty(len(idx))
@@ -67,7 +66,7 @@ def logme(
                 res2[j] = max(y_sq[ci] - float(z[:, 0] @ m[:, 0]) - tc * m2[j], 0.0)
             return m2, res2
     else:
-        x = spec.project(y1)[keep]  # U^T y
+        x = spec.project(one_hot(labels, c))[keep]  # U^T y; N <= D, so [N, C] is no larger than the features
         x2 = x * x
         res_x2 = y_sq - x2.sum(axis=0)  # the part of y outside span(U)
 

@@ -10,7 +10,8 @@ scores the moved features. A step with no overlap at all moves nothing and ends 
 
 Source statistics are required (the reference uses the model's features on ImageNet-val): pass ``source_mean`` and
 ``source_std`` (per dimension), e.g. from the zoo's model metadata. Without them the metric is not applicable (an
-error, not a guess). Pairwise forces are summed through C x C matrices, never a C x C x D array.
+error, not a guess). Pairwise forces are summed a block of classes at a time: never a C x C x D array, nor a whole
+C x C one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import MetricError
 from ._registry import METRICS
-from ._stats import class_means
+from ._stats import block_rows, class_means
 
 
 def simulate(features: np.ndarray, labels: np.ndarray, source_mean: np.ndarray, source_std: np.ndarray, *,
@@ -37,12 +38,17 @@ def simulate(features: np.ndarray, labels: np.ndarray, source_mean: np.ndarray, 
         means, _ = class_means(z, labels, c)
         radius = np.sqrt(class_means(((z - means[labels]) ** 2).sum(1, keepdims=True), labels, c)[0][:, 0])
         norms = (means**2).sum(1)
-        dist = np.sqrt(np.maximum(norms[:, None] + norms[None, :] - 2.0 * means @ means.T, 0.0))
-        force = np.maximum(abs(nsigma) * (radius[:, None] + radius[None, :]) - dist, 0.0)
-        np.fill_diagonal(force, 0.0)
-        step = np.minimum(0.5 * time_step**2 * constant * force, force)
-        k = np.divide(step, dist, out=np.zeros_like(step), where=dist > 0)  # step along the unit vector
-        disp = k.sum(1)[:, None] * means - k @ means  # sum_b k_ab (m_a - m_b)
+        disp = np.empty_like(means)
+        rows = block_rows(c)
+        for a in range(0, c, rows):  # the C x C terms a block of rows (classes a..) at a time
+            b = slice(a, a + rows)
+            dist = np.sqrt(np.maximum(norms[b, None] + norms[None, :] - 2.0 * means[b] @ means.T, 0.0))
+            force = np.maximum(abs(nsigma) * (radius[b, None] + radius[None, :]) - dist, 0.0)
+            own = np.arange(len(dist))
+            force[own, a + own] = 0.0
+            step = np.minimum(0.5 * time_step**2 * constant * force, force)
+            k = np.divide(step, dist, out=np.zeros_like(step), where=dist > 0)  # step along the unit vector
+            disp[b] = k.sum(1)[:, None] * means[b] - k @ means  # sum_b k_ab (m_a - m_b)
         change = float(np.abs(disp).sum())
         if first is None:
             first = change

@@ -25,27 +25,28 @@ def _logdet_spd(a: np.ndarray) -> np.ndarray:
 
 
 def coding_rates_by_class(z: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
-    """``R(Z_c)`` for every class c of the (already centred) rows ``z``."""
+    """``R(Z_c)`` for every class c of the (already centred) rows ``z``.
+
+    Classes with fewer rows than D are batched by size: every class of n rows in one [k, n, D] stack and one batched
+    Cholesky factorisation of their n x n Gram matrices (no padding to the largest class, so memory stays O(N D)).
+    """
     c = int(labels.max()) + 1
     counts = np.bincount(labels, minlength=c)
     d = z.shape[1]
     rates = np.zeros(c)
     order = np.argsort(labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)])
-    small = [k for k in range(c) if 0 < counts[k] < d]
-    if small:  # pad every small class to the largest: zero rows add log(1) = 0 to the determinant
-        m = int(counts[small].max())
-        blocks = np.zeros((len(small), m, d))
-        for j, k in enumerate(small):
-            rows = z[order[starts[k]:starts[k + 1]]]
-            blocks[j, :len(rows)] = rows / np.sqrt(len(rows) * eps)
+    small = (counts > 0) & (counts < d)
+    for m in np.unique(counts[small]):
+        classes = np.flatnonzero(counts == m)
+        rows = order[starts[classes][:, None] + np.arange(m)]  # [k, m]: the rows of each class, in their order
+        blocks = z[rows] / np.sqrt(m * eps)
         gram = blocks @ blocks.transpose(0, 2, 1)
         gram[:, np.arange(m), np.arange(m)] += 1.0
-        rates[small] = 0.5 * _logdet_spd(gram)
-    for k in range(c):  # classes with at least D rows (rare): the D x D form
-        if counts[k] >= d:
-            rows = z[order[starts[k]:starts[k + 1]]]
-            rates[k] = 0.5 * _logdet_spd(np.eye(d) + rows.T @ rows / (len(rows) * eps))
+        rates[classes] = 0.5 * _logdet_spd(gram)
+    for k in np.flatnonzero(counts >= d):  # classes with at least D rows (rare): the D x D form
+        rows = z[order[starts[k]:starts[k + 1]]]
+        rates[k] = 0.5 * _logdet_spd(np.eye(d) + rows.T @ rows / (len(rows) * eps))
     return rates
 
 
