@@ -243,7 +243,7 @@ def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbo
 def _baseline_notes(result: RankResult) -> list[str]:
     """Say plainly when a pretrained model fails to beat a baseline (pixels / random init) on consensus."""
     baselines = [m for m in result.models if m.metadata.get("baseline")]
-    if not baselines:
+    if not baselines or len(baselines) == len(result.models):  # nothing pretrained to compare
         return []
     best_base = min(baselines, key=lambda m: m.consensus_rank)
     losers = [m for m in result.models if not m.metadata.get("baseline") and m.consensus_rank > best_base.consensus_rank]
