@@ -12,6 +12,11 @@ Exact command (repository root, project venv, one BLAS thread):
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_rank_classes.py
 
+End to end, the whole command on the same file (what a user runs):
+
+    .venv/bin/python benchmarks/bench_rank_classes.py --npz /tmp/classes.npz
+    /usr/bin/time -v .venv/bin/transferlab rank /tmp/classes.npz --no-cache --out /tmp/classes-rank
+
 Options: --classes 10000 --per-class 6 --dim 6 --source-classes 100 --metrics a,b --baselines --one-pass (time and
 peak from the same traced call: half the run time, times inflated by tracing) --seed 0.
 """
@@ -71,7 +76,12 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true", help="also time knn and linear_probe")
     ap.add_argument("--one-pass", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--npz", type=Path, default=None, help="only write the NPZ there and exit (for the end-to-end "
+                    "`transferlab rank FILE` row of docs/benchmarks.md)")
     args = ap.parse_args()
+    if args.npz is not None:
+        make_npz(args.npz, args.classes, args.per_class, args.dim, args.source_classes, args.seed)
+        return
 
     from transferlab.rank import list_metrics, metric_info
 

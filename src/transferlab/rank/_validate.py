@@ -56,7 +56,7 @@ class ProbStats:
         self.p, self.argmax = p, argmax
 
 
-def source_prob_stats(source_probs: object | None, n: int, metric: str, block: int = 128) -> ProbStats:
+def source_prob_stats(source_probs: object | None, n: int, metric: str, block: int = 512) -> ProbStats:
     """Check that ``source_probs`` are probabilities (finite, non-negative, rows summing to 1) in row blocks small
     enough to stay in the CPU cache, taking each block's argmax while it is there: one pass over the matrix where
     validating first and computing after would read it three times."""
