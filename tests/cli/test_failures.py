@@ -161,6 +161,10 @@ def test_unwritable_out_is_refused_before_compute(no_rank, capsys) -> None:
     assert "cannot be written" in capsys.readouterr().err
     assert main(["fit", "builtin:digits", "-m", "builtin:pixels", "--out", str(target)]) == 2
     assert "cannot be written" in capsys.readouterr().err
+    assert main(["merge", "--method", "average", "--base", "x", "--models", "a", "b", "--out", str(target)]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+    assert main(["predict", "somewhere", "builtin:digits", "--out", str(target / "p.csv")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
 
 
 def test_too_little_free_space_is_refused_before_compute(no_rank, monkeypatch, tmp_path, capsys) -> None:

@@ -123,3 +123,29 @@ def test_linear_probe_refuses_too_many_classes_at_once():
     with pytest.raises(MetricError, match="linear_probe would hold N x C = 50,000 x 10,000.*use knn"):
         score("linear_probe", f, y)
     assert time.perf_counter() - t0 < 1.0
+
+
+DEGENERATE = {
+    "constant": np.ones((30, 8)),
+    "zeros": np.zeros((30, 8)),
+    "tiny": np.random.default_rng(1).standard_normal((30, 8)) * 1e-30,
+    "huge": np.random.default_rng(2).standard_normal((30, 8)) * 1e30,
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+@pytest.mark.parametrize("name", [m for m in list_metrics() if m != "ped"])
+def test_every_metric_is_finite_or_says_why_on_degenerate_features(name, case):
+    """Constant, all-zero, 1e-30 and 1e30 features: a finite score, or a MetricError (never NaN, never a numpy
+    LinAlgError or ValueError)."""
+    import math
+
+    f = DEGENERATE[case]
+    y = np.repeat(np.arange(3), 10)
+    probs = np.full((30, 4), 0.25)
+    try:
+        v = score(name, f, y, probs if metric_info(name).get("needs") == "source_probs" else None)
+    except MetricError as exc:
+        assert str(exc)
+        return
+    assert math.isfinite(v)

@@ -168,3 +168,17 @@ def test_pickle_weights_are_refused_unless_trusted(tmp_path, tiny_timm_weights):
     (tmp_path / "hfdir" / "pytorch_model.bin").write_bytes(b"x")
     with pytest.raises(ModelError, match="pickle weights"):
         resolve_model(f"hf:{tmp_path / 'hfdir'}")
+
+
+def test_zoo_models_as_a_string_is_one_error(tmp_path):
+    """``models: builtin:pixels`` (a string, not a list) used to give one error per character."""
+    bad = tmp_path / "s.yaml"
+    bad.write_text("models: builtin:pixels\n")
+    with pytest.raises(ModelError, match="'models:' must be a list of model references") as e:
+        load_zoo(bad)
+    assert str(e.value).count(";") <= 1
+    many = tmp_path / "m.yaml"
+    many.write_text("models:\n" + "".join(f"  - ref: builtin:pixels\n    bogus{i}: 1\n" for i in range(20)))
+    with pytest.raises(ModelError, match="and 17 more") as e:
+        load_zoo(many)
+    assert len(str(e.value)) < 400
