@@ -147,3 +147,72 @@ def test_ties_the_fine_tuning_broke_are_merged_apart() -> None:
     got = merge("average", base, models)
     assert torch.equal(got["lm.weight"], torch.full((3,), 5.0)) and torch.equal(got["emb.weight"], torch.ones(3))
     assert torch.equal(got["b.ids"], ids)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("ties", {}), ("ties", {"scope": "tensor"}), ("ties", {"sign": "frequency"}), ("dare", {"ties": True}),
+    ("task_arithmetic", {}), ("average", {}),
+])
+def test_blocked_entrywise_merge_equals_the_whole_tensor_at_once(monkeypatch, tmp_path, method, options):
+    """The entry-wise work runs in cache-sized blocks: bit-identical to one block per tensor, including entries whose
+    elected sign is zero (patched at the end by their global index) in blocks after the first."""
+    import torch
+
+    from transferlab.merge import _arith, merge
+
+    g = torch.Generator().manual_seed(0)
+    base = {"a": torch.randn(300, 70, generator=g), "b": torch.randn(1000, generator=g)}
+    tasks = []
+    for t in range(4):
+        s = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in base.items()}
+        tasks.append(s)
+    # exact ties in late blocks: two models push +x and two -x at the same entries
+    ties_at = (20_000, 20_001, 20_999)
+    for idx in ties_at:
+        base["a"].view(-1)[idx] = 0.0
+        for t, sgn in enumerate((1, 1, -1, -1)):
+            tasks[t]["a"].view(-1)[idx] = sgn * 5.0
+    monkeypatch.setattr(_arith, "BLOCK", 1 << 30)
+    whole = merge(method, base, tasks, **options)
+    monkeypatch.setattr(_arith, "BLOCK", 4096)
+    blocked = merge(method, base, tasks, **options)
+    for k in base:
+        assert torch.equal(whole[k], blocked[k]), k
+    if method == "ties" and options.get("sign") != "frequency":  # the tie path ran: 0 written, then patched
+        assert all(abs(float(blocked["a"].view(-1)[i])) == 5.0 for i in ties_at)
+        # through files: the streaming writer patches those few entries in place
+        from safetensors.torch import load_file, save_file
+
+        from transferlab.merge import merge_models
+
+        d = tmp_path / method
+        d.mkdir()
+        paths = []
+        for i, st in enumerate([base, *tasks]):
+            save_file({k: v.contiguous() for k, v in st.items()}, str(d / f"{i}.safetensors"))
+            paths.append(d / f"{i}.safetensors")
+        merge_models(method, paths[0], paths[1:], d / "out", **options)
+        written = load_file(str(d / "out" / "model.safetensors"))
+        for k in base:
+            assert torch.equal(written[k], blocked[k]), k
+
+
+@pytest.mark.parametrize("case", ["normal", "ties", "zeros", "adversarial"])
+@pytest.mark.parametrize("density", [0.2, 0.01, 0.97])
+def test_kth_threshold_is_the_exact_order_statistic(case, density):
+    """The bracketed selection equals a full partition, including when the strided sample misses the value (every
+    sampled entry zero) and the plain partition takes over."""
+    from transferlab.merge._arith import kth_threshold
+
+    rng = np.random.default_rng(3)
+    n = 3_000_000
+    x = np.abs(rng.standard_normal(n)).astype(np.float32)
+    if case == "ties":
+        x = np.round(x, 1)
+    elif case == "zeros":
+        x[: n // 2] = 0
+    elif case == "adversarial":
+        x[:: max(1, n // 100_000)] = 0  # exactly the entries the sample looks at
+    k = n - int(n * density)
+    expected = float(np.partition(x.copy(), k - 1)[k - 1])
+    assert kth_threshold(x.copy(), density) == expected

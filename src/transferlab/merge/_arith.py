@@ -56,14 +56,47 @@ def thetas_of(base: Any, deltas: list[Any]) -> list[Any]:
     return [b + d.to(b.dtype) if d is not None else b for d in deltas]
 
 
+#: entries per block of the entry-wise merge (T task vectors x 256 K float32: 4 MB for four models)
+BLOCK = 1 << 18
+
+
 def kth_threshold(magnitudes: np.ndarray, density: float) -> float | None:
     """The reference's trim threshold: the ``(d - int(d * density))``-th smallest magnitude (1-based); ``None`` when
-    nothing is trimmed. Partitions ``magnitudes`` in place."""
+    nothing is trimmed. May reorder ``magnitudes``.
+
+    Exact, and about twice as fast as one partition of the whole buffer on a model (86 M entries: 0.25 s against
+    0.49 s): the value is bracketed between two order statistics of a strided sample, one chunked pass counts the
+    entries below the bracket and gathers those inside it (a fraction of a percent), and only those are partitioned.
+    Should the bracket miss (it is wide: 6 standard errors of the sample quantile), the whole buffer is partitioned."""
     d = magnitudes.size
     k = d - int(d * density)
     if k <= 0 or d == 0:
         return None
-    magnitudes.partition(k - 1)
+    if d < 1 << 21:
+        magnitudes.partition(k - 1)
+        return float(magnitudes[k - 1])
+    sample = np.sort(magnitudes[:: max(1, d // 100_000)])
+    s = len(sample)
+    i, margin = int((k - 1) / d * s), 6 * int(np.sqrt(s)) + 16
+    lo = sample[i - margin] if i - margin >= 0 else None
+    hi = sample[i + margin] if i + margin < s else None
+    below, inside = 0, []
+    for c in range(0, d, 1 << 22):  # 4 M entries per step: the boolean masks stay small
+        part = magnitudes[c:c + (1 << 22)]
+        keep = np.ones(part.shape, dtype=bool)
+        if lo is not None:
+            low = part < lo
+            below += int(np.count_nonzero(low))
+            keep &= ~low
+        if hi is not None:
+            keep &= part <= hi
+        inside.append(part[keep])
+    cand = np.concatenate(inside)
+    r = k - 1 - below
+    if 0 <= r < cand.size:
+        cand.partition(r)
+        return float(cand[r])
+    magnitudes.partition(k - 1)  # the bracket missed: the plain way
     return float(magnitudes[k - 1])
 
 
@@ -136,22 +169,31 @@ class Arithmetic(Method):
         ds = [self._dropped(key, t, d.to(cd) if d is not None else None) for t, d in enumerate(deltas)]
         if all(d is None for d in ds):
             return base
-        D = torch.stack([d if d is not None else torch.zeros_like(b) for d in ds])
-        if self.density is not None:
-            if self.scope == "model":
-                thr = self._thresholds
-            else:
-                thr = [kth_threshold(D[t].abs().reshape(-1).numpy().copy(), self.density) for t in range(len(ds))]
+        if self.density is None:
+            thr: list[float | None] = [None] * len(ds)
+        elif self.scope == "model":
+            thr = self._thresholds
+        else:
+            thr = [None if d is None else kth_threshold(d.abs().reshape(-1).numpy().copy(), self.density)
+                   for d in ds]  # a zero task vector stays zero whatever its threshold
+        flat = [d.reshape(-1) if d is not None else None for d in ds]
+        agg = torch.empty(b.numel(), dtype=cd)
+        # Entry-wise work in blocks that stay in the CPU cache (every step reads the T task vectors again): the same
+        # arithmetic per entry as on the whole tensor at once, in a fraction of the memory traffic.
+        for s in range(0, b.numel(), BLOCK):
+            e = min(s + BLOCK, b.numel())
+            D = torch.stack([f[s:e] if f is not None else torch.zeros(e - s, dtype=cd) for f in flat])
             for t, th in enumerate(thr):
                 if th is not None:
                     D[t].mul_(D[t].abs() >= th)
-        if self.sign is None:
-            agg = D.mean(0) if self.mean else D.sum(0)
-        else:
-            agg = self._disjoint_mean(key, D)
+            if self.sign is None:
+                agg[s:e] = D.mean(0) if self.mean else D.sum(0)
+            else:
+                agg[s:e] = self._disjoint_mean(key, D, offset=s)
+        agg = agg.reshape(b.shape)
         return (b.add_(agg, alpha=self.lam) if b is not base else b + self.lam * agg).to(base.dtype)
 
-    def _disjoint_mean(self, key: str, D: Any) -> Any:
+    def _disjoint_mean(self, key: str, D: Any, offset: int = 0) -> Any:
         """Mean of the entries whose sign agrees with the elected one, in place on ``D``. Entries whose elected sign
         is 0 but which hold non-zero values get the model-wide majority sign, known only after the last tensor: their
         positive and negative means are kept, 0 is written for now, and ``finish`` patches them."""
@@ -166,7 +208,7 @@ class Arithmetic(Method):
         if tied.numel():
             sub = D.reshape(D.shape[0], -1)[:, tied]
             pos, neg = sub.clamp(min=0), sub.clamp(max=0)
-            self._tied.append((key, tied, pos.sum(0) / (pos != 0).sum(0).clamp(min=1),
+            self._tied.append((key, tied + offset, pos.sum(0) / (pos != 0).sum(0).clamp(min=1),
                                neg.sum(0) / (neg != 0).sum(0).clamp(min=1)))
         D.mul_(agree)
         return D.sum(0).div_(count.clamp_(min=1).to(D.dtype))
