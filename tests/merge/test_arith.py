@@ -216,3 +216,42 @@ def test_kth_threshold_is_the_exact_order_statistic(case, density):
     k = n - int(n * density)
     expected = float(np.partition(x.copy(), k - 1)[k - 1])
     assert kth_threshold(x.copy(), density) == expected
+
+
+@pytest.mark.parametrize("bracket", ["sampled", "missed"])
+def test_one_pass_thresholds_equal_the_buffer_of_each_model(monkeypatch, tmp_path, bracket):
+    """The thresholds from the sampled brackets and one counting pass equal those of one full buffer per model
+    (the plain way); a bracket that misses falls back to the plain way for that model."""
+    import torch
+    from safetensors.torch import save_file
+
+    from transferlab.merge import _arith, merge_models
+    from transferlab.merge._job import _Job
+
+    g = torch.Generator().manual_seed(1)
+    base = {"a": torch.randn(500, 64, generator=g), "b": torch.randn(64, generator=g),
+            "c": torch.randn(130, 7, generator=g)}
+    paths = []
+    for i in range(4):
+        st = base if i == 0 else {k: v + 0.01 * i * torch.randn(v.shape, generator=g) for k, v in base.items()}
+        save_file({k: v.contiguous() for k, v in st.items()}, str(tmp_path / f"{i}.safetensors"))
+        paths.append(tmp_path / f"{i}.safetensors")
+    if bracket == "missed":
+        real = _arith.Arithmetic._brackets
+        monkeypatch.setattr(_arith.Arithmetic, "_brackets",
+                            lambda self, job, q, dt: [(-1.0, -0.5)] + real(self, job, q, dt)[1:])
+    job = _Job("ties", paths[0], paths[1:], data=None, head_prefix=None, trust_pickle=False, progress=False,
+               options={"density": 0.3})
+    calls: list[list[int]] = []
+    plain_way = _arith.Arithmetic._buffer_thresholds
+    monkeypatch.setattr(_arith.Arithmetic, "_buffer_thresholds",
+                        lambda self, job, tasks, n, dt: (calls.append(list(tasks)), plain_way(self, job, tasks, n, dt)))
+    try:
+        job.method.prepare(job)
+        assert calls == ([] if bracket == "sampled" else [[0]])  # the one-pass way ran, or fell back for model 1
+        fast = list(job.method._thresholds)
+        plain_way(job.method, job, list(range(3)), sum(v.numel() for v in base.values()), np.float32)
+        assert fast == job.method._thresholds and all(t is not None for t in fast)
+    finally:
+        job.close()
+    merge_models("ties", paths[0], paths[1:], tmp_path / "out", density=0.3)  # and end to end

@@ -55,6 +55,12 @@ class Source:
         t = self.get(key)
         return t.to(base.dtype) - base
 
+    def rows(self, key: str, step: int) -> Any:
+        """Every ``step``-th row (first dimension) of a tensor: a cheap sample (a file source reads only those
+        rows). Not checked for NaN: samples only estimate, the full reads check."""
+        t = self._read(key)
+        return t.reshape(-1)[::step] if t.dim() <= 1 else t[::step]
+
     def is_head(self, key: str) -> bool:
         p = self.head_prefix
         return bool(p) and (key == p or key.startswith(p + "."))
@@ -134,6 +140,12 @@ class SafetensorsSource(Source):
 
     def _read(self, key: str) -> Any:
         return self._fh.get_tensor(key)
+
+    def rows(self, key: str, step: int) -> Any:
+        shape = self.info(key)[0]
+        if len(shape) <= 1:
+            return self._read(key).reshape(-1)[::step]
+        return self._fh.get_slice(key)[::step]
 
     def close(self) -> None:
         self._fh = None  # type: ignore[assignment]
