@@ -271,3 +271,18 @@ def test_a_failed_metric_is_reported_and_the_others_go_on(tmp_path, capsys) -> N
     assert m["scores"]["sfda"] is None and "constant" in m["failures"]["sfda"]
     assert m["scores"]["knn"] is not None
     assert any("sfda failed" in n for n in data["notes"])
+
+
+def test_a_disk_error_anywhere_is_one_line_and_status_2(monkeypatch, tmp_path, capsys) -> None:
+    """An OSError of the disk (full, read-only, no permission) that no writer translated is still one line."""
+    import errno
+
+    import transferlab.rank as rank_mod
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(rank_mod, "rank", full)
+    assert main(["rank", "builtin:digits", "--zoo", "builtin:pixels", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "Traceback" not in err

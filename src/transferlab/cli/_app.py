@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -99,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(exc, click_exc.UsageError) else exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EPIPE:  # `transferlab ... | head`: the reader left; nothing to say
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
+            return 1
+        from .._io import output_error
+
+        err = output_error(exc, exc.filename or "the output")
+        if err is exc:  # not a disk or permission problem: a bug, show it
+            raise
+        console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
     except (KeyboardInterrupt, typer.Abort):
         command_name = next((a for a in args if not a.startswith("-")), "")
         console(stderr=True).print(f"\n{_INTERRUPTED.get(command_name, INTERRUPTED)}", highlight=False)
