@@ -163,9 +163,9 @@ def test_ped_uses_the_source_statistics_of_models_that_know_their_source_data():
 
 
 def test_linear_probe_on_a_tiny_separable_image_folder(tmp_path):
-    """3 colour classes x 8 images through the pixels baseline (17 PCA components of 18 training images): the probe
-    used to standardise each component, which whitens the points into a regular simplex and scored 0.05 (below
-    chance) where kNN scored 1.0; it now keeps the features' geometry."""
+    """3 colour classes x 8 images through the pixels baseline: with N - 1 = 17 PCA components of 18 training
+    images, the probe's per-dimension z-scores whitened the points into a regular simplex and it scored 0.05 (below
+    chance) where kNN scored 1.0. The baseline now keeps at most N / 2 components."""
     from tests.conftest import write_image_folder
 
     root = write_image_folder(tmp_path / "tiny3", n_per_class=8, classes=("red", "green", "blue"), size=32)

@@ -44,12 +44,14 @@ def thread_limit(threads: int | None) -> Iterator[None]:
 
 
 def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:
-    """Identity of one metric computation on cached features (metric, options, labels, library version)."""
+    """Identity of one metric computation on cached features (metric, its ``revision`` (registry metadata, bumped
+    when a metric's definition changes), options, labels, library version)."""
     from .._version import __version__
 
     keyed = {k: (hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() if isinstance(v, np.ndarray) else v)
              for k, v in options.items()}  # arrays by content: their str() is abbreviated
-    blob = json.dumps({"metric": metric, "options": keyed, "labels": labels_digest, "version": __version__},
+    blob = json.dumps({"metric": metric, "revision": metric_info(metric).get("revision", 1), "options": keyed,
+                       "labels": labels_digest, "version": __version__},
                       sort_keys=True, default=str)
     return f"{metric}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 

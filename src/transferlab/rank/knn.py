@@ -6,39 +6,13 @@ metrics): always reported next to them.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..errors import MetricError
 from ._registry import METRICS
 
-#: the most N x C cells the logistic probe takes on (float32: 100 MB per fold, two folds at a time)
+#: the most N x C cells the logistic probe takes on (float64: 200 MB per fold, two folds at a time)
 MAX_PROBE_CELLS = 25_000_000
-
-
-@functools.cache
-def _global_scaler_cls() -> type:  # made on first use: sklearn is imported lazily
-    from sklearn.base import BaseEstimator, TransformerMixin
-
-    class GlobalScaler(TransformerMixin, BaseEstimator):
-        """Centre, then divide every dimension by one number (the root-mean-square row norm), all fitted on the
-        training fold. Unlike per-dimension standardisation, this keeps the features' geometry: standardising N - 1
-        PCA components of N examples whitens them into a regular simplex, where every held-out point lies opposite
-        its class and a linear probe scores below chance (3 colour classes, 18 images: 0.05 where kNN gives 1.0)."""
-
-        def fit(self, x: np.ndarray, y: object = None) -> GlobalScaler:
-            self.mean_ = x.mean(axis=0)
-            rms = float(np.sqrt(np.mean(np.sum((x - self.mean_) ** 2, axis=1))))
-            self.scale_ = rms if rms > 0 else 1.0
-            return self
-
-        def transform(self, x: np.ndarray) -> np.ndarray:
-            # float32: L-BFGS's products run 1.5x faster and the demo's 14 probe accuracies: 12 equal, two
-            # differ by 0.0005, one example of 2,000; docs/benchmarks.md
-            return ((x - self.mean_) / self.scale_).astype(np.float32)
-
-    return GlobalScaler
 
 
 def _folds(labels: np.ndarray, cv: int, seed: int):
@@ -93,7 +67,7 @@ def knn(
     higher_is_better=True,
     paper="Kornblith, Shlens, Le, Do Better ImageNet Models Transfer Better?, CVPR 2019 (logistic regression)",
     reference="scikit-learn LogisticRegression",
-    summary="cross-validated logistic-regression accuracy on centred features of unit mean norm",
+    summary="cross-validated logistic-regression accuracy on standardised features",
 )
 def linear_probe(
     features: np.ndarray,
@@ -112,14 +86,15 @@ def linear_probe(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_info, threadpool_limits
 
     n, c = len(labels), int(labels.max()) + 1
     if n * c > MAX_PROBE_CELLS:  # every L-BFGS step holds N x C probabilities per fold: refuse in no time
         raise MetricError(f"linear_probe would hold N x C = {n:,} x {c:,} probabilities per fold "
-                          f"({n * c * 4 / 2**30:.1f} GB per step; the limit is {MAX_PROBE_CELLS:,} cells): use knn "
+                          f"({n * c * 8 / 2**30:.1f} GB per step; the limit is {MAX_PROBE_CELLS:,} cells): use knn "
                           "for this many classes")
-    clf = make_pipeline(_global_scaler_cls()(), LogisticRegression(C=C, max_iter=max_iter, tol=1e-3))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, tol=1e-3))
     folds = _folds(labels, cv, random_state)
     # L-BFGS makes many small products, where OpenBLAS's threading costs more than it gains: one BLAS thread per
     # fold, and the folds in parallel threads instead, within the thread budget in force (--threads).
