@@ -182,3 +182,14 @@ def test_zoo_models_as_a_string_is_one_error(tmp_path):
     with pytest.raises(ModelError, match="and 17 more") as e:
         load_zoo(many)
     assert len(str(e.value)) < 400
+
+
+def test_tfidf_without_any_word_is_a_model_error(tmp_path):
+    """Texts of one-letter tokens only give TF-IDF an empty vocabulary: one clear error, not sklearn's ValueError."""
+    from transferlab.zoo import extract_features
+
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\n" + "".join(f"{'a b' if i % 2 else 'c d'},{i % 2}\n" for i in range(20)))
+    ds = load_dataset(p)
+    with pytest.raises(ModelError, match="hold no words to count"):
+        extract_features(resolve_model("builtin:tfidf"), ds, cache=None)
