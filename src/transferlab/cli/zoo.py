@@ -53,8 +53,11 @@ def build_cmd(
     """Pretrain the small built-in zoo deterministically (seed 0, one thread) on its offline source tasks."""
     from pathlib import Path
 
+    from .._io import check_output
     from ..pretrain import build_zoo
 
+    if out:
+        check_output(out)  # before any training
     c = console()
 
     def done(name: str, row: dict) -> None:
