@@ -163,7 +163,7 @@ def test_blocked_entrywise_merge_equals_the_whole_tensor_at_once(monkeypatch, tm
     g = torch.Generator().manual_seed(0)
     base = {"a": torch.randn(300, 70, generator=g), "b": torch.randn(1000, generator=g)}
     tasks = []
-    for t in range(4):
+    for _ in range(4):
         s = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in base.items()}
         tasks.append(s)
     # exact ties in late blocks: two models push +x and two -x at the same entries

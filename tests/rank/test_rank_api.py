@@ -73,20 +73,20 @@ def test_bad_inputs_fail_before_any_work(digits, tmp_path):
 
 
 def test_non_finite_features_name_the_model(digits, monkeypatch, tmp_path):
-    from transferlab.zoo import _backbone
+    from transferlab.zoo import _raw
 
-    real = _backbone.RawInputBackbone._batches
+    real = _raw.RawInputBackbone._batches
 
     def broken(self, *a, **k):
         for b in real(self, *a, **k):
             b.features[0, 0] = np.nan
             yield b
 
-    monkeypatch.setattr(_backbone.RawInputBackbone, "_batches", broken)
+    monkeypatch.setattr(_raw.RawInputBackbone, "_batches", broken)
     with pytest.raises(MetricError, match=r"builtin:pixels.*metric .*non-finite"):
         rank(digits, ["builtin:pixels"], cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.npz")), "broken features must not be cached"
-    monkeypatch.setattr(_backbone.RawInputBackbone, "_batches", real)
+    monkeypatch.setattr(_raw.RawInputBackbone, "_batches", real)
     assert rank(digits, ["builtin:pixels"], cache_dir=tmp_path).models[0].scores["logme"] is not None
 
 

@@ -18,11 +18,11 @@ from ._backbone import (
     Backbone,
     HFBackbone,
     OnnxBackbone,
-    RawInputBackbone,
     SentenceTransformerBackbone,
     TorchImageBackbone,
     hash_files,
 )
+from ._raw import RawInputBackbone
 
 #: scheme -> resolver(rest_of_reference, full_reference) -> Backbone
 MODEL_SOURCES: Registry[Callable[[str, str], Backbone]] = Registry("model source")
