@@ -1,4 +1,6 @@
-"""The one progress display: rich bars with a count, the elapsed time and a free-text note per bar.
+"""The one progress display: on a terminal, rich bars with a count, the elapsed time, an ETA and a free-text note per
+bar; in a pipe, under CI or ``nohup``, plain lines on stderr, one per bar every ``$TRANSFERLAB_PROGRESS_SECONDS``
+(default 15) and one when a bar completes, so long work is never silent.
 
 ``with progress(enabled) as bars:`` yields a :class:`Bars`; when ``enabled`` is false every call on it does nothing,
 so callers never branch on whether a bar is shown."""
@@ -6,6 +8,9 @@ so callers never branch on whether a bar is shown."""
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -52,13 +57,85 @@ class Bars:
             self.advance(task)
 
 
+class PlainLines:
+    """The subset of rich's ``Progress`` that :class:`Bars` uses, as plain lines: ``description: done/total (pct),
+    elapsed, ETA, note`` for a bar every ``interval`` seconds while it moves, and once when it completes."""
+
+    def __init__(self, interval: float, stream: Any = None) -> None:
+        self.interval, self.stream = interval, stream
+        self._tasks: dict[int, dict[str, Any]] = {}
+
+    def add_task(self, description: str, total: int | None = None, note: str = "") -> int:
+        now = time.monotonic()
+        tid = len(self._tasks)
+        self._tasks[tid] = {"description": description, "total": total, "done": 0, "note": note, "start": now,
+                            "last": now, "finished": False}
+        return tid
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(self, task: int, *, advance: float = 0, description: str | None = None, note: str | None = None,
+               total: int | None = None) -> None:
+        t = self._tasks[task]
+        t["done"] += advance
+        if description is not None:
+            t["description"] = description
+        if note is not None:
+            t["note"] = note
+        if total is not None:
+            t["total"] = total
+        now = time.monotonic()
+        complete = t["total"] is not None and t["done"] >= t["total"]
+        if complete and not t["finished"]:
+            t["finished"] = True
+            self._line(t, now)
+        elif not complete and now - t["last"] >= self.interval:
+            self._line(t, now)
+
+    def _line(self, t: dict[str, Any], now: float) -> None:
+        from rich.text import Text
+
+        t["last"] = now
+        elapsed = now - t["start"]
+        done, total = t["done"], t["total"]
+        parts = [f"{Text.from_markup(str(t['description'])).plain}: {done:g}" + (f"/{total:g}" if total else "")]
+        if total:
+            parts[0] += f" ({100 * done / total:.0f}%)"
+        parts.append(f"{_clock(elapsed)} elapsed")
+        if total and 0 < done < total:
+            parts.append(f"ETA {_clock(elapsed * (total - done) / done)}")
+        if t["note"]:
+            parts.append(Text.from_markup(str(t["note"])).plain)
+        print(", ".join(parts), file=self.stream or sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 @contextlib.contextmanager
 def progress(enabled: bool, transient: bool = False) -> Iterator[Bars]:
     if not enabled:
         yield Bars()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield Bars(PlainLines(float(os.environ.get("TRANSFERLAB_PROGRESS_SECONDS", "15"))))
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[note]}"), transient=transient) as bar:
+                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console,
+                  transient=transient) as bar:
         yield Bars(bar)

@@ -130,7 +130,7 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
     with progress_bars(progress) as bars:
         for epoch in range(start_epoch, cfg.epochs):
             _set_modes(mods, training, objective.freeze_norm_stats)
-            task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
+            task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", n_batches + int(has_val))  # + 1: the validation
             ctx_gen = epoch_generator(cfg.seed, epoch, stream=-1)
             summary = _Summary()
             opt.zero_grad(set_to_none=True)
@@ -160,6 +160,10 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
             if has_val:
                 row.update({f"val_{k}": v for k, v in evaluate(objective, mods, val_data, cfg.batch_size,
                                                                cfg.num_workers, dev).items()})
+                if bars.enabled:  # the bar ends with the validation metrics
+                    bars.advance(task, note=_note(summary.means("")) + "  val " + " ".join(
+                        f"{k[4:].replace('accuracy', 'acc')} {v:.4f}" for k, v in row.items()
+                        if k.startswith("val_") and isinstance(v, float)))
             improved = False
             if select_key in row:
                 v = float(row[select_key])

@@ -1,0 +1,48 @@
+"""Progress when nobody watches a terminal (a pipe, CI, nohup): plain lines on stderr at an interval and at the end of
+each bar, with the count, the elapsed time and an ETA; never silent for long work."""
+
+from __future__ import annotations
+
+import io
+
+from transferlab._progress import PlainLines, progress
+
+
+def test_plain_lines_at_the_interval_and_at_completion(monkeypatch):
+    import transferlab._progress as p
+
+    now = [100.0]
+    monkeypatch.setattr(p.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    bar = PlainLines(interval=10.0, stream=out)
+    task = bar.add_task("[bold]model A[/]", total=100, note="")
+    for _ in range(4):  # 4 steps of 5 s: a line after 10 s and after 20 s, not in between
+        now[0] += 5.0
+        bar.advance(task, 10)
+    bar.update(task, advance=60, note="done soon")
+    lines = out.getvalue().splitlines()
+    assert lines == ["model A: 20/100 (20%), 0:10 elapsed, ETA 0:40",
+                     "model A: 40/100 (40%), 0:20 elapsed, ETA 0:30",
+                     "model A: 100/100 (100%), 0:20 elapsed, done soon"]
+    bar.advance(task, 0)  # a finished bar does not print again
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_progress_outside_a_terminal_is_plain_lines_on_stderr(capsys, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_PROGRESS_SECONDS", "0")
+    with progress(True) as bars:
+        t = bars.add("work", 3)
+        for _ in range(3):
+            bars.advance(t)
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert cap.err.splitlines()[-1].startswith("work: 3/3 (100%)")
+
+
+def test_rank_in_a_pipe_reports_progress_on_stderr(tmp_path, capsys):
+    from transferlab.cli import main
+
+    assert main(["rank", "builtin:digits", "--zoo", "builtin:pixels", "--metrics", "knn", "--limit", "60",
+                 "--out", str(tmp_path / "o")]) == 0
+    cap = capsys.readouterr()
+    assert "builtin:pixels: 60/60 (100%)" in cap.err and "60/60" not in cap.out
