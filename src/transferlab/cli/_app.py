@@ -15,7 +15,8 @@ app = typer.Typer(
     name="transferlab",
     help="Practical transfer learning: rank pretrained models for your data, with measured evidence.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -29,7 +30,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version."),
 ) -> None:
     from rich.logging import RichHandler
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
         args = expand_multi(args)
     command = get_command(app)
+    complete = getattr(command, "_main_shell_completion", None)  # typer's completion: exits when the shell asks
+    if complete is not None:
+        complete({}, "transferlab", None)
     try:
         # make_context + invoke (not app()): click's own main would turn Ctrl-C into a return value and drop it
         with command.make_context("transferlab", args) as ctx:
