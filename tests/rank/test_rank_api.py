@@ -52,6 +52,10 @@ def test_outputs_follow_the_documented_schema(digits, tiny_model_ref, tmp_path):
     csv = paths["csv"].read_text().splitlines()
     assert csv[0].startswith("consensus_rank,model,name,consensus_score,logme,knn,leep")
     assert len(csv) == 3
+    # one meaning everywhere: higher is better, so the first row holds the highest consensus score
+    first, second = (float(row.split(",")[3]) for row in csv[1:])
+    assert first >= second and data["models"][0]["consensus_score"] == pytest.approx(first)
+    assert r.best().consensus_score == max(m.consensus_score for m in r.models)
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 3
     import re

@@ -214,9 +214,7 @@ def bench_rank(
     # quality of every metric, the consensus and the baselines
     quality = {m: {t: rank_quality(scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
                for m in metric_names}
-    # the consensus score is a mean rank position in [0, 1], lower = better: negate it so higher = better
-    quality["consensus"] = {t: rank_quality({k: (None if v is None else -v) for k, v in consensus[t].items()},
-                                            ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
+    quality["consensus"] = {t: rank_quality(consensus[t], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
     baselines: dict[str, dict[str, dict[str, Any]]] = {
         "random": {t: random_baseline(ground_truth[t], seed=seed) for t in target_list}}
     for key, name in (("params", "parameter_count"), ("source_accuracy", "source_accuracy")):

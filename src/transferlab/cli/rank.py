@@ -77,7 +77,7 @@ def _table(result):  # noqa: ANN001, ANN202
             v = m.scores.get(k)
             cells.append("[red]failed[/]" if k in m.failures else "[dim]n/a[/]" if v is None else (f"[bold]{v:.4g}[/]" if m.ranks.get(k) == 1 else f"{v:.4g}"))
         t.add_row(str(m.consensus_rank), m.name + base,
-                  "" if m.consensus_score is None else f"{1 - m.consensus_score:.2f}", *cells)
+                  "" if m.consensus_score is None else f"{m.consensus_score:.2f}", *cells)
     return t
 
 

@@ -218,7 +218,7 @@ def rank(
     if ensemble:
         from ._ensemble import select_ensemble
 
-        quality = {m.model: 1.0 - m.consensus_score for m in models if m.consensus_score is not None}
+        quality = {m.model: m.consensus_score for m in models if m.consensus_score is not None}
         choice = select_ensemble(ens_features, quality, ensemble, theta=ensemble_theta)
         result.ensemble = choice.to_dict() | {"names": [next(m.name for m in models if m.model == r)
                                                         for r in choice.models]}

@@ -2,8 +2,9 @@
 
 For each metric, models with a score are ranked (1 = best, ties share the best rank). A rank is turned into a
 position in [0, 1] among the models that metric scored, ``(rank - 1) / (n_scored - 1)``, so metrics that apply to
-fewer models (LEEP, NCE need a source head) weigh the same. A model's consensus score is the mean position over the
-metrics that scored it (lower is better); the consensus rank orders models by it, ties broken by the zoo order.
+fewer models (LEEP, NCE need a source head) weigh the same. A model's consensus score is one minus its mean position
+over the metrics that scored it: in [0, 1], higher is better like every metric (1: first by every metric); the
+consensus rank orders models by it, ties broken by the zoo order.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def consensus(table: dict[str, list[float | None]], n_models: int) -> tuple[list
         for i, r in enumerate(ranks):
             if r is not None:
                 positions[i].append(0.0 if n_scored <= 1 else (r - 1) / (n_scored - 1))
-    cscore = [float(np.mean(p)) if p else None for p in positions]
-    order = sorted(range(n_models), key=lambda i: (cscore[i] is None, cscore[i] if cscore[i] is not None else 0.0, i))
+    cscore = [1.0 - float(np.mean(p)) if p else None for p in positions]
+    order = sorted(range(n_models), key=lambda i: (cscore[i] is None, -cscore[i] if cscore[i] is not None else 0.0, i))
     crank = [0] * n_models
     for pos, i in enumerate(order):
         crank[i] = pos + 1

@@ -23,7 +23,7 @@ def _consensus_chart(result: Any) -> str:
     plt = _plt()
     models = result.models
     names = [m.name for m in models][::-1]
-    vals = [1.0 - (m.consensus_score if m.consensus_score is not None else 1.0) for m in models][::-1]
+    vals = [(m.consensus_score if m.consensus_score is not None else 0.0) for m in models][::-1]
     colors = ["#9e9e9e" if m.metadata.get("baseline") else "#1e88e5" for m in models][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(models) + 1.2))
     ax.barh(names, vals, color=colors)
@@ -118,7 +118,7 @@ def rank_report_html(result: dict[str, Any]) -> str:
     rows = []
     for m in result.models:
         rows.append([m.consensus_rank, f"{esc(m.name)}<br><span class='muted'>{esc(m.model)}</span>",
-                     fmt(None if m.consensus_score is None else 1.0 - m.consensus_score, 3),
+                     fmt(m.consensus_score, 3),
                      *(f"<span title='{esc(m.failures[k])}'>failed</span>" if k in m.failures else
                        fmt(m.scores.get(k)) + (f" <span class='muted'>({m.ranks[k]})</span>"
                                                if m.ranks.get(k) is not None else "") for k in result.metrics),
@@ -132,7 +132,7 @@ def rank_report_html(result: dict[str, Any]) -> str:
             + "<h2>Ranking</h2>" + table(headers, rows, left=2)
             + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
               "does not apply (LEEP and NCE need a source classifier head); failed: the metric could not be computed on "
-              "this model's features (the notes say why). Consensus: 1 − mean normalised rank.</p>"
+              "this model's features (the notes say why). Consensus: 1 − mean normalised rank (higher is better).</p>"
             + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
