@@ -33,6 +33,8 @@ def rank_cmd(
     ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose K models that transfer well together "
                                  "(quality x CKA-diversity determinant, greedy)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
+    wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
+                              "table of the most informative ones that fits the terminal; the files hold them all)."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
     from .._io import check_output
@@ -48,7 +50,8 @@ def rank_cmd(
                   trust_pickle=trust_pickle, ensemble=ensemble)
     paths = result.save(out_dir)
     if not quiet:
-        out_console.print(_table(result))
+        out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))
+        out_console.print(result.recommendation(), highlight=False)
         for note in result.notes:
             out_console.print(f"[yellow]note:[/] {note}", highlight=False)
         if result.ensemble:
@@ -60,20 +63,37 @@ def rank_cmd(
     out_console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
 
 
-def _table(result):  # noqa: ANN001, ANN202
+#: the metrics the compact table prefers, in order: the two cross-validated baselines and the metrics that predicted
+#: fine-tuning best in `bench rank` (docs/benchmarks.md)
+PREFERRED = ("knn", "linear_probe", "gbc", "sfda", "logme", "hscore_shrinkage", "leep", "nce")
+
+
+def _compact_metrics(result, width: int) -> list[str]:  # noqa: ANN001
+    """As many of the preferred metrics as fit ``width`` (at most three; at least one)."""
+    chosen = [m for m in PREFERRED if m in result.metrics] + [m for m in result.metrics if m not in PREFERRED]
+    name = max((len(m.name) + (11 if m.metadata.get("baseline") else 0) for m in result.models), default=10)
+    room = width - (4 + min(name, 40) + 3 + 12)  # '#', model, borders, consensus
+    k = max(1, min(3, room // 12))
+    return chosen[:k]
+
+
+def _table(result, metrics=None):  # noqa: ANN001, ANN202
     from rich.table import Table
 
+    shown = list(result.metrics) if metrics is None else list(metrics)
+    hidden = len(result.metrics) - len(shown)
     t = Table(title=f"{result.dataset['name']}: {result.dataset['size']} examples, {result.dataset['num_classes']} "
-                    f"classes — higher is better", title_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("model", overflow="fold")
-    t.add_column("consensus", justify="right")
-    for m in result.metrics:
-        t.add_column(m.replace("_", " "), justify="right", overflow="fold")
+                    f"classes — higher is better", title_justify="left",
+              caption=f"{hidden} more metric(s): --wide, or ranking.csv" if hidden else None, caption_justify="left")
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("model", overflow="fold", max_width=40)
+    t.add_column("consensus", justify="right", no_wrap=True)
+    for m in shown:
+        t.add_column(m.replace("_", " "), justify="right", no_wrap=True)
     for m in result.models:
         base = " [dim](baseline)[/]" if m.metadata.get("baseline") else ""
         cells = []
-        for k in result.metrics:
+        for k in shown:
             v = m.scores.get(k)
             cells.append("[red]failed[/]" if k in m.failures else "[dim]n/a[/]" if v is None else (f"[bold]{v:.4g}[/]" if m.ranks.get(k) == 1 else f"{v:.4g}"))
         t.add_row(str(m.consensus_rank), m.name + base,

@@ -40,6 +40,27 @@ class RankResult:
     def best(self) -> ModelScores:
         return self.models[0]
 
+    def recommendation(self) -> str:
+        """One sentence: the recommended model and why (its consensus, its margin over the runner-up and over the
+        best baseline, the metrics that put it first)."""
+        best = self.models[0]
+        if best.consensus_score is None:
+            return f"Recommended: none (no metric could score {best.name})"
+        scored = [k for k in self.metrics if best.scores.get(k) is not None]
+        firsts = [k for k in scored if best.ranks.get(k) == 1]
+        why = [f"consensus {best.consensus_score:.2f} over {len(scored)} metric{'s' if len(scored) != 1 else ''}"]
+        rest = [m for m in self.models[1:] if m.consensus_score is not None]
+        if rest:
+            why.append(f"{best.consensus_score - rest[0].consensus_score:+.2f} over the runner-up {rest[0].name}")
+        base = next((m for m in rest if m.metadata.get("baseline")), None)
+        if base is not None and not best.metadata.get("baseline"):
+            why.append(f"{best.consensus_score - base.consensus_score:+.2f} over the best baseline {base.name}")
+        if firsts:
+            why.append(f"first by {len(firsts)} of {len(scored)} ({', '.join(firsts[:4])}"
+                       f"{', ...' if len(firsts) > 4 else ''})")
+        kind = " (a baseline: no pretrained model beats it)" if best.metadata.get("baseline") else ""
+        return f"Recommended: {best.name}{kind}: " + "; ".join(why)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "transferlab_version": __version__,
