@@ -176,3 +176,14 @@ def test_linear_probe_on_a_tiny_separable_image_folder(tmp_path):
     r = rank(root, "builtin:pixels", "linear_probe,knn", cache_dir=tmp_path / "c")
     assert r.models[0].scores["knn"] == 1.0
     assert r.models[0].scores["linear_probe"] == 1.0
+
+
+def test_the_report_and_the_json_say_why_the_model_is_recommended(tmp_path):
+    r = rank("builtin:digits", "builtin:pixels,builtin:small_resnet_fashion", "logme,knn", limit=100,
+             cache_dir=tmp_path / "c")
+    d = r.to_dict()
+    assert d["recommendation"].startswith(f"Recommended: {r.best().name}")
+    assert d["recommendation_why"].startswith(f"consensus {r.best().consensus_score:.2f} over 2 metrics")
+    from transferlab.report import rank_report_html
+
+    assert f"{r.best().name}</b> (<code>{r.best().model}</code>): {d['recommendation_why']}" in rank_report_html(d)

@@ -44,8 +44,13 @@ class RankResult:
         """One sentence: the recommended model and why (its consensus, its margin over the runner-up and over the
         best baseline, the metrics that put it first)."""
         best = self.models[0]
+        kind = " (a baseline: no pretrained model beats it)" if best.metadata.get("baseline") else ""
+        return f"Recommended: {best.name}{kind}: {self.recommendation_why()}"
+
+    def recommendation_why(self) -> str:
+        best = self.models[0]
         if best.consensus_score is None:
-            return f"Recommended: none (no metric could score {best.name})"
+            return "no metric could score it"
         scored = [k for k in self.metrics if best.scores.get(k) is not None]
         firsts = [k for k in scored if best.ranks.get(k) == 1]
         why = [f"consensus {best.consensus_score:.2f} over {len(scored)} metric{'s' if len(scored) != 1 else ''}"]
@@ -58,8 +63,7 @@ class RankResult:
         if firsts:
             why.append(f"first by {len(firsts)} of {len(scored)} ({', '.join(firsts[:4])}"
                        f"{', ...' if len(firsts) > 4 else ''})")
-        kind = " (a baseline: no pretrained model beats it)" if best.metadata.get("baseline") else ""
-        return f"Recommended: {best.name}{kind}: " + "; ".join(why)
+        return "; ".join(why)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,8 @@ class RankResult:
             "timings": dict(self.timings),
             "options": dict(self.options),
             "notes": list(self.notes),
+            "recommendation": self.recommendation(),
+            "recommendation_why": self.recommendation_why(),
             "ensemble": self.ensemble,
         }
 

@@ -112,8 +112,9 @@ def rank_report_html(result: dict[str, Any]) -> str:
     notes = "".join(
         f"<div class='note{' ok' if n.startswith('Every pretrained') else ''}'>{esc(n)}</div>" for n in result.notes)
     best = result.models[0]
-    summary = (f"<p><b>Recommended starting point: {esc(best.name)}</b> (<code>{esc(best.model)}</code>), first by "
-               f"consensus over {len(result.metrics)} metrics.</p>")
+    why = getattr(result, "recommendation_why", None) or f"first by consensus over {len(result.metrics)} metrics"
+    summary = (f"<p><b>Recommended starting point: {esc(best.name)}</b> (<code>{esc(best.model)}</code>): "
+               f"{esc(why)}.</p>")
     headers = ["#", "model", "consensus", *result.metrics, "params", "dim"]
     rows = []
     for m in result.models:
