@@ -103,7 +103,8 @@ def discover(package_file: str, package: str, exclude: Iterable[str] = ()) -> Ca
     return modules
 
 
-def check_options(owner: str, fn: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> dict[str, Any]:
+def check_options(owner: str, fn: Callable[..., Any], options: dict[str, Any], skip: int = 0,
+                  caller: tuple[str, Callable[..., Any]] | None = None) -> dict[str, Any]:
     """``options`` checked against ``fn``'s keyword parameters (after the first ``skip`` positional ones), before
     any work: an unknown name, or a value of the wrong type, is a :class:`TransferlabError` that names the option,
     the value and what was expected. Returns the options with values converted as the annotations say (``"4"`` for
@@ -129,7 +130,8 @@ def check_options(owner: str, fn: Callable[..., Any], options: dict[str, Any], s
                 out[key] = value
                 continue
             known = ", ".join(f"{n}={p.default!r}" for n, p in named.items()) or "none"
-            raise TransferlabError(f"{owner}: no option {key!r}; its options (with defaults): {known}")
+            raise TransferlabError(f"{owner}: no option {key!r}{_did_you_mean(key, named, caller)}; its options "
+                                   f"(with defaults): {known}")
         hint = hints.get(key, Any)
         if hint is Any:
             out[key] = value
@@ -141,3 +143,21 @@ def check_options(owner: str, fn: Callable[..., Any], options: dict[str, Any], s
             why = exc.errors()[0].get("msg", "") if exc.errors() else ""
             raise TransferlabError(f"{owner}: option {key}={value!r} is not a valid {expected} ({why})") from None
     return out
+
+
+def _did_you_mean(key: str, named: dict[str, Any], caller: tuple[str, Callable[..., Any]] | None) -> str:
+    """`` (did you mean 'epochs', an argument of fit?)``: the closest option of the method, or argument of the
+    function that passed the options on (a typo in ``fit(..., epoch=1)`` is not the method's business)."""
+    import difflib
+    import inspect
+
+    own = difflib.get_close_matches(key, list(named), n=1, cutoff=0.75)
+    if own:
+        return f" (did you mean {own[0]!r}?)"
+    if caller is not None:
+        name, fn = caller
+        args = [p for p in inspect.signature(fn).parameters if p not in ("options", "kwargs")]
+        near = difflib.get_close_matches(key, args, n=1, cutoff=0.75)
+        if near:
+            return f" (did you mean {near[0]!r}, an argument of {name}?)"
+    return ""

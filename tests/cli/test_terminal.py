@@ -66,3 +66,43 @@ def test_rank_wide_prints_every_metric(tiny_model_ref, tmp_path, capsys, monkeyp
                  "--limit", "120", "--wide", "--out", str(tmp_path / "o")]) == 0
     header = next(ln for ln in capsys.readouterr().out.splitlines() if "consensus" in ln and "#" in ln)
     assert all(m in header for m in ("logme", "knn", "sfda", "gbc", "hscore"))
+
+
+def test_fit_list_names_every_method(capsys):
+    from transferlab.fit import list_methods
+
+    assert main(["fit", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(m in out for m in list_methods())
+
+
+def test_a_typo_in_a_fit_argument_is_named_with_the_right_spelling():
+    from transferlab.errors import TransferlabError
+    from transferlab.fit import fit
+
+    with pytest.raises(TransferlabError, match=r"lora: no option 'epoch' \(did you mean 'epochs', an argument of "
+                                               r"fit\?\); its options \(with defaults\): r=8"):
+        fit("builtin:digits", "builtin:small_resnet_fashion", "lora", epoch=1)
+    with pytest.raises(TransferlabError, match=r"no option 'dropuot' \(did you mean 'dropout'\?\)"):
+        fit("builtin:digits", "builtin:small_resnet_fashion", "lora", dropuot=0.1)
+
+
+def test_fit_predict_eval_take_limit_and_columns(tiny_model_ref, tmp_path, capsys):
+    import json
+
+    from transferlab.cli.fit import _load
+
+    out = tmp_path / "m"
+    assert main(["fit", "builtin:digits", "-m", tiny_model_ref, "--method", "head", "--epochs", "1",
+                 "--image-size", "32", "--limit", "100", "--out", str(out), "-q"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_val"] == 100
+    assert main(["predict", str(out), "builtin:digits", "--limit", "30", "--out", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 30
+    capsys.readouterr()
+    assert main(["eval", str(out), "builtin:digits", "--limit", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 40
+    csv = tmp_path / "t.csv"  # the column options reach the loader (fit, predict and eval share it)
+    csv.write_text("sentence,topic\n" + "".join(f"words {i},{'ab'[i % 2]}\n" for i in range(20)))
+    ds = _load(str(csv), "train", None, "sentence", "topic")
+    assert ds.modality == "text" and ds.class_names == ("a", "b") and ds.items[0].startswith("words")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -33,9 +34,30 @@ def _options(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _load(data: str, split: str, limit: int | None, text_column: str, label_column: str) -> Any:
+    """A dataset split with the same column and sampling options as ``rank`` (``--limit``: class-stratified)."""
+    from ..data import load_dataset
+
+    ds = load_dataset(data, split, text_column=text_column, label_column=label_column)
+    return ds.stratified_sample(limit) if limit else ds
+
+
+def _list_methods() -> None:
+    from rich.table import Table
+
+    from ..fit import METHODS
+
+    t = Table("method", "default lr", "summary", "paper")
+    for n in METHODS.list():
+        m = METHODS.meta(n)
+        t.add_row(n, f"{m.get('default_lr', '')}", m.get("summary", ""), m.get("paper", ""))
+    console().print(t)
+
+
 def fit_cmd(
-    data: str = typer.Argument(..., help="Dataset: builtin:NAME, an image folder, an image or text CSV/JSONL, NPZ."),
-    model: str = typer.Option(..., "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0, builtin:minilm_l6."),
+    data: str = typer.Argument(None, help="Dataset: builtin:NAME, an image folder, an image or text CSV/JSONL, NPZ."),
+    model: str = typer.Option(None, "--model", "-m", help="Model reference, e.g. builtin:efficientnet_lite0, "
+                              "builtin:minilm_l6 (required unless --list)."),
     method: str = typer.Option("lora", "--method", help="Adaptation method (transferlab fit --list)."),
     epochs: int = typer.Option(5, "--epochs", min=1),
     lr: float = typer.Option(None, "--lr", callback=positive, help="Peak learning rate (default: the method's)."),
@@ -50,15 +72,29 @@ def fit_cmd(
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. r=16), repeatable."),
     seed: int = typer.Option(0, "--seed"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Train on a class-stratified sample of this many "
+                              "examples (the test split stays whole)."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Adapt a pretrained model to DATA; write the model, config.json and metrics.json."""
-    from ..data import load_dataset
     from ..fit import fit
 
-    ds_name = load_dataset(data).name
-    out_dir = out or Path("runs") / f"fit-{ds_name}-{method}"
-    r = fit(data, model, method, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
+    if list_:
+        _list_methods()
+        return
+    from typer._click.exceptions import MissingParameter
+
+    if data is None:
+        raise MissingParameter(param_hint="'DATA'", param_type="argument")
+    if model is None:
+        raise MissingParameter(param_hint="'--model' / '-m'", param_type="option")
+    train = _load(data, "train", limit, text_column, label_column)
+    test = _load(data, "test", None, text_column, label_column)
+    out_dir = out or Path("runs") / f"fit-{train.name}-{method}"
+    r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, seed=seed, progress=not quiet,
             trust_pickle=trust_pickle, init=init, **_options(option))
     m = r.metrics
@@ -75,14 +111,16 @@ def predict_cmd(
     split: str = typer.Option("test", "--split"),
     out: Path = typer.Option(Path("predictions.csv"), "--out", "-o"),
     head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
 ) -> None:
     """Write predicted labels and probabilities for DATA to a CSV."""
     from .._io import atomic_open, check_output
-    from ..data import load_dataset
     from ..models import predict
 
     check_output(out, kind="file", inputs=[model_dir, data])
-    ds = load_dataset(data, split)
+    ds = _load(data, split, limit, text_column, label_column)
     pred, probs, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]
     with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
@@ -100,13 +138,16 @@ def eval_cmd(
     split: str = typer.Option("test", "--split"),
     as_json: bool = typer.Option(False, "--json"),
     head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
 ) -> None:
     """Accuracy and per-class precision/recall of a fitted model on DATA."""
     from rich.table import Table
 
     from ..models import evaluate as evaluate_model
 
-    r = evaluate_model(model_dir, data, split=split, head=head)
+    r = evaluate_model(model_dir, _load(data, split, limit, text_column, label_column), split=split, head=head)
     if as_json:
         typer.echo(json.dumps(r, indent=2))
         return

@@ -165,7 +165,7 @@ def fit(
     checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
     size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128).
     """
-    options = check_options(method, METHODS.get(method), options, skip=2)  # before any work
+    options = check_options(method, METHODS.get(method), options, skip=2, caller=("fit", fit))  # before any work
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
                      budget_minutes=budget_minutes)
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
@@ -228,6 +228,8 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
         "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
+        "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
+        "n_test": len(test_ds) if test_ds is not None else 0,
         "trainable_params": int(sum(p.numel() for p in prep.params)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
         "train_seconds": train_seconds, "epochs": len(history), **built.preprocessing(),
