@@ -98,6 +98,7 @@ def write_files_atomic(directory: str | os.PathLike[str], files: dict[str, str |
                 fh.write(content.encode("utf-8") if isinstance(content, str) else content)
                 fh.flush()
                 os.fsync(fh.fileno())
+            normal_permissions(tmp)
         for name, tmp in temps.items():
             os.replace(tmp, directory / name)
     except OSError as exc:
@@ -130,6 +131,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        normal_permissions(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -183,13 +185,22 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
         raise output_error(exc, out) from None
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        for p in tmp.rglob("*"):  # files written inside with mkstemp (safetensors, peft) keep 0600 otherwise
+            if p.is_file() and not p.is_symlink() and (p.stat().st_mode & 0o777) == 0o600:
+                normal_permissions(p)
+        normal_permissions(tmp, directory=True)
         replace_dir(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):
             raise output_error(exc, out) from None
         raise
+
+
+def normal_permissions(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """What a plain ``open()`` or ``mkdir()`` would have given (0666 or 0777 less the umask): temporary files and
+    directories are created 0600 / 0700, and a renamed temporary must not keep that."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_json_atomic
+from .._io import normal_permissions, write_json_atomic
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import ModelError, TransferlabError, few
@@ -45,6 +45,7 @@ def save_model(directory: str | Path, net: Any, card: ModelCard | dict[str, Any]
         os.close(fd)
         try:
             save_file(state, tmp, metadata={"transferlab_version": __version__})
+            normal_permissions(tmp)
             os.replace(tmp, out / "model.safetensors")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -56,6 +57,7 @@ def _save_tokenizer(out: Path, tokenizer: Any) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out))
     try:
         tokenizer.save_pretrained(str(tmp))
+        normal_permissions(tmp, directory=True)
         shutil.rmtree(out / "tokenizer", ignore_errors=True)
         os.replace(tmp, out / "tokenizer")
     except BaseException:
