@@ -61,6 +61,48 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    # -- data in memory (transferlab.data._memory) -----------------------------------------------------------------
+    @staticmethod
+    def from_arrays(x: Any, y: Any, **kw: Any) -> Dataset:
+        """Images (uint8 ``[N, H, W(, C)]``) or features ``[N, ...]`` with labels."""
+        from ._memory import from_arrays
+
+        return from_arrays(x, y, **kw)
+
+    @staticmethod
+    def from_texts(texts: Sequence[str], labels: Any, **kw: Any) -> Dataset:
+        from ._memory import from_texts
+
+        return from_texts(texts, labels, **kw)
+
+    @staticmethod
+    def from_images(images: Sequence[Any], labels: Any, **kw: Any) -> Dataset:
+        """PIL images of one size, or image file paths."""
+        from ._memory import from_images
+
+        return from_images(images, labels, **kw)
+
+    @staticmethod
+    def from_pandas(df: Any, **kw: Any) -> Dataset:
+        """A DataFrame with ``label`` and ``text`` (or ``path``) columns (names are options)."""
+        from ._memory import from_pandas
+
+        return from_pandas(df, **kw)
+
+    @staticmethod
+    def from_torch(dataset: Any, **kw: Any) -> Dataset:
+        """A torch ``Dataset`` of ``(x, y)``: PIL images, image tensors or feature tensors."""
+        from ._memory import from_torch
+
+        return from_torch(dataset, **kw)
+
+    @staticmethod
+    def from_hf(dataset: Any, **kw: Any) -> Dataset:
+        """A Hugging Face ``datasets.Dataset`` (``label`` and a text or image column)."""
+        from ._memory import from_hf
+
+        return from_hf(dataset, **kw)
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

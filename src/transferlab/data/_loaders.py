@@ -31,7 +31,7 @@ def list_builtin_datasets() -> list[str]:
 
 
 def load_dataset(
-    ref: str | Path,
+    ref: str | Path | Any,
     split: str = "train",
     *,
     text_column: str = "text",
@@ -52,6 +52,11 @@ def load_dataset(
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    from ._memory import as_dataset
+
+    in_memory = as_dataset(ref, split)  # (X, y), (texts, labels), a DataFrame, a torch or HF dataset: used whole
+    if in_memory is not None:
+        return in_memory
     ref_s = str(ref)
     if ref_s.startswith("builtin:"):
         name = ref_s.split(":", 1)[1].replace("-", "_")

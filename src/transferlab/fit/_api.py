@@ -137,7 +137,7 @@ def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) 
 
 
 def fit(
-    dataset: Dataset | str | Path,
+    dataset: Dataset | str | Path | Any,
     model: str,
     method: str,
     *,
@@ -168,10 +168,10 @@ def fit(
     options = check_options(method, METHODS.get(method), options, skip=2, caller=("fit", fit))  # before any work
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
                      budget_minutes=budget_minutes)
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, "train")
-    if test is None and not isinstance(dataset, Dataset):
+    ds = load_dataset(dataset, "train")  # a reference, a Dataset or data in memory
+    if test is None and isinstance(dataset, (str, Path)):  # data in memory has no test split: pass test= for one
         test = load_dataset(dataset, "test")
-    test_ds = load_dataset(test, "test") if isinstance(test, (str, Path)) else test
+    test_ds = load_dataset(test, "test") if test is not None else None
     backbone = resolve(model, trust_pickle)
     _check_modality(backbone, ds)
     if backbone.modality == "text":

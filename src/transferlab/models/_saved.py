@@ -194,27 +194,35 @@ def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
     return out
 
 
-def predict(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+def _model_dir(obj: Any) -> Path:
+    """A saved model's directory: a path, or anything with an ``out_dir`` (a ``FitResult`` of ``fit(..., out=)``)."""
+    d = getattr(obj, "out_dir", obj)
+    if d is None:
+        raise TransferlabError("this fit was not saved (fit(..., out=DIR)): there is no directory to load it from")
+    return Path(d)
+
+
+def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
             batch_size: int = 64, head: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
     """Class probabilities of a saved model on a dataset split: (predicted class index [N], probabilities [N, C],
     the model's card as a dict). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
     directory. ``head``: a merged model's task head (see :func:`load`)."""
     import torch
 
-    net = load(model_dir, head=head)
+    net = load(_model_dir(model_dir), head=head)
     cfg = net.transferlab_config
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
     logits = torch.from_numpy(predict_logits(net, model_inputs(net, ds), batch_size))
     p = torch.softmax(logits, dim=1).numpy()
     return p.argmax(1), p, cfg
 
 
-def evaluate(model_dir: str | Path, dataset: Dataset | str | Path, *, split: str = "test",
+def evaluate(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
              head: str | None = None) -> dict[str, Any]:
     """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
+    ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
     pred, _, cfg = predict(model_dir, ds, head=head)
     names = cfg["class_names"]
     if list(ds.class_names) != list(names):

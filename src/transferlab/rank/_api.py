@@ -71,7 +71,7 @@ def _resolve_metrics(metrics: Sequence[str] | str | None) -> list[str]:
 
 
 def rank(
-    dataset: Dataset | str | Path,
+    dataset: Dataset | str | Path | Any,
     zoo: Any,
     metrics: Sequence[str] | str | None = None,
     *,
