@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._dataset import Dataset
-from ._loaders import BUILTIN_DATASETS, _encode_labels, _hash_split
+from ._dataset import Dataset, _encode_labels
+from ._loaders import BUILTIN_DATASETS, _hash_split
 
 
 def _asset(name: str) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._registry import Registry
 from ..errors import DataError
-from ._dataset import Dataset
+from ._dataset import Dataset, _encode_labels, _rows_list
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +88,6 @@ def load_dataset(
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def _rows_list(rows: Sequence[int], first_line: int) -> str:
-    """``"rows 3, 7, 9 and 12 more"``: at most a few examples and a count (an error stays one readable line)."""
-    shown = ", ".join(str(r + first_line) for r in rows[:5])
-    return f"{'row' if len(rows) == 1 else 'rows'} {shown}" + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
-
-
-def _encode_labels(raw: Sequence[Any], source: str, first_line: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Labels as class indices and sorted class names. A missing label (an empty cell, a short CSV row, a JSON
-    null) is refused with its row numbers (``first_line``: the file line of the first example), never turned into a
-    class named "None"."""
-    values = [None if v is None else str(v).strip() for v in raw]
-    bad = [i for i, v in enumerate(values) if v is None or v == "" or v.lower() == "nan"]
-    if bad:
-        raise DataError(f"{source}: {_rows_list(bad, first_line)} {'has' if len(bad) == 1 else 'have'} no label; "
-                        "every example needs one")
-    uniq = set(values)
-    try:
-        names = sorted(uniq, key=lambda v: (float(v), v))
-    except ValueError:
-        names = sorted(uniq)
-    index = {n: i for i, n in enumerate(names)}
-    return np.array([index[v] for v in values], dtype=np.int64), tuple(names)
-
-
 def _hash_split(keys: Sequence[str], labels: np.ndarray, split: str, test_fraction: float) -> np.ndarray:
     """Indices of ``split`` under the stable, class-stratified hash split."""
     if not 0.0 < test_fraction < 1.0:
