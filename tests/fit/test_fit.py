@@ -234,3 +234,45 @@ def test_overwrite_never_replaces_a_directory_transferlab_did_not_write(digits, 
     with pytest.raises(TransferlabError, match="transferlab did not write"):
         fit(digits[0], tiny_model_ref, "head", test=digits[1], out=out, epochs=1, image_size=32, overwrite=True)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_a_model_that_predicts_one_class_is_flagged_in_metrics_and_report(tiny_model_ref, tmp_path, monkeypatch):
+    """Learning rate so small nothing moves and a head biased to class 3: metrics.json and report.html say it."""
+    import json
+
+    import numpy as np
+
+    from transferlab.fit import _api
+
+    real = _api.predict_logits
+
+    def one_class(net, data, batch_size):  # what a collapsed model outputs
+        logits = real(net, data, batch_size)
+        out = np.zeros_like(logits)
+        out[:, 3] = 1.0
+        return out
+
+    monkeypatch.setattr(_api, "predict_logits", one_class)
+    r = fit("builtin:digits", tiny_model_ref, "head", out=tmp_path / "m", epochs=1, image_size=32)
+    assert r.metrics["warnings"] and "predicts one class ('3')" in r.metrics["warnings"][0]
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["warnings"] == r.metrics["warnings"]
+    assert "predicts one class" in (tmp_path / "m" / "report.html").read_text()
+
+
+def test_fit_report_names_the_input_size_by_modality():
+    from transferlab.report._fit import _input_size
+
+    assert _input_size({"image_size": 128}) == "image size 128"
+    assert _input_size({"image_size": None, "max_length": 64}) == "up to 64 tokens"
+
+
+def test_bench_merge_report_prints_published_numbers_in_full():
+    from transferlab._published import merge_published
+    from transferlab.bench import MergeBenchResult
+    from transferlab.report import merge_bench_html
+
+    r = MergeBenchResult("m", ["t1", "t2"], ["t1", "t2"], {"t1": 0.8, "t2": 0.5}, {"ties": {"t1": 0.4, "t2": 0.5}},
+                         {"ties": 1.0})
+    html = merge_bench_html(r.to_dict())
+    assert f">{merge_published('ties'):.1f}<" in html
+    assert "e+0" not in html

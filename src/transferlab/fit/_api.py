@@ -91,6 +91,17 @@ def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> Path | N
     return None
 
 
+def _prediction_warnings(y_pred: np.ndarray | None, class_names: tuple[str, ...]) -> list[str]:
+    """A model that predicts one class for every test example has learned nothing about the others: say so."""
+    if y_pred is None or len(y_pred) < 2 or len(class_names) < 2:
+        return []
+    seen = np.unique(y_pred)
+    if len(seen) == 1:
+        return [f"the model predicts one class ({class_names[int(seen[0])]!r}) for every one of the {len(y_pred)} "
+                "test examples: it has not learned the task (try more epochs, another learning rate or method)"]
+    return []
+
+
 def _check_arguments(*, epochs: int, lr: float | None, batch_size: int, image_size: int | None, val_fraction: float,
                      budget_minutes: float | None) -> None:
     """Bad numbers are refused before any work, with the argument's name (``--lr nan``, ``--epochs 0``)."""
@@ -235,7 +246,10 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
         "train_seconds": train_seconds, "epochs": len(history), **built.preprocessing(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
+        "warnings": _prediction_warnings(y_pred, ds.class_names),
     }
+    for w in metrics["warnings"]:
+        log.warning("%s", w)
     metrics.update(prep.metrics)
     if out_dir is not None:
         card = {**identity, "transferlab_version": __version__, "format": FORMAT, "modality": built.modality,

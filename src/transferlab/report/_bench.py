@@ -116,7 +116,7 @@ def merge_bench_html(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         pub = published(r["method"])
         rows.append([esc(r["method"]), *(fmt(r["accuracy"][n], 3) for n in names), f"<b>{fmt(r['mean'], 3)}</b>",
-                     fmt(r["normalized"], 3), fmt(pub, 1) if pub is not None else "",
+                     fmt(r["normalized"], 3), f"{pub:.1f}" if pub is not None else "",
                      fmt(r["seconds"], 1) if r["seconds"] is not None else ""])
     o = result["options"]
     body = (f"<h1>transferlab bench merge</h1><p class='muted'>base <code>{esc(result['model'])}</code> · "

@@ -63,6 +63,15 @@ def _cam_panel(panels: list[dict[str, Any]]) -> str:
     return figure_png(fig, "Grad-CAM")
 
 
+def _input_size(metrics: dict[str, Any]) -> str:
+    """What the inputs were resized or cut to: image size for images, tokens for texts."""
+    if metrics.get("image_size"):
+        return f"image size {metrics['image_size']}"
+    if metrics.get("max_length"):
+        return f"up to {metrics['max_length']} tokens"
+    return "inputs as given"
+
+
 def fit_report_html(metrics: dict[str, Any], config: dict[str, Any], y_true: np.ndarray, y_pred: np.ndarray,
                     cam_panels: list[dict[str, Any]] | None = None, cam_note: str = "") -> str:
     from sklearn.metrics import precision_recall_fscore_support
@@ -70,8 +79,9 @@ def fit_report_html(metrics: dict[str, Any], config: dict[str, Any], y_true: np.
     names = list(config["class_names"])
     prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=range(len(names)), zero_division=0)
     head = (f"<h1>transferlab fit: {esc(metrics['method'])} on {esc(metrics['model'])}</h1>"
-            f"<p class='muted'>dataset {esc(metrics['dataset'])} · image size {metrics.get('image_size')} · "
+            f"<p class='muted'>dataset {esc(metrics['dataset'])} · {esc(_input_size(metrics))} · "
             f"transferlab {esc(config.get('transferlab_version'))}</p>")
+    head += "".join(f"<div class='note'>{esc(w)}</div>" for w in metrics.get("warnings") or [])
     summary = table(["measure", "value"], [
         ["test accuracy", fmt(metrics.get("test_accuracy"))], ["validation accuracy", fmt(metrics.get("val_accuracy"))],
         ["trainable parameters", f"{metrics['trainable_params']:,}"], ["total parameters", f"{metrics['total_params']:,}"],
