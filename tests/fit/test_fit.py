@@ -276,3 +276,23 @@ def test_bench_merge_report_prints_published_numbers_in_full():
     html = merge_bench_html(r.to_dict())
     assert f">{merge_published('ties'):.1f}<" in html
     assert "e+0" not in html
+
+
+def test_gradcam_works_on_a_frozen_backbone(tiny_model_ref):
+    """A head (or linear-probe, BitFit) fit freezes the backbone: the feature map then has no grad_fn unless the
+    input carries the gradient. It used to fail with "'NoneType' object has no attribute 'shape'"."""
+    import numpy as np
+
+    from transferlab.data import load_dataset
+    from transferlab.fit._cam import gradcam_panels
+    from transferlab.models import build, resolve
+    from transferlab.models._inputs import ImageTensors
+
+    net = build(resolve(tiny_model_ref), 10).net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    ds = load_dataset("builtin:digits", "test").stratified_sample(20)
+    y = ds.labels
+    panels, note = gradcam_panels(net, ImageTensors(ds, 64, (0.5,) * 3, (0.5,) * 3), y, np.roll(y, 1),
+                                  list(ds.class_names), (0.5,) * 3, (0.5,) * 3)
+    assert note == "" and len(panels) >= 4 and all(p["cam"].shape == (64, 64) for p in panels)

@@ -50,8 +50,11 @@ def gradcam_panels(net: Any, data: Any, y_true: np.ndarray, y_pred: np.ndarray, 
     layer = last_spatial_layer(net, x)
     if layer is None:
         return [], "Grad-CAM needs a spatial feature map; this model works on tokens (ViT), so no panel is shown."
+    # the input carries the gradient: with a frozen backbone (head, linear probe, BitFit) the feature map would
+    # otherwise have no grad_fn and Grad-CAM no gradient to weigh it with
     with GradCAM(model=net, target_layers=[layer]) as cam:
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(y_pred[i])) for i in idx])
+        maps = cam(input_tensor=x.clone().requires_grad_(True),
+                   targets=[ClassifierOutputTarget(int(y_pred[i])) for i in idx])
     m = torch.tensor(mean).view(3, 1, 1)
     s = torch.tensor(std).view(3, 1, 1)
     panels = []
