@@ -28,7 +28,7 @@ def test_every_output_has_normal_permissions(umask_022, tiny_model_ref, tmp_path
                  "32", "--limit", "60", "--out", str(fit_out), "-q"]) == 0
     assert main(["rank", "builtin:digits", "--zoo", "builtin:pixels", "--metrics", "knn", "--limit", "60", "--out",
                  str(rank_out), "-q"]) == 0
-    assert main(["predict", str(fit_out), "builtin:digits", "--limit", "20", "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", str(fit_out), "builtin:digits", "--limit", "20", "--output-file", str(tmp_path / "p.csv")]) == 0
     assert main(["merge", "--method", "average", "--base", tiny_model_ref, "--models", str(fit_out), str(fit_out),
                  "--names", "a", "b", "--out", str(tmp_path / "merged"), "-q"]) == 0
     for root in (fit_out, rank_out, tmp_path / "merged"):

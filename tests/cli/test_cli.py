@@ -65,7 +65,7 @@ def test_fit_predict_eval(tiny_model_ref, tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["options"] == {"r": 4} and cfg["method"] == "lora"
-    assert main(["predict", str(out), "builtin:digits", "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", str(out), "builtin:digits", "--output-file", str(tmp_path / "p.csv")]) == 0
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert rows[0] == "index,item,label,prediction,probability" and len(rows) == 1 + 359
     assert main(["eval", str(out), "builtin:digits", "--json"]) == 0

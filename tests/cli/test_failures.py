@@ -163,7 +163,7 @@ def test_unwritable_out_is_refused_before_compute(no_rank, capsys) -> None:
     assert "cannot be written" in capsys.readouterr().err
     assert main(["merge", "--method", "average", "--base", "x", "--models", "a", "b", "--out", str(target)]) == 2
     assert "cannot be written" in capsys.readouterr().err
-    assert main(["predict", "somewhere", "builtin:digits", "--out", str(target / "p.csv")]) == 2
+    assert main(["predict", "somewhere", "builtin:digits", "--output-file", str(target / "p.csv")]) == 2
     assert "cannot be written" in capsys.readouterr().err
 
 
@@ -183,7 +183,7 @@ def test_too_little_free_space_is_refused_before_compute(no_rank, monkeypatch, t
 def test_predict_checks_its_output_before_loading(tmp_path, capsys) -> None:
     d = tmp_path / "dir"
     d.mkdir()
-    assert main(["predict", str(tmp_path / "no-model"), "builtin:digits", "--out", str(d)]) == 2
+    assert main(["predict", str(tmp_path / "no-model"), "builtin:digits", "--output-file", str(d)]) == 2
     assert "is a directory; give a file name" in capsys.readouterr().err
 
 

@@ -97,7 +97,7 @@ def test_fit_predict_eval_take_limit_and_columns(tiny_model_ref, tmp_path, capsy
                  "--image-size", "32", "--limit", "100", "--out", str(out), "-q"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] + metrics["n_val"] == 100
-    assert main(["predict", str(out), "builtin:digits", "--limit", "30", "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", str(out), "builtin:digits", "--limit", "30", "--output-file", str(tmp_path / "p.csv")]) == 0
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 30
     capsys.readouterr()
     assert main(["eval", str(out), "builtin:digits", "--limit", "40", "--json"]) == 0
@@ -106,3 +106,21 @@ def test_fit_predict_eval_take_limit_and_columns(tiny_model_ref, tmp_path, capsy
     csv.write_text("sentence,topic\n" + "".join(f"words {i},{'ab'[i % 2]}\n" for i in range(20)))
     ds = _load(str(csv), "train", None, "sentence", "topic")
     assert ds.modality == "text" and ds.class_names == ("a", "b") and ds.items[0].startswith("words")
+
+
+def test_renamed_flags_work_with_a_warning_and_are_hidden(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["rank", "builtin:digits", "--zoo", "builtin:pixels", "-m", "knn", "--limit", "60", "--out",
+                 str(tmp_path / "o"), "-q"]) == 0
+    assert "-m is deprecated; use --metrics" in capsys.readouterr().err
+    import json
+
+    assert json.loads((tmp_path / "o" / "ranking.json").read_text())["metrics"] == ["knn"]
+    assert main(["rank", "-h"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--metrics" in help_text and " -m " not in help_text
+    assert main(["predict", "-h"]) == 0
+    assert "--output-file" in capsys.readouterr().out
+    assert main(["bench", "rank", "-h"]) == 0
+    out = capsys.readouterr().out
+    assert "--fit-method" in out and "--protocol" not in out

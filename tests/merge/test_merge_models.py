@@ -96,7 +96,7 @@ def test_cli_merge_and_predict_with_a_head(merge_zoo: dict, tmp_path: Path) -> N
     assert cfg["merge"]["method"] == "dare" and cfg["merge"]["options"]["drop"] == 0.3
     preds = tmp_path / "p.csv"
     imgs = merge_zoo["root"] / "imgs_b"
-    assert main(["predict", str(out), str(imgs), "--split", "train", "--head", "b", "--out", str(preds)]) == 0
+    assert main(["predict", str(out), str(imgs), "--split", "train", "--head", "b", "--output-file", str(preds)]) == 0
     rows = preds.read_text().splitlines()[1:]
     assert rows and all(r.split(",")[3] in {"w", "x", "y", "z"} for r in rows)
     assert main(["merge", "--method", "dare", "--base", merge_zoo["ref"], "--models", *d, "--out", str(out)]) == 2

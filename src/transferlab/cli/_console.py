@@ -16,3 +16,12 @@ def console(stderr: bool = False) -> Any:
         return c
     cols = os.environ.get("COLUMNS", "")
     return Console(stderr=stderr, width=int(cols) if cols.isdigit() and int(cols) > 20 else 160)
+
+
+def alias(new: str, old: str, value: object, old_value: object) -> object:
+    """The value of option ``new``, or of its deprecated spelling ``old`` (hidden from the help, kept for one
+    release: docs/cli.md), with a warning on stderr when the old one was used."""
+    if old_value is None:
+        return value
+    console(stderr=True).print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False)
+    return old_value

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import alias, console
 
 app = typer.Typer(help="Ground truth for the claims: measure methods on your own data.", no_args_is_help=True)
 
@@ -15,11 +15,13 @@ app = typer.Typer(help="Ground truth for the claims: measure methods on your own
 def bench_rank_cmd(
     zoo: str = typer.Option("builtin:vision", "--zoo", "-z", help="Zoo reference or YAML file."),
     targets: str = typer.Option(..., "--targets", "-t", help="Comma-separated target datasets."),
-    protocol: str = typer.Option("linear_probe", "--protocol", help="fit method for the ground truth "
+    fit_method: str = typer.Option("linear_probe", "--fit-method", help="fit method for the ground truth "
                                  "(linear_probe, finetune, lora, ...)."),
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)."),
-    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: the default set)."),
+    metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the default set)."),
+    protocol: str = typer.Option(None, "--protocol", hidden=True, help="Deprecated spelling of --fit-method."),
+    metrics_m: str = typer.Option(None, "-m", hidden=True, help="Deprecated spelling of --metrics."),
     limit: int = typer.Option(None, "--limit", min=1, help="Class-stratified sample of each train split."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input size for image models (default: fit's)."),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per ground-truth fit (not linear_probe)."),
@@ -35,6 +37,8 @@ def bench_rank_cmd(
     from ..bench import bench_rank
 
     check_output(out)
+    protocol = alias("--fit-method", "--protocol", fit_method, protocol)
+    metrics = alias("--metrics", "-m", metrics, metrics_m)
     r = bench_rank(zoo, targets, protocol=protocol, backend=backend, metrics=metrics, limit=limit,
                    image_size=image_size, epochs=epochs, seed=seed, ray_address=ray_address, progress=not quiet,
                    ensemble=ensemble)

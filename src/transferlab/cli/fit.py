@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ._console import console
+from ._console import alias, console
 
 
 def positive(value: float | None) -> float | None:
@@ -109,7 +109,9 @@ def predict_cmd(
     model_dir: Path = typer.Argument(..., help="A directory written by transferlab fit."),
     data: str = typer.Argument(..., help="Dataset to predict."),
     split: str = typer.Option("test", "--split"),
-    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o"),
+    output_file: Path = typer.Option(Path("predictions.csv"), "--output-file", help="The CSV to write (every "
+                                     "--out of the other commands is a directory)."),
+    out: Path = typer.Option(None, "--out", "-o", hidden=True, help="Deprecated spelling of --output-file."),
     head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
@@ -119,6 +121,7 @@ def predict_cmd(
     from .._io import atomic_open, check_output
     from ..models import predict
 
+    out = Path(alias("--output-file", "--out", output_file, out))
     check_output(out, kind="file", inputs=[model_dir, data])
     ds = _load(data, split, limit, text_column, label_column)
     pred, probs, cfg = predict(model_dir, ds, head=head)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import alias, console
 
 metrics_app = typer.Typer(help="Transferability metrics.", no_args_is_help=True)
 
@@ -16,7 +16,9 @@ def rank_cmd(
     zoo: str = typer.Option(None, "--zoo", "-z", help="Zoo: builtin:vision, builtin:text, a YAML file or "
                             "comma-separated model references. Default: builtin:text for text, builtin:pixels (PCA) for "
                             "feature arrays, else builtin:vision."),
-    metrics: str = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default: all but the opt-in nleep and ped)."),
+    metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics (default: all but the opt-in nleep "
+                                "and ped)."),
+    metrics_m: str = typer.Option(None, "-m", hidden=True, help="Deprecated spelling of --metrics."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input resolution for image models (default: each "
                                    "model's native size; 128 for images <= 64 px). Smaller is faster."),
     limit: int = typer.Option(None, "--limit", min=1, help="Use a class-stratified sample of this many examples."),
@@ -41,6 +43,7 @@ def rank_cmd(
     from ..data import load_dataset
     from ..rank import rank
 
+    metrics = alias("--metrics", "-m", metrics, metrics_m)  # -m is --model everywhere else
     out_console = console()
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
     out_dir = check_output(out or Path("runs") / f"rank-{ds.name}")  # before any forward pass
