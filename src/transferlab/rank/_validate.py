@@ -86,10 +86,6 @@ def source_prob_stats(source_probs: object | None, n: int, metric: str, block: i
     return ProbStats(p, argmax)
 
 
-def as_source_probs(source_probs: object | None, n: int, metric: str) -> np.ndarray:
-    return source_prob_stats(source_probs, n, metric).p
-
-
 def one_hot(y: np.ndarray, c: int) -> np.ndarray:
     out = np.zeros((len(y), c))
     out[np.arange(len(y)), y] = 1.0

@@ -100,10 +100,6 @@ def check_pickle(path: str | os.PathLike[str], ref: str, trust_pickle: bool) -> 
     return True
 
 
-def _check_pickle(path: Path, ref: str, trust_pickle: bool) -> bool:
-    return check_pickle(path, ref, trust_pickle)
-
-
 def _local_weights_id(path: Path) -> str:
     if path.is_file():
         return "sha256:" + hash_files([path])
@@ -136,7 +132,7 @@ def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     if local_path is not None and not local_path.exists():
         raise ModelError(f"weights {local!r} for {ref!r} do not exist")
     if local_path is not None:
-        _check_pickle(local_path, ref, trust_pickle)
+        check_pickle(local_path, ref, trust_pickle)
     cfg = timm.get_pretrained_cfg(name.split(".")[0]) if hasattr(timm, "get_pretrained_cfg") else None
     cfgd = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else {}
     size = int((cfgd.get("input_size") or (3, 224, 224))[-1])
@@ -173,7 +169,7 @@ def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
 def _path_or_hub(rest: str, ref: str, trust_pickle: bool) -> tuple[str, str]:
     p = Path(rest).expanduser()
     if p.exists():
-        _check_pickle(p, ref, trust_pickle)
+        check_pickle(p, ref, trust_pickle)
         return str(p), _local_weights_id(p)
     if rest.startswith((".", "/", "~")):
         raise ModelError(f"model directory {rest!r} does not exist")
