@@ -239,7 +239,7 @@ def test_one_pass_thresholds_equal_the_buffer_of_each_model(monkeypatch, tmp_pat
     if bracket == "missed":
         real = _arith.Arithmetic._brackets
         monkeypatch.setattr(_arith.Arithmetic, "_brackets",
-                            lambda self, job, q, dt: [(-1.0, -0.5)] + real(self, job, q, dt)[1:])
+                            lambda self, job, q, dt: [_arith._Bracket(-1.0, -0.5)] + real(self, job, q, dt)[1:])
     job = _Job("ties", paths[0], paths[1:], data=None, head_prefix=None, trust_pickle=False, progress=False,
                options={"density": 0.3})
     calls: list[list[int]] = []

@@ -63,6 +63,41 @@ SAMPLE_STEP = 128
 BLOCK = 1 << 18
 
 
+class _Bracket:
+    """Exact selection of the ``k``-th smallest magnitude (1-based) between ``lo`` and ``hi``: fed the magnitudes in
+    pieces (numpy or torch), it counts those below ``lo`` and keeps those inside; :meth:`kth` partitions only these,
+    and says None when the value lies outside the bracket (the caller then selects the plain way)."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi, self.below = lo, hi, 0
+        self.inside: list[np.ndarray] = []
+
+    @classmethod
+    def around(cls, sample: np.ndarray, q: float, spread: float = 0.0) -> _Bracket:
+        """Between the sample's order statistics ``6 sqrt(s) + 16`` (plus ``spread * s``: correlated samples) places
+        either side of its ``q``-quantile; open on a side that runs off the sample. May reorder ``sample``."""
+        s = len(sample)
+        i, margin = int(q * s), int(spread * s) + 6 * int(np.sqrt(s)) + 16
+        at = [j for j in (i - margin, i + margin) if 0 <= j < s]
+        if at:
+            sample.partition(at)  # the two order statistics, no full sort
+        return cls(float(sample[i - margin]) if i - margin >= 0 else -np.inf,
+                   float(sample[i + margin]) if i + margin < s else np.inf)
+
+    def add(self, m: Any) -> None:
+        low = m < self.lo
+        self.below += int(low.sum())
+        kept = m[~low & (m <= self.hi)]
+        self.inside.append(kept.numpy() if hasattr(kept, "numpy") else kept)
+
+    def kth(self, k: int) -> float | None:
+        cand, r = np.concatenate(self.inside), k - 1 - self.below
+        if not 0 <= r < cand.size:
+            return None
+        cand.partition(r)
+        return float(cand[r])
+
+
 def kth_threshold(magnitudes: np.ndarray, density: float) -> float | None:
     """The reference's trim threshold: the ``(d - int(d * density))``-th smallest magnitude (1-based); ``None`` when
     nothing is trimmed. May reorder ``magnitudes``.
@@ -75,31 +110,14 @@ def kth_threshold(magnitudes: np.ndarray, density: float) -> float | None:
     k = d - int(d * density)
     if k <= 0 or d == 0:
         return None
-    if d < 1 << 21:
-        magnitudes.partition(k - 1)
-        return float(magnitudes[k - 1])
-    sample = np.sort(magnitudes[:: max(1, d // 100_000)])
-    s = len(sample)
-    i, margin = int((k - 1) / d * s), 6 * int(np.sqrt(s)) + 16
-    lo = sample[i - margin] if i - margin >= 0 else None
-    hi = sample[i + margin] if i + margin < s else None
-    below, inside = 0, []
-    for c in range(0, d, 1 << 22):  # 4 M entries per step: the boolean masks stay small
-        part = magnitudes[c:c + (1 << 22)]
-        keep = np.ones(part.shape, dtype=bool)
-        if lo is not None:
-            low = part < lo
-            below += int(np.count_nonzero(low))
-            keep &= ~low
-        if hi is not None:
-            keep &= part <= hi
-        inside.append(part[keep])
-    cand = np.concatenate(inside)
-    r = k - 1 - below
-    if 0 <= r < cand.size:
-        cand.partition(r)
-        return float(cand[r])
-    magnitudes.partition(k - 1)  # the bracket missed: the plain way
+    if d >= 1 << 21:
+        bracket = _Bracket.around(magnitudes[:: max(1, d // 100_000)].copy(), (k - 1) / d)
+        for c in range(0, d, 1 << 22):  # 4 M entries per step: the boolean masks stay small
+            bracket.add(magnitudes[c:c + (1 << 22)])
+        value = bracket.kth(k)
+        if value is not None:
+            return value
+    magnitudes.partition(k - 1)  # small, or the bracket missed: the plain way
     return float(magnitudes[k - 1])
 
 
@@ -162,33 +180,20 @@ class Arithmetic(Method):
         missed = list(range(len(job.tasks)))
         if plain:
             brackets = self._brackets(job, k / n, dt)
-            below = [0] * len(job.tasks)
-            inside: list[list[np.ndarray]] = [[] for _ in job.tasks]
             tdt = torch.float64 if dt == np.float64 else torch.float32
             for key in job.progress(job.weight_keys, "trim thresholds"):
                 b = job.base.get(key)
                 b = b.to(compute_dtype(b))
                 for t, task in enumerate(job.tasks):
                     m = task.delta(key, b).reshape(-1).abs_()  # torch: the comparisons run on every core
-                    if m.dtype != tdt:
-                        m = m.to(tdt)
-                    lo, hi = brackets[t]
-                    low = m < lo
-                    below[t] += int(low.sum())
-                    inside[t].append(m[~low & (m <= hi)].numpy())
-            missed = []
-            for t in range(len(job.tasks)):
-                cand, r = np.concatenate(inside[t]), k - 1 - below[t]
-                if 0 <= r < cand.size:
-                    cand.partition(r)
-                    self._thresholds[t] = float(cand[r])
-                else:
-                    missed.append(t)
+                    brackets[t].add(m if m.dtype == tdt else m.to(tdt))
+            self._thresholds = [bracket.kth(k) for bracket in brackets]
+            missed = [t for t, th in enumerate(self._thresholds) if th is None]
         if missed:
             self._buffer_thresholds(job, missed, n, dt)
 
-    def _brackets(self, job: Any, q: float, dt: Any) -> list[tuple[float, float]]:
-        """(low, high) around each task vector's ``q``-quantile of magnitudes, from every ``SAMPLE_STEP``-th row of
+    def _brackets(self, job: Any, q: float, dt: Any) -> list[_Bracket]:
+        """A bracket around each task vector's ``q``-quantile of magnitudes, from every ``SAMPLE_STEP``-th row of
         every tensor; wide (the rows of a tensor are correlated samples), so that it rarely misses."""
         samples: list[list[np.ndarray]] = [[] for _ in job.tasks]
         for key in job.weight_keys:
@@ -196,17 +201,7 @@ class Arithmetic(Method):
             b = b.to(compute_dtype(b))
             for t, task in enumerate(job.tasks):
                 samples[t].append(np.abs((task.rows(key, SAMPLE_STEP).to(b.dtype) - b).reshape(-1).numpy()))
-        out = []
-        for parts in samples:
-            s = np.concatenate(parts).astype(dt, copy=False)
-            i, margin = int(q * len(s)), int(0.01 * len(s)) + 6 * int(np.sqrt(len(s))) + 16
-            at = [j for j in (i - margin, i + margin) if 0 <= j < len(s)]
-            if at:
-                s.partition(at)  # the two order statistics, no full sort
-            lo = float(s[i - margin]) if i - margin >= 0 else -np.inf
-            hi = float(s[i + margin]) if i + margin < len(s) else np.inf
-            out.append((lo, hi))
-        return out
+        return [_Bracket.around(np.concatenate(parts).astype(dt, copy=False), q, spread=0.01) for parts in samples]
 
     def _buffer_thresholds(self, job: Any, tasks: list[int], n: int, dt: Any) -> None:
         buf = np.empty(n, dtype=dt)
