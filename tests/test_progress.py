@@ -46,3 +46,22 @@ def test_rank_in_a_pipe_reports_progress_on_stderr(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 0
     cap = capsys.readouterr()
     assert "builtin:pixels: 60/60 (100%)" in cap.err and "60/60" not in cap.out
+
+
+def test_fit_and_predict_in_a_pipe_report_the_steps_after_training(tmp_path, capsys, monkeypatch, tiny_model_ref):
+    """The steps after training (test prediction, the report with Grad-CAM) and predict's own pass are not silent."""
+    from transferlab.cli import main
+
+    monkeypatch.setenv("TRANSFERLAB_PROGRESS_SECONDS", "3600")  # only the completion lines
+    out = tmp_path / "fit"
+    assert main(["fit", "builtin:digits", "-m", tiny_model_ref, "--method", "head", "--epochs", "1", "--image-size",
+                 "32", "--limit", "80", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    n_test = __import__("json").loads((out / "metrics.json").read_text())["n_test"]
+    assert f"test prediction: {n_test}/{n_test} (100%)" in err
+    assert "report: 2/2 (100%)" in err and err.index("test prediction:") < err.index("report: 2/2")
+    assert main(["predict", str(out), "builtin:digits", "--limit", "50", "--output-file", str(tmp_path / "p.csv")]) == 0
+    assert "predicting: 50/50 (100%)" in capsys.readouterr().err
+    assert main(["predict", str(out), "builtin:digits", "--limit", "50", "--output-file", str(tmp_path / "q.csv"),
+                 "-q"]) == 0
+    assert "predicting" not in capsys.readouterr().err

@@ -116,6 +116,7 @@ def predict_cmd(
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write predicted labels and probabilities for DATA to a CSV."""
     from .._io import atomic_open, check_output
@@ -124,7 +125,7 @@ def predict_cmd(
     out = Path(alias("--output-file", "--out", output_file, out))
     check_output(out, kind="file", inputs=[model_dir, data])
     ds = _load(data, split, limit, text_column, label_column)
-    pred, probs, cfg = predict(model_dir, ds, head=head)
+    pred, probs, cfg = predict(model_dir, ds, head=head, progress=not quiet)
     names = cfg["class_names"]
     with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -144,13 +145,15 @@ def eval_cmd(
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Accuracy and per-class precision/recall of a fitted model on DATA."""
     from rich.table import Table
 
     from ..models import evaluate as evaluate_model
 
-    r = evaluate_model(model_dir, _load(data, split, limit, text_column, label_column), split=split, head=head)
+    r = evaluate_model(model_dir, _load(data, split, limit, text_column, label_column), split=split, head=head,
+                       progress=not quiet)
     if as_json:
         typer.echo(json.dumps(r, indent=2))
         return

@@ -235,7 +235,7 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
         dev = next(net.parameters()).device
         val_acc = evaluate(Supervised(), {"model": net}, val_data, batch_size, device=dev)["accuracy"]
     test_data = built.tensors(test_ds) if test_ds is not None else None
-    y_pred = predict_logits(net, test_data, batch_size).argmax(1) if test_data is not None else None
+    y_pred = _predict_test(net, test_data, batch_size, progress) if test_data is not None else None
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
         "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
@@ -264,25 +264,42 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
             for name, write in prep.files.items():
                 write(stage / name)
             if test_data is not None:
-                _write_report(stage, net, read_card(stage).to_json(), metrics, test_data, test_ds.labels, y_pred)
+                _write_report(stage, net, read_card(stage).to_json(), metrics, test_data, test_ds.labels, y_pred,
+                              progress)
     return FitResult(net, metrics, out_dir, history)
 
 
+def _predict_test(net: Any, data: Any, batch_size: int, progress: bool) -> np.ndarray:
+    """Predicted classes of the test split, with a bar (the test split can take as long as an epoch)."""
+    from .._progress import progress as progress_bars
+
+    with progress_bars(progress) as bars:
+        task = bars.add("test prediction", len(data))
+        return predict_logits(net, data, batch_size, on_batch=lambda n: bars.advance(task, n)).argmax(1)
+
+
 def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], data: Any,
-                  y_true: np.ndarray, y_pred: np.ndarray) -> None:
+                  y_true: np.ndarray, y_pred: np.ndarray, progress: bool = False) -> None:
+    from .._progress import progress as progress_bars
     from ..report import fit_report_html
     from ._cam import gradcam_panels
 
-    if config.get("modality") == "text":
-        panels, note = [], "Grad-CAM explains image models; this is a text model."
-    else:
-        try:
-            panels, note = gradcam_panels(net, data, y_true, y_pred, config["class_names"], tuple(config["mean"]),
-                                          tuple(config["std"]))
-        except Exception as exc:  # the report must not fail a finished fit; say why the panel is missing
-            log.warning("Grad-CAM failed: %s", exc)
-            panels, note = [], f"Grad-CAM failed on this model: {exc}"
-    write_text_atomic(out / "report.html", fit_report_html(metrics, config, y_true, y_pred, panels, note))
+    with progress_bars(progress) as bars:
+        image = config.get("modality") != "text"
+        task = bars.add("report", 2 if image else 1, note="Grad-CAM" if image else "figures")
+        if not image:
+            panels, note = [], "Grad-CAM explains image models; this is a text model."
+        else:
+            try:
+                panels, note = gradcam_panels(net, data, y_true, y_pred, config["class_names"],
+                                              tuple(config["mean"]), tuple(config["std"]))
+            except Exception as exc:  # the report must not fail a finished fit; say why the panel is missing
+                log.warning("Grad-CAM failed: %s", exc)
+                panels, note = [], f"Grad-CAM failed on this model: {exc}"
+            bars.advance(task, note="figures")
+        html = fit_report_html(metrics, config, y_true, y_pred, panels, note)
+        write_text_atomic(out / "report.html", html)
+        bars.advance(task, note="written")
 
 
 def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:

@@ -167,9 +167,9 @@ def model_inputs(net: Any, ds: Dataset) -> Any:
     return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
-def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
+def predict_logits(net: Any, data: Any, batch_size: int, on_batch: Any = None) -> np.ndarray:
     """The one inference loop: logits [N, C] in the dataset's order (variable-length inputs run in length-sorted
-    batches)."""
+    batches). ``on_batch(n)`` is called after each batch of ``n`` examples (a progress bar)."""
     import torch
 
     net.eval()
@@ -189,6 +189,8 @@ def predict_logits(net: Any, data: Any, batch_size: int) -> np.ndarray:
             if out is None:
                 out = np.empty((n, logits.shape[1]), dtype=np.float32)
             out[idx] = logits
+            if on_batch is not None:
+                on_batch(len(idx))
     if out is None:
         raise TransferlabError("nothing to predict: the dataset is empty")
     return out
@@ -203,27 +205,32 @@ def _model_dir(obj: Any) -> Path:
 
 
 def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
-            batch_size: int = 64, head: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
+            batch_size: int = 64, head: str | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
     """Class probabilities of a saved model on a dataset split: (predicted class index [N], probabilities [N, C],
     the model's card as a dict). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
-    directory. ``head``: a merged model's task head (see :func:`load`)."""
+    directory. ``head``: a merged model's task head (see :func:`load`); ``progress``: a bar on stderr."""
     import torch
+
+    from .._progress import progress as progress_bars
 
     net = load(_model_dir(model_dir), head=head)
     cfg = net.transferlab_config
     ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
-    logits = torch.from_numpy(predict_logits(net, model_inputs(net, ds), batch_size))
+    with progress_bars(progress) as bars:
+        task = bars.add("predicting", len(ds))
+        logits = torch.from_numpy(predict_logits(net, model_inputs(net, ds), batch_size,
+                                                 on_batch=lambda n: bars.advance(task, n)))
     p = torch.softmax(logits, dim=1).numpy()
     return p.argmax(1), p, cfg
 
 
 def evaluate(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
-             head: str | None = None) -> dict[str, Any]:
+             head: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split."""
     from sklearn.metrics import precision_recall_fscore_support
 
     ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
-    pred, _, cfg = predict(model_dir, ds, head=head)
+    pred, _, cfg = predict(model_dir, ds, head=head, progress=progress)
     names = cfg["class_names"]
     if list(ds.class_names) != list(names):
         raise TransferlabError(f"the model was trained on other classes ({few(names)}) than {ds.name} has "
