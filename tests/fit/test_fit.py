@@ -246,8 +246,8 @@ def test_a_model_that_predicts_one_class_is_flagged_in_metrics_and_report(tiny_m
 
     real = _api.predict_logits
 
-    def one_class(net, data, batch_size):  # what a collapsed model outputs
-        logits = real(net, data, batch_size)
+    def one_class(net, data, batch_size, on_batch=None):  # what a collapsed model outputs
+        logits = real(net, data, batch_size, on_batch)
         out = np.zeros_like(logits)
         out[:, 3] = 1.0
         return out

@@ -55,6 +55,8 @@ def rank_cmd(
     if not quiet:
         out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))
         out_console.print(result.recommendation(), highlight=False)
+        if result.expectation():
+            out_console.print(result.expectation(), highlight=False)
         for note in result.notes:
             out_console.print(f"[yellow]note:[/] {note}", highlight=False)
         if result.ensemble:
@@ -66,18 +68,12 @@ def rank_cmd(
     out_console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
 
 
-#: the metrics the compact table prefers, in order: the two cross-validated baselines and the metrics that predicted
-#: fine-tuning best in `bench rank` (docs/benchmarks.md)
-PREFERRED = ("knn", "linear_probe", "gbc", "sfda", "logme", "hscore_shrinkage", "leep", "nce")
-
-
 def _compact_metrics(result, width: int) -> list[str]:  # noqa: ANN001
     """As many of the preferred metrics as fit ``width`` (at most three; at least one)."""
-    chosen = [m for m in PREFERRED if m in result.metrics] + [m for m in result.metrics if m not in PREFERRED]
     name = max((len(m.name) + (11 if m.metadata.get("baseline") else 0) for m in result.models), default=10)
     room = width - (4 + min(name, 40) + 3 + 12)  # '#', model, borders, consensus
     k = max(1, min(3, room // 12))
-    return chosen[:k]
+    return result.preferred_metrics(k)
 
 
 def _table(result, metrics=None):  # noqa: ANN001, ANN202

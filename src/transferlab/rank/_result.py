@@ -12,6 +12,10 @@ from typing import Any
 from .._io import write_files_atomic
 from .._version import __version__
 
+#: the metrics a compact table shows first, in order: the two cross-validated baselines, then the metrics that predicted
+#: fine-tuning best in ``bench rank`` (docs/benchmarks.md)
+PREFERRED = ("knn", "linear_probe", "gbc", "sfda", "logme", "hscore_shrinkage", "leep", "nce")
+
 
 @dataclass
 class ModelScores:
@@ -65,6 +69,32 @@ class RankResult:
                        f"{', ...' if len(firsts) > 4 else ''})")
         return "; ".join(why)
 
+    def preferred_metrics(self, k: int) -> list[str]:
+        """The ``k`` metrics a compact table shows: :data:`PREFERRED` first, then the others in their order."""
+        return ([m for m in PREFERRED if m in self.metrics] + [m for m in self.metrics if m not in PREFERRED])[:k]
+
+    def expected_accuracy(self) -> dict[str, Any] | None:
+        """What the recommended model should reach on this data, when the ranking has a linear probe: its
+        cross-validated accuracy on the frozen features with a 95 % Wilson interval over the examples scored (every
+        example is predicted once, out of fold). Fine-tuning usually reaches at least as much."""
+        from scipy.stats import binomtest
+
+        acc, n = self.models[0].scores.get("linear_probe"), int(self.dataset.get("size") or 0)
+        if acc is None or n < 1:
+            return None
+        ci = binomtest(int(round(acc * n)), n).proportion_ci(0.95, method="wilson")
+        return {"metric": "linear_probe", "accuracy": float(acc), "low": float(ci.low), "high": float(ci.high),
+                "n": n}
+
+    def expectation(self) -> str | None:
+        """One sentence on :meth:`expected_accuracy`, or None without a probe."""
+        e = self.expected_accuracy()
+        if e is None:
+            return None
+        return (f"Expected accuracy: a linear probe on {self.models[0].name}'s frozen features reaches "
+                f"{e['accuracy']:.3f} in cross-validation (95 % interval {e['low']:.3f}-{e['high']:.3f} over "
+                f"{e['n']:,} examples); fine-tuning usually reaches at least as much.")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "transferlab_version": __version__,
@@ -77,6 +107,7 @@ class RankResult:
             "notes": list(self.notes),
             "recommendation": self.recommendation(),
             "recommendation_why": self.recommendation_why(),
+            "expected_accuracy": self.expected_accuracy(),
             "ensemble": self.ensemble,
         }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._html import esc, figure_png, fmt, page, table
+from ._html import esc, figure_png, fmt, page, short_names, table
 
 
 def _plt() -> Any:
@@ -23,8 +23,9 @@ def _scatters(result: dict[str, Any]) -> str:
     plt = _plt()
     targets = list(result["targets"])
     metrics = list(result["scores"][targets[0]]) if targets else []
-    names = {m["ref"]: m["name"] for m in result["models"]}
-    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(3.0 * len(targets) + 0.5, 2.4 * len(metrics)),
+    refs = [m["ref"] for m in result["models"]]
+    names = dict(zip(refs, short_names([m["name"] for m in result["models"]]), strict=True))
+    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(3.0 * len(targets) + 0.5, 2.6 * len(metrics)),
                              squeeze=False)
     for i, metric in enumerate(metrics):
         for j, t in enumerate(targets):
@@ -35,15 +36,15 @@ def _scatters(result: dict[str, Any]) -> str:
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
                 for s, a, ref in pts:
-                    ax.annotate(names.get(ref, ref)[:14], (s, a), fontsize=6, alpha=0.7)
+                    ax.annotate(names.get(ref, ref), (s, a), fontsize=6, alpha=0.7)
             wt = result["metrics"][metric]["weighted_tau"][t]
             ax.set_title(f"{metric} · {t.removeprefix('builtin:')} (τw {'n/a' if wt is None else f'{wt:.2f}'})",
                          fontsize=8)
             ax.tick_params(labelsize=6)
-            if j == 0:
-                ax.set_ylabel("test accuracy", fontsize=7)
+            ax.set_xlabel(f"{metric} score", fontsize=7)
+            ax.set_ylabel("ground-truth accuracy", fontsize=7)
     fig.tight_layout()
-    return figure_png(fig, "metric score against ground-truth accuracy")
+    return figure_png(fig, "metric score against ground-truth accuracy", wide=True)
 
 
 def _ensemble(result: dict[str, Any]) -> str:
@@ -55,7 +56,8 @@ def _ensemble(result: dict[str, Any]) -> str:
              fmt(e["random_mean_accuracy"], 4), fmt(e["random_max_accuracy"], 4)]
             for t, e in result["ensemble"].items()]
     return ("<h2>Ensemble selection</h2>"
-            + table(["target", "chosen", "chosen", "top-K consensus", "best single", "random mean", "random max"],
+            + table(["target", "chosen set", "its accuracy", "top-K consensus", "best single", "random mean",
+                     "random max"],
                     rows, left=2)
             + "<p class='muted'>Test accuracy of a linear probe on the members' concatenated, standardised "
               "features.</p>")
@@ -67,6 +69,57 @@ def _tau_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             for name, summ in block.items()]
     mean = lambda s: s["weighted_tau"]["mean"] if s["weighted_tau"]["mean"] is not None else -np.inf  # noqa: E731
     return sorted(rows, key=lambda r: (r[0] != "metric", -mean(r[2])))
+
+
+#: metrics that are cross-validated probes, not transferability estimates
+PROBES = frozenset({"knn", "linear_probe"})
+
+
+def trust(result: dict[str, Any]) -> str:
+    """Which score to trust on this zoo: the metric with the highest mean weighted τ, unless a baseline (kNN, the
+    parameter count, ...) does better, in which case the baseline."""
+    rows = [r for r in _tau_rows(result) if r[2]["weighted_tau"]["mean"] is not None]
+    # the cross-validated probes (kNN, linear probe) count as baselines: they are what a metric must beat
+    base_names = set(result["baselines"]) | PROBES
+    metrics = [r for r in rows if r[0] == "metric" and r[1] not in base_names]
+    baselines = sorted((r for r in rows if r[1] in base_names), key=lambda r: -r[2]["weighted_tau"]["mean"])
+    if not metrics:
+        return "No metric has a weighted τ on this zoo (too few models with a ground truth)."
+    _, name, summ = metrics[0]
+    mean = summ["weighted_tau"]["mean"]
+    per_target = [v for t, v in summ["weighted_tau"].items() if t != "mean" and v is not None]
+    if baselines and baselines[0][2]["weighted_tau"]["mean"] >= mean:
+        b, bm = baselines[0][1], baselines[0][2]["weighted_tau"]["mean"]
+        return (f"No transferability metric beats the {b} baseline on this zoo (mean τw {bm:.2f}; the best metric, "
+                f"{name}, {mean:.2f}): trust {b}.")
+    ahead = (f", ahead of the best baseline, {baselines[0][1]} ({baselines[0][2]['weighted_tau']['mean']:.2f})"
+             if baselines else "")
+    return (f"Trust {name} on this zoo: the highest mean weighted τ, {mean:.2f} over {len(per_target)} target"
+            f"{'s' if len(per_target) != 1 else ''} (lowest {min(per_target):.2f}){ahead}.")
+
+
+def degenerate_warnings(result: dict[str, Any]) -> list[str]:
+    """Targets whose τ and intervals say little: too few models with a ground truth, intervals of zero width, or
+    models tied at the best accuracy (which one is 'first' is then arbitrary)."""
+    out = []
+    rows = _tau_rows(result)
+    for t in result["targets"]:
+        acc = [a for a in result["ground_truth"][t].values() if a is not None]
+        if len(acc) < 5:
+            out.append(f"{t}: only {len(acc)} models have a ground truth; a weighted τ over so few models and its "
+                       "bootstrap interval are not informative (add models or targets).")
+            continue
+        cis = [r[2]["weighted_tau_ci"].get(t) for r in rows if r[0] == "metric"]
+        flat = sum(ci is None or ci[1] - ci[0] < 1e-9 for ci in cis)
+        if cis and flat > len(cis) / 2:
+            out.append(f"{t}: the bootstrap interval is degenerate (empty or of zero width) for {flat} of {len(cis)} "
+                       "metrics: too few distinct models or tied accuracies.")
+        top = max(acc)
+        tied = sum(abs(a - top) < 1e-12 for a in acc)
+        if tied > 1:
+            out.append(f"{t}: {tied} models tie at the best accuracy ({top:.3f}): rel@1 and the order among them "
+                       "are arbitrary; a harder target or a larger test split separates them.")
+    return out
 
 
 def bench_report_html(result: dict[str, Any]) -> str:
@@ -93,7 +146,8 @@ def bench_report_html(result: dict[str, Any]) -> str:
             f"({esc(result['protocol'])}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
             + (f", <b>{ratio:.1f}×</b> as long" if ratio else "")
             + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).</p>")
-    body = (head
+    warns = "".join(f"<div class='note'>{esc(w)}</div>" for w in degenerate_warnings(result))
+    body = (head + f"<p><b>{esc(trust(result))}</b></p>" + warns
             + "<h2>Weighted Kendall τ per target</h2>"
             + table(["score", *targets, "mean τw", "mean rel@1"], rows)
             + "<p class='muted'>τw: <code>scipy.stats.weightedtau(score, accuracy)</code> (top models weigh more); "
@@ -104,6 +158,26 @@ def bench_report_html(result: dict[str, Any]) -> str:
             + "<h2>Ground truth (test accuracy)</h2>" + table(["model", *targets], gt_rows)
             + "<h2>Score against accuracy</h2>" + _scatters(result))
     return page("transferlab bench rank", body)
+
+
+def _merge_chart(result: dict[str, Any]) -> str:
+    """Accuracy per task (a marker per task) and its mean (the bar) for every method."""
+    plt = _plt()
+    tasks = list(result["tasks"])
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
+    x = np.arange(len(rows))
+    ax.bar(x, [r["mean"] if r["mean"] is not None else 0.0 for r in rows], color="#cfd8dc", label="mean", width=0.7)
+    markers = "os^Dv<>pP*"
+    for k, t in enumerate(tasks):
+        ax.scatter(x, [r["accuracy"].get(t) if r["accuracy"].get(t) is not None else np.nan for r in rows],
+                   marker=markers[k % len(markers)], s=28, zorder=3, label=t)
+    ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (the task's own head)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("accuracy per task and method (bar: mean over tasks)", fontsize=9)
+    return figure_png(fig, "accuracy per task per method")
 
 
 def merge_bench_html(result: dict[str, Any]) -> str:
@@ -129,5 +203,6 @@ def merge_bench_html(result: dict[str, Any]) -> str:
               "network with the fine-tuned heads (the published 'pretrained' row is zero-shot CLIP). Published: "
               "TIES-Merging and AdaMerging papers (adamerging ~ atlas with the entropy objective). "
               + (f"+tuned rows: lam picked on held-out training examples from {esc(o.get('lam_grid'))}: "
-                 f"{esc(o.get('tuned_lam'))}." if o.get("tuned_lam") else "") + "</p>")
+                 f"{esc(o.get('tuned_lam'))}." if o.get("tuned_lam") else "") + "</p>"
+            + (_merge_chart(result) if result["rows"] else ""))
     return page("transferlab bench merge", body)

@@ -19,9 +19,13 @@ def _plt() -> Any:
 
 
 def _curves(history: list[dict[str, float]]) -> str:
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for ax, what in ((a, "loss"), (b, "accuracy")):
         ax.plot(ep, [h[f"train_{what}"] for h in history], "o-", label="train")
         if history and f"val_{what}" in history[0]:
@@ -52,15 +56,30 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
 
 
 def _cam_panel(panels: list[dict[str, Any]]) -> str:
+    """Correct examples in the first row, wrong ones in the second, each panel 2.6 in (about 290 px) wide, with one
+    colour scale for the maps (each map is scaled to [0, 1] by Grad-CAM)."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.1 * len(panels), 2.6), squeeze=False)
-    for ax, p in zip(axes[0], panels, strict=True):
-        ax.imshow(p["image"])
-        ax.imshow(p["cam"], cmap="jet", alpha=0.4)
-        ax.set_title(f"{'✓' if p['correct'] else '✗'} {p['pred']}\n(true {p['true']})", fontsize=8,
-                     color="green" if p["correct"] else "red")
-        ax.axis("off")
-    return figure_png(fig, "Grad-CAM")
+    rows = [[p for p in panels if p["correct"]], [p for p in panels if not p["correct"]]]
+    rows = [r for r in rows if r]
+    ncol = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.6 * ncol + 1.0, 2.9 * len(rows)), squeeze=False)
+    shown = None
+    for r, row in enumerate(rows):
+        for c in range(ncol):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c >= len(row):
+                continue
+            p = row[c]
+            ax.imshow(p["image"])
+            shown = ax.imshow(p["cam"], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(f"{'✓' if p['correct'] else '✗'} predicted {p['pred']}\n(true {p['true']})", fontsize=9,
+                         color="green" if p["correct"] else "red")
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02)
+        bar.set_label("Grad-CAM weight for the predicted class", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    return figure_png(fig, "Grad-CAM", wide=True)  # on a phone: scroll, not shrink to thumbnails
 
 
 def _input_size(metrics: dict[str, Any]) -> str:

@@ -44,7 +44,9 @@ def _heatmap(result: Any) -> str:
             n = sum(mm.ranks.get(k) is not None for mm in models)
             if r is not None:
                 pos[i, j] = 1.0 if n <= 1 else 1.0 - (r - 1) / (n - 1)
-    fig, ax = plt.subplots(figsize=(1.0 * len(metrics) + 3, 0.5 * len(models) + 1.5))
+    # 0.62 in per metric at 110 dpi: 14 metrics make a 1,230 px image shown at its own size (8 pt cell text stays
+    # 12 px; on a phone the image scrolls in its box instead of shrinking to unreadable)
+    fig, ax = plt.subplots(figsize=(0.62 * len(metrics) + 2.6, 0.42 * len(models) + 1.6))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
     ax.imshow(np.ma.masked_invalid(pos), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(metrics)), metrics, rotation=35, ha="right")
@@ -52,11 +54,16 @@ def _heatmap(result: Any) -> str:
     for i, m in enumerate(models):
         for j, k in enumerate(metrics):
             v = m.scores.get(k)
-            txt = "failed" if k in m.failures else "n/a" if v is None else f"{v:.3g}"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+            txt = "failed" if k in m.failures else "n/a" if v is None else _short(v)
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
                     color="#555555" if np.isnan(pos[i, j]) else "white" if pos[i, j] < 0.6 else "black")
     ax.set_title("score per metric (colour: rank within the metric, yellow = best)", fontsize=9)
-    return figure_png(fig, "metric by model heat-map")
+    return figure_png(fig, "metric by model heat-map", wide=True)
+
+
+def _short(v: float) -> str:
+    """A score in at most 5 characters or so: 3 significant digits, whole numbers from 1,000 up (3039, not 3.04e+03)."""
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _timings_chart(result: Any) -> str:
@@ -100,6 +107,48 @@ def _view(result: dict[str, Any]) -> Any:
                                                    for m in result["models"]]})
 
 
+def _score_cell(m: Any, k: str) -> str:
+    if k in m.failures:
+        return f"<span title='{esc(m.failures[k])}'>failed</span>"
+    rank = m.ranks.get(k)
+    return fmt(m.scores.get(k)) + (f" <span class='muted'>({rank})</span>" if rank is not None else "")
+
+
+def _model_cell(m: Any) -> str:
+    base = " <span class='muted'>(baseline)</span>" if m.metadata.get("baseline") else ""
+    return f"{esc(m.name)}{base}<br><span class='muted'>{esc(m.model)}</span>"
+
+
+def _tables(result: Any) -> str:
+    """The compact table (consensus and the preferred metrics) and, folded, the table of every metric."""
+    from ..rank._result import PREFERRED
+
+    compact = ([k for k in PREFERRED if k in result.metrics] + [k for k in result.metrics if k not in PREFERRED])[:4]
+    rows = [[m.consensus_rank, _model_cell(m), fmt(m.consensus_score, 3), *(_score_cell(m, k) for k in compact),
+             fmt(m.metadata.get("params"))] for m in result.models]
+    out = table(["#", "model", "consensus", *compact, "params"], rows, left=2)
+    if len(compact) < len(result.metrics):
+        full = [[m.consensus_rank, _model_cell(m), fmt(m.consensus_score, 3),
+                 *(_score_cell(m, k) for k in result.metrics), fmt(m.metadata.get("params")),
+                 fmt(m.metadata.get("feature_dim"))] for m in result.models]
+        out += (f"<details><summary>Every metric ({len(result.metrics)}), with each model's rank within it"
+                "</summary>" + table(["#", "model", "consensus", *result.metrics, "params", "dim"], full, left=2)
+                + "</details>")
+    return out
+
+
+def _recommendation(result: Any) -> str:
+    best = result.models[0]
+    why = getattr(result, "recommendation_why", None) or f"first by consensus over {len(result.metrics)} metrics"
+    out = f"<p><b>Recommended starting point: {esc(best.name)}</b> (<code>{esc(best.model)}</code>): {esc(why)}.</p>"
+    e = getattr(result, "expected_accuracy", None)
+    if e:
+        out += (f"<p>Expected accuracy: a linear probe on its frozen features reaches <b>{e['accuracy']:.3f}</b> in "
+                f"cross-validation (95 % interval {e['low']:.3f}–{e['high']:.3f} over {e['n']:,} examples); "
+                "fine-tuning usually reaches at least as much.</p>")
+    return out
+
+
 def rank_report_html(result: dict[str, Any]) -> str:
     """``rank`` (its result's ``to_dict()``): the recommendation, the ranking table, charts and timings."""
     result = _view(result)
@@ -111,29 +160,17 @@ def rank_report_html(result: dict[str, Any]) -> str:
             f"</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
     notes = "".join(
         f"<div class='note{' ok' if n.startswith('Every pretrained') else ''}'>{esc(n)}</div>" for n in result.notes)
-    best = result.models[0]
-    why = getattr(result, "recommendation_why", None) or f"first by consensus over {len(result.metrics)} metrics"
-    summary = (f"<p><b>Recommended starting point: {esc(best.name)}</b> (<code>{esc(best.model)}</code>): "
-               f"{esc(why)}.</p>")
-    headers = ["#", "model", "consensus", *result.metrics, "params", "dim"]
-    rows = []
-    for m in result.models:
-        rows.append([m.consensus_rank, f"{esc(m.name)}<br><span class='muted'>{esc(m.model)}</span>",
-                     fmt(m.consensus_score, 3),
-                     *(f"<span title='{esc(m.failures[k])}'>failed</span>" if k in m.failures else
-                       fmt(m.scores.get(k)) + (f" <span class='muted'>({m.ranks[k]})</span>"
-                                               if m.ranks.get(k) is not None else "") for k in result.metrics),
-                     fmt(m.metadata.get("params")), fmt(m.metadata.get("feature_dim"))])
     t = result.timings
     timing_rows = [[esc(k.replace("_", " ")), f"{v:.2f}"] for k, v in t.items()]
     hits = [m.name for m in result.models if m.timings.get("cache_hit")]
     cache_note = (f"<p class='muted'>Features from the cache (no forward pass) for: {esc(', '.join(hits))}.</p>"
                   if hits else "")
-    body = (head + summary + notes
-            + "<h2>Ranking</h2>" + table(headers, rows, left=2)
+    body = (head + _recommendation(result) + notes
+            + "<h2>Ranking</h2>" + _tables(result)
             + "<p class='muted'>Scores: higher is better for every metric; (rank within the metric). n/a: the metric "
               "does not apply (LEEP and NCE need a source classifier head); failed: the metric could not be computed on "
-              "this model's features (the notes say why). Consensus: 1 − mean normalised rank (higher is better).</p>"
+              "this model's features (the notes say why). Consensus: 1 − mean normalised rank (higher is better). "
+              "Baselines (grey in the charts) are not pretrained: a model below them does not help.</p>"
             + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
