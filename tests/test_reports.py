@@ -150,7 +150,7 @@ def test_bench_merge_report_has_the_accuracy_plot():
 
     r = MergeBenchResult("m", ["t1", "t2"], ["t1", "t2"], {"t1": 0.8, "t2": 0.5}, {"ties": {"t1": 0.4, "t2": 0.5}},
                          {"ties": 1.0})
-    assert "<img alt='accuracy per task per method'" in merge_bench_html(r.to_dict())
+    assert "<img alt='accuracy per task per method' class='wide'" in merge_bench_html(r.to_dict())
 
 
 def test_fit_report_epochs_are_whole_numbers_and_gradcam_has_a_colour_scale(monkeypatch):

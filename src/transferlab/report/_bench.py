@@ -177,7 +177,7 @@ def _merge_chart(result: dict[str, Any]) -> str:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("accuracy per task and method (bar: mean over tasks)", fontsize=9)
-    return figure_png(fig, "accuracy per task per method")
+    return figure_png(fig, "accuracy per task per method", wide=True)
 
 
 def merge_bench_html(result: dict[str, Any]) -> str:
