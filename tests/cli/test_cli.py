@@ -63,7 +63,7 @@ def test_fit_predict_eval(tiny_model_ref, tmp_path, capsys):
     assert main(["fit", "builtin:digits", "--model", tiny_model_ref, "--method", "lora", "--epochs", "1",
                  "--image-size", "32", "--option", "r=4", "--out", str(out), "--quiet"]) == 0
     assert "test accuracy" in capsys.readouterr().out
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / "transferlab.json").read_text())
     assert cfg["options"] == {"r": 4} and cfg["method"] == "lora"
     assert main(["predict", str(out), "builtin:digits", "--output-file", str(tmp_path / "p.csv")]) == 0
     rows = (tmp_path / "p.csv").read_text().splitlines()

@@ -1,6 +1,7 @@
 """ScaLearn over frozen source adapters."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,11 +46,11 @@ def test_only_the_scalings_and_head_train_and_sources_stay_frozen(sources, unifo
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "t")(x), net.eval()(x))
-    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
-    assert cfg["options"]["sources"] == dirs
+    cfg = json.loads((tmp_path / "t" / "transferlab.json").read_text())
+    assert cfg["options"]["sources"] == [f"../../{Path(d).parent.name}/{Path(d).name}" for d in dirs]  # relative
     # self-contained: the saved model loads with its sources gone
     cfg["options"]["sources"] = [str(tmp_path / "gone-a"), str(tmp_path / "gone-b")]
-    (tmp_path / "t" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "t" / "transferlab.json").write_text(json.dumps(cfg))
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "t")(x), net(x))
 

@@ -64,7 +64,7 @@ def test_every_method_fits_saves_and_reloads_a_text_model(method, options, topic
     r = fit(tr, tiny_text_ref, method, test=te, out=out, epochs=2, batch_size=16, lr=5e-3, **options)
     m = r.metrics
     assert 0 < m["trainable_params"] < m["total_params"] or method == "finetune"
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / "transferlab.json").read_text())
     assert cfg["modality"] == "text" and cfg["architecture"]["library"] == "transformers"
     assert cfg["max_length"] == 128 and (out / "tokenizer" / "tokenizer.json").is_file()
     # the saved model predicts what the fitted one did

@@ -127,7 +127,7 @@ def test_contract_copies_of_the_base_merge_to_the_base(name: str, merge_zoo: dic
         own = state_of(src / "model.safetensors")
         save_file({k: (own[k] if k.startswith("classifier.") else base[k]).contiguous() for k in own},
                   str(d / "model.safetensors"))
-        json.loads((d / "config.json").read_text())
+        json.loads((d / "transferlab.json").read_text())
         dirs.append(d)
     opts = {"examples": 6} if MERGE_METHODS.meta(name).get("needs_data") else {}
     opts.update({"epochs": 1} if name == "atlas" else {})

@@ -77,7 +77,7 @@ def test_output_loads_in_timm(merge_zoo: dict, tmp_path: Path) -> None:
 
     out = tmp_path / "m"
     merge_models("average", merge_zoo["ref"], merge_zoo["dirs"][:2], out)
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / "transferlab.json").read_text())
     net = timm.create_model(cfg["architecture"]["name"], pretrained=True, num_classes=cfg["num_classes"],
                             pretrained_cfg_overlay={"file": str(out / "model.safetensors"),
                                                     "num_classes": cfg["num_classes"]})
@@ -92,7 +92,7 @@ def test_cli_merge_and_predict_with_a_head(merge_zoo: dict, tmp_path: Path) -> N
     d = [str(x) for x in merge_zoo["dirs"][:2]]
     assert main(["merge", "--method", "dare", "--base", merge_zoo["ref"], "--models", *d, "--out", str(out),
                  "--option", "p=0.3", "--names", "a", "b", "--quiet"]) == 0
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / "transferlab.json").read_text())
     assert cfg["merge"]["method"] == "dare" and cfg["merge"]["options"]["drop"] == 0.3
     preds = tmp_path / "p.csv"
     imgs = merge_zoo["root"] / "imgs_b"
@@ -131,7 +131,7 @@ def test_architecture_mismatch_names_the_tensor(tmp_path: Path) -> None:
 def test_different_fit_architectures_are_refused(merge_zoo: dict, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    cfg = json.loads((merge_zoo["dirs"][0] / "config.json").read_text())
+    cfg = json.loads((merge_zoo["dirs"][0] / "transferlab.json").read_text())
     cfg["architecture"] = {"library": "timm", "name": "test_resnet"}
     (other / "config.json").write_text(json.dumps(cfg))
     (other / "model.safetensors").write_bytes((merge_zoo["dirs"][0] / "model.safetensors").read_bytes())
@@ -194,7 +194,7 @@ def test_existing_output_needs_overwrite_and_a_foreign_directory_is_never_replac
 def test_models_with_extra_modules_are_refused(merge_zoo: dict, tmp_path: Path) -> None:
     d = tmp_path / "adapter_fit"
     d.mkdir()
-    cfg = json.loads((merge_zoo["dirs"][0] / "config.json").read_text())
+    cfg = json.loads((merge_zoo["dirs"][0] / "transferlab.json").read_text())
     cfg["method"] = "adapter"
     cfg["structure"] = {"kind": "adapters", "config": {}, "image_size": 32}  # format 2 says it as data
     (d / "config.json").write_text(json.dumps(cfg))
@@ -269,7 +269,7 @@ def test_reset_norms_reestimates_batch_norm_statistics(merge_zoo: dict, tmp_path
     got = state_of(out / "model.safetensors")
     torch.testing.assert_close(got["bn1.running_mean"], (seen[0] + seen[1]) / 2, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(got["bn1.running_mean"], state_of(plain / "model.safetensors")["bn1.running_mean"])
-    assert json.loads((out / "config.json").read_text())["merge"]["norm_statistics"] == "re-estimated on the data"
+    assert json.loads((out / "transferlab.json").read_text())["merge"]["norm_statistics"] == "re-estimated on the data"
 
 
 class _Body(torch.nn.Module):

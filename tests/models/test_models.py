@@ -59,7 +59,7 @@ def test_format1_adapter_fit_rewritten_as_format2_loads_identically(tmp_path):
     net = load(FORMAT1 / "fit_adapter")
     card = read_card(FORMAT1 / "fit_adapter").model_copy(update={"format": 2})
     save_model(tmp_path / "v2", net, card)
-    raw = json.loads((tmp_path / "v2" / "config.json").read_text())
+    raw = json.loads((tmp_path / "v2" / "transferlab.json").read_text())
     assert raw["format"] == 2 and raw["structure"]["kind"] == "adapters" and raw["weights"] == "state_dict"
     with torch.no_grad():
         torch.testing.assert_close(load(tmp_path / "v2")(ref["input"]), ref["fit_adapter"], rtol=0, atol=1e-5)
@@ -99,7 +99,7 @@ def test_invalid_card_and_unknown_structure_are_clear_errors(tmp_path):
     with pytest.raises(TransferlabError, match="unknown model structure 'hypernetwork'"):
         load(d)
     (d / "config.json").write_text("{not json")
-    with pytest.raises(TransferlabError, match="no readable config.json"):
+    with pytest.raises(TransferlabError, match="config.json is not readable JSON"):
         load(d)
 
 

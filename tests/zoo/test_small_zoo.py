@@ -74,7 +74,7 @@ def test_fit_and_reload_a_small_vit(method, tmp_path):
     tr = load_dataset("builtin:shapes").stratified_sample(60)
     te = load_dataset("builtin:shapes", "test").stratified_sample(30)
     r = fit(tr, "builtin:small_vit_shapes", method, test=te, out=tmp_path / "m", epochs=1)
-    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg = json.loads((tmp_path / "m" / "transferlab.json").read_text())
     assert cfg["image_size"] == 32 and cfg["architecture"]["kwargs"] == {"img_size": 32}
     pred, _, _ = predict(tmp_path / "m", te)
     assert np.mean(pred == te.labels) == pytest.approx(r.metrics["test_accuracy"])

@@ -48,6 +48,9 @@ class FitResult:
     metrics: dict[str, Any]
     out_dir: Path | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: predicted class of every test example (None without a test split): per-example evidence, e.g. for bootstrap
+    #: intervals of the accuracy
+    test_predictions: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
@@ -64,23 +67,26 @@ def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> Path | N
     """Refuse an output directory that holds something else; return where an ``overwrite`` run checkpoints (a fresh
     sibling directory: the old output stays untouched until the new one is complete), or None for ``out/checkpoints``
     (resumed when present)."""
-    cfg = out / "config.json"
+    from ..models import card_file, recorded_reference
+
     if out.exists() and not out.is_dir():
         raise TransferlabError(f"--out {out} is a file; choose a directory")
     if not out.exists() or not any(out.iterdir()):
         return None
-    ours = cfg.is_file() or (out / "checkpoints").is_dir()
+    cfg = card_file(out)  # transferlab.json (config.json in directories of older transferlab)
+    ours = cfg is not None or (out / "checkpoints").is_dir()
     if overwrite:
         if not ours:
             raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
                                    "--overwrite: choose another --out")
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
-    if cfg.is_file():
+    if cfg is not None:
         try:
             old = json.loads(cfg.read_text())
         except ValueError:
             old = {}
-        same = all(old.get(k) == v for k, v in identity.items())
+        recorded = {**identity, "model": recorded_reference(identity["model"], out)}  # as the card writes it
+        same = all(old.get(k) in (v, identity[k]) for k, v in recorded.items())
         if not same:
             raise TransferlabError(
                 f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
@@ -252,21 +258,26 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
         log.warning("%s", w)
     metrics.update(prep.metrics)
     if out_dir is not None:
-        card = {**identity, "transferlab_version": __version__, "format": FORMAT, "modality": built.modality,
-                "architecture": architecture_of(net), "num_classes": c, "class_names": list(ds.class_names),
-                **built.preprocessing(), "weights": prep.weights, "structure": prep.structure, "options": options,
+        from ..models import portable, recorded_path, recorded_reference
+
+        # local paths are written relative to out_dir, never as absolute paths of this machine (models._paths)
+        card = {**identity, "model": recorded_reference(model, out_dir), "transferlab_version": __version__,
+                "format": FORMAT, "modality": built.modality, "architecture": architecture_of(net), "num_classes": c,
+                "class_names": list(ds.class_names), **built.preprocessing(),
+                "weights": prep.stored_as(from_init=init is not None), "structure": prep.structure,
+                "options": portable(options, out_dir),
                 "train": {"epochs": epochs, "lr": cfg.lr, "batch_size": batch_size, "seed": seed,
                           "val_fraction": val_fraction},
-                "init": str(init) if init is not None else None}
+                "init": recorded_path(init, out_dir) if init is not None else None}
         with atomic_dir(out_dir) as stage:
-            save_model(stage, net, card, built.tokenizer)
-            write_json_atomic(stage / "metrics.json", metrics)
+            save_model(stage, net, card, built.tokenizer, base=model, trust_pickle=trust_pickle)
+            write_json_atomic(stage / "metrics.json", portable({**metrics, "model": card["model"]}, out_dir))
             for name, write in prep.files.items():
                 write(stage / name)
             if test_data is not None:
                 _write_report(stage, net, read_card(stage).to_json(), metrics, test_data, test_ds.labels, y_pred,
                               progress)
-    return FitResult(net, metrics, out_dir, history)
+    return FitResult(net, metrics, out_dir, history, y_pred)
 
 
 def _predict_test(net: Any, data: Any, batch_size: int, progress: bool) -> np.ndarray:

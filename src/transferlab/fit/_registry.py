@@ -54,7 +54,8 @@ class Prepared:
     ``model`` (possibly a wrapper like peft's) and ``params`` (what the optimiser updates; empty when ``prepare``
     already fitted everything, as the linear probe does); ``regularizer(model, x, logits)``, ``lr_scales``
     (``id(param) -> multiplier``) and ``freeze_norm_stats`` configure the default supervised objective, or
-    ``objective`` replaces it. ``weights``: ``"peft"`` stores peft's adapter format. ``structure``: the card entry
+    ``objective`` replaces it. ``weights``: ``"peft"`` stores peft's adapter format (:meth:`stored_as` decides
+    between the whole state dict and the trained tensors otherwise). ``structure``: the card entry
     the loader rebuilds added modules from (``{"kind": <models.STRUCTURES entry>, ...}``). ``run(prepared, job)``:
     custom training through the one loop (several phases) on a :class:`TrainJob`; ``files``: extra files written beside the model
     (``name -> writer(path)``); ``metrics``: extra entries for ``metrics.json`` (filled in by ``run`` if it wants).
@@ -71,6 +72,23 @@ class Prepared:
     run: Callable[[Prepared, Any], Outcome] | None = None
     files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def stored_as(self, from_init: bool = False) -> Literal["state_dict", "peft", "trained"]:
+        """How the fitted weights are saved (the card's ``weights``): ``"peft"`` for peft adapters; ``"trained"``
+        (only what the fit changed, loaded over the base model reference, as peft does) when the method adds modules
+        (a ``structure``: adapter, mam, scalearn) and trains less than :data:`TRAINED_SHARE` of the parameters;
+        the whole ``"state_dict"`` otherwise. Methods that keep the base architecture (head, linear_probe, bitfit,
+        partial, sparse, finetune) keep the whole network: their output opens in plain timm, merges, and needs no
+        base. A fit started from another fit (``from_init``) keeps it too: its frozen weights are not the base's."""
+        if self.weights != "state_dict" or not self.structure or from_init:
+            return self.weights
+        trained = sum(p.numel() for p in self.params)
+        total = sum(p.numel() for p in self.model.parameters())
+        return "trained" if trained < TRAINED_SHARE * total else "state_dict"
+
+
+#: a fit that adds modules and trains less than this share of its network's parameters saves only what it trained
+TRAINED_SHARE = 0.5
 
 
 #: Every module of the package registers methods except these (infrastructure): a new method is one file.

@@ -21,6 +21,7 @@ from ..models import (
     ScaledSources,
     architecture_key,
     architecture_of,
+    card_file,
     load,
     read_card,
     replace_module_,
@@ -36,7 +37,7 @@ def _source_adapters(sources: list[str | Path], arch: dict[str, Any]) -> tuple[l
     per_source, insertion, names = [], None, None
     for s in sources:
         d = Path(s)
-        if not (d / "config.json").is_file():
+        if card_file(d) is None:
             raise TransferlabError(f"scalearn source {s} is not a transferlab fit directory")
         card = read_card(d)
         if card.method != "adapter":

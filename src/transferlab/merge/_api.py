@@ -93,8 +93,9 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
                  head_prefix: str | None = None, trust_pickle: bool = False, progress: bool = False,
                  reset_norms: bool = False, reset_examples: int = 256, **options: Any) -> MergeResult:
     """Merge ``models`` into ``out``: ``model.safetensors`` (the merged network with the first task's head, so it
-    loads like a fit output and in timm), ``heads/<task>.safetensors`` (every task's head), ``config.json`` (a fit
-    config plus ``heads`` and ``merge``) and ``merge.json``. ``transferlab.models.load(out, head=task)`` and
+    loads like a fit output and, for timm architectures, in plain timm through the timm ``config.json`` beside it),
+    ``heads/<task>.safetensors`` (every task's head), ``transferlab.json`` (a fit card plus ``heads`` and ``merge``;
+    its local paths relative to ``out``) and ``merge.json``. ``transferlab.models.load(out, head=task)`` and
     ``transferlab predict --head`` use any head. Written tensor by tensor into a temporary directory that replaces
     ``out`` only when complete: a failed merge leaves nothing behind.
 
@@ -104,6 +105,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
 
     from .._io import check_output, write_json_atomic
     from .._registry import check_options
+    from ..models import card_file, save_card
     from ._stream import SafetensorsWriter
 
     out = Path(out)
@@ -112,7 +114,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     check_output(out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(base))
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TransferlabError(f"{out} already exists; choose another --out or pass --overwrite")
-    if out.exists() and any(out.iterdir()) and not (out / "merge.json").is_file() and not (out / "config.json").is_file():
+    if out.exists() and any(out.iterdir()) and not (out / "merge.json").is_file() and card_file(out) is None:
         raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
                                "--overwrite: choose another --out")
     if reset_norms and not data:
@@ -170,8 +172,8 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
                 writer.write(k, v)
             writer.close()
             writer = None
-            config = _merged_config(job, heads, task_names, options, reset_norms)
-            write_json_atomic(tmp / "config.json", config)
+            config = _merged_config(job, heads, task_names, options, reset_norms, out)
+            save_card(tmp, config)  # transferlab.json, and timm's config.json for a timm network
             first = job.tasks[0]
             if first.path is not None and (first.path / "tokenizer").is_dir():
                 shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
@@ -231,16 +233,21 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
 
 
 def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: dict[str, Any],
-                   reset_norms: bool) -> dict[str, Any]:
+                   reset_norms: bool, out: Path) -> dict[str, Any]:
+    """The merged model's card; its local paths relative to ``out`` (``models.recorded_reference``)."""
+    from ..models import portable, recorded_path, recorded_reference
+
     first = job.tasks[0].config or {}
     keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
     h0 = heads[names[0]]
     base_ref = job.base_ref or first.get("model")
-    return {"model": base_ref, "method": "merge", "transferlab_version": __version__, "format": FORMAT,
-            "weights": "state_dict", "structure": {},
+    recorded_heads = {n: {**h, "source": recorded_path(t.path, out) if t.path else t.label}
+                      for (n, h), t in zip(heads.items(), job.tasks, strict=True)}
+    return {"model": recorded_reference(base_ref, out) if base_ref else None, "method": "merge",
+            "transferlab_version": __version__, "format": FORMAT, "weights": "state_dict", "structure": {},
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
-            "class_names": h0["class_names"], "head": job.head_prefix, "heads": heads,
-            "merge": {"method": job.method_name, "options": {**options, **job.method.options()},
+            "class_names": h0["class_names"], "head": job.head_prefix, "heads": recorded_heads,
+            "merge": {"method": job.method_name, "options": portable({**options, **job.method.options()}, out),
                       "norm_statistics": "re-estimated on the data" if reset_norms else "averaged",
-                      "base": str(job.base_ref) if job.base_ref else "state dict",
-                      "models": [str(t.path) if t.path else t.label for t in job.tasks]}}
+                      "base": recorded_reference(job.base_ref, out) if job.base_ref else "state dict",
+                      "models": [recorded_path(t.path, out) if t.path else t.label for t in job.tasks]}}

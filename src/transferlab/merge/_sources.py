@@ -1,6 +1,6 @@
 """Where the weights to merge come from, read one tensor at a time.
 
-A source is a fit output directory (``model.safetensors`` + ``config.json``, or a peft adapter directory), a
+A source is a fit output directory (``model.safetensors`` + ``transferlab.json``, or a peft adapter directory), a
 ``.safetensors`` file, an in-memory state dict, a pickle checkpoint (only with ``trust_pickle``), or, for the base
 only, a model reference (``builtin:``, ``timm:``, ``hf:``, ``st:``) built the way ``fit`` builds it.
 
@@ -31,6 +31,7 @@ class Source:
     config: dict[str, Any] | None = None
     path: Path | None = None
     head_prefix: str | None = None
+    reference: str | None = None  # the model reference it was opened from, as given
 
     def keys(self) -> list[str]:
         raise NotImplementedError
@@ -243,15 +244,29 @@ class LoraSource(Source):
         return d.to(base.dtype)
 
 
-def _read_config(d: Path) -> dict[str, Any] | None:
-    p = d / "config.json"
+def _read_config(d: Path, base: Source | None = None) -> dict[str, Any] | None:
+    """A fit directory's card (``transferlab.json``, or ``config.json`` of an older transferlab), its model reference
+    as this machine opens it; else a Hugging Face folder's own ``config.json`` (timm's string ``architecture``
+    dropped: it is not a transferlab architecture record); else None."""
+    from ..models import card_file, local_reference
+
+    p = card_file(d) or d / "config.json"
     if not p.is_file():
         return None
     try:
         cfg = json.loads(p.read_text())
     except ValueError:
         raise TransferlabError(f"{p} is not valid JSON") from None
-    return cfg if isinstance(cfg, dict) else None
+    if not isinstance(cfg, dict):
+        return None
+    if not isinstance(cfg.get("architecture"), dict):
+        cfg.pop("architecture", None)
+        return cfg
+    if cfg.get("model"):  # recorded relative to the fit directory; named as the merge's base when it is that model
+        here = local_reference(str(cfg["model"]), d)
+        given = base.reference if base is not None else None
+        cfg["model"] = given if given and local_reference(given, ".") == here else here
+    return cfg
 
 
 def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
@@ -275,13 +290,19 @@ def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
 def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickle: bool = False,
                 allow_reference: bool = False) -> Source:
     """A :class:`Source` for a state dict, a file, a fit directory or (``allow_reference``) a model reference."""
-    from ..models import head_prefix, load, read_card
+    from ..models import card_file, head_prefix, load, read_card
 
     if isinstance(obj, dict):
         return DictSource(obj, label)
     p = Path(obj)
     if p.is_dir():
-        cfg = _read_config(p)
+        cfg = _read_config(p, base)
+        card = read_card(p) if card_file(p) is not None else None
+        if card is not None and card.structure:
+            raise TransferlabError(
+                f"{label}: {p} was fitted with {card.method!r}, which adds modules the base architecture lacks; "
+                "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
+                "dora, ia3)")
         if (p / "adapter_config.json").is_file():
             if base is None:
                 raise TransferlabError(f"{label}: {p} is an adapter; it cannot be the base model")
@@ -295,6 +316,9 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                 net = load(p, trust_pickle=trust_pickle).merge_and_unload()
                 src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label, config=cfg)
             src.path = p
+        elif card is not None and card.weights == "trained":  # the trained tensors only: rebuilt over its base
+            net = load(p, trust_pickle=trust_pickle)
+            src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label, config=cfg)
         elif (p / "model.safetensors").is_file():
             src = SafetensorsSource(p / "model.safetensors", label, cfg)
         else:
@@ -306,11 +330,6 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                                        "directory")
         src.path = p
         if cfg and cfg.get("architecture"):
-            if read_card(p).structure:
-                raise TransferlabError(
-                    f"{label}: {p} was fitted with {cfg['method']!r}, which adds modules the base architecture lacks; "
-                    "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
-                    "dora, ia3)")
             src.head_prefix = head_prefix(cfg)
         return src
     if p.is_file():
@@ -327,6 +346,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         net = pretrained(s, trust_pickle=trust_pickle)
         src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label,
                          head_prefix=head_prefix_of(net))
+        src.reference = s
         return src
     raise TransferlabError(f"{label}: {s} does not exist (expected a fit output directory, a .safetensors file"
                            f"{' or a model reference like builtin:efficientnet_lite0' if allow_reference else ''})")

@@ -18,8 +18,9 @@ from ._build import (
     pretrained,
     resolve,
 )
-from ._card import FORMAT, ModelCard, read_card
-from ._saved import evaluate, load, model_inputs, predict, predict_logits, save_model
+from ._card import CARD_FILE, FORMAT, ModelCard, card_file, read_card
+from ._paths import local_reference, peft_base_name, portable, recorded_path, recorded_reference
+from ._saved import evaluate, load, model_inputs, predict, predict_logits, save_card, save_model, timm_config
 from ._structures import STRUCTURES
 
 _LAZY = {
@@ -39,9 +40,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "Built", "ImageTensors", "ModelCard",
-    "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure", "architecture_key",
-    "architecture_of", "build", "evaluate", "head_module_name", "head_prefix", "inject_adapters_", "load",
-    "mam_config", "model_inputs", "net_from_architecture", "predict", "predict_logits", "pretrained", "read_card",
-    "replace_module_", "resolve", "save_model", "scaled_structure",
+    "CARD_FILE", "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "Built", "ImageTensors",
+    "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure",
+    "architecture_key", "architecture_of", "build", "card_file", "evaluate", "head_module_name", "head_prefix",
+    "inject_adapters_", "load", "local_reference", "mam_config", "model_inputs", "net_from_architecture",
+    "peft_base_name", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
+    "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
 ]

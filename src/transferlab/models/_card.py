@@ -1,10 +1,13 @@
-"""The model card: ``config.json`` of a saved adapted model, versioned and validated.
+"""The model card: ``transferlab.json`` of a saved adapted model, versioned and validated.
 
 Format 2 says, as data, everything :func:`~transferlab.models.load` needs: the architecture, the preprocessing, how
-the weights are stored (``weights``: a full ``state_dict`` or a ``peft`` adapter over the model reference) and which
-extra modules to rebuild before loading them (``structure``: its ``kind`` names an entry of
-:data:`~transferlab.models.STRUCTURES`). Format 1 (written by fit and merge before format 2) named only the fit
-method; :func:`read_card` translates it, so those directories still load.
+the weights are stored (``weights``: a full ``state_dict``, a ``peft`` adapter over the model reference, or only the
+``trained`` tensors over it) and which extra modules to rebuild before loading them (``structure``: its ``kind``
+names an entry of :data:`~transferlab.models.STRUCTURES`). Format 1 (written by fit and merge before format 2) named
+only the fit method; :func:`read_card` translates it, so those directories still load.
+
+The card was called ``config.json`` until that name went to the config timm reads (``timm.create_model("local-dir:"
++ DIR)``); a directory without ``transferlab.json`` is read from its ``config.json`` when that is a transferlab card.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from ..errors import TransferlabError
 
 log = logging.getLogger(__name__)
 FORMAT = 2
+#: the card's file name; older directories have it as :data:`OLD_CARD_FILE`
+CARD_FILE = "transferlab.json"
+OLD_CARD_FILE = "config.json"
 #: format 1 stored peft adapters for these fit methods, and rebuilt adapter modules for these (a closed, historical
 #: list: format 2 records both as data)
 _FORMAT1_PEFT = ("lora", "dora", "ia3")
@@ -36,13 +42,14 @@ class Head(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """``config.json`` of a saved model. Unknown keys load with a warning (a newer transferlab wrote them)."""
+    """``transferlab.json`` of a saved model. Unknown keys load with a warning (a newer transferlab wrote them)."""
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     format: int = Field(FORMAT, description="card format (1: fit/merge before transferlab 0.2; 2: this one)")
     transferlab_version: str | None = Field(None, description="the transferlab that wrote it")
-    model: str | None = Field(None, description="the model reference it started from (peft weights load over it)")
+    model: str | None = Field(None, description="the model reference it started from (peft and trained-only weights "
+                              "load over it); a local path in it is relative to the model directory")
     method: str | None = Field(None, description="how it was made: a fit method, 'merge', ...")
     modality: Literal["image", "text"] = Field("image", description="what it takes")
     architecture: dict[str, Any] = Field(description="library + name (+ kwargs / transformers config) to rebuild")
@@ -52,8 +59,10 @@ class ModelCard(BaseModel):
     mean: list[float] | None = Field(None, description="images: normalisation mean")
     std: list[float] | None = Field(None, description="images: normalisation std")
     max_length: int | None = Field(None, description="texts: tokens kept")
-    weights: Literal["state_dict", "peft"] = Field("state_dict", description="model.safetensors, or a peft adapter "
-                                                   "(adapter_model.safetensors) over the reference")
+    weights: Literal["state_dict", "peft", "trained"] = Field(
+        "state_dict", description="model.safetensors (the whole network), a peft adapter (adapter_model.safetensors) "
+        "over the reference, or 'trained': model.safetensors holds what the fit changed (trained parameters, buffers, "
+        "the head, added modules) and loads over the reference")
     structure: dict[str, Any] = Field(default_factory=dict, description="extra modules to rebuild before loading: "
                                       "{'kind': <entry of STRUCTURES>, ...its options}")
     options: dict[str, Any] = Field(default_factory=dict, description="the method's options")
@@ -96,15 +105,46 @@ def _from_format1(raw: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def read_card(model_dir: Path) -> ModelCard:
-    """The validated card of ``model_dir`` (format 1 or 2)."""
+def _json(path: Path) -> Any:
     try:
-        raw = json.loads((model_dir / "config.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        raise TransferlabError(f"{model_dir} holds no readable config.json: not a transferlab model directory") \
-            from None
+        return None
+
+
+def _is_card(raw: Any) -> bool:
+    """A transferlab card (any format), not timm's or transformers' ``config.json``."""
+    return isinstance(raw, dict) and isinstance(raw.get("architecture"), dict)
+
+
+def card_file(model_dir: Path) -> Path | None:
+    """Where ``model_dir``'s card is: ``transferlab.json``, or an older directory's ``config.json`` when that is a
+    transferlab card; None when there is none."""
+    new = Path(model_dir) / CARD_FILE
+    if new.is_file():
+        return new
+    old = Path(model_dir) / OLD_CARD_FILE
+    return old if old.is_file() and _is_card(_json(old)) else None
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """The validated card of ``model_dir`` (format 1 or 2; ``transferlab.json``, or ``config.json`` as older
+    transferlab wrote it)."""
+    model_dir = Path(model_dir)
+    path = model_dir / CARD_FILE
+    if not path.is_file():
+        path = model_dir / OLD_CARD_FILE
+        if not path.is_file():
+            raise TransferlabError(f"{model_dir} holds no {CARD_FILE}: not a transferlab model directory")
+    raw = _json(path)
+    if raw is None:
+        raise TransferlabError(f"{path} is not readable JSON: restore it or refit the model")
     if not isinstance(raw, dict):
-        raise TransferlabError(f"{model_dir}/config.json is not a JSON object")
+        raise TransferlabError(f"{path} is not a JSON object")
+    if path.name == OLD_CARD_FILE and not _is_card(raw):
+        raise TransferlabError(f"{model_dir} holds no {CARD_FILE}, and its {OLD_CARD_FILE} is not a transferlab model "
+                               "card (another library's config, as timm and Hugging Face models have): not a "
+                               "transferlab model directory")
     fmt = raw.get("format", 1)
     if fmt not in (1, FORMAT):
         raise TransferlabError(f"{model_dir} was written in model format {fmt!r} (transferlab "
@@ -116,10 +156,10 @@ def read_card(model_dir: Path) -> ModelCard:
         card = ModelCard.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise TransferlabError(f"{model_dir}/config.json is not a valid model card: "
+        raise TransferlabError(f"{path} is not a valid model card: "
                                f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     extra = sorted(card.model_extra or {})
     if extra:
-        log.warning("%s: ignoring unknown config keys %s (written by transferlab %s)", model_dir, extra,
+        log.warning("%s: ignoring unknown card keys %s (written by transferlab %s)", model_dir, extra,
                     card.transferlab_version)
     return card

@@ -1,8 +1,11 @@
 """Saving and loading adapted models, and the one inference loop.
 
-A model directory holds ``config.json`` (the :class:`~transferlab.models.ModelCard`), the weights
-(``model.safetensors``, or peft's ``adapter_model.safetensors`` over the model reference), ``tokenizer/`` for text
-models and, for merges, ``heads/<task>.safetensors``. Nothing here names a fit method: the card says how to rebuild.
+A model directory holds ``transferlab.json`` (the :class:`~transferlab.models.ModelCard`), the weights
+(``model.safetensors``: the whole network, or only what a fit trained over the model reference; or peft's
+``adapter_model.safetensors`` over it), ``tokenizer/`` for text models and, for merges, ``heads/<task>.safetensors``.
+Where the weights are a whole timm network, a timm ``config.json`` beside them lets plain timm open the directory
+(``timm.create_model("local-dir:" + DIR, pretrained=True)``). Nothing here names a fit method: the card says how to
+rebuild.
 """
 
 from __future__ import annotations
@@ -20,37 +23,156 @@ from .._io import normal_permissions, write_json_atomic
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import ModelError, TransferlabError, few
-from ._build import build, head_prefix, net_from_architecture, resolve
-from ._card import ModelCard, read_card
+from ._build import architecture_key, architecture_of, build, head_prefix, net_from_architecture, resolve
+from ._card import CARD_FILE, OLD_CARD_FILE, ModelCard, read_card
+from ._paths import local_reference, peft_base_name, with_base
 from ._structures import STRUCTURES
 
 log = logging.getLogger(__name__)
+#: timm ``pretrained_cfg`` keys that describe where timm's own weights come from or how they were evaluated, not ours
+_TIMM_SOURCE_KEYS = ("url", "file", "hf_hub_id", "hf_hub_filename", "hf_hub_revision", "source", "state_dict",
+                     "architecture", "tag", "custom_load", "license", "test_input_size", "test_crop_pct",
+                     "min_input_size", "label_names", "label_descriptions")
 
 
-def save_model(directory: str | Path, net: Any, card: ModelCard | dict[str, Any], tokenizer: Any = None) -> None:
+def save_model(directory: str | Path, net: Any, card: ModelCard | dict[str, Any], tokenizer: Any = None, *,
+               base: str | None = None, trust_pickle: bool = False) -> None:
     """Write ``net``'s weights, its card and (text models) its tokenizer into ``directory`` (each file atomically;
-    build a whole output with :func:`transferlab._io.atomic_dir`)."""
-    from safetensors.torch import save_file
+    build a whole output with :func:`transferlab._io.atomic_dir`).
 
+    ``card.weights`` says what is written: ``"state_dict"`` the whole network (and, for a plain timm network, timm's
+    ``config.json``); ``"peft"`` peft's adapter files, with ``base_model_name_or_path`` naming the base; ``"trained"``
+    only the tensors :func:`load` cannot rebuild from the base: ``base`` (default: the card's model reference, its
+    path read relative to ``directory``) is built with the card's structure and every tensor it reproduces exactly is
+    left out (the trained parameters, the buffers and the head are always written)."""
     out = Path(directory)
     card = card if isinstance(card, ModelCard) else ModelCard.model_validate(card)
     out.mkdir(parents=True, exist_ok=True)
     if tokenizer is not None:  # text models: predict needs the exact tokenizer, offline
         _save_tokenizer(out, tokenizer)
     if card.weights == "peft":  # peft's own format: PeftModel.from_pretrained(base, out) loads it
-        net.save_pretrained(str(out))
+        for cfg in net.peft_config.values():
+            cfg.base_model_name_or_path = peft_base_name(card.model)
+        # no embedding layer is ever adapted here; "auto" would ask the hub about base_model_name_or_path
+        net.save_pretrained(str(out), save_embedding_layers=False)
     else:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"transferlab_version": __version__})
-            normal_permissions(tmp)
-            os.replace(tmp, out / "model.safetensors")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    write_json_atomic(out / "config.json", card.to_json())
+        if card.weights == "trained":
+            state = _trained_part(net, state, card, base or local_reference(card.model or "", out), trust_pickle)
+        _write_weights(out / "model.safetensors", state)
+    save_card(out, card)
+
+
+def _write_weights(path: Path, state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"transferlab_version": __version__})
+        normal_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_card(directory: str | Path, card: ModelCard | dict[str, Any]) -> None:
+    """Write the card as ``transferlab.json`` and, where ``model.safetensors`` is a whole timm network (no added
+    modules), timm's ``config.json`` beside it (:func:`timm_config`)."""
+    out = Path(directory)
+    raw = card.to_json() if isinstance(card, ModelCard) else dict(card)
+    write_json_atomic(out / CARD_FILE, raw)
+    timm_cfg = timm_config(raw)
+    if timm_cfg is not None:
+        write_json_atomic(out / OLD_CARD_FILE, timm_cfg)
+
+
+def timm_config(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``config.json`` timm's hub models have, for a saved model whose ``model.safetensors`` is a whole timm
+    network: ``timm.create_model("local-dir:" + DIR, pretrained=True)`` builds it with these weights (shape
+    arguments in ``model_args``, preprocessing in ``pretrained_cfg``, class names in ``label_names``). None for
+    anything else (peft adapters, trained-only weights, added modules, text models)."""
+    arch = card.get("architecture") or {}
+    if (arch.get("library") != "timm" or card.get("weights", "state_dict") != "state_dict" or card.get("structure")
+            or card.get("modality", "image") != "image" or not card.get("num_classes")):
+        return None
+    import torch
+
+    c = int(card["num_classes"])
+    with torch.device("meta"):  # no memory, no weights: only the defaults and shapes
+        net = net_from_architecture(arch, c)
+    pc = {k: v for k, v in dict(getattr(net, "pretrained_cfg", None) or {}).items()
+          if v is not None and k not in _TIMM_SOURCE_KEYS}
+    chans = int((pc.get("input_size") or (3,))[0])
+    size = int(card.get("image_size") or (pc.get("input_size") or (3, 224, 224))[-1])
+    # transferlab's preprocessing: a square bilinear resize to image_size, no crop, then normalisation
+    pc.update(input_size=[chans, size, size], interpolation="bilinear", crop_pct=1.0, crop_mode="center",
+              num_classes=c)
+    if card.get("mean") and card.get("std"):
+        pc.update(mean=list(card["mean"]), std=list(card["std"]))
+    cfg: dict[str, Any] = {"architecture": arch["name"], "num_classes": c,
+                           "num_features": int(getattr(net, "num_features", 0) or 0)}
+    pool = getattr(net, "global_pool", None)
+    if isinstance(pool, str) and pool:
+        cfg["global_pool"] = pool
+    cfg["label_names"] = list(card.get("class_names") or [])
+    cfg["pretrained_cfg"] = pc
+    if arch.get("kwargs"):  # shape arguments (the small zoo's ViT at 32 px): timm passes model_args to the model
+        cfg["model_args"] = dict(arch["kwargs"])
+    return cfg
+
+
+def _trained_part(net: Any, state: dict[str, Any], card: ModelCard, ref: str, trust_pickle: bool) -> dict[str, Any]:
+    """The tensors of ``state`` that :func:`load` cannot rebuild from the base ``ref``: the trained parameters,
+    every buffer, the head, and whatever else differs from the base built with the card's structure."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # a fresh head and new modules draw from the generator: not the caller's
+        rebuilt = _structured(_base_network(card, ref, trust_pickle, "the tensors its fit trained", "the fitted model"),
+                              state, card, "the fitted model")
+    base = rebuilt.state_dict()
+    lacking = [k for k in base if k not in state]
+    if lacking:
+        raise TransferlabError(f"cannot save only the trained tensors: the base {ref} rebuilt with the card's "
+                               f"structure has {lacking[0]}, which the fitted network lacks")
+    always = {n for n, p in net.named_parameters() if p.requires_grad} | {n for n, _ in net.named_buffers()}
+    h = head_prefix(net)
+    keep = {k: v for k, v in state.items()
+            if k in always or k == h or k.startswith(h + ".") or k not in base or base[k].shape != v.shape
+            or not torch.equal(base[k].to(v.device), v)}
+    log.info("saving %d of %d tensors (%.1f%% of the values): the rest is the base %s", len(keep), len(state),
+             100 * sum(v.numel() for v in keep.values()) / max(1, sum(v.numel() for v in state.values())), ref)
+    return keep
+
+
+def _base_network(card: ModelCard, ref: str, trust_pickle: bool, what: str, where: str | None = None) -> Any:
+    """The pretrained network ``ref`` with a fresh head, as fit built it; a clear error (naming ``where``, the
+    model directory) when it cannot be opened."""
+    where = where or "the model"
+    try:
+        net = build(resolve(ref, trust_pickle), card.num_classes).net
+    except TransferlabError as exc:
+        raise TransferlabError(
+            f"{where} holds only {what} over the base model {card.model!r}, and that base cannot be opened here "
+            f"{f'as {ref!r} ' if ref != card.model else ''}({str(exc).rstrip('.')}); keep the base where the reference says (a path in it is relative to the "
+            "model directory), or name it: transferlab.models.load(DIR, base=REFERENCE_OR_PATH)") from None
+    got = architecture_of(net)
+    if card.architecture and architecture_key(got) != architecture_key(card.architecture):
+        raise TransferlabError(f"the base {ref} is a {got.get('name')}, but {where} was fitted on a "
+                               f"{card.architecture.get('name')}: give the base it was fitted on")
+    return net
+
+
+def _structured(net: Any, state: dict[str, Any], card: ModelCard, where: Any) -> Any:
+    """``net`` with the modules the card's structure names, rebuilt from ``state``."""
+    if not card.structure:
+        return net
+    kind = card.structure.get("kind")
+    if kind not in STRUCTURES:
+        raise TransferlabError(f"{where}: unknown model structure {kind!r} (known: {', '.join(STRUCTURES)}); "
+                               "written by a newer transferlab?")
+    return STRUCTURES.get(kind)(net, state, card.structure)
 
 
 def _save_tokenizer(out: Path, tokenizer: Any) -> None:
@@ -65,13 +187,17 @@ def _save_tokenizer(out: Path, tokenizer: Any) -> None:
         raise
 
 
-def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool = False) -> Any:
+def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool = False,
+         base: str | Path | None = None) -> Any:
     """The adapted model saved by fit (or merge), in eval mode, ready for inference (``model(x) -> logits``).
 
     ``head``: for a merged model, the task whose classification head to use (default: the first; the card's
-    ``heads`` lists them). ``model.transferlab_config`` holds the card as a dict (``class_names`` and ``num_classes``
-    of the chosen head); text models also carry ``model.transferlab_tokenizer`` (their input is ``[B, 2, L]`` token
-    ids and attention mask, or a tokenizer's dict output)."""
+    ``heads`` lists them). ``base``: where the base model is, for a directory that holds only a peft adapter or the
+    trained tensors over it (default: the card's model reference; a path in it is relative to ``model_dir``): a
+    model reference, or a local path that replaces the reference's own (``timm:NAME@PATH``). ``model.transferlab_config``
+    holds the card as a dict (``class_names`` and ``num_classes`` of the chosen head); text models also carry
+    ``model.transferlab_tokenizer`` (their input is ``[B, 2, L]`` token ids and attention mask, or a tokenizer's dict
+    output)."""
 
     d = Path(model_dir)
     card = read_card(d)
@@ -91,14 +217,19 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
 
         quiet_transformers()
         tokenizer = load_tokenizer(str(d / "tokenizer"))
+    over_base = card.weights in ("peft", "trained")
+    if over_base and not (card.model or base):
+        raise TransferlabError(f"{d}: its weights load over a base model, but the card names none; give it: "
+                               "transferlab.models.load(DIR, base=REFERENCE)")
+    ref = (with_base(card.model, base) if base is not None else local_reference(card.model or "", d)) \
+        if over_base else ""
+    what = "a peft adapter" if peft_format else "the tensors its fit trained"
     if peft_format:
         from peft import PeftModel
 
-        if not card.model:
-            raise TransferlabError(f"{d}: a peft adapter without the model reference it adapts")
         _read_weights(d / "adapter_model.safetensors")  # damaged or non-finite: refused before peft reads it
         # the weights the adapters were trained on (peft reads adapter_model.safetensors, never a pickle beside it)
-        net = PeftModel.from_pretrained(build(resolve(card.model, trust_pickle), card.num_classes).net, str(d))
+        net = PeftModel.from_pretrained(_base_network(card, ref, trust_pickle, what, str(d)), str(d))
         check_finite(net.state_dict(), str(d))
     else:
         state = _read_weights(d / "model.safetensors")
@@ -109,15 +240,17 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
             state.update(_read_weights(d / h.file))
             card = card.model_copy(update={"num_classes": h.num_classes, "class_names": h.class_names,
                                            "head": prefix, "selected_head": head})
-        net = net_from_architecture(arch, card.num_classes)
-        if card.structure:
-            kind = card.structure.get("kind")
-            if kind not in STRUCTURES:
-                raise TransferlabError(f"{d}: unknown model structure {kind!r} (known: {', '.join(STRUCTURES)}); "
-                                       "written by a newer transferlab?")
-            net = STRUCTURES.get(kind)(net, state, card.structure)
+        trained = card.weights == "trained"
+        net = _base_network(card, ref, trust_pickle, what, str(d)) if trained \
+            else net_from_architecture(arch, card.num_classes)
+        net = _structured(net, state, card, d)
         try:
-            net.load_state_dict(state)
+            if trained:  # the rest is the base's: only tensors the network lacks are an error
+                unexpected = net.load_state_dict(state, strict=False).unexpected_keys
+                if unexpected:
+                    raise RuntimeError(f"unexpected tensor {unexpected[0]}")
+            else:
+                net.load_state_dict(state)
         except RuntimeError as exc:
             raise TransferlabError(f"{d}: the saved weights do not fit the recorded architecture "
                                    f"({str(exc).splitlines()[0]})") from None
