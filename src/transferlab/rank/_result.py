@@ -108,6 +108,7 @@ class RankResult:
             "recommendation": self.recommendation(),
             "recommendation_why": self.recommendation_why(),
             "expected_accuracy": self.expected_accuracy(),
+            "preferred_metrics": self.preferred_metrics(len(self.metrics)),  # the order compact tables show them
             "ensemble": self.ensemble,
         }
 

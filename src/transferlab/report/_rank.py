@@ -121,9 +121,7 @@ def _model_cell(m: Any) -> str:
 
 def _tables(result: Any) -> str:
     """The compact table (consensus and the preferred metrics) and, folded, the table of every metric."""
-    from ..rank._result import PREFERRED
-
-    compact = ([k for k in PREFERRED if k in result.metrics] + [k for k in result.metrics if k not in PREFERRED])[:4]
+    compact = list(getattr(result, "preferred_metrics", None) or result.metrics)[:4]
     rows = [[m.consensus_rank, _model_cell(m), fmt(m.consensus_score, 3), *(_score_cell(m, k) for k in compact),
              fmt(m.metadata.get("params"))] for m in result.models]
     out = table(["#", "model", "consensus", *compact, "params"], rows, left=2)
