@@ -10,26 +10,6 @@ from transferlab.bench import bench_rank, random_baseline, rank_quality
 from transferlab.errors import TransferlabError
 
 
-@pytest.fixture(scope="module")
-def tiny_zoo(tmp_path_factory):
-    """Three image models: two tiny timm EfficientNets with different random weights, and raw pixels."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    d = tmp_path_factory.mktemp("zoo")
-    refs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        m = timm.create_model("test_efficientnet", pretrained=False)
-        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(d / f"w{seed}.safetensors"))
-        refs.append(f"timm:test_efficientnet@{d / f'w{seed}.safetensors'}")
-    refs.append("builtin:pixels")
-    zoo = d / "zoo.yaml"
-    zoo.write_text("name: tiny\nmodels:\n" + "".join(f"  - ref: '{r}'\n" for r in refs))
-    return str(zoo), refs
-
-
 def test_rank_quality_matches_scipy_and_rel_at_1():
     scores = {"a": 0.9, "b": 0.5, "c": 0.7, "d": None}
     acc = {"a": 0.80, "b": 0.70, "c": 0.85, "d": 0.9}

@@ -9,6 +9,7 @@ Kendall tau, Kendall tau and rel@1 per target, with a bootstrap interval over mo
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .._progress import progress as progress_bars
 from .._version import __version__
 from ..errors import TransferlabError
 from ._quality import random_baseline, rank_quality
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +41,9 @@ class BenchResult:
     cost: dict[str, float]
     options: dict[str, Any] = field(default_factory=dict)
     ensemble: dict[str, dict[str, Any]] | None = None  # target -> chosen set and its validation
+    #: per target, per model: the linear-probe reference, the protocol chosen, the grid's results, the flags
+    cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)  # ground_truth_checks(): intervals, ties, flags, warnings
 
     @staticmethod
     def _summary(per_target: dict[str, dict[str, Any]], targets: list[str]) -> dict[str, Any]:
@@ -57,7 +63,7 @@ class BenchResult:
             "metrics": {m: self._summary(self.quality[m], self.targets) for m in self.quality},
             "baselines": {b: self._summary(self.baselines[b], self.targets) for b in self.baselines},
             "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
-            "ensemble": self.ensemble,
+            "ensemble": self.ensemble, "cells": self.cells, "checks": self.checks,
         }
 
     def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
@@ -136,7 +142,9 @@ def bench_rank(
     metrics: Sequence[str] | str | None = None,
     limit: int | None = None,
     image_size: int | None = None,
-    epochs: int = 3,
+    epochs: int = 15,
+    patience: int = 3,
+    grid: dict[str, Any] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
     ray_address: str | None = None,
@@ -147,27 +155,46 @@ def bench_rank(
 ) -> BenchResult:
     """Measure every metric's ranking quality on ``targets`` (dataset references) against ground truth from the
     ``fit`` method ``protocol`` (``linear_probe``: logistic regression on the cached features, seconds; ``finetune``,
-    ``lora``...: ``epochs`` of training per cell). ``limit``: a stratified sample of each train split, used by both the
-    metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray instance, or ``ray_address``).
+    ``lora``, ``partial``...: per cell, a grid of learning rates, each point trained for up to ``epochs`` with early
+    stopping after ``patience`` epochs without a better validation accuracy, the best validation point's test
+    accuracy; ``best``: per cell, the protocol with the best validation accuracy). ``grid``: the grid of a training
+    protocol, ``{"lr": [...], "head_lr_scale": [...]}``, or ``{protocol: grid}`` for ``best`` (default:
+    :func:`~transferlab.bench._ground_truth.default_grid`). Models that cannot be trained (baselines) get their
+    linear-probe accuracy, marked as a fallback, and are named before any work. ``limit``: a stratified sample of each
+    train split, used by both the metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray
+    instance, or ``ray_address``).
     ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
     top-K by consensus and ``random_ensembles`` random K-sets."""
-    from ..fit import list_methods
     from ..rank import rank
     from ..zoo import load_zoo
     from ..zoo._cache import default_cache_dir
+    from ._checks import ground_truth_checks
+    from ._ground_truth import check_protocol, preflight
 
     target_list = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
     target_list = [t for t in target_list if t]
     if not target_list:
         raise TransferlabError("bench rank needs at least one target dataset (--targets T1,T2,...)")
-    if protocol not in list_methods():
-        raise TransferlabError(f"unknown protocol {protocol!r}; any fit method works: {', '.join(list_methods())}")
+    check_protocol(protocol)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise TransferlabError(f"patience must be a whole number >= 1, got {patience!r}")
+    grids = _grids(protocol, grid)
     if backend not in ("local", "ray"):
         raise TransferlabError(f"unknown backend {backend!r}; choose local or ray")
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
     if len(z.models) < 3:
         raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
+    if protocol != "linear_probe":  # before any work: the protocol applies, and which models get the fallback
+        from ..data import load_dataset
+
+        first = load_dataset(target_list[0], "train")
+        for _ref, why in preflight(protocol, [e.ref for e in z.models], grids, first, image_size,
+                                  trust_pickle).items():
+            log.warning("%s: the %s protocol cannot train it; its linear-probe accuracy stands in as its ground truth (marked "
+                        "as a fallback)", why, protocol)
 
     # scores: one rank per target (features and scores cached)
     scores: dict[str, dict[str, dict[str, float | None]]] = {}
@@ -193,10 +220,10 @@ def bench_rank(
     if image_size:
         options["image_size"] = image_size
     if protocol != "linear_probe":
-        options["epochs"] = epochs
+        options.update(epochs=epochs, patience=patience)
     cache_root = str(default_cache_dir())
     cells = [{"model_ref": m["ref"], "target": t, "protocol": protocol, "limit": limit, "seed": seed,
-              "options": options, "cache_root": cache_root, "trust_pickle": trust_pickle}
+              "options": options, "cache_root": cache_root, "grid": grids, "trust_pickle": trust_pickle}
              for t in target_list for m in models]
     with progress_bars(progress) as bars:
         task = bars.add("ground truth", len(cells))
@@ -205,11 +232,16 @@ def bench_rank(
             bars.advance(task, note=f"{cell.get('model', '')} on {cell.get('target', '')}")
 
         gt_cells = _local(cells, advance) if backend == "local" else _ray(cells, advance, ray_address)
-    ground_truth = {t: {} for t in target_list}
+    ground_truth: dict[str, dict[str, float | None]] = {t: {} for t in target_list}
+    details: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in target_list}
     gt_seconds = 0.0
     for c in gt_cells:
         ground_truth[c["target"]][c["model"]] = c["test_accuracy"]
+        details[c["target"]][c["model"]] = {k: v for k, v in c.items() if k not in ("correct", "model", "target")}
         gt_seconds += c["seconds"]
+    checks = ground_truth_checks(gt_cells, {m["ref"]: m["name"] for m in models}, n_boot=n_boot, seed=seed)
+    for w in checks["warnings"]:
+        log.warning("%s", w)
 
     # quality of every metric, the consensus and the baselines
     quality = {m: {t: rank_quality(scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
@@ -231,8 +263,27 @@ def bench_rank(
     return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=metric_names,
                        ground_truth=ground_truth, scores=scores, quality=quality, baselines=baselines, cost=cost,
                        options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
-                                "epochs": epochs if protocol != "linear_probe" else None, "n_boot": n_boot},
-                       ensemble=ens)
+                                "epochs": epochs if protocol != "linear_probe" else None,
+                                "patience": patience if protocol != "linear_probe" else None,
+                                "grid": grids or None, "n_boot": n_boot},
+                       ensemble=ens, cells=details, checks=checks)
+
+
+def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, list[Any]]]:
+    """The grid of every training protocol a ``protocol`` runs (``best``: each of BEST_OF but the probe): ``grid``
+    is one protocol's grid, or ``{protocol: grid}``; values become lists; default :func:`default_grid`."""
+    from ._ground_truth import BEST_OF, default_grid
+
+    runs = [p for p in (BEST_OF if protocol == "best" else (protocol,)) if p != "linear_probe"]
+    given = grid or {}
+    per = given if given and all(k in runs for k in given) else {p: given for p in runs}
+    out = {}
+    for p in runs:
+        g = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (per.get(p) or default_grid(p)).items()}
+        if any(not v for v in g.values()):
+            raise TransferlabError(f"the grid of {p} needs at least one value per key, got {per.get(p)!r}")
+        out[p] = g
+    return out
 
 
 def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float | None], limit: int | None,
@@ -240,8 +291,9 @@ def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float
     """Ground truth of the chosen ensemble (a probe on the members' concatenated, standardised features) next to the
     best single model, the top-K by consensus and random K-sets."""
     from ..data import load_dataset
+    from ..train import probe_accuracy
     from ..zoo import resolve_model
-    from ._ground_truth import feature_pair, probe_accuracy
+    from ._ground_truth import feature_pair
 
     train = load_dataset(target, "train")
     if limit:

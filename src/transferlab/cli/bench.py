@@ -15,8 +15,9 @@ app = typer.Typer(help="Ground truth for the claims: measure methods on your own
 def bench_rank_cmd(
     zoo: str = typer.Option("builtin:vision", "--zoo", "-z", help="Zoo reference or YAML file."),
     targets: str = typer.Option(..., "--targets", "-t", help="Comma-separated target datasets."),
-    fit_method: str = typer.Option("linear_probe", "--fit-method", help="fit method for the ground truth "
-                                 "(linear_probe, finetune, lora, ...)."),
+    fit_method: str = typer.Option("linear_probe", "--fit-method", help="Ground-truth protocol: linear_probe, "
+                                   "finetune, lora, partial (any fit method), or best (per cell, the best of them "
+                                   "by validation accuracy)."),
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)."),
     metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the default set)."),
@@ -24,7 +25,12 @@ def bench_rank_cmd(
     metrics_m: str = typer.Option(None, "-m", hidden=True, help="Deprecated spelling of --metrics."),
     limit: int = typer.Option(None, "--limit", min=1, help="Class-stratified sample of each train split."),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input size for image models (default: fit's)."),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per ground-truth fit (not linear_probe)."),
+    epochs: int = typer.Option(15, "--epochs", min=1, help="Most epochs per grid point of a training protocol."),
+    patience: int = typer.Option(3, "--patience", min=1, help="Stop a grid point after this many epochs without a "
+                                 "better validation accuracy."),
+    grid: str = typer.Option(None, "--grid", help="The grid of a training protocol, e.g. "
+                             "'lr=1e-3,3e-4;head_lr_scale=1,10' (default: 3 learning rates around the method's "
+                             "default x head multiplier 1, 10)."),
     ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose and validate a K-model ensemble."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/bench-rank"), "--out", "-o", help="Output directory."),
@@ -40,8 +46,8 @@ def bench_rank_cmd(
     protocol = alias("--fit-method", "--protocol", fit_method, protocol)
     metrics = alias("--metrics", "-m", metrics, metrics_m)
     r = bench_rank(zoo, targets, protocol=protocol, backend=backend, metrics=metrics, limit=limit,
-                   image_size=image_size, epochs=epochs, seed=seed, ray_address=ray_address, progress=not quiet,
-                   ensemble=ensemble)
+                   image_size=image_size, epochs=epochs, patience=patience, grid=_grid(grid), seed=seed,
+                   ray_address=ray_address, progress=not quiet, ensemble=ensemble)
     paths = r.save(out)
     c = console()
     t = Table("score", *[x.removeprefix("builtin:") for x in r.targets], "mean τw", title="weighted Kendall tau")
@@ -53,10 +59,36 @@ def bench_rank_cmd(
         c.print(f"{target}: ensemble of {e['k']} {e['chosen_accuracy']:.4f} (top-{e['k']} by consensus "
                 f"{e['top_k_consensus_accuracy']:.4f}, best single {e['best_single_accuracy']:.4f}, random sets "
                 f"{e['random_mean_accuracy']:.4f} mean)", highlight=False)
+    ch = r.checks or {}
+    if r.protocol != "linear_probe":
+        c.print(f"ground truth ({r.protocol}): {sum(len(v) for v in r.cells.values())} cells, "
+                f"{len(ch.get('under_trained', []))} under-trained, {len(ch.get('not_converged', []))} without a "
+                f"plateau, {len(ch.get('fallbacks', []))} linear-probe fallbacks (warnings above; report.html)",
+                highlight=False)
     ratio = r.cost["ground_truth_over_ranking"]
     c.print(f"ranking {r.cost['ranking_seconds']:.1f} s, ground truth {r.cost['ground_truth_seconds']:.1f} s"
             + (f" ({ratio:.1f}x)" if ratio else ""), highlight=False)
     c.print(f"bench.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+def _grid(text: str | None) -> dict[str, list[float | int]] | None:
+    """``'lr=1e-3,3e-4;head_lr_scale=1,10'`` -> ``{"lr": [0.001, 0.0003], "head_lr_scale": [1.0, 10.0]}``."""
+    from ..errors import TransferlabError
+
+    if not text:
+        return None
+    out: dict[str, list[float | int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, eq, values = part.partition("=")
+        try:  # whole numbers stay ints (blocks=1,2), the rest are floats (lr=1e-3)
+            vals = [int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            vals = []
+        if not eq or not key.strip() or not vals:
+            raise TransferlabError(f"--grid: cannot read {part!r}; write KEY=V1,V2;KEY2=V3 (e.g. "
+                                   "'lr=1e-3,3e-4;head_lr_scale=1,10')")
+        out[key.strip()] = vals
+    return out
 
 
 @app.command("merge")

@@ -66,6 +66,8 @@ def fit_cmd(
     max_length: int = typer.Option(None, "--max-length", min=8, max=512,
                                    help="Text models: tokens per example (default 128)."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", callback=positive, help="Stop after the epoch that passes this."),
+    patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: stop after this many epochs "
+                                 "without a better validation accuracy (the best epoch is kept either way)."),
     init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different model in --out."),
@@ -79,7 +81,7 @@ def fit_cmd(
     list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Adapt a pretrained model to DATA; write the model, config.json and metrics.json."""
+    """Adapt a pretrained model to DATA; write the model, its card (transferlab.json), metrics.json and a report."""
     from ..fit import fit
 
     if list_:
@@ -95,7 +97,8 @@ def fit_cmd(
     test = _load(data, "test", None, text_column, label_column)
     out_dir = out or Path("runs") / f"fit-{train.name}-{method}"
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
-            image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, seed=seed, progress=not quiet,
+            image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,
+            progress=not quiet,
             trust_pickle=trust_pickle, init=init, **_options(option))
     m = r.metrics
     c = console()

@@ -204,21 +204,26 @@ def check_rankable(ds: Dataset) -> None:
         )
 
 
+def validation_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_idx, val_idx)`` of :func:`split_validation`: ``fraction`` of every class with at least 3 examples
+    (deterministic for a seed); ``val_idx`` is empty when no class gives one."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    if fraction > 0:
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            k = int(round(fraction * len(idx)))
+            if len(idx) >= 3 and k >= 1:
+                val.extend(rng.choice(idx, k, replace=False))
+    val_idx = np.sort(np.array(val, dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
     """A stratified validation split carved from the training split (deterministic)."""
-    if fraction <= 0:
+    train_idx, val_idx = validation_indices(ds.labels, fraction, seed)
+    if not len(val_idx):
         return ds, None
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(ds.labels):
-        idx = np.flatnonzero(ds.labels == c)
-        k = int(round(fraction * len(idx)))
-        if len(idx) >= 3 and k >= 1:
-            val.extend(rng.choice(idx, k, replace=False))
-    if not val:
-        return ds, None
-    val_idx = np.sort(np.array(val))
-    train_idx = np.setdiff1d(np.arange(len(ds)), val_idx)
     return ds.subset(train_idx), ds.subset(val_idx)
 
 

@@ -109,14 +109,16 @@ def _prediction_warnings(y_pred: np.ndarray | None, class_names: tuple[str, ...]
 
 
 def _check_arguments(*, epochs: int, lr: float | None, batch_size: int, image_size: int | None, val_fraction: float,
-                     budget_minutes: float | None) -> None:
+                     budget_minutes: float | None, patience: int | None = None) -> None:
     """Bad numbers are refused before any work, with the argument's name (``--lr nan``, ``--epochs 0``)."""
     import math
 
     def bad(name: str, value: Any, want: str) -> TransferlabError:
         return TransferlabError(f"{name} must be {want}, got {value!r}")
 
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
+        if name == "patience" and v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise bad(name, v, "a whole number >= 1")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
@@ -135,22 +137,24 @@ def _prepare(method: str, net: Any, ctx: FitContext, options: dict[str, Any]) ->
         raise TransferlabError(f"{method}: {exc}") from None
 
 
-def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) -> tuple[list[dict], float | None]:
+def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) -> tuple[list[dict], float | None,
+                                                                                     dict[str, Any]]:
     """The method's own phases, or one run of the loop with its objective (the supervised one by default), or
-    nothing when ``prepare`` already fitted everything."""
+    nothing when ``prepare`` already fitted everything; with how the run ended (best epoch, early stop)."""
     from ..train import Supervised, train
 
     if prep.run is not None:
         outcome = prep.run(prep, job)
-        return outcome.history, outcome.val_accuracy
+        return outcome.history, outcome.val_accuracy, {}
     if not prep.params and prep.objective is None:
-        return [], None
+        return [], None, {}
     objective = prep.objective or Supervised(
         params=prep.params, terms=[prep.regularizer], lr_scales=prep.lr_scales,
         freeze_norm_stats=prep.freeze_norm_stats, options={"method": method, "options": options})
     result = train({"model": prep.model}, objective, job.train_data, job.config, val_data=job.val_data,
                    progress=job.progress, checkpoint_dir=job.checkpoint_dir)
-    return result.history, result.best_val_accuracy
+    return result.history, result.best_val_accuracy, {"best_epoch": result.best_epoch,
+                                                       "stopped_early": result.stopped_early}
 
 
 def fit(
@@ -168,6 +172,7 @@ def fit(
     max_length: int | None = None,
     val_fraction: float = 0.1,
     budget_minutes: float | None = None,
+    patience: int | None = None,
     seed: int = 0,
     progress: bool = False,
     trust_pickle: bool = False,
@@ -178,13 +183,14 @@ def fit(
 
     A stratified ``val_fraction`` of the training split is held out for early stopping and model selection; ``test``
     (default: the dataset's test split when ``dataset`` is a reference) gives ``test_accuracy``. With ``out``, the
-    adapted model (``model.safetensors`` + ``config.json``) and ``metrics.json`` are written there, and training
+    adapted model (``model.safetensors`` + ``transferlab.json``) and ``metrics.json`` are written there, and training
     checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
-    size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128).
+    size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128). ``patience``:
+    stop after that many epochs without a better validation accuracy (the best epoch's weights are kept either way).
     """
     options = check_options(method, METHODS.get(method), options, skip=2, caller=("fit", fit))  # before any work
     _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
-                     budget_minutes=budget_minutes)
+                     budget_minutes=budget_minutes, patience=patience)
     ds = load_dataset(dataset, "train")  # a reference, a Dataset or data in memory
     if test is None and isinstance(dataset, (str, Path)):  # data in memory has no test split: pass test= for one
         test = load_dataset(dataset, "test")
@@ -203,8 +209,8 @@ def fit(
     try:
         return _fit(ds, test_ds, backbone, model, method, identity, out_dir, scratch, epochs=epochs, lr=lr,
                     batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
-                    budget_minutes=budget_minutes, seed=seed, progress=progress, trust_pickle=trust_pickle,
-                    init=init, options=options)
+                    budget_minutes=budget_minutes, patience=patience, seed=seed, progress=progress,
+                    trust_pickle=trust_pickle, init=init, options=options)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -212,8 +218,8 @@ def fit(
 
 def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method: str, identity: dict[str, Any],
          out_dir: Path | None, scratch: Path | None, *, epochs: int, lr: float | None, batch_size: int,
-         image_size: int | None, val_fraction: float, budget_minutes: float | None, seed: int, progress: bool,
-         trust_pickle: bool, init: str | Path | None, options: dict[str, Any]) -> FitResult:
+         image_size: int | None, val_fraction: float, budget_minutes: float | None, patience: int | None, seed: int,
+         progress: bool, trust_pickle: bool, init: str | Path | None, options: dict[str, Any]) -> FitResult:
     from ..train import Supervised, TrainConfig, evaluate, seed_everything
 
     c = ds.num_classes
@@ -229,12 +235,13 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
     train_data = built.tensors(train_ds, augment=True)
     val_data = built.tensors(val_ds) if val_ds is not None else None
     cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method).get("default_lr") or 1e-3, batch_size=batch_size,
-                      seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None)
+                      seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None,
+                      patience=patience if val_data is not None else None)
     t0 = time.perf_counter()
     prep = _prepare(method, built.net, FitContext(backbone, train_ds, built.image_size, seed), options)
     ckdir = scratch or (out_dir / "checkpoints" if out_dir is not None else None)
     job = TrainJob(train_data, val_data, cfg, progress, ckdir)
-    history, val_acc = _train(method, prep, job, options)
+    history, val_acc, ending = _train(method, prep, job, options)
     net = prep.model
     train_seconds = time.perf_counter() - t0
     if val_acc is None and val_data is not None:
@@ -249,7 +256,7 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
         "n_test": len(test_ds) if test_ds is not None else 0,
         "trainable_params": int(sum(p.numel() for p in prep.params)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
-        "train_seconds": train_seconds, "epochs": len(history), **built.preprocessing(),
+        "train_seconds": train_seconds, "epochs": len(history), **ending, **built.preprocessing(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
         "warnings": _prediction_warnings(y_pred, ds.class_names),

@@ -49,8 +49,9 @@ def parameter_groups(model: Any) -> list[list[Any]]:
 @METHODS.register("finetune", summary="full fine-tuning: every parameter trains", default_lr=3e-4,
                   paper="Kornblith et al., Do Better ImageNet Models Transfer Better?, CVPR 2019")
 def finetune(model: Any, ctx: FitContext, l2sp: float = 0.0, l2sp_head: float = 0.0, bss: float = 0.0,
-             bss_k: int = 1) -> Prepared:
-    """Full fine-tuning, optionally regularised.
+             bss_k: int = 1, head_lr_scale: float = 1.0) -> Prepared:
+    """Full fine-tuning, optionally regularised; the new head learns at ``head_lr_scale`` times the learning rate
+    (a fresh head often needs larger steps than the pretrained body: the transferability literature tunes both).
 
     ``l2sp``: L2-SP (Li, Grandvalet, Davoine, ICML 2018), ``l2sp/2 * ||w - w0||^2`` over the pretrained weights plus
     ``l2sp_head/2 * ||w_head||^2``. ``bss``: Batch Spectral Shrinkage (Chen et al., NeurIPS 2019),
@@ -63,7 +64,14 @@ def finetune(model: Any, ctx: FitContext, l2sp: float = 0.0, l2sp_head: float = 
     if bss > 0:
         terms.append(_bss(model, bss, bss_k))
     reg = None if not terms else (lambda m, x, logits: sum(t(m, x, logits) for t in terms))
-    return Prepared(model, params, reg)
+    return Prepared(model, params, reg, lr_scales=_head_scales(model, head_lr_scale))
+
+
+def _head_scales(model: Any, scale: float) -> dict[int, float]:
+    """``lr_scales`` that put the head at ``scale`` times the learning rate (none for 1)."""
+    if not scale > 0:
+        raise TransferlabError(f"head_lr_scale must be > 0, got {scale}")
+    return {} if scale == 1 else {id(p): float(scale) for p in _head_params(model)}
 
 
 def _l2sp(model: Any, alpha: float, beta: float) -> Any:
@@ -94,13 +102,14 @@ def _bss(model: Any, eta: float, k: int) -> Any:
 
 @METHODS.register("partial", summary="the last k blocks and the head train (k=2 by default)", default_lr=1e-3,
                   paper="Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014")
-def partial(model: Any, ctx: FitContext, blocks: int = 2) -> Prepared:
+def partial(model: Any, ctx: FitContext, blocks: int = 2, head_lr_scale: float = 1.0) -> Prepared:
+    """The last ``blocks`` blocks and the head train; the head at ``head_lr_scale`` times the learning rate."""
     if blocks < 0:
         raise TransferlabError(f"partial: blocks must be >= 0, got {blocks}")
     groups = parameter_groups(model)
     head = _head_params(model)
     keep = [p for g in groups[len(groups) - 1 - blocks:] for p in g] if blocks else []
-    return Prepared(model, _freeze_all_but(model, keep + head))
+    return Prepared(model, _freeze_all_but(model, keep + head), lr_scales=_head_scales(model, head_lr_scale))
 
 
 @METHODS.register("bitfit", summary="only bias terms (incl. normalisation shifts) and the head train", default_lr=1e-3,

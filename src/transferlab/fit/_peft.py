@@ -42,23 +42,31 @@ def _targets(model: Any, target_modules: list[str] | str | None) -> tuple[list[s
     return matched, head
 
 
-def _wrap(model: Any, config: Any) -> Prepared:
+def _wrap(model: Any, config: Any, head_lr_scale: float = 1.0) -> Prepared:
     from peft import get_peft_model
 
+    if not head_lr_scale > 0:
+        raise TransferlabError(f"head_lr_scale must be > 0, got {head_lr_scale}")
     peft_model = get_peft_model(model, config)  # mutates `model` (peft #2295); we own this copy
-    return Prepared(peft_model, [p for p in peft_model.parameters() if p.requires_grad], weights="peft")
+    trained = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
+    # the head trains in full as peft's modules_to_save copy: it may take larger steps than the adapters
+    scales = {} if head_lr_scale == 1 else {id(p): float(head_lr_scale) for n, p in trained if "modules_to_save" in n}
+    return Prepared(peft_model, [p for _, p in trained], weights="peft", lr_scales=scales)
 
 
 @METHODS.register("lora", summary="low-rank adapters (peft LoRA) on Linear/Conv2d layers + a trained head",
                   default_lr=1e-3, paper="Hu et al., LoRA, ICLR 2022")
 def lora(model: Any, ctx: FitContext | None = None, r: int = 8, alpha: int | None = None, dropout: float = 0.0,
-         target_modules: list[str] | str | None = None, use_dora: bool = False) -> Prepared:
+         target_modules: list[str] | str | None = None, use_dora: bool = False,
+         head_lr_scale: float = 1.0) -> Prepared:
+    """LoRA adapters on every Linear/Conv2d layer (or ``target_modules``) and the head in full, at
+    ``head_lr_scale`` times the learning rate."""
     from peft import LoraConfig
 
     targets, head = _targets(model, target_modules)
     cfg = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=targets,
                      modules_to_save=[head], use_dora=use_dora)
-    return _wrap(model, cfg)
+    return _wrap(model, cfg, head_lr_scale)
 
 
 @METHODS.register("dora", summary="weight-decomposed low-rank adapters (peft LoRA with use_dora)", default_lr=1e-3,

@@ -122,6 +122,42 @@ def degenerate_warnings(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _gt_cell(result: dict[str, Any], target: str, ref: str) -> str:
+    """A ground-truth accuracy with its interval and what it rests on: the probe reference, the protocol chosen
+    (``best``), the under-trained and fallback marks."""
+    acc = result["ground_truth"][target].get(ref)
+    cell = (result.get("cells") or {}).get(target, {}).get(ref)
+    ci = ((result.get("checks") or {}).get("targets", {}).get(target, {}).get("intervals") or {}).get(ref)
+    out = fmt(acc, 4) + (f" <span class='muted'>[{ci[0]:.3f}, {ci[1]:.3f}]</span>" if ci else "")
+    if not cell:
+        return out
+    if cell.get("fallback"):
+        return out + f" <span class='muted' title='{esc(cell['fallback'])}'>† probe</span>"
+    if cell.get("chosen_protocol") and cell["chosen_protocol"] != "linear_probe":
+        if result.get("protocol") == "best":
+            out += f"<br><span class='muted'>{esc(cell['chosen_protocol'])}</span>"
+        out += f"<br><span class='muted'>probe {cell['probe_accuracy']:.4f}</span>"
+    if cell.get("under_trained"):
+        out += " <b title='below the linear probe on its frozen features'>⚠ under-trained</b>"
+    return out
+
+
+def _gt_intro(result: dict[str, Any]) -> str:
+    o, p = result.get("options") or {}, result.get("protocol")
+    if p == "linear_probe":
+        return ("<p>Logistic regression on each model's frozen features of the training split, accuracy on the "
+                "test split.</p>")
+    grids = o.get("grid") or {}
+    desc = "; ".join(f"{esc(k)}: " + " × ".join(f"{esc(n)} ∈ {{{', '.join(f'{v:g}' for v in vals)}}}"
+                                                 for n, vals in g.items()) for k, g in grids.items())
+    return (f"<p>Protocol <code>{esc(p)}</code>: per cell, every grid point ({desc}) trained for up to "
+            f"{esc(o.get('epochs'))} epochs, stopped after {esc(o.get('patience'))} without a better validation "
+            "accuracy (10 % of the training split); the point with the best validation accuracy gives the test "
+            "accuracy" + (", and the protocol with the best validation accuracy is kept (linear probe included)"
+                          if p == "best" else "") + ". Every grid point's result is in bench.json "
+            "(<code>cells</code>).</p>")
+
+
 def bench_report_html(result: dict[str, Any]) -> str:
     """``bench rank`` (its result's ``to_dict()``): weighted tau per metric and target, baselines, cost, scatters."""
     targets = list(result["targets"])
@@ -138,15 +174,15 @@ def bench_report_html(result: dict[str, Any]) -> str:
         rel_mean = float(np.mean([r for r in rel if r is not None])) if any(r is not None for r in rel) else None
         rows.append([esc(name) + (" <span class='muted'>(baseline)</span>" if kind == "baseline" else ""),
                      *cells, f"<b>{fmt(mean, 3)}</b>", fmt(rel_mean, 3)])
-    gt_rows = [[esc(m["name"]), *(fmt(result["ground_truth"][t].get(m["ref"]), 4) for t in targets)]
-               for m in result["models"]]
+    gt_rows = [[esc(m["name"]), *(_gt_cell(result, t, m["ref"]) for t in targets)] for m in result["models"]]
     c = result["cost"]
     ratio = c.get("ground_truth_over_ranking")
     cost = (f"<p>Ranking every model on every target took {c['ranking_seconds']:.1f} s; the ground truth "
             f"({esc(result['protocol'])}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
             + (f", <b>{ratio:.1f}×</b> as long" if ratio else "")
             + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).</p>")
-    warns = "".join(f"<div class='note'>{esc(w)}</div>" for w in degenerate_warnings(result))
+    checks = (result.get("checks") or {}).get("warnings") or []
+    warns = "".join(f"<div class='note'>{esc(w)}</div>" for w in [*checks, *degenerate_warnings(result)])
     body = (head + f"<p><b>{esc(trust(result))}</b></p>" + warns
             + "<h2>Weighted Kendall τ per target</h2>"
             + table(["score", *targets, "mean τw", "mean rel@1"], rows)
@@ -155,7 +191,10 @@ def bench_report_html(result: dict[str, Any]) -> str:
               "Baselines: random scores (mean of 1000 draws), parameter count, source accuracy, kNN.</p>"
             + _ensemble(result)
             + "<h2>Cost</h2>" + cost
-            + "<h2>Ground truth (test accuracy)</h2>" + table(["model", *targets], gt_rows)
+            + "<h2>Ground truth (test accuracy)</h2>" + _gt_intro(result) + table(["model", *targets], gt_rows)
+            + "<p class='muted'>[95 % bootstrap interval over test examples]; probe: the linear probe on the "
+              "model's frozen features, trained on the same examples (a trained cell below it is under-trained); "
+              "† no training possible: the probe stands in.</p>"
             + "<h2>Score against accuracy</h2>" + _scatters(result))
     return page("transferlab bench rank", body)
 
