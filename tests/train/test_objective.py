@@ -101,3 +101,33 @@ def test_a_single_module_and_tuple_examples_are_accepted():
     net = _net()
     r = train(net, Supervised(), _data(), TrainConfig(epochs=1))
     assert r.epochs_run == 1 and "train_accuracy" in r.history[0]
+
+
+def test_epoch_scores_join_the_row_before_selection():
+    """A set-level score (computed once per epoch over a whole set, as a label-free selector needs) can pick the
+    epoch: here a score that peaks at epoch 2 selects epoch 2 and its weights are restored."""
+    import torch
+
+    from transferlab.train import Supervised, TrainConfig, train
+
+    class Scored(Supervised):
+        select = ("peak", True)
+
+        def __init__(self):
+            super().__init__()
+            self.calls, self.snapshots = 0, []
+
+        def epoch_scores(self, modules, device):
+            self.calls += 1
+            self.snapshots.append(modules["model"].weight.detach().clone())
+            return {"peak": -abs(self.calls - 2.0)}
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 4)
+    y = (x[:, 0] > 0).long()
+    net = torch.nn.Linear(4, 2)
+    obj = Scored()
+    r = train(net, obj, list(zip(x, y, strict=True)), TrainConfig(epochs=4, batch_size=8, lr=0.1))
+    assert [row["peak"] for row in r.history] == [-1.0, 0.0, -1.0, -2.0]
+    assert r.best_epoch == 2 and r.selected_by == "peak"
+    assert torch.equal(net.weight, obj.snapshots[1])

@@ -164,6 +164,9 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
                     bars.advance(task, note=_note(summary.means("")) + "  val " + " ".join(
                         f"{k[4:].replace('accuracy', 'acc')} {v:.4f}" for k, v in row.items()
                         if k.startswith("val_") and isinstance(v, float)))
+            scores = objective.epoch_scores(mods, dev)  # set-level scores (label-free selection): before selecting
+            if scores:
+                row.update(scores)
             improved = False
             if select_key in row:
                 v = float(row[select_key])

@@ -48,6 +48,9 @@ class Objective:
       parameter of every module that requires a gradient. Modules with no trainable parameter stay in eval mode.
     - ``freeze_norm_stats``: batch norms of trained modules keep their running statistics (by default only those
       whose own parameters are all frozen do).
+    - ``epoch_scores(modules, device) -> {name: float}``: scores over whole sets, once per epoch after validation
+      and before selection (a label-free score of all target predictions, which no per-batch mean gives); they join
+      the epoch's row under their own names, so ``select`` can name one.
     - hooks: ``setup(modules, device)`` once before training, ``after_step(modules, ctx)`` after each optimizer step,
       ``end_epoch(modules, ctx, row)`` after each epoch's validation.
     - ``config()``: the objective's options (JSON-able); part of the checkpoint's fingerprint, so a run never
@@ -78,6 +81,9 @@ class Objective:
 
     def after_step(self, modules: Mapping[str, Any], ctx: StepContext) -> None:
         pass
+
+    def epoch_scores(self, modules: Mapping[str, Any], device: Any) -> dict[str, float]:
+        return {}
 
     def end_epoch(self, modules: Mapping[str, Any], ctx: StepContext, row: dict[str, float]) -> None:
         pass
