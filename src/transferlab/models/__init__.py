@@ -27,6 +27,7 @@ _LAZY = {
     "Adapted": "_adapters", "AdapterConfig": "_adapters", "Bottleneck": "_adapters", "ResidualAdapted": "_adapters",
     "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "mam_config": "_adapters", "replace_module_": "_adapters",
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
+    "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
     "TextClassifier": "_text", "TextTensors": "_text", "ImageTensors": "_inputs",
 }
 
@@ -40,10 +41,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CARD_FILE", "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "Built", "ImageTensors",
+    "CARD_FILE", "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
+    "ImageTensors",
     "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure",
-    "architecture_key", "architecture_of", "build", "card_file", "evaluate", "head_module_name", "head_prefix",
-    "inject_adapters_", "load", "local_reference", "mam_config", "model_inputs", "net_from_architecture",
+    "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "evaluate", "head_module_name", "head_prefix",
+    "inject_adapters_", "install_bottleneck_", "load", "local_reference", "mam_config", "model_inputs", "net_from_architecture",
     "peft_base_name", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
 ]

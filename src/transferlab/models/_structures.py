@@ -11,4 +11,5 @@ from .._registry import Registry
 #: kind -> rebuild(net, state, structure) -> net. A method that adds modules registers its kind here (one file + one
 #: decorator) and writes ``{"kind": ..., ...options}`` as the card's ``structure``.
 STRUCTURES: Registry[Callable[[Any, dict[str, Any], dict[str, Any]], Any]] = Registry(
-    "model structure", modules=("transferlab.models._adapters", "transferlab.models._scaled"))
+    "model structure", modules=("transferlab.models._adapters", "transferlab.models._scaled",
+                                "transferlab.models._bottleneck"))
