@@ -63,6 +63,9 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
                  "--image-size", "32", "--out", "runs/bench-merge", "-q"]
     elif sub == "merge":
         argv += ["-q"]
+    elif sub == "domain":
+        argv += ["--limit", "60", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--option", "hidden=32",
+                 "-q"]
     elif sub in ("metrics", "zoo", "data"):  # listings: cheap as they are
         pass
     else:

@@ -43,6 +43,7 @@ def _root(
 def _register() -> None:
     from . import bench as _bench
     from . import data as _data
+    from . import domain as _domain
     from . import fit as _fit
     from . import merge as _merge
     from . import rank as _rank
@@ -53,6 +54,7 @@ def _register() -> None:
     app.command("predict")(_fit.predict_cmd)
     app.command("eval")(_fit.eval_cmd)
     app.command("merge")(_merge.merge_cmd)
+    app.command("domain")(_domain.domain_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
@@ -65,7 +67,8 @@ _register()
 #: the one line printed on Ctrl-C (exit status 130, the shell's convention for SIGINT), by command
 INTERRUPTED = "interrupted; rerun to resume from the cache"
 _INTERRUPTED = {"fit": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
-                "merge": "interrupted; nothing was written", "predict": "interrupted; nothing was written"}
+                "merge": "interrupted; nothing was written", "predict": "interrupted; nothing was written",
+                "domain": "interrupted; nothing was written"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,9 @@
+"""Domain adaptation: ``adapt(source, target, model, method)`` — a model for a shifted, unlabelled target from a
+labelled source (``source_only``, ``dann``, ``cdan``, ``cdan_e``, ``mcc``), each an objective on the one training loop,
+with label-free checkpoint selection (``transfer_score``, ``entropy``, ``im``, ``snd``, ``dev``, ``source_val``)."""
+
+from ._api import DomainResult, adapt, list_methods, list_selectors
+from ._methods import METHODS
+from ._selectors import SELECTORS
+
+__all__ = ["METHODS", "SELECTORS", "DomainResult", "adapt", "list_methods", "list_selectors"]

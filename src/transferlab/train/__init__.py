@@ -3,9 +3,9 @@ continual to come) calls :func:`train` with its :class:`Objective`."""
 
 from ._config import TrainConfig, TrainResult
 from ._loop import evaluate, train
-from ._objective import Objective, StepContext, Supervised
+from ._objective import Objective, StepContext, Supervised, accuracy
 from ._probe import logistic_probe, probe_accuracy
 from ._state import seed_everything
 
-__all__ = ["Objective", "StepContext", "Supervised", "TrainConfig", "TrainResult", "evaluate", "logistic_probe",
-           "probe_accuracy", "seed_everything", "train"]
+__all__ = ["Objective", "StepContext", "Supervised", "TrainConfig", "TrainResult", "accuracy", "evaluate",
+           "logistic_probe", "probe_accuracy", "seed_everything", "train"]

@@ -1,0 +1,88 @@
+"""``transferlab domain``: adapt a model to a shifted, unlabelled target from a labelled source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._console import console
+from .fit import _options
+
+
+def _list() -> None:
+    from rich.table import Table
+
+    from ..domain import METHODS, SELECTORS
+
+    c = console()
+    t = Table("method", "summary", "paper", title="methods (--method)", title_justify="left")
+    for n in METHODS.list():
+        m = METHODS.meta(n)
+        t.add_row(n, m.get("summary", ""), m.get("paper", ""))
+    c.print(t)
+    s = Table("selector", "paper", title="label-free selectors (--select)", title_justify="left")
+    for n in SELECTORS.list():
+        s.add_row(n, SELECTORS.meta(n).get("paper", ""))
+    c.print(s)
+
+
+def domain_cmd(
+    source: str = typer.Argument(None, help="Labelled source dataset (its train split)."),
+    target: str = typer.Argument(None, help="Target dataset from the shifted domain (its train split, labels "
+                                 "unused; a labelled test split only fills the oracle column)."),
+    model: str = typer.Option(None, "--model", "-m", help="Image model reference, e.g. builtin:efficientnet_lite0."),
+    method: str = typer.Option("dann", "--method", help="source_only, dann, cdan, cdan_e, mcc (--list)."),
+    trade_off: float = typer.Option(1.0, "--trade-off", help="Weight of the transfer loss (> 0)."),
+    select: str = typer.Option("transfer_score", "--select", help="Label-free checkpoint selector (--list)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (backbone: 0.1x)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=2, help="Examples per domain per step."),
+    image_size: int = typer.Option(None, "--image-size", min=8),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use this many examples of each domain's training split "
+                              "(source: class-stratified; target: a random sample, its labels unread)."),
+    option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. temperature=2.5)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/domain-SOURCE-TARGET-METHOD)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model transferlab wrote in --out."),
+    seed: int = typer.Option(0, "--seed"),
+    list_: bool = typer.Option(False, "--list", help="List the methods and selectors and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Adapt a model to an unlabelled TARGET with a labelled SOURCE; keep the checkpoint a label-free score picks."""
+    from typer._click.exceptions import MissingParameter
+
+    if list_:
+        _list()
+        return
+    for value, hint, kind in ((source, "'SOURCE'", "argument"), (target, "'TARGET'", "argument"),
+                              (model, "'--model' / '-m'", "option")):
+        if value is None:
+            raise MissingParameter(param_hint=hint, param_type=kind)
+    from ..data import load_dataset
+    from ..domain import adapt
+
+    src_ds, tgt_ds = load_dataset(source, "train"), load_dataset(target, "train")
+    if limit:
+        import numpy as np
+
+        src_ds = src_ds.stratified_sample(limit, seed=seed)
+        if limit < len(tgt_ds):  # not stratified: that would read the target's labels
+            tgt_ds = tgt_ds.subset(np.sort(np.random.default_rng(seed).choice(len(tgt_ds), limit, replace=False)))
+    from ..errors import TransferlabError
+
+    try:
+        target_test = load_dataset(target, "test")
+    except TransferlabError:  # no labelled test split: no oracle column
+        target_test = None
+    name = lambda ref: ref.removeprefix("builtin:").replace("/", "-").replace(":", "-")  # noqa: E731
+    out_dir = out or Path("runs") / f"domain-{name(source)}-{name(target)}-{method}"
+    r = adapt(src_ds, tgt_ds, model, method, trade_off=trade_off, select=select, epochs=epochs, lr=lr,
+              batch_size=batch_size, image_size=image_size, target_test=target_test, out=out_dir,
+              overwrite=overwrite, seed=seed, progress=not quiet, **_options(option))
+    m = r.metrics
+    c = console()
+    oracle = m.get("target_accuracy_oracle")
+    c.print(f"{method} {source} -> {target}: kept epoch {m['selected_epoch']} by {select} (no target labels)"
+            + (f"; target accuracy {oracle:.4f} (oracle: labels used only to report it)" if oracle is not None else "")
+            + f"; source hold-out accuracy {m['source_val_accuracy']:.4f}", highlight=False)
+    c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)

@@ -1,0 +1,227 @@
+"""``adapt``: a model for a shifted, unlabelled target from a labelled source, with label-free checkpoint selection."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from .._registry import check_options
+from .._version import __version__
+from ..data import Dataset, load_dataset, split_validation
+from ..errors import TransferlabError, few
+from ._methods import METHODS
+from ._selectors import SELECTORS
+
+log = logging.getLogger(__name__)
+DEFAULT_LR = 1e-3
+VAL_FRACTION = 0.1
+
+
+def list_methods() -> list[str]:
+    """The domain adaptation methods (``source_only``, ``dann``, ``cdan``, ``cdan_e``, ``mcc``)."""
+    return METHODS.list()
+
+
+def list_selectors() -> list[str]:
+    """The label-free selectors (``transfer_score``, ``entropy``, ``im``, ``snd``, ``dev``, ``source_val``)."""
+    return SELECTORS.list()
+
+
+@dataclass
+class DomainResult:
+    model: Any
+    metrics: dict[str, Any]
+    out_dir: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
+                "history": self.history}
+
+
+def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off: float, batch_size: int,
+           epochs: int) -> None:
+    if method not in METHODS:
+        raise TransferlabError(f"unknown domain adaptation method {method!r}; known: {', '.join(list_methods())}")
+    if select not in SELECTORS:
+        raise TransferlabError(f"unknown selector {select!r}; known: {', '.join(list_selectors())}")
+    if not (isinstance(trade_off, (int, float)) and math.isfinite(trade_off) and trade_off > 0):
+        raise TransferlabError(f"trade_off must be a finite number > 0, got {trade_off!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
+    if source.modality != target.modality:
+        raise TransferlabError(f"the source {source.name} holds {source.modality} data, the target {target.name} "
+                               f"{target.modality}: both domains must be the same kind of data")
+    if source.modality != "image":
+        raise TransferlabError(f"domain adaptation takes images; {source.name} holds {source.modality} data")
+    if list(source.class_names) != list(target.class_names):
+        only_s = [c for c in source.class_names if c not in target.class_names]
+        only_t = [c for c in target.class_names if c not in source.class_names]
+        what = (f"only the source has {few(only_s)}" if only_s else "") + ("; " if only_s and only_t else "") + \
+               (f"only the target has {few(only_t)}" if only_t else "")
+        raise TransferlabError(f"the source {source.name} and the target {target.name} must have the same classes in "
+                               f"the same order: {what or 'the order differs'} ({len(source.class_names)} vs "
+                               f"{len(target.class_names)} classes)")
+    if len(target) < 2 * batch_size:
+        raise TransferlabError(f"the target {target.name} has {len(target)} examples, fewer than two batches of "
+                               f"{batch_size}: add target examples or lower batch_size")
+
+
+def adapt(
+    source: Dataset | str | Path | Any,
+    target: Dataset | str | Path | Any,
+    model: str,
+    method: str = "dann",
+    *,
+    trade_off: float = 1.0,
+    select: str = "transfer_score",
+    epochs: int = 10,
+    lr: float | None = None,
+    batch_size: int = 32,
+    image_size: int | None = None,
+    bottleneck: int = 256,
+    target_test: Dataset | str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    trust_pickle: bool = False,
+    **options: Any,
+) -> DomainResult:
+    """Adapt ``model`` to the unlabelled ``target`` (its train split) with the labelled ``source`` (its train split)
+    by ``method``; the checkpoint with the best ``select`` score (label-free) is kept.
+
+    The network is the backbone with a bottleneck head (Linear-``bottleneck``-BN-ReLU, then the classifier); the
+    backbone learns at 0.1x ``lr``. Every epoch, every selector scores the checkpoint on the un-augmented target
+    examples (``metrics.json``: each score and its parts per epoch, and which epoch each would pick). Target labels are
+    never used for training or selection: where the target has a labelled test split (``target_test``, default the
+    reference's test split) its accuracy fills an oracle column, marked as such. With ``out``: an ordinary model
+    directory (``predict``, ``evaluate`` work on it), ``metrics.json`` and ``report.html``."""
+    src = load_dataset(source, "train")
+    tgt = load_dataset(target, "train")
+    _check(src, tgt, method, select, trade_off, batch_size, epochs)
+    factory = METHODS.get(method)
+    options = check_options(method, factory, options, skip=3, caller=("adapt", adapt))
+    if target_test is None and isinstance(target, (str, Path)):
+        try:
+            target_test = load_dataset(target, "test")
+        except TransferlabError:
+            target_test = None  # no labelled test split: no oracle column
+    oracle_ds = load_dataset(target_test, "test") if target_test is not None else None
+    if oracle_ds is not None:
+        log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
+                 "selection", oracle_ds.name, len(oracle_ds))
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        check_output(out_dir, inputs=[model.split("@")[-1]])
+        if out_dir.exists() and any(out_dir.iterdir()):
+            from ..models import card_file
+
+            if card_file(out_dir) is None:
+                raise TransferlabError(f"{out_dir} holds files transferlab did not write; it is not replaced even with "
+                                       "--overwrite: choose another --out")
+            if not overwrite:
+                raise TransferlabError(f"{out_dir} already holds a model; choose another --out or pass --overwrite")
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".domain.", dir=out_dir.parent)) if out_dir is not None else None
+    try:
+        return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
+                      epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size, image_size=image_size,
+                      bottleneck=bottleneck, out_dir=out_dir, scratch=scratch, seed=seed, progress=progress,
+                      trust_pickle=trust_pickle)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, method: str, factory: Any,
+           options: dict[str, Any], *, trade_off: float, select: str, epochs: int, lr: float, batch_size: int,
+           image_size: int | None, bottleneck: int, out_dir: Path | None, scratch: Path | None, seed: int,
+           progress: bool, trust_pickle: bool) -> DomainResult:
+    from ..models import (
+        FORMAT,
+        architecture_of,
+        bottleneck_structure,
+        build,
+        install_bottleneck_,
+        portable,
+        recorded_reference,
+        resolve,
+        save_model,
+    )
+    from ..train import TrainConfig, seed_everything, train
+    from ._objective import DomainAdaptation
+
+    seed_everything(seed)
+    backbone = resolve(model, trust_pickle)
+    built = build(backbone, src.num_classes)
+    if built.modality != "image":
+        raise TransferlabError(f"{model} is not an image model: domain adaptation takes images")
+    built.image_size = int(image_size or backbone.default_size(src))
+    install_bottleneck_(built.net, bottleneck, src.num_classes)
+    m = factory(bottleneck, src.num_classes, seed, **options)
+    src_train, src_val = split_validation(src, VAL_FRACTION, seed)
+    if src_val is None:
+        raise TransferlabError(f"the source {src.name} is too small for a validation split (every class needs 3 "
+                               "examples)")
+    data = {"source": built.tensors(src_train, augment=True), "target": built.tensors(tgt, augment=True)}
+    selectors = list_selectors()
+    objective = DomainAdaptation(method, m, trade_off=trade_off, selectors=selectors, select=select,
+                                 target_eval=built.tensors(tgt), source_eval=built.tensors(src_val),
+                                 oracle=built.tensors(oracle_ds) if oracle_ds is not None else None,
+                                 batch_size=max(64, batch_size), seed=seed, options=options)
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    t0 = time.perf_counter()
+    result = train({"model": built.net, **m.modules}, objective, data, cfg, val_data=built.tensors(src_val),
+                   progress=progress, checkpoint_dir=scratch)
+    seconds = time.perf_counter() - t0
+    history = result.history
+    picks = {}
+    for s in selectors:
+        key = "val_accuracy" if s == "source_val" else s
+        vals = [(row.get(key), row["epoch"]) for row in history if row.get(key) is not None
+                and math.isfinite(row[key])]
+        if vals:
+            best_epoch = max(vals, key=lambda v: (v[0], -v[1]))[1]
+            row = history[best_epoch - 1]
+            picks[s] = {"epoch": best_epoch, "score": row.get(key), "oracle_accuracy": row.get("oracle_accuracy")}
+    oracle_best = max((r.get("oracle_accuracy") for r in history if r.get("oracle_accuracy") is not None),
+                      default=None)
+    for p in picks.values():
+        if oracle_best is not None and p["oracle_accuracy"] is not None:
+            p["regret"] = oracle_best - p["oracle_accuracy"]
+    chosen = picks.get(select, {})
+    metrics = {
+        "method": method, "model": model, "source": src.name, "target": tgt.name, "trade_off": trade_off,
+        "options": options, "select": select, "selected_epoch": result.best_epoch,
+        "target_accuracy_oracle": chosen.get("oracle_accuracy"), "oracle_best_epoch_accuracy": oracle_best,
+        "source_val_accuracy": history[result.best_epoch - 1].get("val_accuracy") if result.best_epoch else None,
+        "picks": picks, "n_source": len(src_train), "n_source_val": len(src_val), "n_target": len(tgt),
+        "n_target_test": len(oracle_ds) if oracle_ds is not None else 0, "epochs": len(history),
+        "train_seconds": seconds, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,
+        "oracle_note": "oracle_* values use target labels; they are reported, never used for training or selection",
+    }
+    if out_dir is not None:
+        # local paths are written relative to out_dir, never as absolute paths of this machine (models._paths)
+        card = {"model": recorded_reference(model, out_dir), "method": f"domain:{method}", "transferlab_version": __version__, "format": FORMAT,
+                "modality": "image", "architecture": architecture_of(built.net), "num_classes": src.num_classes,
+                "class_names": list(src.class_names), **built.preprocessing(), "weights": "state_dict",
+                "structure": bottleneck_structure(built.net), "options": {"trade_off": trade_off, **options},
+                "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "select": select}}
+        from ..report import domain_report_html
+
+        with atomic_dir(out_dir) as stage:
+            save_model(stage, built.net, card)
+            write_json_atomic(stage / "metrics.json", portable({**metrics, "model": card["model"]}, out_dir))
+            write_text_atomic(stage / "report.html", domain_report_html(metrics))
+    return DomainResult(built.net, metrics, out_dir, history)
+

@@ -1,0 +1,102 @@
+"""Domain adaptation as an objective of the one loop: paired (source, target) batches, the source cross-entropy plus
+``trade_off`` x the method's transfer loss, and once per epoch the label-free selectors (and, where the target has
+labels, the oracle accuracy: reported, never used)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..train import Objective, StepContext, accuracy
+from ._methods import Batch, Method
+from ._selectors import SELECTORS, Evidence
+
+
+class DomainAdaptation(Objective):
+    """``modules["model"]``: a network whose classifier is a :class:`~transferlab.models.BottleneckHead`; the
+    method's modules beside it. ``target_eval``: un-augmented target examples (labels unused) the selectors score;
+    ``source_eval``: the labelled source hold-out (validation data too); ``oracle``: labelled target examples or
+    None. ``backbone_lr_scale``: the backbone's learning rate relative to the head's and the discriminator's (0.1, as
+    the references)."""
+
+    def __init__(self, method_name: str, method: Method, *, trade_off: float, selectors: Iterable[str], select: str,
+                 target_eval: Any, source_eval: Any, oracle: Any = None, batch_size: int = 64, seed: int = 0,
+                 backbone_lr_scale: float = 0.1, options: Mapping[str, Any] | None = None) -> None:
+        self.method_name, self.method, self.trade_off = method_name, method, float(trade_off)
+        self.selectors = list(selectors)
+        self.select = ("val_accuracy", True) if select == "source_val" else (select, True)
+        self.target_eval, self.source_eval, self.oracle = target_eval, source_eval, oracle
+        self.batch_size, self.seed, self.backbone_lr_scale = batch_size, seed, float(backbone_lr_scale)
+        self.options = dict(options or {})
+
+    def trainable(self, modules: Mapping[str, Any]) -> list[Any]:
+        net = modules["model"]
+        head = {id(p) for p in net.get_classifier().parameters()}
+        out = [(p, 1.0 if id(p) in head else self.backbone_lr_scale) for p in net.parameters() if p.requires_grad]
+        for name, m in modules.items():
+            if name != "model":
+                out += [(p, 1.0) for p in m.parameters() if p.requires_grad]
+        return out
+
+    def step(self, batch: Any, modules: Mapping[str, Any], ctx: StepContext) -> tuple[Any, dict[str, Any]]:
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        net = modules["model"]
+        xs, ys, xt = batch["source"]["x"], batch["source"]["y"], batch["target"]["x"]
+        logits = net(torch.cat([xs, xt]))  # one pass: batch norms see both domains, as the references
+        z = net.get_classifier().last_features
+        n = len(xs)
+        ce = F.cross_entropy(logits[:n].float(), ys)
+        logs: dict[str, Any] = {"accuracy": accuracy(logits[:n], ys), "source_loss": ce.detach()}
+        if self.method.loss is None:
+            return ce, logs
+        transfer, extra = self.method.loss(Batch(z[:n], z[n:], logits[:n].float(), logits[n:].float(), ctx.progress),
+                                           dict(modules))
+        logs.update({"transfer_loss": transfer.detach(), **extra})
+        return ce + self.trade_off * transfer, logs
+
+    def evaluate(self, batch: Any, modules: Mapping[str, Any]) -> dict[str, Any]:
+        import torch.nn.functional as F  # noqa: N812
+
+        logits = modules["model"](batch["x"])
+        return {"loss": F.cross_entropy(logits.float(), batch["y"]), "accuracy": accuracy(logits, batch["y"])}
+
+    def epoch_scores(self, modules: Mapping[str, Any], device: Any) -> dict[str, float]:
+        net = modules["model"]
+        probs_t, z_t, _ = predict_with_features(net, self.target_eval, self.batch_size, device)
+        probs_s, z_s, y_s = predict_with_features(net, self.source_eval, self.batch_size, device)
+        ev = Evidence(probs_t, z_t, net.get_classifier().fc.weight.detach().cpu().double().numpy(), probs_s, y_s,
+                      z_s, self.seed)
+        out: dict[str, float] = {}
+        for name in self.selectors:
+            for part, v in SELECTORS.get(name)(ev).items():
+                out[name if part == "score" else f"{name}.{part}"] = float(v)
+        if self.oracle is not None:
+            probs_o, _, y_o = predict_with_features(net, self.oracle, self.batch_size, device)
+            out["oracle_accuracy"] = float(np.mean(probs_o.argmax(1) == y_o))
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.method_name, "trade_off": self.trade_off, "select": self.select[0],
+                "selectors": self.selectors, "backbone_lr_scale": self.backbone_lr_scale, **self.options}
+
+
+def predict_with_features(net: Any, data: Any, batch_size: int, device: Any) -> tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]:
+    """(probabilities [N, K], bottleneck features [N, d], labels [N]) of ``data`` in eval mode."""
+    import torch
+
+    was_training = net.training
+    net.eval()
+    probs, feats, labels = [], [], []
+    with torch.inference_mode():
+        for x, y in torch.utils.data.DataLoader(data, batch_size=batch_size):
+            logits = net(x.to(device)).float()
+            probs.append(torch.softmax(logits, 1).cpu().numpy())
+            feats.append(net.get_classifier().last_features.float().cpu().numpy())
+            labels.append(np.asarray(y))
+    net.train(was_training)
+    return np.concatenate(probs), np.concatenate(feats), np.concatenate(labels)

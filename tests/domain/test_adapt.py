@@ -1,0 +1,127 @@
+"""``adapt`` and ``transferlab domain`` on a tiny model: every method trains on the one loop with paired streams, the
+output is an ordinary model directory, every selector scores every epoch and the kept epoch is the selector's pick,
+target labels never reach training or selection, and bad input is one clear error before any work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.data import Dataset, load_dataset
+from transferlab.domain import adapt, list_methods, list_selectors
+from transferlab.errors import TransferlabError
+
+
+@pytest.fixture(scope="module")
+def shift():
+    src = load_dataset("builtin:digits").stratified_sample(60, seed=0)
+    tgt = load_dataset("builtin:digits-m").stratified_sample(40, seed=0)
+    test = load_dataset("builtin:digits-m", "test").stratified_sample(30, seed=0)
+    return src, tgt, test
+
+
+KW = dict(epochs=2, image_size=32, batch_size=8, bottleneck=16)
+
+
+def test_registries():
+    assert list_methods() == ["cdan", "cdan_e", "dann", "mcc", "source_only"]
+    assert list_selectors() == ["dev", "entropy", "im", "snd", "source_val", "transfer_score"]
+
+
+def test_dann_end_to_end_writes_a_model_that_loads_and_predicts(shift, tiny_model_ref, tmp_path):
+    from transferlab.models import ImageTensors, load, read_card
+
+    src, tgt, test = shift
+    r = adapt(src, tgt, tiny_model_ref, "dann", target_test=test, out=tmp_path / "m", hidden=32, **KW)
+    m = r.metrics
+    rows = r.history
+    assert len(rows) == 2 and all("transfer_score.hopkins" in row and "oracle_accuracy" in row for row in rows)
+    assert all(np.isfinite(row["train_transfer_loss"]) and 0 <= row["train_domain_accuracy"] <= 1 for row in rows)
+    best = max(range(2), key=lambda i: (rows[i]["transfer_score"], -i)) + 1
+    assert m["selected_epoch"] == best == m["picks"]["transfer_score"]["epoch"]
+    assert set(m["picks"]) == set(list_selectors())
+    assert m["target_accuracy_oracle"] == rows[best - 1]["oracle_accuracy"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metrics.json", "model.safetensors", "report.html",
+                                                                 "transferlab.json"]
+    card = read_card(tmp_path / "m")
+    assert card.structure["kind"] == "bottleneck_head" and card.method == "domain:dann"
+    net = load(tmp_path / "m")
+    x = torch.stack([ImageTensors(test, 32, tuple(card.mean), tuple(card.std))[i][0] for i in range(5)])
+    r.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x), r.model(x), atol=1e-5)
+    saved = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert saved["picks"] == json.loads(json.dumps(m["picks"])) and "oracle" in saved["oracle_note"]
+    html = (tmp_path / "m" / "report.html").read_text()
+    assert "What each selector would pick" in html and "never used" in html
+
+
+def test_target_labels_never_reach_training_or_selection(shift, tiny_model_ref):
+    """The same run with the target's labels scrambled gives the same network, bit for bit."""
+    src, tgt, test = shift
+    scrambled = Dataset(tgt.name, tgt.modality, tgt.items, np.random.default_rng(0).permutation(tgt.labels),
+                        tgt.class_names, tgt.split)
+    a = adapt(src, tgt, tiny_model_ref, "mcc", target_test=test, **KW)
+    b = adapt(src, scrambled, tiny_model_ref, "mcc", target_test=test, **KW)
+    for (k, v), (k2, v2) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+    assert [r["transfer_score"] for r in a.history] == [r["transfer_score"] for r in b.history]
+
+
+@pytest.mark.parametrize("method", ["source_only", "cdan", "cdan_e"])
+def test_every_method_trains(shift, tiny_model_ref, method):
+    src, tgt, _ = shift
+    small = {} if method == "source_only" else {"hidden": 32}  # the references' 1024 is slow for a unit test
+    r = adapt(src, tgt, tiny_model_ref, method, **{**KW, "epochs": 1}, select="source_val", **small)
+    row = r.history[0]
+    assert np.isfinite(row["train_loss"]) and "oracle_accuracy" not in row  # no labelled target test: no oracle
+    assert r.metrics["selected_epoch"] == 1 and r.metrics["target_accuracy_oracle"] is None
+    if method == "source_only":
+        assert "train_transfer_loss" not in row
+    else:
+        assert 0 <= row["train_domain_accuracy"] <= 1
+
+
+def test_cdan_projects_at_random_beyond_4096_map_entries():
+    from transferlab.domain._methods import METHODS
+
+    small = METHODS.get("cdan")(16, 10)  # 160 entries: the exact multilinear map
+    big = METHODS.get("cdan")(256, 31, hidden=8, randomized_dim=64)  # 7,936 entries: projected
+    assert not small.modules["discriminator"].randomized and big.modules["discriminator"].randomized
+    assert big.modules["discriminator"].projector.rf.shape == (256, 64)
+
+
+def test_bad_input_is_one_clear_error(shift, tiny_model_ref, tmp_path):
+    src, tgt, _ = shift
+    shapes = load_dataset("builtin:shapes").stratified_sample(30, seed=0)
+    texts = load_dataset("builtin:rotten-tomatoes").stratified_sample(30, seed=0)
+    cases = [
+        (dict(target=shapes), "same classes in the same order: only the source has 0, 1, 2"),
+        (dict(target=texts), "holds image data, the target rotten-tomatoes text"),
+        (dict(target=tgt.subset(np.arange(10))), "fewer than two batches of 8"),
+        (dict(method="dan"), "unknown domain adaptation method 'dan'; known: cdan, cdan_e, dann, mcc, source_only"),
+        (dict(select="oracle"), "unknown selector 'oracle'; known: dev, entropy"),
+        (dict(trade_off=0.0), "trade_off must be a finite number > 0"),
+        (dict(method="mcc", temprature=2.0), "no option 'temprature' \\(did you mean 'temperature'"),
+    ]
+    for kw, match in cases:
+        args = {"source": src, "target": tgt, "model": tiny_model_ref, "method": "dann", **KW, **kw}
+        with pytest.raises(TransferlabError, match=match):
+            adapt(**args)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(TransferlabError, match="did not write"):
+        adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "x", overwrite=True, **KW)
+    assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
+
+
+def test_domain_cli(tmp_path, tiny_model_ref, capsys):
+    from transferlab.cli import main
+
+    assert main(["domain", "--list"]) == 0
+    assert "transfer_score" in capsys.readouterr().out
+    assert main(["domain", "builtin:digits", "builtin:shapes", "-m", tiny_model_ref]) == 2
+    assert "same classes" in capsys.readouterr().err
