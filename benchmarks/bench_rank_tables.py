@@ -1,0 +1,96 @@
+"""Markdown tables of one or two ``bench rank`` runs (issue 13): weighted τ of every metric, the consensus and the
+baselines per target and their mean, side by side for two ground truths (e.g. fine-tuning and the linear probe); the
+ground-truth accuracies with the linear-probe reference; the checks (under-trained cells, cells without a plateau,
+the test split's power to separate the models); and the cost (ranking time against ground-truth time).
+
+Exact commands (docs/benchmarks.md, "bench rank with a fine-tuning ground truth"):
+
+    TRANSFERLAB_CACHE=/tmp/benchcache .venv/bin/transferlab bench rank --zoo builtin:vision \\
+        --targets builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures --fit-method finetune \\
+        --limit 500 --image-size 32 --epochs 10 --patience 2 --out runs/bench-rank-finetune
+    TRANSFERLAB_CACHE=/tmp/benchcache .venv/bin/transferlab bench rank --zoo builtin:vision \\
+        --targets builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures --fit-method linear_probe \\
+        --limit 500 --image-size 32 --out runs/bench-rank-probe
+    .venv/bin/python benchmarks/bench_rank_tables.py runs/bench-rank-finetune/bench.json \\
+        runs/bench-rank-probe/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _short(t: str) -> str:
+    return t.removeprefix("builtin:")
+
+
+def _rows(b: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    out = {name: ("metric", s) for name, s in b["metrics"].items()}
+    out.update({f"{name} (baseline)": ("baseline", s) for name, s in b["baselines"].items() if name != "knn"})
+    return out
+
+
+def tau_table(first: dict[str, Any], second: dict[str, Any] | None) -> str:
+    targets = first["targets"]
+    a, b = _rows(first), _rows(second) if second else {}
+    order = sorted(a, key=lambda n: (a[n][0] == "baseline", -(a[n][1]["weighted_tau"]["mean"] or -9)))
+    head = ["score", *map(_short, targets), f"mean τw ({first['protocol']})"]
+    if second:
+        head.append(f"mean τw ({second['protocol']})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in order:
+        wt = a[name][1]["weighted_tau"]
+        cells = [name, *("n/a" if wt[t] is None else f"{wt[t]:.3f}" for t in targets),
+                 "n/a" if wt["mean"] is None else f"**{wt['mean']:.3f}**"]
+        if second:
+            m = b.get(name, (None, None))[1]
+            cells.append("n/a" if not m or m["weighted_tau"]["mean"] is None else f"{m['weighted_tau']['mean']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ground_truth_table(b: dict[str, Any]) -> str:
+    targets = b["targets"]
+    lines = ["| model | " + " | ".join(f"{_short(t)} (probe)" for t in targets) + " |", "|" + "---|" * (1 + len(targets))]
+    for m in b["models"]:
+        cells = []
+        for t in targets:
+            c = (b.get("cells") or {}).get(t, {}).get(m["ref"], {})
+            acc = b["ground_truth"][t].get(m["ref"])
+            mark = " †" if c.get("fallback") else " ⚠" if c.get("under_trained") else ""
+            probe = c.get("probe_accuracy")
+            cells.append(f"{acc:.3f}{mark}" + (f" ({probe:.3f})" if probe is not None and not c.get("fallback") else ""))
+        lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def checks(b: dict[str, Any]) -> str:
+    ch = b.get("checks") or {}
+    out = [f"- under-trained cells (below their own linear probe): {len(ch.get('under_trained', []))}",
+           f"- cells whose chosen grid point improved until its last epoch: {len(ch.get('not_converged', []))}",
+           f"- linear-probe fallbacks: {len(ch.get('fallbacks', []))}"]
+    for t, tc in (ch.get("targets") or {}).items():
+        ov = tc.get("overlap_fraction")
+        out.append(f"- {_short(t)}: {tc.get('n_test')} test examples; 95 % intervals overlap for "
+                   f"{'n/a' if ov is None else f'{ov:.0%}'} of model pairs; ties: {len(tc.get('ties') or [])}")
+    c = b["cost"]
+    out.append(f"- cost: ranking {c['ranking_seconds']:.0f} s, ground truth {c['ground_truth_seconds']:.0f} s "
+               f"({c['ground_truth_over_ranking']:.1f}× the ranking)")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bench", type=Path, help="bench.json of the main run")
+    ap.add_argument("other", type=Path, nargs="?", help="bench.json of a second ground truth, shown beside it")
+    a = ap.parse_args()
+    first = json.loads(a.bench.read_text())
+    second = json.loads(a.other.read_text()) if a.other else None
+    print(tau_table(first, second), "", ground_truth_table(first), "", checks(first), sep="\n")
+
+
+if __name__ == "__main__":
+    main()
