@@ -54,6 +54,12 @@ def test_a_cell_keeps_the_best_validation_point_and_its_test_accuracy(tiny_zoo, 
                               options={"image_size": 32, "epochs": 2, "patience": 1},
                               grid={"finetune": {"lr": [3e-3, 1e-7]}})
     assert again["cached"] and again["test_accuracy"] == cell["test_accuracy"]
+    from transferlab.bench._ground_truth import cell_key
+
+    base = cell_key({"m": 1}, "tr", "te", "finetune", {"epochs": 2})
+    assert cell_key({"m": 1}, "tr", "te", "finetune", {"epochs": 2}, seed=1) != base  # another seed is another cell
+    assert cell_key({"m": 1}, "tr", "te", "finetune", {"epochs": 3}) != base
+    assert cell_key({"m": 1}, "tr", "te", "finetune", {"epochs": 2}, seed=0) == base
 
 
 def test_an_under_trained_cell_is_flagged_and_a_baseline_falls_back_to_its_probe(tiny_zoo, tmp_path, caplog):

@@ -50,3 +50,13 @@ def test_shapes_sketch_has_the_classes_of_shapes_as_outlines():
     assert inner.sum() > 5
     full = np.asarray(filled.resize((28, 28), Image.Resampling.BOX), dtype=float)
     assert sketch[inner].mean() < 0.5 * full[inner].mean()
+
+
+def test_builtin_shapes_bytes_are_pinned():
+    """The shape drawing was split into shape_canvas (for the sketches): builtin:shapes must not change (its bytes
+    key the feature cache and every fingerprint). sha256 of the first 12 test images, taken before the split."""
+    x = load_dataset("builtin:shapes", "test").items[:12]
+    assert _sha(x) == PINNED_SHAPES
+
+
+PINNED_SHAPES = "2a5537c75544676ecb12b3bf0a21de6bb108c5f48a1b3075fcb0e99a4975c2d1"  # computed with the code of 8106952

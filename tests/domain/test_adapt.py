@@ -71,6 +71,18 @@ def test_target_labels_never_reach_training_or_selection(shift, tiny_model_ref):
     assert [r["transfer_score"] for r in a.history] == [r["transfer_score"] for r in b.history]
 
 
+def test_the_oracle_does_not_change_training(shift, tiny_model_ref):
+    """Scoring an extra labelled target test set every epoch (the oracle column) leaves the trained network and every
+    label-free score exactly as they are without it: the scores run in a forked random state."""
+    src, tgt, test = shift
+    a = adapt(src, tgt, tiny_model_ref, "mcc", target_test=test, **KW)
+    b = adapt(src, tgt, tiny_model_ref, "mcc", **KW)
+    for (k, v), (_, v2) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert torch.equal(v, v2), k
+    assert [r["transfer_score"] for r in a.history] == [r["transfer_score"] for r in b.history]
+    assert "oracle_accuracy" in a.history[-1] and "oracle_accuracy" not in b.history[-1]
+
+
 @pytest.mark.parametrize("method", ["source_only", "cdan", "cdan_e"])
 def test_every_method_trains(shift, tiny_model_ref, method):
     src, tgt, _ = shift
@@ -105,6 +117,8 @@ def test_bad_input_is_one_clear_error(shift, tiny_model_ref, tmp_path):
         (dict(method="dan"), "unknown domain adaptation method 'dan'; known: cdan, cdan_e, dann, mcc, source_only"),
         (dict(select="oracle"), "unknown selector 'oracle'; known: dev, entropy"),
         (dict(trade_off=0.0), "trade_off must be a finite number > 0"),
+        (dict(lr=0.0), "lr must be a finite number > 0"),
+        (dict(bottleneck=0), "bottleneck must be a whole number >= 1"),
         (dict(method="mcc", temprature=2.0), "no option 'temprature' \\(did you mean 'temperature'"),
     ]
     for kw, match in cases:

@@ -85,3 +85,18 @@ def test_dev_without_a_shift_is_the_plain_source_loss():
                   labels_s=labels, features_s=z[:200])
     out = SELECTORS.get("dev")(ev)
     assert out["score"] == pytest.approx(math.log(0.8 + 1e-5), abs=0.03)
+
+
+def test_snd_in_row_blocks_equals_the_whole_matrix():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), 50)
+    ev = Evidence(probs_t=p, features_t=np.zeros((50, 2)), classifier=np.eye(4))
+    q = p / np.linalg.norm(p, axis=1, keepdims=True)
+    s = q @ q.T / 0.05
+    np.fill_diagonal(s, -np.inf)
+    e = np.exp(s - s.max(1, keepdims=True))
+    e /= e.sum(1, keepdims=True)
+    whole = float(np.mean(-(e * np.log(e + 1e-5)).sum(1)))
+    snd = SELECTORS.get("snd")
+    assert snd(ev)["score"] == pytest.approx(whole, rel=1e-12)
+    assert snd(ev, block=7)["score"] == pytest.approx(whole, rel=1e-12)

@@ -116,9 +116,12 @@ def preflight(protocol: str, model_refs: list[str], grids: dict[str, dict[str, l
 
 
 def cell_key(model_identity: dict[str, Any], train_fp: str, test_fp: str, protocol: str,
-             options: dict[str, Any]) -> str:
+             options: dict[str, Any], seed: int = 0) -> str:
+    """The cache key of a cell. The seed (validation split, initialisation, the probe) is part of it; seed 0 is left
+    out of the hashed blob so the cells FORMAT 2 wrote before the seed was added stay valid."""
     blob = json.dumps({"model": model_identity, "train": train_fp, "test": test_fp, "protocol": protocol,
-                       "options": options, "v": FORMAT}, sort_keys=True, default=str)
+                       "options": options, "v": FORMAT, **({"seed": seed} if seed else {})}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -219,7 +222,7 @@ def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int 
     runs = list(BEST_OF) if protocol == "best" else [protocol]
     grids = {p: (grid or {}).get(p) or default_grid(p) for p in runs if p != "linear_probe"}
     key = cell_key(backbone.identity(), train.fingerprint, test.fingerprint, protocol,
-                   {**options, "grids": grids, "val_fraction": VAL_FRACTION})
+                   {**options, "grids": grids, "val_fraction": VAL_FRACTION}, seed)
     path = Path(cache_root) / "ground_truth" / f"{key}.json"
     if path.is_file():
         try:

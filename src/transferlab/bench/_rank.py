@@ -280,6 +280,9 @@ def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, li
     out = {}
     for p in runs:
         g = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (per.get(p) or default_grid(p)).items()}
+        for k in ("lr", "head_lr_scale"):  # floats: '1' and '1.0' are one grid point (and one cache key)
+            if k in g:
+                g[k] = [float(v) for v in g[k]]
         if any(not v for v in g.values()):
             raise TransferlabError(f"the grid of {p} needs at least one value per key, got {per.get(p)!r}")
         out[p] = g

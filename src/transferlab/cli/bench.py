@@ -91,6 +91,19 @@ def _grid(text: str | None) -> dict[str, list[float | int]] | None:
     return out
 
 
+def _method_options(pairs: list[str]) -> dict[str, dict[str, object]]:
+    """``--option METHOD.KEY=VALUE`` (repeatable) -> ``{method: {key: value}}`` (values read as JSON when they are)."""
+    from .fit import _options
+
+    per: dict[str, dict[str, object]] = {}
+    for k, v in _options(pairs).items():
+        if "." not in k:
+            raise typer.BadParameter(f"--option takes METHOD.KEY=VALUE, got {k}")
+        m, key = k.split(".", 1)
+        per.setdefault(m, {})[key] = v
+    return per
+
+
 @app.command("merge")
 def bench_merge_cmd(
     model: str = typer.Option("builtin:efficientnet_lite0", "--model", "-m", help="Base model to fine-tune."),
@@ -116,16 +129,9 @@ def bench_merge_cmd(
     from .._io import check_output
     from .._published import merge_published as published
     from ..bench import bench_merge
-    from .fit import _options
 
     check_output(out)
-
-    per: dict[str, dict[str, object]] = {}
-    for k, v in _options(option).items():
-        if "." not in k:
-            raise typer.BadParameter(f"--option takes METHOD.KEY=VALUE, got {k}")
-        m, key = k.split(".", 1)
-        per.setdefault(m, {})[key] = v
+    per = _method_options(option)
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
                     reset_norms=reset_norms, tune=tune)
@@ -139,3 +145,43 @@ def bench_merge_cmd(
     c = console()
     c.print(t)
     c.print(f"bench_merge.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+@app.command("domain")
+def bench_domain_cmd(
+    model: str = typer.Option("builtin:small_resnet_shapes", "--model", "-m", help="Image model to adapt."),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    trade_offs: str = typer.Option("0.1,0.3,1,3", "--trade-offs", help="Comma-separated trade-offs (> 0)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    limit: int = typer.Option(None, "--limit", min=1, help="Examples of each training split (target: random)."),
+    test_limit: int = typer.Option(None, "--test-limit", min=1, help="Examples of the target's test split."),
+    image_size: int = typer.Option(None, "--image-size", min=8),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. dann.hidden=256 (repeatable)."),
+    no_supervised: bool = typer.Option(False, "--no-supervised", help="Skip the target-supervised upper bound."),
+    out: Path = typer.Option(Path("runs/bench-domain"), "--out", "-o", help="Output directory (runs are cached)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Every domain adaptation method on the built-in shifts over seeds and trade-offs, and every label-free
+    selector against the oracle target accuracy."""
+    from .._io import check_output
+    from ..bench import bench_domain
+    from ..errors import TransferlabError
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        trade_list = [float(t) for t in trade_offs.split(",") if t.strip()]
+    except ValueError:
+        raise TransferlabError(f"--seeds takes whole numbers and --trade-offs numbers, got {seeds!r} and "
+                               f"{trade_offs!r}") from None
+    check_output(out)
+    r = bench_domain(model, out=out, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs,
+                     limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
+                     supervised=not no_supervised, method_options=_method_options(option), progress=not quiet)
+    paths = r.save(out)
+    c = console()
+    for shift, cells in r.cells().items():
+        c.print(f"{shift}: " + ", ".join(f"{m} {v['kept_mean']:.3f}" for m, v in cells.items()
+                                         if v["kept_mean"] is not None), highlight=False)
+    c.print(f"bench_domain.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

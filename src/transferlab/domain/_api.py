@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +45,7 @@ class DomainResult:
 
 
 def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off: float, batch_size: int,
-           epochs: int) -> None:
+           epochs: int, lr: float | None, bottleneck: int, image_size: int | None) -> None:
     if method not in METHODS:
         raise TransferlabError(f"unknown domain adaptation method {method!r}; known: {', '.join(list_methods())}")
     if select not in SELECTORS:
@@ -58,6 +56,12 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
         raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
         raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise TransferlabError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck < 1:
+        raise TransferlabError(f"bottleneck must be a whole number >= 1, got {bottleneck!r}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
+        raise TransferlabError(f"image_size must be a whole number of pixels >= 8, got {image_size!r}")
     if source.modality != target.modality:
         raise TransferlabError(f"the source {source.name} holds {source.modality} data, the target {target.name} "
                                f"{target.modality}: both domains must be the same kind of data")
@@ -108,7 +112,7 @@ def adapt(
     directory (``predict``, ``evaluate`` work on it), ``metrics.json`` and ``report.html``."""
     src = load_dataset(source, "train")
     tgt = load_dataset(target, "train")
-    _check(src, tgt, method, select, trade_off, batch_size, epochs)
+    _check(src, tgt, method, select, trade_off, batch_size, epochs, lr, bottleneck, image_size)
     factory = METHODS.get(method)
     options = check_options(method, factory, options, skip=3, caller=("adapt", adapt))
     if target_test is None and isinstance(target, (str, Path)):
@@ -131,22 +135,16 @@ def adapt(
                                        "--overwrite: choose another --out")
             if not overwrite:
                 raise TransferlabError(f"{out_dir} already holds a model; choose another --out or pass --overwrite")
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".domain.", dir=out_dir.parent)) if out_dir is not None else None
-    try:
-        return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
-                      epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size, image_size=image_size,
-                      bottleneck=bottleneck, out_dir=out_dir, scratch=scratch, seed=seed, progress=progress,
-                      trust_pickle=trust_pickle)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
+                  epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size,
+                  image_size=image_size, bottleneck=bottleneck, out_dir=out_dir, seed=seed, progress=progress,
+                  trust_pickle=trust_pickle)
 
 
 def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, method: str, factory: Any,
            options: dict[str, Any], *, trade_off: float, select: str, epochs: int, lr: float, batch_size: int,
-           image_size: int | None, bottleneck: int, out_dir: Path | None, scratch: Path | None, seed: int,
-           progress: bool, trust_pickle: bool) -> DomainResult:
+           image_size: int | None, bottleneck: int, out_dir: Path | None, seed: int, progress: bool,
+           trust_pickle: bool) -> DomainResult:
     from ..models import (
         FORMAT,
         architecture_of,
@@ -171,8 +169,8 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
     m = factory(bottleneck, src.num_classes, seed, **options)
     src_train, src_val = split_validation(src, VAL_FRACTION, seed)
     if src_val is None:
-        raise TransferlabError(f"the source {src.name} is too small for a validation split (every class needs 3 "
-                               "examples)")
+        raise TransferlabError(f"the source {src.name} is too small for a {VAL_FRACTION:.0%} hold-out: no class has "
+                               f"{math.ceil(0.5 / VAL_FRACTION)} examples; add source examples")
     data = {"source": built.tensors(src_train, augment=True), "target": built.tensors(tgt, augment=True)}
     selectors = list_selectors()
     objective = DomainAdaptation(method, m, trade_off=trade_off, selectors=selectors, select=select,
@@ -182,7 +180,7 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     t0 = time.perf_counter()
     result = train({"model": built.net, **m.modules}, objective, data, cfg, val_data=built.tensors(src_val),
-                   progress=progress, checkpoint_dir=scratch)
+                   progress=progress)  # no checkpoints: an interrupted run starts over (docs/domain.md)
     seconds = time.perf_counter() - t0
     history = result.history
     picks = {}

@@ -105,16 +105,26 @@ def im(ev: Evidence) -> dict[str, float]:
     return {"score": -information_maximisation(ev.probs_t)}
 
 
+#: SND looks at every pair of target examples: beyond this many it scores a seeded sample of them
+SND_MAX = 10_000
+
+
 @SELECTORS.register("snd", paper="Saito et al., Tune it the Right Way, ICCV 2021", temperature=0.05)
-def snd(ev: Evidence, temperature: float = 0.05) -> dict[str, float]:
+def snd(ev: Evidence, temperature: float = 0.05, block: int = 1024) -> dict[str, float]:
+    """Row blocks of the similarity matrix at a time (memory ``block`` x N), on at most :data:`SND_MAX` examples
+    (a seeded sample beyond)."""
     p = np.asarray(ev.probs_t, dtype=np.float64)
+    if len(p) > SND_MAX:
+        p = p[np.sort(np.random.default_rng(ev.seed).choice(len(p), SND_MAX, replace=False))]
     p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    s = p @ p.T / temperature
-    np.fill_diagonal(s, -np.inf)
-    s = s - s.max(1, keepdims=True)
-    e = np.exp(s)
-    q = e / e.sum(1, keepdims=True)
-    return {"score": float(np.mean(_entropy(q)))}
+    total = 0.0
+    for start in range(0, len(p), block):
+        s = p[start:start + block] @ p.T / temperature
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf  # not oneself
+        s -= s.max(1, keepdims=True)
+        e = np.exp(s)
+        total += float(_entropy(e / e.sum(1, keepdims=True)).sum())
+    return {"score": total / len(p)}
 
 
 @SELECTORS.register("dev", paper="You et al., Towards Accurate Model Selection in Deep Unsupervised Domain "
@@ -139,7 +149,7 @@ def dev(ev: Evidence) -> dict[str, float]:
     w = p_target / (1 - p_target) * (len(zs) / len(zt))
     loss = -np.log(np.asarray(ev.probs_s, np.float64)[np.arange(len(zs)), ev.labels_s] + EPS)
     weighted = w * loss
-    var = np.var(w)
+    var = np.var(w, ddof=1)  # ddof=1 as np.cov below (and the reference)
     eta = -np.cov(weighted, w)[0, 1] / var if var > 0 else 0.0
     risk = float(np.mean(weighted) + eta * np.mean(w) - eta)
     return {"score": -risk, "weighted_loss": float(np.mean(weighted)), "eta": float(eta)}

@@ -39,11 +39,10 @@ class BottleneckHead(torch.nn.Module):
 
 
 def pooled_dim(net: Any) -> int:
-    """Width of the pooled features the classifier receives (``num_features`` for timm models)."""
-    n = getattr(net, "num_features", None) or getattr(net, "head_hidden_size", None)
-    if not n:
-        head = net.get_classifier()
-        n = getattr(head, "in_features", None)
+    """Width of the pooled features the classifier receives: its ``in_features``, else timm's ``head_hidden_size``
+    or ``num_features`` (they differ where a pre-logits layer sits between, as on MobileNetV3)."""
+    n = (getattr(net.get_classifier(), "in_features", None) or getattr(net, "head_hidden_size", None)
+         or getattr(net, "num_features", None))
     if not n:
         raise ValueError(f"cannot tell the feature width of {type(net).__name__}")
     return int(n)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._html import esc, figure_png, fmt, page, table
 
 SELECTORS_SHOWN = ("transfer_score", "entropy", "im", "snd", "dev", "source_val")
@@ -21,7 +23,6 @@ def _plt() -> Any:
 
 def _curves(history: list[dict[str, Any]]) -> str:
     """Each selector's score per epoch (z-scored, so they share an axis) and the oracle accuracy."""
-    import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -65,3 +66,67 @@ def domain_report_html(metrics: dict[str, Any]) -> str:
                 + "<p class='muted'>Regret: the best epoch's oracle accuracy minus the picked epoch's. Oracle values "
                   "use target labels; they are shown to judge the selectors, never used by them.</p>"
                 + "<h2>Scores per epoch</h2>" + _curves(m.get("history") or []))
+
+
+def _score_scatter(result: dict[str, Any]) -> str:
+    """Each selector's score against the oracle target accuracy over every checkpoint, per shift (seed 0)."""
+    plt = _plt()
+    shifts = list(result["selectors"])
+    names = sorted(result["selectors"][shifts[0]]) if shifts else []
+    fig, axes = plt.subplots(len(shifts), len(names), figsize=(2.6 * len(names) + 0.5, 2.5 * len(shifts)),
+                             squeeze=False)
+    seed = (result.get("seeds") or [0])[0]
+    for i, sh in enumerate(shifts):
+        for j, s in enumerate(names):
+            key = "val_accuracy" if s == "source_val" else s
+            pts = [(row[key], row["oracle_accuracy"]) for r in result["runs"] if r["shift"] == sh and r["seed"] == seed
+                   for row in r["history"] if row.get(key) is not None and row.get("oracle_accuracy") is not None]
+            ax = axes[i][j]
+            if pts:
+                x, y = zip(*pts, strict=True)
+                ax.scatter(x, y, s=8, alpha=0.6)
+            rho = result["selectors"][sh][s]["spearman"]
+            ax.set_title(f"{s} · {sh} (ρ {'n/a' if rho is None else f'{rho:.2f}'})", fontsize=7)
+            ax.set_xlabel(f"{s} score", fontsize=7)
+            ax.set_ylabel("target accuracy (oracle)", fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return figure_png(fig, "selector score against target accuracy", wide=True)
+
+
+def domain_bench_html(result: dict[str, Any]) -> str:
+    """``bench domain`` (its result's ``to_dict()``): methods per shift with the bounds, and every selector's pick."""
+    def pm(mean: Any, sd: Any) -> str:
+        return "n/a" if mean is None else f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    shifts = list(result["cells"])
+    rows = []
+    for m in result["methods"]:
+        rows.append([esc(m), *(pm(result["cells"][sh][m]["kept_mean"], result["cells"][sh][m]["kept_sd"]) + "<br>"
+                               f"<span class='muted'>best epoch {pm(result['cells'][sh][m]['oracle_best_mean'], None)}"
+                               "</span>" for sh in shifts)])
+    for sh_bound in ("target_supervised",):
+        vals = [result["bounds"].get(sh, {}).get(sh_bound) for sh in shifts]
+        if any(vals):
+            rows.append([f"<i>{sh_bound.replace('_', ' ')} (upper bound)</i>",
+                         *(pm(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None) if v else "n/a"
+                           for v in vals)])
+    sel_rows = [[esc(s), *(f"{pm(result['selectors'][sh][s]['pick_accuracy'], None)} / regret "
+                           f"{pm(result['selectors'][sh][s]['regret'], result['selectors'][sh][s]['regret_sd'])} / ρ "
+                           f"{pm(result['selectors'][sh][s]['spearman'], None)}" for sh in shifts)]
+                for s in (sorted(result["selectors"][shifts[0]]) if shifts else [])]
+    o = result["options"]
+    body = (f"<h1>transferlab bench domain</h1><p class='muted'>model <code>{esc(result['model'])}</code> · seeds "
+            f"{esc(result['seeds'])} · trade-offs {esc(result['trade_offs'])} · {esc(o.get('epochs'))} epochs · "
+            f"limit {esc(o.get('limit'))}</p>"
+            "<h2>Target accuracy per method (default trade-off, mean ± sd over seeds)</h2>"
+            + table(["method", *shifts], rows)
+            + "<p class='muted'>The checkpoint the default selector kept (no target labels); below it, the oracle's "
+              "best epoch of the same runs. Target-supervised: fine-tuned on the labelled target sample.</p>"
+            + "<h2>Label-free selection over every checkpoint (methods × trade-offs × epochs)</h2>"
+            + table(["selector", *shifts], sel_rows)
+            + "<p class='muted'>Per seed, each selector picks one checkpoint among all of a shift's; its target "
+              "accuracy (oracle), the regret against the oracle's own pick, and Spearman's ρ between the score and "
+              "the target accuracy over the checkpoints; means over seeds.</p>"
+            + "<h2>Score against target accuracy</h2>" + _score_scatter(result))
+    return page("transferlab bench domain", body)

@@ -164,7 +164,10 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
                     bars.advance(task, note=_note(summary.means("")) + "  val " + " ".join(
                         f"{k[4:].replace('accuracy', 'acc')} {v:.4f}" for k, v in row.items()
                         if k.startswith("val_") and isinstance(v, float)))
-            scores = objective.epoch_scores(mods, dev)  # set-level scores (label-free selection): before selecting
+            # set-level scores (label-free selection), before selecting; in a forked RNG: whatever they draw (a data
+            # loader's base seed, a sample) leaves training's random streams as they would be without them
+            with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+                scores = objective.epoch_scores(mods, dev)
             if scores:
                 row.update(scores)
             improved = False

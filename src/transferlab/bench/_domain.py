@@ -1,0 +1,227 @@
+"""``bench domain``: every domain adaptation method on built-in (or given) shifts over seeds and trade-offs, with the
+bounds (source only, target-supervised), and every label-free selector judged against the oracle: the target
+accuracy of its pick among all checkpoints of a shift (methods x trade-offs x epochs), its regret, and Spearman's ρ
+between its score and the target accuracy over those checkpoints.
+
+Every run is cached in ``out/runs/<key>.json`` (key: shift, method, seed, trade-off and the options), so a bench
+resumes run by run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_files_atomic, write_json_atomic
+from .._progress import progress as progress_bars
+from .._version import __version__
+from ..errors import TransferlabError
+
+SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
+TRADE_OFFS = (0.1, 0.3, 1.0, 3.0)
+DEFAULT_TRADE_OFF = 1.0
+
+
+def _name(shift: tuple[str, str]) -> str:
+    return f"{shift[0].removeprefix('builtin:')}→{shift[1].removeprefix('builtin:')}"
+
+
+@dataclass
+class DomainBenchResult:
+    model: str
+    shifts: list[tuple[str, str]]
+    methods: list[str]
+    seeds: list[int]
+    trade_offs: list[float]
+    runs: list[dict[str, Any]]  # one per (shift, method, seed, trade-off): history (scores, oracle per epoch), picks
+    bounds: dict[str, dict[str, Any]]  # shift name -> {"target_supervised": [...per seed]}
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """shift -> method -> target accuracy (mean, sd over seeds) at the default trade-off: of the checkpoint the
+        default selector kept, and of the oracle-best epoch."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for shift in map(_name, self.shifts):
+            out[shift] = {}
+            for m in self.methods:
+                rs = [r for r in self.runs if r["shift"] == shift and r["method"] == m
+                      and (m == "source_only" or r["trade_off"] == self._default_trade_off())]
+                kept = [r["kept_accuracy"] for r in rs if r.get("kept_accuracy") is not None]
+                best = [r["oracle_best"] for r in rs if r.get("oracle_best") is not None]
+                out[shift][m] = {"kept_mean": _mean(kept), "kept_sd": _sd(kept), "oracle_best_mean": _mean(best),
+                                 "oracle_best_sd": _sd(best), "n": len(rs)}
+        return out
+
+    def _default_trade_off(self) -> float:
+        return DEFAULT_TRADE_OFF if DEFAULT_TRADE_OFF in self.trade_offs else self.trade_offs[0]
+
+    def selectors(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """shift -> selector -> over seeds: the target accuracy of its pick among every checkpoint of the shift
+        (methods x trade-offs x epochs), the regret against the oracle's pick, Spearman's ρ of score and accuracy."""
+        from scipy.stats import spearmanr
+
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        names = sorted({k for r in self.runs for k in r["picks"]})
+        for shift in map(_name, self.shifts):
+            out[shift] = {}
+            for s in names:
+                key = "val_accuracy" if s == "source_val" else s
+                acc, regret, rho = [], [], []
+                for seed in self.seeds:
+                    pts = [(row[key], row["oracle_accuracy"]) for r in self.runs
+                           if r["shift"] == shift and r["seed"] == seed for row in r["history"]
+                           if row.get(key) is not None and np.isfinite(row[key])
+                           and row.get("oracle_accuracy") is not None]
+                    if len(pts) < 2:
+                        continue
+                    score, oracle = np.array(pts).T
+                    pick = oracle[int(np.argmax(score))]
+                    acc.append(float(pick))
+                    regret.append(float(oracle.max() - pick))
+                    r_s = spearmanr(score, oracle).statistic
+                    if np.isfinite(r_s):
+                        rho.append(float(r_s))
+                out[shift][s] = {"pick_accuracy": _mean(acc), "regret": _mean(regret), "regret_sd": _sd(regret),
+                                 "spearman": _mean(rho), "seeds": len(acc)}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transferlab_version": __version__, "model": self.model,
+                "shifts": [list(s) for s in self.shifts], "methods": self.methods, "seeds": self.seeds,
+                "trade_offs": self.trade_offs, "cells": self.cells(), "selectors": self.selectors(),
+                "bounds": self.bounds, "runs": self.runs, "options": self.options}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """bench_domain.json and report.html, written together or not at all."""
+        from ..report import domain_bench_html
+
+        d = self.to_dict()
+        written = write_files_atomic(out_dir, {"bench_domain.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
+                                               "report.html": domain_bench_html(d)})
+        return {"json": written["bench_domain.json"], "html": written["report.html"]}
+
+
+def _mean(v: list[float]) -> float | None:
+    return float(np.mean(v)) if v else None
+
+
+def _sd(v: list[float]) -> float | None:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def _run(out: Path, shift: tuple[str, str], method: str, seed: int, trade_off: float, model: str,
+         options: dict[str, Any], data: tuple[Any, Any, Any], progress: bool) -> dict[str, Any]:
+    """One adaptation run, or its cached record."""
+    from ..domain import adapt
+
+    key = hashlib.sha256(json.dumps({"shift": shift, "method": method, "seed": seed, "trade_off": trade_off,
+                                     "model": model, "options": options}, sort_keys=True).encode()).hexdigest()[:24]
+    path = out / "runs" / f"{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            path.unlink(missing_ok=True)  # damaged: recomputed
+    src, tgt, test = data
+    t0 = time.perf_counter()
+    r = adapt(src, tgt, model, method, trade_off=trade_off, target_test=test, seed=seed, progress=progress,
+              **options)
+    m = r.metrics
+    rec = {"shift": _name(shift), "method": method, "seed": seed, "trade_off": trade_off,
+           "kept_accuracy": m["target_accuracy_oracle"], "oracle_best": m["oracle_best_epoch_accuracy"],
+           "picks": m["picks"], "history": m["history"], "seconds": time.perf_counter() - t0}
+    write_json_atomic(path, rec)
+    return rec
+
+
+def bench_domain(
+    model: str,
+    *,
+    out: str | Path,
+    shifts: Sequence[tuple[str, str]] | None = None,
+    methods: Sequence[str] | str | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    trade_offs: Sequence[float] = TRADE_OFFS,
+    epochs: int = 10,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    supervised: bool = True,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> DomainBenchResult:
+    """Every method (default: all) on every shift (default: digits → digits-m, shapes → shapes-sketch) for every seed
+    and trade-off (source_only once per seed), ``epochs`` each; ``limit``/``test_limit``: samples of the training
+    splits (source: class-stratified; target: random, its labels unread) and of the target's test split (stratified:
+    it is only for the oracle). ``supervised``: also fine-tune on the labelled target (the upper bound).
+    ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``)."""
+    from ..data import load_dataset
+    from ..domain import list_methods
+
+    all_methods = list_methods()
+    ms = ([m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods or
+                                                                                                     all_methods))
+    unknown = [m for m in ms if m not in all_methods]
+    if unknown:
+        raise TransferlabError(f"unknown domain adaptation method(s) {', '.join(unknown)}; known: "
+                               f"{', '.join(all_methods)}")
+    if not trade_offs or any(not t > 0 for t in trade_offs):
+        raise TransferlabError(f"trade-offs must be > 0, got {list(trade_offs)}")
+    shift_list = [tuple(s) for s in (shifts or SHIFTS)]
+    out_dir = Path(out)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    options = {"epochs": epochs, "batch_size": batch_size, **({"image_size": image_size} if image_size else {})}
+    per_method = dict(method_options or {})
+    runs, bounds = [], {}
+    plan = [(s, m, seed, t) for s in shift_list for seed in seeds for m in ms
+            for t in ((DEFAULT_TRADE_OFF,) if m == "source_only" else trade_offs)]
+    with progress_bars(progress) as bars:
+        task = bars.add("bench domain", len(plan) + (len(shift_list) * len(seeds) if supervised else 0))
+        for s in shift_list:
+            data = _data(s, limit, test_limit, load_dataset)
+            for shift, m, seed, t in (p for p in plan if p[0] == s):
+                bars.note(task, f"{_name(shift)} {m} seed {seed} λ {t:g}")
+                runs.append(_run(out_dir, shift, m, seed, t, model, {**options, **per_method.get(m, {})}, data,
+                                 False))
+                bars.advance(task)
+            if supervised:
+                bounds[_name(s)] = {"target_supervised": [
+                    _supervised(out_dir, s, model, seed, data, epochs, image_size, batch_size) for seed in seeds]}
+                bars.advance(task, len(seeds))
+    return DomainBenchResult(model, shift_list, ms, list(seeds), [float(t) for t in trade_offs], runs, bounds,
+                             {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
+                              "batch_size": batch_size, "method_options": per_method})
+
+
+def _data(shift: tuple[str, str], limit: int | None, test_limit: int | None, load: Any) -> tuple[Any, Any, Any]:
+    src, tgt, test = load(shift[0], "train"), load(shift[1], "train"), load(shift[1], "test")
+    if limit:
+        src = src.stratified_sample(limit, seed=0)
+        if limit < len(tgt):  # not stratified: that would read the target's labels
+            tgt = tgt.subset(np.sort(np.random.default_rng(0).choice(len(tgt), limit, replace=False)))
+    if test_limit:
+        test = test.stratified_sample(test_limit, seed=0)
+    return src, tgt, test
+
+
+def _supervised(out: Path, shift: tuple[str, str], model: str, seed: int, data: tuple[Any, Any, Any], epochs: int,
+                image_size: int | None, batch_size: int) -> float:
+    """The target-supervised bound: ``finetune`` on the labelled target training sample, accuracy on its test split."""
+    from ..fit import fit
+
+    _, tgt, test = data
+    path = out / "runs" / f"supervised-{_name(shift)}-{seed}-{epochs}-{image_size}-{batch_size}-{len(tgt)}.json"
+    if path.is_file():
+        return float(json.loads(path.read_text())["test_accuracy"])
+    r = fit(tgt, model, "finetune", test=test, epochs=epochs, image_size=image_size, batch_size=batch_size,
+            seed=seed)
+    write_json_atomic(path, {"test_accuracy": r.metrics["test_accuracy"]})
+    return float(r.metrics["test_accuracy"])
