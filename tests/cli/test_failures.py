@@ -123,7 +123,9 @@ def test_sigint_on_a_running_rank_exits_130_and_writes_nothing(tmp_path: Path) -
         time.sleep(0.1)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    # generous: the interrupt lands between batches, and a loaded machine (a benchmark beside the suite) makes a
+    # 224 px batch slow; a passing run returns in seconds
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
     assert "interrupted; rerun to resume from the cache" in err and "Traceback" not in err
     assert not out.exists()
