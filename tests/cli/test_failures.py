@@ -117,7 +117,10 @@ def test_sigint_on_a_running_rank_exits_130_and_writes_nothing(tmp_path: Path) -
     env = {**os.environ, "TRANSFERLAB_CACHE": str(cache)}
     proc = subprocess.Popen([sys.executable, "-m", "transferlab", "rank", "builtin:fashion-mnist", "--zoo",
                              "builtin:efficientnet_lite0", "--image-size", "224", "--threads", "1", "--out", str(out),
-                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # a suite started in the background (nohup ... &) inherits SIGINT ignored, and Python then
+                            # leaves it ignored: give the child the default disposition, as a terminal would
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (cache / "features").is_dir():  # made just before the first model runs
         time.sleep(0.1)
