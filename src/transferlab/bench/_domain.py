@@ -85,9 +85,8 @@ class DomainBenchResult:
                     pick = oracle[int(np.argmax(score))]
                     acc.append(float(pick))
                     regret.append(float(oracle.max() - pick))
-                    r_s = spearmanr(score, oracle).statistic
-                    if np.isfinite(r_s):
-                        rho.append(float(r_s))
+                    if np.ptp(score) > 0 and np.ptp(oracle) > 0:  # a constant side has no rank correlation
+                        rho.append(float(spearmanr(score, oracle).statistic))
                 out[shift][s] = {"pick_accuracy": _mean(acc), "regret": _mean(regret), "regret_sd": _sd(regret),
                                  "spearman": _mean(rho), "seeds": len(acc)}
         return out
