@@ -22,9 +22,9 @@ from transferlab.errors import TransferlabError
 
 
 def test_default_grids():
-    assert default_grid("finetune") == {"lr": [0.0009, 0.0003, 0.0001], "head_lr_scale": [1.0, 10.0]}
-    assert default_grid("lora") == {"lr": [0.003, 0.001, 0.000333], "head_lr_scale": [1.0, 10.0]}
-    assert default_grid("head") == {"lr": [0.03, 0.01, 0.00333]}  # no head multiplier: the head is all that trains
+    assert default_grid("finetune") == {"lr": [0.003, 0.0009, 0.0003], "head_lr_scale": [1.0, 10.0]}
+    assert default_grid("lora") == {"lr": [0.01, 0.003, 0.001], "head_lr_scale": [1.0, 10.0]}
+    assert default_grid("head") == {"lr": [0.1, 0.03, 0.01]}  # no head multiplier: the head is all that trains
     assert default_grid("linear_probe") == {}
     assert grid_points({"lr": [1, 2], "h": [3, 4]}) == [{"lr": 1, "h": 3}, {"lr": 1, "h": 4}, {"lr": 2, "h": 3},
                                                         {"lr": 2, "h": 4}]
@@ -49,6 +49,7 @@ def test_a_cell_keeps_the_best_validation_point_and_its_test_accuracy(tiny_zoo, 
     # the probe reference: trained on the same 90 % of the examples fit trains on, scored on the whole test split
     assert cell["probe_accuracy"] == cell["runs"]["linear_probe"]["test_accuracy"] and cell["n_test"] == 359
     assert cell["under_trained"] == (cell["test_accuracy"] < cell["probe_accuracy"])
+    assert cell["lr_at_grid_edge"] == {0: "highest", 1: "lowest"}[run["chosen"]]  # a two-point grid: always an edge
     assert unpack_correct(cell["correct"], 359).mean() == pytest.approx(cell["test_accuracy"])
     again = ground_truth_cell(refs[0], "builtin:digits", "finetune", limit=80, seed=0, cache_root=str(tmp_path),
                               options={"image_size": 32, "epochs": 2, "patience": 1},
@@ -137,8 +138,10 @@ def test_checks_warn_about_a_test_split_too_small_and_ties():
         c = rng.random(40) < p
         cells.append({"target": "t", "model": m, "test_accuracy": float(c.mean()), "correct": pack_correct(c),
                       "n_test": 40, "probe_accuracy": 0.5, "chosen_protocol": "finetune"})
-    tie = dict(cells[0], model="d")
+    tie = dict(cells[0], model="d", lr_at_grid_edge="highest")
     out = ground_truth_checks([*cells, tie], {"a": "Model A", "d": "Model D"}, n_boot=200)
+    assert out["grid_edge"] == [{"target": "t", "model": "d", "edge": "highest"}]
+    assert any(w.startswith("1 cell(s) chose the grid's highest learning rate") for w in out["warnings"])
     assert out["targets"]["t"]["overlap_fraction"] == 1.0
     assert any(w.startswith("t: the test split (40 examples) is too small to separate the models") for w in
                out["warnings"])

@@ -48,7 +48,8 @@ def ground_truth_checks(cells: list[dict[str, Any]], names: dict[str, str], *, n
     by_target: dict[str, list[dict[str, Any]]] = {}
     for c in cells:
         by_target.setdefault(c["target"], []).append(c)
-    out: dict[str, Any] = {"targets": {}, "under_trained": [], "not_converged": [], "fallbacks": [], "warnings": []}
+    out: dict[str, Any] = {"targets": {}, "under_trained": [], "not_converged": [], "fallbacks": [], "grid_edge": [],
+                           "warnings": []}
     for target, cs in by_target.items():
         correct = {c["model"]: unpack_correct(c["correct"], c["n_test"]) for c in cs if c.get("correct")}
         intervals = accuracy_intervals(correct, n_boot=n_boot, seed=seed)
@@ -82,12 +83,20 @@ def ground_truth_checks(cells: list[dict[str, Any]], names: dict[str, str], *, n
                     "another learning rate would raise it.")
             if c.get("converged") is False:
                 out["not_converged"].append({"target": target, "model": c["model"]})
+            if c.get("lr_at_grid_edge"):
+                out["grid_edge"].append({"target": target, "model": c["model"], "edge": c["lr_at_grid_edge"]})
     if out["not_converged"]:
         out["warnings"].append(
             f"{len(out['not_converged'])} cell(s) improved until their last epoch (no plateau: more --epochs may "
             "raise them): " + ", ".join(f"{names.get(c['model'], c['model'])} on {c['target']}"
                                           for c in out["not_converged"][:6])
             + (" ..." if len(out["not_converged"]) > 6 else "") + ".")
+    if out["grid_edge"]:
+        high = sum(e["edge"] == "highest" for e in out["grid_edge"])
+        out["warnings"].append(
+            f"{len(out['grid_edge'])} cell(s) chose the grid's {'highest' if high else 'lowest'} learning rate"
+            + (f" ({high} the highest, {len(out['grid_edge']) - high} the lowest)" if 0 < high < len(out["grid_edge"])
+               else "") + ": the best may lie beyond the grid; extend it (--grid) to be sure.")
     if out["fallbacks"]:
         models = sorted({names.get(f["model"], f["model"]) for f in out["fallbacks"]})
         out["warnings"].append(f"{', '.join(models)}: cannot be trained; the linear probe on its features stands in "
