@@ -139,3 +139,41 @@ def test_domain_cli(tmp_path, tiny_model_ref, capsys):
     assert "transfer_score" in capsys.readouterr().out
     assert main(["domain", "builtin:digits", "builtin:shapes", "-m", tiny_model_ref]) == 2
     assert "same classes" in capsys.readouterr().err
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_network(shift, tiny_model_ref, tmp_path, monkeypatch):
+    from transferlab.domain._objective import DomainAdaptation
+    from transferlab.models import load
+
+    src, tgt, test = shift
+    kw = dict(target_test=test, hidden=32, **{**KW, "epochs": 3})
+    ref = adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "ref", **kw)
+    step, calls = DomainAdaptation.step, {"n": 0}
+    per_epoch = int(np.ceil(len(src.stratified_sample(54, seed=0)) / KW["batch_size"]))  # at least this many steps
+
+    def killing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 2:  # in epoch 2
+            raise _Killed
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(DomainAdaptation, "step", killing_step)
+    with pytest.raises(_Killed):
+        adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "run", **kw)
+    monkeypatch.setattr(DomainAdaptation, "step", step)
+    assert (tmp_path / "run" / "checkpoints").is_dir() and not (tmp_path / "run" / "transferlab.json").exists()
+    with pytest.raises(TransferlabError, match="different training config"):  # other options: refused, not mixed
+        adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "run", **{**kw, "trade_off": 0.3})
+    r = adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "run", **kw)
+    assert r.metrics["resumed_from_epoch"] == 1 and ref.metrics["resumed_from_epoch"] is None
+    assert r.history == ref.history and r.metrics["picks"] == ref.metrics["picks"]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the finished output holds no checkpoints
+    for (k, a), b in zip(load(tmp_path / "ref").state_dict().items(), load(tmp_path / "run").state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
+    with pytest.raises(TransferlabError, match="already holds this adaptation"):
+        adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "run", **kw)

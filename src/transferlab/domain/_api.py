@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,26 +125,27 @@ def adapt(
         log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
                  "selection", oracle_ds.name, len(oracle_ds))
     out_dir = Path(out) if out is not None else None
+    scratch = None
     if out_dir is not None:
-        check_output(out_dir, inputs=[model.split("@")[-1]])
-        if out_dir.exists() and any(out_dir.iterdir()):
-            from ..models import card_file
+        from ..models import claim_output
 
-            if card_file(out_dir) is None:
-                raise TransferlabError(f"{out_dir} holds files transferlab did not write; it is not replaced even with "
-                                       "--overwrite: choose another --out")
-            if not overwrite:
-                raise TransferlabError(f"{out_dir} already holds a model; choose another --out or pass --overwrite")
-    return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
-                  epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size,
-                  image_size=image_size, bottleneck=bottleneck, out_dir=out_dir, seed=seed, progress=progress,
-                  trust_pickle=trust_pickle)
+        check_output(out_dir, inputs=[model.split("@")[-1]])
+        scratch = claim_output(out_dir, {"model": model, "method": f"domain:{method}"}, overwrite, "adaptation")
+    try:
+        return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
+                      epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size,
+                      image_size=image_size, bottleneck=bottleneck, out_dir=out_dir, seed=seed, progress=progress,
+                      trust_pickle=trust_pickle,
+                      checkpoint_dir=scratch or (out_dir / "checkpoints" if out_dir is not None else None))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, method: str, factory: Any,
            options: dict[str, Any], *, trade_off: float, select: str, epochs: int, lr: float, batch_size: int,
            image_size: int | None, bottleneck: int, out_dir: Path | None, seed: int, progress: bool,
-           trust_pickle: bool) -> DomainResult:
+           trust_pickle: bool, checkpoint_dir: Path | None = None) -> DomainResult:
     from ..models import (
         FORMAT,
         architecture_of,
@@ -178,10 +179,9 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
                                  oracle=built.tensors(oracle_ds) if oracle_ds is not None else None,
                                  batch_size=max(64, batch_size), seed=seed, options=options)
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    t0 = time.perf_counter()
     result = train({"model": built.net, **m.modules}, objective, data, cfg, val_data=built.tensors(src_val),
-                   progress=progress)  # no checkpoints: an interrupted run starts over (docs/domain.md)
-    seconds = time.perf_counter() - t0
+                   checkpoint_dir=checkpoint_dir, progress=progress)  # a rerun resumes after the last finished epoch
+    seconds = result.train_seconds  # with the epochs before an interruption, on a resumed run
     history = result.history
     picks = {}
     for s in selectors:
@@ -205,7 +205,7 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
         "source_val_accuracy": history[result.best_epoch - 1].get("val_accuracy") if result.best_epoch else None,
         "picks": picks, "n_source": len(src_train), "n_source_val": len(src_val), "n_target": len(tgt),
         "n_target_test": len(oracle_ds) if oracle_ds is not None else 0, "epochs": len(history),
-        "train_seconds": seconds, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,
+        "train_seconds": seconds, "resumed_from_epoch": result.resumed_from_epoch, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,
         "oracle_note": "oracle_* values use target labels; they are reported, never used for training or selection",
     }
     if out_dir is not None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from ..models import (
     architecture_key,
     architecture_of,
     build,
+    claim_output,
     head_module_name,
     load,
     predict_logits,
@@ -61,40 +60,6 @@ def _check_modality(backbone: Any, ds: Dataset) -> None:
     if backbone.modality != ds.modality:
         raise TransferlabError(f"{backbone.ref} takes {backbone.modality} input but {ds.name} holds {ds.modality} "
                                f"data: choose a {ds.modality} model (transferlab zoo list)")
-
-
-def _check_out(out: Path, identity: dict[str, Any], overwrite: bool) -> Path | None:
-    """Refuse an output directory that holds something else; return where an ``overwrite`` run checkpoints (a fresh
-    sibling directory: the old output stays untouched until the new one is complete), or None for ``out/checkpoints``
-    (resumed when present)."""
-    from ..models import card_file, recorded_reference
-
-    if out.exists() and not out.is_dir():
-        raise TransferlabError(f"--out {out} is a file; choose a directory")
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    cfg = card_file(out)  # transferlab.json (config.json in directories of older transferlab)
-    ours = cfg is not None or (out / "checkpoints").is_dir()
-    if overwrite:
-        if not ours:
-            raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
-                                   "--overwrite: choose another --out")
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
-    if cfg is not None:
-        try:
-            old = json.loads(cfg.read_text())
-        except ValueError:
-            old = {}
-        recorded = {**identity, "model": recorded_reference(identity["model"], out)}  # as the card writes it
-        same = all(old.get(k) in (v, identity[k]) for k, v in recorded.items())
-        if not same:
-            raise TransferlabError(
-                f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
-                "--out or pass --overwrite")
-        raise TransferlabError(f"{out} already holds this fit; pass --overwrite to redo it")
-    if not ours:
-        raise TransferlabError(f"{out} is not empty and holds no transferlab fit; choose another --out")
-    return None
 
 
 def _prediction_warnings(y_pred: np.ndarray | None, class_names: tuple[str, ...]) -> list[str]:
@@ -205,7 +170,7 @@ def fit(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         check_output(out_dir, inputs=[init, model.split("@")[-1]])
-    scratch = _check_out(out_dir, identity, overwrite) if out_dir is not None else None
+    scratch = claim_output(out_dir, identity, overwrite) if out_dir is not None else None
     try:
         return _fit(ds, test_ds, backbone, model, method, identity, out_dir, scratch, epochs=epochs, lr=lr,
                     batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,

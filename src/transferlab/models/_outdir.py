@@ -1,0 +1,50 @@
+"""The output directory of a training run (fit, domain, ...): what may be replaced, and where the run checkpoints.
+
+A fresh run checkpoints into ``OUT/checkpoints`` and resumes from it when rerun with the same arguments; an
+``--overwrite`` run checkpoints into a fresh sibling, so the old output stays untouched until the new one is complete.
+A directory transferlab did not write is never replaced."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import TransferlabError
+
+
+def claim_output(out: Path, identity: dict[str, Any], overwrite: bool, what: str = "fit") -> Path | None:
+    """Refuse an output directory that holds something else; return where an ``overwrite`` run checkpoints (a fresh
+    sibling directory, to be removed by the caller), or None for ``out/checkpoints`` (resumed when present).
+    ``identity``: the card keys (``model``, ``method``) that make an existing output "this run"; ``what``: the run's
+    name in messages."""
+    from ._card import card_file
+    from ._paths import recorded_reference
+
+    if out.exists() and not out.is_dir():
+        raise TransferlabError(f"--out {out} is a file; choose a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    cfg = card_file(out)  # transferlab.json (config.json in directories of older transferlab)
+    ours = cfg is not None or (out / "checkpoints").is_dir()
+    if overwrite:
+        if not ours:
+            raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
+                                   "--overwrite: choose another --out")
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
+    if cfg is not None:
+        try:
+            old = json.loads(cfg.read_text())
+        except ValueError:
+            old = {}
+        recorded = {**identity, "model": recorded_reference(identity["model"], out)}  # as the card writes it
+        same = all(old.get(k) in (v, identity[k]) for k, v in recorded.items())
+        if not same:
+            raise TransferlabError(
+                f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
+                "--out or pass --overwrite")
+        raise TransferlabError(f"{out} already holds this {what}; pass --overwrite to redo it")
+    if not ours:
+        raise TransferlabError(f"{out} is not empty and holds no transferlab {what}; choose another --out")
+    return None
