@@ -150,7 +150,7 @@ def test_killed_run_resumes_to_the_same_network(shift, tiny_model_ref, tmp_path,
     from transferlab.models import load
 
     src, tgt, test = shift
-    kw = dict(target_test=test, hidden=32, **{**KW, "epochs": 3})
+    kw = dict(target_test=test, hidden=32, **KW)
     ref = adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "ref", **kw)
     step, calls = DomainAdaptation.step, {"n": 0}
     per_epoch = int(np.ceil(len(src.stratified_sample(54, seed=0)) / KW["batch_size"]))  # at least this many steps

@@ -149,6 +149,7 @@ def bench_domain(
     seeds: Sequence[int] = (0, 1, 2),
     trade_offs: Sequence[float] = TRADE_OFFS,
     epochs: int = 10,
+    lr: float | None = None,
     limit: int | None = None,
     test_limit: int | None = None,
     image_size: int | None = None,
@@ -164,6 +165,7 @@ def bench_domain(
     ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``)."""
     from ..data import load_dataset
     from ..domain import list_methods
+    from ..domain._api import DEFAULT_LR
 
     all_methods = list_methods()
     ms = ([m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods or
@@ -177,7 +179,8 @@ def bench_domain(
     shift_list = [tuple(s) for s in (shifts or SHIFTS)]
     out_dir = Path(out)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    options = {"epochs": epochs, "batch_size": batch_size, **({"image_size": image_size} if image_size else {})}
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr if lr is not None else DEFAULT_LR,
+               **({"image_size": image_size} if image_size else {})}  # the effective lr keys the run cache
     per_method = dict(method_options or {})
     runs, bounds = [], {}
     plan = [(s, m, seed, t) for s in shift_list for seed in seeds for m in ms
@@ -196,7 +199,7 @@ def bench_domain(
                     _supervised(out_dir, s, model, seed, data, epochs, image_size, batch_size) for seed in seeds]}
                 bars.advance(task, len(seeds))
     return DomainBenchResult(model, shift_list, ms, list(seeds), [float(t) for t in trade_offs], runs, bounds,
-                             {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
+                             {"epochs": epochs, "lr": options["lr"], "limit": limit, "test_limit": test_limit, "image_size": image_size,
                               "batch_size": batch_size, "method_options": per_method})
 
 

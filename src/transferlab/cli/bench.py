@@ -154,6 +154,8 @@ def bench_domain_cmd(
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
     trade_offs: str = typer.Option("0.1,0.3,1,3", "--trade-offs", help="Comma-separated trade-offs (> 0)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
+    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default: domain's, "
+                             "1e-2; backbone 0.1x)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Examples of each training split (target: random)."),
     test_limit: int = typer.Option(None, "--test-limit", min=1, help="Examples of the target's test split."),
     image_size: int = typer.Option(None, "--image-size", min=8),
@@ -176,7 +178,7 @@ def bench_domain_cmd(
         raise TransferlabError(f"--seeds takes whole numbers and --trade-offs numbers, got {seeds!r} and "
                                f"{trade_offs!r}") from None
     check_output(out)
-    r = bench_domain(model, out=out, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs,
+    r = bench_domain(model, out=out, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs, lr=lr,
                      limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
                      supervised=not no_supervised, method_options=_method_options(option), progress=not quiet)
     paths = r.save(out)

@@ -36,7 +36,7 @@ def domain_cmd(
     trade_off: float = typer.Option(1.0, "--trade-off", help="Weight of the transfer loss (> 0)."),
     select: str = typer.Option("transfer_score", "--select", help="Label-free checkpoint selector (--list)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
-    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (backbone: 0.1x)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default 1e-2; backbone: 0.1x)."),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Examples per domain per step."),
     image_size: int = typer.Option(None, "--image-size", min=8),
     limit: int = typer.Option(None, "--limit", min=1, help="Use this many examples of each domain's training split "
