@@ -106,6 +106,7 @@ def small_backbone(name: str) -> Callable[[str], Any]:
         backbone = TorchImageBackbone(ref, build, weights_id=f"sha256:{row['sha256']}", mean=MEAN, std=STD,
                                       native_size=NATIVE, has_head=True, meta=meta)
         backbone.source_data = lambda: source_data(spec.source, "train")  # source statistics for PED
+        backbone.head_classes = lambda: tuple(source_data(spec.source, "train").class_names)  # its head's classes
         return backbone
 
     return factory

@@ -1,0 +1,75 @@
+"""Teacher weights for ``multi_weighted``: how well each teacher's features transfer to the data, by the rank
+metrics, turned into a softmax over the teachers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: the metrics of the default ``consensus`` (cheap, and all of them read features or the teachers' own heads)
+CONSENSUS_METRICS = ("logme", "leep", "nce", "sfda", "gbc", "knn")
+
+
+def softmax_weights(scores: Sequence[float], temperature: float) -> list[float]:
+    s = np.asarray(scores, dtype=np.float64) / temperature
+    e = np.exp(s - s.max())
+    return (e / e.sum()).tolist()
+
+
+def teacher_scores(features: Sequence[np.ndarray], probs: Sequence[np.ndarray], labels: np.ndarray,
+                   metric: str) -> tuple[list[float], dict[str, list[float | None]]]:
+    """(one score per teacher, the per-metric table). ``metric``: ``consensus`` (the rank consensus of
+    :data:`CONSENSUS_METRICS`, in [0, 1]) or one metric's name (its raw score). ``probs``: each teacher's class
+    probabilities on the data (its own head: the source probabilities of LEEP and NCE)."""
+    from ..errors import TransferlabError
+    from ..rank import score
+    from ..rank._consensus import consensus
+    from ..rank._score import needs_source_probs
+
+    names = CONSENSUS_METRICS if metric == "consensus" else (metric,)
+    table: dict[str, list[float | None]] = {}
+    for name in names:
+        row: list[float | None] = []
+        for f, p in zip(features, probs, strict=True):
+            try:
+                v = score(name, None if needs_source_probs(name) else f, labels,
+                          source_probs=p if needs_source_probs(name) else None)
+                row.append(float(v) if np.isfinite(v) else None)
+            except TransferlabError as exc:
+                log.warning("weight metric %s failed for a teacher: %s", name, exc)
+                row.append(None)
+        table[name] = row
+    if metric == "consensus":
+        cs, _ = consensus(table, len(features))
+        out = [c if c is not None else 0.0 for c in cs]
+    else:
+        if any(v is None for v in table[metric]):
+            raise TransferlabError(f"weight_metric {metric} could not score every teacher; use consensus")
+        out = [float(v) for v in table[metric]]  # type: ignore[arg-type]
+    return out, table
+
+
+def features_and_probs(net: Any, data: Any, order: Any, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A frozen network's pooled features (its head's input) and class probabilities (data's class order)."""
+    import torch
+
+    from ._objective import FeatureTap
+
+    tap = FeatureTap(net)
+    dev = next(net.parameters()).device
+    feats, probs = [], []
+    net.eval()
+    with torch.inference_mode():
+        for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size):
+            z = net(x.to(dev)).float()
+            if order is not None:
+                z = z[:, torch.as_tensor(order, device=z.device)]
+            probs.append(torch.softmax(z, 1).cpu().numpy())
+            feats.append(tap.value.flatten(1).float().cpu().numpy())
+    tap.remove()
+    return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)
