@@ -66,6 +66,8 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     elif sub == "domain":
         argv += ["--limit", "60", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--option", "hidden=32",
                  "-q"]
+    elif sub == "distill":
+        argv += ["--limit", "60", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "-q"]
     elif sub in ("metrics", "zoo", "data"):  # listings: cheap as they are
         pass
     else:
@@ -81,4 +83,5 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
         argv = _shrink(cmd, tiny_model_ref)
         assert main(argv) == 0, cmd
     assert (tmp_path / "runs" / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "runs" / "shapes-student" / "metrics.json").is_file()
     assert (tmp_path / "merged-digits.csv").is_file() and (tmp_path / "predictions.csv").is_file()

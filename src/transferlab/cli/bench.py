@@ -187,3 +187,50 @@ def bench_domain_cmd(
         c.print(f"{shift}: " + ", ".join(f"{m} {v['kept_mean']:.3f}" for m, v in cells.items()
                                          if v["kept_mean"] is not None), highlight=False)
     c.print(f"bench_domain.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+@app.command("distill")
+def bench_distill_cmd(
+    targets: str = typer.Option("builtin:shapes,builtin:fashion-mnist", "--targets", help="Comma-separated datasets."),
+    teachers: str = typer.Option("builtin:efficientnet_lite0,builtin:small_convnext_fashion", "--teachers",
+                                 help="Comma-separated teacher models (>= 2), each fine-tuned on every target."),
+    students: str = typer.Option("builtin:small_resnet_shapes", "--students", help="Comma-separated students."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    label_shares: str = typer.Option("1,0.2", "--label-shares", help="Shares of the training labels kept (the rest "
+                                     "is distilled as unlabelled examples)."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    teacher_epochs: int = typer.Option(None, "--teacher-epochs", min=1, help="Default: --epochs."),
+    limit: int = typer.Option(1000, "--limit", min=1, help="Class-stratified sample of each train split."),
+    test_limit: int = typer.Option(500, "--test-limit", min=1, help="Class-stratified sample of each test split."),
+    image_size: int = typer.Option(32, "--image-size", min=8, help="The students' input size."),
+    teacher_image_size: int = typer.Option(None, "--teacher-image-size", min=8, help="Default: --image-size."),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. kd.temperature=2 (repeatable)."),
+    out: Path = typer.Option(Path("runs/bench-distill"), "--out", "-o", help="Output directory (runs are cached)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Every distillation method against the labels-only student, with all labels and with a share of them."""
+    from .._io import check_output
+    from ..bench import bench_distill
+    from ..errors import TransferlabError
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    try:
+        seed_list = [int(s) for s in split(seeds)]
+        shares = [float(s) for s in split(label_shares)]
+    except ValueError:
+        raise TransferlabError(f"--seeds takes whole numbers and --label-shares numbers, got {seeds!r} and "
+                               f"{label_shares!r}") from None
+    check_output(out)
+    r = bench_distill(out=out, targets=split(targets), teachers=split(teachers), students=split(students),
+                      seeds=seed_list, label_shares=shares, epochs=epochs, teacher_epochs=teacher_epochs, limit=limit,
+                      test_limit=test_limit, image_size=image_size, teacher_image_size=teacher_image_size,
+                      batch_size=batch_size, method_options=_method_options(option), progress=not quiet)
+    paths = r.save(out)
+    c = console()
+    for row in r.table():
+        d = row["delta_vs_labels_only"]
+        c.print(f"{row['target']} {100 * row['label_share']:.0f}% {row['student']} {row['row']}: "
+                f"{row['accuracy_mean']:.4f}" + ("" if row["row"] == "labels_only" or d is None else
+                                                 f" ({100 * d:+.1f} points)"), highlight=False)
+    c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

@@ -1,0 +1,313 @@
+"""``bench distill``: every distillation method against the labels-only student, on built-in (or given) targets, over
+seeds, with all the training labels and with only a share of them (the rest given as unlabelled examples).
+
+Per (target, label setting): each teacher is fine-tuned on the labelled part (cached; a teacher never sees labels the
+student cannot). Per student and seed: the labels-only student (``fit`` finetune on the labelled part), then
+
+- ``kd[T]`` from each teacher T, ``multi_avg`` and ``multi_weighted`` over all teachers, ``feature`` from the
+  strongest teacher (by held-out accuracy): fresh students;
+- ``kd_trained[weak]`` and ``kl_dp_trained[weak]``: the labels-only student distilled further from the weakest
+  teacher — the case KL+DP exists for (a weaker teacher must not pull a good student down).
+
+Every run is cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student in ``out/models``: a bench
+resumes run by run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_files_atomic, write_json_atomic
+from .._progress import progress as progress_bars
+from .._version import __version__
+from ..errors import TransferlabError
+
+TARGETS = ("builtin:shapes", "builtin:fashion-mnist")
+TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
+STUDENTS = ("builtin:small_resnet_shapes",)
+LABEL_SHARES = (1.0, 0.2)
+
+
+def _short(ref: str) -> str:
+    """A model's name in row labels: the reference without ``builtin:`` and without a local weights path."""
+    ref = str(ref)
+    if ":" not in ref:
+        return Path(ref).name
+    return ref.split("@", 1)[0].removeprefix("builtin:")
+
+
+@dataclass
+class DistillBenchResult:
+    targets: list[str]
+    teachers: list[str]
+    students: list[str]
+    seeds: list[int]
+    label_shares: list[float]
+    runs: list[dict[str, Any]]  # one per (target, share, student, seed, row)
+    teacher_runs: list[dict[str, Any]]  # one per (target, share, teacher): its accuracy, params, latency
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Per (target, share, student, row): accuracy mean ± sd over seeds, the mean per-seed delta against the
+        labels-only student, knowledge gain/loss, parameters and the student's latency."""
+        out = []
+        keys = sorted({(r["target"], r["label_share"], r["student"], r["row"]) for r in self.runs},
+                      key=lambda k: (k[0], -k[1], k[2], _ROW_ORDER(k[3])))
+        for t, share, s, row in keys:
+            rs = [r for r in self.runs if (r["target"], r["label_share"], r["student"], r["row"]) == (t, share, s, row)]
+            base = {r["seed"]: r["test_accuracy"] for r in self.runs if (r["target"], r["label_share"], r["student"],
+                                                                          r["row"]) == (t, share, s, "labels_only")}
+            acc = [r["test_accuracy"] for r in rs]
+            delta = [r["test_accuracy"] - base[r["seed"]] for r in rs if r["seed"] in base]
+            out.append({"target": t, "label_share": share, "student": s, "row": row, "n": len(rs),
+                        "accuracy_mean": _mean(acc), "accuracy_sd": _sd(acc), "delta_vs_labels_only": _mean(delta),
+                        "transfer_delta": _mean([r["transfer_delta"] for r in rs if r.get("transfer_delta") is not None]),
+                        "knowledge_gain": _mean([r["knowledge_gain"] for r in rs if r.get("knowledge_gain") is not None]),
+                        "knowledge_loss": _mean([r["knowledge_loss"] for r in rs if r.get("knowledge_loss") is not None]),
+                        "params": rs[0].get("params"), "ms_per_image": _median([r.get("ms_per_image") for r in rs]),
+                        "seconds": _mean([r.get("seconds") for r in rs if r.get("seconds") is not None])})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transferlab_version": __version__, "targets": self.targets, "teachers": self.teachers,
+                "students": self.students, "seeds": self.seeds, "label_shares": self.label_shares,
+                "table": self.table(), "teacher_runs": self.teacher_runs, "runs": self.runs, "options": self.options}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """bench_distill.json and report.html, written together or not at all."""
+        from ..report import distill_bench_html
+
+        d = self.to_dict()
+        written = write_files_atomic(out_dir, {"bench_distill.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
+                                               "report.html": distill_bench_html(d)})
+        return {"json": written["bench_distill.json"], "html": written["report.html"]}
+
+
+def _ROW_ORDER(row: str) -> tuple[int, str]:  # noqa: N802
+    for i, p in enumerate(("labels_only", "kd[", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp")):
+        if row.startswith(p):
+            return i, row
+    return 99, row
+
+
+def _mean(v: Sequence[float]) -> float | None:
+    return float(np.mean(v)) if len(v) else None
+
+
+def _sd(v: Sequence[float]) -> float | None:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def _median(v: Sequence[float | None]) -> float | None:
+    w = [x for x in v if x is not None]
+    return float(np.median(w)) if w else None
+
+
+def _key(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _cached(path: Path) -> dict[str, Any] | None:
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            path.unlink(missing_ok=True)  # damaged: recomputed
+    return None
+
+
+def _split_labels(train: Any, share: float) -> tuple[Any, Any | None]:
+    """(the labelled part: a class-stratified ``share``, the rest as unlabelled examples or None)."""
+    if share >= 1.0:
+        return train, None
+    n = max(train.num_classes, int(round(share * len(train))))
+    rng = np.random.default_rng(0)
+    keep: list[int] = []
+    for c in range(train.num_classes):  # stratified, deterministic
+        idx = np.flatnonzero(train.labels == c)
+        keep += rng.choice(idx, max(1, int(round(n * len(idx) / len(train)))), replace=False).tolist()
+    keep_a = np.sort(np.array(keep))
+    rest = np.setdiff1d(np.arange(len(train)), keep_a)
+    return train.subset(keep_a), train.subset(rest)
+
+
+def bench_distill(
+    *,
+    out: str | Path,
+    targets: Sequence[str] = TARGETS,
+    teachers: Sequence[str] = TEACHERS,
+    students: Sequence[str] = STUDENTS,
+    seeds: Sequence[int] = (0, 1, 2),
+    label_shares: Sequence[float] = LABEL_SHARES,
+    epochs: int = 10,
+    teacher_epochs: int | None = None,
+    limit: int | None = 1000,
+    test_limit: int | None = 500,
+    image_size: int | None = 32,
+    teacher_image_size: int | None = None,
+    batch_size: int = 32,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> DistillBenchResult:
+    """Every method against the labels-only student (see the module's docstring). ``limit``/``test_limit``:
+    class-stratified samples of each target's splits; ``image_size``: the students' input size,
+    ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``."""
+    from ..data import load_dataset
+
+    if len(teachers) < 2:
+        raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
+    if not students:
+        raise TransferlabError("bench distill needs at least one student")
+    if any(not 0 < s <= 1 for s in label_shares):
+        raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
+    out_dir = Path(out)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    per_method = dict(method_options or {})
+    t_epochs = teacher_epochs or epochs
+    t_size = teacher_image_size or image_size
+    runs: list[dict[str, Any]] = []
+    teacher_runs: list[dict[str, Any]] = []
+    n_rows = len(teachers) + 6
+    total = len(targets) * len(label_shares) * (len(teachers) + len(students) * len(seeds) * n_rows)
+    with progress_bars(progress) as bars:
+        task = bars.add("bench distill", total)
+        for target in targets:
+            train = load_dataset(target, "train")
+            test = load_dataset(target, "test")
+            if limit and limit < len(train):
+                train = train.stratified_sample(limit, seed=0)
+            if test_limit and test_limit < len(test):
+                test = test.stratified_sample(test_limit, seed=0)
+            for share in label_shares:
+                labelled, unlabelled = _split_labels(train, share)
+                tdirs = []
+                for tref in teachers:
+                    bars.note(task, f"{_short(target)} {share:g}: teacher {_short(tref)}")
+                    rec, d = _teacher(out_dir, target, share, tref, labelled, test, t_epochs, t_size, batch_size)
+                    teacher_runs.append(rec)
+                    tdirs.append(d)
+                    bars.advance(task)
+                tval = [r["val_accuracy"] or 0.0 for r in teacher_runs[-len(teachers):]]
+                order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
+                strong, weak = order[0], order[-1]
+                for sref in students:
+                    for seed in seeds:
+                        ctx = dict(out_dir=out_dir, target=target, share=share, student=sref, seed=seed,
+                                   labelled=labelled, unlabelled=unlabelled, test=test, epochs=epochs,
+                                   image_size=image_size, batch_size=batch_size)
+                        bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} labels only")
+                        base_rec, base_dir = _labels_only(**ctx)
+                        runs.append(base_rec)
+                        bars.advance(task)
+                        plan = [(f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
+                        plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs,
+                                                                          sref),
+                                 (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
+                                 (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base_dir),
+                                 (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base_dir)]
+                        for row, method, tds, student in plan:
+                            bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} {row}")
+                            runs.append(_distill_run(row=row, method=method, teacher_dirs=tds, student_ref=student,
+                                                     options=per_method.get(method, {}), **ctx))
+                            bars.advance(task)
+    return DistillBenchResult(list(targets), list(teachers), list(students), list(seeds),
+                              [float(s) for s in label_shares], runs, teacher_runs,
+                              {"epochs": epochs, "teacher_epochs": t_epochs, "limit": limit, "test_limit": test_limit,
+                               "image_size": image_size, "teacher_image_size": t_size, "batch_size": batch_size,
+                               "method_options": per_method})
+
+
+def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, test: Any, epochs: int,
+             image_size: int | None, batch_size: int) -> tuple[dict[str, Any], Path]:
+    """A teacher fine-tuned on the labelled part (cached), with its test accuracy, parameters and latency."""
+    from ..distill._api import _latency_ms
+    from ..distill._members import load_teacher
+    from ..fit import fit
+
+    key = _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
+               batch_size=batch_size, n=len(labelled), n_test=len(test))
+    d = out_dir / "models" / f"teacher-{key}"
+    path = out_dir / "runs" / f"teacher-{key}.json"
+    rec = _cached(path)
+    if rec is not None and (d / "model.safetensors").is_file():
+        return rec, d
+    if d.exists():
+        import shutil
+
+        shutil.rmtree(d)
+    r = fit(labelled, ref, "finetune", test=test, epochs=epochs, image_size=image_size, batch_size=batch_size,
+            seed=0, out=d)
+    member = load_teacher(d, labelled)
+    rec = {"target": target, "label_share": share, "teacher": ref, "test_accuracy": r.metrics["test_accuracy"],
+           "val_accuracy": r.metrics["val_accuracy"], "params": member.params,
+           "ms_per_image": _latency_ms(member, test), "seconds": r.metrics["train_seconds"]}
+    write_json_atomic(path, rec)
+    return rec, d
+
+
+def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
+                 unlabelled: Any, test: Any, epochs: int, image_size: int | None,
+                 batch_size: int) -> tuple[dict[str, Any], Path]:
+    """The student fine-tuned on the labelled part alone (cached): the row every method is compared with, and the
+    starting point of the ``*_trained`` rows."""
+    from ..distill._api import _latency_ms
+    from ..distill._members import load_teacher
+    from ..fit import fit
+
+    key = _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
+               image_size=image_size, batch_size=batch_size, n=len(labelled), n_test=len(test))
+    d = out_dir / "models" / f"student-{key}"
+    path = out_dir / "runs" / f"labels_only-{key}.json"
+    rec = _cached(path)
+    if rec is not None and (d / "model.safetensors").is_file():
+        return rec, d
+    if d.exists():
+        import shutil
+
+        shutil.rmtree(d)
+    t0 = time.perf_counter()
+    r = fit(labelled, student, "finetune", test=test, epochs=epochs, image_size=image_size, batch_size=batch_size,
+            seed=seed, out=d)
+    member = load_teacher(d, labelled)  # frozen copy, only to time it
+    rec = {"target": target, "label_share": share, "student": student, "seed": seed, "row": "labels_only",
+           "test_accuracy": r.metrics["test_accuracy"], "params": member.params,
+           "ms_per_image": _latency_ms(member, test), "seconds": time.perf_counter() - t0}
+    write_json_atomic(path, rec)
+    return rec, d
+
+
+def _distill_run(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
+                 unlabelled: Any, test: Any, epochs: int, image_size: int | None, batch_size: int, row: str,
+                 method: str, teacher_dirs: list[Path], student_ref: str | Path,
+                 options: dict[str, Any]) -> dict[str, Any]:
+    from ..distill import distill
+
+    fresh = not isinstance(student_ref, Path)
+    key = _key(kind="distill", target=target, share=share, student=student, seed=seed, epochs=epochs,
+               image_size=image_size, batch_size=batch_size, row=row, method=method, options=options,
+               teachers=[p.name for p in teacher_dirs], start="fresh" if fresh else Path(student_ref).name,
+               n=len(labelled), n_test=len(test))
+    path = out_dir / "runs" / f"distill-{key}.json"
+    rec = _cached(path)
+    if rec is not None:
+        return rec
+    t0 = time.perf_counter()
+    r = distill(labelled, teacher_dirs, student_ref, method, unlabelled=unlabelled, test=test, epochs=epochs,
+                batch_size=batch_size, image_size=image_size if fresh else None, seed=seed, **options)
+    m = r.metrics
+    rec = {"target": target, "label_share": share, "student": student, "seed": seed, "row": row, "method": method,
+           "test_accuracy": m["test_accuracy"], "start_test_accuracy": m.get("start_test_accuracy"),
+           "transfer_delta": m.get("transfer_delta"), "knowledge_gain": m.get("knowledge_gain"),
+           "knowledge_loss": m.get("knowledge_loss"), "teacher_weights": m.get("teacher_weights"),
+           "params": m["student_params"], "ms_per_image": m.get("student_ms_per_image"),
+           "teacher_ms_per_image": m.get("teacher_ms_per_image"), "n_labelled": m["n_train"] + m["n_val"],
+           "n_unlabelled": m["n_unlabelled"], "seconds": time.perf_counter() - t0}
+    write_json_atomic(path, rec)
+    return rec

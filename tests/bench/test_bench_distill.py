@@ -1,0 +1,52 @@
+"""``bench distill`` on tiny models: every row against the labels-only student, the label-share split, the
+``*_trained`` rows starting from the labels-only student, and resume from the cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from transferlab.bench import bench_distill
+from transferlab.errors import TransferlabError
+
+
+def test_bench_distill_tiny(tmp_path, tiny_model_ref, monkeypatch):
+    kw = dict(out=tmp_path / "b", targets=["builtin:shapes"], teachers=[tiny_model_ref, "builtin:small_resnet_shapes"],
+              students=[tiny_model_ref], seeds=[0], label_shares=[0.5], epochs=1, limit=36, test_limit=12,
+              image_size=16, batch_size=8)
+    r = bench_distill(**kw)
+    rows = [x["row"] for x in r.table()]
+    assert rows[0] == "labels_only" and len(rows) == 8
+    assert {"multi_avg", "multi_weighted"} <= set(rows) and sum(x.startswith("kd[") for x in rows) == 2
+    weak = [x for x in rows if x.startswith("kl_dp_trained[")][0][len("kl_dp_trained["):-1]
+    strong = [x for x in rows if x.startswith("feature[")][0][len("feature["):-1]
+    assert f"kd_trained[{weak}]" in rows and {weak, strong} == {"timm:test_efficientnet", "small_resnet_shapes"}
+    base = next(x for x in r.runs if x["row"] == "labels_only")
+    for run in r.runs:
+        if run["row"].startswith(("kd_trained", "kl_dp_trained")):  # they start from the labels-only student
+            assert run["start_test_accuracy"] == pytest.approx(base["test_accuracy"])
+        if run["row"] != "labels_only":
+            assert run["n_labelled"] == 18 and run["n_unlabelled"] == 18  # half the 36 labels kept, half unlabelled
+    table = {x["row"]: x for x in r.table()}
+    some = table["multi_avg"]
+    assert some["delta_vs_labels_only"] == pytest.approx(some["accuracy_mean"] - base["test_accuracy"])
+    paths = r.save(tmp_path / "b")
+    saved = json.loads(paths["json"].read_text())
+    assert len(saved["teacher_runs"]) == 2 and "Δ vs labels only" in paths["html"].read_text()
+
+    import transferlab.distill as distill_pkg
+    import transferlab.fit as fit_pkg
+
+    def boom(*a, **k):
+        raise AssertionError("a cached run was recomputed")
+
+    monkeypatch.setattr(distill_pkg, "distill", boom)
+    monkeypatch.setattr(fit_pkg, "fit", boom)
+    again = bench_distill(**kw)
+    assert again.runs == r.runs
+
+
+def test_bench_distill_refuses_one_teacher(tmp_path):
+    with pytest.raises(TransferlabError, match="at least two teachers"):
+        bench_distill(out=tmp_path, teachers=["builtin:efficientnet_lite0"])
