@@ -73,7 +73,8 @@ def test_kd_end_to_end_writes_a_model_with_its_evidence(colour_data, teacher_dir
         assert torch.allclose(net(x), r.model(x), atol=1e-5)
     assert float(np.mean(pred == y)) == pytest.approx(m["test_accuracy"])
     saved = json.loads((tmp_path / "s" / "metrics.json").read_text())
-    assert saved["teachers"] == ["../../" + teacher_dir.parent.name + "/t"] or not saved["teachers"][0].startswith("/")
+    assert not saved["teachers"][0].startswith("/") and saved["teachers"][0].endswith("/t")  # relative, not absolute
+    assert read_card(tmp_path / "s").teachers == saved["teachers"]
     html = (tmp_path / "s" / "report.html").read_text()
     assert "Transfer delta" in html and "ms per image" in html
 
@@ -113,11 +114,16 @@ def test_kl_dp_and_feature_train(colour_data, teacher_dir, student_ref, tmp_path
     from transferlab.fit import fit
 
     train, test = colour_data
+    from transferlab.models import evaluate, read_card
+
     fitted = tmp_path / "student"
     fit(train, student_ref, "finetune", test=test, epochs=2, lr=1e-2, image_size=16, batch_size=8, out=fitted)
-    r = distill(train, [teacher_dir], fitted, "kl_dp", test=test, epochs=1, batch_size=8)
+    r = distill(train, [teacher_dir], fitted, "kl_dp", test=test, epochs=1, batch_size=8, out=tmp_path / "kl")
     assert r.metrics["student_started_trained"] and not r.metrics["warnings"]
     assert 0 <= r.history[0]["train_teacher_share"] <= 1
+    card = read_card(tmp_path / "kl")  # the fitted student's base, recorded relative to the new directory
+    assert card.model == read_card(fitted).model and card.image_size == 16
+    assert evaluate(tmp_path / "kl", test)["accuracy"] == pytest.approx(r.metrics["test_accuracy"])
     f = distill(train, [teacher_dir], student_ref, "feature", test=test, **{**KW, "epochs": 1})
     assert np.isfinite(f.history[0]["train_hint"]) and f.history[0]["train_hint"] > 0
 
@@ -194,3 +200,49 @@ def test_distill_cli(teacher_dir, student_ref, tmp_path, capsys):
     assert main(args) == 2 and "already holds this distillation" in capsys.readouterr().err
     assert main(["distill", str(tmp_path / "imgs"), "-s", student_ref, "-q"]) == 2
     assert "no teacher" in capsys.readouterr().err
+
+
+def test_text_teacher_into_a_peft_student_with_unlabelled_texts(tiny_text_ref, tmp_path):
+    from tests.conftest import make_text_dataset
+
+    from transferlab.fit import fit
+    from transferlab.models import evaluate, load
+
+    train, test = make_text_dataset(8), make_text_dataset(4, "test", seed=1)
+    fit(train, tiny_text_ref, "finetune", epochs=1, batch_size=8, out=tmp_path / "t")
+    fit(train, tiny_text_ref, "lora", epochs=1, batch_size=8, out=tmp_path / "s")  # a peft adapter
+    extra = make_text_dataset(3, "extra", seed=2)  # other lengths than train: one padding for both
+    r = distill(train, [tmp_path / "t"], tmp_path / "s", "kd", unlabelled=extra, test=test, epochs=1, batch_size=8,
+                out=tmp_path / "d")
+    assert r.metrics["n_unlabelled"] == len(extra)
+    net = load(tmp_path / "d")
+    assert net.transferlab_tokenizer is not None
+    assert evaluate(tmp_path / "d", test)["accuracy"] == pytest.approx(r.metrics["test_accuracy"])
+
+
+def test_killed_distillation_resumes_to_the_same_student(colour_data, teacher_dir, student_ref, tmp_path,
+                                                         monkeypatch):
+    from transferlab.distill._objective import Distillation
+    from transferlab.models import load
+
+    train, test = colour_data
+    kw = dict(test=test, **KW)
+    ref = distill(train, [teacher_dir], student_ref, "kd", out=tmp_path / "ref", **kw)
+    step, calls = Distillation.step, {"n": 0}
+
+    def killing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:  # in epoch 2 (43 training examples, batches of 8: 6 per epoch)
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(Distillation, "step", killing_step)
+    with pytest.raises(KeyboardInterrupt):
+        distill(train, [teacher_dir], student_ref, "kd", out=tmp_path / "run", **kw)
+    monkeypatch.setattr(Distillation, "step", step)
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+    r = distill(train, [teacher_dir], student_ref, "kd", out=tmp_path / "run", **kw)
+    assert r.metrics["resumed_from_epoch"] == 1 and r.history == ref.history
+    for (k, a), b in zip(load(tmp_path / "ref").state_dict().items(), load(tmp_path / "run").state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k

@@ -115,8 +115,8 @@ def distill(
         from ..models import claim_output
 
         check_output(out_dir, inputs=[str(student).split("@")[-1], *map(str, teacher_refs)])
-        scratch = claim_output(out_dir, {"model": str(student), "method": f"distill:{method}"}, overwrite,
-                               "distillation")
+        scratch = claim_output(out_dir, {"model": _recorded_model(student), "method": f"distill:{method}"},
+                               overwrite, "distillation")
     try:
         return _distill(ds, extra, test_ds, teacher_refs, student, method, m, options, epochs=epochs,
                         lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
@@ -126,6 +126,24 @@ def distill(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _identity(ref: str | Path) -> str:
+    """A teacher as the checkpoint fingerprint knows it: a directory by its resolved path, a reference as given."""
+    d = Path(ref).expanduser()
+    return str(d.resolve()) if d.is_dir() else str(ref)
+
+
+def _recorded_model(student: str | Path) -> str:
+    """The model reference a distilled student's card records: a fitted student's own base (as this machine opens
+    it), else the student reference."""
+    from ..models import card_file, local_reference, read_card
+
+    d = Path(student).expanduser()
+    if d.is_dir() and card_file(d) is not None:
+        base = read_card(d).model
+        return local_reference(base, d) if base else str(d)
+    return str(student)
 
 
 def _tensors(member: Member, ds: Dataset) -> Any:
@@ -152,16 +170,20 @@ def _latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> f
     import torch
 
     data = _tensors(member, ds.subset(np.arange(min(n, len(ds)))))
-    x = torch.stack([data[i][0] for i in range(len(data))])
     net = member.net
+    dev = next(net.parameters()).device
+    x = torch.stack([data[i][0] for i in range(len(data))]).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     was = net.training
     net.eval()
     times = []
     with torch.inference_mode():
         net(x)
         for _ in range(repeats):
+            sync()
             t0 = time.perf_counter()
             net(x)
+            sync()
             times.append(time.perf_counter() - t0)
     net.train(was)
     return 1000.0 * statistics.median(times) / len(x)
@@ -232,11 +254,14 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
         torch.manual_seed(seed)
         modules["projector"] = torch.nn.Linear(d_s, d_t)
     objective = Distillation(method, m, keys=keys, orders=[t.order for t in teachers], weights=weights,
-                             options={**options, "teachers": [str(t) for t in teacher_refs]})
+                             options={**options, "teachers": [_identity(t) for t in teacher_refs]})
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                       patience=patience if val_data is not None else None)
-    result = train(modules, objective, data, cfg, val_data=val_data, checkpoint_dir=checkpoint_dir,
-                   progress=progress)
+    try:
+        result = train(modules, objective, data, cfg, val_data=val_data, checkpoint_dir=checkpoint_dir,
+                       progress=progress)
+    finally:
+        objective.close()  # the feature hooks leave the networks
     student.net.eval()
     metrics: dict[str, Any] = {
         "method": method, "student": str(student_ref), "teachers": [str(t) for t in teacher_refs],
@@ -274,7 +299,7 @@ def _save(out_dir: Path, student: Member, student_ref: str | Path, method: str, 
     net = student.net
     if student.card is not None:  # a fitted student: its base model, structure and preprocessing carry over
         c = student.card
-        base = c.get("model") or ""
+        base = _recorded_model(student.directory) if c.get("model") else ""
         card = {"model": recorded_reference(base, out_dir) if base else None, "modality": student.modality,
                 "architecture": architecture_of(net) if c.get("weights") == "peft" else c["architecture"],
                 "num_classes": c["num_classes"], "class_names": list(c["class_names"]),
@@ -289,10 +314,10 @@ def _save(out_dir: Path, student: Member, student_ref: str | Path, method: str, 
         base_ref = str(student_ref)
     card.update({"method": f"distill:{method}", "transferlab_version": __version__, "format": FORMAT,
                  "weights": "state_dict", "options": portable(options, out_dir),
-                 "teachers": [portable(t, out_dir) for t in metrics["teachers"]],
+                 "teachers": [recorded_reference(t, out_dir) for t in metrics["teachers"]],
                  "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}})
     with atomic_dir(out_dir) as stage:
         save_model(stage, net, card, student.tokenizer, base=base_ref or None, trust_pickle=trust_pickle)
-        write_json_atomic(stage / "metrics.json", portable({**metrics, "student": card["model"]}, out_dir))
+        write_json_atomic(stage / "metrics.json", portable(metrics, out_dir))
         write_text_atomic(stage / "report.html", distill_report_html(metrics))
 

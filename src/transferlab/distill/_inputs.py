@@ -30,12 +30,13 @@ class Views:
             [np.asarray(ds.labels, dtype=np.int64) if labelled else np.full(len(ds), -1, dtype=np.int64)
              for ds, labelled in self.parts]) if self.parts else np.zeros(0, dtype=np.int64))
         self.modality = self.parts[0][0].modality if self.parts else "image"
-        self._text: list[list[Any]] = []
-        if self.modality == "text":
+        self._text: list[Any] = []
+        if self.modality == "text":  # all parts tokenised together: one padded length, so batches can mix them
             from ..models import TextTensors
 
-            self._text = [[TextTensors(ds, tok, feed[2]).x for ds, _ in self.parts]
-                          for feed, tok in zip(self.feeds, tokenizers, strict=True)]
+            texts = [t for ds, _ in self.parts for t in ds.items]
+            joined = Dataset("views", "text", texts, np.zeros(len(texts), dtype=np.int64), ("_",))
+            self._text = [TextTensors(joined, tok, feed[2]).x for feed, tok in zip(self.feeds, tokenizers, strict=True)]
         else:
             from ..models import ImageTensors
 
@@ -53,7 +54,7 @@ class Views:
         out: dict[str, Any] = {"y": self.labels[i]}
         if self.modality == "text":
             for k in range(len(self.feeds)):
-                out[_key(k)] = self._text[k][part][j]
+                out[_key(k)] = self._text[k][i]
             return out
         import torch
         from torchvision.transforms import RandomResizedCrop

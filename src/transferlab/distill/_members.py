@@ -121,8 +121,9 @@ def load_student(ref: str | Path, ds: Dataset, image_size: int | None, trust_pic
             raise TransferlabError(f"the student {ref} was trained at {cfg['image_size']} px; it keeps its input size "
                                    f"(drop --image-size {image_size})")
         if cfg.get("weights") == "peft":  # the adapters folded into the weights: an ordinary network to train
+            tokenizer = getattr(net, "transferlab_tokenizer", None)
             net = net.merge_and_unload()
-            net.transferlab_config = cfg
+            net.transferlab_config, net.transferlab_tokenizer = cfg, tokenizer
         net.train()
         for p in net.parameters():
             p.requires_grad_(True)

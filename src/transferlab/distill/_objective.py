@@ -100,5 +100,11 @@ class Distillation(Objective):
         logits = modules["model"](batch["x"])
         return {"loss": F.cross_entropy(logits.float(), batch["y"]), "accuracy": accuracy(logits, batch["y"])}
 
+    def close(self) -> None:
+        for tap in self._taps.values():
+            tap.remove()
+        self._taps = {}
+
     def config(self) -> dict[str, Any]:
-        return {"method": self.method_name, "weights": self.weights, **self.options}
+        # weights rounded: a score that differs in its last bits must not refuse a resume
+        return {"method": self.method_name, "weights": [round(w, 6) for w in self.weights], **self.options}

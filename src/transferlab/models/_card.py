@@ -72,6 +72,8 @@ class ModelCard(BaseModel):
     head: str | None = Field(None, description="dotted name of the classification head")
     merge: dict[str, Any] | None = None
     selected_head: str | None = None
+    teachers: list[str] | None = Field(None, description="distilled models: the teachers (local paths relative to the "
+                                       "model directory)")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
