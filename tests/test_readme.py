@@ -68,6 +68,9 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
                  "-q"]
     elif sub == "distill":
         argv += ["--limit", "60", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "-q"]
+    elif sub == "continual":
+        argv += ["--limit", "20", "--test-limit", "20", "--epochs", "1", "--image-size", "16", "--batch-size", "8",
+                 "-q"] + (["--option", "buffer_size=10"] if "replay" in argv else [])
     elif sub in ("metrics", "zoo", "data"):  # listings: cheap as they are
         pass
     else:
@@ -84,4 +87,5 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
         assert main(argv) == 0, cmd
     assert (tmp_path / "runs" / "merged" / "model.safetensors").is_file()
     assert (tmp_path / "runs" / "shapes-student" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "cl" / "heads").is_dir() and (tmp_path / "runs" / "cl-classes" / "report.html").is_file()
     assert (tmp_path / "merged-digits.csv").is_file() and (tmp_path / "predictions.csv").is_file()

@@ -117,7 +117,7 @@ def test_kl_dp_and_feature_train(colour_data, teacher_dir, student_ref, tmp_path
     from transferlab.models import evaluate, read_card
 
     fitted = tmp_path / "student"
-    fit(train, student_ref, "finetune", test=test, epochs=2, lr=1e-2, image_size=16, batch_size=8, out=fitted)
+    fit(train, student_ref, "finetune", epochs=2, lr=1e-2, image_size=16, batch_size=8, out=fitted)
     r = distill(train, [teacher_dir], fitted, "kl_dp", test=test, epochs=1, batch_size=8, out=tmp_path / "kl")
     assert r.metrics["student_started_trained"] and not r.metrics["warnings"]
     assert 0 <= r.history[0]["train_teacher_share"] <= 1

@@ -42,6 +42,7 @@ def _root(
 
 def _register() -> None:
     from . import bench as _bench
+    from . import continual as _continual
     from . import data as _data
     from . import distill as _distill
     from . import domain as _domain
@@ -57,6 +58,7 @@ def _register() -> None:
     app.command("merge")(_merge.merge_cmd)
     app.command("domain")(_domain.domain_cmd)
     app.command("distill")(_distill.distill_cmd)
+    app.command("continual")(_continual.continual_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
@@ -71,7 +73,8 @@ INTERRUPTED = "interrupted; rerun to resume from the cache"
 _INTERRUPTED = {"fit": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
                 "merge": "interrupted; nothing was written", "predict": "interrupted; nothing was written",
                 "domain": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
-                "distill": "interrupted; rerun the same command to resume from the last epoch's checkpoint"}
+                "distill": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
+                "continual": "interrupted; nothing was written (a rerun starts the stream over)"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,240 @@
+"""``run``: one model adapted to a stream of tasks on the one training loop, with the accuracy matrix and the GEM
+metrics (ACC, BWT, FWT, forgetting)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from .._registry import check_options
+from .._version import __version__
+from ..errors import TransferlabError
+from ._metrics import summary
+from ._strategies import STRATEGIES
+from ._streams import Stream, parse_stream
+
+log = logging.getLogger(__name__)
+DEFAULT_LR = 1e-3
+
+
+def list_strategies() -> list[str]:
+    """The continual strategies (``ewc``, ``joint``, ``lwf``, ``naive``, ``replay``)."""
+    return STRATEGIES.list()
+
+
+@dataclass
+class ContinualResult:
+    metrics: dict[str, Any]
+    out_dir: Path | None = None
+    modules: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.metrics["accuracy_matrix"], dtype=float)
+
+
+def _check(epochs: int, lr: float | None, batch_size: int, image_size: int | None) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise TransferlabError(f"lr must be a finite number > 0, got {lr!r}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
+        raise TransferlabError(f"image_size must be a whole number of pixels >= 8, got {image_size!r}")
+
+
+def run(
+    stream: Stream | str | Sequence[Any] | None = None,
+    model: str = "",
+    strategy: str = "naive",
+    *,
+    split: str | None = None,
+    epochs: int = 5,
+    lr: float | None = None,
+    batch_size: int = 32,
+    image_size: int | None = None,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    trust_pickle: bool = False,
+    **options: Any,
+) -> ContinualResult:
+    """Train ``model`` on the tasks of ``stream`` in turn with ``strategy``; after each task, every task's test
+    accuracy fills one row of the accuracy matrix R (row -1: before any training, b).
+
+    ``stream``: a :class:`Stream`, comma-separated dataset references or a list of datasets (task-incremental: a head
+    per task), or a stream YAML; ``split``: ``DATA:K`` (class-incremental: K groups of classes, one growing head).
+    ``limit``/``test_limit``: class-stratified samples of each task's splits. With ``out``: the final model directory
+    (one head per task, ``transferlab.models.load(out, head=TASK)``), ``metrics.json`` and ``report.html``."""
+    if strategy not in STRATEGIES:
+        raise TransferlabError(f"unknown continual strategy {strategy!r}; known: {', '.join(list_strategies())}")
+    factory = STRATEGIES.get(strategy)
+    options = check_options(strategy, factory, options, caller=("run", run))
+    strat = factory(**options)
+    _check(epochs, lr, batch_size, image_size)
+    if not model:
+        raise TransferlabError("no model: give a model reference (e.g. builtin:small_resnet_shapes)")
+    s = stream if isinstance(stream, Stream) else parse_stream(stream, split, limit=limit, test_limit=test_limit)
+    if strategy == "replay":
+        total = sum(len(t.train) for t in s.tasks[:-1])
+        if strat.size > total:
+            raise TransferlabError(f"the replay buffer ({strat.size}) is larger than the data it could ever hold "
+                                   f"({total} training examples before the last task): lower buffer_size")
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        check_output(out_dir, inputs=[model.split("@")[-1]])
+        if out_dir.exists() and any(out_dir.iterdir()):
+            from ..models import card_file
+
+            if card_file(out_dir) is None:
+                raise TransferlabError(f"{out_dir} holds files transferlab did not write; it is not replaced even with "
+                                       "--overwrite: choose another --out")
+            if not overwrite:
+                raise TransferlabError(f"{out_dir} already holds a model; choose another --out or pass --overwrite")
+    return _run(s, model, strategy, strat, options, epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size,
+                image_size=image_size, out_dir=out_dir, seed=seed, progress=progress, trust_pickle=trust_pickle)
+
+
+def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], *, epochs: int, lr: float,
+         batch_size: int, image_size: int | None, out_dir: Path | None, seed: int, progress: bool,
+         trust_pickle: bool) -> ContinualResult:
+    from ..models import build, resolve
+    from ..train import TrainConfig, seed_everything, train
+    from ._run import ContinualObjective, Run
+
+    seed_everything(seed)
+    backbone = resolve(model, trust_pickle)
+    if backbone.modality != s.modality:
+        raise TransferlabError(f"{model} takes {backbone.modality} input; the stream holds {s.modality} data")
+    built = build(backbone, 0)
+    if built.modality == "image":
+        built.image_size = int(image_size or backbone.default_size(s.tasks[0].train))
+    r = Run(s, built, strat, seed)
+    t_n = len(s.tasks)
+    before = [r.accuracy(j, t_n - 1 if s.kind == "task" else t_n - 1) for j in range(t_n)]
+    rows: list[list[float]] = []
+    history: list[list[dict[str, Any]]] = []
+    t0 = time.perf_counter()
+    order = [None] if strat.joint else list(range(t_n))
+    for i in order:
+        k = t_n - 1 if i is None else i
+        strat.before_task(r, k)
+        if i is None:  # joint: every task's examples at once
+            from ._run import TaskTensors
+
+            data: dict[str, Any] = {"current": TaskTensors(r, [(t, j) for t in range(t_n)
+                                                               for j in range(len(s.tasks[t].train))], True)}
+        else:
+            data = {"current": r.task_tensors(i)}
+            extra = strat.extra_data(r, i)
+            if extra is not None:
+                data["replay"] = extra
+        objective = ContinualObjective(r, k, name, options)
+        cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k)
+        res = train({n: m for n, m in r.modules.items()}, objective, data, cfg, progress=progress)
+        history.append(res.history)
+        strat.after_task(r, k)
+        row = [r.accuracy(j, k) for j in range(t_n)]
+        rows.append(row)
+        log.info("after %s: %s", "every task" if i is None else s.tasks[k].name,
+                 " ".join(f"{a:.3f}" for a in row))
+    seconds = time.perf_counter() - t0
+    if strat.joint:  # one row: the final model on every task; no sequence, so no BWT or FWT
+        mat = np.asarray(rows, dtype=float)
+        sm = {"acc": float(mat[-1].mean()), "bwt": None, "fwt": None, "forgetting": [], "mean_forgetting": None,
+              "exssnet_bwt": None}
+    else:
+        mat = np.asarray(rows, dtype=float)
+        sm = summary(mat, np.asarray(before) if s.kind == "task" else None)
+    extra_params = _extra_params_per_task(r)
+    metrics = {
+        "strategy": name, "model": model, "options": options, "stream": s.describe(), "kind": s.kind,
+        "tasks": [t.name for t in s.tasks], "accuracy_matrix": mat.tolist(), "before": before, **sm,
+        "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "train_seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "extra_params_per_task": extra_params, "n_train": [len(t.train) for t in s.tasks],
+        "n_test": [len(t.test) for t in s.tasks], "history": history,
+        "metric_note": "GEM definitions (docs/continual.md): R[i][j] = accuracy on task j after training task i; "
+                       "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
+                       "of R[j-1][j] - b[j] (task-incremental streams)",
+    }
+    if out_dir is not None:
+        _save(out_dir, r, s, model, name, options, metrics, built)
+    return ContinualResult(metrics, out_dir, r.modules)
+
+
+def _extra_params_per_task(r: Any) -> int:
+    """Parameters a new task adds: its head (task-incremental); 0 for the one shared head."""
+    if r.stream.kind == "class":
+        return 0
+    h = r.modules["heads"]["1"] if len(r.modules["heads"]) > 1 else r.modules["heads"]["0"]
+    return int(sum(p.numel() for p in h.parameters()))
+
+
+def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict[str, Any], metrics: dict[str, Any],
+          built: Any) -> None:
+    """An ordinary model directory: the network with the first task's head, every task's head in heads/ (task-
+    incremental; ``load(DIR, head=TASK)``), or with the one head over every class (class-incremental)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ..models import FORMAT, architecture_of, head_module_name, portable, recorded_reference, save_model
+    from ..report import continual_report_html
+
+    net = r.modules["backbone"]
+    heads = r.modules["heads"]
+    first = heads["0"]
+    net.reset_classifier(first.out_features)
+    with torch.no_grad():
+        net.get_classifier().load_state_dict(first.state_dict())
+    prefix = head_module_name(net)
+    names = [str(c) for c in (s.class_names if s.kind == "class" else s.tasks[0].class_names)]
+    card: dict[str, Any] = {
+        "model": recorded_reference(model, out_dir), "method": f"continual:{name}", "transferlab_version": __version__,
+        "format": FORMAT, "modality": built.modality, "architecture": architecture_of(net),
+        "num_classes": first.out_features, "class_names": names, **built.preprocessing(), "weights": "state_dict",
+        "structure": {}, "options": portable(options, out_dir), "head": prefix}
+    task_names = _file_names([t.name for t in s.tasks])
+    if s.kind == "task":
+        card["heads"] = {n: {"file": f"heads/{n}.safetensors", "num_classes": int(heads[str(i)].out_features),
+                             "class_names": list(t.class_names)}
+                         for i, (n, t) in enumerate(zip(task_names, s.tasks, strict=True))}
+    with atomic_dir(out_dir) as stage:
+        save_model(stage, net, card, built.tokenizer, base=model)
+        if s.kind == "task":
+            (stage / "heads").mkdir()
+            for i, n in enumerate(task_names):
+                h = heads[str(i)]
+                save_file({f"{prefix}.weight": h.weight.detach().contiguous().cpu(),
+                           f"{prefix}.bias": h.bias.detach().contiguous().cpu()},
+                          str(stage / "heads" / f"{n}.safetensors"), metadata={"transferlab_version": __version__})
+        write_json_atomic(stage / "metrics.json", portable(metrics, out_dir))
+        write_text_atomic(stage / "report.html", continual_report_html(metrics))
+
+
+def _file_names(names: list[str]) -> list[str]:
+    import re
+
+    out, taken = [], set()
+    for n in names:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", n).strip("-.") or "task"
+        k, cand = 1, base
+        while cand in taken:
+            k += 1
+            cand = f"{base}-{k}"
+        taken.add(cand)
+        out.append(cand)
+    return out

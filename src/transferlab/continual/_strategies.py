@@ -1,0 +1,184 @@
+"""The continual strategies: what each adds to training on the current task, and what it keeps between tasks.
+
+A strategy is ``factory(**options) -> Strategy``; register one with ``@STRATEGIES.register(name, summary=...,
+paper=...)``. Its hooks: ``before_task(run, i)`` (e.g. LwF's frozen copy), ``extra_data(run, i)`` (a second stream
+paired with the task's examples, e.g. the replay buffer), ``extra_loss(run, i, batch, features, modules)`` and
+``after_task(run, i)`` (e.g. EWC's Fisher, the buffer's update)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._registry import Registry
+from ..errors import TransferlabError
+
+STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy")
+
+
+class Strategy:
+    joint = False  # train once on every task (the upper bound)
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def before_task(self, run: Any, i: int) -> None:
+        pass
+
+    def extra_data(self, run: Any, i: int) -> Any:
+        return None
+
+    def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
+        return None, {}
+
+    def after_task(self, run: Any, i: int) -> None:
+        pass
+
+
+@STRATEGIES.register("naive", summary="fine-tune on each task in turn (the lower bound: it forgets)")
+def naive() -> Strategy:
+    return Strategy()
+
+
+class _Joint(Strategy):
+    joint = True
+
+
+@STRATEGIES.register("joint", summary="every task at once (the upper bound; no sequence, so no BWT or FWT)")
+def joint() -> Strategy:
+    return _Joint()
+
+
+class Replay(Strategy):
+    def __init__(self, buffer_size: int, replay_weight: float, seed: int = 0) -> None:
+        self.size, self.weight = buffer_size, replay_weight
+        self.buffer: list[tuple[int, int]] = []  # (task, example index)
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    def config(self) -> dict[str, Any]:
+        return {"buffer_size": self.size, "replay_weight": self.weight}
+
+    def extra_data(self, run: Any, i: int) -> Any:
+        return run.buffer_tensors(self.buffer) if self.buffer else None
+
+    def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
+        if "replay" not in batch:
+            return None, {}
+        rb = batch["replay"]
+        f = modules["backbone"](rb["x"])
+        loss = run.task_loss(modules, f, rb["y"], rb["task"], i)
+        return self.weight * loss, {"replay_loss": loss.detach()}
+
+    def after_task(self, run: Any, i: int) -> None:
+        """Reservoir sampling (Vitter's algorithm R) over every training example seen so far."""
+        for j in range(len(run.stream.tasks[i].train)):
+            self.seen += 1
+            if len(self.buffer) < self.size:
+                self.buffer.append((i, j))
+            else:
+                k = int(self.rng.integers(0, self.seen))
+                if k < self.size:
+                    self.buffer[k] = (i, j)
+
+
+@STRATEGIES.register("replay", summary="a reservoir buffer of earlier examples replayed beside each batch",
+                     paper="Chaudhry et al., On Tiny Episodic Memories in Continual Learning, 2019")
+def replay(buffer_size: int = 200, replay_weight: float = 1.0) -> Strategy:
+    """``buffer_size`` examples kept by reservoir sampling over the stream; each step adds the cross-entropy of a
+    buffer batch (the same size as the task's), times ``replay_weight``."""
+    if buffer_size < 1:
+        raise TransferlabError(f"buffer_size must be >= 1, got {buffer_size}")
+    if not (math.isfinite(replay_weight) and replay_weight > 0):
+        raise TransferlabError(f"replay_weight must be a finite number > 0, got {replay_weight}")
+    return Replay(buffer_size, replay_weight)
+
+
+class EWC(Strategy):
+    def __init__(self, lam: float, mode: str, decay: float) -> None:
+        self.lam, self.mode, self.decay = lam, mode, decay
+        self.terms: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (Fisher, anchor) per task, or one (online)
+
+    def config(self) -> dict[str, Any]:
+        return {"ewc_lambda": self.lam, "mode": self.mode, "decay": self.decay}
+
+    def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
+        if not self.terms:
+            return None, {}
+        params = dict(run.shared_parameters(modules))
+        pen = None
+        for fisher, anchor in self.terms:
+            for n, f in fisher.items():
+                p = params[n]
+                t = (f * (p - anchor[n]) ** 2).sum()
+                pen = t if pen is None else pen + t
+        return self.lam * pen, {"ewc_penalty": pen.detach()}
+
+    def after_task(self, run: Any, i: int) -> None:
+        fisher = run.empirical_fisher(i)
+        anchor = {n: p.detach().clone() for n, p in run.shared_parameters(run.modules)}
+        if self.mode == "online" and self.terms:
+            old, _ = self.terms[0]
+            fisher = {n: self.decay * old[n] + f for n, f in fisher.items()}
+            self.terms = [(fisher, anchor)]
+        else:
+            self.terms.append((fisher, anchor))
+
+
+@STRATEGIES.register("ewc", summary="elastic weight consolidation: a quadratic penalty on moving weights the earlier "
+                     "tasks needed", paper="Kirkpatrick et al., PNAS 2017; online: Schwarz et al., ICML 2018",
+                     reference="ContinualAI/avalanche EWCPlugin (penalty without 1/2, empirical Fisher)")
+def ewc(ewc_lambda: float = 100.0, mode: str = "separate", decay: float = 1.0) -> Strategy:
+    """λ·Σ_t Σ_p F_t,p (θ_p − θ*_t,p)² over the shared parameters (no ½, as Avalanche), F the empirical Fisher: the
+    mean over the task's mini-batches of the squared gradient of the batch's mean cross-entropy. ``mode``:
+    ``separate`` (one term per task) or ``online`` (one term, F ← ``decay``·F + F_new, θ* the latest)."""
+    if mode not in ("separate", "online"):
+        raise TransferlabError(f"ewc mode must be 'separate' or 'online', got {mode!r}")
+    if not (math.isfinite(ewc_lambda) and ewc_lambda >= 0):
+        raise TransferlabError(f"ewc_lambda must be a finite number >= 0, got {ewc_lambda}")
+    if not 0 <= decay <= 1:
+        raise TransferlabError(f"decay must lie in [0, 1], got {decay}")
+    return EWC(ewc_lambda, mode, decay)
+
+
+class LwF(Strategy):
+    def __init__(self, alpha: float, temperature: float) -> None:
+        self.alpha, self.t = alpha, temperature
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "temperature": self.t}
+
+    def before_task(self, run: Any, i: int) -> None:
+        run.snapshot_old() if i > 0 else None
+
+    def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
+        if i == 0 or "old_backbone" not in modules:
+            return None, {}
+        import torch
+
+        x = batch["x"]
+        with torch.no_grad():
+            f_old = modules["old_backbone"](x)
+        terms = []
+        for new, old in run.old_outputs(modules, features, f_old, i):
+            log_q = torch.log_softmax(new.float() / self.t, 1)
+            p = torch.softmax(old.float() / self.t, 1)
+            terms.append(torch.nn.functional.kl_div(log_q, p, reduction="batchmean"))
+        kl = torch.stack(terms).mean()
+        return self.alpha * kl, {"lwf_kl": kl.detach()}
+
+
+@STRATEGIES.register("lwf", summary="learning without forgetting: distil the frozen previous model's outputs on the "
+                     "earlier heads from the current task's inputs", paper="Li & Hoiem, ECCV 2016",
+                     reference="ContinualAI/avalanche LwFPlugin (KL without the T² factor)")
+def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Strategy:
+    """α · mean over earlier tasks of KL(softmax(z_old/T) ‖ softmax(z_new/T)) on the current task's inputs (no T²,
+    as Avalanche); class-incremental streams distil the earlier classes' logits."""
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise TransferlabError(f"alpha must be a finite number >= 0, got {alpha}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise TransferlabError(f"temperature must be a finite number > 0, got {temperature}")
+    return LwF(alpha, temperature)

@@ -1,0 +1,136 @@
+"""Task streams: task-incremental (a list of datasets, each task with its own head), class-incremental (one dataset's
+classes split into groups, one growing head), or a stream YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset, load_dataset
+from ..errors import TransferlabError
+
+
+@dataclass
+class Task:
+    """One task: its train and test splits (labels: the task's own 0..C-1 in task-incremental streams, the dataset's
+    global class ids in class-incremental ones) and the classes it brings."""
+
+    name: str
+    train: Dataset
+    test: Dataset
+    classes: list[int]  # class-incremental: global ids; task-incremental: 0..C-1
+    class_names: list[str]
+
+
+@dataclass
+class Stream:
+    kind: str  # "task" (one head per task) or "class" (one growing head)
+    tasks: list[Task]
+    class_names: list[str] = field(default_factory=list)  # class-incremental: every class of the dataset
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modality(self) -> str:
+        return self.tasks[0].train.modality
+
+    def describe(self) -> str:
+        if self.kind == "class":
+            return f"class-incremental, {len(self.tasks)} tasks of {len(self.tasks[0].classes)} classes"
+        return f"task-incremental, {len(self.tasks)} tasks: {', '.join(t.name for t in self.tasks)}"
+
+
+def _sample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    return ds.stratified_sample(limit, seed=seed) if limit and limit < len(ds) else ds
+
+
+def _name(ref: Any) -> str:
+    s = str(ref)
+    return Path(s).name if ":" not in s else s.split(":", 1)[1].replace("/", "-")
+
+
+def task_stream(refs: Sequence[Any], limit: int | None = None, test_limit: int | None = None,
+                names: Sequence[str] | None = None) -> Stream:
+    """Task-incremental: each dataset a task with its own head. ``limit``/``test_limit``: class-stratified samples."""
+    if len(refs) < 2:
+        raise TransferlabError(f"a stream needs at least two tasks, got {len(refs)}: continual learning is about "
+                               "what a second task does to the first")
+    tasks, taken = [], set()
+    for i, ref in enumerate(refs):
+        train, test = load_dataset(ref, "train"), load_dataset(ref, "test")
+        name = ((names[i] if names and names[i] else None)
+                or (_name(ref) if not isinstance(ref, Dataset) else ref.name) or f"task{i + 1}")
+        while name in taken:
+            name += f"-{i + 1}"
+        taken.add(name)
+        tasks.append(Task(name, _sample(train, limit, 0), _sample(test, test_limit, 0),
+                          list(range(train.num_classes)), [str(c) for c in train.class_names]))
+    modalities = sorted({t.train.modality for t in tasks})
+    if len(modalities) > 1:
+        which = ", ".join(f"{t.name}: {t.train.modality}" for t in tasks)
+        raise TransferlabError(f"the tasks of a stream must be one kind of data, got {which}")
+    return Stream("task", tasks, source={"stream": [str(r) if not isinstance(r, Dataset) else r.name for r in refs]})
+
+
+def class_split(ref: Any, n_tasks: int, limit: int | None = None, test_limit: int | None = None) -> Stream:
+    """Class-incremental: the dataset's classes, in order, split into ``n_tasks`` equal groups (one growing head)."""
+    train, test = load_dataset(ref, "train"), load_dataset(ref, "test")
+    c = train.num_classes
+    if n_tasks < 2:
+        raise TransferlabError(f"a stream needs at least two tasks, got {n_tasks}")
+    if c % n_tasks:
+        raise TransferlabError(f"{train.name} has {c} classes, which do not split into {n_tasks} equal groups; choose "
+                               f"a divisor of {c} ({', '.join(str(k) for k in range(2, c + 1) if c % k == 0)})")
+    train, test = _sample(train, limit, 0), _sample(test, test_limit, 0)
+    per = c // n_tasks
+    names = [str(n) for n in train.class_names]
+    tasks = []
+    for k in range(n_tasks):
+        cls = list(range(k * per, (k + 1) * per))
+        pick = lambda ds, cls=cls: ds.subset(np.flatnonzero(np.isin(ds.labels, cls)))  # noqa: E731
+        tasks.append(Task(f"classes {'+'.join(names[i] for i in cls)}" if per <= 3 else f"classes {cls[0]}-{cls[-1]}",
+                          pick(train), pick(test), cls, [names[i] for i in cls]))
+    return Stream("class", tasks, names, {"split": f"{ref if not isinstance(ref, Dataset) else train.name}:{n_tasks}"})
+
+
+def parse_stream(stream: str | Sequence[Any] | None = None, split: str | None = None, *, limit: int | None = None,
+                 test_limit: int | None = None) -> Stream:
+    """``stream``: comma-separated dataset references, a list of datasets, or a YAML file (``tasks: [...]`` or
+    ``split: REF`` with ``groups: K``); ``split``: ``REF:K`` (class-incremental)."""
+    if (stream is None) == (split is None):
+        raise TransferlabError("give either a task stream (--stream A,B,...) or a class split (--split DATA:K)")
+    if split is not None:
+        ref, sep, k = str(split).rpartition(":")
+        if not sep or not k.isdigit() or not ref:
+            raise TransferlabError(f"--split takes DATA:K (K groups of classes), got {split!r}")
+        return class_split(ref, int(k), limit, test_limit)
+    if isinstance(stream, str) and stream.endswith((".yaml", ".yml")):
+        return _yaml(Path(stream), limit, test_limit)
+    refs = [s.strip() for s in stream.split(",") if s.strip()] if isinstance(stream, str) else list(stream or [])
+    return task_stream(refs, limit, test_limit)
+
+
+def _yaml(path: Path, limit: int | None, test_limit: int | None) -> Stream:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TransferlabError(f"cannot read the stream file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TransferlabError(f"{path}: a stream file holds a mapping with 'tasks' (a list) or 'split' and 'groups'")
+    base = path.parent
+    rel = lambda r: str(base / r) if ":" not in str(r) and not Path(str(r)).is_absolute() else str(r)  # noqa: E731
+    if "split" in raw:
+        return class_split(rel(raw["split"]), int(raw.get("groups", 0)), raw.get("limit", limit),
+                           raw.get("test_limit", test_limit))
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise TransferlabError(f"{path}: 'tasks' must be a list of datasets (or of {{data: REF, name: NAME}})")
+    refs = [rel(t["data"] if isinstance(t, dict) else t) for t in tasks]
+    names = [str(t.get("name", "")) if isinstance(t, dict) else "" for t in tasks]
+    return task_stream(refs, raw.get("limit", limit), raw.get("test_limit", test_limit),
+                       names if any(names) else None)

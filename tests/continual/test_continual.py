@@ -1,0 +1,131 @@
+"""``transferlab.continual`` on tiny models: the GEM metrics of a fixed matrix, the streams and their errors, and the
+strategies on a class-incremental stream where naive fine-tuning forgets and replay does not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from transferlab.continual import class_split, list_strategies, run, summary, task_stream
+from transferlab.data import Dataset
+from transferlab.errors import TransferlabError
+
+KW = dict(epochs=3, lr=1e-2, image_size=16, batch_size=8)
+
+
+def four_colours(n: int, split: str, seed: int) -> Dataset:
+    """Four separable classes: red, green, blue, white (noise elsewhere)."""
+    rng = np.random.default_rng(seed)
+    items, labels = [], []
+    for c in range(4):
+        for _ in range(n):
+            a = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+            if c < 3:
+                a[..., c] += 150
+            else:
+                a += 150
+            items.append(a)
+            labels.append(c)
+    return Dataset(f"colours4-{split}", "image", np.stack(items), np.array(labels), ("red", "green", "blue", "white"),
+                   split=split)
+
+
+def test_gem_metrics_of_a_fixed_matrix():
+    r = np.array([[0.9, 0.2, 0.1],
+                  [0.6, 0.8, 0.3],
+                  [0.7, 0.5, 0.95]])
+    b = np.array([0.1, 0.15, 0.2])
+    s = summary(r, b)
+    assert s["acc"] == pytest.approx((0.7 + 0.5 + 0.95) / 3)
+    assert s["bwt"] == pytest.approx(((0.7 - 0.9) + (0.5 - 0.8)) / 2)  # Avalanche's StreamBWT: the same number
+    assert s["fwt"] == pytest.approx(((0.2 - 0.15) + (0.3 - 0.2)) / 2)
+    assert s["forgetting"] == pytest.approx([0.2, 0.3])
+    # ExSSNeT's "BWT" (final - maximum) differs when a task peaks after it was trained:
+    r2 = np.array([[0.5, 0.0], [0.8, 0.9]])
+    assert summary(r2, None)["bwt"] == pytest.approx(0.3) and summary(r2, None)["exssnet_bwt"] == pytest.approx(0.0)
+
+
+def test_streams_and_their_errors(tmp_path):
+    s = class_split("builtin:fashion-mnist", 5, limit=100, test_limit=50)
+    assert s.kind == "class" and [t.classes for t in s.tasks] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert all(set(np.unique(t.train.labels)) <= set(t.classes) for t in s.tasks)
+    with pytest.raises(TransferlabError, match=r"10 classes, which do not split into 3 equal groups; choose a divisor"):
+        class_split("builtin:fashion-mnist", 3)
+    with pytest.raises(TransferlabError, match="at least two tasks"):
+        task_stream(["builtin:shapes"])
+    texts = Dataset("texts", "text", ["a b", "c d"] * 4, np.array([0, 1] * 4), ("x", "y"), split="train")
+    with pytest.raises(TransferlabError, match="one kind of data, got .*shapes: image, texts: text"):
+        task_stream(["builtin:shapes", texts])
+    (tmp_path / "s.yaml").write_text("tasks:\n  - {data: 'builtin:shapes', name: first}\n  - 'builtin:textures'\n"
+                                     "limit: 30\n")
+    from transferlab.continual import parse_stream
+
+    y = parse_stream(str(tmp_path / "s.yaml"))
+    assert [t.name for t in y.tasks] == ["first", "textures"] and len(y.tasks[0].train) == 30
+
+
+def test_naive_forgets_and_replay_remembers_a_class_incremental_stream(tiny_model_ref, tmp_path):
+    from transferlab.continual import Stream, Task
+
+    tr, te = four_colours(12, "train", 0), four_colours(6, "test", 1)
+    pick = lambda ds, cls: ds.subset(np.flatnonzero(np.isin(ds.labels, cls)))  # noqa: E731
+    s = Stream("class", [Task("rg", pick(tr, [0, 1]), pick(te, [0, 1]), [0, 1], ["red", "green"]),
+                         Task("bw", pick(tr, [2, 3]), pick(te, [2, 3]), [2, 3], ["blue", "white"])],
+               ["red", "green", "blue", "white"])
+    naive = run(s, tiny_model_ref, "naive", out=tmp_path / "naive", **KW)
+    r = naive.matrix
+    assert r[0, 0] >= 0.9 and r[0, 1] == 0.0  # the first task learned; the second's classes not yet in the head
+    assert naive.metrics["bwt"] <= -0.5  # then forgotten: the new classes take over the shared head
+    rep = run(s, tiny_model_ref, "replay", buffer_size=16, **KW)
+    assert rep.metrics["bwt"] > naive.metrics["bwt"] + 0.3 and rep.metrics["acc"] > naive.metrics["acc"] + 0.2
+    joint = run(s, tiny_model_ref, "joint", **KW)
+    assert joint.matrix.shape == (1, 2) and joint.metrics["bwt"] is None and joint.metrics["acc"] >= 0.9
+    saved = json.loads((tmp_path / "naive" / "metrics.json").read_text())
+    assert saved["accuracy_matrix"] == r.tolist() and "GEM" in (tmp_path / "naive" / "report.html").read_text()
+
+
+def test_task_incremental_heads_save_and_load(tiny_model_ref, tmp_path):
+    from transferlab.continual import Stream, Task
+    from transferlab.models import ImageTensors, load, predict_logits, read_card
+
+    tr, te = four_colours(8, "train", 0), four_colours(4, "test", 1)
+    pick = lambda ds, cls: Dataset(ds.name, "image", ds.items[np.isin(ds.labels, cls)],  # noqa: E731
+                                   ds.labels[np.isin(ds.labels, cls)] - cls[0], tuple(ds.class_names[c] for c in cls),
+                                   split=ds.split)
+    s = Stream("task", [Task("rg", pick(tr, [0, 1]), pick(te, [0, 1]), [0, 1], ["red", "green"]),
+                        Task("bw", pick(tr, [2, 3]), pick(te, [2, 3]), [0, 1], ["blue", "white"])])
+    results = {}
+    for strategy, opts in (("ewc", {"ewc_lambda": 10.0}), ("lwf", {})):
+        r = results[strategy] = run(s, tiny_model_ref, strategy, out=tmp_path / strategy, **{**KW, "epochs": 2},
+                                    **opts)
+        assert r.matrix.shape == (2, 2) and r.metrics["fwt"] is not None
+        assert any(k.startswith("train_" + ("ewc_penalty" if strategy == "ewc" else "lwf_kl"))
+                   for k in r.metrics["history"][1][0])  # the strategy's term acted on the second task
+    card = read_card(tmp_path / "ewc")
+    assert set(card.heads) == {"rg", "bw"} and card.method == "continual:ewc"
+    for j, (name, task) in enumerate(zip(["rg", "bw"], s.tasks, strict=True)):
+        z = predict_logits(load(tmp_path / "ewc", head=name), ImageTensors(task.test, 16, tuple(card.mean),
+                                                                           tuple(card.std)), 16)
+        assert float((z.argmax(1) == task.test.labels).mean()) == pytest.approx(results["ewc"].matrix[-1, j])
+
+
+def test_bad_input_is_one_clear_error(tiny_model_ref):
+    assert list_strategies() == ["ewc", "joint", "lwf", "naive", "replay"]
+    with pytest.raises(TransferlabError, match="unknown continual strategy 'gem'; known: ewc, joint"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "gem")
+    with pytest.raises(TransferlabError, match=r"replay buffer \(5000\) is larger than the data"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "replay", buffer_size=5000, limit=30)
+    with pytest.raises(TransferlabError, match="either a task stream"):
+        run(None, tiny_model_ref, "naive")
+    with pytest.raises(TransferlabError, match="ewc mode must be"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "ewc", mode="sometimes")
+
+
+def test_continual_cli(tiny_model_ref, tmp_path, capsys):
+    from transferlab.cli import main
+
+    assert main(["continual", "--list"]) == 0 and "replay" in capsys.readouterr().out
+    assert main(["continual", "--split", "builtin:fashion-mnist:4", "-m", tiny_model_ref, "-q"]) == 2
+    assert "do not split into 4" in capsys.readouterr().err
