@@ -27,9 +27,10 @@ def teacher_scores(features: Sequence[np.ndarray], probs: Sequence[np.ndarray], 
     :data:`CONSENSUS_METRICS`, in [0, 1]) or one metric's name (its raw score). ``probs``: each teacher's class
     probabilities on the data (its own head: the source probabilities of LEEP and NCE)."""
     from ..errors import TransferlabError
-    from ..rank import score
-    from ..rank._consensus import consensus
-    from ..rank._score import needs_source_probs
+    from ..rank import consensus, metric_info, score
+
+    def needs_source_probs(name: str) -> bool:
+        return metric_info(name).get("needs") == "source_probs"
 
     names = CONSENSUS_METRICS if metric == "consensus" else (metric,)
     table: dict[str, list[float | None]] = {}
