@@ -4,6 +4,7 @@ strategies on a class-incremental stream where naive fine-tuning forgets and rep
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,24 @@ def test_gem_metrics_of_a_fixed_matrix():
     # ExSSNeT's "BWT" (final - maximum) differs when a task peaks after it was trained:
     r2 = np.array([[0.5, 0.0], [0.8, 0.9]])
     assert summary(r2, None)["bwt"] == pytest.approx(0.3) and summary(r2, None)["exssnet_bwt"] == pytest.approx(0.0)
+
+
+AVALANCHE = json.loads((Path(__file__).parent / "data" / "avalanche_reference.json").read_text())
+
+
+@pytest.mark.parametrize("case", AVALANCHE["cases"], ids=lambda c: f"T{len(c['r'])}")
+def test_metrics_equal_avalanches_on_the_same_matrix(case):
+    """BWT and FWT equal Avalanche's StreamBWT and StreamForwardTransfer (reference data: its plugins driven over
+    the matrix). Avalanche's StreamForgetting is accuracy-just-after-training minus final (= −BWT); our per-task
+    forgetting is Chaudhry's (best earlier accuracy minus final): they differ where a task peaks later."""
+    r, b = np.array(case["r"]), np.array(case["b"])
+    s = summary(r, b)
+    assert s["bwt"] == pytest.approx(case["stream_bwt"], abs=1e-12)
+    assert s["fwt"] == pytest.approx(case["stream_forward_transfer"], abs=1e-12)
+    assert -s["bwt"] == pytest.approx(case["stream_forgetting"], abs=1e-12)
+    t = len(r)
+    chaudhry = np.mean([r[: t - 1, j].max() - r[t - 1, j] for j in range(t - 1)])
+    assert s["mean_forgetting"] == pytest.approx(chaudhry)
 
 
 def test_streams_and_their_errors(tmp_path):
