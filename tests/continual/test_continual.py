@@ -131,8 +131,8 @@ def test_task_incremental_heads_save_and_load(tiny_model_ref, tmp_path):
 
 
 def test_bad_input_is_one_clear_error(tiny_model_ref):
-    assert list_strategies() == ["ewc", "joint", "lwf", "naive", "replay"]
-    with pytest.raises(TransferlabError, match="unknown continual strategy 'gem'; known: ewc, joint"):
+    assert list_strategies() == ["ewc", "exssnet", "joint", "lwf", "naive", "replay", "supsup"]
+    with pytest.raises(TransferlabError, match="unknown continual strategy 'gem'; known: ewc, exssnet, joint"):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "gem")
     with pytest.raises(TransferlabError, match=r"replay buffer \(5000\) is larger than the data"):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "replay", buffer_size=5000, limit=30)
@@ -148,3 +148,91 @@ def test_continual_cli(tiny_model_ref, tmp_path, capsys):
     assert main(["continual", "--list"]) == 0 and "replay" in capsys.readouterr().out
     assert main(["continual", "--split", "builtin:fashion-mnist:4", "-m", tiny_model_ref, "-q"]) == 2
     assert "do not split into 4" in capsys.readouterr().err
+
+
+def _three_tasks():
+    from transferlab.continual import Stream, Task
+
+    tr, te = four_colours(8, "train", 0), four_colours(4, "test", 1)
+
+    def pick(ds, cls):
+        keep = np.isin(ds.labels, cls)
+        return Dataset(ds.name, "image", ds.items[keep], np.searchsorted(cls, ds.labels[keep]),
+                       tuple(ds.class_names[c] for c in cls), split=ds.split)
+
+    groups = [[0, 1], [2, 3], [1, 3]]
+    return Stream("task", [Task(f"t{k}", pick(tr, g), pick(te, g), [0, 1], [tr.class_names[c] for c in g])
+                           for k, g in enumerate(groups)])
+
+
+@pytest.mark.parametrize("strategy", ["supsup", "exssnet"])
+def test_supermasks_never_change_an_earlier_task(strategy, tiny_model_ref, tmp_path, monkeypatch):
+    import torch
+
+    from transferlab.continual._run import Run
+    from transferlab.models import ImageTensors, load, predict_logits, read_card
+
+    logits: dict[tuple[int, int], torch.Tensor] = {}
+    accuracy = Run.accuracy
+
+    def recording(self, j, upto, batch_size=64):
+        out = accuracy(self, j, upto, batch_size)
+        self.set_task(j)
+        with torch.inference_mode():
+            x = torch.stack([self.built.tensors(self.stream.tasks[j].test)[i][0]
+                             for i in range(len(self.stream.tasks[j].test))])
+            logits[(j, upto)] = self.logits(self.modules, self.modules["backbone"](x), j, upto).clone()
+        return out
+
+    monkeypatch.setattr(Run, "accuracy", recording)
+    s = _three_tasks()
+    r = run(s, tiny_model_ref, strategy, out=tmp_path / strategy, density=0.3, **{**KW, "epochs": 2})
+    m = r.matrix
+    assert r.metrics["bwt"] == 0.0 and r.metrics["mean_forgetting"] == 0.0
+    for j in range(3):
+        for i in range(j + 1, 3):  # after every later task: bit-identical outputs on task j
+            assert torch.equal(logits[(j, i)], logits[(j, j)]), (j, i)
+    assert r.metrics["mask_bits_per_task"] > 0
+    card = read_card(tmp_path / strategy)
+    for j, task in enumerate(s.tasks):  # each task's saved network: its masked weights and its head
+        net = load(tmp_path / strategy, head=f"t{j}")
+        z = predict_logits(net, ImageTensors(task.test, 16, tuple(card.mean), tuple(card.std)), 16)
+        assert float((z.argmax(1) == task.test.labels).mean()) == pytest.approx(m[-1, j])
+
+
+def test_exssnet_trains_only_weights_no_earlier_mask_uses(tiny_model_ref, monkeypatch):
+    import torch
+
+    from transferlab.continual import _strategies
+
+    seen = {}
+    after_task = _strategies.Supermasks.after_task
+
+    def snapshot(self, run_, i):  # the weights and the union of finished masks, after each task
+        mods = dict(run_.modules["backbone"].named_modules())
+        seen[i] = {n: (mods[n].parametrizations.weight.original.detach().clone(), sm.used.clone())
+                   for n, sm in run_.masks.items()}
+        return after_task(self, run_, i)
+
+    monkeypatch.setattr(_strategies.Supermasks, "after_task", snapshot)
+    run(_three_tasks(), tiny_model_ref, "exssnet", density=0.3, **{**KW, "epochs": 2})
+    changed = 0
+    for n in seen[0]:
+        w0, used0 = seen[0][n]
+        w2, _ = seen[2][n]
+        assert torch.equal(w0[used0], w2[used0]), n  # what task 0's mask uses never moved
+        changed += int((w0 != w2).sum())
+    assert changed > 0  # and the exclusive weights of the later tasks did train
+
+
+def test_supermask_errors(tiny_model_ref):
+    import torch
+
+    from transferlab.continual._supermasks import install
+
+    with pytest.raises(TransferlabError, match="needs a task-incremental stream"):
+        run(None, tiny_model_ref, "supsup", split="builtin:fashion-mnist:5", limit=20)
+    with pytest.raises(TransferlabError, match=r"density must lie in \(0, 1\]"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "exssnet", density=0)
+    with pytest.raises(TransferlabError, match="no convolution or linear weights to mask.*naive, joint, replay"):
+        install(torch.nn.Sequential(torch.nn.ReLU()), 2, 0.1, 0)

@@ -1,5 +1,5 @@
 """Continual transfer: one model on a stream of tasks (task- or class-incremental) with ``naive``, ``joint``,
-``replay``, ``ewc`` and ``lwf`` on the one training loop, and the GEM metrics of the accuracy matrix."""
+``replay``, ``ewc``, ``lwf``, ``supsup`` and ``exssnet`` on the one training loop, and the GEM metrics of the accuracy matrix."""
 
 from ._api import ContinualResult, list_strategies, run
 from ._metrics import summary

@@ -27,7 +27,7 @@ DEFAULT_LR = 1e-3
 
 
 def list_strategies() -> list[str]:
-    """The continual strategies (``ewc``, ``joint``, ``lwf``, ``naive``, ``replay``)."""
+    """The continual strategies (``ewc``, ``exssnet``, ``joint``, ``lwf``, ``naive``, ``replay``, ``supsup``)."""
     return STRATEGIES.list()
 
 
@@ -88,6 +88,9 @@ def run(
     if not model:
         raise TransferlabError("no model: give a model reference (e.g. builtin:small_resnet_shapes)")
     s = stream if isinstance(stream, Stream) else parse_stream(stream, split, limit=limit, test_limit=test_limit)
+    if strat.supermask and s.kind != "task":
+        raise TransferlabError(f"{strategy} picks each task's mask by the task at test time: it needs a task-"
+                               "incremental stream (--stream A,B,...), not a class split")
     if strategy == "replay":
         total = sum(len(t.train) for t in s.tasks[:-1])
         if strat.size > total:
@@ -142,10 +145,13 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
             extra = strat.extra_data(r, i)
             if extra is not None:
                 data["replay"] = extra
-        objective = ContinualObjective(r, k, name, options)
-        cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k)
-        res = train({n: m for n, m in r.modules.items()}, objective, data, cfg, progress=progress)
-        history.append(res.history)
+        if strat.supermask:
+            history.append(_supermask_task(r, k, name, options, data, epochs, lr, batch_size, seed, progress))
+        else:
+            objective = ContinualObjective(r, k, name, options)
+            cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k)
+            res = train({n: m for n, m in r.modules.items()}, objective, data, cfg, progress=progress)
+            history.append(res.history)
         strat.after_task(r, k)
         row = [r.accuracy(j, k) for j in range(t_n)]
         rows.append(row)
@@ -160,12 +166,13 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
         mat = np.asarray(rows, dtype=float)
         sm = summary(mat, np.asarray(before) if s.kind == "task" else None)
     extra_params = _extra_params_per_task(r)
+    mask_bits = int(sum(m.scores[0].numel() for m in r.masks.values())) if r.masks else 0
     metrics = {
         "strategy": name, "model": model, "options": options, "stream": s.describe(), "kind": s.kind,
         "tasks": [t.name for t in s.tasks], "accuracy_matrix": mat.tolist(), "before": before, **sm,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "train_seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "extra_params_per_task": extra_params, "n_train": [len(t.train) for t in s.tasks],
+        "extra_params_per_task": extra_params, "mask_bits_per_task": mask_bits, "n_train": [len(t.train) for t in s.tasks],
         "n_test": [len(t.test) for t in s.tasks], "history": history,
         "metric_note": "GEM definitions (docs/continual.md): R[i][j] = accuracy on task j after training task i; "
                        "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
@@ -174,6 +181,32 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
     if out_dir is not None:
         _save(out_dir, r, s, model, name, options, metrics, built)
     return ContinualResult(metrics, out_dir, r.modules)
+
+
+def _supermask_task(r: Any, k: int, name: str, options: dict[str, Any], data: Any, epochs: int, lr: float,
+                    batch_size: int, seed: int, progress: bool) -> list[dict[str, Any]]:
+    """Task ``k`` of supsup / exssnet: the scores (and the head) train; then, for exssnet, the weights only this
+    task's mask uses (and the head). No weight decay: it would move weights an earlier mask uses."""
+    from ..train import TrainConfig, train
+    from ._run import ContinualObjective
+    from ._supermasks import exclusive_weights, finish_task, freeze_scores, score_parameters
+
+    backbone = r.modules["backbone"]
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k, weight_decay=0.0)
+    score_parameters(r.masks, k)
+    h = train(dict(r.modules), ContinualObjective(r, k, name, options, "scores"), data, cfg, progress=progress).history
+    if r.strategy.exclusive:
+        freeze_scores(r.masks)
+        params, hooks = exclusive_weights(backbone, r.masks, k)
+        try:
+            h2 = train(dict(r.modules), ContinualObjective(r, k, name, options, "weights"), data, cfg,
+                       progress=progress).history
+        finally:
+            for hk in hooks:
+                hk.remove()
+        h = h + [{**row, "epoch": row["epoch"] + len(h), "phase": "weights"} for row in h2]
+    finish_task(backbone, r.masks, k)
+    return h
 
 
 def _extra_params_per_task(r: Any) -> int:
@@ -197,6 +230,12 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
     net = r.modules["backbone"]
     heads = r.modules["heads"]
     first = heads["0"]
+    per_task: list[dict[str, Any]] = [{} for _ in s.tasks]
+    if r.masks:  # each task's network is its masked weights: task 0's in model.safetensors, every task's in heads/
+        from ._supermasks import remove, task_weights
+
+        per_task = [task_weights(net, r.masks, j) for j in range(len(s.tasks))]
+        remove(net, r.masks, 0)
     net.reset_classifier(first.out_features)
     with torch.no_grad():
         net.get_classifier().load_state_dict(first.state_dict())
@@ -219,7 +258,7 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
             for i, n in enumerate(task_names):
                 h = heads[str(i)]
                 save_file({f"{prefix}.weight": h.weight.detach().contiguous().cpu(),
-                           f"{prefix}.bias": h.bias.detach().contiguous().cpu()},
+                           f"{prefix}.bias": h.bias.detach().contiguous().cpu(), **per_task[i]},
                           str(stage / "heads" / f"{n}.safetensors"), metadata={"transferlab_version": __version__})
         write_json_atomic(stage / "metrics.json", portable(metrics, out_dir))
         write_text_atomic(stage / "report.html", continual_report_html(metrics))

@@ -47,6 +47,46 @@ class Run:
                                     else {"0": torch.nn.Linear(dim, n)})
         self.modules: dict[str, Any] = {"backbone": backbone, "heads": heads}
         self.dim = dim
+        self.control: Any = None
+        self.masks: dict[str, Any] = {}
+        if strategy.supermask:
+            from ._supermasks import install
+
+            self.control, self.masks = install(backbone, len(stream.tasks), strategy.density, seed)
+
+    def set_task(self, j: int) -> None:
+        """The task whose supermask the backbone uses (supsup, exssnet)."""
+        if self.control is not None:
+            self.control.task = j
+
+    def knn_mask_transfer(self, i: int) -> int | None:
+        """ExSSNeT's optional transfer: the earlier task whose masked network's features give the best leave-one-out
+        1-nearest-neighbour accuracy (cosine) on task ``i``'s training examples, if better than chance; its scores
+        become task ``i``'s starting scores. Returns that task, or None."""
+        import torch
+
+        data = self.task_tensors(i, augment=False)
+        y = torch.as_tensor(self.stream.tasks[i].train.labels)
+        best, best_acc = None, 1.0 / max(1, len(self.stream.tasks[i].classes))
+        dev = self.device()
+        for s in range(i):
+            self.set_task(s)
+            feats = []
+            with torch.inference_mode():
+                self.modules["backbone"].eval()
+                for b in torch.utils.data.DataLoader(data, batch_size=64):
+                    feats.append(self.modules["backbone"](b["x"].to(dev)).float().cpu())
+            f = torch.nn.functional.normalize(torch.cat(feats), dim=1)
+            sim = f @ f.T
+            sim.fill_diagonal_(-2.0)
+            acc = float((y[sim.argmax(1)] == y).float().mean())
+            if acc > best_acc:
+                best, best_acc = s, acc
+        if best is not None:
+            with torch.no_grad():
+                for m in self.masks.values():
+                    m.scores[i].copy_(m.scores[best])
+        return best
 
     # ---------------------------------------------------------------------------------------------------- data
     def task_tensors(self, i: int, augment: bool = True) -> TaskTensors:
@@ -154,6 +194,7 @@ class Run:
         mods = self.modules
         for m in mods.values():
             m.eval()
+        self.set_task(j)
         data = self.built.tensors(self.stream.tasks[j].test)
         dev = self.device()
         right = total = 0
@@ -184,19 +225,21 @@ class ContinualObjective(Objective):
     """Training on task ``i`` (or, for ``joint``, on every task): each example's cross-entropy on its task's head,
     plus the strategy's term."""
 
-    def __init__(self, run: Run, i: int, strategy_name: str, options: dict[str, Any]) -> None:
-        self.run, self.i, self.name, self.options = run, i, strategy_name, dict(options)
+    def __init__(self, run: Run, i: int, strategy_name: str, options: dict[str, Any], phase: str = "") -> None:
+        self.run, self.i, self.name, self.options, self.phase = run, i, strategy_name, dict(options), phase
+        self.freeze_norm_stats = bool(run.strategy.supermask)  # an earlier task's network must not move
 
     def trainable(self, modules: Any) -> list[Any]:
         out = [p for p in modules["backbone"].parameters() if p.requires_grad]
         heads = modules["heads"]
         keys = list(heads.keys()) if self.run.stream.kind == "class" or self.run.strategy.joint else \
-            [str(k) for k in range(self.i + 1)]
+            [str(self.i)] if self.run.strategy.supermask else [str(k) for k in range(self.i + 1)]
         for k in keys:
             out += list(heads[k].parameters())
         return out
 
     def step(self, batch: Any, modules: Any, ctx: StepContext) -> tuple[Any, dict[str, Any]]:
+        self.run.set_task(self.i)
         cur = batch["current"]
         f = modules["backbone"](cur["x"])
         loss = self.run.task_loss(modules, f, cur["y"], cur["task"], self.i)
@@ -209,4 +252,4 @@ class ContinualObjective(Objective):
         return loss, logs
 
     def config(self) -> dict[str, Any]:
-        return {"strategy": self.name, "task": self.i, **self.options}
+        return {"strategy": self.name, "task": self.i, "phase": self.phase, **self.options}

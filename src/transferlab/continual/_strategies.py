@@ -21,6 +21,7 @@ STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy")
 
 class Strategy:
     joint = False  # train once on every task (the upper bound)
+    supermask = False  # a mask per task over fixed weights (supsup, exssnet)
 
     def config(self) -> dict[str, Any]:
         return {}
@@ -182,3 +183,45 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Strategy:
     if not (math.isfinite(temperature) and temperature > 0):
         raise TransferlabError(f"temperature must be a finite number > 0, got {temperature}")
     return LwF(alpha, temperature)
+
+
+class Supermasks(Strategy):
+    supermask = True
+
+    def __init__(self, density: float, exclusive: bool, knn_transfer: bool) -> None:
+        self.density, self.exclusive, self.knn_transfer = density, exclusive, knn_transfer
+        self.transfers: dict[int, int | None] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {"density": self.density, "exclusive": self.exclusive, "knn_transfer": self.knn_transfer}
+
+    def before_task(self, run: Any, i: int) -> None:
+        if self.knn_transfer and i > 0:
+            self.transfers[i] = run.knn_mask_transfer(i)
+
+
+def _density(density: float) -> None:
+    if not (math.isfinite(density) and 0 < density <= 1):
+        raise TransferlabError(f"density must lie in (0, 1], got {density}")
+
+
+@STRATEGIES.register("supsup", summary="one learned supermask per task over fixed weights (edge-popup scores, "
+                     "straight-through top-k): earlier tasks never change", paper="Wortsman et al., Supermasks in "
+                     "Superposition, NeurIPS 2020")
+def supsup(density: float = 0.1) -> Strategy:
+    """Per task, scores S_t over every convolution and linear weight; the task's network is W ⊙ top-k(|S_t|) with
+    ``density`` of the entries kept; W (the pretrained weights) and everything else stay fixed."""
+    _density(density)
+    return Supermasks(density, exclusive=False, knn_transfer=False)
+
+
+@STRATEGIES.register("exssnet", summary="supermasks, and the weights no earlier task's mask uses are trained too "
+                     "(exclusive updates)", paper="Yadav & Bansal, Exclusive Supermask Subnetwork Training for "
+                     "Continual Learning, ACL Findings 2023", reference="prateeky2806/exessnet @ 1e768f8")
+def exssnet(density: float = 0.1, knn_transfer: bool = False) -> Strategy:
+    """SupSup's masks (first phase: the scores), then a second phase with the mask fixed that trains the weights in
+    M_t ∧ ¬(M_1 ∨ … ∨ M_{t−1}). ``knn_transfer``: start a task's scores from the earlier task whose masked network's
+    features give the best 1-nearest-neighbour accuracy on the new task's training examples, if that beats chance
+    (off by default, as in the reference)."""
+    _density(density)
+    return Supermasks(density, exclusive=True, knn_transfer=knn_transfer)

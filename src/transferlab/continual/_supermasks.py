@@ -1,0 +1,164 @@
+"""Supermasks over fixed weights (SupSup, Wortsman et al., NeurIPS 2020) and exclusive supermask subnetworks
+(ExSSNeT, Yadav & Bansal, ACL Findings 2023).
+
+Every convolution and linear weight W of the backbone gets, per task t, a score tensor S_t of W's shape; the task's
+network uses W ⊙ M_t with M_t = top-k(|S_t|) (the ``density`` share of entries), and the scores learn through the
+straight-through estimator (edge-popup: the mask's gradient is passed to the scores as is). Only the current task's
+scores train; batch norms keep their statistics and every other backbone parameter is frozen, so an earlier task's
+network — and its predictions — never change: BWT is 0 by construction.
+
+ExSSNeT adds a second phase per task: with M_t fixed, the weights in M_t that no earlier task's mask uses
+(M_t ∧ ¬(M_1 ∨ … ∨ M_{t−1})) are trained too — exclusive updates, which leave every earlier network as it was.
+
+Implemented as a torch parametrization on each weight (``torch.nn.utils.parametrize``), so any timm or transformers
+backbone works unchanged."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import TransferlabError
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+class _TopK(_torch().autograd.Function):
+    """Forward: the binary top-k mask of the scores; backward: the gradient passed through (edge-popup)."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: Any, k: int) -> Any:  # noqa: ANN401
+        torch = _torch()
+        flat = scores.flatten()
+        out = torch.zeros_like(flat)
+        out[flat.topk(k, sorted=False).indices] = 1.0
+        return out.view_as(scores)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> tuple[Any, None]:  # noqa: ANN401
+        return grad, None
+
+
+class Control:
+    """Which task's mask the network uses now."""
+
+    def __init__(self) -> None:
+        self.task = 0
+
+
+class Supermask(_torch().nn.Module):
+    """The parametrization W -> W ⊙ top-k(|S_task|): one score tensor per task (kaiming-uniform, seeded), the
+    ``used`` union of finished tasks' masks (ExSSNeT's exclusive updates)."""
+
+    def __init__(self, shape: tuple[int, ...], n_tasks: int, density: float, control: Control, seed: int) -> None:
+        torch = _torch()
+        super().__init__()
+        self.control, self.density = control, density
+        g = torch.Generator().manual_seed(seed)
+        scores = []
+        for _ in range(n_tasks):
+            s = torch.empty(shape)
+            fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+            bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform with a = sqrt(5), as nn.Linear's init
+            s.uniform_(-bound, bound, generator=g)
+            scores.append(torch.nn.Parameter(s))
+        self.scores = torch.nn.ParameterList(scores)
+        self.k = max(1, int(round(density * math.prod(shape))))
+        self.register_buffer("used", torch.zeros(shape, dtype=torch.bool))
+
+    def mask(self, task: int) -> Any:
+        return _TopK.apply(self.scores[task].abs(), self.k)
+
+    def forward(self, w: Any) -> Any:
+        return w * self.mask(self.control.task).to(w.dtype)
+
+
+def install(backbone: Any, n_tasks: int, density: float, seed: int) -> tuple[Control, dict[str, Supermask]]:
+    """A supermask on every convolution and linear weight of ``backbone`` (in place); every other parameter frozen.
+    Returns the control and the masks by module name."""
+    torch = _torch()
+    from torch.nn.utils import parametrize
+
+    if not 0 < density <= 1:
+        raise TransferlabError(f"density must lie in (0, 1], got {density}")
+    layers = [(n, m) for n, m in backbone.named_modules()
+              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Conv1d)) and not parametrize.is_parametrized(m)]
+    if not layers:
+        raise TransferlabError(f"{type(backbone).__name__} has no convolution or linear weights to mask: supsup and "
+                               "exssnet need them (naive, joint, replay, ewc and lwf still work)")
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    control = Control()
+    masks = {}
+    for i, (name, mod) in enumerate(layers):
+        sm = Supermask(tuple(mod.weight.shape), n_tasks, density, control, seed * 100_003 + i)
+        parametrize.register_parametrization(mod, "weight", sm, unsafe=True)
+        mod.parametrizations.weight.original.requires_grad_(False)
+        masks[name] = sm
+    return control, masks
+
+
+def score_parameters(masks: dict[str, Supermask], task: int) -> list[Any]:
+    out = []
+    for m in masks.values():
+        p = m.scores[task]
+        p.requires_grad_(True)
+        out.append(p)
+    return out
+
+
+def freeze_scores(masks: dict[str, Supermask]) -> None:
+    for m in masks.values():
+        for p in m.scores:
+            p.requires_grad_(False)
+
+
+def exclusive_weights(backbone: Any, masks: dict[str, Supermask], task: int) -> tuple[list[Any], list[Any]]:
+    """ExSSNeT's second phase: the original weights train where the task's mask is on and no earlier mask was
+    (gradient hooks zero the rest). Returns (parameters, hook handles)."""
+    torch = _torch()
+    params, hooks = [], []
+    mods = dict(backbone.named_modules())
+    for name, sm in masks.items():
+        w = mods[name].parametrizations.weight.original
+        with torch.no_grad():
+            free = (sm.mask(task) > 0) & ~sm.used
+        w.requires_grad_(True)
+        hooks.append(w.register_hook(lambda g, free=free: g * free.to(g.dtype)))
+        params.append(w)
+    return params, hooks
+
+
+def finish_task(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
+    """After a task: its mask joins ``used``; every weight and score is frozen again."""
+    torch = _torch()
+    mods = dict(backbone.named_modules())
+    with torch.no_grad():
+        for name, sm in masks.items():
+            sm.used |= sm.mask(task) > 0
+            mods[name].parametrizations.weight.original.requires_grad_(False)
+    freeze_scores(masks)
+
+
+def task_weights(backbone: Any, masks: dict[str, Supermask], task: int) -> dict[str, Any]:
+    """The masked weights of one task's network, by state-dict key (``module.weight``)."""
+    torch = _torch()
+    mods = dict(backbone.named_modules())
+    with torch.no_grad():
+        return {f"{name}.weight": (mods[name].parametrizations.weight.original * sm.mask(task)).detach().cpu()
+                .contiguous() for name, sm in masks.items()}
+
+
+def remove(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
+    """Back to plain modules whose weights are ``task``'s masked weights (for saving)."""
+    from torch.nn.utils import parametrize
+
+    weights = task_weights(backbone, masks, task)
+    mods = dict(backbone.named_modules())
+    for name in masks:
+        parametrize.remove_parametrizations(mods[name], "weight", leave_parametrized=False)
+        mods[name].weight.data.copy_(weights[f"{name}.weight"])
