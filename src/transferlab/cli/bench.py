@@ -234,3 +234,45 @@ def bench_distill_cmd(
                 f"{row['accuracy_mean']:.4f}" + ("" if row["row"] == "labels_only" or d is None else
                                                  f" ({100 * d:+.1f} points)"), highlight=False)
     c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+@app.command("continual")
+def bench_continual_cmd(
+    model: str = typer.Option("builtin:small_resnet_shapes", "--model", "-m", help="Model every strategy adapts."),
+    streams: list[str] = typer.Option([], "--stream", help="A stream: comma-separated datasets (task-incremental) or "
+                                      "DATA:K (class split). Repeatable; default: the four built-in targets and "
+                                      "builtin:fashion-mnist:5."),
+    strategies: str = typer.Option(None, "--strategies", help="Comma-separated strategies (default: all)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs per task."),
+    lr: float = typer.Option(None, "--lr"),
+    limit: int = typer.Option(500, "--limit", min=1, help="Class-stratified sample of each task's train split."),
+    test_limit: int = typer.Option(500, "--test-limit", min=1, help="... and of its test split."),
+    image_size: int = typer.Option(32, "--image-size", min=8),
+    batch_size: int = typer.Option(32, "--batch-size", min=2),
+    option: list[str] = typer.Option([], "--option", help="STRATEGY.KEY=VALUE, e.g. replay.buffer_size=500."),
+    out: Path = typer.Option(Path("runs/bench-continual"), "--out", "-o", help="Output directory (runs are cached)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Every continual strategy on the built-in streams: ACC, BWT, FWT, time, memory, parameters per task."""
+    from .._io import check_output
+    from ..bench import bench_continual
+    from ..bench._continual import CLASS_SPLIT, TASK_STREAM
+    from ..errors import TransferlabError
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise TransferlabError(f"--seeds takes whole numbers, got {seeds!r}") from None
+    check_output(out)
+    r = bench_continual(model, out=out, streams=streams or [TASK_STREAM, CLASS_SPLIT],
+                        strategies=[s.strip() for s in strategies.split(",") if s.strip()] if strategies else None,
+                        seeds=seed_list, epochs=epochs, limit=limit, test_limit=test_limit, image_size=image_size,
+                        batch_size=batch_size, lr=lr, strategy_options=_method_options(option), progress=not quiet)
+    paths = r.save(out)
+    c = console()
+    for row in r.table():
+        c.print(f"{row['stream']} {row['strategy']}: ACC {row['acc']:.4f}"
+                + (f" BWT {row['bwt']:+.4f}" if row["bwt"] is not None else "")
+                + (f" FWT {row['fwt']:+.4f}" if row["fwt"] is not None else ""), highlight=False)
+    c.print(f"bench_continual.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

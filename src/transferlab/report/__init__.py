@@ -1,10 +1,10 @@
 """Self-contained HTML reports (plots embedded as PNG data URIs; no external assets)."""
 
 from ._bench import bench_report_html, merge_bench_html
-from ._continual import continual_report_html
+from ._continual import continual_bench_html, continual_report_html
 from ._distill import distill_bench_html, distill_report_html
 from ._domain import domain_bench_html, domain_report_html
 from ._fit import fit_report_html
 from ._rank import rank_report_html
 
-__all__ = ["bench_report_html", "continual_report_html", "distill_bench_html", "distill_report_html", "domain_bench_html", "domain_report_html", "fit_report_html", "merge_bench_html", "rank_report_html"]
+__all__ = ["bench_report_html", "continual_bench_html", "continual_report_html", "distill_bench_html", "distill_report_html", "domain_bench_html", "domain_report_html", "fit_report_html", "merge_bench_html", "rank_report_html"]

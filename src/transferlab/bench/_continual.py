@@ -1,0 +1,180 @@
+"""``bench continual``: every continual strategy on the built-in task-incremental stream (the four built-in targets)
+and on class-incremental Fashion-MNIST (5 × 2 classes): ACC, BWT, FWT, training time, peak memory and the extra
+parameters each task adds. Supermask strategies need the task at test time, so they run on task-incremental streams
+only (said in the output). Every run is cached in ``out/runs/<key>.json``: a bench resumes run by run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_files_atomic, write_json_atomic
+from .._progress import progress as progress_bars
+from .._version import __version__
+from ..errors import TransferlabError
+
+TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
+CLASS_SPLIT = "builtin:fashion-mnist:5"
+
+
+@dataclass
+class ContinualBenchResult:
+    model: str
+    streams: list[str]
+    strategies: list[str]
+    seeds: list[int]
+    runs: list[dict[str, Any]]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Per (stream, strategy): ACC, BWT, FWT (mean ± sd over seeds), seconds, peak memory, extra parameters."""
+        out = []
+        for stream in self.streams:
+            for s in self.strategies:
+                rs = [r for r in self.runs if r["stream"] == stream and r["strategy"] == s]
+                if not rs:
+                    continue
+                row: dict[str, Any] = {"stream": stream, "strategy": s, "n": len(rs)}
+                for k in ("acc", "bwt", "fwt"):
+                    v = [r[k] for r in rs if r.get(k) is not None]
+                    row[k] = float(np.mean(v)) if v else None
+                    row[f"{k}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
+                row["seconds"] = float(np.mean([r["seconds"] for r in rs]))
+                row["peak_mb"] = float(np.max([r["peak_mb"] for r in rs]))
+                row["peak_growth_mb"] = float(np.max([r.get("peak_growth_mb", 0.0) for r in rs]))
+                row["extra_params_per_task"] = rs[0]["extra_params_per_task"]
+                row["mask_bits_per_task"] = rs[0].get("mask_bits_per_task", 0)
+                out.append(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transferlab_version": __version__, "model": self.model, "streams": self.streams,
+                "strategies": self.strategies, "seeds": self.seeds, "table": self.table(), "skipped": self.skipped,
+                "runs": self.runs, "options": self.options}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        from ..report import continual_bench_html
+
+        d = self.to_dict()
+        written = write_files_atomic(out_dir, {"bench_continual.json": json.dumps(d, indent=2, allow_nan=False)
+                                               + "\n", "report.html": continual_bench_html(d)})
+        return {"json": written["bench_continual.json"], "html": written["report.html"]}
+
+
+class _PeakRss:
+    """The largest resident set size (MB) seen while the block runs, sampled every 50 ms from /proc (Linux); the
+    process's lifetime peak elsewhere."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _now() -> float:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        except (OSError, ValueError, IndexError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._now())
+
+    def __enter__(self) -> _PeakRss:
+        self.start = self.peak = self._now()
+        self._t = threading.Thread(target=self._watch, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._now())
+
+
+def bench_continual(
+    model: str,
+    *,
+    out: str | Path,
+    streams: Sequence[str] = (TASK_STREAM, CLASS_SPLIT),
+    strategies: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+    epochs: int = 3,
+    limit: int | None = 500,
+    test_limit: int | None = 500,
+    image_size: int | None = 32,
+    batch_size: int = 32,
+    lr: float | None = None,
+    strategy_options: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> ContinualBenchResult:
+    """Every strategy (default: all) on each stream (comma-separated datasets: task-incremental; ``DATA:K``: a class
+    split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits."""
+    from ..continual import list_strategies, parse_stream, run
+
+    known = list_strategies()
+    strats = list(strategies or known)
+    unknown = [s for s in strats if s not in known]
+    if unknown:
+        raise TransferlabError(f"unknown continual strategy(ies) {', '.join(unknown)}; known: {', '.join(known)}")
+    out_dir = Path(out)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    per = dict(strategy_options or {})
+    runs, skipped = [], []
+    with progress_bars(progress) as bars:
+        task = bars.add("bench continual", len(streams) * len(strats) * len(seeds))
+        for stream in streams:
+            is_split = "," not in stream and stream.rsplit(":", 1)[-1].isdigit()
+            parsed = parse_stream(None if is_split else stream, stream if is_split else None, limit=limit,
+                                  test_limit=test_limit)
+            for s in strats:
+                if is_split and s in ("supsup", "exssnet"):
+                    skipped.append({"stream": stream, "strategy": s, "why": "supermasks need the task at test time "
+                                                                            "(task-incremental streams only)"})
+                    bars.advance(task, len(seeds))
+                    continue
+                for seed in seeds:
+                    bars.note(task, f"{stream} {s} seed {seed}")
+                    opts = per.get(s, {})
+                    key = hashlib.sha256(json.dumps({"stream": stream, "strategy": s, "seed": seed, "model": model,
+                                                     "epochs": epochs, "limit": limit, "test_limit": test_limit,
+                                                     "image_size": image_size, "batch_size": batch_size, "lr": lr,
+                                                     "options": opts}, sort_keys=True).encode()).hexdigest()[:24]
+                    path = out_dir / "runs" / f"{key}.json"
+                    rec = None
+                    if path.is_file():
+                        try:
+                            rec = json.loads(path.read_text())
+                        except ValueError:
+                            path.unlink(missing_ok=True)
+                    if rec is None:
+                        t0 = time.perf_counter()
+                        with _PeakRss() as mem:
+                            r = run(parsed, model, s, epochs=epochs, lr=lr, batch_size=batch_size,
+                                    image_size=image_size, seed=seed, **opts)
+                        m = r.metrics
+                        rec = {"stream": stream, "strategy": s, "seed": seed, "acc": m["acc"], "bwt": m["bwt"],
+                               "fwt": m["fwt"], "accuracy_matrix": m["accuracy_matrix"], "before": m["before"],
+                               "seconds": time.perf_counter() - t0, "peak_mb": mem.peak,
+                               "peak_growth_mb": mem.peak - mem.start,
+                               "extra_params_per_task": m["extra_params_per_task"],
+                               "mask_bits_per_task": m.get("mask_bits_per_task", 0), "tasks": m["tasks"]}
+                        write_json_atomic(path, rec)
+                    runs.append(rec)
+                    bars.advance(task)
+    return ContinualBenchResult(model, list(streams), strats, list(seeds), runs, skipped,
+                                {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
+                                 "batch_size": batch_size, "lr": lr, "strategy_options": per})
