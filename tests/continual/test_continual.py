@@ -193,6 +193,9 @@ def test_supermasks_never_change_an_earlier_task(strategy, tiny_model_ref, tmp_p
         for i in range(j + 1, 3):  # after every later task: bit-identical outputs on task j
             assert torch.equal(logits[(j, i)], logits[(j, j)]), (j, i)
     assert r.metrics["mask_bits_per_task"] > 0
+    from torch.nn.utils import parametrize
+
+    assert any(parametrize.is_parametrized(mod) for mod in r.modules["backbone"].modules())  # saving copied it
     card = read_card(tmp_path / strategy)
     for j, task in enumerate(s.tasks):  # each task's saved network: its masked weights and its head
         net = load(tmp_path / strategy, head=f"t{j}")
@@ -236,3 +239,19 @@ def test_supermask_errors(tiny_model_ref):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "exssnet", density=0)
     with pytest.raises(TransferlabError, match="no convolution or linear weights to mask.*naive, joint, replay"):
         install(torch.nn.Sequential(torch.nn.ReLU()), 2, 0.1, 0)
+
+
+def test_text_tasks_of_different_lengths_mix_in_replay_and_joint(tiny_text_ref):
+    from tests.conftest import make_text_dataset
+
+    from transferlab.continual import Stream, Task
+
+    a, at = make_text_dataset(6), make_text_dataset(3, "test", seed=1)
+    b0 = make_text_dataset(6, seed=2)
+    b = Dataset("longer", "text", [t + " and more words here" * 3 for t in b0.items], b0.labels, b0.class_names,
+                split="train")  # longer texts: another padded length
+    s = Stream("task", [Task("a", a, at, [0, 1, 2], list(a.class_names)), Task("b", b, at, [0, 1, 2],
+                                                                              list(b.class_names))])
+    for strategy, opts in (("replay", {"buffer_size": 8}), ("joint", {})):
+        r = run(s, tiny_text_ref, strategy, epochs=1, batch_size=8, **opts)
+        assert 0 <= r.metrics["acc"] <= 1

@@ -152,7 +152,7 @@ def bench_continual(
                     key = hashlib.sha256(json.dumps({"stream": stream, "strategy": s, "seed": seed, "model": model,
                                                      "epochs": epochs, "limit": limit, "test_limit": test_limit,
                                                      "image_size": image_size, "batch_size": batch_size, "lr": lr,
-                                                     "options": opts}, sort_keys=True).encode()).hexdigest()[:24]
+                                                     "options": opts, "version": __version__}, sort_keys=True).encode()).hexdigest()[:24]
                     path = out_dir / "runs" / f"{key}.json"
                     rec = None
                     if path.is_file():

@@ -127,7 +127,8 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
         built.image_size = int(image_size or backbone.default_size(s.tasks[0].train))
     r = Run(s, built, strat, seed)
     t_n = len(s.tasks)
-    before = [r.accuracy(j, t_n - 1 if s.kind == "task" else t_n - 1) for j in range(t_n)]
+    # b: the untrained model on each task (class splits: every task's classes are masked until trained, so 0)
+    before = [r.accuracy(j, t_n - 1) if s.kind == "task" else 0.0 for j in range(t_n)]
     rows: list[list[float]] = []
     history: list[list[dict[str, Any]]] = []
     t0 = time.perf_counter()
@@ -158,6 +159,8 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
         log.info("after %s: %s", "every task" if i is None else s.tasks[k].name,
                  " ".join(f"{a:.3f}" for a in row))
     seconds = time.perf_counter() - t0
+    for k in [k for k in r.modules if k.startswith("old_")]:  # LwF's frozen copy served its purpose
+        del r.modules[k]
     if strat.joint:  # one row: the final model on every task; no sequence, so no BWT or FWT
         mat = np.asarray(rows, dtype=float)
         sm = {"acc": float(mat[-1].mean()), "bwt": None, "fwt": None, "forgetting": [], "mean_forgetting": None,
@@ -221,24 +224,27 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
           built: Any) -> None:
     """An ordinary model directory: the network with the first task's head, every task's head in heads/ (task-
     incremental; ``load(DIR, head=TASK)``), or with the one head over every class (class-incremental)."""
+    import copy
+
     import torch
     from safetensors.torch import save_file
 
     from ..models import FORMAT, architecture_of, head_module_name, portable, recorded_reference, save_model
     from ..report import continual_report_html
 
-    net = r.modules["backbone"]
+    net = copy.deepcopy(r.modules["backbone"]).cpu()  # the run's own modules stay as they are
     heads = r.modules["heads"]
     first = heads["0"]
     per_task: list[dict[str, Any]] = [{} for _ in s.tasks]
     if r.masks:  # each task's network is its masked weights: task 0's in model.safetensors, every task's in heads/
         from ._supermasks import remove, task_weights
 
-        per_task = [task_weights(net, r.masks, j) for j in range(len(s.tasks))]
-        remove(net, r.masks, 0)
+        masks = {n: dict(net.named_modules())[n].parametrizations.weight[0] for n in r.masks}
+        per_task = [task_weights(net, masks, j) for j in range(len(s.tasks))]
+        remove(net, masks, 0)
     net.reset_classifier(first.out_features)
     with torch.no_grad():
-        net.get_classifier().load_state_dict(first.state_dict())
+        net.get_classifier().load_state_dict({k: v.cpu() for k, v in first.state_dict().items()})
     prefix = head_module_name(net)
     names = [str(c) for c in (s.class_names if s.kind == "class" else s.tasks[0].class_names)]
     card: dict[str, Any] = {

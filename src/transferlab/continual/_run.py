@@ -8,6 +8,8 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from ..train import Objective, StepContext
 from ._streams import Stream
 
@@ -29,6 +31,8 @@ class TaskTensors:
 
         t, j = self.pairs[k]
         x, y = self._data[t][j]
+        if self.run.built.modality == "text":  # tasks are padded to their own longest text: one length for all
+            x = torch.nn.functional.pad(x, (0, (self.run.built.max_length or 256) - x.shape[-1]))
         return {"x": x, "y": y, "task": torch.tensor(t)}
 
 
@@ -53,6 +57,8 @@ class Run:
             from ._supermasks import install
 
             self.control, self.masks = install(backbone, len(stream.tasks), strategy.density, seed)
+        if hasattr(strategy, "reseed"):
+            strategy.reseed(seed)
 
     def set_task(self, j: int) -> None:
         """The task whose supermask the backbone uses (supsup, exssnet)."""
@@ -65,8 +71,10 @@ class Run:
         become task ``i``'s starting scores. Returns that task, or None."""
         import torch
 
-        data = self.task_tensors(i, augment=False)
-        y = torch.as_tensor(self.stream.tasks[i].train.labels)
+        n = len(self.stream.tasks[i].train)
+        keep = sorted(np.random.default_rng(self.seed).choice(n, min(n, 2000), replace=False).tolist())
+        data = TaskTensors(self, [(i, j) for j in keep], augment=False)  # at most 2,000: the similarity is N x N
+        y = torch.as_tensor(self.stream.tasks[i].train.labels[keep])
         best, best_acc = None, 1.0 / max(1, len(self.stream.tasks[i].classes))
         dev = self.device()
         for s in range(i):
@@ -180,8 +188,9 @@ class Run:
                 if p.grad is not None:
                     fisher[k] += p.grad.detach() ** 2
             n += 1
-        for p in params.values():
-            p.grad = None
+        for m in mods.values():  # no gradient left behind (the heads' included)
+            for p in m.parameters():
+                p.grad = None
         for name, m in mods.items():
             m.train(was[name])
         return {k: v / max(n, 1) for k, v in fisher.items()}

@@ -63,6 +63,9 @@ class Replay(Strategy):
     def config(self) -> dict[str, Any]:
         return {"buffer_size": self.size, "replay_weight": self.weight}
 
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
     def extra_data(self, run: Any, i: int) -> Any:
         return run.buffer_tensors(self.buffer) if self.buffer else None
 
@@ -119,6 +122,8 @@ class EWC(Strategy):
         return self.lam * pen, {"ewc_penalty": pen.detach()}
 
     def after_task(self, run: Any, i: int) -> None:
+        if i == len(run.stream.tasks) - 1:
+            return  # no later task to protect it from
         fisher = run.empirical_fisher(i)
         anchor = {n: p.detach().clone() for n, p in run.shared_parameters(run.modules)}
         if self.mode == "online" and self.terms:

@@ -65,7 +65,7 @@ class Supermask(_torch().nn.Module):
             fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
             bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform with a = sqrt(5), as nn.Linear's init
             s.uniform_(-bound, bound, generator=g)
-            scores.append(torch.nn.Parameter(s))
+            scores.append(torch.nn.Parameter(s, requires_grad=False))  # a task's scores train only in its turn
         self.scores = torch.nn.ParameterList(scores)
         self.k = max(1, int(round(density * math.prod(shape))))
         self.register_buffer("used", torch.zeros(shape, dtype=torch.bool))
