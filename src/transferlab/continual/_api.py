@@ -4,7 +4,6 @@ metrics (ACC, BWT, FWT, forgetting)."""
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import time
 from collections.abc import Sequence
@@ -42,17 +41,6 @@ class ContinualResult:
         return np.asarray(self.metrics["accuracy_matrix"], dtype=float)
 
 
-def _check(epochs: int, lr: float | None, batch_size: int, image_size: int | None) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise TransferlabError(f"lr must be a finite number > 0, got {lr!r}")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
-        raise TransferlabError(f"image_size must be a whole number of pixels >= 8, got {image_size!r}")
-
-
 def run(
     stream: Stream | str | Sequence[Any] | None = None,
     model: str = "",
@@ -84,7 +72,9 @@ def run(
     factory = STRATEGIES.get(strategy)
     options = check_options(strategy, factory, options, caller=("run", run))
     strat = factory(**options)
-    _check(epochs, lr, batch_size, image_size)
+    from ..train import check_run_arguments
+
+    check_run_arguments(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, min_batch_size=2)
     if not model:
         raise TransferlabError("no model: give a model reference (e.g. builtin:small_resnet_shapes)")
     s = stream if isinstance(stream, Stream) else parse_stream(stream, split, limit=limit, test_limit=test_limit)
@@ -98,15 +88,12 @@ def run(
                                    f"({total} training examples before the last task): lower buffer_size")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
-        check_output(out_dir, inputs=[model.split("@")[-1]])
-        if out_dir.exists() and any(out_dir.iterdir()):
-            from ..models import card_file
+        from ..models import claim_output
 
-            if card_file(out_dir) is None:
-                raise TransferlabError(f"{out_dir} holds files transferlab did not write; it is not replaced even with "
-                                       "--overwrite: choose another --out")
-            if not overwrite:
-                raise TransferlabError(f"{out_dir} already holds a model; choose another --out or pass --overwrite")
+        check_output(out_dir, inputs=[model.split("@")[-1]])
+        scratch = claim_output(out_dir, {"model": model, "method": f"continual:{strategy}"}, overwrite, "continual run")
+        if scratch is not None:  # no checkpoints to keep beside it: the output is written at the end, atomically
+            scratch.rmdir()
     return _run(s, model, strategy, strat, options, epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size,
                 image_size=image_size, out_dir=out_dir, seed=seed, progress=progress, trust_pickle=trust_pickle)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import shutil
 import statistics
 import time
@@ -46,20 +45,6 @@ class DistillResult:
                 "history": self.history}
 
 
-def _check_numbers(epochs: int, lr: float | None, batch_size: int, image_size: int | None,
-                   patience: int | None) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise TransferlabError(f"lr must be a finite number > 0, got {lr!r}")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
-        raise TransferlabError(f"image_size must be a whole number of pixels >= 8, got {image_size!r}")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-        raise TransferlabError(f"patience must be a whole number >= 1, got {patience!r}")
-
-
 def distill(
     data: Dataset | str | Path | Any,
     teachers: Sequence[str | Path] | str | Path,
@@ -94,7 +79,10 @@ def distill(
     if not teacher_refs:
         raise TransferlabError("no teacher: give at least one (--teacher DIR)")
     m = factory(len(teacher_refs), **options)  # option values checked before any work
-    _check_numbers(epochs, lr, batch_size, image_size, patience)
+    from ..train import check_run_arguments
+
+    check_run_arguments(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, patience=patience,
+                        min_batch_size=2)
     for t in teacher_refs:
         if same_model(t, student):
             raise TransferlabError(f"the student {student} is also a teacher: distil from other models, or use fit")

@@ -52,16 +52,11 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
         raise TransferlabError(f"unknown selector {select!r}; known: {', '.join(list_selectors())}")
     if not (isinstance(trade_off, (int, float)) and math.isfinite(trade_off) and trade_off > 0):
         raise TransferlabError(f"trade_off must be a finite number > 0, got {trade_off!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TransferlabError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise TransferlabError(f"batch_size must be a whole number >= 2, got {batch_size!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise TransferlabError(f"lr must be a finite number > 0, got {lr!r}")
+    from ..train import check_run_arguments
+
+    check_run_arguments(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, min_batch_size=2)
     if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck < 1:
         raise TransferlabError(f"bottleneck must be a whole number >= 1, got {bottleneck!r}")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
-        raise TransferlabError(f"image_size must be a whole number of pixels >= 8, got {image_size!r}")
     if source.modality != target.modality:
         raise TransferlabError(f"the source {source.name} holds {source.modality} data, the target {target.name} "
                                f"{target.modality}: both domains must be the same kind of data")

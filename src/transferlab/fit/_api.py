@@ -73,28 +73,6 @@ def _prediction_warnings(y_pred: np.ndarray | None, class_names: tuple[str, ...]
     return []
 
 
-def _check_arguments(*, epochs: int, lr: float | None, batch_size: int, image_size: int | None, val_fraction: float,
-                     budget_minutes: float | None, patience: int | None = None) -> None:
-    """Bad numbers are refused before any work, with the argument's name (``--lr nan``, ``--epochs 0``)."""
-    import math
-
-    def bad(name: str, value: Any, want: str) -> TransferlabError:
-        return TransferlabError(f"{name} must be {want}, got {value!r}")
-
-    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
-        if name == "patience" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise bad(name, v, "a whole number >= 1")
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
-        raise bad("image_size", image_size, "a whole number of pixels >= 8")
-    for name, f in (("lr", lr), ("budget_minutes", budget_minutes)):
-        if f is not None and not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
-            raise bad(name, f, "a finite number > 0")
-    if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
-        raise bad("val_fraction", val_fraction, "in [0, 1)")
-
-
 def _prepare(method: str, net: Any, ctx: FitContext, options: dict[str, Any]) -> Prepared:
     try:
         return METHODS.get(method)(net, ctx, **options)
@@ -154,8 +132,10 @@ def fit(
     stop after that many epochs without a better validation accuracy (the best epoch's weights are kept either way).
     """
     options = check_options(method, METHODS.get(method), options, skip=2, caller=("fit", fit))  # before any work
-    _check_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
-                     budget_minutes=budget_minutes, patience=patience)
+    from ..train import check_run_arguments
+
+    check_run_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
+                        val_fraction=val_fraction, budget_minutes=budget_minutes, patience=patience)
     ds = load_dataset(dataset, "train")  # a reference, a Dataset or data in memory
     if test is None and isinstance(dataset, (str, Path)):  # data in memory has no test split: pass test= for one
         test = load_dataset(dataset, "test")
