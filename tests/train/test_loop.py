@@ -95,6 +95,11 @@ def test_early_stopping_restores_the_best_weights():
     r = train({"model": m}, Supervised(), tr, TrainConfig(epochs=30, lr=3e-2, patience=2, batch_size=16), val_data=va)
     assert r.stopped_early and r.epochs_run < 30
     assert r.epochs_run - r.best_epoch == 2
+    # a run that cannot improve (lr ~ 0): patience 2 ends it after epoch 3; that is an early stop only if more
+    # epochs were planned
+    flat = [train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=n, lr=1e-12, patience=2, batch_size=16),
+                  val_data=va) for n in (3, 5)]
+    assert [f.epochs_run for f in flat] == [3, 3] and [f.stopped_early for f in flat] == [False, True]
     from transferlab.train import evaluate
 
     acc = evaluate(Supervised(), {"model": m}, va, 32)["accuracy"]

@@ -186,7 +186,7 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
             bad_epochs = 0 if improved else bad_epochs + 1
             stop = cfg.patience is not None and result.best_epoch is not None and bad_epochs >= cfg.patience
             over_budget = cfg.budget_seconds is not None and result.train_seconds > cfg.budget_seconds
-            result.stopped_early = stop or (over_budget and epoch + 1 < cfg.epochs)
+            result.stopped_early = (stop or over_budget) and epoch + 1 < cfg.epochs  # not when the last epoch ends it
             if ckdir is not None:
                 save_checkpoint(ckdir, cfg, objective, mods, opt, sched, scaler, result, epoch + 1, best_state)
             if stop or over_budget:
