@@ -228,8 +228,8 @@ def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, 
              image_size: int | None, batch_size: int) -> tuple[dict[str, Any], Path]:
     """A teacher fine-tuned on the labelled part (cached), with its test accuracy, parameters and latency."""
     from ..distill._api import _latency_ms
-    from ..distill._members import load_teacher
     from ..fit import fit
+    from ..models import load_classifier
 
     key = _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
                batch_size=batch_size, n=len(labelled), n_test=len(test))
@@ -244,7 +244,7 @@ def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, 
         shutil.rmtree(d)
     r = fit(labelled, ref, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=0,
             out=d)  # no test split here: no report to draw; tested below
-    member = load_teacher(d, labelled)
+    member = load_classifier(d, labelled)
     rec = {"target": target, "label_share": share, "teacher": ref, "test_accuracy": _accuracy(member, test),
            "val_accuracy": r.metrics["val_accuracy"], "params": member.params,
            "ms_per_image": _latency_ms(member, test), "seconds": r.metrics["train_seconds"]}
@@ -253,9 +253,7 @@ def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, 
 
 
 def _accuracy(member: Any, test: Any) -> float:
-    from ..distill._api import _logits
-
-    return float(np.mean(_logits(member, test, 64).argmax(1) == np.asarray(test.labels)))
+    return float(np.mean(member.logits(test, 64).argmax(1) == np.asarray(test.labels)))
 
 
 def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
@@ -264,8 +262,8 @@ def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed
     """The student fine-tuned on the labelled part alone (cached): the row every method is compared with, and the
     starting point of the ``*_trained`` rows."""
     from ..distill._api import _latency_ms
-    from ..distill._members import load_teacher
     from ..fit import fit
+    from ..models import load_classifier
 
     key = _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
                image_size=image_size, batch_size=batch_size, n=len(labelled), n_test=len(test))
@@ -280,7 +278,7 @@ def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed
         shutil.rmtree(d)
     t0 = time.perf_counter()
     fit(labelled, student, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed, out=d)
-    member = load_teacher(d, labelled)  # a frozen copy, to test and time it
+    member = load_classifier(d, labelled)  # a frozen copy, to test and time it
     rec = {"target": target, "label_share": share, "student": student, "seed": seed, "row": "labels_only",
            "test_accuracy": _accuracy(member, test), "params": member.params,
            "ms_per_image": _latency_ms(member, test), "seconds": time.perf_counter() - t0}

@@ -134,30 +134,15 @@ def _recorded_model(student: str | Path) -> str:
     return str(student)
 
 
-def _tensors(member: Member, ds: Dataset) -> Any:
-    """A torch dataset of ``(input, label)`` with the member's preprocessing (un-augmented)."""
-    if member.modality == "text":
-        from ..models import TextTensors
-
-        return TextTensors(ds, member.tokenizer, member.feed[2])
-    from ..models import ImageTensors
-
-    _, size, mean, std = member.feed
-    return ImageTensors(ds, size, mean, std)
-
-
 def _logits(member: Member, ds: Dataset, batch_size: int) -> np.ndarray:
-    from ..models import predict_logits
-
-    z = predict_logits(member.net, _tensors(member, ds), batch_size)
-    return z if member.order is None else z[:, member.order]
+    return member.logits(ds, batch_size)
 
 
 def _latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> float:
     """Median milliseconds per image of a forward pass on a batch of ``n`` test examples (one warm-up)."""
     import torch
 
-    data = _tensors(member, ds.subset(np.arange(min(n, len(ds)))))
+    data = member.inputs(ds.subset(np.arange(min(n, len(ds)))))
     net = member.net
     dev = next(net.parameters()).device
     x = torch.stack([data[i][0] for i in range(len(data))]).to(dev)
@@ -213,9 +198,10 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
     weights = [1.0 / len(teachers)] * len(teachers)
     weight_table: dict[str, Any] = {}
     if m.weighted:
-        from ._weights import features_and_probs, softmax_weights, teacher_scores
+        from ..models import features_and_probs
+        from ._weights import softmax_weights, teacher_scores
 
-        fp = [features_and_probs(t.net, _tensors(t, train_ds), t.order, max(64, batch_size)) for t in teachers]
+        fp = [features_and_probs(t.net, t.inputs(train_ds), t.order, max(64, batch_size)) for t in teachers]
         scores, weight_table = teacher_scores([f for f, _ in fp], [p for _, p in fp], np.asarray(train_ds.labels),
                                               m.weight_metric)
         weights = softmax_weights(scores, m.weight_temperature)
@@ -234,11 +220,11 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
     if m.feature_weight > 0:
         import torch
 
-        from ._weights import features_and_probs
+        from ..models import features_and_probs
 
         one = ds.subset(np.arange(min(2, len(ds))))
-        d_s = features_and_probs(student.net, _tensors(student, one), None)[0].shape[1]
-        d_t = features_and_probs(teachers[0].net, _tensors(teachers[0], one), None)[0].shape[1]
+        d_s = features_and_probs(student.net, student.inputs(one))[0].shape[1]
+        d_t = features_and_probs(teachers[0].net, teachers[0].inputs(one))[0].shape[1]
         torch.manual_seed(seed)
         modules["projector"] = torch.nn.Linear(d_s, d_t)
     objective = Distillation(method, m, keys=keys, orders=[t.order for t in teachers], weights=weights,

@@ -7,25 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..models import HeadInputTap
 from ..train import Objective, StepContext
 from ._methods import Method, Targets
 
-
-class FeatureTap:
-    """The input of a network's head (the pooled features), captured by a forward pre-hook."""
-
-    def __init__(self, net: Any) -> None:
-        from ..models import head_module_name
-
-        self.value: Any = None
-        head = net.get_submodule(head_module_name(net))
-        self._handle = head.register_forward_pre_hook(self._hook)
-
-    def _hook(self, module: Any, args: tuple[Any, ...]) -> None:
-        self.value = args[0]
-
-    def remove(self) -> None:
-        self._handle.remove()
+FeatureTap = HeadInputTap  # the pooled features a hint loss reads
 
 
 def teacher_name(k: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -53,24 +52,3 @@ def teacher_scores(features: Sequence[np.ndarray], probs: Sequence[np.ndarray], 
             raise TransferlabError(f"weight_metric {metric} could not score every teacher; use consensus")
         out = [float(v) for v in table[metric]]  # type: ignore[arg-type]
     return out, table
-
-
-def features_and_probs(net: Any, data: Any, order: Any, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """A frozen network's pooled features (its head's input) and class probabilities (data's class order)."""
-    import torch
-
-    from ._objective import FeatureTap
-
-    tap = FeatureTap(net)
-    dev = next(net.parameters()).device
-    feats, probs = [], []
-    net.eval()
-    with torch.inference_mode():
-        for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size):
-            z = net(x.to(dev)).float()
-            if order is not None:
-                z = z[:, torch.as_tensor(order, device=z.device)]
-            probs.append(torch.softmax(z, 1).cpu().numpy())
-            feats.append(tap.value.flatten(1).float().cpu().numpy())
-    tap.remove()
-    return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)

@@ -19,6 +19,15 @@ from ._build import (
     resolve,
 )
 from ._card import CARD_FILE, FORMAT, ModelCard, card_file, read_card
+from ._classifier import (
+    Classifier,
+    HeadInputTap,
+    class_order,
+    features_and_probs,
+    feed_of_card,
+    load_classifier,
+    model_dir,
+)
 from ._outdir import claim_output
 from ._paths import local_reference, peft_base_name, portable, recorded_path, recorded_reference
 from ._saved import evaluate, load, model_inputs, predict, predict_logits, save_card, save_model, timm_config
@@ -42,11 +51,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CARD_FILE", "FORMAT", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
+    "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
     "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure",
-    "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "claim_output", "evaluate", "head_module_name", "head_prefix",
-    "inject_adapters_", "install_bottleneck_", "load", "local_reference", "mam_config", "model_inputs", "net_from_architecture",
+    "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "feed_of_card", "head_module_name", "head_prefix",
+    "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
 ]
