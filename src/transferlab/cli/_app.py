@@ -48,6 +48,7 @@ def _register() -> None:
     from . import domain as _domain
     from . import fit as _fit
     from . import merge as _merge
+    from . import prune as _prune
     from . import rank as _rank
     from . import zoo as _zoo
 
@@ -59,6 +60,7 @@ def _register() -> None:
     app.command("domain")(_domain.domain_cmd)
     app.command("distill")(_distill.distill_cmd)
     app.command("continual")(_continual.continual_cmd)
+    app.command("prune")(_prune.prune_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")

@@ -42,7 +42,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset split from a reference.
 
-    ``ref`` is ``builtin:NAME``, an image folder (one sub-folder per class, optionally under ``train/`` and ``test/``),
+    ``ref`` is ``builtin:NAME``, a dataset manifest (a folder with ``transferlab-dataset.json``, or that file: a class
+    subset of another dataset, as ``transferlab prune`` writes), an image folder (one sub-folder per class, optionally
+    under ``train/`` and ``test/``),
     a CSV of ``path,label`` (image) or ``text,label`` (text), a JSONL of text records, or an NPZ with ``x`` and ``y``
     (or ``x_train``/``y_train``/``x_test``/``y_test``).
 
@@ -72,6 +74,12 @@ def load_dataset(
             f"dataset {ref_s!r} not found: give an existing folder, .csv, .jsonl or .npz file, or builtin:NAME "
             f"(known: {', '.join('builtin:' + n for n in list_builtin_datasets())})"
         )
+    from ._manifest import is_manifest, load_manifest
+
+    manifest = is_manifest(path)
+    if manifest is not None:  # a class subset of another dataset (transferlab prune)
+        return load_manifest(manifest, split, text_column=text_column, label_column=label_column,
+                             path_column=path_column, test_fraction=test_fraction, strict=strict)
     if path.is_dir():
         return _load_image_folder(path, split, test_fraction=test_fraction, strict=strict)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
