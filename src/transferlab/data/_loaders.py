@@ -78,7 +78,7 @@ def load_dataset(
 
     manifest = is_manifest(path)
     if manifest is not None:  # a class subset of another dataset (transferlab prune)
-        return load_manifest(manifest, split, text_column=text_column, label_column=label_column,
+        return load_manifest(manifest, split, load_dataset, text_column=text_column, label_column=label_column,
                              path_column=path_column, test_fraction=test_fraction, strict=strict)
     if path.is_dir():
         return _load_image_folder(path, split, test_fraction=test_fraction, strict=strict)

@@ -40,9 +40,10 @@ def manifest_dict(source: str | Path, classes: list[str], where: Path, **extra: 
     return {"format": 1, "kind": "class_subset", "source": s, "classes": [str(c) for c in classes], **extra}
 
 
-def load_manifest(path: Path, split: str, **kwargs: Any) -> Any:
+def load_manifest(path: Path, split: str, load_dataset: Any, **kwargs: Any) -> Any:
+    """The manifest's classes of its source, ``split``; ``load_dataset`` loads the source (passed in: the loader
+    module imports this one)."""
     from ._dataset import Dataset
-    from ._loaders import load_dataset
 
     try:
         raw = json.loads(path.read_text())
