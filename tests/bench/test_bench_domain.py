@@ -45,3 +45,10 @@ def test_bench_domain_bad_input(tiny_model_ref, tmp_path):
         bench_domain(tiny_model_ref, out=tmp_path, methods="dan")
     with pytest.raises(TransferlabError, match="trade-offs must be > 0"):
         bench_domain(tiny_model_ref, out=tmp_path, trade_offs=(0.0,))
+
+
+def test_bench_domain_cli_refuses_a_malformed_shift(tmp_path, capsys):
+    from transferlab.cli import main
+
+    assert main(["bench", "domain", "--shifts", "builtin:digits", "--out", str(tmp_path / "b"), "-q"]) == 2
+    assert "SOURCE>TARGET pairs" in capsys.readouterr().err

@@ -150,6 +150,8 @@ def bench_merge_cmd(
 @app.command("domain")
 def bench_domain_cmd(
     model: str = typer.Option("builtin:small_resnet_shapes", "--model", "-m", help="Image model to adapt."),
+    shifts: str = typer.Option(None, "--shifts", help="Comma-separated SOURCE>TARGET pairs (default: "
+                               "builtin:digits>builtin:digits-m,builtin:shapes>builtin:shapes-sketch)."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
     trade_offs: str = typer.Option("0.1,0.3,1,3", "--trade-offs", help="Comma-separated trade-offs (> 0)."),
@@ -177,8 +179,13 @@ def bench_domain_cmd(
     except ValueError:
         raise TransferlabError(f"--seeds takes whole numbers and --trade-offs numbers, got {seeds!r} and "
                                f"{trade_offs!r}") from None
+    pairs = None
+    if shifts:
+        pairs = [tuple(p.split(">", 1)) for p in shifts.split(",") if p.strip()]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            raise TransferlabError(f"--shifts takes SOURCE>TARGET pairs, got {shifts!r}")
     check_output(out)
-    r = bench_domain(model, out=out, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs, lr=lr,
+    r = bench_domain(model, out=out, shifts=pairs, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs, lr=lr,
                      limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
                      supervised=not no_supervised, method_options=_method_options(option), progress=not quiet)
     paths = r.save(out)
