@@ -25,3 +25,15 @@ def alias(new: str, old: str, value: object, old_value: object) -> object:
         return value
     console(stderr=True).print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False)
     return old_value
+
+
+def print_registry(registry: Any, header: str, title: str, columns: tuple[str, ...] = ("summary", "paper")) -> None:
+    """A registry's entries as one table (``--list`` of domain, distill, continual, prune): the name under
+    ``header`` and the given metadata columns."""
+    from rich.table import Table
+
+    t = Table(header, *columns, title=title, title_justify="left")
+    for n in registry.list():
+        m = registry.meta(n)
+        t.add_row(n, *(str(m.get(c, "")) for c in columns))
+    console().print(t)

@@ -6,20 +6,14 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import console, print_registry
 from .fit import _options
 
 
 def _list() -> None:
-    from rich.table import Table
-
     from ..continual import STRATEGIES
 
-    t = Table("strategy", "summary", "paper", title="strategies (--strategy)", title_justify="left")
-    for n in STRATEGIES.list():
-        m = STRATEGIES.meta(n)
-        t.add_row(n, m.get("summary", ""), m.get("paper", ""))
-    console().print(t)
+    print_registry(STRATEGIES, "strategy", "strategies (--strategy)")
 
 
 def continual_cmd(

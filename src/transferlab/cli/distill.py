@@ -6,20 +6,14 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import console, print_registry
 from .fit import _options
 
 
 def _list() -> None:
-    from rich.table import Table
-
     from ..distill import METHODS
 
-    t = Table("method", "summary", "paper", title="methods (--method)", title_justify="left")
-    for n in METHODS.list():
-        m = METHODS.meta(n)
-        t.add_row(n, m.get("summary", ""), m.get("paper", ""))
-    console().print(t)
+    print_registry(METHODS, "method", "methods (--method)")
 
 
 def distill_cmd(

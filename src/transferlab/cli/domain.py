@@ -6,25 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import console, print_registry
 from .fit import _options
 
 
 def _list() -> None:
-    from rich.table import Table
-
     from ..domain import METHODS, SELECTORS
 
-    c = console()
-    t = Table("method", "summary", "paper", title="methods (--method)", title_justify="left")
-    for n in METHODS.list():
-        m = METHODS.meta(n)
-        t.add_row(n, m.get("summary", ""), m.get("paper", ""))
-    c.print(t)
-    s = Table("selector", "paper", title="label-free selectors (--select)", title_justify="left")
-    for n in SELECTORS.list():
-        s.add_row(n, SELECTORS.meta(n).get("paper", ""))
-    c.print(s)
+    print_registry(METHODS, "method", "methods (--method)")
+    print_registry(SELECTORS, "selector", "label-free selectors (--select)", ("paper",))
 
 
 def domain_cmd(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import console, print_registry
 
 
 def prune_cmd(
@@ -29,12 +29,7 @@ def prune_cmd(
     from ..prune import METHODS, prune
 
     if list_:
-        from rich.table import Table
-
-        t = Table("method", "summary", "paper", title="methods (--method)", title_justify="left")
-        for n in METHODS.list():
-            t.add_row(n, METHODS.meta(n).get("summary", ""), METHODS.meta(n).get("paper", ""))
-        console().print(t)
+        print_registry(METHODS, "method", "methods (--method)")
         return
     for value, hint, kind in ((source, "'SOURCE'", "argument"), (target, "'--target'", "option")):
         if value is None:
