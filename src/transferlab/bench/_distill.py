@@ -224,17 +224,17 @@ def bench_distill(
                                "method_options": per_method})
 
 
-def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, test: Any, epochs: int,
-             image_size: int | None, batch_size: int) -> tuple[dict[str, Any], Path]:
-    """A teacher fine-tuned on the labelled part (cached), with its test accuracy, parameters and latency."""
+def _fitted(out_dir: Path, name: str, key: str, ref: str, labelled: Any, test: Any, *, epochs: int,
+            image_size: int | None, batch_size: int, seed: int,
+            record: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """``ref`` fine-tuned on the labelled part into ``out/models/NAME-KEY`` (cached with its record in
+    ``out/runs/NAME-KEY.json``), with its test accuracy, parameters and latency added to ``record``."""
     from ..distill._api import _latency_ms
     from ..fit import fit
     from ..models import load_classifier
 
-    key = _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
-               batch_size=batch_size, n=len(labelled), n_test=len(test))
-    d = out_dir / "models" / f"teacher-{key}"
-    path = out_dir / "runs" / f"teacher-{key}.json"
+    d = out_dir / "models" / f"{name}-{key}"
+    path = out_dir / "runs" / f"{name}-{key}.json"
     rec = _cached(path)
     if rec is not None and (d / "model.safetensors").is_file():
         return rec, d
@@ -242,14 +242,23 @@ def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, 
         import shutil
 
         shutil.rmtree(d)
-    r = fit(labelled, ref, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=0,
+    t0 = time.perf_counter()
+    r = fit(labelled, ref, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed,
             out=d)  # no test split here: no report to draw; tested below
-    member = load_classifier(d, labelled)
-    rec = {"target": target, "label_share": share, "teacher": ref, "test_accuracy": _accuracy(member, test),
-           "val_accuracy": r.metrics["val_accuracy"], "params": member.params,
-           "ms_per_image": _latency_ms(member, test), "seconds": r.metrics["train_seconds"]}
+    member = load_classifier(d, labelled)  # a frozen copy, to test and time it
+    rec = {**record, "test_accuracy": _accuracy(member, test), "val_accuracy": r.metrics["val_accuracy"],
+           "params": member.params, "ms_per_image": _latency_ms(member, test), "seconds": time.perf_counter() - t0}
     write_json_atomic(path, rec)
     return rec, d
+
+
+def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, test: Any, epochs: int,
+             image_size: int | None, batch_size: int) -> tuple[dict[str, Any], Path]:
+    """A teacher fine-tuned on the labelled part (cached), with its test accuracy, parameters and latency."""
+    key = _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
+               batch_size=batch_size, n=len(labelled), n_test=len(test))
+    return _fitted(out_dir, "teacher", key, ref, labelled, test, epochs=epochs, image_size=image_size,
+                   batch_size=batch_size, seed=0, record={"target": target, "label_share": share, "teacher": ref})
 
 
 def _accuracy(member: Any, test: Any) -> float:
@@ -261,29 +270,11 @@ def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed
                  batch_size: int) -> tuple[dict[str, Any], Path]:
     """The student fine-tuned on the labelled part alone (cached): the row every method is compared with, and the
     starting point of the ``*_trained`` rows."""
-    from ..distill._api import _latency_ms
-    from ..fit import fit
-    from ..models import load_classifier
-
     key = _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
                image_size=image_size, batch_size=batch_size, n=len(labelled), n_test=len(test))
-    d = out_dir / "models" / f"student-{key}"
-    path = out_dir / "runs" / f"labels_only-{key}.json"
-    rec = _cached(path)
-    if rec is not None and (d / "model.safetensors").is_file():
-        return rec, d
-    if d.exists():
-        import shutil
-
-        shutil.rmtree(d)
-    t0 = time.perf_counter()
-    fit(labelled, student, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed, out=d)
-    member = load_classifier(d, labelled)  # a frozen copy, to test and time it
-    rec = {"target": target, "label_share": share, "student": student, "seed": seed, "row": "labels_only",
-           "test_accuracy": _accuracy(member, test), "params": member.params,
-           "ms_per_image": _latency_ms(member, test), "seconds": time.perf_counter() - t0}
-    write_json_atomic(path, rec)
-    return rec, d
+    return _fitted(out_dir, "student", key, student, labelled, test, epochs=epochs, image_size=image_size,
+                   batch_size=batch_size, seed=seed, record={"target": target, "label_share": share,
+                                                             "student": student, "seed": seed, "row": "labels_only"})
 
 
 def _distill_run(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
