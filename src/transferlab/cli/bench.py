@@ -283,3 +283,42 @@ def bench_continual_cmd(
                 + (f" BWT {row['bwt']:+.4f}" if row["bwt"] is not None else "")
                 + (f" FWT {row['fwt']:+.4f}" if row["fwt"] is not None else ""), highlight=False)
     c.print(f"bench_continual.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+@app.command("prune")
+def bench_prune_cmd(
+    source: str = typer.Option("builtin:mixed-source", "--source", help="The source to prune (>= 20 classes)."),
+    targets: str = typer.Option("builtin:shapes,builtin:textures", "--targets", help="Comma-separated targets "
+                                "(classes outside the source)."),
+    arch: str = typer.Option("resnet", "--arch", help="Small architecture pretrained: resnet, convnext or vit."),
+    keep: float = typer.Option(0.5, "--keep", help="Share of the source classes kept, in (0, 1)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    pretrain_epochs: int = typer.Option(10, "--pretrain-epochs", min=1),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Fine-tuning epochs on the target."),
+    limit: int = typer.Option(None, "--limit", min=10, help="Class-stratified sample of the source (quick checks)."),
+    out: Path = typer.Option(Path("runs/bench-prune"), "--out", "-o", help="Output directory (runs are cached)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Pretrain one small model on the full source and on the label_map, feature_map, random and bottom-ranked
+    shares of its classes; fine-tune each on the targets: target accuracy and pretraining time."""
+    from .._io import check_output
+    from ..bench import bench_prune
+    from ..errors import TransferlabError
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise TransferlabError(f"--seeds takes whole numbers, got {seeds!r}") from None
+    check_output(out)
+    r = bench_prune(out=out, source=source, targets=[t.strip() for t in targets.split(",") if t.strip()], arch=arch,
+                    keep=keep, seeds=seed_list, pretrain_epochs=pretrain_epochs, epochs=epochs, limit=limit,
+                    progress=not quiet)
+    paths = r.save(out)
+    c = console()
+    for x in r.table():
+        c.print(f"{x['target']} {x['row']}: accuracy {x['accuracy_mean']:.3f}"
+                + (f" ± {x['accuracy_sd']:.3f}" if x["accuracy_sd"] is not None else "")
+                + f", {len(x['classes'])} classes, pretraining {x['pretrain_seconds']:.1f} s"
+                + (f" ({x['speedup_vs_full']:.2f}x less than the full source)" if x["row"] != "full" else ""),
+                highlight=False)
+    c.print(f"bench_prune.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

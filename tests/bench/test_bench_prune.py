@@ -1,0 +1,71 @@
+"""``bench prune`` on tiny colour sets: every row pretrains on the classes it keeps (label_map and its bottom are
+complements at keep 0.5; the target-like class is kept), the table compares with the full source of the same seed,
+runs are cached, and bad input is one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferlab.errors import TransferlabError
+
+COLOURS = {"red": (210, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 210), "yellow": (210, 210, 20),
+           "cyan": (20, 200, 200), "white": (230, 230, 230), "pink": (240, 60, 60)}
+
+
+def _folder(root, classes, n, seed):
+    rng = np.random.default_rng(seed)
+    for split, k in (("train", n), ("test", 4)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(k):
+                a = np.clip(np.array(COLOURS[c])[None, None, :] + rng.integers(-20, 20, (12, 12, 3)), 0, 255)
+                Image.fromarray(a.astype(np.uint8)).save(root / split / c / f"{i:02d}.png")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bp")
+    return _folder(d / "source", ["red", "green", "blue", "yellow", "cyan", "white"], 10, 0), \
+        _folder(d / "target", ["pink"], 8, 1)
+
+
+def test_bench_prune_rows_table_and_cache(sets, tmp_path, monkeypatch):
+    from transferlab.bench import _prune, bench_prune
+
+    source, target = sets
+    r = bench_prune(out=tmp_path, source=source, targets=[target], seeds=[0], pretrain_epochs=6, epochs=1)
+    rows = {x["row"]: x for x in r.table()}
+    assert list(rows) == ["full", "label_map", "feature_map", "random", "bottom"]
+    assert rows["full"]["delta_vs_full"] == 0 and len(rows["full"]["classes"]) == 6
+    lm, bottom = set(rows["label_map"]["classes"]), set(rows["bottom"]["classes"])
+    assert len(lm) == len(bottom) == 3 and not lm & bottom  # the top and the bottom half of one ranking
+    assert "red" in lm and "red" in rows["feature_map"]["classes"]  # a pink target maps to red
+    assert rows["label_map"]["n_pretrain"] == 30 and rows["full"]["n_pretrain"] == 60
+    for x in rows.values():
+        run = next(u for u in r.runs if u["row"] == x["row"])
+        assert x["accuracy_mean"] == run["test_accuracy"] and run["pretrain_seconds"] > 0
+        assert x["speedup_vs_full"] == pytest.approx(rows["full"]["pretrain_seconds"] / run["pretrain_seconds"])
+    paths = r.save(tmp_path)
+    assert json.loads(paths["json"].read_text())["table"][0]["row"] == "full"
+    assert "bottom of label_map" in paths["html"].read_text()
+    monkeypatch.setattr("transferlab.fit.fit", lambda *a, **k: pytest.fail("cached runs are not redone"))
+    again = bench_prune(out=tmp_path, source=source, targets=[target], seeds=[0], pretrain_epochs=6, epochs=1)
+    assert again.runs == r.runs
+    assert _prune.ROWS == ("full", "label_map", "feature_map", "random", "bottom")
+
+
+def test_bench_prune_bad_input(sets, tmp_path):
+    from transferlab.bench import bench_prune
+
+    source, target = sets
+    with pytest.raises(TransferlabError, match=r"keep must lie in \(0, 1\)"):
+        bench_prune(out=tmp_path, source=source, targets=[target], keep=1.0)
+    with pytest.raises(TransferlabError, match="shares classes with the source"):
+        bench_prune(out=tmp_path, source=source, targets=[source])
+    with pytest.raises(TransferlabError, match="text data"):
+        bench_prune(out=tmp_path, source=source, targets=["builtin:rotten-tomatoes"])
