@@ -41,6 +41,7 @@ def _root(
 
 
 def _register() -> None:
+    from . import auto as _auto
     from . import bench as _bench
     from . import continual as _continual
     from . import data as _data
@@ -61,6 +62,7 @@ def _register() -> None:
     app.command("distill")(_distill.distill_cmd)
     app.command("continual")(_continual.continual_cmd)
     app.command("prune")(_prune.prune_cmd)
+    app.command("auto")(_auto.auto_cmd)
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
@@ -76,7 +78,8 @@ _INTERRUPTED = {"fit": "interrupted; rerun the same command to resume from the l
                 "merge": "interrupted; nothing was written", "predict": "interrupted; nothing was written",
                 "domain": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
                 "distill": "interrupted; rerun the same command to resume from the last epoch's checkpoint",
-                "continual": "interrupted; nothing was written (a rerun starts the stream over)"}
+                "continual": "interrupted; nothing was written (a rerun starts the stream over)",
+                "auto": "interrupted; rerun the same command to resume at the stage where it stopped"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Self-contained HTML reports (plots embedded as PNG data URIs; no external assets)."""
 
+from ._auto import auto_report_html
 from ._bench import bench_report_html, merge_bench_html
 from ._continual import continual_bench_html, continual_report_html
 from ._distill import distill_bench_html, distill_report_html
@@ -8,4 +9,4 @@ from ._fit import fit_report_html
 from ._prune import prune_bench_html
 from ._rank import rank_report_html
 
-__all__ = ["bench_report_html", "continual_bench_html", "continual_report_html", "distill_bench_html", "distill_report_html", "domain_bench_html", "domain_report_html", "fit_report_html", "merge_bench_html", "prune_bench_html", "rank_report_html"]
+__all__ = ["auto_report_html", "bench_report_html", "continual_bench_html", "continual_report_html", "distill_bench_html", "distill_report_html", "domain_bench_html", "domain_report_html", "fit_report_html", "merge_bench_html", "prune_bench_html", "rank_report_html"]

@@ -1,0 +1,207 @@
+"""``transferlab auto``: from a dataset to an adapted, evaluated, reported model in one command, within a time budget.
+
+Stages: check the data → calibrate (a probe ranking, probe fits: the plan's estimates) → rank the zoo → fit the top
+candidate with the method the budget and the data size allow (early stopping) → where time is left, fit the runner-up,
+test their ensemble on the validation split and distil it into the better single model → copy the model chosen on
+validation accuracy to the output directory (``predict`` and ``eval`` work on it) with ``report.html``.
+
+A run records each finished stage in ``OUT/auto.json``; rerun with the same arguments, it resumes at the stage where it
+stopped (a fit that was killed resumes from its own checkpoints)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import check_output
+from .._version import __version__
+from ..data import Dataset, load_dataset
+from ..errors import TransferlabError
+from . import _plan as P
+from ._check import Finding, check_data
+from ._planning import make_initial_plan, replan
+from ._run import STATE, Run
+from ._stages import finish, stage_distill, stage_ensemble, stage_fit, stage_rank
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AutoResult:
+    out: Path | None
+    plan: P.Plan
+    findings: list[Finding]
+    ranking: dict[str, Any] | None = None
+    chosen: str | None = None  # the stage whose model was kept
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.metrics.get("test_accuracy")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transferlab_version": __version__, "plan": self.plan.to_dict(),
+                "findings": [f.to_dict() for f in self.findings], "chosen": self.chosen, "metrics": self.metrics,
+                "dry_run": self.dry_run}
+
+
+def _datasets(data: Any, test: Any) -> tuple[Dataset, Dataset | None]:
+    train = load_dataset(data, "train")
+    if test is None and isinstance(data, (str, Path)):
+        try:
+            test = load_dataset(data, "test")
+        except TransferlabError:
+            test = None
+    elif test is not None:
+        test = load_dataset(test, "test")
+    return train, test
+
+
+def _default_zoo(modality: str) -> str:
+    return {"text": "builtin:text", "array": "builtin:pixels"}.get(modality, "builtin:vision")
+
+
+def _candidates(zoo: Any, modality: str) -> list[str]:
+    """The zoo's models fit can adapt (not the raw-input or random-init baselines)."""
+    from ..zoo import load_zoo, resolve_model
+
+    try:
+        z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
+    except TransferlabError as exc:
+        raise TransferlabError(f"{exc}; auto needs a zoo with at least one pretrained model") from None
+    except Exception as exc:  # a YAML with an empty model list fails the zoo's schema
+        raise TransferlabError(f"the zoo {zoo} has no usable models ({str(exc).splitlines()[0]}); auto needs at "
+                               "least one pretrained model") from None
+    refs = []
+    for m in z.models:
+        b = resolve_model(m.ref)
+        if b.metadata().get("baseline") or b.modality not in (modality, "any"):
+            continue
+        refs.append(m.ref)
+    if not refs:
+        raise TransferlabError(f"the zoo {getattr(z, 'name', zoo)} has no pretrained {modality} model to adapt (only "
+                               "baselines, or models of another modality); give a zoo with at least one")
+    return refs
+
+
+def auto(
+    data: Dataset | str | Path | Any,
+    zoo: Any = None,
+    *,
+    budget: str | float = "15m",
+    out: str | Path | None = None,
+    test: Dataset | str | Path | None = None,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    image_size: int | None = None,
+    progress: bool = False,
+    say: Any = None,
+) -> AutoResult:
+    """Check ``data``, rank ``zoo`` (default: the built-in zoo of its modality), adapt the best candidates with the
+    method the ``budget`` (``"15m"``, ``"90s"``, seconds) and the data size allow, evaluate on the test split, try
+    an ensemble of the top two and distil it where time is left, and write the chosen model, ``metrics.json`` and
+    ``report.html`` to ``out``. ``dry_run``: calibrate and return the plan (nothing is trained or written). ``say``:
+    a function that prints one progress line (default: the log)."""
+    say = say or log.info
+    B = P.parse_budget(budget)
+    train, test_ds = _datasets(data, test)
+    zoo = zoo or _default_zoo(train.modality)
+    out_dir = Path(out) if out is not None else None
+    work = None
+    if out_dir is not None and not dry_run:
+        check_output(out_dir, inputs=[data] if isinstance(data, (str, Path)) else ())
+        work = _claim(out_dir, overwrite)
+    identity = {"data": str(data) if isinstance(data, (str, Path)) else train.fingerprint, "zoo": str(zoo),
+                "budget": B, "seed": seed, "image_size": image_size,
+                "test": str(test) if isinstance(test, (str, Path)) else None}
+    run = Run(work, identity, B, say)
+
+    # ---- check
+    t = time.perf_counter()
+    findings = check_data(train, test_ds)
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        raise TransferlabError("; ".join(f.message for f in errors))
+    for f in findings:
+        if f.level == "warning":
+            say(f"data: {f.message}")
+    candidates_all = _candidates(zoo, train.modality)
+    check_s = time.perf_counter() - t
+
+    # ---- calibrate and plan
+    plan = make_initial_plan(run, train, test_ds, zoo, candidates_all, image_size, seed, check_s)
+    if dry_run:
+        return AutoResult(None, plan, findings, dry_run=True)
+    say(P.summary_line(plan))
+
+    # ---- rank
+    ranking = stage_rank(run, plan, train, zoo, seed, image_size, progress)
+    ranked = [m["model"] for m in ranking["models"] if m["model"] in candidates_all]
+    top = ranking["models"][0]
+    if (top.get("metadata") or {}).get("baseline"):
+        plan.notes.append(f"the ranking puts the baseline {top['name']} first: no pretrained model of this zoo looks "
+                          f"better than raw inputs for this data; adapting the best pretrained one, {ranked[0]}, "
+                          "anyway (a zoo closer to the data may do better)")
+    if ranked[:len(plan.candidates)] != plan.candidates:  # the full ranking chose other models: re-plan the fits
+        plan = replan(run, plan, train, test_ds, ranked, image_size, seed)
+    # ---- fit the top candidate(s)
+    fits = {}
+    for k, ref in enumerate(plan.candidates, 1):
+        st = plan.stage(f"fit {k}")
+        if st is None:
+            continue
+        fits[f"fit {k}"] = stage_fit(run, st, f"fit {k}", data if isinstance(data, (str, Path)) else train, test_ds,
+                                      ref, image_size, seed, progress)
+    # ---- ensemble and distillation
+    chosen = max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, -int(k.split()[-1])))
+    ens = None
+    if plan.stage("ensemble") is not None and len(fits) >= 2:
+        ens = stage_ensemble(run, plan, train, test_ds, fits, seed)
+        before = run.state["stages"].get("distill") or {}
+        if before.get("skipped"):
+            plan.stage("distill").skipped = before["skipped"]
+        elif plan.stage("distill") is not None and ens["gain"] >= P.ENSEMBLE_GAIN and run.left() > plan.stage(
+                "distill").estimate:
+            d = stage_distill(run, plan.stage("distill"), data if isinstance(data, (str, Path)) else train, test_ds,
+                               fits, chosen, image_size, seed, progress)
+            fits["distill"] = d
+            if (d["val_accuracy"] or 0.0) > (fits[chosen]["val_accuracy"] or 0.0):
+                chosen = "distill"
+        elif plan.stage("distill") is not None:
+            why = (f"the ensemble gained {100 * ens['gain']:+.1f} points of validation accuracy (< "
+                   f"{100 * P.ENSEMBLE_GAIN:.0f})" if ens["gain"] < P.ENSEMBLE_GAIN else "no time left")
+            run.record("distill", 0.0, skipped=why)
+            plan.stage("distill").skipped = why
+            plan.notes.append(f"distillation skipped: {why}")
+    # ---- the output
+    t = time.perf_counter()
+    metrics = {**fits[chosen], "chosen": chosen, "ensemble": ens, "budget_seconds": B, "fits": fits,
+               "findings": [f.to_dict() for f in findings], "stages": {}}
+    result = AutoResult(out_dir, plan, findings, ranking, chosen, metrics)
+    if work is not None:
+        finish(run, result, work, out_dir, fits, time.perf_counter() - t)
+    else:
+        result.metrics["wall_seconds"] = run.elapsed()
+    return result
+
+
+def _claim(out: Path, overwrite: bool) -> Path:
+    """Where the run works: ``out`` itself (resumed when it holds this run's ``auto.json``), or, with ``overwrite``
+    of a finished run, a sibling that replaces ``out`` only when the new run is complete."""
+    if out.exists() and not out.is_dir():
+        raise TransferlabError(f"--out {out} is a file; choose a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return out
+    if not (out / STATE).is_file():
+        raise TransferlabError(f"{out} is not empty and holds no transferlab auto run; choose another --out")
+    finished = (out / "transferlab.json").is_file()
+    if not finished:
+        return out  # an interrupted run: resumed if the arguments match (else started again in place)
+    if not overwrite:
+        raise TransferlabError(f"{out} already holds a finished auto run; choose another --out or pass --overwrite")
+    return out.with_name(f".{out.name}.auto-new")

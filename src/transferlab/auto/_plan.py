@@ -1,0 +1,261 @@
+"""The plan of ``transferlab auto``: the budget, the stages and their time estimates, and the adaptation method chosen
+from the budget and the data size.
+
+Estimates come from measuring, not from tables: a probe ranking on a small stratified sample gives each model's
+load time, forward time per example and metric time (extrapolated to the ranking's sample), and two one-epoch probe
+fits of a candidate (on 32 and 96 examples) give its training time per example (the slope: fixed costs cancel) and
+its set-up time. The plan is made twice: from the probe ranking's candidates (what ``--dry-run`` shows), and again
+after the real ranking, for the models it chose."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import TransferlabError
+
+#: examples of the probe ranking and of the bigger probe fit
+PROBE_RANK = (32, 128)
+PROBE_FIT = (64, 192)
+#: the ranking may take at most this share of the budget (its sample shrinks to fit)
+RANK_SHARE = 0.3
+#: most examples ranked: beyond this a ranking hardly changes (issue 11's many-class runs)
+RANK_LIMIT = 2000
+DISTILL_EPOCHS = 5  # epochs of distilling the ensemble into the kept model
+#: validation accuracy the ensemble must gain over the better single model before it is distilled
+ENSEMBLE_GAIN = 0.01
+#: fine-tuning: at most this many epochs, stopped after PATIENCE epochs without a better validation accuracy
+MAX_EPOCHS = 15
+MIN_EPOCHS = 3
+PATIENCE = 3
+#: held back for evaluating, writing the report and the unknown: a share of the budget
+RESERVE_SHARE = 0.05
+#: fewer training examples per class than this: the linear probe (fine-tuning would overfit)
+PROBE_ONLY_PER_CLASS = 10
+#: this many training examples per class and up (and the time for it): full fine-tuning instead of partial
+FULL_FT_PER_CLASS = 1000
+#: models with more parameters than this are adapted with LoRA (memory and time of full gradients)
+LORA_PARAMS = 60_000_000
+
+
+def parse_budget(budget: str | float | int) -> float:
+    """``"15m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or a number of seconds, as seconds (> 0)."""
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        s = float(budget)
+    else:
+        text = str(budget).strip().lower().replace(" ", "")
+        m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", text)
+        if not text or m is None or not any(m.groups()):
+            raise TransferlabError(f"--budget takes a duration such as 15m, 90s, 1h or 1h30m, got {budget!r}")
+        h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+        s = 3600 * h + 60 * mi + sec
+    if not (math.isfinite(s) and s > 0):
+        raise TransferlabError(f"--budget must be a positive duration, got {budget!r}")
+    return s
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+@dataclass
+class Stage:
+    name: str
+    estimate: float  # seconds
+    what: str
+    why: str = ""
+    measured: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why a planned stage did not run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    budget: float
+    stages: list[Stage]
+    candidates: list[str]
+    method: str
+    method_why: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def estimate(self) -> float:
+        return float(sum(s.estimate for s in self.stages))
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget_seconds": self.budget, "estimate_seconds": self.estimate, "candidates": self.candidates,
+                "method": self.method, "method_why": self.method_why, "notes": self.notes,
+                "stages": [s.to_dict() for s in self.stages]}
+
+
+# ------------------------------------------------------------------------------------------------------- calibration
+@dataclass
+class RankCost:
+    """Per model of the zoo: fixed seconds (loading the weights, the metrics' fixed costs), forward seconds per
+    example, metric seconds per example (at the probe's size; a little more per example for bigger samples)."""
+
+    load: dict[str, float]
+    forward: dict[str, float]
+    metrics: dict[str, float]
+    cached: dict[str, bool]
+    probe_order: list[str]  # the probe ranking's order (best first)
+    n_probe: int
+
+    def estimate(self, n: int, models: list[str] | None = None) -> float:
+        scale = (n / self.n_probe) ** 0.3 if self.n_probe else 1.0  # metrics grow a little faster than n (kNN, GMMs)
+        return float(sum(self.load[m] + (0.0 if self.cached.get(m) else n * self.forward[m])
+                         + self.metrics[m] * n * scale for m in (models or list(self.load))))
+
+
+def rank_cost(train: Any, zoo: Any, image_size: int | None, seed: int) -> RankCost:
+    """Rank two small stratified samples (no feature cache) after a warm-up: each model's costs from the two (the
+    slope per example; weights load lazily on the first batch, so the intercept is the load), and a provisional
+    order (the bigger probe's)."""
+    from ..rank import rank
+    from ..zoo import load_zoo
+
+    z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
+    rank(train.stratified_sample(min(2 * train.num_classes, len(train)), seed=seed), [z.models[0].ref], image_size=image_size,
+         use_cache=False, seed=seed)  # imports and first-call costs, paid once per process, not per model
+    runs = []
+    for n in PROBE_RANK:
+        probe = train.stratified_sample(min(n, len(train)), seed=seed)
+        runs.append((len(probe), {m.model: m for m in rank(probe, z, image_size=image_size, use_cache=False,
+                                                           seed=seed).models}))
+    (na, ra), (nb, rb) = runs
+    load, fwd, met = {}, {}, {}
+    for ref, mb in rb.items():
+        ta, tb = ra[ref].timings, mb.timings
+
+        def slope(a: float, b: float) -> float:
+            return max((b - a) / (nb - na) if nb > na else b / nb, 0.3 * b / nb)
+
+        fa, fb = float(ta.get("forward_seconds", 0.0)), float(tb.get("forward_seconds", 0.0))
+        ma, mb_ = (float(sum((t.get("metrics") or {}).values())) for t in (ta, tb))
+        fwd[ref] = slope(fa, fb)
+        met[ref] = max(0.0, (mb_ - ma) / (nb - na)) if nb > na else mb_ / nb  # metrics: a fixed part and a slope
+        load[ref] = (max(0.0, fb - fwd[ref] * nb) + max(0.0, float(tb.get("extract_seconds", 0.0)) - fb)
+                     + max(0.0, mb_ - met[ref] * nb))
+    order = [m.model for m in sorted(rb.values(), key=lambda m: m.consensus_rank) if not m.metadata.get("baseline")]
+    return RankCost(load, fwd, met, {}, order, nb)
+
+
+def mark_cached(cost: RankCost, train: Any, zoo: Any, n: int, image_size: int | None, seed: int) -> None:
+    """Which models' features of the ranking's sample are in the feature cache already (then they cost ~nothing)."""
+    from ..zoo import FeatureCache, load_zoo, resolve_model
+    from ..zoo._cache import cache_key
+
+    ds = train.stratified_sample(n, seed=seed) if n < len(train) else train
+    z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
+    cache = FeatureCache()
+    for entry in z.models:
+        try:
+            b = resolve_model(entry.ref)
+            size = image_size or (b.default_size(ds) if hasattr(b, "default_size") else None)
+            key = cache_key({"model": b.identity(), "preprocessing": b.preprocessing(size),
+                             "dataset": ds.fingerprint, "n": len(ds)})
+            cost.cached[entry.ref] = cache.entry(key).done()
+        except Exception:  # an estimate only: unknown means "not cached"
+            cost.cached[entry.ref] = False
+
+
+@dataclass
+class FitCost:
+    """One candidate under one method: set-up seconds, training seconds per example and epoch, and evaluation
+    seconds per example; the parameter count decides LoRA."""
+
+    setup: float
+    train_per_example: float
+    eval_per_example: float
+    params: int
+
+    def estimate(self, n_train: int, n_val: int, n_test: int, epochs: int) -> float:
+        report = 4.0 + 24 * 3 * self.eval_per_example  # figures and Grad-CAM on a few test images
+        return float(self.setup + epochs * (n_train * self.train_per_example + n_val * self.eval_per_example)
+                     + n_test * self.eval_per_example + report)
+
+
+def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int) -> FitCost:
+    """A warm-up fit, then two one-epoch probe fits (64 and 192 stratified examples, no validation split): the slope
+    of the training time is the time per example; what the bigger fit spent outside training is the set-up."""
+    from ..fit import fit
+
+    times, walls, params = [], [], 0
+    for k, n in enumerate((2 * train.num_classes, *PROBE_FIT)):
+        ds = train.stratified_sample(min(n, len(train)), seed=seed)
+        t0 = time.perf_counter()
+        r = fit(ds, model, method, epochs=1, val_fraction=0.0, image_size=image_size, seed=seed)
+        if k:  # the first is the warm-up
+            walls.append(time.perf_counter() - t0)
+            times.append((len(ds), float(r.metrics["train_seconds"])))
+        params = int(r.metrics.get("total_params") or 0)
+    (n1, t1), (n2, t2) = times
+    per = (t2 - t1) / (n2 - n1) if n2 > n1 else t2 / max(n2, 1)
+    per = max(per, 0.3 * t2 / max(n2, 1))  # a noisy slope never far below the plain average
+    setup = max(0.0, walls[1] - t2)
+    if method == "linear_probe":  # one pass of features, then a logistic regression: no epochs
+        return FitCost(setup, per, per, params)
+    return FitCost(setup, per, per / 3.0, params)
+
+
+# -------------------------------------------------------------------------------------------------------- the choice
+def choose_method(per_class: float, modality: str, params: int, fine_tune_epochs_affordable: int) -> tuple[str, str]:
+    """The adaptation method and why, from the data size, the model size and the epochs the budget affords."""
+    shown = f"{MAX_EPOCHS}+" if fine_tune_epochs_affordable > MAX_EPOCHS else str(fine_tune_epochs_affordable)
+    if per_class < PROBE_ONLY_PER_CLASS:
+        return "linear_probe", (f"{per_class:.0f} training examples per class: too few to fine-tune without "
+                                "overfitting; a logistic regression on frozen features is the safe choice")
+    if fine_tune_epochs_affordable < MIN_EPOCHS:
+        return "linear_probe", (f"the budget affords {fine_tune_epochs_affordable} epoch(s) of fine-tuning (fewer than "
+                                f"{MIN_EPOCHS}): the linear probe needs one pass over the data")
+    if params > LORA_PARAMS:
+        return "lora", (f"{params / 1e6:.0f}M parameters: LoRA (rank 8) trains 1-2 % of them at a fraction of the "
+                        "memory, and matched full fine-tuning in our benchmarks")
+    if per_class >= FULL_FT_PER_CLASS:
+        return "finetune", (f"{per_class:.0f} examples per class and time for {shown} epochs: "
+                            "enough data to train every layer")
+    what = "transformer layers" if modality == "text" else "blocks"
+    return "partial", (f"{per_class:.0f} examples per class and time for {shown} epochs: training "
+                       f"the last two {what} and the head was the best strategy on both built-in benchmarks "
+                       "(docs/benchmarks.md: 0.887 on Fashion-MNIST, 0.797 on Rotten Tomatoes), ahead of full "
+                       "fine-tuning, with less to overfit")
+
+
+def rank_sample(cost: RankCost, n_train: int, budget: float) -> int:
+    """The largest ranking sample (at most RANK_LIMIT, the whole train split if smaller) whose estimate fits in
+    RANK_SHARE of the budget; at least the probe's size."""
+    n = min(n_train, RANK_LIMIT)
+    while n > cost.n_probe and cost.estimate(n) > RANK_SHARE * budget:
+        n = int(n * 0.8)
+    return max(min(n, n_train), min(cost.n_probe, n_train))
+
+
+def epochs_affordable(cost: FitCost, n_train: int, n_val: int, n_test: int, seconds: float) -> int:
+    per_epoch = n_train * cost.train_per_example + n_val * cost.eval_per_example
+    fixed = cost.estimate(n_train, n_val, n_test, 0)
+    return int(max(0.0, seconds - fixed) // per_epoch) if per_epoch > 0 else MAX_EPOCHS
+
+
+def split_sizes(n: int, val_fraction: float = 0.1) -> tuple[int, int]:
+    n_val = int(round(n * val_fraction))
+    return n - n_val, n_val
+
+
+def summary_line(plan: Plan) -> str:
+    return (f"plan: {fmt_seconds(plan.estimate)} of a {fmt_seconds(plan.budget)} budget; method {plan.method}; "
+            f"candidates {', '.join(plan.candidates)}")
+
+
+def measured_text(s: Stage) -> str:
+    return "skipped" if s.skipped else fmt_seconds(s.measured)

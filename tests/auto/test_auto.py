@@ -1,0 +1,189 @@
+"""``transferlab auto`` on tiny inputs: the whole path writes a model directory predict and eval take, with a report
+of every section; the plan's estimates come from measured probes; a killed run resumes at its stage; --dry-run
+writes nothing; bad input (one class, an empty zoo, a budget too small) is one clear error; the data check finds
+imbalance, tiny classes and train/test duplicates; the method follows the data size and the budget."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferlab.auto import _plan as P
+from transferlab.auto import auto, check_data, parse_budget
+from transferlab.data import Dataset, load_dataset
+from transferlab.errors import TransferlabError
+
+
+def _folder(root, n=30, classes=("red", "green", "blue"), seed=0):
+    rng = np.random.default_rng(seed)
+    for ci, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+            a[..., ci % 3] += 150
+            Image.fromarray(a).save(root / c / f"{c}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """Two small pretrained models shipped in the package (fast at their native 32 px) and a baseline."""
+    return "builtin:small_resnet_shapes,builtin:small_convnext_textures,builtin:pixels"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, zoo):
+    d = tmp_path_factory.mktemp("auto")
+    data = _folder(d / "data")
+    lines = []
+    r = auto(str(data), zoo, budget="2m", out=d / "out", image_size=32, say=lines.append)
+    return r, d, data, lines
+
+
+def test_whole_path_writes_a_model_predict_and_eval_take(finished):
+    from transferlab.models import evaluate, predict
+
+    r, d, data, lines = finished
+    out = d / "out"
+    assert (out / "transferlab.json").is_file() and (out / "model.safetensors").is_file()
+    test = load_dataset(str(data), "test")
+    pred, probs, card = predict(out, test)
+    assert probs.shape == (len(test), 3) and card["class_names"] == ["blue", "green", "red"]
+    assert evaluate(out, test)["accuracy"] == pytest.approx(r.test_accuracy)
+    assert r.test_accuracy >= 0.8  # three colours: learnt
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["wall_seconds"] <= 1.1 * 120  # the budget is kept
+    names = [s["name"] for s in m["plan"]["stages"]]
+    assert names[:4] == ["check", "calibrate", "rank", "fit 1"] and names[-1] == "report"
+    assert all(s["measured"] is not None or s["skipped"] for s in m["plan"]["stages"])
+    assert m["chosen"] in m["fits"] and m["val_accuracy"] == max(f["val_accuracy"] for f in m["fits"].values())
+    assert "builtin:pixels" not in m["plan"]["candidates"]  # baselines are ranked, never adapted
+    assert any(line.startswith("[rank]") for line in lines) and any(line.startswith("[fit 1]") for line in lines)
+    html = (out / "report.html").read_text()
+    for section in ("Data check", "Ranking, and why this model", "Method, and why", "Plan and measured time",
+                    "Next steps", "The chosen model", "Learning curves", "Confusion matrix", "Per class"):
+        assert section in html, section
+    assert "Recommended:" in html and "Grad-CAM" in html
+
+
+def test_estimates_come_from_measured_probes(finished):
+    r = finished[0]
+    cal = json.loads((finished[1] / "out" / "auto.json").read_text())["stages"]["calibrate"]
+    assert set(cal["rank_cost"]["forward"]) == set(finished[0].ranking["models"][i]["model"]
+                                                   for i in range(len(finished[0].ranking["models"])))
+    assert all(v > 0 for v in cal["rank_cost"]["forward"].values())
+    fit1 = r.plan.stage("fit 1")
+    cost = P.FitCost(**cal["fit_cost"][f"{fit1.options['model']}|{fit1.options['method']}"])
+    assert cost.train_per_example > 0
+    assert fit1.estimate == pytest.approx(cost.estimate(*_sizes(finished[2]), fit1.options["epochs"]))
+
+
+def _sizes(data):
+    n = len(load_dataset(str(data)))
+    tr, val = P.split_sizes(n)
+    return tr, val, len(load_dataset(str(data), "test"))
+
+
+def test_a_killed_run_resumes_at_its_stage(tmp_path, zoo, monkeypatch):
+    import transferlab.fit
+
+    data = _folder(tmp_path / "data", n=20)
+    real = transferlab.fit.fit
+
+    def killed(*a, **k):  # the probe fits (no out) run; the first fit stage is interrupted
+        if k.get("out") is not None:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(transferlab.fit, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32)
+    state = json.loads((tmp_path / "out" / "auto.json").read_text())
+    assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank"]
+    assert not (tmp_path / "out" / "transferlab.json").exists()  # nothing that looks finished
+    monkeypatch.setattr(transferlab.fit, "fit", real)
+    monkeypatch.setattr("transferlab.rank.rank", lambda *a, **k: pytest.fail("a finished stage is not redone"))
+    lines = []
+    r = auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32, say=lines.append)
+    assert lines[0].startswith("resuming: check, calibrate, rank done before")
+    assert (tmp_path / "out" / "transferlab.json").is_file() and r.test_accuracy is not None
+    with pytest.raises(TransferlabError, match="already holds a finished auto run"):
+        auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32)
+
+
+def test_dry_run_plans_and_writes_nothing(tmp_path, zoo, capsys, monkeypatch):
+    from transferlab.cli import main
+
+    data = _folder(tmp_path / "data", n=20)
+    r = auto(str(data), zoo, budget="10m", out=tmp_path / "out", image_size=32, dry_run=True)
+    assert r.dry_run and not (tmp_path / "out").exists()
+    assert {"rank", "fit 1", "report"} <= {s.name for s in r.plan.stages}
+    assert all(s.estimate >= 0 for s in r.plan.stages) and r.plan.estimate <= 600
+    assert r.plan.method in ("partial", "linear_probe", "finetune", "lora")
+    monkeypatch.chdir(tmp_path)
+    assert main(["auto", str(data), "--zoo", zoo, "--budget", "10m", "--image-size", "32", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "plan (" in printed and "fit 1" in printed and "method: partial" in printed
+    assert not (tmp_path / "runs").exists()
+    one = _folder(tmp_path / "one", n=10, classes=("red",))
+    assert main(["auto", str(one), "--zoo", zoo, "--dry-run"]) == 2
+    assert "one class" in capsys.readouterr().err
+
+
+def test_bad_input(tmp_path, zoo):
+    one = _folder(tmp_path / "one", n=10, classes=("red",))
+    with pytest.raises(TransferlabError, match="one class"):
+        auto(str(one), zoo, budget="5m", dry_run=True)
+    data = _folder(tmp_path / "data", n=12)
+    (tmp_path / "empty.yaml").write_text("name: empty\nmodels: []\n")
+    with pytest.raises(TransferlabError, match="no usable models|at least one"):
+        auto(str(data), str(tmp_path / "empty.yaml"), budget="5m", dry_run=True)
+    with pytest.raises(TransferlabError, match="no pretrained image model"):
+        auto(str(data), "builtin:pixels", budget="5m", dry_run=True)
+    with pytest.raises(TransferlabError, match=r"too small for even the cheapest plan.*needs about .*--budget \d+m"):
+        auto(str(data), zoo, budget="1s", image_size=32, dry_run=True)
+    for bad in ("", "soon", "-5m", "0s"):
+        with pytest.raises(TransferlabError, match="--budget"):
+            parse_budget(bad)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("x")
+    with pytest.raises(TransferlabError, match="holds no transferlab auto run"):
+        auto(str(data), zoo, budget="5m", out=tmp_path / "other")
+
+
+def test_parse_budget():
+    assert parse_budget("15m") == 900 and parse_budget("90s") == 90 and parse_budget("1h30m") == 5400
+    assert parse_budget("1.5h") == 5400 and parse_budget(120) == 120 and parse_budget("45") == 45
+
+
+def test_data_check_finds_imbalance_tiny_classes_and_duplicates():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (70, 8, 8), dtype=np.uint8)
+    y = np.array([0] * 60 + [1] * 6 + [2] * 4)
+    train = Dataset("t", "image", x, y, ("a", "b", "c"))
+    test = Dataset("t", "image", np.concatenate([x[:3], rng.integers(0, 255, (5, 8, 8), dtype=np.uint8)]),
+                   np.array([0, 0, 0, 1, 1, 2, 2, 0]), ("a", "b", "c"), "test")
+    found = {f.check: f for f in check_data(train, test)}
+    assert found["imbalance"].level == "warning" and found["imbalance"].details["ratio"] == 15.0
+    assert found["tiny_classes"].details["classes"] == {"b": 6, "c": 4}
+    assert found["duplicates"].details["count"] == 3 and found["duplicates"].details["test_indices"] == [0, 1, 2]
+    texts = Dataset("t", "text", ["Good  film", "bad film", "ok"], np.array([0, 1, 1]), ("p", "n"))
+    dup = check_data(texts, Dataset("t", "text", ["good film"], np.array([0]), ("p", "n"), "test"))
+    assert next(f for f in dup if f.check == "duplicates").details["count"] == 1  # spacing and case aside
+    clean = {f.check: f.level for f in check_data(Dataset("t", "image", x[:20], np.arange(20) % 2, ("a", "b")),
+                                                    None)}
+    assert clean == {"classes": "ok"}
+
+
+def test_method_follows_data_size_model_size_and_budget():
+    assert P.choose_method(5, "image", 10**6, 20)[0] == "linear_probe"  # few examples per class
+    assert P.choose_method(200, "image", 10**6, 2)[0] == "linear_probe"  # no time for 3 epochs
+    assert P.choose_method(200, "image", 10**6, 10)[0] == "partial"
+    assert P.choose_method(2000, "image", 10**6, 10)[0] == "finetune"
+    assert P.choose_method(200, "text", 110 * 10**6, 10)[0] == "lora"
+    why = P.choose_method(200, "text", 10**6, 10)[1]
+    assert re.search(r"200 examples per class and time for 10 epochs", why)
