@@ -71,6 +71,13 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     elif sub == "continual":
         argv += ["--limit", "20", "--test-limit", "20", "--epochs", "1", "--image-size", "16", "--batch-size", "8",
                  "-q"] + (["--option", "buffer_size=10"] if "replay" in argv else [])
+    elif sub == "auto":
+        argv += ["--zoo", "builtin:small_resnet_shapes,builtin:pixels", "--budget", "2m", "--limit", "60",
+                 "--image-size", "32", "-q"]
+    elif sub == "prune":
+        argv += ["--limit", "60"]
+    elif sub == "zoo" and "--source" in argv:  # pretraining: a quick one
+        argv += ["--epochs", "1", "--limit", "60", "-q"]
     elif sub in ("metrics", "zoo", "data"):  # listings: cheap as they are
         pass
     else:
@@ -89,3 +96,5 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
     assert (tmp_path / "runs" / "shapes-student" / "metrics.json").is_file()
     assert (tmp_path / "runs" / "cl" / "heads").is_dir() and (tmp_path / "runs" / "cl-classes" / "report.html").is_file()
     assert (tmp_path / "merged-digits.csv").is_file() and (tmp_path / "predictions.csv").is_file()
+    assert (tmp_path / "runs" / "auto-digits" / "report.html").is_file()
+    assert (tmp_path / "runs" / "shapes-pruned" / "transferlab.json").is_file()

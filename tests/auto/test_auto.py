@@ -89,30 +89,41 @@ def _sizes(data):
 
 
 def test_a_killed_run_resumes_at_its_stage(tmp_path, zoo, monkeypatch):
-    import transferlab.fit
+    import transferlab.train._loop as loop
 
     data = _folder(tmp_path / "data", n=20)
-    real = transferlab.fit.fit
+    real = loop.save_checkpoint
+    saved = []
 
-    def killed(*a, **k):  # the probe fits (no out) run; the first fit stage is interrupted
-        if k.get("out") is not None:
+    def killed_after_two_epochs(*a, **k):  # only the stage fits checkpoint (the probe fits write nothing)
+        real(*a, **k)
+        saved.append(1)
+        if len(saved) == 2:
             raise KeyboardInterrupt
-        return real(*a, **k)
 
-    monkeypatch.setattr(transferlab.fit, "fit", killed)
+    monkeypatch.setattr(loop, "save_checkpoint", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
         auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32)
     state = json.loads((tmp_path / "out" / "auto.json").read_text())
     assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank"]
+    assert (tmp_path / "out" / "work" / "fit-1" / "checkpoints").is_dir()  # two epochs of fit 1 kept
     assert not (tmp_path / "out" / "transferlab.json").exists()  # nothing that looks finished
-    monkeypatch.setattr(transferlab.fit, "fit", real)
+    monkeypatch.setattr(loop, "save_checkpoint", real)
     monkeypatch.setattr("transferlab.rank.rank", lambda *a, **k: pytest.fail("a finished stage is not redone"))
     lines = []
     r = auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32, say=lines.append)
     assert lines[0].startswith("resuming: check, calibrate, rank done before")
+    after = json.loads((tmp_path / "out" / "auto.json").read_text())
+    assert after["plan"]["stages"][3]["options"] == state["plan"]["stages"][3]["options"]  # the plan it started with
     assert (tmp_path / "out" / "transferlab.json").is_file() and r.test_accuracy is not None
     with pytest.raises(TransferlabError, match="already holds a finished auto run"):
         auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32)
+    # --overwrite: a new run in a sibling, swapped in when complete; its stage paths still resolve
+    monkeypatch.undo()
+    r2 = auto(str(data), zoo, budget="2m", out=tmp_path / "out", image_size=32, overwrite=True, seed=1)
+    assert r2.out == tmp_path / "out" and not list(tmp_path.glob(".out.auto-new*"))
+    assert json.loads((tmp_path / "out" / "auto.json").read_text())["identity"]["seed"] == 1
+    assert all((tmp_path / "out" / f["dir"]).is_dir() for f in r2.metrics["fits"].values())
 
 
 def test_dry_run_plans_and_writes_nothing(tmp_path, zoo, capsys, monkeypatch):

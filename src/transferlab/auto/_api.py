@@ -10,6 +10,7 @@ stopped (a fit that was killed resumes from its own checkpoints)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ def auto(
     overwrite: bool = False,
     seed: int = 0,
     image_size: int | None = None,
+    limit: int | None = None,
     progress: bool = False,
     say: Any = None,
 ) -> AutoResult:
@@ -106,17 +108,26 @@ def auto(
     method the ``budget`` (``"15m"``, ``"90s"``, seconds) and the data size allow, evaluate on the test split, try
     an ensemble of the top two and distil it where time is left, and write the chosen model, ``metrics.json`` and
     ``report.html`` to ``out``. ``dry_run``: calibrate and return the plan (nothing is trained or written). ``say``:
-    a function that prints one progress line (default: the log)."""
+    a function that prints one progress line (default: the log). ``limit``: a class-stratified sample of the training
+    split (a quick look; the test split is kept whole)."""
     say = say or log.info
     B = P.parse_budget(budget)
     train, test_ds = _datasets(data, test)
+    if limit is not None:
+        if limit < 2 * train.num_classes:
+            raise TransferlabError(f"--limit {limit} is too small for {train.num_classes} classes: give at least "
+                                   f"{2 * train.num_classes}")
+        train = train.stratified_sample(limit, seed=seed)
     zoo = zoo or _default_zoo(train.modality)
     out_dir = Path(out) if out is not None else None
+    if out_dir is None and not dry_run:
+        raise TransferlabError("auto writes a model directory: give out= (or dry_run=True for the plan alone)")
     work = None
     if out_dir is not None and not dry_run:
         check_output(out_dir, inputs=[data] if isinstance(data, (str, Path)) else ())
         work = _claim(out_dir, overwrite)
     identity = {"data": str(data) if isinstance(data, (str, Path)) else train.fingerprint, "zoo": str(zoo),
+                "limit": limit,
                 "budget": B, "seed": seed, "image_size": image_size,
                 "test": str(test) if isinstance(test, (str, Path)) else None}
     run = Run(work, identity, B, say)
@@ -149,45 +160,74 @@ def auto(
                           "anyway (a zoo closer to the data may do better)")
     if ranked[:len(plan.candidates)] != plan.candidates:  # the full ranking chose other models: re-plan the fits
         plan = replan(run, plan, train, test_ds, ranked, image_size, seed)
-    # ---- fit the top candidate(s)
-    fits = {}
+    # ---- fit the top candidate(s); the runner-up, the ensemble and the distillation only while time is left
+    fit_data = data if isinstance(data, (str, Path)) and limit is None else train  # a reference: recorded as given
+    reserve = P.RESERVE_SHARE * B
+    fits: dict[str, Any] = {}
     for k, ref in enumerate(plan.candidates, 1):
         st = plan.stage(f"fit {k}")
         if st is None:
             continue
-        fits[f"fit {k}"] = stage_fit(run, st, f"fit {k}", data if isinstance(data, (str, Path)) else train, test_ds,
-                                      ref, image_size, seed, progress)
-    # ---- ensemble and distillation
+        before = run.state["stages"].get(st.name) or {}
+        if before.get("skipped"):  # skipped before a kill: still skipped (as are the stages after it)
+            for n in (st.name, "ensemble", "distill"):
+                if plan.stage(n) is not None:
+                    plan.stage(n).skipped = (run.state["stages"].get(n) or {}).get("skipped") or before["skipped"]
+            break
+        if k > 1 and run.done(st.name) is None and run.left() - reserve < st.estimate:
+            _skip(run, plan, [st.name, "ensemble", "distill"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} "
+                  f"for a {P.fmt_seconds(st.estimate)} stage)")
+            break
+        fits[st.name] = stage_fit(run, st, st.name, fit_data, test_ds, ref, image_size, seed, progress)
     chosen = max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, -int(k.split()[-1])))
     ens = None
-    if plan.stage("ensemble") is not None and len(fits) >= 2:
-        ens = stage_ensemble(run, plan, train, test_ds, fits, seed)
-        before = run.state["stages"].get("distill") or {}
-        if before.get("skipped"):
-            plan.stage("distill").skipped = before["skipped"]
-        elif plan.stage("distill") is not None and ens["gain"] >= P.ENSEMBLE_GAIN and run.left() > plan.stage(
-                "distill").estimate:
-            d = stage_distill(run, plan.stage("distill"), data if isinstance(data, (str, Path)) else train, test_ds,
-                               fits, chosen, image_size, seed, progress)
-            fits["distill"] = d
-            if (d["val_accuracy"] or 0.0) > (fits[chosen]["val_accuracy"] or 0.0):
-                chosen = "distill"
-        elif plan.stage("distill") is not None:
-            why = (f"the ensemble gained {100 * ens['gain']:+.1f} points of validation accuracy (< "
-                   f"{100 * P.ENSEMBLE_GAIN:.0f})" if ens["gain"] < P.ENSEMBLE_GAIN else "no time left")
-            run.record("distill", 0.0, skipped=why)
-            plan.stage("distill").skipped = why
-            plan.notes.append(f"distillation skipped: {why}")
+    if plan.stage("ensemble") is not None and "fit 2" in fits:
+        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, chosen, image_size, seed, progress)
+        if "distill" in fits and (fits["distill"]["val_accuracy"] or 0.0) > (fits[chosen]["val_accuracy"] or 0.0):
+            chosen = "distill"
     # ---- the output
-    t = time.perf_counter()
     metrics = {**fits[chosen], "chosen": chosen, "ensemble": ens, "budget_seconds": B, "fits": fits,
                "findings": [f.to_dict() for f in findings], "stages": {}}
     result = AutoResult(out_dir, plan, findings, ranking, chosen, metrics)
-    if work is not None:
-        finish(run, result, work, out_dir, fits, time.perf_counter() - t)
-    else:
-        result.metrics["wall_seconds"] = run.elapsed()
+    finish(run, result, work, out_dir, fits)
     return result
+
+
+def _skip(run: Run, plan: P.Plan, names: list[str], why: str) -> None:
+    for n in names:
+        st = plan.stage(n)
+        if st is not None and run.done(n) is None:
+            st.skipped = why
+            run.record(n, 0.0, skipped=why)
+    plan.notes.append(f"{', '.join(n for n in names if plan.stage(n) is not None)} skipped: {why}")
+
+
+def _ensemble_and_distill(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
+                          fit_data: Any, chosen: str, image_size: int | None, seed: int,
+                          progress: bool) -> dict[str, Any] | None:
+    reserve = P.RESERVE_SHARE * run.budget
+    for n in ("ensemble", "distill"):  # skipped before a kill: still skipped
+        rec = run.state["stages"].get(n) or {}
+        if rec.get("skipped"):
+            plan.stage(n).skipped = rec["skipped"]
+    if plan.stage("ensemble").skipped:
+        return None
+    if run.done("ensemble") is None and run.left() - reserve < plan.stage("ensemble").estimate:
+        _skip(run, plan, ["ensemble", "distill"], "no time left")
+        return None
+    ens = stage_ensemble(run, plan, train, test, fits, seed)
+    dist = plan.stage("distill")
+    if dist.skipped:
+        return ens
+    if run.done("distill") is None and ens["gain"] < P.ENSEMBLE_GAIN:
+        _skip(run, plan, ["distill"], f"the ensemble gained {100 * ens['gain']:+.1f} points of validation accuracy "
+              f"(< {100 * P.ENSEMBLE_GAIN:.0f})")
+    elif run.done("distill") is None and run.left() - reserve < dist.estimate:
+        _skip(run, plan, ["distill"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
+              f"{P.fmt_seconds(dist.estimate)} stage)")
+    else:
+        fits["distill"] = stage_distill(run, dist, fit_data, test, fits, chosen, image_size, seed, progress)
+    return ens
 
 
 def _claim(out: Path, overwrite: bool) -> Path:
@@ -199,7 +239,10 @@ def _claim(out: Path, overwrite: bool) -> Path:
         return out
     if not (out / STATE).is_file():
         raise TransferlabError(f"{out} is not empty and holds no transferlab auto run; choose another --out")
-    finished = (out / "transferlab.json").is_file()
+    try:
+        finished = bool(((json.loads((out / STATE).read_text()).get("stages") or {}).get("report") or {}).get("done"))
+    except (OSError, ValueError, AttributeError):
+        finished = False
     if not finished:
         return out  # an interrupted run: resumed if the arguments match (else started again in place)
     if not overwrite:

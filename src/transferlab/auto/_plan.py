@@ -93,6 +93,11 @@ class Plan:
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(d["budget_seconds"], [Stage(**s) for s in d["stages"]], list(d["candidates"]), d["method"],
+                   d["method_why"], list(d.get("notes") or []))
+
     def to_dict(self) -> dict[str, Any]:
         return {"budget_seconds": self.budget, "estimate_seconds": self.estimate, "candidates": self.candidates,
                 "method": self.method, "method_why": self.method_why, "notes": self.notes,
@@ -165,7 +170,7 @@ def mark_cached(cost: RankCost, train: Any, zoo: Any, n: int, image_size: int | 
             size = image_size or (b.default_size(ds) if hasattr(b, "default_size") else None)
             key = cache_key({"model": b.identity(), "preprocessing": b.preprocessing(size),
                              "dataset": ds.fingerprint, "n": len(ds)})
-            cost.cached[entry.ref] = cache.entry(key).done()
+            cost.cached[entry.ref] = bool(cache.entry(key).done)
         except Exception:  # an estimate only: unknown means "not cached"
             cost.cached[entry.ref] = False
 

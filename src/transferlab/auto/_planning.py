@@ -1,6 +1,7 @@
 """Making the plan of ``transferlab auto`` from the measured costs (``_plan``): the ranking's sample, the method,
 the epochs, whether the runner-up, the ensemble and the distillation fit in the budget; and re-planning when the
-full ranking chooses other candidates than the probe did."""
+full ranking chooses other candidates than the probe did. The plan is saved in ``auto.json``: a resumed run follows
+the plan it started with (a fit resumes from its checkpoints only with the same epochs)."""
 
 from __future__ import annotations
 
@@ -9,45 +10,47 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_json_atomic
 from ..data import Dataset
 from ..errors import TransferlabError
 from . import _plan as P
-from ._run import STATE, Run
+from ._run import Run
 
 
 def make_initial_plan(run: Run, train: Dataset, test: Dataset | None, zoo: Any, candidates_all: list[str],
-          image_size: int | None, seed: int, check_s: float) -> P.Plan:
+                      image_size: int | None, seed: int, check_s: float) -> P.Plan:
+    """The saved plan of a resumed run, or a new one from the calibration (measured now, or recorded before)."""
+    saved = run.state.get("plan")
+    if saved is not None and run.done("calibrate") is not None:
+        return P.Plan.from_dict(saved)
     rec = run.done("calibrate")
     t = time.perf_counter()
     if rec is None:
-        run.say("calibrating: a probe ranking and probe fits time every stage")
+        run.say("calibrating: probe rankings and probe fits time every stage")
     cost = P.rank_cost(train, zoo, image_size, seed) if rec is None else P.RankCost(**rec["rank_cost"])
     n_rank = P.rank_sample(cost, len(train), run.budget)
     P.mark_cached(cost, train, zoo, n_rank, image_size, seed)
     order = [m for m in cost.probe_order if m in candidates_all] or candidates_all
-    cands = order[:2]
-    fcost = {}
-    if rec is not None:
-        fcost = {k: P.FitCost(**v) for k, v in rec["fit_cost"].items()}
-    plan = _make_plan(run, train, test, cost, n_rank, cands, fcost, image_size, seed, check_s)
+    fcost = {k: P.FitCost(**v) for k, v in (rec or {}).get("fit_cost", {}).items()}
+    plan = _make_plan(run, train, test, cost, n_rank, order[:2], fcost, image_size, seed, check_s)
+    secs = time.perf_counter() - t if rec is None else rec["seconds"]
     if rec is None:
-        secs = time.perf_counter() - t
         run.record("check", check_s)
         run.record("calibrate", secs, rank_cost=cost.__dict__, fit_cost={k: v.__dict__ for k, v in fcost.items()})
-        plan.stages[0].measured, plan.stages[1].measured = check_s, secs
-        plan.stages[1].estimate = secs
-    else:
-        plan.stages[0].measured, plan.stages[1].measured = run.done("check")["seconds"], rec["seconds"]
-        plan.stages[0].estimate, plan.stages[1].estimate = plan.stages[0].measured, rec["seconds"]
+    plan.stages[0].measured = plan.stages[0].estimate = run.done("check")["seconds"]
+    plan.stages[1].measured = plan.stages[1].estimate = secs
+    run.save_plan(plan)
     return plan
 
 
 def _fit_cost(fcost: dict[str, P.FitCost], train: Dataset, ref: str, method: str, image_size: int | None,
-              seed: int) -> P.FitCost:
+              seed: int, rank: P.RankCost) -> P.FitCost:
     key = f"{ref}|{method}"
     if key not in fcost:
-        fcost[key] = P.fit_cost(train, ref, method, image_size, seed)
+        if method == "linear_probe":  # one pass of features (as the ranking measured them) and a regression
+            fcost[key] = P.FitCost(rank.load.get(ref, 0.0) + 3.0, rank.forward.get(ref, 0.0),
+                                   rank.forward.get(ref, 0.0), 0)
+        else:
+            fcost[key] = P.fit_cost(train, ref, method, image_size, seed)
     return fcost[key]
 
 
@@ -57,55 +60,65 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
     n_tr, n_val = P.split_sizes(len(train))
     n_test = len(test) if test is not None else 0
     per_class = len(train) / train.num_classes
-    rank_est = cost.estimate(n_rank)
-    spent = run.elapsed() if run.done("calibrate") is None else run.spent_before()
+    ranked = run.done("rank") is not None
+    rank_est = 0.0 if ranked else cost.estimate(n_rank)  # a finished ranking is in elapsed() already
     reserve = P.RESERVE_SHARE * B
     stages = [P.Stage("check", check_s, "check the data: classes, tiny classes, imbalance, train/test duplicates"),
-              P.Stage("calibrate", 0.0, f"probe ranking on {cost.n_probe} examples; probe fits of the candidates")]
-    left = B - spent - rank_est - reserve
+              P.Stage("calibrate", 0.0, f"probe rankings on {cost.n_probe} examples; probe fits of the candidates")]
     cached = sum(bool(v) for v in cost.cached.values())
-    stages.append(P.Stage("rank", rank_est, f"rank {len(cost.load)} models on {n_rank} training examples (the "
-                          "consensus of every metric, with the baselines)" + (f"; {cached} already in the feature "
-                                                                               "cache" if cached else ""),
-                          options={"limit": n_rank}))
+    stages.append(P.Stage("rank", cost.estimate(n_rank), f"rank {len(cost.load)} models on {n_rank} training "
+                          "examples (the consensus of every metric, with the baselines)"
+                          + (f"; {cached} already in the feature cache" if cached else ""), options={"limit": n_rank}))
     first = cands[0]
-    partial = _fit_cost(fcost, train, first, "partial", image_size, seed)
-    affordable = P.epochs_affordable(partial, n_tr, n_val, n_test, left)
-    method, why = P.choose_method(per_class, train.modality, partial.params, affordable)
-    c1 = partial if method == "partial" else _fit_cost(fcost, train, first, method, image_size, seed)
-    if method == "linear_probe":
-        epochs = 1
-    else:
-        epochs = max(1, min(P.MAX_EPOCHS, P.epochs_affordable(c1, n_tr, n_val, n_test, left)))
-    est1 = c1.estimate(n_tr, n_val, n_test, epochs)
-    minimum = spent + cost.estimate(min(cost.n_probe, len(train))) + _fit_cost(
-        fcost, train, first, "linear_probe", image_size, seed).estimate(n_tr, n_val, n_test, 1) + reserve
+    probe = _fit_cost(fcost, train, first, "linear_probe", image_size, seed, cost)
+    left = B - run.elapsed() - rank_est - reserve
+    minimum = run.elapsed() + (0.0 if ranked else cost.estimate(min(cost.n_probe, len(train)))) + probe.estimate(
+        n_tr, n_val, n_test, 1) + reserve
     if minimum > B * 1.1:
         raise TransferlabError(f"a budget of {P.fmt_seconds(B)} is too small for even the cheapest plan (rank on "
                                f"{min(cost.n_probe, len(train))} examples, a linear probe of {first}): it needs about "
                                f"{P.fmt_seconds(minimum)}; give --budget {int(np.ceil(minimum / 60))}m or more")
-    if method == "linear_probe" and est1 > left:  # the probe alone overruns: rank a smaller sample
+    partial = _fit_cost(fcost, train, first, "partial", image_size, seed, cost)
+    method, why = P.choose_method(per_class, train.modality, partial.params,
+                                  P.epochs_affordable(partial, n_tr, n_val, n_test, left))
+    c1 = _fit_cost(fcost, train, first, method, image_size, seed, cost)
+    epochs = 1 if method == "linear_probe" else min(P.MAX_EPOCHS, P.epochs_affordable(c1, n_tr, n_val, n_test, left))
+    if method in ("finetune", "lora") and epochs < P.MIN_EPOCHS:  # too slow for this method: the cheaper one
+        method, why = P.choose_method(per_class, train.modality, 0, P.epochs_affordable(partial, n_tr, n_val, n_test,
+                                                                                         left))
+        c1 = _fit_cost(fcost, train, first, method, image_size, seed, cost)
+        epochs = 1 if method == "linear_probe" else min(P.MAX_EPOCHS, P.epochs_affordable(c1, n_tr, n_val, n_test,
+                                                                                          left))
+    est1 = c1.estimate(n_tr, n_val, n_test, epochs)
+    if method == "linear_probe" and est1 > left and not ranked:  # the probe alone overruns: rank a smaller sample
         n_rank = min(n_rank, cost.n_probe)
         stages[-1] = P.Stage("rank", cost.estimate(n_rank), f"rank {len(cost.load)} models on {n_rank} examples "
                              "(a small sample: the budget is tight)", options={"limit": n_rank})
-    stages.append(P.Stage("fit 1", est1, f"{method} on {first}" + (f", up to {epochs} epochs, early stopping after "
-                          f"{P.PATIENCE} without a better validation accuracy" if method != "linear_probe" else ""),
-                          why, options={"model": first, "method": method, "epochs": epochs,
-                                        "budget_seconds": max(1.0, left)}))
+    fit1 = P.Stage("fit 1", est1, f"{method} on {first}" + (f", up to {epochs} epochs, early stopping after "
+                   f"{P.PATIENCE} without a better validation accuracy" if method != "linear_probe" else ""), why,
+                   options={"model": first, "method": method, "epochs": epochs, "budget_seconds": max(1.0, left),
+                            "fixed_seconds": c1.estimate(n_tr, n_val, n_test, 0),
+                            "epoch_seconds": c1.estimate(n_tr, n_val, n_test, 1) - c1.estimate(n_tr, n_val, n_test,
+                                                                                                 0)})
+    stages.append(fit1)
     notes = []
     remaining = left - est1
     if len(cands) > 1 and method != "linear_probe":
-        c2 = _fit_cost(fcost, train, cands[1], method, image_size, seed) if remaining > est1 * 0.8 else None
+        c2 = _fit_cost(fcost, train, cands[1], method, image_size, seed, cost) if remaining > est1 * 0.8 else None
         if c2 is not None:
             est2 = c2.estimate(n_tr, n_val, n_test, epochs)
             ens_est = 2 * (n_val + n_test) * max(c1.eval_per_example, c2.eval_per_example) + 2 * (c1.setup + c2.setup)
             dist_est = (c1.setup + c2.setup + P.DISTILL_EPOCHS * n_tr * (c1.train_per_example + c1.eval_per_example
-                                                                       + c2.eval_per_example)
+                                                                         + c2.eval_per_example)
                         + n_test * c1.eval_per_example + 6.0)
             if est2 + ens_est + dist_est <= remaining:
+                fit1.options["budget_seconds"] = max(1.0, left - est2 - ens_est - dist_est)
                 stages.append(P.Stage("fit 2", est2, f"{method} on the runner-up {cands[1]}, {epochs} epochs",
                                       options={"model": cands[1], "method": method, "epochs": epochs,
-                                               "budget_seconds": est2 * 1.2}))
+                                               "budget_seconds": est2 * 1.2,
+                                               "fixed_seconds": c2.estimate(n_tr, n_val, n_test, 0),
+                                               "epoch_seconds": c2.estimate(n_tr, n_val, n_test, 1)
+                                               - c2.estimate(n_tr, n_val, n_test, 0)}))
                 stages.append(P.Stage("ensemble", ens_est, "average the two models' probabilities on the validation "
                                       "and test splits"))
                 stages.append(P.Stage("distill", dist_est, f"if the ensemble gains >= {100 * P.ENSEMBLE_GAIN:.0f} "
@@ -118,16 +131,18 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
             notes.append(f"no ensemble: {P.fmt_seconds(max(0, remaining))} left after the first fit")
     stages.append(P.Stage("report", 3.0 + n_test * c1.eval_per_example, "copy the chosen model, write metrics.json "
                           "and report.html"))
+    run.state.setdefault("fit_cost", {}).update({k: v.__dict__ for k, v in fcost.items()})
     return P.Plan(B, stages, cands, method, why, notes)
 
 
 def replan(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, ranked: list[str],
-            image_size: int | None, seed: int) -> P.Plan:
-    rec = run.done("calibrate") or {}
-    cost = P.RankCost(**rec["rank_cost"]) if rec else None
-    fcost = {k: P.FitCost(**v) for k, v in (rec.get("fit_cost") or {}).items()}
-    if cost is None:
+           image_size: int | None, seed: int) -> P.Plan:
+    """A new plan for the fits after the ranking chose other candidates (its cost is in ``elapsed()`` now)."""
+    rec = run.done("calibrate")
+    if rec is None:
         return plan
+    cost = P.RankCost(**rec["rank_cost"])
+    fcost = {k: P.FitCost(**v) for k, v in {**rec.get("fit_cost", {}), **run.state.get("fit_cost", {})}.items()}
     run.say(f"the ranking chose {', '.join(ranked[:2])} (the probe: {', '.join(plan.candidates)}): re-planning")
     old = {s.name: s for s in plan.stages}
     new = _make_plan(run, train, test, cost, plan.stage("rank").options["limit"], ranked[:2], fcost, image_size,
@@ -135,10 +150,7 @@ def replan(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, ranked:
     for s in new.stages:  # what already ran keeps its record
         if s.name in old and old[s.name].measured is not None:
             s.estimate, s.measured, s.options = old[s.name].estimate, old[s.name].measured, old[s.name].options
-    if run.work is not None:
-        run.state["stages"]["calibrate"]["fit_cost"] = {k: v.__dict__ for k, v in fcost.items()}
-        write_json_atomic(run.work / STATE, run.state)
     new.notes = plan.notes + [f"re-planned after the ranking (the probe ranking's candidates were "
                               f"{', '.join(plan.candidates)})"] + new.notes
+    run.save_plan(new)
     return new
-

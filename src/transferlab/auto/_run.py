@@ -4,12 +4,14 @@ from), the budget's clock, the progress lines."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from .._io import write_json_atomic
 from .._version import __version__
+from ..errors import TransferlabError
 from . import _plan as P
 
 STATE = "auto.json"
@@ -23,18 +25,27 @@ class Run:
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = {"identity": identity, "stages": {}, "transferlab_version": __version__}
         if work is not None and (work / STATE).is_file():
-            old = json.loads((work / STATE).read_text())
-            if old.get("identity") == identity:
+            try:
+                old = json.loads((work / STATE).read_text())
+                same = old.get("identity") == identity and isinstance(old.get("stages"), dict)
+            except (OSError, ValueError, AttributeError):
+                raise TransferlabError(f"{work / STATE} is damaged: remove {work} (or choose another --out) to start "
+                                       "again") from None
+            if same:
                 self.state = old
                 done = [k for k, v in old["stages"].items() if v.get("done")]
                 if done:
                     say(f"resuming: {', '.join(done)} done before ({P.fmt_seconds(self.spent_before())})")
+            else:  # another run's stages: nothing of them is reused
+                shutil.rmtree(work / "work", ignore_errors=True)
+                say(f"{work} held an unfinished auto run with other arguments: starting again")
 
     def spent_before(self) -> float:
         return float(sum(v.get("seconds", 0.0) for v in self.state["stages"].values()))
 
     def elapsed(self) -> float:
-        """Seconds of the budget spent: earlier (killed) runs' finished stages plus this run so far."""
+        """Seconds of the budget spent: earlier (killed) runs' finished stages plus this run so far (the unfinished
+        stage of a killed run is not counted: its finished epochs are kept in its checkpoints)."""
         return self.spent_before() + (time.perf_counter() - self.t0) - self._counted
 
     _counted = 0.0
@@ -52,3 +63,13 @@ class Run:
         if self.work is not None:
             write_json_atomic(self.work / STATE, self.state)
 
+
+    def save_plan(self, plan: P.Plan) -> None:
+        """The plan a resumed run follows (its fits resume only with the same epochs)."""
+        self.state["plan"] = plan.to_dict()
+        if self.work is not None:
+            write_json_atomic(self.work / STATE, self.state)
+
+    def path(self, recorded: str | None) -> Path | None:
+        """A stage directory recorded relative to the work directory, as a path."""
+        return None if recorded is None or self.work is None else self.work / recorded

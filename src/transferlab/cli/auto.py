@@ -22,6 +22,8 @@ def auto_cmd(
     seed: int = typer.Option(0, "--seed"),
     image_size: int = typer.Option(None, "--image-size", min=8, help="Input size of every stage (default: each "
                                    "model's, 128 px for small images)."),
+    limit: int = typer.Option(None, "--limit", min=2, help="Class-stratified sample of the training split (a quick "
+                              "look; the test split is kept whole)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check the data, rank the zoo, adapt the best candidates within the budget, evaluate and report."""
@@ -39,7 +41,7 @@ def auto_cmd(
     name = data.removeprefix("builtin:").replace("/", "-").replace(":", "-").strip("-.") or "data"
     out_dir = out or Path("runs") / f"auto-{name}"
     r = auto(data, zoo, budget=budget, out=None if dry_run else out_dir, dry_run=dry_run, overwrite=overwrite,
-             seed=seed, image_size=image_size, progress=not quiet, say=say)
+             seed=seed, image_size=image_size, limit=limit, progress=not quiet, say=say)
     t = Table(title=f"plan ({fmt_seconds(r.plan.estimate)} of a {fmt_seconds(r.plan.budget)} budget)",
               title_justify="left")
     for col in ("stage", "estimate", "measured", "what"):
@@ -53,8 +55,11 @@ def auto_cmd(
     if dry_run:
         return
     m = r.metrics
-    c.print(f"kept {m['model']} ({m['method']}, stage {m['chosen']}): validation accuracy {m['val_accuracy']:.3f}"
-            + (f", test accuracy {m['test_accuracy']:.3f}" if m.get("test_accuracy") is not None else "")
+    def acc(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    c.print(f"kept {m['model']} ({m['method']}, stage {m['chosen']}): validation accuracy {acc(m['val_accuracy'])}, "
+            f"test accuracy {acc(m.get('test_accuracy'))}"
             + f"; {fmt_seconds(m['wall_seconds'])} of {fmt_seconds(r.plan.budget)}", highlight=False)
     c.print(f"model directory: {r.out.resolve()} (transferlab predict / eval take it); report: "
             f"{(r.out / 'report.html').resolve()}", highlight=False, soft_wrap=True)
