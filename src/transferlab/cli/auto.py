@@ -36,7 +36,7 @@ def auto_cmd(
 
     def say(line: str) -> None:
         if not quiet:
-            c.print(line, highlight=False, soft_wrap=True)
+            c.print(line, highlight=False, soft_wrap=True, markup=False)
 
     name = data.removeprefix("builtin:").replace("/", "-").replace(":", "-").strip("-.") or "data"
     out_dir = out or Path("runs") / f"auto-{name}"
@@ -49,9 +49,9 @@ def auto_cmd(
     for s in r.plan.stages:
         t.add_row(s.name, fmt_seconds(s.estimate), measured_text(s), s.what)
     c.print(t)
-    c.print(f"method: {r.plan.method}: {r.plan.method_why}", highlight=False, soft_wrap=True)
+    c.print(f"method: {r.plan.method}: {r.plan.method_why}", highlight=False, soft_wrap=True, markup=False)
     for n in r.plan.notes:
-        c.print(n, highlight=False, soft_wrap=True)
+        c.print(n, highlight=False, soft_wrap=True, markup=False)
     if dry_run:
         return
     m = r.metrics
@@ -60,6 +60,6 @@ def auto_cmd(
 
     c.print(f"kept {m['model']} ({m['method']}, stage {m['chosen']}): validation accuracy {acc(m['val_accuracy'])}, "
             f"test accuracy {acc(m.get('test_accuracy'))}"
-            + f"; {fmt_seconds(m['wall_seconds'])} of {fmt_seconds(r.plan.budget)}", highlight=False)
+            + f"; {fmt_seconds(m['wall_seconds'])} of {fmt_seconds(r.plan.budget)}", highlight=False, markup=False)
     c.print(f"model directory: {r.out.resolve()} (transferlab predict / eval take it); report: "
-            f"{(r.out / 'report.html').resolve()}", highlight=False, soft_wrap=True)
+            f"{(r.out / 'report.html').resolve()}", highlight=False, soft_wrap=True, markup=False)

@@ -239,7 +239,7 @@ def bench_distill_cmd(
         d = row["delta_vs_labels_only"]
         c.print(f"{row['target']} {100 * row['label_share']:.0f}% {row['student']} {row['row']}: "
                 f"{row['accuracy_mean']:.4f}" + ("" if row["row"] == "labels_only" or d is None else
-                                                 f" ({100 * d:+.1f} points)"), highlight=False)
+                                                 f" ({100 * d:+.1f} points)"), highlight=False, markup=False)
     c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 
