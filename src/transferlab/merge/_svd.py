@@ -1,0 +1,91 @@
+"""Data-free merges in the singular-value domain of each weight matrix's task vectors.
+
+- ``tsv`` (Task Singular Vectors, Gargiulo et al., CVPR 2025): every task's delta ``ΔW_t = U_t Σ_t V_tᵀ`` keeps its
+  top ``⌊r/T⌋`` singular components (``r = min(m, n)``, ``T`` tasks); the kept ``U``'s of all tasks are concatenated
+  and replaced by the orthogonal polar factor of the concatenation (``P Qᵀ`` from its SVD ``P S Qᵀ``), and so are the
+  ``V``'s; the merged delta is ``U_⊥ · blockdiag(Σ_1..Σ_T) · V_⊥ᵀ`` — the tasks' singular directions decorrelated,
+  their singular values kept.
+- ``iso`` (isotropic merging, Iso-C, Marczak et al., ICML 2025): the task-arithmetic sum of the deltas with its
+  singular values replaced by their mean — a flat spectrum, so no task's dominant directions drown the others.
+
+Both scale the merged delta by ``lam``. Tensors of two or more dimensions are matrices ``[out, rest]`` (a conv kernel
+``[out, in, kh, kw]`` is ``[out, in·kh·kw]``; the papers merge the 2-D weights of transformers); 1-D tensors (biases,
+norms) are merged by task arithmetic. A task whose delta is zero in a tensor contributes nothing to it. Where
+``⌊r/T⌋`` is 0 (a matrix thinner than the number of tasks) TSV keeps one component per task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._arith import Method, _lam, compute_dtype
+from ._registry import MERGE_METHODS
+
+
+def polar(a: Any) -> Any:
+    """The orthogonal polar factor of ``a`` [m, k]: ``P Qᵀ`` from its reduced SVD ``P S Qᵀ``."""
+    import torch
+
+    p, _, qh = torch.linalg.svd(a, full_matrices=False)
+    return p @ qh
+
+
+class _Spectral(Method):
+    def __init__(self, lam: float, kind: str) -> None:
+        self.lam, self.kind = lam, kind
+
+    def options(self) -> dict[str, Any]:
+        return {"lam": self.lam}
+
+    def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
+        import torch
+
+        if not base.is_floating_point():
+            return base
+        cd = compute_dtype(base)
+        ds = [d.to(cd) for d in deltas if d is not None]
+        if not ds:
+            return base
+        if base.ndim < 2 or min(base.shape[0], base[0].numel()) < 1:
+            merged = torch.stack(ds).sum(0)
+        else:
+            mats = [d.reshape(d.shape[0], -1) for d in ds]
+            merged = (self._tsv(mats, len(deltas)) if self.kind == "tsv" else self._iso(mats)).reshape(base.shape)
+        return (base.to(cd) + self.lam * merged).to(base.dtype)
+
+    @staticmethod
+    def _tsv(mats: list[Any], n_tasks: int) -> Any:
+        import torch
+
+        r = min(mats[0].shape)
+        k = max(1, r // n_tasks)
+        us, ss, vs = [], [], []
+        for m in mats:
+            u, s, vh = torch.linalg.svd(m, full_matrices=False)
+            us.append(u[:, :k])
+            ss.append(s[:k])
+            vs.append(vh[:k].T)
+        u_perp, v_perp = polar(torch.cat(us, 1)), polar(torch.cat(vs, 1))
+        return (u_perp * torch.cat(ss)) @ v_perp.T
+
+    @staticmethod
+    def _iso(mats: list[Any]) -> Any:
+        import torch
+
+        u, s, vh = torch.linalg.svd(torch.stack(mats).sum(0), full_matrices=False)
+        return s.mean() * (u @ vh)
+
+
+@MERGE_METHODS.register("tsv", summary="per weight matrix: each task's top 1/T singular components, their singular "
+                        "vectors decorrelated (orthogonal polar factors), scaled by lam",
+                        paper="Gargiulo et al., Task Singular Vectors: Reducing Task Interference in Model Merging, "
+                              "CVPR 2025")
+def tsv(lam: float = 1.0) -> _Spectral:
+    return _Spectral(_lam(lam), "tsv")
+
+
+@MERGE_METHODS.register("iso", summary="per weight matrix: the sum of the task vectors with a flat spectrum (its "
+                        "singular values replaced by their mean), scaled by lam",
+                        paper="Marczak et al., No Task Left Behind: Isotropic Model Merging (Iso-C), ICML 2025")
+def iso(lam: float = 1.0) -> _Spectral:
+    return _Spectral(_lam(lam), "iso")
