@@ -30,11 +30,15 @@ def expand_multi(argv: list[str]) -> list[str]:
 
 
 def merge_cmd(
+    config: Path = typer.Option(None, "--config", "-c", help="A merge recipe (YAML: method, base, models, options, "
+                                "out), e.g. OUT/merge.yaml of an earlier merge; flags given with it override its "
+                                "values."),
     method: str = typer.Option(None, "--method", help="Merge method (transferlab merge --list)."),
     base: str = typer.Option(None, "--base", help="The model the fine-tuned models started from: a reference "
-                             "(builtin:efficientnet_lite0, timm:..., hf:...), a fit directory or a .safetensors file."),
+                             "(builtin:efficientnet_lite0, timm:..., hf:...), a fit directory, a Hugging Face folder "
+                             "or a .safetensors file."),
     models: list[str] = typer.Option(None, "--models", help="Fine-tuned models: fit directories (full or LoRA), "
-                                     ".safetensors files; --models A B C."),
+                                     "Hugging Face folders, .safetensors files; --models A B C."),
     data: list[str] = typer.Option(None, "--data", help="fisher/regmean/atlas: one dataset per model, same order."),
     names: list[str] = typer.Option(None, "--names", help="Task (head) names, one per model (default: dir names)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (refused if it exists, unless --overwrite)."),
@@ -49,8 +53,7 @@ def merge_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Merge fine-tuned models of one architecture into one network that keeps every task's head."""
-    from ..errors import TransferlabError
-    from ..merge import MERGE_METHODS, merge_models
+    from ..merge import MERGE_METHODS, resolve_recipe, run_recipe
     from .fit import _options
 
     if list_:
@@ -62,15 +65,12 @@ def merge_cmd(
             t.add_row(n, "yes" if m.get("needs_data") else "", m.get("summary", ""), m.get("paper", ""))
         console().print(t)
         return
-    if method is None:
-        raise TransferlabError(f"--method is required: one of {', '.join(MERGE_METHODS.list())}")
-    if out is None:
-        raise TransferlabError("--out is required: the directory to write the merged model to")
-    r = merge_models(method, base, list(models or []), out, data=list(data) if data else None,
-                     names=list(names) if names else None, overwrite=overwrite, head_prefix=head_prefix,
-                     trust_pickle=trust_pickle, progress=not quiet, reset_norms=reset_norms, **_options(option))
+    recipe = resolve_recipe(config, method=method, base=base, models=list(models or []), names=names, data=data,
+                            out=out, options=_options(option), head_prefix=head_prefix, reset_norms=reset_norms)
+    r = run_recipe(recipe, overwrite=overwrite, trust_pickle=trust_pickle, progress=not quiet)
     c = console()
-    c.print(f"{method}: {len(r.heads)} models merged in {r.seconds:.1f} s (peak memory {r.peak_rss_mb:.0f} MB); "
-            f"heads: {', '.join(r.heads)}", highlight=False)
-    c.print(f"model: {Path(out).resolve()}  (transferlab predict {out} DATA --head NAME)", highlight=False,
-            soft_wrap=True)
+    heads = f"; heads: {', '.join(r.heads)}" if r.heads else ""
+    c.print(f"{r.method}: {len(r.tasks)} models merged in {r.seconds:.1f} s (peak memory {r.peak_rss_mb:.0f} MB)"
+            f"{heads}", highlight=False)
+    hint = f"  (transferlab predict {r.out_dir} DATA --head NAME)" if r.heads else ""
+    c.print(f"model: {Path(r.out_dir or '.').resolve()}{hint}", highlight=False, soft_wrap=True)

@@ -1,5 +1,5 @@
 """``merge(method, base, finetuned)`` -> merged state dict; ``merge_models(...)`` -> a model directory with one head
-per task."""
+per task (and its recipe, ``merge.yaml``: see ``_recipe``)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,12 @@ class MergeResult:
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    tasks: list[str] = field(default_factory=list)  # the merged models' task names
 
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": None if self.out_dir is None else str(self.out_dir), "method": self.method,
                 "options": self.options, "heads": self.heads, "seconds": self.seconds,
-                "peak_rss_mb": self.peak_rss_mb}
+                "peak_rss_mb": self.peak_rss_mb, "tasks": self.tasks}
 
 
 def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[Any] | None = None,
@@ -77,6 +78,12 @@ def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[An
     return out
 
 
+def run_recipe(recipe: Any, *, overwrite: bool = False, trust_pickle: bool = False,
+               progress: bool = False) -> MergeResult:
+    """Run a merge recipe (``resolve_recipe(...)`` / ``load_recipe(...)``) with :func:`merge_models`."""
+    return merge_models(**recipe.merge_arguments(), overwrite=overwrite, trust_pickle=trust_pickle, progress=progress)
+
+
 def _safe_name(name: str, taken: set[str]) -> str:
     import re
 
@@ -94,18 +101,22 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
                  reset_norms: bool = False, reset_examples: int = 256, **options: Any) -> MergeResult:
     """Merge ``models`` into ``out``: ``model.safetensors`` (the merged network with the first task's head, so it
     loads like a fit output and, for timm architectures, in plain timm through the timm ``config.json`` beside it),
-    ``heads/<task>.safetensors`` (every task's head), ``transferlab.json`` (a fit card plus ``heads`` and ``merge``;
-    its local paths relative to ``out``) and ``merge.json``. ``transferlab.models.load(out, head=task)`` and
-    ``transferlab predict --head`` use any head. Written tensor by tensor into a temporary directory that replaces
-    ``out`` only when complete: a failed merge leaves nothing behind.
+    ``heads/<task>.safetensors`` (every task's head, when the models have heads), ``transferlab.json`` (a fit card
+    plus ``heads`` and ``merge``; its local paths relative to ``out``), ``merge.json`` and ``merge.yaml`` (the recipe:
+    ``transferlab merge --config OUT/merge.yaml --out OTHER`` repeats the merge). ``transferlab.models.load(out,
+    head=task)`` and ``transferlab predict --head`` use any head. Hugging Face model folders in, one out: their
+    ``config.json`` and tokenizer files are copied (the base's first), so
+    ``transformers.AutoModel.from_pretrained(out)`` opens it. Written tensor by tensor into a temporary directory
+    that replaces ``out`` only when complete: a failed merge leaves nothing behind.
 
     ``reset_norms``: re-estimate the merged network's batch-norm statistics on ``data`` (``reset_examples`` per task)
     instead of averaging the fine-tuned models' statistics."""
     from safetensors.torch import save_file
 
-    from .._io import check_output, write_json_atomic
+    from .._io import check_output, write_json_atomic, write_text_atomic
     from .._registry import check_options
     from ..models import card_file, save_card
+    from ._sources import copy_hf_files
     from ._stream import SafetensorsWriter
 
     out = Path(out)
@@ -139,14 +150,18 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         if len(task_names) != len(job.tasks):
             raise TransferlabError(f"{len(task_names)} names for {len(job.tasks)} models")
         with atomic_dir(out) as tmp:  # built beside out, swapped in only when complete
-            (tmp / "heads").mkdir()
             heads: dict[str, dict[str, Any]] = {}
             first_head: dict[str, Any] = {}
+            has_heads = any(t.head_keys() for t in job.tasks)  # plain Hugging Face folders and state dicts: none
+            if has_heads:
+                (tmp / "heads").mkdir()
             for i, (t, name) in enumerate(zip(job.tasks, task_names, strict=True)):
                 hk = t.head_keys()
                 state = {k: t.get(k).contiguous() for k in hk}
                 if not state and job.head_prefix:
                     log.warning("%s has no head tensors (head prefix %r)", t.label, job.head_prefix)
+                if not has_heads:
+                    continue
                 save_file(state, str(tmp / "heads" / f"{name}.safetensors"),
                           metadata={"transferlab_version": __version__})
                 cfg = t.config or {}
@@ -177,6 +192,9 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             first = job.tasks[0]
             if first.path is not None and (first.path / "tokenizer").is_dir():
                 shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
+            # after the card: transformers' config.json is the one a Hugging Face folder needs (the first task's
+            # when model.safetensors holds its head)
+            copy_hf_files([first, job.base, *job.tasks] if heads else [job.base, *job.tasks], tmp)
             if reset_norms:
                 from ._stream import overwrite_tensors
 
@@ -186,7 +204,12 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
                                                    "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
                                                    "heads": list(heads), "transferlab_version": __version__})
-        return MergeResult(out, method, job.method.options(), heads, seconds, rss)
+            from ._recipe import RECIPE_FILE, _recipe_of
+
+            recipe = _recipe_of(method, base, models, task_names, data, options, job.head_prefix, reset_norms,
+                                reset_examples, out)
+            write_text_atomic(tmp / RECIPE_FILE, recipe)
+        return MergeResult(out, method, job.method.options(), heads, seconds, rss, task_names)
     finally:
         if writer is not None:
             writer.abort()
@@ -237,16 +260,17 @@ def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: 
     """The merged model's card; its local paths relative to ``out`` (``models.recorded_reference``)."""
     from ..models import portable, recorded_path, recorded_reference
 
-    first = job.tasks[0].config or {}
+    first = (job.tasks[0].config or {}) if not job.tasks[0].hf else {}  # transformers' config is not a card
     keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
-    h0 = heads[names[0]]
+    h0 = heads[names[0]] if heads else {"num_classes": 0, "class_names": []}
     base_ref = job.base_ref or first.get("model")
     recorded_heads = {n: {**h, "source": recorded_path(t.path, out) if t.path else t.label}
-                      for (n, h), t in zip(heads.items(), job.tasks, strict=True)}
+                      for (n, h), t in zip(heads.items(), job.tasks, strict=True)} if heads else {}
     return {"model": recorded_reference(base_ref, out) if base_ref else None, "method": "merge",
             "transferlab_version": __version__, "format": FORMAT, "weights": "state_dict", "structure": {},
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
-            "class_names": h0["class_names"], "head": job.head_prefix, "heads": recorded_heads,
+            "class_names": h0["class_names"], "head": job.head_prefix if heads else None,
+            "heads": recorded_heads or None,
             "merge": {"method": job.method_name, "options": portable({**options, **job.method.options()}, out),
                       "norm_statistics": "re-estimated on the data" if reset_norms else "averaged",
                       "base": recorded_reference(job.base_ref, out) if job.base_ref else "state dict",

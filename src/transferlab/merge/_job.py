@@ -48,7 +48,8 @@ class _Job:
         self.keys = [k for k in self.base.keys() if not self.base.is_head(k)]
         self._check_tensors()
         self._check_adapter_bases()
-        self.float_keys = [k for k in self.keys if self.base.info(k)[1].is_floating_point]
+        self.float_keys = [k for k in self.keys  # buffers some model lacks are the base's, like integer ones
+                           if self.base.info(k)[1].is_floating_point and k not in self.from_base]
         self.aliases = self._aliases()  # tied tensors: second name -> first name
         self.aliased = set(self.aliases.values())
         self.weight_keys = [k for k in self.float_keys  # what the methods merge (a tied tensor once)
@@ -120,7 +121,7 @@ class _Job:
         out: dict[str, str] = {}
         for k in self.keys:
             t = self.base.state[k]
-            if t.numel() == 0:
+            if t.numel() == 0 or k in self.from_base:
                 continue
             ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
             if ident not in first:
@@ -139,27 +140,51 @@ class _Job:
     def _check_tensors(self) -> None:
         want = {k: self.base.info(k) for k in self.keys}
         hint = "" if self.head_prefix else " (if that tensor is a task head, name it with --head-prefix)"
+        self.from_base: set[str] = set()  # buffers a fine-tuned model lacks: written with the base's values
         for t in self.tasks:
             have = [k for k in t.keys() if not t.is_head(k)]
-            missing = [k for k in self.keys if k not in set(have)]
+            held = set(have)
+            missing = [k for k in self.keys if k not in held]
             extra = [k for k in have if k not in want]
+            lacks, spare = self._buffers(missing, self.base), self._buffers(extra, t)
+            if lacks:  # transformers >= 4.31 saves no position_ids; their values are fixed, not trained
+                log.warning("%s lacks the buffers %s; the base's values are used", t.label, ", ".join(lacks))
+                self.from_base.update(lacks)
+            if spare:
+                log.warning("%s has buffers the base lacks, left out: %s", t.label, ", ".join(spare))
+            missing, extra = [k for k in missing if k not in lacks], [k for k in extra if k not in spare]
             if missing or extra:
                 k = (missing or extra)[0]
                 raise TransferlabError(
                     f"{t.label} and the base differ in architecture: tensor {k} is only in "
                     f"{'the base' if missing else t.label}{hint}")
             for k in self.keys:
-                (ts, tdt), (bs, bdt) = t.info(k), want[k]
-                if ts != bs:
-                    raise TransferlabError(f"{t.label} and the base differ in architecture: tensor {k} has shape "
-                                           f"{list(ts)} there and {list(bs)} in the base{hint}")
+                (bs, bdt) = want[k]
                 if str(bdt).replace("torch.", "") not in SUPPORTED_DTYPES:
                     raise TransferlabError(f"tensor {k} is {bdt}, a dtype merging does not handle; convert the "
                                            "checkpoints first")
+                if k not in held:
+                    continue
+                ts, tdt = t.info(k)
+                if ts != bs:
+                    raise TransferlabError(f"{t.label} and the base differ in architecture: tensor {k} has shape "
+                                           f"{list(ts)} there and {list(bs)} in the base{hint}")
                 if tdt != bdt:
                     raise TransferlabError(f"dtype mix: tensor {k} is {str(tdt).replace('torch.', '')} in {t.label} "
                                            f"and {str(bdt).replace('torch.', '')} in the base; convert the "
                                            "checkpoints to one dtype first")
+
+    def _buffers(self, keys: list[str], src: Source) -> list[str]:
+        """Those of ``keys`` (tensors of ``src`` that another model lacks) that are buffers, not weights: integer and
+        boolean tensors (position ids, counters, masks: never merged, the base's are written), and the buffers of a
+        Hugging Face folder's architecture (``position_ids``, rotary ``inv_freq``), which newer transformers versions
+        no longer save."""
+        if not keys:
+            return []
+        if any(src.info(k)[1].is_floating_point for k in keys) and not hasattr(self, "_hf_buffers"):
+            folder = next((s.path for s in [self.base, *self.tasks] if s.hf and s.path is not None), None)
+            self._hf_buffers = hf_buffer_names(folder) if folder is not None else set()
+        return [k for k in keys if not src.info(k)[1].is_floating_point or k in getattr(self, "_hf_buffers", ())]
 
     def progress(self, items: Sequence[str], what: str) -> Iterator[str]:
         with progress_bars(self.show) as bars:
@@ -207,7 +232,7 @@ class _Job:
                 write(key, done[self.aliases[key]])
                 continue
             b = self.base.get(key)
-            if not b.is_floating_point():  # integer buffers (batch-norm counters): the base's
+            if not b.is_floating_point() or key in self.from_base:  # integer buffers (counters), lacking buffers
                 if key in self.aliased:
                     done[key] = b
                 write(key, b)
@@ -230,6 +255,24 @@ class _Job:
     def close(self) -> None:
         for s in self.sources:
             s.close()
+
+
+def hf_buffer_names(d: Path) -> set[str]:
+    """The buffers (not trained: ``position_ids``, rotary ``inv_freq``, causal masks) of the transformers model a
+    Hugging Face folder's ``config.json`` describes, built on the meta device (no memory, no weights); empty when
+    transformers cannot build it here."""
+    try:
+        import torch
+        import transformers
+
+        cfg = transformers.AutoConfig.from_pretrained(str(d))
+        cls = next((c for a in (cfg.architectures or []) if (c := getattr(transformers, a, None)) is not None), None)
+        with torch.device("meta"):
+            net = cls(cfg) if cls is not None else transformers.AutoModel.from_config(cfg)
+    except Exception as exc:  # noqa: BLE001  (custom code, an unknown model type: no buffer is known)
+        log.info("cannot build %s on the meta device to list its buffers (%s)", d, exc)
+        return set()
+    return {n for n, _ in net.named_buffers()}
 
 
 def _same(a: Any, b: Any) -> bool:

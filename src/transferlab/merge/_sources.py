@@ -1,8 +1,9 @@
 """Where the weights to merge come from, read one tensor at a time.
 
 A source is a fit output directory (``model.safetensors`` + ``transferlab.json``, or a peft adapter directory), a
-``.safetensors`` file, an in-memory state dict, a pickle checkpoint (only with ``trust_pickle``), or, for the base
-only, a model reference (``builtin:``, ``timm:``, ``hf:``, ``st:``) built the way ``fit`` builds it.
+Hugging Face model folder (``config.json`` with a ``model_type``, ``model.safetensors``), a ``.safetensors`` file, an
+in-memory state dict, a pickle checkpoint (only with ``trust_pickle``), or, for the base only, a model reference
+(``builtin:``, ``timm:``, ``hf:``, ``st:``) built the way ``fit`` builds it.
 
 Every source answers ``keys()``, ``info(key) -> (shape, dtype)``, ``get(key)`` (checked finite) and
 ``delta(key, base) -> tensor or None`` (its task vector for that tensor; ``None`` means zero). A LoRA adapter's task
@@ -32,6 +33,7 @@ class Source:
     path: Path | None = None
     head_prefix: str | None = None
     reference: str | None = None  # the model reference it was opened from, as given
+    hf: bool = False  # a Hugging Face model folder (transformers' config.json, no transferlab card)
 
     def keys(self) -> list[str]:
         raise NotImplementedError
@@ -244,6 +246,40 @@ class LoraSource(Source):
         return d.to(base.dtype)
 
 
+#: a Hugging Face folder's files besides its weights, copied by a merge: AutoModel and AutoTokenizer open the output
+HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model",
+            "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json",
+            "preprocessor_config.json")
+
+
+def is_hf_folder(d: Path) -> bool:
+    """A Hugging Face transformers model folder: its ``config.json`` has a ``model_type`` and there is no transferlab
+    card (a fit directory's own ``config.json`` is timm's, or an older card)."""
+    from ..models import card_file
+
+    p = Path(d) / "config.json"
+    if not p.is_file() or card_file(Path(d)) is not None:
+        return False
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("model_type"), str)
+
+
+def copy_hf_files(sources: list[Source], dest: Path) -> list[str]:
+    """Copy :data:`HF_FILES` into ``dest``, each from the first of ``sources`` that is a Hugging Face folder holding
+    it (small files: configs, vocabularies); the names copied."""
+    done = []
+    for name in HF_FILES:
+        src = next((s.path / name for s in sources if s.hf and s.path is not None and (s.path / name).is_file()), None)
+        if src is not None:
+            (dest / name).write_bytes(src.read_bytes())
+            done.append(name)
+    return done
+
+
 def _read_config(d: Path, base: Source | None = None) -> dict[str, Any] | None:
     """A fit directory's card (``transferlab.json``, or ``config.json`` of an older transferlab), its model reference
     as this machine opens it; else a Hugging Face folder's own ``config.json`` (timm's string ``architecture``
@@ -329,6 +365,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                 raise TransferlabError(f"{label}: {p} holds no model.safetensors (nor an adapter): not a model "
                                        "directory")
         src.path = p
+        src.hf = card is None and is_hf_folder(p)
         if cfg and cfg.get("architecture"):
             src.head_prefix = head_prefix(cfg)
         return src
