@@ -55,7 +55,8 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     argv = [tiny if a == "builtin:efficientnet_lite0" else a for a in argv]
     sub = argv[0] if argv[0] != "bench" else "bench " + argv[1]
     if sub == "fit":
-        argv += ["--limit", "60", "--epochs", "1"] + ([] if "builtin:minilm_l6" in argv else ["--image-size", "32"])
+        argv += ["--limit", "60", "--test-limit", "60", "--epochs", "1"] + (
+            [] if "builtin:minilm_l6" in argv else ["--image-size", "32"])
     elif sub in ("predict", "eval"):
         argv += ["--limit", "20"]
     elif sub == "bench merge":

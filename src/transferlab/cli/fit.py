@@ -76,6 +76,8 @@ def fit_cmd(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Train on a class-stratified sample of this many "
                               "examples (the test split stays whole)."),
+    test_limit: int = typer.Option(None, "--test-limit", min=1, help="Test on a class-stratified sample of this many "
+                                   "test examples (a quick look)."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
     list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
@@ -94,7 +96,7 @@ def fit_cmd(
     if model is None:
         raise MissingParameter(param_hint="'--model' / '-m'", param_type="option")
     train = _load(data, "train", limit, text_column, label_column)
-    test = _load(data, "test", None, text_column, label_column)
+    test = _load(data, "test", test_limit, text_column, label_column)
     out_dir = out or Path("runs") / f"fit-{train.name}-{method}"
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,

@@ -4,6 +4,7 @@ shapes and textures of the small zoo. Registered on the first look-up of ``BUILT
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 from collections.abc import Callable
@@ -130,10 +131,20 @@ def _synthetic_loader(name: str) -> Callable[..., Dataset]:
         if split not in ("train", "test"):
             raise DataError(f"builtin:{ref} has the splits train and test, not {split!r}")
         classes = getattr(_synthetic, attr)
-        x, y = _synthetic.generate(family, classes, n_train if split == "train" else n_test, split)
-        return Dataset(ref, "image", x, y, classes, split, {"source": f"builtin:{ref} (generated)"})
+        x, y = _generated(name, split)
+        return Dataset(ref, "image", x.copy(), y.copy(), classes, split, {"source": f"builtin:{ref} (generated)"})
 
     return load
+
+
+@functools.lru_cache(maxsize=16)
+def _generated(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The generated images of a synthetic set, once per process (deterministic; a few seconds for the sources):
+    every load gets copies."""
+    from . import _synthetic
+
+    family, attr, n_train, n_test, _ = _SYNTHETIC[name]
+    return _synthetic.generate(family, getattr(_synthetic, attr), n_train if split == "train" else n_test, split)
 
 
 def _register_synthetic() -> None:
