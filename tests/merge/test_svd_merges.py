@@ -72,3 +72,41 @@ def test_zero_task_vectors_and_integer_buffers(models):
     ids = torch.arange(4)
     got = merge("tsv", {"w": tb["w"], "ids": ids}, [{"w": t["w"], "ids": ids} for t in tt])
     assert torch.equal(got["ids"], ids)
+
+
+def test_tsv_compress_rebuilds_each_task_from_its_low_rank_factors(merge_zoo, tmp_path):
+    """``tsv_compress`` writes the base and, per task, the top 1/T singular components of every matrix's task vector
+    (1-D tensors and normalisation statistics whole): ``load(out, head=task)`` is the base plus exactly that
+    truncation, with the task's own head and statistics."""
+    from tests.merge.conftest import state_of
+
+    from transferlab.errors import TransferlabError
+    from transferlab.merge import merge_models
+    from transferlab.models import load
+
+    dirs = merge_zoo["dirs"][:2]
+    r = merge_models("tsv_compress", merge_zoo["ref"], dirs, tmp_path / "c", names=["a", "b"])
+    card = __import__("json").loads((tmp_path / "c" / "transferlab.json").read_text())
+    assert card["merge"]["task_weights"] == {"a": "tasks/a.safetensors", "b": "tasks/b.safetensors"}
+    base = state_of(merge_zoo["root"] / "base.safetensors")
+    for name, d in zip(("a", "b"), dirs, strict=True):
+        own = state_of(d / "model.safetensors")
+        got = load(tmp_path / "c", head=name).state_dict()
+        for k, w in base.items():
+            if not w.is_floating_point() or k.startswith("classifier."):
+                continue
+            if w.ndim >= 2:
+                delta = (own[k] - w).double().reshape(w.shape[0], -1).numpy()
+                u, s, vh = np.linalg.svd(delta, full_matrices=False)
+                kk = max(1, len(s) // 2)
+                want = w.double().numpy() + ((u[:, :kk] * s[:kk]) @ vh[:kk]).reshape(w.shape)
+                np.testing.assert_allclose(got[k].double().numpy(), want, rtol=1e-4, atol=1e-5, err_msg=k)
+            else:  # biases, norm weights and running statistics: the task's own
+                assert torch.equal(got[k], own[k]), k
+        assert torch.equal(got["classifier.weight"], own["classifier.weight"])  # its own head
+    assert load(tmp_path / "c").state_dict()["classifier.weight"].shape[0] == 3  # default: the first task's model
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "c" / "tasks").iterdir()}
+    assert all(v < (tmp_path / "c" / "model.safetensors").stat().st_size for v in sizes.values())
+    assert r.options == {"share": None}
+    with pytest.raises(TransferlabError, match="share must lie in"):
+        merge_models("tsv_compress", merge_zoo["ref"], dirs, tmp_path / "d", share=0)

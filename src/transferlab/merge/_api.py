@@ -187,7 +187,16 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
                 writer.write(k, v)
             writer.close()
             writer = None
+            task_files = {}
+            per_task = getattr(job.method, "task_tensors", None) or []
+            for name, tensors in zip(task_names if per_task else [], per_task, strict=True):
+                (tmp / "tasks").mkdir(exist_ok=True)  # tsv_compress: each task's model as factors over the base
+                save_file(tensors, str(tmp / "tasks" / f"{name}.safetensors"),
+                          metadata={"transferlab_version": __version__})
+                task_files[name] = f"tasks/{name}.safetensors"
             config = _merged_config(job, heads, task_names, options, reset_norms, out)
+            if task_files:
+                config["merge"]["task_weights"] = task_files
             save_card(tmp, config)  # transferlab.json, and timm's config.json for a timm network
             first = job.tasks[0]
             if first.path is not None and (first.path / "tokenizer").is_dir():

@@ -241,6 +241,8 @@ class _Job:
             deltas = [t.delta(key, bc) for t in self.tasks]
             if is_norm_statistic(key):  # running means/variances are not weights: average them (stays valid)
                 out = torch.stack(thetas_of(b, deltas)).mean(0)
+                if hasattr(self.method, "observe_norm_statistic"):  # a method that keeps every task's own
+                    self.method.observe_norm_statistic(key, b, deltas)
             else:
                 out = self.method.merge_tensor(key, b, deltas)
             out = out.to(b.dtype).contiguous()

@@ -89,3 +89,57 @@ def tsv(lam: float = 1.0) -> _Spectral:
                         paper="Marczak et al., No Task Left Behind: Isotropic Model Merging (Iso-C), ICML 2025")
 def iso(lam: float = 1.0) -> _Spectral:
     return _Spectral(_lam(lam), "iso")
+
+
+class _Compress(Method):
+    """``tsv_compress``: no merge — each task's own model kept as low-rank factors of its task vector per weight
+    matrix (its top ``share`` of singular components; default 1/T, the components TSV keeps), its 1-D tensors and
+    normalisation statistics whole. The network written is the base; ``tasks/<task>.safetensors`` holds each task's
+    factors, and ``transferlab.models.load(out, head=task)`` rebuilds that task's model from them."""
+
+    def __init__(self, share: float | None) -> None:
+        self.share = share
+        self.task_tensors: list[dict[str, Any]] = []
+
+    def options(self) -> dict[str, Any]:
+        return {"share": self.share}
+
+    def prepare(self, job: Any) -> None:
+        self.task_tensors = [{} for _ in job.tasks]
+
+    def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
+        import torch
+
+        if not base.is_floating_point():
+            return base
+        cd = compute_dtype(base)
+        for t, d in enumerate(deltas):
+            if d is None:
+                continue
+            if base.ndim < 2:
+                self.task_tensors[t][f"{key}.full"] = (base.to(cd) + d.to(cd)).to(base.dtype).contiguous()
+                continue
+            u, s, vh = torch.linalg.svd(d.to(cd).reshape(d.shape[0], -1), full_matrices=False)
+            share = self.share if self.share is not None else 1.0 / len(deltas)
+            k = max(1, int(len(s) * share))
+            self.task_tensors[t][f"{key}.lowrank_a"] = (u[:, :k] * s[:k]).to(base.dtype).contiguous()
+            self.task_tensors[t][f"{key}.lowrank_b"] = vh[:k].to(base.dtype).contiguous()
+        return base
+
+    def observe_norm_statistic(self, key: str, base: Any, deltas: list[Any]) -> None:
+        """Each task keeps its own running statistics (the written network has the tasks' average)."""
+        for t, d in enumerate(deltas):
+            own = base if d is None else (base.to(compute_dtype(base)) + d.to(compute_dtype(base))).to(base.dtype)
+            self.task_tensors[t][f"{key}.full"] = own.contiguous()
+
+
+@MERGE_METHODS.register("tsv_compress", summary="no merge: each task's model kept as low-rank factors of its task "
+                        "vectors (top 1/T singular components per matrix); load(out, head=task) rebuilds it",
+                        paper="Gargiulo et al., Task Singular Vectors, CVPR 2025 (TSV-C)")
+def tsv_compress(share: float | None = None) -> _Compress:
+    if share is not None and not (isinstance(share, (int, float)) and 0 < share <= 1):
+        from ..errors import TransferlabError
+
+        raise TransferlabError(f"share must lie in (0, 1] (the singular components kept per task), got {share!r}")
+    return _Compress(None if share is None else float(share))
+

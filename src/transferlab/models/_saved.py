@@ -187,6 +187,24 @@ def _save_tokenizer(out: Path, tokenizer: Any) -> None:
         raise
 
 
+def rebuild_task(state: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """A task's network from a ``tsv_compress`` output (``merge``): the written network (the base) with the task's
+    low-rank factors added to its matrices (``KEY.lowrank_a @ KEY.lowrank_b``, reshaped) and its whole tensors
+    (``KEY.full``: 1-D tensors, normalisation statistics) in place of the base's."""
+    import torch
+
+    out = dict(state)
+    for k, v in task.items():
+        if k.endswith(".lowrank_a"):
+            name = k[: -len(".lowrank_a")]
+            b, w = task[f"{name}.lowrank_b"], out[name]
+            cd = torch.float64 if w.dtype == torch.float64 else torch.float32
+            out[name] = (w.to(cd) + (v.to(cd) @ b.to(cd)).reshape(w.shape)).to(w.dtype)
+        elif k.endswith(".full"):
+            out[k[: -len(".full")]] = v
+    return out
+
+
 def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool = False,
          base: str | Path | None = None) -> Any:
     """The adapted model saved by fit (or merge), in eval mode, ready for inference (``model(x) -> logits``).
@@ -205,9 +223,13 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     heads = card.heads or {}
-    if head is not None and head not in heads:
+    task_weights = (card.merge or {}).get("task_weights") or {}  # tsv_compress: each task's model over the base
+    if head is None and task_weights:
+        head = next(iter(task_weights))  # the written network is the base: the first task's model by default
+    if head is not None and head not in heads and head not in task_weights:
         raise TransferlabError(f"{d} has no head {head!r}; "
-                               + (f"its heads: {', '.join(heads)}" if heads else "it has one head (not a merge)"))
+                               + (f"its heads: {', '.join(heads or task_weights)}" if heads or task_weights
+                                  else "it has one head (not a merge)"))
     arch = card.architecture
     if arch.get("library") not in ("timm", "transformers"):
         raise TransferlabError(f"{d}: unsupported architecture library {arch.get('library')!r}")
@@ -233,7 +255,9 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
         check_finite(net.state_dict(), str(d))
     else:
         state = _read_weights(d / "model.safetensors")
-        if head is not None:  # swap in the chosen task's head
+        if head in task_weights:
+            state = rebuild_task(state, _read_weights(d / task_weights[head]))
+        if head is not None and head in heads:  # swap in the chosen task's head
             h = heads[head]
             prefix = card.head or head_prefix(card.to_json())
             state = {k: v for k, v in state.items() if not (k == prefix or k.startswith(prefix + "."))}
