@@ -77,15 +77,18 @@ def _candidates(zoo: Any, modality: str) -> list[str]:
     except Exception as exc:  # a YAML with an empty model list fails the zoo's schema
         raise TransferlabError(f"the zoo {zoo} has no usable models ({str(exc).splitlines()[0]}); auto needs at "
                                "least one pretrained model") from None
+    from ..models import adaptable
+
     refs = []
     for m in z.models:
         b = resolve_model(m.ref)
-        if b.metadata().get("baseline") or b.modality not in (modality, "any"):
-            continue
+        if b.metadata().get("baseline") or b.modality not in (modality, "any") or not adaptable(b):
+            continue  # ranked, never adapted: baselines, feature extractors (ONNX), other modalities
         refs.append(m.ref)
     if not refs:
-        raise TransferlabError(f"the zoo {getattr(z, 'name', zoo)} has no pretrained {modality} model to adapt (only "
-                               "baselines, or models of another modality); give a zoo with at least one")
+        raise TransferlabError(f"the zoo {getattr(z, 'name', zoo)} has no pretrained {modality} model fit can adapt "
+                               "(only baselines, feature extractors such as ONNX models, or models of another "
+                               "modality); give a zoo with at least one")
     return refs
 
 

@@ -192,26 +192,30 @@ class FitCost:
 
 
 def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int) -> FitCost:
-    """A warm-up fit, then two one-epoch probe fits (64 and 192 stratified examples, no validation split): the slope
-    of the training time is the time per example; what the bigger fit spent outside training is the set-up."""
+    """A warm-up fit, then two one-epoch probe fits (64 and 192 stratified examples, no validation split, tested on
+    their own examples): the slope of the training time is the training time per example, the slope of the rest
+    (the test pass) the evaluation time per example, and what is left at 192 examples the set-up."""
     from ..fit import fit
 
-    times, walls, params = [], [], 0
+    pts, params = [], 0
     for k, n in enumerate((2 * train.num_classes, *PROBE_FIT)):
         ds = train.stratified_sample(min(n, len(train)), seed=seed)
         t0 = time.perf_counter()
-        r = fit(ds, model, method, epochs=1, val_fraction=0.0, image_size=image_size, seed=seed)
+        r = fit(ds, model, method, test=ds, epochs=1, val_fraction=0.0, image_size=image_size, seed=seed)
+        wall = time.perf_counter() - t0
         if k:  # the first is the warm-up
-            walls.append(time.perf_counter() - t0)
-            times.append((len(ds), float(r.metrics["train_seconds"])))
+            tr = float(r.metrics["train_seconds"])
+            pts.append((len(ds), tr, wall - tr))
         params = int(r.metrics.get("total_params") or 0)
-    (n1, t1), (n2, t2) = times
-    per = (t2 - t1) / (n2 - n1) if n2 > n1 else t2 / max(n2, 1)
-    per = max(per, 0.3 * t2 / max(n2, 1))  # a noisy slope never far below the plain average
-    setup = max(0.0, walls[1] - t2)
-    if method == "linear_probe":  # one pass of features, then a logistic regression: no epochs
-        return FitCost(setup, per, per, params)
-    return FitCost(setup, per, per / 3.0, params)
+    (n1, t1, e1), (n2, t2, e2) = pts
+
+    def slope(a: float, b: float) -> float:
+        s = (b - a) / (n2 - n1) if n2 > n1 else b / max(n2, 1)
+        return max(s, 0.3 * b / max(n2, 1))  # a noisy slope never far below the plain average
+
+    per, ev = slope(t1, t2), slope(e1, e2)
+    setup = max(0.0, e2 - ev * n2)
+    return FitCost(setup, per, ev if method != "linear_probe" else per, params)
 
 
 # -------------------------------------------------------------------------------------------------------- the choice

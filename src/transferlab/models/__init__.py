@@ -9,6 +9,7 @@ from typing import Any
 
 from ._build import (
     Built,
+    adaptable,
     architecture_key,
     architecture_of,
     build,
@@ -53,7 +54,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
-    "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adapters_structure",
+    "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",

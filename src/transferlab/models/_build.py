@@ -44,6 +44,15 @@ def resolve(ref: str, trust_pickle: bool = False) -> Any:
     return resolve_model(ref, trust_pickle=trust_pickle)
 
 
+def adaptable(backbone: Any) -> bool:
+    """Whether :func:`build` (and so ``fit``) can adapt ``backbone``: a torch network (timm, transformers,
+    sentence-transformers), not a feature extractor (ONNX) or a raw-input baseline."""
+    from ..zoo import TorchImageBackbone
+    from ..zoo._backbone import HFBackbone, SentenceTransformerBackbone
+
+    return isinstance(backbone, (TorchImageBackbone, HFBackbone, SentenceTransformerBackbone))
+
+
 def build(backbone: Any, num_classes: int) -> Built:
     """The pretrained network of a zoo ``backbone`` with a fresh ``num_classes`` head (none for 0)."""
     from ..zoo import TorchImageBackbone
