@@ -95,7 +95,7 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
         stages[-1] = P.Stage("rank", cost.estimate(n_rank), f"rank {len(cost.load)} models on {n_rank} examples "
                              "(a small sample: the budget is tight)", options={"limit": n_rank})
     fit1 = P.Stage("fit 1", est1, f"{method} on {first}" + (f", up to {epochs} epochs, early stopping after "
-                   f"{P.PATIENCE} without a better validation accuracy" if method != "linear_probe" else ""), why,
+                   f"{P.patience(epochs)} without a better validation accuracy" if method != "linear_probe" else ""), why,
                    options={"model": first, "method": method, "epochs": epochs, "budget_seconds": max(1.0, left),
                             "fixed_seconds": c1.estimate(n_tr, n_val, n_test, 0),
                             "epoch_seconds": c1.estimate(n_tr, n_val, n_test, 1) - c1.estimate(n_tr, n_val, n_test,

@@ -79,7 +79,8 @@ def stage_fit(run: Run, st: P.Stage, name: str, data: Any, test: Dataset | None,
     train_budget = max(epoch_s, allot - float(o.get("fixed_seconds") or 0.0) - epoch_s)
     run.say(f"[{name}] {st.what} (estimate {P.fmt_seconds(st.estimate)})")
     t = time.perf_counter()
-    kw = {} if o["method"] == "linear_probe" else {"patience": P.PATIENCE, "budget_minutes": train_budget / 60.0}
+    kw = {} if o["method"] == "linear_probe" else {"patience": P.patience(o["epochs"]),
+                                                        "budget_minutes": train_budget / 60.0}
     m = _finished_fit(d, ref, o) if d is not None else None
     if m is None:
         m = fit(data, ref, o["method"], test=test, out=d, epochs=o["epochs"], seed=seed, image_size=image_size,
@@ -194,8 +195,8 @@ def finish(run: Run, result: Any, work: Path, out: Path, fits: dict[str, Any]) -
             shutil.copyfile(p, tmp)
             tmp.replace(work / name)
     fit_report = (src / "report.html").read_text() if (src / "report.html").is_file() else None
+    st.measured = time.perf_counter() - t  # the copy; the writing below adds a fraction of a second
     result.metrics["stages"] = {s.name: {"estimate": s.estimate, "measured": s.measured} for s in result.plan.stages}
-    st.measured = time.perf_counter() - t
     result.metrics["wall_seconds"] = run.elapsed()
     result.metrics["plan"] = result.plan.to_dict()
     write_json_atomic(work / "metrics.json", result.metrics)
