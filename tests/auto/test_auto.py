@@ -204,3 +204,13 @@ def test_method_follows_data_size_model_size_and_budget():
     assert P.choose_method(200, "text", 110 * 10**6, 10)[0] == "lora"
     why = P.choose_method(200, "text", 10**6, 10)[1]
     assert re.search(r"200 examples per class and time for 10 epochs", why)
+    assert P.patience(4) == 3 and P.patience(13) == 7  # half a long schedule: its low rates come late
+
+
+def test_rank_estimate_scales_its_parts():
+    c = P.RankCost(load={"a": 2.0}, forward={"a": 0.01}, metrics={"a": 1.0}, cached={}, probe_order=["a"],
+                   n_probe=100, overhead=0.5)
+    assert c.estimate(400) == pytest.approx(0.5 + 2.0 + 400 * 0.01 + 1.0 * 2.0)  # metrics: sqrt(400 / 100)
+    assert c.estimate(50) == pytest.approx(0.5 + 2.0 + 0.5 + 0.5)  # below the probe: in proportion
+    c.cached["a"] = True
+    assert c.estimate(400) == pytest.approx(0.5 + 2.0 + 2.0)  # cached features: no forward pass
