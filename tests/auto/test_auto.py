@@ -200,7 +200,7 @@ def test_method_follows_data_size_model_size_and_budget():
     assert P.choose_method(5, "image", 10**6, 20)[0] == "linear_probe"  # few examples per class
     assert P.choose_method(200, "image", 10**6, 2)[0] == "linear_probe"  # no time for 3 epochs
     assert P.choose_method(200, "image", 10**6, 10)[0] == "partial"
-    assert P.choose_method(2000, "image", 10**6, 10)[0] == "finetune"
+    assert P.choose_method(2000, "image", 10**6, 10)[0] == "partial"  # never full fine-tuning (docs/auto.md)
     assert P.choose_method(200, "text", 110 * 10**6, 10)[0] == "lora"
     why = P.choose_method(200, "text", 10**6, 10)[1]
     assert re.search(r"200 examples per class and time for 10 epochs", why)
