@@ -61,7 +61,7 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
         argv += ["--limit", "20"]
     elif sub == "bench merge":
         argv += ["--model", tiny, "--methods", "average", "--limit", "40", "--test-limit", "40", "--epochs", "1",
-                 "--image-size", "32", "--out", "runs/bench-merge", "-q"]
+                 "--image-size", "32", "--out", "runs/bench-merge", "-q", "--targets", "builtin:digits,builtin:shapes"]
     elif sub == "merge":
         argv += ["-q"]
     elif sub == "domain":
@@ -73,7 +73,7 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
         argv += ["--limit", "20", "--test-limit", "20", "--epochs", "1", "--image-size", "16", "--batch-size", "8",
                  "-q"] + (["--option", "buffer_size=10"] if "replay" in argv else [])
     elif sub == "auto":
-        argv += ["--zoo", "builtin:small_resnet_shapes,builtin:pixels", "--budget", "2m", "--limit", "60",
+        argv += ["--zoo", "builtin:small_resnet_shapes", "--budget", "2m", "--limit", "60",
                  "--image-size", "32", "-q"]
     elif sub == "prune":
         argv += ["--limit", "60"]

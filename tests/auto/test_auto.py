@@ -136,16 +136,11 @@ def test_dry_run_plans_and_writes_nothing(tmp_path, zoo, capsys, monkeypatch):
     from transferlab.cli import main
 
     data = _folder(tmp_path / "data", n=20)
-    r = auto(str(data), zoo, budget="10m", out=tmp_path / "out", image_size=32, dry_run=True)
-    assert r.dry_run and not (tmp_path / "out").exists()
-    assert {"rank", "fit 1", "report"} <= {s.name for s in r.plan.stages}
-    assert all(s.estimate >= 0 for s in r.plan.stages) and r.plan.estimate <= 600
-    assert r.plan.method in ("partial", "linear_probe", "finetune", "lora")
     monkeypatch.chdir(tmp_path)
     assert main(["auto", str(data), "--zoo", zoo, "--budget", "10m", "--image-size", "32", "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert "plan (" in printed and "fit 1" in printed and "method: partial" in printed
-    assert not (tmp_path / "runs").exists()
+    assert "plan (" in printed and "fit 1" in printed and "method: partial" in printed and "report" in printed
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
     one = _folder(tmp_path / "one", n=10, classes=("red",))
     assert main(["auto", str(one), "--zoo", zoo, "--dry-run"]) == 2
     assert "one class" in capsys.readouterr().err

@@ -118,7 +118,7 @@ def test_ray_backend_gives_the_local_results(tiny_zoo, tmp_path, monkeypatch):
     import ray
 
     zoo, refs = tiny_zoo
-    kw = dict(metrics="logme,knn", limit=120, image_size=32, n_boot=20)
+    kw = dict(metrics="logme,knn", limit=80, image_size=32, n_boot=10)
     local = bench_rank(zoo, "builtin:digits", **kw)
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "fresh-cache"))  # nothing cached: the workers compute
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
