@@ -19,7 +19,7 @@ from typing import Any
 
 from .._io import check_output
 from .._version import __version__
-from ..data import Dataset, load_dataset
+from ..data import Dataset, train_and_test
 from ..errors import TransferlabError
 from . import _plan as P
 from ._check import Finding, check_data
@@ -48,18 +48,6 @@ class AutoResult:
         return {"transferlab_version": __version__, "plan": self.plan.to_dict(),
                 "findings": [f.to_dict() for f in self.findings], "chosen": self.chosen, "metrics": self.metrics,
                 "dry_run": self.dry_run}
-
-
-def _datasets(data: Any, test: Any) -> tuple[Dataset, Dataset | None]:
-    train = load_dataset(data, "train")
-    if test is None and isinstance(data, (str, Path)):
-        try:
-            test = load_dataset(data, "test")
-        except TransferlabError:
-            test = None
-    elif test is not None:
-        test = load_dataset(test, "test")
-    return train, test
 
 
 def _default_zoo(modality: str) -> str:
@@ -115,7 +103,7 @@ def auto(
     split (a quick look; the test split is kept whole)."""
     say = say or log.info
     B = P.parse_budget(budget)
-    train, test_ds = _datasets(data, test)
+    train, test_ds = train_and_test(data, test)
     if limit is not None:
         if limit < 2 * train.num_classes:
             raise TransferlabError(f"--limit {limit} is too small for {train.num_classes} classes: give at least "

@@ -1,6 +1,7 @@
 """Datasets: one :class:`Dataset` abstraction and loaders for folders, CSV/JSONL, NPZ and built-in sets."""
 
 from ._dataset import Dataset, check_rankable, split_validation
-from ._loaders import BUILTIN_DATASETS, list_builtin_datasets, load_dataset
+from ._loaders import BUILTIN_DATASETS, list_builtin_datasets, load_dataset, train_and_test
 
-__all__ = ["Dataset", "load_dataset", "list_builtin_datasets", "check_rankable", "split_validation", "BUILTIN_DATASETS"]
+__all__ = ["Dataset", "load_dataset", "list_builtin_datasets", "check_rankable", "split_validation", "train_and_test",
+           "BUILTIN_DATASETS"]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._registry import Registry
-from ..errors import DataError
+from ..errors import DataError, TransferlabError
 from ._dataset import Dataset, _encode_labels, _rows_list
 
 log = logging.getLogger(__name__)
@@ -317,3 +317,17 @@ def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
         keep = _hash_split(keys, labels, split, test_fraction)
         x, labels = x[keep], labels[keep]
     return Dataset(path.stem, modality, x, labels, names, split, {"source": str(path)})
+
+
+def train_and_test(data: Any, test: Any = None) -> tuple[Dataset, Dataset | None]:
+    """``data``'s train split and a test split: ``test`` when given, else ``data``'s own test split when ``data`` is a
+    reference that has one (data in memory has none), else None."""
+    train = load_dataset(data, "train")
+    if test is not None:
+        return train, load_dataset(test, "test")
+    if isinstance(data, (str, Path)):
+        try:
+            return train, load_dataset(data, "test")
+        except TransferlabError:
+            return train, None
+    return train, None

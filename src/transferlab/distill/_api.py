@@ -18,7 +18,7 @@ import numpy as np
 from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._registry import check_options
 from .._version import __version__
-from ..data import Dataset, load_dataset, split_validation
+from ..data import Dataset, load_dataset, split_validation, train_and_test
 from ..errors import TransferlabError
 from ._members import Member, load_student, load_teacher, same_model
 from ._methods import METHODS
@@ -86,13 +86,7 @@ def distill(
     for t in teacher_refs:
         if same_model(t, student):
             raise TransferlabError(f"the student {student} is also a teacher: distil from other models, or use fit")
-    ds = load_dataset(data, "train")
-    if test is None and isinstance(data, (str, Path)):
-        try:
-            test = load_dataset(data, "test")
-        except TransferlabError:
-            test = None
-    test_ds = load_dataset(test, "test") if test is not None else None
+    ds, test_ds = train_and_test(data, test)
     extra = load_dataset(unlabelled, "train") if unlabelled is not None else None
     if extra is not None and extra.modality != ds.modality:
         raise TransferlabError(f"the unlabelled data {extra.name} holds {extra.modality} data, {ds.name} "
