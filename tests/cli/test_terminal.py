@@ -31,7 +31,8 @@ def test_short_and_long_help(argv: list[str], capsys) -> None:
 
 
 def test_shell_completion_script_and_completions() -> None:
-    r = _run("--show-completion", "bash")
+    # name the shell explicitly: typer otherwise detects it from the parent processes, which a detached run lacks
+    r = _run("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert r.returncode == 0 and "_transferlab_completion" in r.stdout
     r = _run(env={"_TRANSFERLAB_COMPLETE": "complete_bash", "COMP_WORDS": "transferlab ra", "COMP_CWORD": "1"})
     assert r.returncode == 0 and r.stdout.split() == ["rank"]
