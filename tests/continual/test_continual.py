@@ -255,3 +255,36 @@ def test_text_tasks_of_different_lengths_mix_in_replay_and_joint(tiny_text_ref):
     for strategy, opts in (("replay", {"buffer_size": 8}), ("joint", {})):
         r = run(s, tiny_text_ref, strategy, epochs=1, batch_size=8, **opts)
         assert 0 <= r.metrics["acc"] <= 1
+
+
+def test_each_supermask_task_keeps_its_own_batch_norm_statistics(tiny_model_ref, monkeypatch):
+    """A masked network's activations are not the full network's: with the pretrained running statistics (or
+    frozen ones) its features barely vary and every task sat at chance. Each task's statistics are its own,
+    recomputed on its data for its final mask, and the pretrained ones stay untouched for the next task."""
+    import torch
+
+    from transferlab.continual import _strategies
+    from transferlab.models import build, resolve
+
+    pretrained = {n: m.running_var.clone() for n, m in build(resolve(tiny_model_ref, False), 0).net.named_modules()
+                  if isinstance(m, torch.nn.BatchNorm2d)}
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    after_task = _strategies.Supermasks.after_task
+
+    def snapshot(self, run_, i):  # the statistics the backbone holds right after training task i
+        seen[i] = {n: m.running_var.clone() for n, m in run_.modules["backbone"].named_modules()
+                   if isinstance(m, torch.nn.BatchNorm2d)}
+        return after_task(self, run_, i)
+
+    monkeypatch.setattr(_strategies.Supermasks, "after_task", snapshot)
+    r = run(_three_tasks(), tiny_model_ref, "supsup", density=0.3, **KW)
+    control = next(m for m in r.modules["backbone"].modules() if hasattr(m, "control")).control
+    assert set(control.norms) == set(pretrained) and len(control.stats) == 3
+    for j in range(3):
+        state = control.norm_state(j)
+        for n in pretrained:
+            assert torch.equal(state[f"{n}.running_var"], seen[j][n])  # what task j learnt is what it keeps
+        assert not all(torch.equal(state[f"{n}.running_var"], pretrained[n]) for n in pretrained)
+    assert not all(torch.equal(control.norm_state(0)[f"{n}.running_var"], control.norm_state(1)[f"{n}.running_var"])
+                   for n in pretrained)
+    assert np.diag(r.matrix).mean() > 0.6  # the masks learn (two classes per task: chance is 0.5)

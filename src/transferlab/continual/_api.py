@@ -195,6 +195,7 @@ def _supermask_task(r: Any, k: int, name: str, options: dict[str, Any], data: An
             for hk in hooks:
                 hk.remove()
         h = h + [{**row, "epoch": row["epoch"] + len(h), "phase": "weights"} for row in h2]
+    r.recalibrate_norms(k)
     finish_task(backbone, r.masks, k)
     return h
 

@@ -65,6 +65,32 @@ class Run:
         if self.control is not None:
             self.control.task = j
 
+    def recalibrate_norms(self, i: int, batch_size: int = 64) -> None:
+        """Task ``i``'s batch-norm statistics recomputed for its final network: the exact mean and variance over one
+        pass of its un-augmented training examples (the running averages of training lag behind a mask that kept
+        changing; with few steps they are far off). Only task ``i``'s statistics change."""
+        import torch
+
+        if self.control is None or not self.control.norms:
+            return
+        self.set_task(i)
+        norms = list(self.control.norms.values())
+        backbone, dev = self.modules["backbone"].eval(), self.device()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: every batch counts alike
+            m.train()
+        try:
+            with torch.no_grad():
+                for b in torch.utils.data.DataLoader(self.task_tensors(i, augment=False), batch_size=batch_size):
+                    if len(b["x"]) > 1:  # one example has no variance
+                        backbone(b["x"].to(dev))
+        finally:
+            for m, mo in zip(norms, momenta, strict=True):
+                m.momentum = mo
+            backbone.eval()
+
     def knn_mask_transfer(self, i: int) -> int | None:
         """ExSSNeT's optional transfer: the earlier task whose masked network's features give the best leave-one-out
         1-nearest-neighbour accuracy (cosine) on task ``i``'s training examples, if better than chance; its scores
@@ -236,16 +262,23 @@ class ContinualObjective(Objective):
 
     def __init__(self, run: Run, i: int, strategy_name: str, options: dict[str, Any], phase: str = "") -> None:
         self.run, self.i, self.name, self.options, self.phase = run, i, strategy_name, dict(options), phase
-        self.freeze_norm_stats = bool(run.strategy.supermask)  # an earlier task's network must not move
+        # supermask strategies keep batch-norm statistics per task (see _supermasks): the task's own update
+        self.update_norm_stats = bool(run.strategy.supermask)
 
     def trainable(self, modules: Any) -> list[Any]:
-        out = [p for p in modules["backbone"].parameters() if p.requires_grad]
+        strat = self.run.strategy
         heads = modules["heads"]
-        keys = list(heads.keys()) if self.run.stream.kind == "class" or self.run.strategy.joint else \
-            [str(self.i)] if self.run.strategy.supermask else [str(k) for k in range(self.i + 1)]
-        for k in keys:
-            out += list(heads[k].parameters())
-        return out
+        keys = list(heads.keys()) if self.run.stream.kind == "class" or strat.joint else \
+            [str(self.i)] if strat.supermask else [str(k) for k in range(self.i + 1)]
+        head = [p for k in keys for p in heads[k].parameters()]
+        if not strat.supermask:
+            return [p for p in modules["backbone"].parameters() if p.requires_grad] + head
+        # supermasks: the scores (edge-popup's large step: only their order matters) and the fresh head learn
+        # faster than the exclusive weights of exssnet's second phase
+        scores = {id(m.scores[self.i]) for m in self.run.masks.values()}
+        out = [(p, strat.score_lr_scale if id(p) in scores else 1.0)
+               for p in modules["backbone"].parameters() if p.requires_grad]
+        return out + [(p, strat.head_lr_scale) for p in head]
 
     def step(self, batch: Any, modules: Any, ctx: StepContext) -> tuple[Any, dict[str, Any]]:
         self.run.set_task(self.i)

@@ -193,16 +193,25 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Strategy:
 class Supermasks(Strategy):
     supermask = True
 
-    def __init__(self, density: float, exclusive: bool, knn_transfer: bool) -> None:
+    def __init__(self, density: float, exclusive: bool, knn_transfer: bool, score_lr_scale: float = 10.0,
+                 head_lr_scale: float = 10.0) -> None:
         self.density, self.exclusive, self.knn_transfer = density, exclusive, knn_transfer
+        self.score_lr_scale, self.head_lr_scale = score_lr_scale, head_lr_scale
         self.transfers: dict[int, int | None] = {}
 
     def config(self) -> dict[str, Any]:
-        return {"density": self.density, "exclusive": self.exclusive, "knn_transfer": self.knn_transfer}
+        return {"density": self.density, "exclusive": self.exclusive, "knn_transfer": self.knn_transfer,
+                "score_lr_scale": self.score_lr_scale, "head_lr_scale": self.head_lr_scale}
 
     def before_task(self, run: Any, i: int) -> None:
         if self.knn_transfer and i > 0:
             self.transfers[i] = run.knn_mask_transfer(i)
+
+
+def _scales(*scales: float) -> None:
+    for v in scales:
+        if not (math.isfinite(v) and v > 0):
+            raise TransferlabError(f"learning-rate scales must be finite numbers > 0, got {v}")
 
 
 def _density(density: float) -> None:
@@ -213,20 +222,27 @@ def _density(density: float) -> None:
 @STRATEGIES.register("supsup", summary="one learned supermask per task over fixed weights (edge-popup scores, "
                      "straight-through top-k): earlier tasks never change", paper="Wortsman et al., Supermasks in "
                      "Superposition, NeurIPS 2020")
-def supsup(density: float = 0.1) -> Strategy:
+def supsup(density: float = 0.1, score_lr_scale: float = 10.0, head_lr_scale: float = 10.0) -> Strategy:
     """Per task, scores S_t over every convolution and linear weight; the task's network is W ⊙ top-k(|S_t|) with
-    ``density`` of the entries kept; W (the pretrained weights) and everything else stay fixed."""
+    ``density`` of the entries kept; W (the pretrained weights) and everything else stay fixed; each task keeps its
+    own batch-norm statistics. The scores and the task's fresh head learn at ``score_lr_scale`` and
+    ``head_lr_scale`` times the learning rate (a mask is learnt from scratch; the references train scores with
+    SGD at 0.1)."""
     _density(density)
-    return Supermasks(density, exclusive=False, knn_transfer=False)
+    _scales(score_lr_scale, head_lr_scale)
+    return Supermasks(density, False, False, score_lr_scale, head_lr_scale)
 
 
 @STRATEGIES.register("exssnet", summary="supermasks, and the weights no earlier task's mask uses are trained too "
                      "(exclusive updates)", paper="Yadav & Bansal, Exclusive Supermask Subnetwork Training for "
                      "Continual Learning, ACL Findings 2023", reference="prateeky2806/exessnet @ 1e768f8")
-def exssnet(density: float = 0.1, knn_transfer: bool = False) -> Strategy:
+def exssnet(density: float = 0.1, knn_transfer: bool = False, score_lr_scale: float = 10.0,
+            head_lr_scale: float = 10.0) -> Strategy:
     """SupSup's masks (first phase: the scores), then a second phase with the mask fixed that trains the weights in
     M_t ∧ ¬(M_1 ∨ … ∨ M_{t−1}). ``knn_transfer``: start a task's scores from the earlier task whose masked network's
     features give the best 1-nearest-neighbour accuracy on the new task's training examples, if that beats chance
-    (off by default, as in the reference)."""
+    (off by default, as in the reference). The learning-rate scales as in ``supsup``; the exclusive weights train
+    at the learning rate itself."""
     _density(density)
-    return Supermasks(density, exclusive=True, knn_transfer=knn_transfer)
+    _scales(score_lr_scale, head_lr_scale)
+    return Supermasks(density, True, knn_transfer, score_lr_scale, head_lr_scale)

@@ -4,8 +4,10 @@
 Every convolution and linear weight W of the backbone gets, per task t, a score tensor S_t of W's shape; the task's
 network uses W ⊙ M_t with M_t = top-k(|S_t|) (the ``density`` share of entries), and the scores learn through the
 straight-through estimator (edge-popup: the mask's gradient is passed to the scores as is). Only the current task's
-scores train; batch norms keep their statistics and every other backbone parameter is frozen, so an earlier task's
-network — and its predictions — never change: BWT is 0 by construction.
+scores train and every backbone parameter is frozen; each task has its own batch-norm running statistics (as the
+references' ``MultitaskNonAffineBN``: a masked network's activations differ from the full network's, so the
+pretrained statistics do not fit it), starting from the pretrained ones. An earlier task's network — and its
+predictions — never change: BWT is 0 by construction.
 
 ExSSNeT adds a second phase per task: with M_t fixed, the weights in M_t that no earlier task's mask uses
 (M_t ∧ ¬(M_1 ∨ … ∨ M_{t−1})) are trained too — exclusive updates, which leave every earlier network as it was.
@@ -44,10 +46,37 @@ class _TopK(_torch().autograd.Function):
 
 
 class Control:
-    """Which task's mask the network uses now."""
+    """Which task's mask — and batch-norm statistics — the network uses now. Setting ``task`` stores the running
+    statistics of the task in use and loads the new task's."""
 
-    def __init__(self) -> None:
-        self.task = 0
+    _STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+    def __init__(self, norms: dict[str, Any] | None = None, n_tasks: int = 1) -> None:
+        self.norms = norms or {}
+        self.stats = [{n: {k: getattr(m, k).detach().clone() for k in self._STATS} for n, m in self.norms.items()}
+                      for _ in range(n_tasks)]
+        self._task = 0
+
+    @property
+    def task(self) -> int:
+        return self._task
+
+    @task.setter
+    def task(self, j: int) -> None:
+        if j == self._task:
+            return
+        with _torch().no_grad():
+            for n, m in self.norms.items():
+                for k in self._STATS:
+                    self.stats[self._task][n][k].copy_(getattr(m, k))
+                    getattr(m, k).copy_(self.stats[j][n][k])
+        self._task = j
+
+    def norm_state(self, j: int) -> dict[str, Any]:
+        """Task ``j``'s batch-norm statistics, by state-dict key."""
+        cur = self._task
+        return {f"{n}.{k}": (getattr(m, k) if j == cur else self.stats[j][n][k]).detach().cpu().clone()
+                for n, m in self.norms.items() for k in self._STATS}
 
 
 class Supermask(_torch().nn.Module):
@@ -92,7 +121,10 @@ def install(backbone: Any, n_tasks: int, density: float, seed: int) -> tuple[Con
                                "exssnet need them (naive, joint, replay, ewc and lwf still work)")
     for p in backbone.parameters():
         p.requires_grad_(False)
-    control = Control()
+    norms = {n: m for n, m in backbone.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+             and m.running_mean is not None}
+    control = Control(norms, n_tasks)
     masks = {}
     for i, (name, mod) in enumerate(layers):
         sm = Supermask(tuple(mod.weight.shape), n_tasks, density, control, seed * 100_003 + i)
@@ -145,12 +177,15 @@ def finish_task(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
 
 
 def task_weights(backbone: Any, masks: dict[str, Supermask], task: int) -> dict[str, Any]:
-    """The masked weights of one task's network, by state-dict key (``module.weight``)."""
+    """The masked weights (``module.weight``) and batch-norm statistics of one task's network, by state-dict key."""
     torch = _torch()
     mods = dict(backbone.named_modules())
     with torch.no_grad():
-        return {f"{name}.weight": (mods[name].parametrizations.weight.original * sm.mask(task)).detach().cpu()
-                .contiguous() for name, sm in masks.items()}
+        out = {f"{name}.weight": (mods[name].parametrizations.weight.original * sm.mask(task)).detach().cpu()
+               .contiguous() for name, sm in masks.items()}
+    if masks:
+        out.update(next(iter(masks.values())).control.norm_state(task))
+    return out
 
 
 def remove(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
@@ -161,4 +196,6 @@ def remove(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
     mods = dict(backbone.named_modules())
     for name in masks:
         parametrize.remove_parametrizations(mods[name], "weight", leave_parametrized=False)
-        mods[name].weight.data.copy_(weights[f"{name}.weight"])
+    unexpected = backbone.load_state_dict(weights, strict=False).unexpected_keys
+    if unexpected:
+        raise RuntimeError(f"task weights name no module of the backbone: {unexpected[:3]}")

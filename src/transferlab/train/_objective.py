@@ -47,7 +47,8 @@ class Objective:
     - ``trainable(modules)``: parameters to optimise, each optionally as ``(param, lr_scale)``; default: every
       parameter of every module that requires a gradient. Modules with no trainable parameter stay in eval mode.
     - ``freeze_norm_stats``: batch norms of trained modules keep their running statistics (by default only those
-      whose own parameters are all frozen do).
+      whose own parameters are all frozen do); ``update_norm_stats``: they all update them, frozen or not (running
+      statistics kept per task, as the continual supermasks do).
     - ``epoch_scores(modules, device) -> {name: float}``: scores over whole sets, once per epoch after validation
       and before selection (a label-free score of all target predictions, which no per-batch mean gives); they join
       the epoch's row under their own names, so ``select`` can name one.
@@ -59,6 +60,7 @@ class Objective:
 
     select: tuple[str, bool] = ("val_accuracy", True)
     freeze_norm_stats: bool = False
+    update_norm_stats: bool = False
 
     def setup(self, modules: Mapping[str, Any], device: Any) -> None:
         pass
