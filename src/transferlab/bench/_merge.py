@@ -19,8 +19,10 @@ from .._version import __version__
 from ..errors import TransferlabError
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
-TUNABLE = ("task_arithmetic", "ties", "dare")
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
+SPECTRAL_GRID = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # TSV-M and Iso-C tune their scale around 1 (Iso-C above it)
+TUNABLE = {"task_arithmetic": LAM_GRID, "ties": LAM_GRID, "dare": LAM_GRID, "tsv": SPECTRAL_GRID,
+           "iso": SPECTRAL_GRID}
 
 
 @dataclass
@@ -107,8 +109,9 @@ def bench_merge(
     with every method (default: all registered; data-dependent ones use each target's training sample), and evaluate
     every merged network with each task's head on that task's test split. ``limit``/``test_limit``: class-stratified
     samples of the splits. ``reset_norms``: every merged network's batch-norm statistics re-estimated on the training
-    samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties and dare from ``LAM_GRID`` by
-    mean accuracy on the validation examples ``fit`` held out of each training sample (rows ``<method>+tuned``)."""
+    samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties, dare (from ``LAM_GRID``),
+    tsv and iso (from ``SPECTRAL_GRID``) by mean accuracy on the validation examples ``fit`` held out of each training
+    sample (rows ``<method>+tuned``)."""
     from ..data import load_dataset
     from ..merge import MERGE_METHODS, merge_models
     from ..models import evaluate as evaluate_model
@@ -159,7 +162,7 @@ def bench_merge(
             t0 = time.perf_counter()
             best: tuple[float, float] | None = None
             md = out / "tune" / m
-            for lam in LAM_GRID:
+            for lam in TUNABLE[m]:
                 merge_models(m, model, dirs, md, data=trains if reset_norms else None, names=names, overwrite=True,
                              reset_norms=reset_norms, **{**opts.get(m, {}), "lam": lam})
                 score = float(np.mean([evaluate_model(md, v, head=n)["accuracy"]
@@ -173,7 +176,7 @@ def bench_merge(
             seconds[f"{m}+tuned"] = time.perf_counter() - t0
             merged[f"{m}+tuned"] = {n: float(evaluate_model(md, te, head=n)["accuracy"])
                                     for n, te in zip(names, tests, strict=True)}
-    options = {"fit_method": fit_method, "tuned_lam": tuned, "lam_grid": list(LAM_GRID) if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
+    options = {"fit_method": fit_method, "tuned_lam": tuned, "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
                "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},

@@ -117,7 +117,7 @@ def bench_merge_cmd(
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. ties.density=0.1 (repeatable)."),
     reset_norms: bool = typer.Option(False, "--reset-norms", help="Re-estimate every merged network's batch-norm "
                                      "statistics on the training samples."),
-    tune: bool = typer.Option(False, "--tune", help="Also pick lam of task_arithmetic/ties/dare on held-out "
+    tune: bool = typer.Option(False, "--tune", help="Also pick lam of task_arithmetic/ties/dare/tsv/iso on held-out "
                               "validation examples (rows METHOD+tuned)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
