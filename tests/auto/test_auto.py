@@ -209,3 +209,33 @@ def test_rank_estimate_scales_its_parts():
     assert c.estimate(50) == pytest.approx(0.5 + 2.0 + 0.5 + 0.5)  # below the probe: in proportion
     c.cached["a"] = True
     assert c.estimate(400) == pytest.approx(0.5 + 2.0 + 2.0)  # cached features: no forward pass
+
+
+def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
+    from transferlab.auto._api import keep
+    from transferlab.auto._planning import _make_plan
+    from transferlab.auto._run import Run
+
+    train = Dataset("t", "image", np.zeros((1000, 8, 8, 3), np.uint8), np.repeat(np.arange(4), 250), tuple("abcd"))
+    rank = P.RankCost(load={"m": 1.0}, forward={"m": 0.001}, metrics={"m": 1.0}, cached={}, probe_order=["m"],
+                      n_probe=128)
+    probe, partial = P.FitCost(4.0, 0.001, 0.001, 10**6), P.FitCost(5.0, 0.01, 0.002, 10**6)
+    costs = {"m|linear_probe": probe, "m|partial": partial}
+
+    def plan(budget):
+        return _make_plan(Run(None, {}, budget, lambda *_: None), train, None, rank, 500, ["m"], dict(costs), None,
+                          0, 0.0)
+
+    p = plan(600.0)
+    names = [s.name for s in p.stages]
+    assert names == ["check", "calibrate", "rank", "probe", "fit 1", "report"] and p.method == "partial"
+    st = p.stage("probe")
+    assert st.options["method"] == "linear_probe" and st.options["model"] == "m"
+    assert st.estimate == pytest.approx(probe.estimate(900, 100, 0, 1)) and st.estimate <= 0.1 * 600
+    assert "probe" not in [s.name for s in plan(st.estimate * 9).stages]  # more than 10 % of the budget: none
+    # the best validation accuracy is kept; on a tie the simpler model
+    fits = {"probe": {"val_accuracy": 0.98}, "fit 1": {"val_accuracy": 0.99}, "fit 2": {"val_accuracy": 0.97}}
+    assert keep(fits) == "fit 1"
+    fits["probe"]["val_accuracy"] = 0.99
+    assert keep(fits) == "probe"
+    assert keep({"fit 1": {"val_accuracy": 0.9}, "fit 2": {"val_accuracy": 0.9}}) == "fit 1"

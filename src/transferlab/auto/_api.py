@@ -1,7 +1,8 @@
 """``transferlab auto``: from a dataset to an adapted, evaluated, reported model in one command, within a time budget.
 
-Stages: check the data → calibrate (a probe ranking, probe fits: the plan's estimates) → rank the zoo → fit the top
-candidate with the method the budget and the data size allow (early stopping) → where time is left, fit the runner-up,
+Stages: check the data → calibrate (a probe ranking, probe fits: the plan's estimates) → rank the zoo → a linear probe
+of the top candidate where it is cheap → fit the top candidate with the method the budget and the data size allow
+(early stopping) → where time is left, fit the runner-up,
 test their ensemble on the validation split and distil it into the better single model → copy the model chosen on
 validation accuracy to the output directory (``predict`` and ``eval`` work on it) with ``report.html``.
 
@@ -155,6 +156,10 @@ def auto(
     fit_data = data if isinstance(data, (str, Path)) and limit is None else train  # a reference: recorded as given
     reserve = P.RESERVE_SHARE * B
     fits: dict[str, Any] = {}
+    probe = plan.stage("probe")
+    if probe is not None:  # cheap, planned only when it is: a frozen backbone's probe, a candidate like the fits
+        fits["probe"] = stage_fit(run, probe, "probe", fit_data, test_ds, probe.options["model"], image_size, seed,
+                                  progress)
     for k, ref in enumerate(plan.candidates, 1):
         st = plan.stage(f"fit {k}")
         if st is None:
@@ -170,10 +175,11 @@ def auto(
                   f"for a {P.fmt_seconds(st.estimate)} stage)")
             break
         fits[st.name] = stage_fit(run, st, st.name, fit_data, test_ds, ref, image_size, seed, progress)
-    chosen = max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, -int(k.split()[-1])))
+    chosen = keep(fits)
     ens = None
     if plan.stage("ensemble") is not None and "fit 2" in fits:
-        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, chosen, image_size, seed, progress)
+        student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
+        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
         if "distill" in fits and (fits["distill"]["val_accuracy"] or 0.0) > (fits[chosen]["val_accuracy"] or 0.0):
             chosen = "distill"
     # ---- the output
@@ -182,6 +188,15 @@ def auto(
     result = AutoResult(out_dir, plan, findings, ranking, chosen, metrics)
     finish(run, result, work, out_dir, fits)
     return result
+
+
+PREFERENCE = ["fit 2", "fit 1", "probe"]  # ascending: on equal validation accuracy the later one is kept
+
+
+def keep(fits: dict[str, Any]) -> str:
+    """The stage whose model has the best validation accuracy; on a tie the simpler model: the probe, then the
+    first fit."""
+    return max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, PREFERENCE.index(k)))
 
 
 def _skip(run: Run, plan: P.Plan, names: list[str], why: str) -> None:

@@ -81,6 +81,12 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
     partial = _fit_cost(fcost, train, first, "partial", image_size, seed, cost)
     method, why = P.choose_method(per_class, train.modality, partial.params,
                                   P.epochs_affordable(partial, n_tr, n_val, n_test, left))
+    probe_est = probe.estimate(n_tr, n_val, n_test, 1)
+    if method != "linear_probe" and probe_est <= P.PROBE_SHARE * B:
+        stages.append(P.Stage("probe", probe_est, f"linear probe of {first} beside its fine-tune (kept if its "
+                              "validation accuracy is as good)", options={"model": first, "method": "linear_probe",
+                                                                          "epochs": 1}))
+        left -= probe_est
     c1 = _fit_cost(fcost, train, first, method, image_size, seed, cost)
     epochs = 1 if method == "linear_probe" else min(P.MAX_EPOCHS, P.epochs_affordable(c1, n_tr, n_val, n_test, left))
     if method in ("finetune", "lora") and epochs < P.MIN_EPOCHS:  # too slow for this method: the cheaper one

@@ -25,7 +25,11 @@ def _next_steps(r: dict[str, Any]) -> list[str]:
                      "what the model does on new data.")
     if "tiny_classes" in warn or "imbalance" in warn:
         steps.append("Collect more examples of the small classes (the per-class table below shows their recall).")
-    if m.get("method") == "linear_probe":
+    if m.get("chosen") == "probe":
+        steps.append("The linear probe of the frozen model was at least as accurate on validation as its fine-tune: "
+                     "the pretrained features already separate these classes. It is the cheaper model to keep and "
+                     "to retrain on new data.")
+    elif m.get("method") == "linear_probe":
         steps.append("With a larger --budget, auto fine-tunes instead of probing (partial fine-tuning added 3 points on "
                      "Fashion-MNIST in docs/benchmarks.md).")
     elif m.get("epochs") == m.get("epochs_planned") and not m.get("stopped_early"):
