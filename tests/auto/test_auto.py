@@ -85,16 +85,20 @@ def test_whole_path_writes_a_model_predict_and_eval_take(finished):
     m = json.loads((out / "metrics.json").read_text())
     assert m["wall_seconds"] <= 1.1 * 120  # the budget is kept
     names = [s["name"] for s in m["plan"]["stages"]]
-    assert names[:4] == ["check", "calibrate", "rank", "fit 1"] and names[-1] == "report"
+    assert names[:5] == ["check", "calibrate", "rank", "probe", "fit 1"] and names[-1] == "report"
     assert all(s["measured"] is not None or s["skipped"] for s in m["plan"]["stages"])
     assert m["chosen"] in m["fits"] and m["val_accuracy"] == max(f["val_accuracy"] for f in m["fits"].values())
     assert "builtin:pixels" not in m["plan"]["candidates"]  # baselines are ranked, never adapted
     assert any(line.startswith("[fit 1]") for line in lines)  # each stage says what it does
+    assert m["fits"]["probe"]["method"] == "linear_probe" and m["fits"]["probe"]["model"] == m["fits"]["fit 1"]["model"]
     html = (out / "report.html").read_text()
     for section in ("Data check", "Ranking, and why this model", "Method, and why", "Plan and measured time",
-                    "Next steps", "The chosen model", "Learning curves", "Confusion matrix", "Per class"):
+                    "Next steps", "The chosen model", "Confusion matrix", "Per class"):
         assert section in html, section
     assert "Recommended:" in html and "Grad-CAM" in html
+    # three colours: the probe is as good as the fine-tune on validation, and on a tie the simpler model is kept
+    assert (m["chosen"] == "probe") == ("at least as accurate on validation as its fine-tune" in html)
+    assert ("Learning curves" in html) == (m["method"] != "linear_probe")  # a probe has no epochs to plot
 
 
 def test_estimates_come_from_measured_probes(finished):
@@ -118,9 +122,9 @@ def _sizes(data):
 def test_a_killed_run_resumes_at_its_stage(finished, zoo):
     r, d, data, lines, killed = finished
     state = killed["state"]
-    assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank"]
+    assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank", "probe"]
     assert killed["checkpoints"] and not killed["finished_looking"]  # two epochs kept; nothing looks finished
-    assert lines[0].startswith("resuming: check, calibrate, rank done before")
+    assert lines[0].startswith("resuming: check, calibrate, rank, probe done before")
     after = json.loads((d / "out" / "auto.json").read_text())
     assert after["plan"]["stages"][3]["options"] == state["plan"]["stages"][3]["options"]  # the plan it started with
     with pytest.raises(TransferlabError, match="already holds a finished auto run"):
