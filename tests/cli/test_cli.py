@@ -41,7 +41,8 @@ def test_errors_are_one_clear_line(argv, message, capsys, tmp_path):
     assert "error:" in err and message in err and "Traceback" not in err
 
 
-def test_data_info_and_zoo_list(capsys):
+def test_data_info_and_zoo_list(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a wide terminal: names are not wrapped (80 columns wrap them)
     assert main(["data", "info", "builtin:fashion-mnist", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["size"] == 2000 and info["num_classes"] == 10 and len(info["fingerprint"]) == 64
