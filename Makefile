@@ -26,8 +26,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/transferlab rank builtin:fashion-mnist --zoo builtin:vision --out runs/demo
 
+# The suite runs in parallel (pytest-xdist), one torch thread per worker: on 2 cores, 182 s against 305 s for one
+# process with two threads (oversubscribed workers were slower than either). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 # Performance claims in docs/benchmarks.md. The LogME comparison needs the reference checkout (thuml/LogME @ 56551ca)
 # and numba: make bench LOGME_REF=/path/to/LogME
