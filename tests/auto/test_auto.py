@@ -85,7 +85,7 @@ def test_whole_path_writes_a_model_predict_and_eval_take(finished):
     m = json.loads((out / "metrics.json").read_text())
     assert m["wall_seconds"] <= 1.1 * 120  # the budget is kept
     names = [s["name"] for s in m["plan"]["stages"]]
-    assert names[:5] == ["check", "calibrate", "rank", "probe", "fit 1"] and names[-1] == "report"
+    assert names[:4] == ["check", "calibrate", "rank", "fit 1"] and names[-2:] == ["probe", "report"]
     assert all(s["measured"] is not None or s["skipped"] for s in m["plan"]["stages"])
     assert m["chosen"] in m["fits"] and m["val_accuracy"] == max(f["val_accuracy"] for f in m["fits"].values())
     assert "builtin:pixels" not in m["plan"]["candidates"]  # baselines are ranked, never adapted
@@ -122,9 +122,9 @@ def _sizes(data):
 def test_a_killed_run_resumes_at_its_stage(finished, zoo):
     r, d, data, lines, killed = finished
     state = killed["state"]
-    assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank", "probe"]
+    assert [k for k, v in state["stages"].items() if v["done"]] == ["check", "calibrate", "rank"]
     assert killed["checkpoints"] and not killed["finished_looking"]  # two epochs kept; nothing looks finished
-    assert lines[0].startswith("resuming: check, calibrate, rank, probe done before")
+    assert lines[0].startswith("resuming: check, calibrate, rank done before")
     after = json.loads((d / "out" / "auto.json").read_text())
     assert after["plan"]["stages"][3]["options"] == state["plan"]["stages"][3]["options"]  # the plan it started with
     with pytest.raises(TransferlabError, match="already holds a finished auto run"):
@@ -232,11 +232,17 @@ def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
 
     p = plan(600.0)
     names = [s.name for s in p.stages]
-    assert names == ["check", "calibrate", "rank", "probe", "fit 1", "report"] and p.method == "partial"
+    assert names == ["check", "calibrate", "rank", "fit 1", "probe", "report"] and p.method == "partial"
     st = p.stage("probe")
     assert st.options["method"] == "linear_probe" and st.options["model"] == "m"
     assert st.estimate == pytest.approx(probe.estimate(900, 100, 0, 1)) and st.estimate <= 0.1 * 600
-    assert "probe" not in [s.name for s in plan(st.estimate * 9).stages]  # more than 10 % of the budget: none
+    small = plan(st.estimate * 9)  # the probe would be more than 10 % of the budget: none
+    assert "probe" not in [s.name for s in small.stages]
+    for budget in (600.0, 300.0):  # the probe never takes time from the fit: it runs in what the fit leaves
+        fit1 = plan(budget).stage("fit 1")
+        left = budget - rank.estimate(500) - P.RESERVE_SHARE * budget
+        assert fit1.options["budget_seconds"] == pytest.approx(left, abs=0.5)
+        assert fit1.options["epochs"] == min(P.MAX_EPOCHS, P.epochs_affordable(partial, 900, 100, 0, left))
     # the best validation accuracy is kept; on a tie the simpler model
     fits = {"probe": {"val_accuracy": 0.98}, "fit 1": {"val_accuracy": 0.99}, "fit 2": {"val_accuracy": 0.97}}
     assert keep(fits) == "fit 1"

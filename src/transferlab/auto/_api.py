@@ -1,10 +1,10 @@
 """``transferlab auto``: from a dataset to an adapted, evaluated, reported model in one command, within a time budget.
 
-Stages: check the data → calibrate (a probe ranking, probe fits: the plan's estimates) → rank the zoo → a linear probe
-of the top candidate where it is cheap → fit the top candidate with the method the budget and the data size allow
-(early stopping) → where time is left, fit the runner-up,
-test their ensemble on the validation split and distil it into the better single model → copy the model chosen on
-validation accuracy to the output directory (``predict`` and ``eval`` work on it) with ``report.html``.
+Stages: check the data → calibrate (a probe ranking, probe fits: the plan's estimates) → rank the zoo → fit the top
+candidate with the method the budget and the data size allow (early stopping) → where time is left, fit the runner-up,
+test their ensemble on the validation split and distil it into the better single model → in the time early stopping
+left, a linear probe of the top candidate → copy the model chosen on validation accuracy to the output directory
+(``predict`` and ``eval`` work on it) with ``report.html``.
 
 A run records each finished stage in ``OUT/auto.json``; rerun with the same arguments, it resumes at the stage where it
 stopped (a fit that was killed resumes from its own checkpoints)."""
@@ -156,10 +156,6 @@ def auto(
     fit_data = data if isinstance(data, (str, Path)) and limit is None else train  # a reference: recorded as given
     reserve = P.RESERVE_SHARE * B
     fits: dict[str, Any] = {}
-    probe = plan.stage("probe")
-    if probe is not None:  # cheap, planned only when it is: a frozen backbone's probe, a candidate like the fits
-        fits["probe"] = stage_fit(run, probe, "probe", fit_data, test_ds, probe.options["model"], image_size, seed,
-                                  progress)
     for k, ref in enumerate(plan.candidates, 1):
         st = plan.stage(f"fit {k}")
         if st is None:
@@ -175,13 +171,21 @@ def auto(
                   f"for a {P.fmt_seconds(st.estimate)} stage)")
             break
         fits[st.name] = stage_fit(run, st, st.name, fit_data, test_ds, ref, image_size, seed, progress)
-    chosen = keep(fits)
     ens = None
     if plan.stage("ensemble") is not None and "fit 2" in fits:
         student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
         ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
-        if "distill" in fits and (fits["distill"]["val_accuracy"] or 0.0) > (fits[chosen]["val_accuracy"] or 0.0):
-            chosen = "distill"
+    probe = plan.stage("probe")
+    if probe is not None:  # in the time the fits left (early stopping): never at the cost of a fit's epochs
+        if (run.state["stages"].get("probe") or {}).get("skipped"):
+            probe.skipped = run.state["stages"]["probe"]["skipped"]
+        elif run.done("probe") is None and run.left() - reserve < probe.estimate:
+            _skip(run, plan, ["probe"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
+                  f"{P.fmt_seconds(probe.estimate)} stage)")
+        else:
+            fits["probe"] = stage_fit(run, probe, "probe", fit_data, test_ds, probe.options["model"], image_size,
+                                      seed, progress)
+    chosen = keep(fits)
     # ---- the output
     metrics = {**fits[chosen], "chosen": chosen, "ensemble": ens, "budget_seconds": B, "fits": fits,
                "findings": [f.to_dict() for f in findings], "stages": {}}
@@ -190,12 +194,13 @@ def auto(
     return result
 
 
-PREFERENCE = ["fit 2", "fit 1", "probe"]  # ascending: on equal validation accuracy the later one is kept
+#: ascending: on equal validation accuracy the later one is kept (the distilled model only when it is better)
+PREFERENCE = ["distill", "fit 2", "fit 1", "probe"]
 
 
 def keep(fits: dict[str, Any]) -> str:
     """The stage whose model has the best validation accuracy; on a tie the simpler model: the probe, then the
-    first fit."""
+    first fit, then the runner-up, then the distilled model."""
     return max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, PREFERENCE.index(k)))
 
 

@@ -81,12 +81,6 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
     partial = _fit_cost(fcost, train, first, "partial", image_size, seed, cost)
     method, why = P.choose_method(per_class, train.modality, partial.params,
                                   P.epochs_affordable(partial, n_tr, n_val, n_test, left))
-    probe_est = probe.estimate(n_tr, n_val, n_test, 1)
-    if method != "linear_probe" and probe_est <= P.PROBE_SHARE * B:
-        stages.append(P.Stage("probe", probe_est, f"linear probe of {first} beside its fine-tune (kept if its "
-                              "validation accuracy is as good)", options={"model": first, "method": "linear_probe",
-                                                                          "epochs": 1}))
-        left -= probe_est
     c1 = _fit_cost(fcost, train, first, method, image_size, seed, cost)
     epochs = 1 if method == "linear_probe" else min(P.MAX_EPOCHS, P.epochs_affordable(c1, n_tr, n_val, n_test, left))
     if method in ("finetune", "lora") and epochs < P.MIN_EPOCHS:  # too slow for this method: the cheaper one
@@ -135,6 +129,11 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
                              f"{P.fmt_seconds(est2 + ens_est + dist_est)}, {P.fmt_seconds(max(0, remaining))} left")
         else:
             notes.append(f"no ensemble: {P.fmt_seconds(max(0, remaining))} left after the first fit")
+    probe_est = probe.estimate(n_tr, n_val, n_test, 1)
+    if method != "linear_probe" and probe_est <= P.PROBE_SHARE * B:  # in time the fits leave (early stopping)
+        stages.append(P.Stage("probe", probe_est, f"if time is left: a linear probe of {first} (kept if its "
+                              "validation accuracy is as good)", options={"model": first, "method": "linear_probe",
+                                                                          "epochs": 1}))
     stages.append(P.Stage("report", 2.0, "copy the chosen model, write metrics.json and report.html (the test "
                           "split was evaluated by its fit)"))
     run.state.setdefault("fit_cost", {}).update({k: v.__dict__ for k, v in fcost.items()})
