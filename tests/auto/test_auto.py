@@ -97,7 +97,7 @@ def test_whole_path_writes_a_model_predict_and_eval_take(finished):
         assert section in html, section
     assert "Recommended:" in html and "Grad-CAM" in html
     # three colours: the probe is as good as the fine-tune on validation, and on a tie the simpler model is kept
-    assert (m["chosen"] == "probe") == ("at least as accurate on validation as its fine-tune" in html)
+    assert (m["chosen"] == "probe") == ("at least as accurate on validation as any fitted model" in html)
     assert ("Learning curves" in html) == (m["method"] != "linear_probe")  # a probe has no epochs to plot
 
 

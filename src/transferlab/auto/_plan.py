@@ -98,9 +98,12 @@ class Plan:
     method_why: str
     notes: list[str] = field(default_factory=list)
 
+    #: stages that run only in time the others leave: not part of the plan's total
+    OPTIONAL = ("probe",)
+
     @property
     def estimate(self) -> float:
-        return float(sum(s.estimate for s in self.stages))
+        return float(sum(s.estimate for s in self.stages if s.name not in self.OPTIONAL))
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)

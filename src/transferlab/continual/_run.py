@@ -66,12 +66,16 @@ class Run:
             self.control.task = j
 
     def recalibrate_norms(self, i: int, batch_size: int = 64) -> None:
-        """Task ``i``'s batch-norm statistics recomputed for its final network: the exact mean and variance over one
-        pass of its un-augmented training examples (the running averages of training lag behind a mask that kept
-        changing; with few steps they are far off). Only task ``i``'s statistics change."""
+        """Task ``i``'s batch-norm statistics re-estimated for its final network, as torch's ``update_bn`` does: a
+        cumulative average over one seeded, shuffled pass of its un-augmented training examples (the running
+        averages of training lag behind a mask that kept changing; with few steps they are far off). Only task
+        ``i``'s statistics change; a task too small for a batch of two keeps those of its training."""
         import torch
 
         if self.control is None or not self.control.norms:
+            return
+        data = self.task_tensors(i, augment=False)
+        if len(data) < 2:
             return
         self.set_task(i)
         norms = list(self.control.norms.values())
@@ -81,9 +85,11 @@ class Run:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average: every batch counts alike
             m.train()
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,  # batches mix the classes
+                                             generator=torch.Generator().manual_seed(self.seed * 1000 + i))
         try:
             with torch.no_grad():
-                for b in torch.utils.data.DataLoader(self.task_tensors(i, augment=False), batch_size=batch_size):
+                for b in loader:
                     if len(b["x"]) > 1:  # one example has no variance
                         backbone(b["x"].to(dev))
         finally:

@@ -26,7 +26,7 @@ def _next_steps(r: dict[str, Any]) -> list[str]:
     if "tiny_classes" in warn or "imbalance" in warn:
         steps.append("Collect more examples of the small classes (the per-class table below shows their recall).")
     if m.get("chosen") == "probe":
-        steps.append("The linear probe of the frozen model was at least as accurate on validation as its fine-tune: "
+        steps.append("The linear probe of the frozen model was at least as accurate on validation as any fitted model: "
                      "the pretrained features already separate these classes. It is the cheaper model to keep and "
                      "to retrain on new data.")
     elif m.get("method") == "linear_probe":
