@@ -237,6 +237,10 @@ def test_supermask_errors(tiny_model_ref):
         run(None, tiny_model_ref, "supsup", split="builtin:fashion-mnist:5", limit=20)
     with pytest.raises(TransferlabError, match=r"density must lie in \(0, 1\]"):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "exssnet", density=0)
+    with pytest.raises(TransferlabError, match=r"score_lr_scale must be a finite number > 0, got 0"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "supsup", score_lr_scale=0)
+    with pytest.raises(TransferlabError, match=r"head_lr_scale must be a finite number > 0, got nan"):
+        run("builtin:shapes,builtin:textures", tiny_model_ref, "exssnet", head_lr_scale=float("nan"))
     with pytest.raises(TransferlabError, match="no convolution or linear weights to mask.*naive, joint, replay"):
         install(torch.nn.Sequential(torch.nn.ReLU()), 2, 0.1, 0)
 

@@ -176,10 +176,9 @@ def auto(
         student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
         ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
     probe = plan.stage("probe")
-    if probe is not None:  # in the time the fits left (early stopping): never at the cost of a fit's epochs
-        if (run.state["stages"].get("probe") or {}).get("skipped"):
-            probe.skipped = run.state["stages"]["probe"]["skipped"]
-        elif run.done("probe") is None and run.left() - reserve < probe.estimate:
+    # in the time the fits left (early stopping): never at the cost of a fit's epochs
+    if probe is not None and not _restore_skipped(run, plan, ["probe"]):
+        if run.done("probe") is None and run.left() - reserve < probe.estimate:
             _skip(run, plan, ["probe"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
                   f"{P.fmt_seconds(probe.estimate)} stage)")
         else:
@@ -204,6 +203,16 @@ def keep(fits: dict[str, Any]) -> str:
     return max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, PREFERENCE.index(k)))
 
 
+def _restore_skipped(run: Run, plan: P.Plan, names: list[str]) -> bool:
+    """Stages skipped before a kill stay skipped: their recorded reason back on the plan. True if any was."""
+    found = False
+    for n in names:
+        why = (run.state["stages"].get(n) or {}).get("skipped")
+        if why:
+            plan.stage(n).skipped, found = why, True
+    return found
+
+
 def _skip(run: Run, plan: P.Plan, names: list[str], why: str) -> None:
     for n in names:
         st = plan.stage(n)
@@ -217,10 +226,7 @@ def _ensemble_and_distill(run: Run, plan: P.Plan, train: Dataset, test: Dataset 
                           fit_data: Any, chosen: str, image_size: int | None, seed: int,
                           progress: bool) -> dict[str, Any] | None:
     reserve = P.RESERVE_SHARE * run.budget
-    for n in ("ensemble", "distill"):  # skipped before a kill: still skipped
-        rec = run.state["stages"].get(n) or {}
-        if rec.get("skipped"):
-            plan.stage(n).skipped = rec["skipped"]
+    _restore_skipped(run, plan, ["ensemble", "distill"])
     if plan.stage("ensemble").skipped:
         return None
     if run.done("ensemble") is None and run.left() - reserve < plan.stage("ensemble").estimate:

@@ -208,10 +208,10 @@ class Supermasks(Strategy):
             self.transfers[i] = run.knn_mask_transfer(i)
 
 
-def _scales(*scales: float) -> None:
-    for v in scales:
+def _scales(**scales: float) -> None:
+    for name, v in scales.items():
         if not (math.isfinite(v) and v > 0):
-            raise TransferlabError(f"learning-rate scales must be finite numbers > 0, got {v}")
+            raise TransferlabError(f"{name} must be a finite number > 0, got {v}")
 
 
 def _density(density: float) -> None:
@@ -229,7 +229,7 @@ def supsup(density: float = 0.1, score_lr_scale: float = 10.0, head_lr_scale: fl
     ``head_lr_scale`` times the learning rate (a mask is learnt from scratch; the references train scores with
     SGD at 0.1)."""
     _density(density)
-    _scales(score_lr_scale, head_lr_scale)
+    _scales(score_lr_scale=score_lr_scale, head_lr_scale=head_lr_scale)
     return Supermasks(density, False, False, score_lr_scale, head_lr_scale)
 
 
@@ -244,5 +244,5 @@ def exssnet(density: float = 0.1, knn_transfer: bool = False, score_lr_scale: fl
     (off by default, as in the reference). The learning-rate scales as in ``supsup``; the exclusive weights train
     at the learning rate itself."""
     _density(density)
-    _scales(score_lr_scale, head_lr_scale)
+    _scales(score_lr_scale=score_lr_scale, head_lr_scale=head_lr_scale)
     return Supermasks(density, True, knn_transfer, score_lr_scale, head_lr_scale)

@@ -129,7 +129,7 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
     has_val = val_data is not None and len(val_data) > 0
     with progress_bars(progress) as bars:
         for epoch in range(start_epoch, cfg.epochs):
-            _set_modes(mods, training, objective.freeze_norm_stats, getattr(objective, "update_norm_stats", False))
+            _set_modes(mods, training, objective.freeze_norm_stats, objective.update_norm_stats)
             task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", n_batches + int(has_val))  # + 1: the validation
             ctx_gen = epoch_generator(cfg.seed, epoch, stream=-1)
             summary = _Summary()
@@ -211,7 +211,7 @@ def _note(means: dict[str, float]) -> str:
                     f"{k.replace('accuracy', 'acc')} {v:.3f}" for k, v in means.items())
 
 
-def _set_modes(mods: Mapping[str, Any], training: set[str], freeze_all_norms: bool, update_all_norms: bool = False) -> None:
+def _set_modes(mods: Mapping[str, Any], training: set[str], freeze_all_norms: bool, update_all_norms: bool) -> None:
     """Modules that train: training mode, except batch-norm layers whose own parameters are all frozen (or all of
     them, with ``freeze_all_norms``; none, with ``update_all_norms``): they keep their running statistics. Other
     modules: eval mode."""
