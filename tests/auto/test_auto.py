@@ -215,6 +215,39 @@ def test_rank_estimate_scales_its_parts():
     assert c.estimate(400) == pytest.approx(0.5 + 2.0 + 2.0)  # cached features: no forward pass
 
 
+def test_text_models_cost_per_padded_token():
+    # each batch of 2 padded to its longest: 2*5 + 2*2 + 1*7 (a lone long text costs as much as a batch of it)
+    assert P.padded_tokens(np.array([5, 1, 2, 2, 7]), batch_size=2) == 10 + 4 + 7
+    c = P.RankCost(load={"t": 1.0, "i": 1.0}, forward={"t": 0.001, "i": 0.01}, metrics={"t": 0.0, "i": 0.0},
+                   cached={}, probe_order=["t"], n_probe=100, tokens={"t": {"100": 9000.0, "400": 12000.0}})
+    assert c.estimate(400, ["t"]) == pytest.approx(1.0 + 12000 * 0.001)  # the sample's tokens, not 4x the probe's
+    assert c.estimate(200, ["t"]) == pytest.approx(1.0 + 9000 * 2 * 0.001)  # untabled: the nearest size's rate
+    assert c.estimate(400, ["i"]) == pytest.approx(1.0 + 400 * 0.01)  # an image model: per example
+    again = P.RankCost(**json.loads(json.dumps(c.__dict__)))  # the record of a resumed run
+    assert again.estimate(400) == pytest.approx(c.estimate(400))
+    sizes = P.sample_sizes(5000, 128)  # every size rank_sample may choose is tabled
+    assert sizes[0] == P.RANK_LIMIT and sizes[-1] == 128 and sizes == sorted(sizes, reverse=True)
+    assert P.sample_sizes(50, 128) == [50]
+    assert P.rank_sample(c, 5000, 1e9) == P.RANK_LIMIT
+
+
+def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir):
+    from transformers import AutoTokenizer
+
+    from tests.conftest import make_text_dataset
+    from transferlab.zoo import load_zoo
+
+    train = make_text_dataset(n_per_class=60)
+    table = P._padded_tokens(train, load_zoo(f"{tiny_text_ref},builtin:tfidf"), (32, 96), seed=0)
+    assert set(table) == {tiny_text_ref}  # TF-IDF's cost does not follow tokens
+    tok = AutoTokenizer.from_pretrained(str(tiny_text_model_dir))
+    for n in (32, 96, len(train)):
+        items = list(train.stratified_sample(n, seed=0).items)
+        lengths = [len(tok(t)["input_ids"]) for t in items]  # [CLS] words [SEP]
+        expect = sum(len(lengths[i:i + 64]) * max(lengths[i:i + 64]) for i in range(0, len(lengths), 64))
+        assert table[tiny_text_ref][str(n)] == expect
+
+
 def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
     from transferlab.auto._api import keep
     from transferlab.auto._planning import _make_plan

@@ -105,6 +105,11 @@ class Backbone:
                  image_size: int | None) -> Iterator[Batch]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def token_lengths(self, texts: list[str]) -> np.ndarray | None:
+        """Text models: each text's length in tokens after truncation (a batch costs its padded length times its
+        size); ``None`` where the cost does not follow tokens (images, TF-IDF)."""
+        return None
+
     def metadata(self) -> dict[str, Any]:
         """Facts for the report (parameters, source dataset...), where known without loading."""
         return dict(getattr(self, "_meta", {}))
@@ -231,6 +236,11 @@ class SentenceTransformerBackbone(Backbone):
             emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
             yield Batch(np.asarray(emb, dtype=np.float32), None)
 
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        enc = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)["input_ids"]
+        return np.array([len(e) for e in enc], dtype=np.int64)
+
 
 class HFBackbone(Backbone):
     """A transformers encoder, mean-pooled over non-padding tokens."""
@@ -285,6 +295,11 @@ class HFBackbone(Backbone):
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
                 yield Batch(pooled.float().numpy(), None)
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        self._load()
+        enc = self._tok(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return np.array([len(e) for e in enc], dtype=np.int64)
 
 
 class OnnxBackbone(Backbone):
@@ -345,3 +360,7 @@ class OnnxBackbone(Backbone):
                 m = mask[..., None].astype(out.dtype)
                 out = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
             yield Batch(np.asarray(out, dtype=np.float32), None)
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        self._load()
+        return np.array([sum(e.attention_mask) for e in self._tok.encode_batch(list(texts))], dtype=np.int64)
