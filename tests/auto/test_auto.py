@@ -232,9 +232,9 @@ def test_text_models_cost_per_padded_token():
 
 
 def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir):
+    from tests.conftest import make_text_dataset
     from transformers import AutoTokenizer
 
-    from tests.conftest import make_text_dataset
     from transferlab.zoo import load_zoo
 
     train = make_text_dataset(n_per_class=60)

@@ -190,7 +190,7 @@ def rank_cost(train: Any, zoo: Any, image_size: int | None, seed: int) -> RankCo
         ta, tb = ra[ref].timings, mb.timings
         wa, wb = (tokens[ref][str(na)], tokens[ref][str(nb)]) if ref in tokens else (na, nb)
 
-        def slope(a: float, b: float) -> float:
+        def slope(a: float, b: float, wa: float = wa, wb: float = wb) -> float:
             return max((b - a) / (wb - wa) if wb > wa else b / wb, 0.3 * b / wb)
 
         fa, fb = float(ta.get("forward_seconds", 0.0)), float(tb.get("forward_seconds", 0.0))
@@ -239,7 +239,7 @@ def _padded_tokens(train: Any, zoo: Any, probes: tuple[int, int], seed: int) -> 
             continue
         key = tuple(int(x) for x in probe)  # the same lengths on a probe: most likely the same tokenizer
         if key not in seen:
-            length = dict(zip(texts, (int(x) for x in b.token_lengths(texts))))
+            length = dict(zip(texts, (int(x) for x in b.token_lengths(texts)), strict=True))
             seen[key] = {str(n): float(padded_tokens(np.array([length[t] for t in items])))
                          for n, items in samples.items()}
         out[entry.ref] = seen[key]
