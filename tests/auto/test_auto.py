@@ -223,6 +223,8 @@ def test_text_models_cost_per_padded_token():
     assert c.estimate(400, ["t"]) == pytest.approx(1.0 + 12000 * 0.001)  # the sample's tokens, not 4x the probe's
     assert c.estimate(200, ["t"]) == pytest.approx(1.0 + 9000 * 2 * 0.001)  # untabled: the nearest size's rate
     assert c.estimate(400, ["i"]) == pytest.approx(1.0 + 400 * 0.01)  # an image model: per example
+    assert c.per_example("t", 400) == pytest.approx(12000 * 0.001 / 400)  # what a linear probe's estimate takes
+    assert c.per_example("i", 400) == pytest.approx(0.01)
     again = P.RankCost(**json.loads(json.dumps(c.__dict__)))  # the record of a resumed run
     assert again.estimate(400) == pytest.approx(c.estimate(400))
     sizes = P.sample_sizes(5000, 128)  # every size rank_sample may choose is tabled

@@ -154,6 +154,10 @@ class RankCost:
         k = min(table, key=lambda s: abs(int(s) - n))  # a size not tabled: the nearest one's tokens per example
         return float(table[k]) * n / int(k)
 
+    def per_example(self, model: str, n: int) -> float:
+        """Forward seconds per example of ``model`` on a sample of about ``n`` examples (text: its padded tokens)."""
+        return self.forward.get(model, 0.0) * self.work(model, n) / max(n, 1) if model in self.load else 0.0
+
     def estimate(self, n: int, models: list[str] | None = None) -> float:
         scale = (n / self.n_probe) ** 0.5 if n > self.n_probe else n / max(self.n_probe, 1)
         return float(self.overhead + sum(self.load[m] + (0.0 if self.cached.get(m) else self.work(m, n) * self.forward[m])

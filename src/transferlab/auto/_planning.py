@@ -47,8 +47,8 @@ def _fit_cost(fcost: dict[str, P.FitCost], train: Dataset, ref: str, method: str
     key = f"{ref}|{method}"
     if key not in fcost:
         if method == "linear_probe":  # one pass of features (as the ranking measured them) and a regression
-            fcost[key] = P.FitCost(rank.load.get(ref, 0.0) + 3.0, rank.forward.get(ref, 0.0),
-                                   rank.forward.get(ref, 0.0), 0)
+            fwd = rank.per_example(ref, min(len(train), P.RANK_LIMIT))
+            fcost[key] = P.FitCost(rank.load.get(ref, 0.0) + 3.0, fwd, fwd, 0)
         else:
             fcost[key] = P.fit_cost(train, ref, method, image_size, seed)
     return fcost[key]
