@@ -50,3 +50,16 @@ def test_bench_distill_tiny(tmp_path, tiny_model_ref, monkeypatch):
 def test_bench_distill_refuses_one_teacher(tmp_path):
     with pytest.raises(TransferlabError, match="at least two teachers"):
         bench_distill(out=tmp_path, teachers=["builtin:efficientnet_lite0"])
+
+
+def test_bench_distill_runs_only_the_rows_asked_for(tmp_path, tiny_model_ref):
+    r = bench_distill(out=tmp_path / "b", targets=["builtin:shapes"],
+                      teachers=[tiny_model_ref, "builtin:small_resnet_shapes"], students=[tiny_model_ref], seeds=[0],
+                      label_shares=[0.5], epochs=1, limit=36, test_limit=12, image_size=16, batch_size=8,
+                      rows=["kd", "kl_dp_trained"])
+    rows = [x["row"] for x in r.table()]
+    assert rows[0] == "labels_only" and len(rows) == 4  # labels_only, kd from each teacher, kl_dp_trained
+    assert sum(x.startswith("kd[") for x in rows) == 2 and rows[-1].startswith("kl_dp_trained[")
+    with pytest.raises(TransferlabError, match="unknown bench distill row.*'kd_twice'"):
+        bench_distill(out=tmp_path / "c", teachers=["builtin:shapes", "builtin:small_resnet_shapes"],
+                      rows=["kd_twice"])

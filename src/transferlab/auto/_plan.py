@@ -278,9 +278,11 @@ class FitCost:
     train_per_example: float
     eval_per_example: float
     params: int
+    #: the report's fixed seconds (its figures); Grad-CAM on a few test images is counted per example
+    report_seconds: float = 4.0
 
     def estimate(self, n_train: int, n_val: int, n_test: int, epochs: int) -> float:
-        report = 4.0 + 24 * 3 * self.eval_per_example  # figures and Grad-CAM on a few test images
+        report = self.report_seconds + 24 * 3 * self.eval_per_example
         return float(self.setup + epochs * (n_train * self.train_per_example + n_val * self.eval_per_example)
                      + n_test * self.eval_per_example + report)
 

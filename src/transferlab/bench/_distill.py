@@ -33,6 +33,8 @@ TARGETS = ("builtin:shapes", "builtin:fashion-mnist")
 TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
 STUDENTS = ("builtin:small_resnet_shapes",)
 LABEL_SHARES = (1.0, 0.2)
+#: the row families a bench may run (``labels_only`` always runs: every delta is against it)
+ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained")
 
 
 def _short(ref: str) -> str:
@@ -154,17 +156,24 @@ def bench_distill(
     teacher_image_size: int | None = None,
     batch_size: int = 32,
     method_options: dict[str, dict[str, Any]] | None = None,
+    rows: Sequence[str] | None = None,
     progress: bool = False,
 ) -> DistillBenchResult:
     """Every method against the labels-only student (see the module's docstring). ``limit``/``test_limit``:
     class-stratified samples of each target's splits; ``image_size``: the students' input size,
-    ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``."""
+    ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``;
+    ``rows``: which row families of :data:`ROWS` to run (default: all; a big student costs an hour a row here)."""
     from ..data import load_dataset
 
     if len(teachers) < 2:
         raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
     if not students:
         raise TransferlabError("bench distill needs at least one student")
+    wanted = tuple(rows) if rows else ROWS
+    unknown = [r for r in wanted if r not in ROWS]
+    if unknown:
+        raise TransferlabError(f"unknown bench distill row(s) {unknown}: choose from {', '.join(ROWS)} "
+                               "(labels_only always runs)")
     if any(not 0 < s <= 1 for s in label_shares):
         raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
     out_dir = Path(out)
@@ -174,7 +183,7 @@ def bench_distill(
     t_size = teacher_image_size or image_size
     runs: list[dict[str, Any]] = []
     teacher_runs: list[dict[str, Any]] = []
-    n_rows = len(teachers) + 6
+    n_rows = 1 + sum(len(teachers) if r == "kd" else 1 for r in wanted)
     total = len(targets) * len(label_shares) * (len(teachers) + len(students) * len(seeds) * n_rows)
     with progress_bars(progress) as bars:
         task = bars.add("bench distill", total)
@@ -206,13 +215,17 @@ def bench_distill(
                         base_rec, base_dir = _labels_only(**ctx)
                         runs.append(base_rec)
                         bars.advance(task)
-                        plan = [(f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
-                        plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs,
-                                                                          sref),
-                                 (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
-                                 (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base_dir),
-                                 (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base_dir)]
-                        for row, method, tds, student in plan:
+                        plan = [("kd", f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
+                        plan += [("multi_avg", "multi_avg", "multi_avg", tdirs, sref),
+                                 ("multi_weighted", "multi_weighted", "multi_weighted", tdirs, sref),
+                                 ("feature", f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
+                                 ("kd_trained", f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]],
+                                  base_dir),
+                                 ("kl_dp_trained", f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]],
+                                  base_dir)]
+                        for family, row, method, tds, student in plan:
+                            if family not in wanted:
+                                continue
                             bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} {row}")
                             runs.append(_distill_run(row=row, method=method, teacher_dirs=tds, student_ref=student,
                                                      options=per_method.get(method, {}), **ctx))
@@ -221,7 +234,7 @@ def bench_distill(
                               [float(s) for s in label_shares], runs, teacher_runs,
                               {"epochs": epochs, "teacher_epochs": t_epochs, "limit": limit, "test_limit": test_limit,
                                "image_size": image_size, "teacher_image_size": t_size, "batch_size": batch_size,
-                               "method_options": per_method})
+                               "method_options": per_method, "rows": list(wanted)})
 
 
 def _fitted(out_dir: Path, name: str, key: str, ref: str, labelled: Any, test: Any, *, epochs: int,

@@ -213,6 +213,8 @@ def bench_distill_cmd(
     teacher_image_size: int = typer.Option(None, "--teacher-image-size", min=8, help="Default: --image-size."),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. kd.temperature=2 (repeatable)."),
+    rows: str = typer.Option("", "--rows", help="Comma-separated row families to run (default: all): kd, multi_avg, "
+                             "multi_weighted, feature, kd_trained, kl_dp_trained; labels_only always runs."),
     out: Path = typer.Option(Path("runs/bench-distill"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -232,7 +234,8 @@ def bench_distill_cmd(
     r = bench_distill(out=out, targets=split(targets), teachers=split(teachers), students=split(students),
                       seeds=seed_list, label_shares=shares, epochs=epochs, teacher_epochs=teacher_epochs, limit=limit,
                       test_limit=test_limit, image_size=image_size, teacher_image_size=teacher_image_size,
-                      batch_size=batch_size, method_options=_method_options(option), progress=not quiet)
+                      batch_size=batch_size, method_options=_method_options(option), rows=split(rows) or None,
+                      progress=not quiet)
     paths = r.save(out)
     c = console()
     for row in r.table():
