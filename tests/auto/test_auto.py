@@ -250,34 +250,6 @@ def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir
         assert table[tiny_text_ref][str(n)] == expect
 
 
-def test_a_text_fit_is_priced_per_token_at_the_training_split(tiny_text_ref, tiny_text_model_dir, monkeypatch):
-    from types import SimpleNamespace
-
-    from tests.conftest import make_text_dataset
-    from transformers import AutoTokenizer
-
-    import transferlab.fit
-
-    # batches of 2 within pools of 10 sorted by length: [7, 5] [3, 2] [1]
-    assert P.grouped_tokens(np.array([1, 5, 2, 7, 3]), batch_size=2, pool=10) == 14 + 6 + 1
-    assert P.grouped_tokens(np.array([1, 5, 2, 7, 3]), batch_size=2, pool=1) == 10 + 14 + 3  # pools of one batch
-
-    tok = AutoTokenizer.from_pretrained(str(tiny_text_model_dir))
-
-    def tokens(ds):  # what the loop processes, counted with the tokenizer directly
-        lengths = np.array([len(tok(t)["input_ids"]) for t in ds.items])
-        return sum(len(b) * b.max() for p in range(0, len(lengths), 1600)
-                   for srt in [np.sort(lengths[p:p + 1600])[::-1]] for b in np.split(srt, range(32, len(srt), 32)))
-
-    def fake_fit(ds, *a, **k):  # training costs 1 ms per token processed
-        return SimpleNamespace(metrics={"train_seconds": 0.001 * tokens(ds), "total_params": 10})
-
-    monkeypatch.setattr(transferlab.fit, "fit", fake_fit)
-    train = make_text_dataset(n_per_class=150)
-    c = P.fit_cost(train, tiny_text_ref, "partial", None, seed=0)
-    assert c.train_per_example == pytest.approx(0.001 * tokens(train) / len(train), rel=1e-6)
-
-
 def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
     from transferlab.auto._api import keep
     from transferlab.auto._planning import _make_plan

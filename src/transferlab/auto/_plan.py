@@ -287,30 +287,13 @@ class FitCost:
                      + n_test * self.eval_per_example + report)
 
 
-def grouped_tokens(lengths: np.ndarray, batch_size: int = 32, pool: int = 50) -> int:
-    """Tokens the training loop processes on texts of these lengths: pools of ``pool`` batches, each sorted by
-    length and cut into batches trimmed to their longest (``train.LengthGroupedBatches``; in order, not shuffled)."""
-    lengths, total = np.asarray(lengths), 0
-    for s in range(0, len(lengths), batch_size * pool):
-        total += padded_tokens(np.sort(lengths[s:s + batch_size * pool])[::-1], batch_size)
-    return int(total)
-
-
-#: texts tokenized to price a text fit's epoch (a stratified sample of the training split beyond this)
-TOKEN_SAMPLE = 20_000
-
-
 def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int) -> FitCost:
     """A warm-up fit, then two one-epoch probe fits (64 and 192 stratified examples, no validation split, tested on
     their own examples): the slope of the training time is the training time per example, the slope of the rest
-    (the test pass) the evaluation time per example, and what is left at 192 examples the set-up.
-
-    Text: the slopes are per token (the loop batches texts of similar length, each batch trimmed to its longest),
-    then priced at the training split's tokens per example — a probe of 64 texts holding a few long reviews would
-    otherwise make the slope, and every epoch's estimate, too small (Rotten Tomatoes: 30 s estimated, 42 s spent)."""
+    (the test pass) the evaluation time per example, and what is left at 192 examples the set-up."""
     from ..fit import fit
 
-    pts, params, samples = [], 0, []
+    pts, params = [], 0
     for k, n in enumerate((2 * train.num_classes, *PROBE_FIT)):
         ds = train.stratified_sample(min(n, len(train)), seed=seed)
         t0 = time.perf_counter()
@@ -319,38 +302,16 @@ def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: 
         if k:  # the first is the warm-up
             tr = float(r.metrics["train_seconds"])
             pts.append((len(ds), tr, wall - tr))
-            samples.append(ds)
         params = int(r.metrics.get("total_params") or 0)
     (n1, t1, e1), (n2, t2, e2) = pts
-    w1, w2, per_example = float(n1), float(n2), 1.0  # work: examples, or tokens for text
-    lengths = _fit_token_lengths(model, [*samples, train], seed) if train.modality == "text" else None
-    if lengths is not None:
-        w1, w2 = (float(grouped_tokens(x)) for x in lengths[:2])
-        per_example = grouped_tokens(lengths[2]) / max(len(lengths[2]), 1)
 
     def slope(a: float, b: float) -> float:
-        s = (b - a) / (w2 - w1) if w2 > w1 else b / max(w2, 1)
-        return max(s, 0.3 * b / max(w2, 1))  # a noisy slope never far below the plain average
+        s = (b - a) / (n2 - n1) if n2 > n1 else b / max(n2, 1)
+        return max(s, 0.3 * b / max(n2, 1))  # a noisy slope never far below the plain average
 
     per, ev = slope(t1, t2), slope(e1, e2)
-    setup = max(0.0, e2 - ev * w2)
-    return FitCost(setup, per * per_example, (ev if method != "linear_probe" else per) * per_example, params)
-
-
-def _fit_token_lengths(model: str, sets: list[Any], seed: int) -> list[np.ndarray] | None:
-    """Token lengths of each set's texts under ``model``'s tokenizer (the last set: a sample of at most
-    TOKEN_SAMPLE); ``None`` where the model has none (then a fit is costed per example)."""
-    from ..zoo import resolve_model
-
-    *probes, train = sets
-    if len(train) > TOKEN_SAMPLE:
-        train = train.stratified_sample(TOKEN_SAMPLE, seed=seed)
-    try:
-        b = resolve_model(model)
-        out = [b.token_lengths(list(ds.items)) if hasattr(b, "token_lengths") else None for ds in (*probes, train)]
-    except Exception:  # an estimate only
-        return None
-    return None if any(x is None for x in out) else [np.asarray(x) for x in out]
+    setup = max(0.0, e2 - ev * n2)
+    return FitCost(setup, per, ev if method != "linear_probe" else per, params)
 
 
 # -------------------------------------------------------------------------------------------------------- the choice
