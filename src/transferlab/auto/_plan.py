@@ -225,28 +225,23 @@ def padded_tokens(lengths: np.ndarray, batch_size: int = 64) -> int:
 
 def _padded_tokens(train: Any, zoo: Any, probes: tuple[int, int], seed: int) -> dict[str, dict[str, float]]:
     """Per text model whose cost follows tokens: padded tokens of the stratified sample of every size the ranking
-    and its probes may use (each text tokenized once per tokenizer)."""
+    and its probes may use (each distinct text tokenized once per model)."""
     from ..zoo import resolve_model
 
     sizes = sorted({*probes, *sample_sizes(len(train), probes[1])})
     samples = {n: list(train.stratified_sample(min(n, len(train)), seed=seed).items) for n in sizes}
     texts = sorted({t for items in samples.values() for t in items})
     out: dict[str, dict[str, float]] = {}
-    seen: dict[tuple[int, ...], dict[str, float]] = {}
     for entry in zoo.models:
         try:
-            b = resolve_model(entry.ref)
-            probe = b.token_lengths(texts[:16]) if hasattr(b, "token_lengths") else None
+            lengths = resolve_model(entry.ref).token_lengths(texts)
         except Exception:  # an estimate only: such a model is costed per example
             continue
-        if probe is None:
+        if lengths is None:
             continue
-        key = tuple(int(x) for x in probe)  # the same lengths on a probe: most likely the same tokenizer
-        if key not in seen:
-            length = dict(zip(texts, (int(x) for x in b.token_lengths(texts)), strict=True))
-            seen[key] = {str(n): float(padded_tokens(np.array([length[t] for t in items])))
-                         for n, items in samples.items()}
-        out[entry.ref] = seen[key]
+        length = dict(zip(texts, (int(x) for x in lengths), strict=True))
+        out[entry.ref] = {str(n): float(padded_tokens(np.array([length[t] for t in items])))
+                          for n, items in samples.items()}
     return out
 
 

@@ -215,16 +215,14 @@ def bench_distill(
                         base_rec, base_dir = _labels_only(**ctx)
                         runs.append(base_rec)
                         bars.advance(task)
-                        plan = [("kd", f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
-                        plan += [("multi_avg", "multi_avg", "multi_avg", tdirs, sref),
-                                 ("multi_weighted", "multi_weighted", "multi_weighted", tdirs, sref),
-                                 ("feature", f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
-                                 ("kd_trained", f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]],
-                                  base_dir),
-                                 ("kl_dp_trained", f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]],
-                                  base_dir)]
-                        for family, row, method, tds, student in plan:
-                            if family not in wanted:
+                        plan = [(f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
+                        plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs,
+                                                                          sref),
+                                 (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
+                                 (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base_dir),
+                                 (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base_dir)]
+                        for row, method, tds, student in plan:
+                            if row.split("[")[0] not in wanted:  # the row's family: its label before the teacher
                                 continue
                             bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} {row}")
                             runs.append(_distill_run(row=row, method=method, teacher_dirs=tds, student_ref=student,
