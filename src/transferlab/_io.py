@@ -150,12 +150,78 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+#: the marker transferlab writes into every directory it owns: the names it wrote there. A directory is replaced or
+#: resumed only when every entry in it is proven transferlab's by a marker, never by its name or a folder's name.
+OWNER_FILE = ".transferlab-output.json"
+
+
+def mark_owned(directory: str | os.PathLike[str], entries: Any = None) -> None:
+    """Record ``entries`` (default: everything ``directory`` holds now) as written by transferlab."""
+    from ._version import __version__
+
+    directory = Path(directory)
+    names = sorted(entries if entries is not None else (p.name for p in directory.iterdir() if p.name != OWNER_FILE))
+    write_json_atomic(directory / OWNER_FILE, {"written_by": "transferlab", "transferlab_version": __version__,
+                                                "entries": names})
+
+
+def _owned_names(directory: Path) -> set[str] | None:
+    """The names ``directory``'s marker lists; None without a readable marker."""
+    p = directory / OWNER_FILE
+    if p.is_symlink() or not p.is_file():
+        return None
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(d, dict) or d.get("written_by") != "transferlab" or not isinstance(d.get("entries"), list):
+        return None
+    return {str(n) for n in d["entries"]}
+
+
+def foreign_entries(directory: str | os.PathLike[str]) -> list[str]:
+    """The entries of ``directory`` that no transferlab marker proves transferlab's (sorted; [] for a missing or
+    empty directory). A sub-directory counts as transferlab's when the parent's marker lists it, or when it is not
+    empty and nothing in it is foreign (a run's checkpoints, marked by their own marker; a method's checkpoint
+    phases, each marked). Leftover temporaries of transferlab's atomic writes
+    (``.NAME.*.tmp``) in a directory with a marker are transferlab's too."""
+    directory = Path(directory)
+    if not directory.is_dir() or directory.is_symlink():
+        return []
+    owned = _owned_names(directory)
+    foreign = []
+    for p in directory.iterdir():
+        if p.name == OWNER_FILE and owned is not None:
+            continue
+        if owned is not None and (p.name in owned or (p.name.startswith(".") and p.name.endswith(".tmp"))):
+            continue
+        if p.is_dir() and not p.is_symlink() and any(p.iterdir()) and not foreign_entries(p):
+            continue
+        foreign.append(p.name)
+    return sorted(foreign)
+
+
+def refuse_foreign(out: str | os.PathLike[str], what: str = "--out") -> None:
+    """Raise when ``out`` holds anything transferlab did not write: such a directory is never replaced, not even
+    with ``--overwrite`` (a user's files would be lost)."""
+    from .errors import OutputError
+
+    foreign = foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(f"{what} {out} holds files transferlab did not write ({shown}); it is never replaced, "
+                          "not even with --overwrite: choose another --out, or move those files away")
+
+
 def replace_dir(new: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Put the finished directory ``new`` at ``out`` (a sibling), replacing what was there only once ``new`` is
-    complete; on failure ``out`` is as it was."""
+    complete; on failure ``out`` is as it was. ``new`` is marked as transferlab's (:func:`mark_owned`); an ``out``
+    holding anything transferlab did not write is refused, never replaced."""
     import shutil
 
     new, out = Path(new), Path(out)
+    refuse_foreign(out)
+    mark_owned(new)
     if out.exists():
         trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
         try:
@@ -185,8 +251,10 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
         raise output_error(exc, out) from None
     try:
         yield tmp
+        kept = {k for k in _KEEP_MODE if Path(k).is_relative_to(tmp.resolve())}  # copies of private files
         for p in tmp.rglob("*"):  # files written inside with mkstemp (safetensors, peft) keep 0600 otherwise
-            if p.is_file() and not p.is_symlink() and (p.stat().st_mode & 0o777) == 0o600:
+            if p.is_file() and not p.is_symlink() and (p.stat().st_mode & 0o777) == 0o600 \
+                    and str(p.resolve()) not in kept:
                 normal_permissions(p)
         normal_permissions(tmp, directory=True)
         replace_dir(tmp, out)
@@ -195,6 +263,57 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise output_error(exc, out) from None
         raise
+    finally:
+        _KEEP_MODE.difference_update({k for k in _KEEP_MODE if Path(k).is_relative_to(tmp.resolve())})
+
+
+def copy_inside(src: str | os.PathLike[str], root: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Copy the file or directory ``src``, which lies inside the input folder ``root``, to ``dest``. A symbolic link
+    that leads out of ``root`` (at ``src`` or anywhere below it) is refused by name, never followed: an input folder
+    cannot smuggle a file from elsewhere into an output (a Hugging Face cache snapshot's links into its own
+    repository's ``blobs/`` are inside). Copies keep the source's permission bits, less the umask:
+    a private file stays private."""
+    import shutil
+
+    from .errors import TransferlabError
+
+    src, root, dest = Path(src), Path(root), Path(dest)
+    real_root = root.resolve()
+    if real_root.parent.name == "snapshots" and real_root.parent.parent.name.startswith("models--"):
+        real_root = real_root.parent.parent  # a Hugging Face cache snapshot: its files link to the repo's blobs/
+
+    def checked(p: Path) -> Path:
+        real = p.resolve()
+        if not real.is_relative_to(real_root):
+            raise TransferlabError(f"{p} is a symbolic link to {real}, outside the input folder {root}: refused "
+                                   "(copy the file into the folder if it belongs to the model)")
+        return real
+
+    def copy_file(s: Path, d: Path) -> None:
+        real = checked(s)
+        shutil.copyfile(real, d)
+        os.chmod(d, real.stat().st_mode & 0o777 & ~_umask())
+        _KEEP_MODE.add(str(d.resolve()))  # atomic_dir leaves its mode as it is
+
+    try:
+        if not checked(src).is_dir():
+            copy_file(src, dest)
+            return
+        for top, dirs, files in os.walk(src, followlinks=False):
+            rel = Path(top).relative_to(src)
+            (dest / rel).mkdir(parents=True, exist_ok=True)
+            for name in dirs:
+                if (Path(top) / name).is_symlink():
+                    raise TransferlabError(f"{Path(top) / name} is a symbolic link to a folder: refused (a model "
+                                           "folder's files are copied, links to folders are not followed)")
+            for name in files:
+                copy_file(Path(top) / name, dest / rel / name)
+    except OSError as exc:
+        raise output_error(exc, dest) from None
+
+
+#: files copied by :func:`copy_inside` whose source's mode they keep (not widened by :func:`atomic_dir`)
+_KEEP_MODE: set[str] = set()
 
 
 def normal_permissions(path: str | os.PathLike[str], directory: bool = False) -> None:

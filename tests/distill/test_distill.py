@@ -60,8 +60,9 @@ def test_kd_end_to_end_writes_a_model_with_its_evidence(colour_data, teacher_dir
     assert m["transfer_delta"] == pytest.approx(m["knowledge_gain"] - m["knowledge_loss"])
     assert m["complementary_knowledge"][0] == pytest.approx(1 - m["start_test_accuracy"])  # a perfect teacher
     assert m["student_params"] > 0 and m["teacher_ms_per_image"][0] > 0 and m["speedup"][0] > 0
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["config.json", "metrics.json", "model.safetensors",
-                                                                 "report.html", "transferlab.json"]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        ".transferlab-output.json", "config.json", "metrics.json", "model.safetensors", "report.html",
+        "transferlab.json"]
     card = read_card(tmp_path / "s")
     assert card.method == "distill:kd" and card.image_size == 16 and list(card.class_names) == list(train.class_names)
     net = load(tmp_path / "s")
@@ -175,7 +176,7 @@ def test_bad_input_is_one_clear_error(colour_data, teacher_dir, student_ref, tmp
     assert "degenerates to copying the teachers" in r.metrics["warnings"][0] and "degenerates" in caplog.text
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
-    with pytest.raises(TransferlabError, match="not replaced even with --overwrite"):
+    with pytest.raises(TransferlabError, match="never replaced, not even with --overwrite"):
         distill(train, [teacher_dir], student_ref, "kd", out=tmp_path / "x", overwrite=True, **KW)
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
 

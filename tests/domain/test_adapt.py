@@ -44,8 +44,8 @@ def test_dann_end_to_end_writes_a_model_that_loads_and_predicts(shift, tiny_mode
     assert m["selected_epoch"] == best == m["picks"]["transfer_score"]["epoch"]
     assert set(m["picks"]) == set(list_selectors())
     assert m["target_accuracy_oracle"] == rows[best - 1]["oracle_accuracy"]
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metrics.json", "model.safetensors", "report.html",
-                                                                 "transferlab.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        ".transferlab-output.json", "metrics.json", "model.safetensors", "report.html", "transferlab.json"]
     card = read_card(tmp_path / "m")
     assert card.structure["kind"] == "bottleneck_head" and card.method == "domain:dann"
     net = load(tmp_path / "m")

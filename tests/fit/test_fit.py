@@ -68,8 +68,9 @@ def test_outputs_and_load_round_trip(digits, tiny_model_ref, tmp_path):
     tr, te = digits
     out = tmp_path / "fit"
     r = fit(tr, tiny_model_ref, "partial", test=te, out=out, epochs=1, image_size=32, blocks=1)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "report.html",
-                                                     "transferlab.json"]  # config.json: timm's
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".transferlab-output.json", "config.json", "metrics.json", "model.safetensors", "report.html",
+        "transferlab.json"]  # config.json: timm's
     html = (out / "report.html").read_text()
     for section in ("Learning curves", "Confusion matrix", "Per class", "Grad-CAM: correct and wrong"):
         assert section in html

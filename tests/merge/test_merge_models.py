@@ -178,11 +178,14 @@ def test_existing_output_needs_overwrite_and_a_foreign_directory_is_never_replac
     out.mkdir()
     (out / "keep.txt").write_text("x")
     args = ("average", _toy(0), [_toy(1), _toy(2)], out)
-    with pytest.raises(TransferlabError, match="already exists.*--overwrite"):
+    with pytest.raises(TransferlabError, match=r"transferlab did not write \(keep.txt\)"):
         merge_models(*args)
     with pytest.raises(TransferlabError, match="transferlab did not write"):
         merge_models(*args, overwrite=True)
     assert (out / "keep.txt").read_text() == "x"
+    merge_models("average", _toy(0), [_toy(1), _toy(2)], tmp_path / "out3")
+    with pytest.raises(TransferlabError, match="already exists.*--overwrite"):  # our own: needs --overwrite
+        merge_models(*args[:3], tmp_path / "out3")
     out2 = tmp_path / "out2"
     merge_models("task_arithmetic", _toy(0), [_toy(1), _toy(2)], out2)
     merge_models(*args[:3], out2, overwrite=True)  # our own earlier merge: replaced

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import check_output
+from .._io import check_output, refuse_foreign
 from .._version import __version__
 from ..data import Dataset, train_and_test
 from ..errors import TransferlabError
@@ -264,4 +264,5 @@ def _claim(out: Path, overwrite: bool) -> Path:
         return out  # an interrupted run: resumed if the arguments match (else started again in place)
     if not overwrite:
         raise TransferlabError(f"{out} already holds a finished auto run; choose another --out or pass --overwrite")
+    refuse_foreign(out)  # before any work: the run would end refusing to replace it
     return out.with_name(f".{out.name}.auto-new")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import replace_dir, write_json_atomic, write_text_atomic
+from .._io import copy_inside, mark_owned, replace_dir, write_json_atomic, write_text_atomic
 from ..data import Dataset, split_validation
 from . import _plan as P
 from ._run import Run
@@ -186,13 +186,13 @@ def finish(run: Run, result: Any, work: Path, out: Path, fits: dict[str, Any]) -
         tmp = work / f".{name}.tmp"
         if p.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(p, tmp)
+            copy_inside(p, src, tmp)
             shutil.rmtree(work / name, ignore_errors=True)
             tmp.replace(work / name)
         elif name == "transferlab.json":
             write_json_atomic(work / name, _card_for(src, out))
         elif p.is_file():
-            shutil.copyfile(p, tmp)
+            copy_inside(p, src, tmp)
             tmp.replace(work / name)
     fit_report = (src / "report.html").read_text() if (src / "report.html").is_file() else None
     st.measured = time.perf_counter() - t  # the copy; the writing below adds a fraction of a second
@@ -204,5 +204,7 @@ def finish(run: Run, result: Any, work: Path, out: Path, fits: dict[str, Any]) -
                                                             fit_report))
     run.record("report", time.perf_counter() - t)
     if work != out:
-        replace_dir(work, out)
+        replace_dir(work, out)  # marks the new output as transferlab's; refuses an out holding the user's files
+    else:
+        mark_owned(out)  # every entry is this run's: a later --overwrite may replace it
     result.out = out

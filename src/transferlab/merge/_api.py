@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_dir
+from .._io import atomic_dir, copy_inside, refuse_foreign
 from .._version import __version__
 from ..errors import TransferlabError
 from ..models import FORMAT
@@ -115,7 +114,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
 
     from .._io import check_output, write_json_atomic, write_text_atomic
     from .._registry import check_options
-    from ..models import card_file, save_card
+    from ..models import save_card
     from ._sources import copy_hf_files
     from ._stream import SafetensorsWriter
 
@@ -123,11 +122,9 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     options = check_options(method, MERGE_METHODS.get(method), options)  # before any work
     inputs = [base, *models, *(data or [])]
     check_output(out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(base))
+    refuse_foreign(out)  # a folder holding anything transferlab did not write is never replaced
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TransferlabError(f"{out} already exists; choose another --out or pass --overwrite")
-    if out.exists() and any(out.iterdir()) and not (out / "merge.json").is_file() and card_file(out) is None:
-        raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
-                               "--overwrite: choose another --out")
     if reset_norms and not data:
         raise TransferlabError("reset_norms re-estimates batch-norm statistics on data: give one dataset per model "
                                "(--data)")
@@ -200,7 +197,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
             save_card(tmp, config)  # transferlab.json, and timm's config.json for a timm network
             first = job.tasks[0]
             if first.path is not None and (first.path / "tokenizer").is_dir():
-                shutil.copytree(first.path / "tokenizer", tmp / "tokenizer")
+                copy_inside(first.path / "tokenizer", first.path, tmp / "tokenizer")
             # after the card: transformers' config.json is the one a Hugging Face folder needs (the first task's
             # when model.safetensors holds its head)
             copy_hf_files([first, job.base, *job.tasks] if heads else [job.base, *job.tasks], tmp)

@@ -270,12 +270,14 @@ def is_hf_folder(d: Path) -> bool:
 
 def copy_hf_files(sources: list[Source], dest: Path) -> list[str]:
     """Copy :data:`HF_FILES` into ``dest``, each from the first of ``sources`` that is a Hugging Face folder holding
-    it (small files: configs, vocabularies); the names copied."""
+    it (configs, vocabularies; by :func:`transferlab._io.copy_inside`: no link out of its folder); the names copied."""
+    from .._io import copy_inside
+
     done = []
     for name in HF_FILES:
-        src = next((s.path / name for s in sources if s.hf and s.path is not None and (s.path / name).is_file()), None)
+        src = next((s for s in sources if s.hf and s.path is not None and (s.path / name).is_file()), None)
         if src is not None:
-            (dest / name).write_bytes(src.read_bytes())
+            copy_inside(src.path / name, src.path, dest / name)
             done.append(name)
     return done
 

@@ -2,7 +2,9 @@
 
 A fresh run checkpoints into ``OUT/checkpoints`` and resumes from it when rerun with the same arguments; an
 ``--overwrite`` run checkpoints into a fresh sibling, so the old output stays untouched until the new one is complete.
-A directory transferlab did not write is never replaced."""
+A directory is transferlab's only when markers transferlab wrote prove every entry in it
+(:func:`transferlab._io.foreign_entries`): one holding anything else is never replaced nor resumed, whatever its
+folders are called."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._io import OWNER_FILE, refuse_foreign
 from ..errors import TransferlabError
 
 
@@ -26,13 +29,10 @@ def claim_output(out: Path, identity: dict[str, Any], overwrite: bool, what: str
         raise TransferlabError(f"--out {out} is a file; choose a directory")
     if not out.exists() or not any(out.iterdir()):
         return None
-    cfg = card_file(out)  # transferlab.json (config.json in directories of older transferlab)
-    ours = cfg is not None or (out / "checkpoints").is_dir()
+    refuse_foreign(out)  # the user's files: never replaced, even with --overwrite
     if overwrite:
-        if not ours:
-            raise TransferlabError(f"{out} holds files transferlab did not write; it is not replaced even with "
-                                   "--overwrite: choose another --out")
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
+    cfg = card_file(out)
     if cfg is not None:
         try:
             old = json.loads(cfg.read_text())
@@ -45,6 +45,7 @@ def claim_output(out: Path, identity: dict[str, Any], overwrite: bool, what: str
                 f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
                 "--out or pass --overwrite")
         raise TransferlabError(f"{out} already holds this {what}; pass --overwrite to redo it")
-    if not ours:
-        raise TransferlabError(f"{out} is not empty and holds no transferlab {what}; choose another --out")
-    return None
+    if {p.name for p in out.iterdir()} - {"checkpoints", OWNER_FILE}:  # another transferlab output, not a checkpoint
+        raise TransferlabError(f"{out} already holds another transferlab output; choose another --out or pass "
+                               "--overwrite")
+    return None  # this run's checkpoints, resumed (a different run's are refused by the loop)

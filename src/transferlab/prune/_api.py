@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, check_output, write_json_atomic
+from .._io import atomic_dir, check_output, refuse_foreign, write_json_atomic
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
@@ -60,12 +60,8 @@ def prune(source: str | Path | Dataset, target: str | Path | Dataset | Any, surr
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         check_output(out_dir)
+        refuse_foreign(out_dir)  # a folder holding anything transferlab did not write is never replaced
         if out_dir.exists() and any(out_dir.iterdir()):
-            from ..data._manifest import MANIFEST
-
-            if not (out_dir / MANIFEST).is_file():
-                raise TransferlabError(f"{out_dir} holds files transferlab did not write; it is not replaced even with "
-                                       "--overwrite: choose another --out")
             if not overwrite:
                 raise TransferlabError(f"{out_dir} already holds a pruned source; choose another --out or pass "
                                        "--overwrite")

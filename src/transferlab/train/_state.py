@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_open, write_json_atomic
+from .._io import atomic_open, mark_owned, write_json_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._config import TrainConfig, TrainResult
@@ -60,6 +60,7 @@ def save_checkpoint(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapp
                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                "rng": rng_state(), "best": best_state, "objective": objective.state_dict()}
     ckdir.mkdir(parents=True, exist_ok=True)
+    mark_owned(ckdir, [CHECKPOINT, STATE])  # first: proves the folder transferlab's (resumed, or replaced by --overwrite)
     with atomic_open(ckdir / CHECKPOINT, "wb") as fh:
         torch.save(payload, fh)
     write_json_atomic(ckdir / STATE, {
