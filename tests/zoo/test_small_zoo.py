@@ -23,13 +23,30 @@ def test_build_is_deterministic(tmp_path):
         build_zoo(tmp_path / "c", ["small_mlp_shapes"])
 
 
-def test_rebuilding_a_shipped_model_reproduces_its_bytes(tmp_path):
-    """The cheapest model (about 9 s): the full build, compared with the shipped file."""
-    from transferlab.zoo._small import weights_dir
+@pytest.mark.slow
+def test_rebuilding_a_shipped_model_reproduces_its_predictions(tmp_path, monkeypatch):
+    """The cheapest model (about 9 s): the full build, compared with the shipped file by what matters — its
+    predictions on the 500 source test images — not by bytes. Torch's CPU kernels differ by instruction set, and
+    training amplifies the rounding: built on the machine that made the shipped file the bytes are equal, with
+    ``ATEN_CPU_CAPABILITY=avx2`` the rebuild agrees on 95.6 % of the images (source accuracy 0.862 against 0.842), with
+    ``ATEN_CPU_CAPABILITY=default`` on 93.8 % (0.858). Hence the tolerances: >= 90 % agreement, accuracy within 3
+    points. Determinism on one machine (two builds, the same bytes) is test_build_is_deterministic's."""
+    from transferlab.zoo import _small
 
     build_zoo(tmp_path, ["small_vit_fashion"])
-    assert (tmp_path / "small_vit_fashion.safetensors").read_bytes() == \
-        (weights_dir() / "small_vit_fashion.safetensors").read_bytes()
+    test = _small.source_data("fashion", "test")
+    probs = {}
+    for name, wd in (("shipped", _small.weights_dir()), ("rebuilt", tmp_path)):
+        monkeypatch.setattr(_small, "weights_dir", lambda wd=wd: wd)
+        b = resolve_model("builtin:small_vit_fashion")
+        probs[name] = extract_features(b, test, image_size=b.default_size(test), cache=None).source_probs
+    shipped, rebuilt = (probs[k].argmax(1) for k in ("shipped", "rebuilt"))
+    assert len(test) == 500 and (shipped == rebuilt).mean() >= 0.90
+    assert abs((rebuilt == test.labels).mean() - (shipped == test.labels).mean()) <= 0.03
+    monkeypatch.undo()
+    recorded = {k: manifest(d)["models"]["small_vit_fashion"]["source_accuracy"]
+                for k, d in (("shipped", _small.weights_dir()), ("rebuilt", tmp_path))}
+    assert abs(recorded["rebuilt"] - recorded["shipped"]) <= 3.0  # the build's own figure, in percent
 
 
 def test_shipped_weights_match_the_manifest():
