@@ -214,7 +214,7 @@ def test_exssnet_trains_only_weights_no_earlier_mask_uses(tiny_model_ref, monkey
     def snapshot(self, run_, i):  # the weights and the union of finished masks, after each task
         mods = dict(run_.modules["backbone"].named_modules())
         seen[i] = {n: (mods[n].parametrizations.weight.original.detach().clone(), sm.used.clone())
-                   for n, sm in run_.masks.items()}
+                   for n, sm in self.masks.items()}
         return after_task(self, run_, i)
 
     monkeypatch.setattr(_strategies.Supermasks, "after_task", snapshot)

@@ -17,7 +17,6 @@ from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._registry import check_options
 from .._version import __version__
 from ..errors import TransferlabError
-from ._metrics import summary
 from ._strategies import STRATEGIES
 from ._streams import Stream, parse_stream
 
@@ -78,14 +77,7 @@ def run(
     if not model:
         raise TransferlabError("no model: give a model reference (e.g. builtin:small_resnet_shapes)")
     s = stream if isinstance(stream, Stream) else parse_stream(stream, split, limit=limit, test_limit=test_limit)
-    if strat.supermask and s.kind != "task":
-        raise TransferlabError(f"{strategy} picks each task's mask by the task at test time: it needs a task-"
-                               "incremental stream (--stream A,B,...), not a class split")
-    if strategy == "replay":
-        total = sum(len(t.train) for t in s.tasks[:-1])
-        if strat.size > total:
-            raise TransferlabError(f"the replay buffer ({strat.size}) is larger than the data it could ever hold "
-                                   f"({total} training examples before the last task): lower buffer_size")
+    strat.check(s, strategy)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         from ..models import claim_output
@@ -102,8 +94,8 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
          batch_size: int, image_size: int | None, out_dir: Path | None, seed: int, progress: bool,
          trust_pickle: bool) -> ContinualResult:
     from ..models import build, resolve
-    from ..train import TrainConfig, seed_everything, train
-    from ._run import ContinualObjective, Run
+    from ..train import seed_everything
+    from ._run import Run, Training
 
     seed_everything(seed)
     backbone = resolve(model, trust_pickle)
@@ -113,56 +105,31 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
     if built.modality == "image":
         built.image_size = int(image_size or backbone.default_size(s.tasks[0].train))
     r = Run(s, built, strat, seed)
+    strat.install(r)
     t_n = len(s.tasks)
     # b: the untrained model on each task (class splits: every task's classes are masked until trained, so 0)
     before = [r.accuracy(j, t_n - 1) if s.kind == "task" else 0.0 for j in range(t_n)]
     rows: list[list[float]] = []
     history: list[list[dict[str, Any]]] = []
+    training = Training(name, options, epochs, lr, batch_size, seed, progress)
     t0 = time.perf_counter()
-    order = [None] if strat.joint else list(range(t_n))
-    for i in order:
-        k = t_n - 1 if i is None else i
+    for k in strat.steps(t_n):
         strat.before_task(r, k)
-        if i is None:  # joint: every task's examples at once
-            from ._run import TaskTensors
-
-            data: dict[str, Any] = {"current": TaskTensors(r, [(t, j) for t in range(t_n)
-                                                               for j in range(len(s.tasks[t].train))], True)}
-        else:
-            data = {"current": r.task_tensors(i)}
-            extra = strat.extra_data(r, i)
-            if extra is not None:
-                data["replay"] = extra
-        if strat.supermask:
-            history.append(_supermask_task(r, k, name, options, data, epochs, lr, batch_size, seed, progress))
-        else:
-            objective = ContinualObjective(r, k, name, options)
-            cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k)
-            res = train({n: m for n, m in r.modules.items()}, objective, data, cfg, progress=progress)
-            history.append(res.history)
+        history.append(strat.train_task(r, k, strat.task_data(r, k), training))
         strat.after_task(r, k)
         row = [r.accuracy(j, k) for j in range(t_n)]
         rows.append(row)
-        log.info("after %s: %s", "every task" if i is None else s.tasks[k].name,
-                 " ".join(f"{a:.3f}" for a in row))
+        log.info("after task %d of %d (%s): %s", k + 1, t_n, s.tasks[k].name, " ".join(f"{a:.3f}" for a in row))
     seconds = time.perf_counter() - t0
-    for k in [k for k in r.modules if k.startswith("old_")]:  # LwF's frozen copy served its purpose
-        del r.modules[k]
-    if strat.joint:  # one row: the final model on every task; no sequence, so no BWT or FWT
-        mat = np.asarray(rows, dtype=float)
-        sm = {"acc": float(mat[-1].mean()), "bwt": None, "fwt": None, "forgetting": [], "mean_forgetting": None,
-              "exssnet_bwt": None}
-    else:
-        mat = np.asarray(rows, dtype=float)
-        sm = summary(mat, np.asarray(before) if s.kind == "task" else None)
+    mat = np.asarray(rows, dtype=float)
+    sm = strat.summary(mat, before, s.kind)
     extra_params = _extra_params_per_task(r)
-    mask_bits = int(sum(m.scores[0].numel() for m in r.masks.values())) if r.masks else 0
     metrics = {
         "strategy": name, "model": model, "options": options, "stream": s.describe(), "kind": s.kind,
         "tasks": [t.name for t in s.tasks], "accuracy_matrix": mat.tolist(), "before": before, **sm,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "train_seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "extra_params_per_task": extra_params, "mask_bits_per_task": mask_bits, "n_train": [len(t.train) for t in s.tasks],
+        "extra_params_per_task": extra_params, **strat.metrics(r), "n_train": [len(t.train) for t in s.tasks],
         "n_test": [len(t.test) for t in s.tasks], "history": history,
         "metric_note": "GEM definitions (docs/continual.md): R[i][j] = accuracy on task j after training task i; "
                        "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
@@ -171,33 +138,6 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
     if out_dir is not None:
         _save(out_dir, r, s, model, name, options, metrics, built)
     return ContinualResult(metrics, out_dir, r.modules)
-
-
-def _supermask_task(r: Any, k: int, name: str, options: dict[str, Any], data: Any, epochs: int, lr: float,
-                    batch_size: int, seed: int, progress: bool) -> list[dict[str, Any]]:
-    """Task ``k`` of supsup / exssnet: the scores (and the head) train; then, for exssnet, the weights only this
-    task's mask uses (and the head). No weight decay: it would move weights an earlier mask uses."""
-    from ..train import TrainConfig, train
-    from ._run import ContinualObjective
-    from ._supermasks import exclusive_weights, finish_task, freeze_scores, score_parameters
-
-    backbone = r.modules["backbone"]
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + k, weight_decay=0.0)
-    score_parameters(r.masks, k)
-    h = train(dict(r.modules), ContinualObjective(r, k, name, options, "scores"), data, cfg, progress=progress).history
-    if r.strategy.exclusive:
-        freeze_scores(r.masks)
-        params, hooks = exclusive_weights(backbone, r.masks, k)
-        try:
-            h2 = train(dict(r.modules), ContinualObjective(r, k, name, options, "weights"), data, cfg,
-                       progress=progress).history
-        finally:
-            for hk in hooks:
-                hk.remove()
-        h = h + [{**row, "epoch": row["epoch"] + len(h), "phase": "weights"} for row in h2]
-    r.recalibrate_norms(k)
-    finish_task(backbone, r.masks, k)
-    return h
 
 
 def _extra_params_per_task(r: Any) -> int:
@@ -223,13 +163,7 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
     net = copy.deepcopy(r.modules["backbone"]).cpu()  # the run's own modules stay as they are
     heads = r.modules["heads"]
     first = heads["0"]
-    per_task: list[dict[str, Any]] = [{} for _ in s.tasks]
-    if r.masks:  # each task's network is its masked weights: task 0's in model.safetensors, every task's in heads/
-        from ._supermasks import remove, task_weights
-
-        masks = {n: dict(net.named_modules())[n].parametrizations.weight[0] for n in r.masks}
-        per_task = [task_weights(net, masks, j) for j in range(len(s.tasks))]
-        remove(net, masks, 0)
+    per_task = r.strategy.export_tasks_(net, len(s.tasks))  # what each task's head file carries beside its head
     net.reset_classifier(first.out_features)
     with torch.no_grad():
         net.get_classifier().load_state_dict({k: v.cpu() for k, v in first.state_dict().items()})

@@ -4,11 +4,9 @@ accuracy matrix."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from ..train import Objective, StepContext
 from ._streams import Stream
@@ -51,89 +49,25 @@ class Run:
                                     else {"0": torch.nn.Linear(dim, n)})
         self.modules: dict[str, Any] = {"backbone": backbone, "heads": heads}
         self.dim = dim
-        self.control: Any = None
-        self.masks: dict[str, Any] = {}
-        if strategy.supermask:
-            from ._supermasks import install
-
-            self.control, self.masks = install(backbone, len(stream.tasks), strategy.density, seed)
-        if hasattr(strategy, "reseed"):
-            strategy.reseed(seed)
 
     def set_task(self, j: int) -> None:
-        """The task whose supermask the backbone uses (supsup, exssnet)."""
-        if self.control is not None:
-            self.control.task = j
-
-    def recalibrate_norms(self, i: int, batch_size: int = 64) -> None:
-        """Task ``i``'s batch-norm statistics re-estimated for its final network, as torch's ``update_bn`` does: a
-        cumulative average over one seeded, shuffled pass of its un-augmented training examples (the running
-        averages of training lag behind a mask that kept changing; with few steps they are far off). Only task
-        ``i``'s statistics change; a task too small for a batch of two keeps those of its training."""
-        import torch
-
-        if self.control is None or not self.control.norms:
-            return
-        data = self.task_tensors(i, augment=False)
-        if len(data) < 2:
-            return
-        self.set_task(i)
-        norms = list(self.control.norms.values())
-        backbone, dev = self.modules["backbone"].eval(), self.device()
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average: every batch counts alike
-            m.train()
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,  # batches mix the classes
-                                             generator=torch.Generator().manual_seed(self.seed * 1000 + i))
-        try:
-            with torch.no_grad():
-                for b in loader:
-                    if len(b["x"]) > 1:  # one example has no variance
-                        backbone(b["x"].to(dev))
-        finally:
-            for m, mo in zip(norms, momenta, strict=True):
-                m.momentum = mo
-            backbone.eval()
-
-    def knn_mask_transfer(self, i: int) -> int | None:
-        """ExSSNeT's optional transfer: the earlier task whose masked network's features give the best leave-one-out
-        1-nearest-neighbour accuracy (cosine) on task ``i``'s training examples, if better than chance; its scores
-        become task ``i``'s starting scores. Returns that task, or None."""
-        import torch
-
-        n = len(self.stream.tasks[i].train)
-        keep = sorted(np.random.default_rng(self.seed).choice(n, min(n, 2000), replace=False).tolist())
-        data = TaskTensors(self, [(i, j) for j in keep], augment=False)  # at most 2,000: the similarity is N x N
-        y = torch.as_tensor(self.stream.tasks[i].train.labels[keep])
-        best, best_acc = None, 1.0 / max(1, len(self.stream.tasks[i].classes))
-        dev = self.device()
-        for s in range(i):
-            self.set_task(s)
-            feats = []
-            with torch.inference_mode():
-                self.modules["backbone"].eval()
-                for b in torch.utils.data.DataLoader(data, batch_size=64):
-                    feats.append(self.modules["backbone"](b["x"].to(dev)).float().cpu())
-            f = torch.nn.functional.normalize(torch.cat(feats), dim=1)
-            sim = f @ f.T
-            sim.fill_diagonal_(-2.0)
-            acc = float((y[sim.argmax(1)] == y).float().mean())
-            if acc > best_acc:
-                best, best_acc = s, acc
-        if best is not None:
-            with torch.no_grad():
-                for m in self.masks.values():
-                    m.scores[i].copy_(m.scores[best])
-        return best
+        """Task ``j``'s network from here on (the strategy's ``use_task``: e.g. the supermasks pick its mask)."""
+        self.strategy.use_task(self, j)
 
     # ---------------------------------------------------------------------------------------------------- data
     def task_tensors(self, i: int, augment: bool = True) -> TaskTensors:
         return TaskTensors(self, [(i, j) for j in range(len(self.stream.tasks[i].train))], augment)
 
+    def tasks_tensors(self, tasks: list[int], augment: bool = True) -> TaskTensors:
+        """Every example of ``tasks`` at once (joint)."""
+        return TaskTensors(self, [(t, j) for t in tasks for j in range(len(self.stream.tasks[t].train))], augment)
+
+    def examples(self, pairs: list[tuple[int, int]], augment: bool = True) -> TaskTensors:
+        """The (task, index) examples ``pairs``."""
+        return TaskTensors(self, list(pairs), augment)
+
     def buffer_tensors(self, buffer: list[tuple[int, int]]) -> TaskTensors:
-        return TaskTensors(self, list(buffer), augment=True)
+        return self.examples(buffer, augment=True)
 
     # ---------------------------------------------------------------------------------------------------- heads
     def seen_classes(self, i: int) -> list[int]:
@@ -176,22 +110,6 @@ class Run:
         if self.stream.kind == "class":
             for n, p in modules["heads"].named_parameters():
                 yield f"heads.{n}", p
-
-    def snapshot_old(self) -> None:
-        """A frozen copy of the backbone and heads (LwF's teacher for the earlier tasks)."""
-        for name in ("backbone", "heads"):
-            old = copy.deepcopy(self.modules[name]).eval()
-            for p in old.parameters():
-                p.requires_grad_(False)
-            self.modules[f"old_{name}"] = old
-
-    def old_outputs(self, modules: Any, f_new: Any, f_old: Any, i: int) -> Iterator[tuple[Any, Any]]:
-        if self.stream.kind == "task":
-            for k in range(i):
-                yield modules["heads"][str(k)](f_new), modules["old_heads"][str(k)](f_old)
-        else:
-            old = self.seen_classes(i - 1)
-            yield modules["heads"]["0"](f_new)[:, old], modules["old_heads"]["0"](f_old)[:, old]
 
     # ---------------------------------------------------------------------------------------------------- measures
     def device(self) -> Any:
@@ -264,27 +182,14 @@ def _feature_dim(backbone: Any, built: Any) -> int:
 
 class ContinualObjective(Objective):
     """Training on task ``i`` (or, for ``joint``, on every task): each example's cross-entropy on its task's head,
-    plus the strategy's term."""
+    plus the strategy's term; the strategy says what trains."""
 
     def __init__(self, run: Run, i: int, strategy_name: str, options: dict[str, Any], phase: str = "") -> None:
         self.run, self.i, self.name, self.options, self.phase = run, i, strategy_name, dict(options), phase
-        # supermask strategies keep batch-norm statistics per task (see _supermasks): the task's own update
-        self.update_norm_stats = bool(run.strategy.supermask)
+        self.update_norm_stats = bool(run.strategy.update_norm_stats)
 
     def trainable(self, modules: Any) -> list[Any]:
-        strat = self.run.strategy
-        heads = modules["heads"]
-        keys = list(heads.keys()) if self.run.stream.kind == "class" or strat.joint else \
-            [str(self.i)] if strat.supermask else [str(k) for k in range(self.i + 1)]
-        head = [p for k in keys for p in heads[k].parameters()]
-        if not strat.supermask:
-            return [p for p in modules["backbone"].parameters() if p.requires_grad] + head
-        # supermasks: the scores (edge-popup's large step: only their order matters) and the fresh head learn
-        # faster than the exclusive weights of exssnet's second phase
-        scores = {id(m.scores[self.i]) for m in self.run.masks.values()}
-        out = [(p, strat.score_lr_scale if id(p) in scores else 1.0)
-               for p in modules["backbone"].parameters() if p.requires_grad]
-        return out + [(p, strat.head_lr_scale) for p in head]
+        return self.run.strategy.trainable(self.run, self.i, modules)
 
     def step(self, batch: Any, modules: Any, ctx: StepContext) -> tuple[Any, dict[str, Any]]:
         self.run.set_task(self.i)
@@ -301,3 +206,24 @@ class ContinualObjective(Objective):
 
     def config(self) -> dict[str, Any]:
         return {"strategy": self.name, "task": self.i, "phase": self.phase, **self.options}
+
+
+@dataclass(frozen=True)
+class Training:
+    """One call of the one training loop on a task's data: what a strategy's ``train_task`` calls (once, or once
+    per phase with its own ``TrainConfig`` fields)."""
+
+    name: str
+    options: dict[str, Any]
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    progress: bool
+
+    def __call__(self, run: Run, i: int, data: dict[str, Any], phase: str = "", **config: Any) -> list[dict[str, Any]]:
+        from ..train import TrainConfig, train
+
+        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + i, **config)
+        objective = ContinualObjective(run, i, self.name, self.options, phase)
+        return train(dict(run.modules), objective, data, cfg, progress=self.progress).history

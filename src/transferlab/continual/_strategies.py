@@ -1,42 +1,27 @@
 """The continual strategies: what each adds to training on the current task, and what it keeps between tasks.
 
 A strategy is ``factory(**options) -> Strategy``; register one with ``@STRATEGIES.register(name, summary=...,
-paper=...)``. Its hooks: ``before_task(run, i)`` (e.g. LwF's frozen copy), ``extra_data(run, i)`` (a second stream
-paired with the task's examples, e.g. the replay buffer), ``extra_loss(run, i, batch, features, modules)`` and
-``after_task(run, i)`` (e.g. EWC's Fisher, the buffer's update)."""
+paper=...)``. Its hooks (``_strategy.Strategy``): e.g. ``before_task`` (LwF's frozen copy), ``task_data`` (joint's
+every task, the replay buffer), ``extra_loss``, ``after_task`` (EWC's Fisher, the buffer's update), and for the
+supermasks (``_supermasks``) ``install``, ``train_task``, ``use_task`` and ``export_tasks_``."""
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .._registry import Registry
 from ..errors import TransferlabError
+from ._strategy import Strategy
+from ._streams import Stream
+from ._supermasks import Supermasks
 
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy")
-
-
-class Strategy:
-    joint = False  # train once on every task (the upper bound)
-    supermask = False  # a mask per task over fixed weights (supsup, exssnet)
-
-    def config(self) -> dict[str, Any]:
-        return {}
-
-    def before_task(self, run: Any, i: int) -> None:
-        pass
-
-    def extra_data(self, run: Any, i: int) -> Any:
-        return None
-
-    def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
-        return None, {}
-
-    def after_task(self, run: Any, i: int) -> None:
-        pass
+__all__ = ["STRATEGIES", "Strategy", "Supermasks"]
 
 
 @STRATEGIES.register("naive", summary="fine-tune on each task in turn (the lower bound: it forgets)")
@@ -45,7 +30,17 @@ def naive() -> Strategy:
 
 
 class _Joint(Strategy):
-    joint = True
+    """One step, after the last task, on every task's examples at once; one row, so no BWT or FWT."""
+
+    def steps(self, n_tasks: int) -> list[int]:
+        return [n_tasks - 1]
+
+    def task_data(self, run: Any, i: int) -> dict[str, Any]:
+        return {"current": run.tasks_tensors(list(range(i + 1)))}
+
+    def summary(self, matrix: np.ndarray, before: list[float], kind: str) -> dict[str, Any]:
+        return {"acc": float(matrix[-1].mean()), "bwt": None, "fwt": None, "forgetting": [], "mean_forgetting": None,
+                "exssnet_bwt": None}
 
 
 @STRATEGIES.register("joint", summary="every task at once (the upper bound; no sequence, so no BWT or FWT)")
@@ -63,11 +58,20 @@ class Replay(Strategy):
     def config(self) -> dict[str, Any]:
         return {"buffer_size": self.size, "replay_weight": self.weight}
 
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+    def check(self, stream: Stream, name: str) -> None:
+        total = sum(len(t.train) for t in stream.tasks[:-1])
+        if self.size > total:
+            raise TransferlabError(f"the replay buffer ({self.size}) is larger than the data it could ever hold "
+                                   f"({total} training examples before the last task): lower buffer_size")
 
-    def extra_data(self, run: Any, i: int) -> Any:
-        return run.buffer_tensors(self.buffer) if self.buffer else None
+    def install(self, run: Any) -> None:
+        self.rng = np.random.default_rng(run.seed)
+
+    def task_data(self, run: Any, i: int) -> dict[str, Any]:
+        data = super().task_data(run, i)
+        if self.buffer:
+            data["replay"] = run.buffer_tensors(self.buffer)
+        return data
 
     def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
         if "replay" not in batch:
@@ -158,7 +162,19 @@ class LwF(Strategy):
         return {"alpha": self.alpha, "temperature": self.t}
 
     def before_task(self, run: Any, i: int) -> None:
-        run.snapshot_old() if i > 0 else None
+        """A frozen copy of the backbone and heads: the teacher for the earlier tasks."""
+        if i == 0:
+            return
+        for name in ("backbone", "heads"):
+            old = copy.deepcopy(run.modules[name]).eval()
+            for p in old.parameters():
+                p.requires_grad_(False)
+            run.modules[f"old_{name}"] = old
+
+    def after_task(self, run: Any, i: int) -> None:
+        if i == len(run.stream.tasks) - 1:  # the frozen copy served its purpose
+            for k in [k for k in run.modules if k.startswith("old_")]:
+                del run.modules[k]
 
     def extra_loss(self, run: Any, i: int, batch: Any, features: Any, modules: Any) -> tuple[Any, dict[str, Any]]:
         if i == 0 or "old_backbone" not in modules:
@@ -169,12 +185,23 @@ class LwF(Strategy):
         with torch.no_grad():
             f_old = modules["old_backbone"](x)
         terms = []
-        for new, old in run.old_outputs(modules, features, f_old, i):
+        for new, old in _old_outputs(run, modules, features, f_old, i):
             log_q = torch.log_softmax(new.float() / self.t, 1)
             p = torch.softmax(old.float() / self.t, 1)
             terms.append(torch.nn.functional.kl_div(log_q, p, reduction="batchmean"))
         kl = torch.stack(terms).mean()
         return self.alpha * kl, {"lwf_kl": kl.detach()}
+
+
+def _old_outputs(run: Any, modules: Any, f_new: Any, f_old: Any, i: int) -> Iterator[tuple[Any, Any]]:
+    """(current, frozen) logits of the earlier tasks: their heads (task-incremental), or the earlier classes of the
+    one head (class-incremental)."""
+    if run.stream.kind == "task":
+        for k in range(i):
+            yield modules["heads"][str(k)](f_new), modules["old_heads"][str(k)](f_old)
+    else:
+        old = run.seen_classes(i - 1)
+        yield modules["heads"]["0"](f_new)[:, old], modules["old_heads"]["0"](f_old)[:, old]
 
 
 @STRATEGIES.register("lwf", summary="learning without forgetting: distil the frozen previous model's outputs on the "
@@ -188,24 +215,6 @@ def lwf(alpha: float = 1.0, temperature: float = 2.0) -> Strategy:
     if not (math.isfinite(temperature) and temperature > 0):
         raise TransferlabError(f"temperature must be a finite number > 0, got {temperature}")
     return LwF(alpha, temperature)
-
-
-class Supermasks(Strategy):
-    supermask = True
-
-    def __init__(self, density: float, exclusive: bool, knn_transfer: bool, score_lr_scale: float = 10.0,
-                 head_lr_scale: float = 10.0) -> None:
-        self.density, self.exclusive, self.knn_transfer = density, exclusive, knn_transfer
-        self.score_lr_scale, self.head_lr_scale = score_lr_scale, head_lr_scale
-        self.transfers: dict[int, int | None] = {}
-
-    def config(self) -> dict[str, Any]:
-        return {"density": self.density, "exclusive": self.exclusive, "knn_transfer": self.knn_transfer,
-                "score_lr_scale": self.score_lr_scale, "head_lr_scale": self.head_lr_scale}
-
-    def before_task(self, run: Any, i: int) -> None:
-        if self.knn_transfer and i > 0:
-            self.transfers[i] = run.knn_mask_transfer(i)
 
 
 def _scales(**scales: float) -> None:

@@ -20,7 +20,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..errors import TransferlabError
+from ._strategy import Strategy
+from ._streams import Stream
 
 
 def _torch() -> Any:
@@ -199,3 +203,138 @@ def remove(backbone: Any, masks: dict[str, Supermask], task: int) -> None:
     unexpected = backbone.load_state_dict(weights, strict=False).unexpected_keys
     if unexpected:
         raise RuntimeError(f"task weights name no module of the backbone: {unexpected[:3]}")
+
+
+class Supermasks(Strategy):
+    """SupSup (``exclusive=False``) and ExSSNeT (``exclusive=True``): the masks live here, the task in use is chosen
+    per task at training and at test time, and each saved task carries its masked weights and norm statistics."""
+
+    update_norm_stats = True  # each task keeps its own batch-norm statistics: the task's own update
+
+    def __init__(self, density: float, exclusive: bool, knn_transfer: bool, score_lr_scale: float = 10.0,
+                 head_lr_scale: float = 10.0) -> None:
+        self.density, self.exclusive, self.knn_transfer = density, exclusive, knn_transfer
+        self.score_lr_scale, self.head_lr_scale = score_lr_scale, head_lr_scale
+        self.transfers: dict[int, int | None] = {}
+        self.control: Control | None = None
+        self.masks: dict[str, Supermask] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {"density": self.density, "exclusive": self.exclusive, "knn_transfer": self.knn_transfer,
+                "score_lr_scale": self.score_lr_scale, "head_lr_scale": self.head_lr_scale}
+
+    def check(self, stream: Stream, name: str) -> None:
+        if stream.kind != "task":
+            raise TransferlabError(f"{name} picks each task's mask by the task at test time: it needs a task-"
+                                   "incremental stream (--stream A,B,...), not a class split")
+
+    def install(self, run: Any) -> None:
+        self.control, self.masks = install(run.modules["backbone"], len(run.stream.tasks), self.density, run.seed)
+
+    def use_task(self, run: Any, j: int) -> None:
+        if self.control is not None:
+            self.control.task = j
+
+    def before_task(self, run: Any, i: int) -> None:
+        if self.knn_transfer and i > 0:
+            self.transfers[i] = self.knn_mask_transfer(run, i)
+
+    def trainable(self, run: Any, i: int, modules: Any) -> list[Any]:
+        """The task's scores (edge-popup's large step: only their order matters) and its fresh head learn faster than
+        the exclusive weights of exssnet's second phase."""
+        scores = {id(m.scores[i]) for m in self.masks.values()}
+        out = [(p, self.score_lr_scale if id(p) in scores else 1.0)
+               for p in modules["backbone"].parameters() if p.requires_grad]
+        return out + [(p, self.head_lr_scale) for p in modules["heads"][str(i)].parameters()]
+
+    def train_task(self, run: Any, i: int, data: dict[str, Any], training: Any) -> list[dict[str, Any]]:
+        """The scores (and the head) train; then, for exssnet, the weights only this task's mask uses (and the
+        head). No weight decay: it would move weights an earlier mask uses."""
+        backbone = run.modules["backbone"]
+        score_parameters(self.masks, i)
+        h = training(run, i, data, "scores", weight_decay=0.0)
+        if self.exclusive:
+            freeze_scores(self.masks)
+            _, hooks = exclusive_weights(backbone, self.masks, i)
+            try:
+                h2 = training(run, i, data, "weights", weight_decay=0.0)
+            finally:
+                for hk in hooks:
+                    hk.remove()
+            h = h + [{**row, "epoch": row["epoch"] + len(h), "phase": "weights"} for row in h2]
+        self.recalibrate_norms(run, i)
+        finish_task(backbone, self.masks, i)
+        return h
+
+    def metrics(self, run: Any) -> dict[str, Any]:
+        return {"mask_bits_per_task": int(sum(m.scores[0].numel() for m in self.masks.values()))}
+
+    def export_tasks_(self, net: Any, n_tasks: int) -> list[dict[str, Any]]:
+        """Each task's network is its masked weights: every task's go beside its head; ``net`` (a copy of the
+        backbone) becomes task 0's plain network."""
+        masks = {n: dict(net.named_modules())[n].parametrizations.weight[0] for n in self.masks}
+        per_task = [task_weights(net, masks, j) for j in range(n_tasks)]
+        remove(net, masks, 0)
+        return per_task
+
+    def recalibrate_norms(self, run: Any, i: int, batch_size: int = 64) -> None:
+        """Task ``i``'s batch-norm statistics re-estimated for its final network, as torch's ``update_bn`` does: a
+        cumulative average over one seeded, shuffled pass of its un-augmented training examples (the running
+        averages of training lag behind a mask that kept changing; with few steps they are far off). Only task
+        ``i``'s statistics change; a task too small for a batch of two keeps those of its training."""
+        torch = _torch()
+        if self.control is None or not self.control.norms:
+            return
+        data = run.task_tensors(i, augment=False)
+        if len(data) < 2:
+            return
+        run.set_task(i)
+        norms = list(self.control.norms.values())
+        backbone, dev = run.modules["backbone"].eval(), run.device()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: every batch counts alike
+            m.train()
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,  # batches mix the classes
+                                             generator=torch.Generator().manual_seed(run.seed * 1000 + i))
+        try:
+            with torch.no_grad():
+                for b in loader:
+                    if len(b["x"]) > 1:  # one example has no variance
+                        backbone(b["x"].to(dev))
+        finally:
+            for m, mo in zip(norms, momenta, strict=True):
+                m.momentum = mo
+            backbone.eval()
+
+    def knn_mask_transfer(self, run: Any, i: int) -> int | None:
+        """ExSSNeT's optional transfer: the earlier task whose masked network's features give the best leave-one-out
+        1-nearest-neighbour accuracy (cosine) on task ``i``'s training examples, if better than chance; its scores
+        become task ``i``'s starting scores. Returns that task, or None."""
+        torch = _torch()
+        task = run.stream.tasks[i]
+        n = len(task.train)
+        keep = sorted(np.random.default_rng(run.seed).choice(n, min(n, 2000), replace=False).tolist())
+        data = run.examples([(i, j) for j in keep], augment=False)  # at most 2,000: the similarity is N x N
+        y = torch.as_tensor(task.train.labels[keep])
+        best, best_acc = None, 1.0 / max(1, len(task.classes))
+        dev, backbone = run.device(), run.modules["backbone"]
+        for s in range(i):
+            run.set_task(s)
+            feats = []
+            with torch.inference_mode():
+                backbone.eval()
+                for b in torch.utils.data.DataLoader(data, batch_size=64):
+                    feats.append(backbone(b["x"].to(dev)).float().cpu())
+            f = torch.nn.functional.normalize(torch.cat(feats), dim=1)
+            sim = f @ f.T
+            sim.fill_diagonal_(-2.0)
+            acc = float((y[sim.argmax(1)] == y).float().mean())
+            if acc > best_acc:
+                best, best_acc = s, acc
+        if best is not None:
+            with torch.no_grad():
+                for m in self.masks.values():
+                    m.scores[i].copy_(m.scores[best])
+        return best
