@@ -1,5 +1,5 @@
 """Distillation: one or many frozen teachers into a small student, on the one training loop (``kd``, ``multi_avg``,
-``multi_weighted``, ``kl_dp``, ``feature``), with the transfer evidence."""
+``multi_weighted``, ``kl_dp``, ``feature``, ``dkd``), with the transfer evidence."""
 
 from ._api import DistillResult, distill, list_methods
 from ._methods import METHODS

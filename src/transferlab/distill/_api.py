@@ -3,7 +3,6 @@ delta, knowledge gain and loss, complementary knowledge, agreement, parameters a
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import statistics
@@ -29,7 +28,7 @@ VAL_FRACTION = 0.1
 
 
 def list_methods() -> list[str]:
-    """The distillation methods (``feature``, ``kd``, ``kl_dp``, ``multi_avg``, ``multi_weighted``)."""
+    """The distillation methods (``dkd``, ``feature``, ``kd``, ``kl_dp``, ``multi_avg``, ``multi_weighted``)."""
     return METHODS.list()
 
 
@@ -162,6 +161,7 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
              progress: bool, trust_pickle: bool, checkpoint_dir: Path | None) -> DistillResult:
     from ..train import TrainConfig, seed_everything, train
     from ._inputs import Views, feed_keys
+    from ._methods import Setup
     from ._objective import Distillation, teacher_name
 
     seed_everything(seed)
@@ -170,13 +170,6 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
     if student.modality != ds.modality:
         raise TransferlabError(f"the student {student_ref} takes {student.modality} input; {ds.name} holds "
                                f"{ds.modality}")
-    warnings: list[str] = []
-    if m.needs_start and not student.meta.get("trained"):
-        warnings.append(f"kl_dp starts from an untrained student ({student_ref} has a fresh head): its starting "
-                        "point is never the better candidate, so it degenerates to copying the teachers; give a "
-                        "fitted student directory")
-    for w in warnings:
-        log.warning("%s", w)
     train_ds, val_ds = split_validation(ds, VAL_FRACTION, seed)
     feeds: list[tuple[Any, ...]] = [student.feed]
     toks: list[Any] = [student.tokenizer]
@@ -189,38 +182,20 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
     data = Views(parts, feeds, toks, augment=True)
     val_data = Views([(val_ds, True)], [student.feed], [student.tokenizer]) if val_ds is not None else None
 
-    weights = [1.0 / len(teachers)] * len(teachers)
-    weight_table: dict[str, Any] = {}
-    if m.weighted:
-        from ..models import features_and_probs
-        from ._weights import softmax_weights, teacher_scores
-
-        fp = [features_and_probs(t.net, t.inputs(train_ds), t.order, max(64, batch_size)) for t in teachers]
-        scores, weight_table = teacher_scores([f for f, _ in fp], [p for _, p in fp], np.asarray(train_ds.labels),
-                                              m.weight_metric)
-        weights = softmax_weights(scores, m.weight_temperature)
-        weight_table = {"metric": m.weight_metric, "scores": scores, "per_metric": weight_table}
-        log.info("teacher weights (%s): %s", m.weight_metric, ", ".join(f"{w:.3f}" for w in weights))
+    setup = Setup(student, str(student_ref), teachers, ds, train_ds, batch_size, seed)
+    weights, weight_table = [1.0 / len(teachers)] * len(teachers), {}
+    if m.teacher_weights is not None:
+        weights, weight_table = m.teacher_weights(setup)
 
     before = _logits(student, test_ds, max(64, batch_size)) if test_ds is not None else None
     modules: dict[str, Any] = {"model": student.net}
     for k, t in enumerate(teachers):
         modules[teacher_name(k)] = t.net
-    if m.needs_start:
-        start = copy.deepcopy(student.net).eval()
-        for p in start.parameters():
-            p.requires_grad_(False)
-        modules["start"] = start
-    if m.feature_weight > 0:
-        import torch
-
-        from ..models import features_and_probs
-
-        one = ds.subset(np.arange(min(2, len(ds))))
-        d_s = features_and_probs(student.net, student.inputs(one))[0].shape[1]
-        d_t = features_and_probs(teachers[0].net, teachers[0].inputs(one))[0].shape[1]
-        torch.manual_seed(seed)
-        modules["projector"] = torch.nn.Linear(d_s, d_t)
+    if m.modules is not None:
+        modules.update(m.modules(setup))
+    warnings = setup.warnings
+    for w in warnings:
+        log.warning("%s", w)
     objective = Distillation(method, m, keys=keys, orders=[t.order for t in teachers], weights=weights,
                              options={**options, "teachers": [_identity(t) for t in teacher_refs]})
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,

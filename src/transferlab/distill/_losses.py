@@ -95,3 +95,32 @@ def hint_loss(f_s: Any, f_t: Any, projector: Any) -> Any:
     import torch.nn.functional as F  # noqa: N812
 
     return F.mse_loss(projector(_f(f_s)), _f(f_t).detach())
+
+
+def dkd_terms(z_s: Any, z_t: Any, target: Any, temperature: float) -> tuple[Any, Any]:
+    """Zhao et al., CVPR 2022 (Decoupled Knowledge Distillation): (TCKD, NCKD), each T²·KL(teacher ‖ student)
+    averaged over the batch; ``target`` [B] holds a class per row (no -1).
+
+    - TCKD: over the binary distribution (the target class's probability, the other classes' total) at T, computed
+      from log-sum-exps of the two parts (the same value as summing the probabilities, without taking the log of a
+      sum that has underflowed);
+    - NCKD: over the distribution among the non-target classes at T: the target logit (over T) lowered by 1000
+      before the softmax, as the paper's reference does, so that its probability vanishes."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    zs, zt = _f(z_s) / temperature, _f(z_t) / temperature
+    gt = F.one_hot(target, zs.shape[1]).bool()
+
+    def binary_log(z: Any) -> Any:  # log (p_target, p_rest) [B, 2]
+        everything = torch.logsumexp(z, dim=1)
+        on_target = z.gather(1, target.view(-1, 1)).squeeze(1)
+        rest = torch.logsumexp(z.masked_fill(gt, float("-inf")), dim=1)
+        return torch.stack([on_target - everything, rest - everything], dim=1)
+
+    t2 = temperature ** 2
+    tckd = t2 * F.kl_div(binary_log(zs), binary_log(zt), reduction="batchmean", log_target=True)
+    lowered = 1000.0 * gt.to(zs.dtype)
+    nckd = t2 * F.kl_div(torch.log_softmax(zs - lowered, dim=1), torch.log_softmax(zt - lowered, dim=1),
+                         reduction="batchmean", log_target=True)
+    return tckd, nckd

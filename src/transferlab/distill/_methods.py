@@ -1,14 +1,17 @@
-"""The distillation methods: each turns the frozen teachers' logits (and the student's frozen starting point, where it
-needs one) into the soft targets of a step, and says how they combine with the labels.
+"""The distillation methods. A method is its extra modules and its loss (as domain's): the modules it needs beside the
+student and the frozen teachers (the student's frozen starting point for kl_dp, a learned projector for feature),
+built once by a hook given the student and the teachers; and a loss over one step's student logits, teacher logits
+(in the data's class order), labels (-1: unlabelled), teacher weights, step context and, where the method asks for
+them, pooled features.
 
 A method is ``factory(n_teachers, **options) -> Method``; register one with ``@METHODS.register(name, summary=...,
-paper=...)``."""
+paper=...)``. The objective has no method-specific branch: a new method is one entry here."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._registry import Registry
@@ -18,31 +21,49 @@ METHODS: Registry[Callable[..., Method]] = Registry("distillation method")
 
 
 @dataclass
-class Targets:
-    """What a method reads of one step: the teachers' logits (in the data's class order), the frozen starting
-    student's logits (or None), the labels (-1: unlabelled) and the teachers' weights."""
+class Step:
+    """What a method's loss reads of one step."""
 
-    teacher_logits: Sequence[Any]
-    start_logits: Any
-    y: Any
-    weights: Sequence[float]
+    x: Any  # the student's input (a frozen copy of the student reads it too)
+    student_logits: Any  # [B, C], with gradient
+    teacher_logits: Sequence[Any]  # each [B, C] in the data's class order, float32, no gradient
+    y: Any  # [B]; -1: unlabelled
+    weights: Sequence[float]  # the teachers' mixing weights (sum 1)
+    ctx: Any  # the loop's StepContext (epoch, epochs, progress...)
+    features: Mapping[str, Any] = field(default_factory=dict)  # pooled features of the networks in ``Method.taps``
+
+
+@dataclass
+class Setup:
+    """What a method's hooks are given, once before training: the student and the teachers (``Member``: ``net``,
+    ``inputs(ds)``, ``order``, ``meta``), the labelled data (``data``: before the hold-out; ``train``: after it), the
+    batch size and the seed; a hook may add to ``warnings`` (logged, and kept in metrics.json)."""
+
+    student: Any
+    student_ref: str
+    teachers: Sequence[Any]
+    data: Any
+    train: Any
+    batch_size: int
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+
+
+Loss = Callable[[Step, Mapping[str, Any]], tuple[Any, dict[str, Any]]]
 
 
 @dataclass
 class Method:
-    """``targets(t) -> (probabilities at T [B, C], logs)``; ``kd_weight``: w of (1 − w)·CE + w·T²·KL (1: KL only);
-    ``needs_start``: the student's frozen starting point is a candidate (kl_dp); ``feature_weight``: the hint loss's
-    weight (0: none); ``weighted``: the teachers' weights come from rank scores (``weight_metric``,
-    ``weight_temperature``)."""
+    """``loss(step, modules) -> (loss, logs)``; ``modules(setup) -> {name: module}``: built beside the student (a
+    module whose parameters require gradients is trained with it, a frozen one stays frozen); ``taps``: the networks
+    (``model``, ``teacher0``...) whose pooled features (their heads' input) the loss reads in ``step.features``;
+    ``teacher_weights(setup) -> (weights, table)``: the teachers' mixing weights and what they came from (None:
+    uniform)."""
 
-    temperature: float
-    kd_weight: float
-    targets: Callable[[Targets], tuple[Any, dict[str, Any]]]
-    needs_start: bool = False
-    feature_weight: float = 0.0
-    weighted: bool = False
-    weight_metric: str = "consensus"
-    weight_temperature: float = 1.0
+    loss: Loss
+    modules: Callable[[Setup], dict[str, Any]] | None = None
+    taps: tuple[str, ...] = ()
+    teacher_weights: Callable[[Setup], tuple[list[float], dict[str, Any]]] | None = None
 
 
 def _check(temperature: float, kd_weight: float = 0.5) -> None:
@@ -52,16 +73,37 @@ def _check(temperature: float, kd_weight: float = 0.5) -> None:
         raise TransferlabError(f"kd_weight must lie in [0, 1] (the distillation term's share), got {kd_weight!r}")
 
 
+def _non_negative(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise TransferlabError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def _one_teacher(name: str, n_teachers: int) -> None:
     if n_teachers != 1:
         raise TransferlabError(f"{name} distils one teacher, got {n_teachers}: use multi_avg, multi_weighted or "
                                "kl_dp for several")
 
 
-def _mixed(temperature: float) -> Callable[[Targets], tuple[Any, dict[str, Any]]]:
+Targets = Callable[[Step, Mapping[str, Any]], tuple[Any, dict[str, Any]]]
+
+
+def _mixed(temperature: float) -> Targets:
+    """The teachers' Σ_k w_k·softmax(z_k/T) as the soft targets."""
     from ._losses import mixed_teacher
 
-    return lambda t: (mixed_teacher(t.teacher_logits, temperature, t.weights), {})
+    return lambda s, modules: (mixed_teacher(s.teacher_logits, temperature, s.weights), {})
+
+
+def _soft(targets: Targets, temperature: float, kd_weight: float) -> Loss:
+    """The kd family: (1 − w)·CE + w·T²·KL(targets ‖ softmax(z_s/T)), the soft term logged as ``kl``."""
+    from ._losses import kd_loss, soft_kl
+
+    def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        p_t, logs = targets(s, modules)
+        value = kd_loss(s.student_logits, p_t, s.y, temperature, kd_weight)
+        return value, {**logs, "kl": soft_kl(s.student_logits.detach(), p_t, temperature)}
+
+    return loss
 
 
 @METHODS.register("kd", summary="Hinton's knowledge distillation from one teacher",
@@ -71,7 +113,7 @@ def kd(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9) -> Met
     """(1 − ``kd_weight``)·CE + ``kd_weight``·T²·KL(teacher_T ‖ student_T)."""
     _check(temperature, kd_weight)
     _one_teacher("kd", n_teachers)
-    return Method(temperature, kd_weight, _mixed(temperature))
+    return Method(_soft(_mixed(temperature), temperature, kd_weight))
 
 
 @METHODS.register("multi_avg", summary="several teachers: their tempered probabilities averaged (an ensemble "
@@ -79,7 +121,7 @@ def kd(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9) -> Met
 def multi_avg(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9) -> Method:
     """kd with the mean of the teachers' softmax(z/T) as the teacher."""
     _check(temperature, kd_weight)
-    return Method(temperature, kd_weight, _mixed(temperature))
+    return Method(_soft(_mixed(temperature), temperature, kd_weight))
 
 
 @METHODS.register("multi_weighted", summary="several teachers weighted by how well each transfers to the data "
@@ -99,8 +141,24 @@ def multi_weighted(n_teachers: int, temperature: float = 4.0, kd_weight: float =
         if weight_metric not in list_metrics():
             raise TransferlabError(f"unknown weight_metric {weight_metric!r}; known: consensus, "
                                    f"{', '.join(list_metrics())}")
-    return Method(temperature, kd_weight, _mixed(temperature), weighted=True, weight_metric=weight_metric,
-                  weight_temperature=weight_temperature)
+    from ._weights import by_rank_scores
+
+    return Method(_soft(_mixed(temperature), temperature, kd_weight),
+                  teacher_weights=by_rank_scores(weight_metric, weight_temperature))
+
+
+def _frozen_start(b: Setup) -> dict[str, Any]:
+    """The student's frozen starting point, kl_dp's first candidate."""
+    import copy
+
+    if not b.student.meta.get("trained"):
+        b.warnings.append(f"kl_dp starts from an untrained student ({b.student_ref} has a fresh head): its starting "
+                          "point is never the better candidate, so it degenerates to copying the teachers; give a "
+                          "fitted student directory")
+    start = copy.deepcopy(b.student.net).eval()
+    for p in start.parameters():
+        p.requires_grad_(False)
+    return {"start": start}
 
 
 @METHODS.register("kl_dp", summary="per example, distil from whichever of {the student's starting point, each "
@@ -113,12 +171,30 @@ def kl_dp(n_teachers: int, temperature: float = 1.0, unsupervised: bool = False)
     _check(temperature)
     from ._losses import kl_dp_targets
 
-    def targets(t: Targets) -> tuple[Any, dict[str, Any]]:
-        y = t.y if not unsupervised else t.y * 0 - 1
-        p, choice = kl_dp_targets([t.start_logits, *t.teacher_logits], y, temperature)
+    def targets(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        with torch.no_grad():
+            start = modules["start"](s.x).float()
+        y = s.y if not unsupervised else s.y * 0 - 1
+        p, choice = kl_dp_targets([start, *s.teacher_logits], y, temperature)
         return p, {"teacher_share": (choice > 0).float().mean()}
 
-    return Method(temperature, 1.0, targets, needs_start=True)
+    return Method(_soft(targets, temperature, 1.0), modules=_frozen_start)
+
+
+def _projector(b: Setup) -> dict[str, Any]:
+    """A linear map from the student's pooled features to the first teacher's (seeded by the run's seed)."""
+    import numpy as np
+    import torch
+
+    from ..models import features_and_probs
+
+    one = b.data.subset(np.arange(min(2, len(b.data))))
+    d_s = features_and_probs(b.student.net, b.student.inputs(one))[0].shape[1]
+    d_t = features_and_probs(b.teachers[0].net, b.teachers[0].inputs(one))[0].shape[1]
+    torch.manual_seed(b.seed)
+    return {"projector": torch.nn.Linear(d_s, d_t)}
 
 
 @METHODS.register("feature", summary="kd plus a hint loss on pooled features through a learned linear projector",
@@ -127,6 +203,50 @@ def feature(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9, f
     """kd + ``feature_weight``·MSE(P·f_student, f_teacher) on the features that enter the heads."""
     _check(temperature, kd_weight)
     _one_teacher("feature", n_teachers)
-    if not (math.isfinite(feature_weight) and feature_weight >= 0):
-        raise TransferlabError(f"feature_weight must be a finite number >= 0, got {feature_weight!r}")
-    return Method(temperature, kd_weight, _mixed(temperature), feature_weight=feature_weight)
+    _non_negative("feature_weight", feature_weight)
+    from ._losses import hint_loss
+
+    soft = _soft(_mixed(temperature), temperature, kd_weight)
+
+    def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        value, logs = soft(s, modules)
+        hint = hint_loss(s.features["model"], s.features["teacher0"], modules["projector"])
+        return value + feature_weight * hint, {**logs, "hint": hint.detach()}
+
+    return Method(loss, modules=_projector, taps=("model", "teacher0"))
+
+
+@METHODS.register("dkd", summary="decoupled KD: the target class's probability (TCKD) and the distribution over the "
+                  "other classes (NCKD) distilled with their own weights, plus the labels' cross-entropy",
+                  paper="Zhao et al., Decoupled Knowledge Distillation, CVPR 2022",
+                  reference="megvii-research/mdistiller mdistiller/distillers/DKD.py @ e8c5bb3")
+def dkd(n_teachers: int, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0,
+        warmup_epochs: float = 1.0, pseudo_labels: bool = False) -> Method:
+    """CE(z_s, y) + r·(``alpha``·TCKD + ``beta``·NCKD)·T², r = min(epochs done / ``warmup_epochs``, 1) (fractional,
+    from 0 at the first step; 0: no ramp; the paper ramps over 20 of 240 epochs). An unlabelled example has no target
+    class: it takes no part in the DKD terms (nor the CE), unless ``pseudo_labels``: then the teacher's top class is
+    its target in the DKD terms (never in the CE)."""
+    _check(temperature)
+    _one_teacher("dkd", n_teachers)
+    for name, v in (("alpha", alpha), ("beta", beta), ("warmup_epochs", warmup_epochs)):
+        _non_negative(name, v)
+    from ._losses import dkd_terms, hard_ce, soft_kl, tempered
+
+    def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        z_s, z_t, y = s.student_logits, s.teacher_logits[0], s.y
+        target = torch.where(y >= 0, y, z_t.argmax(1)) if pseudo_labels else y
+        rows = target >= 0
+        ramp = min(s.ctx.progress * s.ctx.epochs / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
+        value = hard_ce(z_s, y)
+        logs: dict[str, Any] = {"kl": soft_kl(z_s.detach(), tempered(z_t, temperature), temperature),
+                                "warmup": ramp}
+        n = int(rows.sum())
+        if n:
+            tckd, nckd = dkd_terms(z_s[rows], z_t[rows], target[rows], temperature)
+            value = value + ramp * (alpha * tckd + beta * nckd)
+            logs.update(tckd=(float(tckd.detach()) * n, n), nckd=(float(nckd.detach()) * n, n))
+        return value, logs
+
+    return Method(loss)

@@ -1,6 +1,6 @@
-"""Distillation as an objective of the one loop: the student (trained) beside frozen teachers (and, for kl_dp, the
-student's frozen starting point and, for ``feature``, a learned projector); each step turns the teachers' logits into
-soft targets by the method and adds the labels' cross-entropy where it has one."""
+"""Distillation as an objective of the one loop: the student (trained) beside frozen teachers and the modules its
+method asks for; each step hands the student's and the teachers' logits, the labels and the step context to the
+method's loss. No method-specific branch lives here: a method is its modules and its loss (``_methods``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from ..models import HeadInputTap
 from ..train import Objective, StepContext
-from ._methods import Method, Targets
+from ._methods import Method, Step
 
-FeatureTap = HeadInputTap  # the pooled features a hint loss reads
+FeatureTap = HeadInputTap  # the pooled features a method's loss reads
 
 
 def teacher_name(k: int) -> str:
@@ -19,9 +19,9 @@ def teacher_name(k: int) -> str:
 
 
 class Distillation(Objective):
-    """``modules``: ``model`` (the student), ``teacher0``... (frozen), ``start`` (frozen, kl_dp), ``projector``
-    (feature). ``keys``: each teacher's input key in the batch; ``orders``: each teacher's output columns in the
-    data's class order (None: as is); ``weights``: the teachers' mixing weights."""
+    """``modules``: ``model`` (the student), ``teacher0``... (frozen), and the method's own (e.g. ``start``,
+    frozen; ``projector``, trained). ``keys``: each teacher's input key in the batch; ``orders``: each teacher's
+    output columns in the data's class order (None: as is); ``weights``: the teachers' mixing weights."""
 
     def __init__(self, method_name: str, method: Method, *, keys: Sequence[str], orders: Sequence[Any],
                  weights: Sequence[float], options: Mapping[str, Any] | None = None) -> None:
@@ -31,13 +31,16 @@ class Distillation(Objective):
         self._taps: dict[str, FeatureTap] = {}
 
     def setup(self, modules: Mapping[str, Any], device: Any) -> None:
-        if self.method.feature_weight > 0 and not self._taps:
-            self._taps = {"model": FeatureTap(modules["model"]), "teacher0": FeatureTap(modules["teacher0"])}
+        if not self._taps:
+            self._taps = {name: FeatureTap(modules[name]) for name in self.method.taps}
 
     def trainable(self, modules: Mapping[str, Any]) -> list[Any]:
+        """The student's parameters, then those of the method's trained modules."""
+        teachers = {teacher_name(k) for k in range(len(self.keys))}
         out = [p for p in modules["model"].parameters() if p.requires_grad]
-        if "projector" in modules:
-            out += list(modules["projector"].parameters())
+        for name, m in modules.items():
+            if name != "model" and name not in teachers:
+                out += [p for p in m.parameters() if p.requires_grad]
         return out
 
     def teacher_logits(self, batch: Mapping[str, Any], modules: Mapping[str, Any]) -> list[Any]:
@@ -51,31 +54,17 @@ class Distillation(Objective):
         return out
 
     def step(self, batch: Any, modules: Mapping[str, Any], ctx: StepContext) -> tuple[Any, dict[str, Any]]:
-        import torch
-
-        from ._losses import hard_ce, hint_loss, kd_loss, soft_kl
+        from ._losses import hard_ce
 
         x, y = batch["x"], batch["y"]
         z_s = modules["model"](x)
-        f_s = self._taps["model"].value if self._taps else None
         z_t = self.teacher_logits(batch, modules)
-        f_t = self._taps["teacher0"].value if self._taps else None
-        start = None
-        if self.method.needs_start:
-            with torch.no_grad():
-                start = modules["start"](x).float()
-        p_t, logs = self.method.targets(Targets(z_t, start, y, self.weights))
-        m = self.method
-        loss = kd_loss(z_s, p_t, y, m.temperature, m.kd_weight)
+        features = {name: tap.value for name, tap in self._taps.items()}
+        loss, logs = self.method.loss(Step(x, z_s, z_t, y, self.weights, ctx, features), modules)
         labelled = y >= 0
-        logs = {**logs, "kl": soft_kl(z_s.detach(), p_t, m.temperature)}
         if bool(labelled.any()):
             logs["accuracy"] = (int((z_s.detach()[labelled].argmax(1) == y[labelled]).sum()), int(labelled.sum()))
             logs["ce"] = hard_ce(z_s.detach(), y)
-        if m.feature_weight > 0:
-            hint = hint_loss(f_s, f_t, modules["projector"])
-            loss = loss + m.feature_weight * hint
-            logs["hint"] = hint.detach()
         return loss, logs
 
     def evaluate(self, batch: Any, modules: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ metrics, turned into a softmax over the teachers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,3 +53,20 @@ def teacher_scores(features: Sequence[np.ndarray], probs: Sequence[np.ndarray], 
             raise TransferlabError(f"weight_metric {metric} could not score every teacher; use consensus")
         out = [float(v) for v in table[metric]]  # type: ignore[arg-type]
     return out, table
+
+
+def by_rank_scores(metric: str, temperature: float) -> Callable[[Any], tuple[list[float], dict[str, Any]]]:
+    """A method's ``teacher_weights`` hook: each teacher's pooled features and class probabilities on the training
+    examples (un-augmented), scored by ``metric``, turned into softmax(score / ``temperature``)."""
+
+    def weights(setup: Any) -> tuple[list[float], dict[str, Any]]:
+        from ..models import features_and_probs
+
+        train, bs = setup.train, max(64, setup.batch_size)
+        fp = [features_and_probs(t.net, t.inputs(train), t.order, bs) for t in setup.teachers]
+        scores, per_metric = teacher_scores([f for f, _ in fp], [p for _, p in fp], np.asarray(train.labels), metric)
+        w = softmax_weights(scores, temperature)
+        log.info("teacher weights (%s): %s", metric, ", ".join(f"{x:.3f}" for x in w))
+        return w, {"metric": metric, "scores": scores, "per_metric": per_metric}
+
+    return weights
