@@ -5,6 +5,9 @@ of the issue's evidence (kd ≥ labels-only + 2 points at 20 % labels; multi-tea
 on a trained student with the weaker teacher ≥ −0.2 points where kd loses; the student's speed-up ≥ 5×).
 
     .venv/bin/transferlab bench distill --out runs/bench-distill
+    # with the dkd row (opt-in; the other rows' runs come from the cache of the same --out):
+    .venv/bin/transferlab bench distill --out runs/bench-distill \
+        --rows kd,multi_avg,multi_weighted,feature,kd_trained,kl_dp_trained,dkd
     .venv/bin/python benchmarks/bench_distill_tables.py runs/bench-distill/bench_distill.json
 """
 

@@ -85,7 +85,7 @@ def _loss(y: np.ndarray, progress: float = 1.0, zs: np.ndarray = ZS, **options):
     step = Step(z, z, [torch.tensor(ZT)], torch.tensor(y), [1.0], _ctx(progress))
     value, logs = method.loss(step, {})
     value.backward()
-    return float(value), logs, z.grad
+    return float(value.detach()), logs, z.grad
 
 
 @pytest.mark.parametrize(("progress", "warmup", "ramp"), [(0.0, 1.0, 0.0), (0.05, 1.0, 0.5), (0.3, 1.0, 1.0),
