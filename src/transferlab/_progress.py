@@ -102,15 +102,15 @@ class PlainLines:
         parts = [f"{Text.from_markup(str(t['description'])).plain}: {done:g}" + (f"/{total:g}" if total else "")]
         if total:
             parts[0] += f" ({100 * done / total:.0f}%)"
-        parts.append(f"{_clock(elapsed)} elapsed")
+        parts.append(f"{clock(elapsed)} elapsed")
         if total and 0 < done < total:
-            parts.append(f"ETA {_clock(elapsed * (total - done) / done)}")
+            parts.append(f"ETA {clock(elapsed * (total - done) / done)}")
         if t["note"]:
             parts.append(Text.from_markup(str(t["note"])).plain)
         print(", ".join(parts), file=self.stream or sys.stderr, flush=True)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 

@@ -151,7 +151,7 @@ def test_ped_uses_the_source_statistics_of_models_that_know_their_source_data():
 
     from transferlab.rank import score
     from transferlab.zoo import FeatureCache, extract_features, resolve_model
-    from transferlab.zoo._small import source_data
+    from transferlab.zoo.small import source_data
 
     ds = load_dataset("builtin:shapes").stratified_sample(90)
     r = rank(ds, ["builtin:small_resnet_textures", "builtin:small_vit_shapes", "builtin:pixels"], "ped,logme")

@@ -9,7 +9,7 @@ from transferlab.data import load_dataset
 from transferlab.errors import ModelError
 from transferlab.pretrain import build_zoo
 from transferlab.zoo import extract_features, load_zoo, resolve_model
-from transferlab.zoo._small import SMALL_MODELS, manifest
+from transferlab.zoo.small import SMALL_MODELS, manifest
 
 
 def test_build_is_deterministic(tmp_path):
@@ -31,7 +31,7 @@ def test_rebuilding_a_shipped_model_reproduces_its_predictions(tmp_path, monkeyp
     ``ATEN_CPU_CAPABILITY=avx2`` the rebuild agrees on 95.6 % of the images (source accuracy 0.862 against 0.842), with
     ``ATEN_CPU_CAPABILITY=default`` on 93.8 % (0.858). Hence the tolerances: >= 90 % agreement, accuracy within 3
     points. Determinism on one machine (two builds, the same bytes) is test_build_is_deterministic's."""
-    from transferlab.zoo import _small
+    from transferlab.zoo import small as _small
 
     build_zoo(tmp_path, ["small_vit_fashion"])
     test = _small.source_data("fashion", "test")
@@ -52,7 +52,7 @@ def test_rebuilding_a_shipped_model_reproduces_its_predictions(tmp_path, monkeyp
 def test_shipped_weights_match_the_manifest():
     import hashlib
 
-    from transferlab.zoo._small import weights_dir
+    from transferlab.zoo.small import weights_dir
 
     man = manifest()
     assert set(man["models"]) == set(SMALL_MODELS)

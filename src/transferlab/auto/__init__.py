@@ -3,6 +3,6 @@ data size allow, evaluate, try an ensemble and distil it, and report, within a t
 
 from ._api import AutoResult, auto
 from ._check import CHECKS, Finding, check_data
-from ._plan import Plan, Stage, parse_budget
+from ._plan import Plan, Stage, fmt_seconds, measured_text, parse_budget
 
-__all__ = ["CHECKS", "AutoResult", "Finding", "Plan", "Stage", "auto", "check_data", "parse_budget"]
+__all__ = ["CHECKS", "AutoResult", "Finding", "Plan", "Stage", "auto", "check_data", "fmt_seconds", "measured_text", "parse_budget"]

@@ -247,8 +247,7 @@ def _padded_tokens(train: Any, zoo: Any, probes: tuple[int, int], seed: int) -> 
 
 def mark_cached(cost: RankCost, train: Any, zoo: Any, n: int, image_size: int | None, seed: int) -> None:
     """Which models' features of the ranking's sample are in the feature cache already (then they cost ~nothing)."""
-    from ..zoo import FeatureCache, load_zoo, resolve_model
-    from ..zoo._cache import cache_key
+    from ..zoo import FeatureCache, cache_key, load_zoo, resolve_model
 
     ds = train.stratified_sample(n, seed=seed) if n < len(train) else train
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo

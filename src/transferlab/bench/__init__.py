@@ -4,7 +4,7 @@ adaptation method and label-free selector against the (oracle) target accuracy; 
 distillation method against the labels-only student; ``bench_continual`` every continual strategy on
 the built-in streams; ``bench_prune`` pretraining on pruned sources against the full source."""
 
-from ._continual import ContinualBenchResult, bench_continual
+from ._continual import CLASS_SPLIT, TASK_STREAM, ContinualBenchResult, bench_continual
 from ._distill import DistillBenchResult, bench_distill
 from ._domain import DomainBenchResult, bench_domain
 from ._merge import MergeBenchResult, bench_merge
@@ -12,5 +12,5 @@ from ._prune import PruneBenchResult, bench_prune
 from ._quality import random_baseline, rank_quality
 from ._rank import BenchResult, bench_rank
 
-__all__ = ["BenchResult", "ContinualBenchResult", "DistillBenchResult", "DomainBenchResult", "MergeBenchResult", "PruneBenchResult", "bench_continual", "bench_distill", "bench_domain", "bench_merge", "bench_prune", "bench_rank",
+__all__ = ["CLASS_SPLIT", "TASK_STREAM", "BenchResult", "ContinualBenchResult", "DistillBenchResult", "DomainBenchResult", "MergeBenchResult", "PruneBenchResult", "bench_continual", "bench_distill", "bench_domain", "bench_merge", "bench_prune", "bench_rank",
            "random_baseline", "rank_quality"]

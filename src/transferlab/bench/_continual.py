@@ -1,11 +1,10 @@
 """``bench continual``: every continual strategy on the built-in task-incremental stream (the four built-in targets)
 and on class-incremental Fashion-MNIST (5 × 2 classes): ACC, BWT, FWT, training time, peak memory and the extra
 parameters each task adds. Supermask strategies need the task at test time, so they run on task-incremental streams
-only (said in the output). Every run is cached in ``out/runs/<key>.json``: a bench resumes run by run."""
+only (said in the output). Every run is a job of the bench harness, cached in ``out/runs/<key>.json``: a bench resumes run by run."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic, write_json_atomic
-from .._progress import progress as progress_bars
+from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, fmt, run_jobs
 
 TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
 CLASS_SPLIT = "builtin:fashion-mnist:5"
+FORMAT = 1  # of the cached runs: raise it when a run's record changes
 
 
 @dataclass
@@ -123,58 +123,52 @@ def bench_continual(
 ) -> ContinualBenchResult:
     """Every strategy (default: all) on each stream (comma-separated datasets: task-incremental; ``DATA:K``: a class
     split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits."""
-    from ..continual import list_strategies, parse_stream, run
+    from ..continual import list_strategies
 
     known = list_strategies()
     strats = list(strategies or known)
     unknown = [s for s in strats if s not in known]
     if unknown:
         raise TransferlabError(f"unknown continual strategy(ies) {', '.join(unknown)}; known: {', '.join(known)}")
-    out_dir = Path(out)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     per = dict(strategy_options or {})
-    runs, skipped = [], []
-    with progress_bars(progress) as bars:
-        task = bars.add("bench continual", len(streams) * len(strats) * len(seeds))
-        for stream in streams:
-            is_split = "," not in stream and stream.rsplit(":", 1)[-1].isdigit()
-            parsed = parse_stream(None if is_split else stream, stream if is_split else None, limit=limit,
-                                  test_limit=test_limit)
-            for s in strats:
-                if is_split and s in ("supsup", "exssnet"):
-                    skipped.append({"stream": stream, "strategy": s, "why": "supermasks need the task at test time "
-                                                                            "(task-incremental streams only)"})
-                    bars.advance(task, len(seeds))
-                    continue
-                for seed in seeds:
-                    bars.note(task, f"{stream} {s} seed {seed}")
-                    opts = per.get(s, {})
-                    key = hashlib.sha256(json.dumps({"stream": stream, "strategy": s, "seed": seed, "model": model,
-                                                     "epochs": epochs, "limit": limit, "test_limit": test_limit,
-                                                     "image_size": image_size, "batch_size": batch_size, "lr": lr,
-                                                     "options": opts, "version": __version__}, sort_keys=True).encode()).hexdigest()[:24]
-                    path = out_dir / "runs" / f"{key}.json"
-                    rec = None
-                    if path.is_file():
-                        try:
-                            rec = json.loads(path.read_text())
-                        except ValueError:
-                            path.unlink(missing_ok=True)
-                    if rec is None:
-                        t0 = time.perf_counter()
-                        with _PeakRss() as mem:
-                            r = run(parsed, model, s, epochs=epochs, lr=lr, batch_size=batch_size,
-                                    image_size=image_size, seed=seed, **opts)
-                        m = r.metrics
-                        rec = {"stream": stream, "strategy": s, "seed": seed, "acc": m["acc"], "bwt": m["bwt"],
-                               "fwt": m["fwt"], "accuracy_matrix": m["accuracy_matrix"], "before": m["before"],
-                               "seconds": time.perf_counter() - t0, "peak_mb": mem.peak,
-                               "peak_growth_mb": mem.peak - mem.start,
-                               "extra_params_per_task": m["extra_params_per_task"],
-                               "mask_bits_per_task": m.get("mask_bits_per_task", 0), "tasks": m["tasks"]}
-                        write_json_atomic(path, rec)
-                    runs.append(rec)
-                    bars.advance(task)
+    jobs, skipped = [], []
+    for stream in streams:
+        is_split = _is_split(stream)
+        for s in strats:
+            if is_split and s in ("supsup", "exssnet"):
+                skipped.append({"stream": stream, "strategy": s, "why": "supermasks need the task at test time "
+                                                                        "(task-incremental streams only)"})
+                continue
+            jobs += [Job(f"{stream} {s} seed {seed}", continual_run,
+                         {"stream": stream, "strategy": s, "seed": seed, "model": model, "epochs": epochs,
+                          "limit": limit, "test_limit": test_limit, "image_size": image_size,
+                          "batch_size": batch_size, "lr": lr, "options": per.get(s, {})}) for seed in seeds]
+    runs = run_jobs(jobs, bench="continual", version=FORMAT, cache=Path(out) / "runs", progress=progress,
+                    figure=lambda r: f"ACC {fmt(r['acc'])}")
     return ContinualBenchResult(model, list(streams), strats, list(seeds), runs, skipped,
                                 {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
                                  "batch_size": batch_size, "lr": lr, "strategy_options": per})
+
+
+def _is_split(stream: str) -> bool:
+    return "," not in stream and stream.rsplit(":", 1)[-1].isdigit()
+
+
+def continual_run(stream: str, strategy: str, seed: int, model: str, epochs: int, limit: int | None,
+                  test_limit: int | None, image_size: int | None, batch_size: int, lr: float | None,
+                  options: dict[str, Any]) -> dict[str, Any]:
+    """One strategy on one stream (a job of the harness): ACC, BWT, FWT, the matrix, seconds, peak memory."""
+    from ..continual import parse_stream, run
+
+    split = _is_split(stream)
+    parsed = parse_stream(None if split else stream, stream if split else None, limit=limit, test_limit=test_limit)
+    t0 = time.perf_counter()
+    with _PeakRss() as mem:
+        r = run(parsed, model, strategy, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
+                seed=seed, **options)
+    m = r.metrics
+    return {"stream": stream, "strategy": strategy, "seed": seed, "acc": m["acc"], "bwt": m["bwt"], "fwt": m["fwt"],
+            "accuracy_matrix": m["accuracy_matrix"], "before": m["before"], "seconds": time.perf_counter() - t0,
+            "peak_mb": mem.peak, "peak_growth_mb": mem.peak - mem.start,
+            "extra_params_per_task": m["extra_params_per_task"],
+            "mask_bits_per_task": m.get("mask_bits_per_task", 0), "tasks": m["tasks"]}

@@ -3,13 +3,12 @@ bounds (source only, target-supervised), and every label-free selector judged ag
 accuracy of its pick among all checkpoints of a shift (methods x trade-offs x epochs), its regret, and Spearman's ρ
 between its score and the target accuracy over those checkpoints.
 
-Every run is cached in ``out/runs/<key>.json`` (key: shift, method, seed, trade-off and the options), so a bench
-resumes run by run.
+Every run is a job of the bench harness (:mod:`._harness`), cached in ``out/runs/<key>.json`` (key: every argument of
+the run), so a bench resumes run by run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -19,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic, write_json_atomic
-from .._progress import progress as progress_bars
+from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, fmt, run_jobs
 
 SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
 TRADE_OFFS = (0.1, 0.3, 1.0, 3.0)
 DEFAULT_TRADE_OFF = 1.0
+FORMAT = 1  # of the cached runs: raise it when a run's record changes
 
 
 def _name(shift: tuple[str, str]) -> str:
@@ -115,29 +115,19 @@ def _sd(v: list[float]) -> float | None:
     return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
 
-def _run(out: Path, shift: tuple[str, str], method: str, seed: int, trade_off: float, model: str,
-         options: dict[str, Any], data: tuple[Any, Any, Any], progress: bool) -> dict[str, Any]:
-    """One adaptation run, or its cached record."""
+def domain_run(shift: tuple[str, str], method: str, seed: int, trade_off: float, model: str,
+               options: dict[str, Any], limit: int | None, test_limit: int | None) -> dict[str, Any]:
+    """One adaptation run (a job of the harness: plain arguments, its record)."""
+    from ..data import load_dataset
     from ..domain import adapt
 
-    key = hashlib.sha256(json.dumps({"shift": shift, "method": method, "seed": seed, "trade_off": trade_off,
-                                     "model": model, "options": options}, sort_keys=True).encode()).hexdigest()[:24]
-    path = out / "runs" / f"{key}.json"
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            path.unlink(missing_ok=True)  # damaged: recomputed
-    src, tgt, test = data
+    src, tgt, test = _data(tuple(shift), limit, test_limit, load_dataset)
     t0 = time.perf_counter()
-    r = adapt(src, tgt, model, method, trade_off=trade_off, target_test=test, seed=seed, progress=progress,
-              **options)
+    r = adapt(src, tgt, model, method, trade_off=trade_off, target_test=test, seed=seed, **options)
     m = r.metrics
-    rec = {"shift": _name(shift), "method": method, "seed": seed, "trade_off": trade_off,
-           "kept_accuracy": m["target_accuracy_oracle"], "oracle_best": m["oracle_best_epoch_accuracy"],
-           "picks": m["picks"], "history": m["history"], "seconds": time.perf_counter() - t0}
-    write_json_atomic(path, rec)
-    return rec
+    return {"shift": _name(shift), "method": method, "seed": seed, "trade_off": trade_off,
+            "kept_accuracy": m["target_accuracy_oracle"], "oracle_best": m["oracle_best_epoch_accuracy"],
+            "picks": m["picks"], "history": m["history"], "seconds": time.perf_counter() - t0}
 
 
 def bench_domain(
@@ -163,9 +153,7 @@ def bench_domain(
     splits (source: class-stratified; target: random, its labels unread) and of the target's test split (stratified:
     it is only for the oracle). ``supervised``: also fine-tune on the labelled target (the upper bound).
     ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``)."""
-    from ..data import load_dataset
-    from ..domain import list_methods
-    from ..domain._api import DEFAULT_LR
+    from ..domain import DEFAULT_LR, list_methods
 
     all_methods = list_methods()
     ms = ([m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods or
@@ -178,26 +166,25 @@ def bench_domain(
         raise TransferlabError(f"trade-offs must be > 0, got {list(trade_offs)}")
     shift_list = [tuple(s) for s in (shifts or SHIFTS)]
     out_dir = Path(out)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr if lr is not None else DEFAULT_LR,
                **({"image_size": image_size} if image_size else {})}  # the effective lr keys the run cache
     per_method = dict(method_options or {})
-    runs, bounds = [], {}
     plan = [(s, m, seed, t) for s in shift_list for seed in seeds for m in ms
             for t in ((DEFAULT_TRADE_OFF,) if m == "source_only" else trade_offs)]
-    with progress_bars(progress) as bars:
-        task = bars.add("bench domain", len(plan) + (len(shift_list) * len(seeds) if supervised else 0))
-        for s in shift_list:
-            data = _data(s, limit, test_limit, load_dataset)
-            for shift, m, seed, t in (p for p in plan if p[0] == s):
-                bars.note(task, f"{_name(shift)} {m} seed {seed} λ {t:g}")
-                runs.append(_run(out_dir, shift, m, seed, t, model, {**options, **per_method.get(m, {})}, data,
-                                 False))
-                bars.advance(task)
-            if supervised:
-                bounds[_name(s)] = {"target_supervised": [
-                    _supervised(out_dir, s, model, seed, data, epochs, image_size, batch_size) for seed in seeds]}
-                bars.advance(task, len(seeds))
+    jobs = [Job(f"{_name(s)} {m} seed {seed} λ {t:g}", domain_run,
+                {"shift": list(s), "method": m, "seed": seed, "trade_off": t, "model": model,
+                 "options": {**options, **per_method.get(m, {})}, "limit": limit, "test_limit": test_limit})
+            for s, m, seed, t in plan]
+    if supervised:
+        jobs += [Job(f"{_name(s)} target-supervised seed {seed}", supervised_run,
+                     {"shift": list(s), "model": model, "seed": seed, "epochs": epochs, "image_size": image_size,
+                      "batch_size": batch_size, "limit": limit, "test_limit": test_limit})
+                 for s in shift_list for seed in seeds]
+    records = run_jobs(jobs, bench="domain", version=FORMAT, cache=out_dir / "runs", progress=progress,
+                       figure=lambda r: f"target accuracy {fmt(r.get('kept_accuracy', r.get('test_accuracy')))}")
+    runs = records[:len(plan)]
+    bounds = {_name(s): {"target_supervised": [r["test_accuracy"] for r in records[len(plan):]
+                                               if r["shift"] == _name(s)]} for s in shift_list} if supervised else {}
     return DomainBenchResult(model, shift_list, ms, list(seeds), [float(t) for t in trade_offs], runs, bounds,
                              {"epochs": epochs, "lr": options["lr"], "limit": limit, "test_limit": test_limit, "image_size": image_size,
                               "batch_size": batch_size, "method_options": per_method})
@@ -214,16 +201,14 @@ def _data(shift: tuple[str, str], limit: int | None, test_limit: int | None, loa
     return src, tgt, test
 
 
-def _supervised(out: Path, shift: tuple[str, str], model: str, seed: int, data: tuple[Any, Any, Any], epochs: int,
-                image_size: int | None, batch_size: int) -> float:
-    """The target-supervised bound: ``finetune`` on the labelled target training sample, accuracy on its test split."""
+def supervised_run(shift: tuple[str, str], model: str, seed: int, epochs: int, image_size: int | None,
+                   batch_size: int, limit: int | None, test_limit: int | None) -> dict[str, Any]:
+    """The target-supervised bound (a job of the harness): ``finetune`` on the labelled target training sample,
+    accuracy on its test split."""
+    from ..data import load_dataset
     from ..fit import fit
 
-    _, tgt, test = data
-    path = out / "runs" / f"supervised-{_name(shift)}-{seed}-{epochs}-{image_size}-{batch_size}-{len(tgt)}.json"
-    if path.is_file():
-        return float(json.loads(path.read_text())["test_accuracy"])
+    _, tgt, test = _data(tuple(shift), limit, test_limit, load_dataset)
     r = fit(tgt, model, "finetune", test=test, epochs=epochs, image_size=image_size, batch_size=batch_size,
             seed=seed)
-    write_json_atomic(path, {"test_accuracy": r.metrics["test_accuracy"]})
-    return float(r.metrics["test_accuracy"])
+    return {"shift": _name(shift), "seed": seed, "test_accuracy": float(r.metrics["test_accuracy"])}

@@ -51,7 +51,7 @@ def check_protocol(protocol: str) -> None:
 def default_grid(protocol: str) -> dict[str, list[float]]:
     """The grid a training protocol runs per cell: ``lr`` at :data:`LR_FACTORS` times the method's default, and
     ``head_lr_scale`` at :data:`HEAD_SCALES` where the method takes it."""
-    from ..fit._registry import METHODS
+    from ..fit import METHODS
 
     if protocol == "linear_probe":
         return {}
@@ -70,7 +70,7 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def untrainable_reason(backbone: Any) -> str | None:
     """Why ``backbone`` cannot be trained (a baseline, an ONNX model), or None when fit can train it."""
-    from ..zoo._backbone import HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
+    from ..zoo import HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
 
     if isinstance(backbone, (TorchImageBackbone, SentenceTransformerBackbone, HFBackbone)):
         return None
@@ -90,7 +90,7 @@ def preflight(protocol: str, model_refs: list[str], grids: dict[str, dict[str, l
     the like are refused now, not after an hour). Returns ``{ref: why}`` of the models that cannot be trained (they
     get the linear-probe fallback)."""
     from .._registry import check_options
-    from ..fit._registry import METHODS, FitContext
+    from ..fit import METHODS, FitContext
     from ..models import build
     from ..zoo import resolve_model
 
@@ -160,7 +160,7 @@ def _probe(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: 
     """The linear probe on frozen features: trained on the training part of the split fit uses (so it sees the same
     examples as a trained cell), scored on the validation part and the test split; ``whole``: on the whole training
     split, no validation (the ``linear_probe`` protocol's ground truth)."""
-    from ..data._dataset import validation_indices
+    from ..data import validation_indices
     from ..train import logistic_probe
 
     f_tr, f_te = feature_pair(backbone, train, test, options)

@@ -13,14 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic, write_json_atomic
+from .._io import write_files_atomic
 from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, fmt, run_jobs
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
 SPECTRAL_GRID = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # TSV-M and Iso-C tune their scale around 1 (Iso-C above it)
+FORMAT = 1  # of the cached fits and merges: raise it when a record changes
 TUNABLE = {"task_arithmetic": LAM_GRID, "ties": LAM_GRID, "dare": LAM_GRID, "tsv": SPECTRAL_GRID,
            "iso": SPECTRAL_GRID}
 
@@ -71,21 +73,62 @@ def _short(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "task"
 
 
-def _fit_once(train: Any, test: Any, model: str, method: str, out: Path, *, epochs: int, image_size: int | None,
-              seed: int, progress: bool) -> tuple[float, float]:
-    """(test accuracy, seconds) of one fine-tune, reused from ``out`` when it already holds this exact fit."""
+def _samples(targets: Sequence[str], limit: int | None, test_limit: int | None,
+             seed: int) -> tuple[list[Any], list[Any]]:
+    """Each target's training and test samples (class-stratified)."""
+    from ..data import load_dataset
+
+    trains, tests = [], []
+    for t in targets:
+        tr, te = load_dataset(t, "train"), load_dataset(t, "test")
+        trains.append(tr.stratified_sample(limit, seed=seed) if limit and limit < len(tr) else tr)
+        tests.append(te.stratified_sample(test_limit, seed=seed) if test_limit and test_limit < len(te) else te)
+    return trains, tests
+
+
+def merge_fit_run(target: str, model: str, method: str, out: str, epochs: int, image_size: int | None, seed: int,
+                  limit: int | None, test_limit: int | None) -> dict[str, Any]:
+    """One task's fine-tune into ``out`` (a job of the harness): its test accuracy and seconds."""
     from ..fit import fit
 
-    want = {"model": model, "method": method, "epochs": epochs, "image_size": image_size, "seed": seed,
-            "n_train": len(train), "n_test": len(test)}
-    stamp = out / "bench_fit.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == want and (out / "metrics.json").is_file():
-        m = json.loads((out / "metrics.json").read_text())
-        return float(m["test_accuracy"]), float(m["train_seconds"])
+    (train,), (test,) = _samples([target], limit, test_limit, seed)
     r = fit(train, model, method, test=test, out=out, overwrite=True, epochs=epochs, image_size=image_size,
-            seed=seed, progress=progress)
-    write_json_atomic(stamp, {"key": want})
-    return float(r.metrics["test_accuracy"]), float(r.metrics["train_seconds"])
+            seed=seed)
+    return {"test_accuracy": float(r.metrics["test_accuracy"]), "train_seconds": float(r.metrics["train_seconds"])}
+
+
+def merge_run(method: str, model: str, fits: list[str], names: list[str], targets: list[str], out: str,
+              options: dict[str, Any], reset_norms: bool, limit: int | None, test_limit: int | None, seed: int,
+              tune: list[float] | None = None) -> dict[str, Any]:
+    """Merge the fits with ``method`` into ``out`` and test every task's head on it (a job of the harness); with
+    ``tune``, first pick ``lam`` from that grid by mean accuracy on the examples fit held out of each training sample.
+    The record: per-task test accuracy, seconds, the lam chosen."""
+    from ..data import split_validation
+    from ..merge import MERGE_METHODS, merge_models
+    from ..models import evaluate as evaluate_model
+
+    trains, tests = _samples(targets, limit, test_limit, seed)
+    name, o = ("task_arithmetic", {"lam": 0.0}) if method == ZERO else (method, dict(options))
+    data = trains if MERGE_METHODS.meta(name).get("needs_data") or reset_norms else None
+    t0 = time.perf_counter()
+    lam = None
+    if tune is not None:
+        vals = [split_validation(tr, 0.1, seed)[1] for tr in trains]  # fit's own held-out examples
+        if any(v is None for v in vals):
+            raise TransferlabError("tune: a training sample is too small to hold out validation examples")
+        scores = []
+        for v in tune:
+            merge_models(name, model, fits, out, data=trains if reset_norms else None, names=names, overwrite=True,
+                         reset_norms=reset_norms, **{**o, "lam": v})
+            scores.append(float(np.mean([evaluate_model(out, d, head=n)["accuracy"]
+                                         for n, d in zip(names, vals, strict=True)])))
+        lam = tune[int(np.argmax(scores))]  # the first of equal scores, as the grid's order
+        o, data = {**o, "lam": lam}, trains if reset_norms else None
+    merge_models(name, model, fits, out, data=data, names=names, overwrite=True, reset_norms=reset_norms, **o)
+    seconds = time.perf_counter() - t0
+    return {"accuracy": {n: float(evaluate_model(out, te, head=n)["accuracy"]) for n, te in zip(names, tests,
+                                                                                             strict=True)},
+            "seconds": seconds, "lam": lam}
 
 
 def bench_merge(
@@ -112,9 +155,7 @@ def bench_merge(
     samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties, dare (from ``LAM_GRID``),
     tsv and iso (from ``SPECTRAL_GRID``) by mean accuracy on the validation examples ``fit`` held out of each training
     sample (rows ``<method>+tuned``)."""
-    from ..data import load_dataset
-    from ..merge import MERGE_METHODS, merge_models
-    from ..models import evaluate as evaluate_model
+    from ..merge import MERGE_METHODS
 
     ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
     if len(ts) < 2:
@@ -128,54 +169,37 @@ def bench_merge(
         MERGE_METHODS.entry(m)  # unknown: lists the known ones
     opts = method_options or {}
     out = Path(out)
-    trains, tests = [], []
-    for t in ts:
-        tr, te = load_dataset(t, "train"), load_dataset(t, "test")
-        trains.append(tr.stratified_sample(limit, seed=seed) if limit and limit < len(tr) else tr)
-        tests.append(te.stratified_sample(test_limit, seed=seed) if test_limit and test_limit < len(te) else te)
-    individual: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    dirs = []
-    for n, tr, te in zip(names, trains, tests, strict=True):
-        d = out / "fits" / n
-        individual[n], seconds[f"fit:{n}"] = _fit_once(tr, te, model, fit_method, d, epochs=epochs,
-                                                       image_size=image_size, seed=seed, progress=progress)
-        dirs.append(d)
-    merged: dict[str, dict[str, float]] = {}
-    for m in [ZERO, *ms]:
-        name, o = (("task_arithmetic", {"lam": 0.0}) if m == ZERO else (m, dict(opts.get(m, {}))))
-        data = trains if MERGE_METHODS.meta(name).get("needs_data") or reset_norms else None
-        t0 = time.perf_counter()
-        md = out / "merged" / m
-        merge_models(name, model, dirs, md, data=data, names=names, overwrite=True, progress=progress,
-                     reset_norms=reset_norms, **o)
-        seconds[m] = time.perf_counter() - t0
-        merged[m] = {n: float(evaluate_model(md, te, head=n)["accuracy"]) for n, te in zip(names, tests, strict=True)}
+    trains, tests = _samples(ts, limit, test_limit, seed)
+    fit_kw = {"model": model, "method": fit_method, "epochs": epochs, "image_size": image_size, "seed": seed,
+              "limit": limit, "test_limit": test_limit}
+    fit_jobs = [Job(f"fit {n}", merge_fit_run, {"target": t, "out": str(out / "fits" / n), **fit_kw},
+                    key={"target": t, **fit_kw}) for t, n in zip(ts, names, strict=True)]
+    for j in fit_jobs:  # a fit whose model was removed is fitted again
+        if not (Path(j.kwargs["out"]) / "model.safetensors").is_file():
+            (out / "runs" / f"{j.cache_name('merge-fit', FORMAT)}.json").unlink(missing_ok=True)
+    fits = run_jobs(fit_jobs, bench="merge-fit", version=FORMAT, cache=out / "runs", progress=progress,
+                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    individual = {n: r["test_accuracy"] for n, r in zip(names, fits, strict=True)}
+    seconds = {f"fit:{n}": r["train_seconds"] for n, r in zip(names, fits, strict=True)}
+    common = {"model": model, "fits": [str(out / "fits" / n) for n in names], "names": names, "targets": ts,
+              "reset_norms": reset_norms, "limit": limit, "test_limit": test_limit, "seed": seed}
+    fitted = {"fits": fit_kw}  # a merge's record depends on the fits it merged
+    jobs = [Job(f"merge {m}", merge_run, {"method": m, "out": str(out / "merged" / m),
+                                          "options": dict(opts.get(m, {})) if m != ZERO else {}, **common})
+            for m in [ZERO, *ms]]
+    tunable = [x for x in ms if x in TUNABLE] if tune else []
+    jobs += [Job(f"tune {m}", merge_run, {"method": m, "out": str(out / "tune" / m), "options": dict(opts.get(m, {})),
+                                          "tune": list(TUNABLE[m]), **common}) for m in tunable]
+    jobs = [Job(j.label, j.fn, j.kwargs, key={**j.kwargs, **fitted, "out": None}) for j in jobs]
+    records = run_jobs(jobs, bench="merge", version=FORMAT, cache=out / "runs", progress=progress,
+                       figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
+    merged = {}
     tuned: dict[str, float] = {}
-    if tune:
-        from ..data import split_validation
-
-        vals = [split_validation(tr, 0.1, seed)[1] for tr in trains]  # fit's own held-out examples
-        if any(v is None for v in vals):
-            raise TransferlabError("tune: a training sample is too small to hold out validation examples")
-        for m in [x for x in ms if x in TUNABLE]:
-            t0 = time.perf_counter()
-            best: tuple[float, float] | None = None
-            md = out / "tune" / m
-            for lam in TUNABLE[m]:
-                merge_models(m, model, dirs, md, data=trains if reset_norms else None, names=names, overwrite=True,
-                             reset_norms=reset_norms, **{**opts.get(m, {}), "lam": lam})
-                score = float(np.mean([evaluate_model(md, v, head=n)["accuracy"]
-                                       for n, v in zip(names, vals, strict=True)]))
-                if best is None or score > best[0]:
-                    best = (score, lam)
-            assert best is not None
-            tuned[m] = best[1]
-            merge_models(m, model, dirs, md, data=trains if reset_norms else None, names=names, overwrite=True,
-                         reset_norms=reset_norms, **{**opts.get(m, {}), "lam": best[1]})
-            seconds[f"{m}+tuned"] = time.perf_counter() - t0
-            merged[f"{m}+tuned"] = {n: float(evaluate_model(md, te, head=n)["accuracy"])
-                                    for n, te in zip(names, tests, strict=True)}
+    for j, r in zip(jobs, records, strict=True):
+        m = j.kwargs["method"] + ("+tuned" if "tune" in j.kwargs else "")
+        merged[m], seconds[m] = r["accuracy"], r["seconds"]
+        if "tune" in j.kwargs:
+            tuned[j.kwargs["method"]] = r["lam"]
     options = {"fit_method": fit_method, "tuned_lam": tuned, "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
                "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from .._io import write_files_atomic, write_json_atomic
-from .._progress import progress as progress_bars
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, fmt, run_jobs
 
 SOURCE = "builtin:mixed-source"
 TARGETS = ("builtin:shapes", "builtin:textures")
 ROWS = ("full", "label_map", "feature_map", "random", "bottom")
+FORMAT = 1  # of the cached runs: raise it when a run's record changes
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _pretrained(out: Path, source: str | Path, arch: str, seed: int, epochs: int
 def _subset(out: Path, target: str, row: str, seed: int, surrogate: Path, keep: float, source: str,
             limit: int | None) -> Path:
     """The manifest directory of ``row``'s kept classes for ``target``."""
-    from ..data._manifest import MANIFEST, manifest_dict
+    from ..data import MANIFEST, manifest_dict
     from ..prune import prune
 
     method = "label_map" if row == "bottom" else row
@@ -142,7 +143,6 @@ def bench_prune(
     """Pretrain ``arch`` on the full ``source`` and on the ``keep`` share of its classes chosen by every row, fine-tune
     each on every target, test; ``limit``: a class-stratified sample of the source (pretraining and scoring)."""
     from ..data import load_dataset
-    from ..fit import fit
     from ..pretrain import ARCHITECTURES
 
     if arch not in ARCHITECTURES:
@@ -161,40 +161,38 @@ def bench_prune(
             raise TransferlabError(f"the target {t} shares classes with the source ({', '.join(sorted(shared)[:3])}"
                                    "): the bench asks about transfer to classes outside the source")
     out_dir = Path(out)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    runs = []
     model_ref = f"builtin:small_{arch}_shapes"  # the architecture fit builds; --init replaces its weights
-    with progress_bars(progress) as bars:
-        task = bars.add("bench prune", len(targets) * len(seeds) * len(ROWS))
-        surrogate, _ = _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)
-        for t in targets:
-            for seed in seeds:
-                for row in ROWS:
-                    bars.note(task, f"{t.removeprefix('builtin:')} {row} seed {seed}")
-                    key = _key(target=t, row=row, seed=seed, arch=arch, keep=keep, source=source,
-                               pe=pretrain_epochs, e=epochs, limit=limit)
-                    path = out_dir / "runs" / f"{key}.json"
-                    if path.is_file():
-                        runs.append(json.loads(path.read_text()))
-                        bars.advance(task)
-                        continue
-                    data = source if row == "full" else _subset(out_dir, t, row, seed, surrogate, keep, source,
-                                                                limit)
-                    kept = load_dataset(data, "train")
-                    # the same examples per class as the full source's sample: a subset of it, not a new sample
-                    sub_limit = None if limit is None or row == "full" else max(
-                        kept.num_classes, round(limit * len(kept) / len(src)))
-                    pre, pm = _pretrained(out_dir, data, arch, seed, pretrain_epochs,
-                                          limit if row == "full" else sub_limit, False)
-                    r = fit(t, model_ref, "finetune", init=pre, epochs=epochs, seed=seed)
-                    rec = {"target": t, "row": row, "seed": seed, "test_accuracy": r.metrics["test_accuracy"],
-                           "val_accuracy": r.metrics["val_accuracy"], "classes": [str(c) for c in kept.class_names],
-                           "n_pretrain": pm["n_train"], "pretrain_seconds": pm["train_seconds"],
-                           "source_accuracy": pm["source_test_accuracy"],
-                           "finetune_seconds": r.metrics["train_seconds"]}
-                    write_json_atomic(path, rec)
-                    runs.append(rec)
-                    bars.advance(task)
+    _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)  # the surrogate, before the runs
+    jobs = [Job(f"{t.removeprefix('builtin:')} {row} seed {seed}", prune_run,
+                {"out": str(out_dir), "target": t, "row": row, "seed": seed, "arch": arch, "keep": keep,
+                 "source": source, "pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit},
+                key={"target": t, "row": row, "seed": seed, "arch": arch, "keep": keep, "source": source,
+                     "pe": pretrain_epochs, "e": epochs, "limit": limit})  # where the bench lives is not an input
+            for t in targets for seed in seeds for row in ROWS]
+    runs = run_jobs(jobs, bench="prune", version=FORMAT, cache=out_dir / "runs", progress=progress,
+                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     return PruneBenchResult(str(source), list(targets), arch, keep, list(seeds), runs,
                             {"pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit,
                              "model": model_ref})
+
+
+def prune_run(out: str, target: str, row: str, seed: int, arch: str, keep: float, source: str,
+              pretrain_epochs: int, epochs: int, limit: int | None) -> dict[str, Any]:
+    """Pretrain on ``row``'s share of the source (cached in ``out/models``), fine-tune on ``target``, test (a job of
+    the harness)."""
+    from ..data import load_dataset
+    from ..fit import fit
+
+    out_dir = Path(out)
+    surrogate, _ = _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)
+    data = source if row == "full" else _subset(out_dir, target, row, seed, surrogate, keep, source, limit)
+    kept = load_dataset(data, "train")
+    # the same examples per class as the full source's sample: a subset of it, not a new sample
+    n_source = len(load_dataset(source, "train"))
+    sub_limit = None if limit is None or row == "full" else max(kept.num_classes, round(limit * len(kept) / n_source))
+    pre, pm = _pretrained(out_dir, data, arch, seed, pretrain_epochs, limit if row == "full" else sub_limit, False)
+    r = fit(target, f"builtin:small_{arch}_shapes", "finetune", init=pre, epochs=epochs, seed=seed)
+    return {"target": target, "row": row, "seed": seed, "test_accuracy": r.metrics["test_accuracy"],
+            "val_accuracy": r.metrics["val_accuracy"], "classes": [str(c) for c in kept.class_names],
+            "n_pretrain": pm["n_train"], "pretrain_seconds": pm["train_seconds"],
+            "source_accuracy": pm["source_test_accuracy"], "finetune_seconds": r.metrics["train_seconds"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from .._io import write_files_atomic
-from .._progress import progress as progress_bars
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, backend_of, fmt, run_jobs
 from ._quality import random_baseline, rank_quality
 
 log = logging.getLogger(__name__)
@@ -87,52 +87,6 @@ class BenchResult:
         return {"json": written["bench.json"], **({"html": written["report.html"]} if html else {})}
 
 
-def _local(cells: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-    from ._ground_truth import ground_truth_cell
-
-    results = []
-    for cell in cells:
-        results.append(ground_truth_cell(**cell))
-        if progress is not None:
-            progress(results[-1])
-    return results
-
-
-def _ray(cells: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None,
-         address: str | None) -> list[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise TransferlabError("--backend ray needs Ray: pip install 'transferlab[ray]'") from None
-    from ._ground_truth import ground_truth_cell
-
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=1)(ground_truth_cell)
-        pending = {remote.remote(**cell): i for i, cell in enumerate(cells)}
-        results: list[dict[str, Any] | None] = [None] * len(cells)
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    results[i] = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.as_instanceof_cause()
-                    if isinstance(cause, TransferlabError):
-                        raise TransferlabError(str(cause)) from None
-                    raise
-                if progress is not None:
-                    progress(results[i] or {})
-        return [r for r in results if r is not None]
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def bench_rank(
     zoo: Any,
     targets: Sequence[str] | str,
@@ -167,8 +121,7 @@ def bench_rank(
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
     top-K by consensus and ``random_ensembles`` random K-sets."""
     from ..rank import rank
-    from ..zoo import load_zoo
-    from ..zoo._cache import default_cache_dir
+    from ..zoo import default_cache_dir, load_zoo
     from ._checks import ground_truth_checks
     from ._ground_truth import check_protocol, preflight
 
@@ -182,8 +135,7 @@ def bench_rank(
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         raise TransferlabError(f"patience must be a whole number >= 1, got {patience!r}")
     grids = _grids(protocol, grid)
-    if backend not in ("local", "ray"):
-        raise TransferlabError(f"unknown backend {backend!r}; choose local or ray")
+    backend_of(backend)  # an unknown one is refused before any work
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
     if len(z.models) < 3:
         raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
@@ -225,13 +177,15 @@ def bench_rank(
     cells = [{"model_ref": m["ref"], "target": t, "protocol": protocol, "limit": limit, "seed": seed,
               "options": options, "cache_root": cache_root, "grid": grids, "trust_pickle": trust_pickle}
              for t in target_list for m in models]
-    with progress_bars(progress) as bars:
-        task = bars.add("ground truth", len(cells))
+    from ._ground_truth import ground_truth_cell
 
-        def advance(cell: dict[str, Any]) -> None:
-            bars.advance(task, note=f"{cell.get('model', '')} on {cell.get('target', '')}")
-
-        gt_cells = _local(cells, advance) if backend == "local" else _ray(cells, advance, ray_address)
+    # the cells cache themselves (in the shared feature cache's ground_truth/, keyed by the models' identities and
+    # the data's fingerprints, which only a worker that resolves the model knows): the harness runs and reports them
+    jobs = [Job(f"{c['model_ref']} on {c['target']}", ground_truth_cell, c) for c in cells]
+    gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=progress,
+                        backend=backend_of(backend, ray_address),
+                        figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
+                                         + (" (cached)" if c.get("cached") else ""))
     ground_truth: dict[str, dict[str, float | None]] = {t: {} for t in target_list}
     details: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in target_list}
     gt_seconds = 0.0

@@ -29,8 +29,7 @@ def auto_cmd(
     """Check the data, rank the zoo, adapt the best candidates within the budget, evaluate and report."""
     from rich.table import Table
 
-    from ..auto import auto
-    from ..auto._plan import fmt_seconds, measured_text
+    from ..auto import auto, fmt_seconds, measured_text
 
     c = console()
 

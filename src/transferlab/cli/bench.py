@@ -266,8 +266,7 @@ def bench_continual_cmd(
 ) -> None:
     """Every continual strategy on the built-in streams: ACC, BWT, FWT, time, memory, parameters per task."""
     from .._io import check_output
-    from ..bench import bench_continual
-    from ..bench._continual import CLASS_SPLIT, TASK_STREAM
+    from ..bench import CLASS_SPLIT, TASK_STREAM, bench_continual
     from ..errors import TransferlabError
 
     try:

@@ -168,7 +168,7 @@ class Run:
 def _feature_dim(backbone: Any, built: Any) -> int:
     import torch
 
-    from ..models._bottleneck import pooled_dim
+    from ..models import pooled_dim
 
     try:
         return pooled_dim(backbone)

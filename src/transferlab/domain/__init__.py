@@ -2,8 +2,8 @@
 labelled source (``source_only``, ``dann``, ``cdan``, ``cdan_e``, ``mcc``), each an objective on the one training loop,
 with label-free checkpoint selection (``transfer_score``, ``entropy``, ``im``, ``snd``, ``dev``, ``source_val``)."""
 
-from ._api import DomainResult, adapt, list_methods, list_selectors
+from ._api import DEFAULT_LR, DomainResult, adapt, list_methods, list_selectors
 from ._methods import METHODS
 from ._selectors import SELECTORS
 
-__all__ = ["METHODS", "SELECTORS", "DomainResult", "adapt", "list_methods", "list_selectors"]
+__all__ = ["DEFAULT_LR", "METHODS", "SELECTORS", "DomainResult", "adapt", "list_methods", "list_selectors"]

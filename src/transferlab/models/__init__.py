@@ -39,6 +39,7 @@ _LAZY = {
     "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "mam_config": "_adapters", "replace_module_": "_adapters",
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
+    "pooled_dim": "_bottleneck",
     "TextClassifier": "_text", "TextTensors": "_text", "ImageTensors": "_inputs",
 }
 
@@ -57,6 +58,6 @@ __all__ = [
     "ModelCard", "ResidualAdapted", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
-    "peft_base_name", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
+    "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
 ]

@@ -47,8 +47,7 @@ def resolve(ref: str, trust_pickle: bool = False) -> Any:
 def adaptable(backbone: Any) -> bool:
     """Whether :func:`build` (and so ``fit``) can adapt ``backbone``: a torch network (timm, transformers,
     sentence-transformers), not a feature extractor (ONNX) or a raw-input baseline."""
-    from ..zoo import TorchImageBackbone
-    from ..zoo._backbone import HFBackbone, SentenceTransformerBackbone
+    from ..zoo import HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
 
     return isinstance(backbone, (TorchImageBackbone, HFBackbone, SentenceTransformerBackbone))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..zoo._small import (
+from ..zoo.small import (
     MEAN,
     NATIVE,
     SMALL_MODELS,

@@ -89,7 +89,7 @@ def prune(source: str | Path | Dataset, target: str | Path | Dataset | Any, surr
             "kept_share_of_examples": float(np.isin(src.labels, kept_idx).mean())}
     manifest = None
     if out_dir is not None:
-        from ..data._manifest import MANIFEST, manifest_dict
+        from ..data import MANIFEST, manifest_dict
 
         with atomic_dir(out_dir) as stage:
             body = manifest_dict(source, kept, out_dir, method=method, scores=by_class,

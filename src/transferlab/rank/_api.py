@@ -37,7 +37,7 @@ def thread_limit(threads: int | None) -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
-    from ..zoo._backbone import torch_threads
+    from ..zoo import torch_threads
 
     with torch_threads(threads), threadpool_limits(limits=threads):
         yield

@@ -1,7 +1,7 @@
 """Model zoo: references -> backbones -> cached pooled features."""
 
-from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone
-from ._cache import FeatureCache, default_cache_dir
+from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone, torch_threads
+from ._cache import FeatureCache, cache_key, default_cache_dir
 from ._features import Features, extract_features
 from ._images import read_image
 from ._sources import (
@@ -17,5 +17,5 @@ from ._zoo import Zoo, ZooModel, list_builtin_zoos, load_zoo
 
 __all__ = [
     "Backbone", "HFBackbone", "SentenceTransformerBackbone", "TorchImageBackbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES", "check_pickle", "weight_kind",
-    "default_cache_dir", "extract_features", "read_image", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
+    "cache_key", "default_cache_dir", "torch_threads", "extract_features", "read_image", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
 ]

@@ -330,7 +330,7 @@ def _tfidf(ref: str) -> Backbone:
 
 
 def _register_small_zoo() -> None:
-    from ._small import SMALL_MODELS, small_backbone
+    from .small import SMALL_MODELS, small_backbone
 
     for _name, _spec in SMALL_MODELS.items():
         BUILTIN_MODELS.register(_name, modality="image",

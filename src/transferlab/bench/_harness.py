@@ -1,0 +1,240 @@
+"""The bench harness: every bench is a grid of :class:`Job`\\ s — a run function of plain, picklable arguments — run by
+a backend, each record cached under a key of (the bench, its format version, every input that changes the result),
+so a killed bench resumes job by job.
+
+Progress is never silent: on a terminal, one rich bar with the job in hand; in a pipe (CI, ``nohup ... > log``), one
+plain line per finished job with its figure, the count and an ETA, and a heartbeat line at least every
+``$TRANSFERLAB_HEARTBEAT_SECONDS`` (default 60) while a long job runs.
+
+A backend runs the jobs that are not cached: :class:`LocalBackend` one after the other in this process,
+:class:`RayBackend` as Ray tasks (a local Ray instance or a cluster's address). A job's function must be importable
+by name (a module-level function) for Ray; its arguments and record must be plain data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._io import write_json_atomic
+from .._progress import clock
+from ..errors import TransferlabError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a bench: ``fn(**kwargs)`` returns its record (a JSON-able dict). ``key``: every input that changes
+    the record (default: ``kwargs``); ``label``: how progress names it."""
+
+    label: str
+    fn: Callable[..., dict[str, Any]]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    key: Mapping[str, Any] | None = None
+
+    def cache_name(self, bench: str, version: int) -> str:
+        body = {"bench": bench, "format": version, "key": self.key if self.key is not None else self.kwargs}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class Backend(Protocol):
+    """Runs jobs: ``started(i)`` when job ``i`` begins (where the backend knows), ``finished(i, record)`` when it ends;
+    a job's :class:`TransferlabError` stops the bench with its message."""
+
+    name: str
+
+    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None]) -> None: ...
+
+
+class LocalBackend:
+    """One job after the other, in this process."""
+
+    name = "local"
+
+    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None]) -> None:
+        for i, job in enumerate(jobs):
+            started(i)
+            finished(i, job.fn(**job.kwargs))
+
+
+class RayBackend:
+    """Every job as a Ray task of ``num_cpus`` (default 1), on the instance at ``address`` (None: a local one, started
+    and stopped here unless Ray is already initialised). Records come back to this process, which caches them."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: float = 1) -> None:
+        self.address, self.num_cpus = address, num_cpus
+
+    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None]) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise TransferlabError("--backend ray needs Ray: pip install 'transferlab[ray]'") from None
+        own = not ray.is_initialized()
+        if own:
+            ray.init(address=self.address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            remote = {}
+            pending = {}
+            for i, job in enumerate(jobs):
+                fn = remote.setdefault(job.fn, ray.remote(num_cpus=self.num_cpus, max_retries=1)(job.fn))
+                pending[fn.remote(**job.kwargs)] = i
+                started(i)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i = pending.pop(ref)
+                    try:
+                        record = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.as_instanceof_cause()
+                        if isinstance(cause, TransferlabError):
+                            raise TransferlabError(str(cause)) from None
+                        raise
+                    finished(i, record)
+        finally:
+            if own:
+                ray.shutdown()
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A figure for a progress line: floats to ``digits`` decimals, None as "n/a"."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def backend_of(backend: str | Backend, address: str | None = None) -> Backend:
+    """A backend by name (``local``, ``ray``), or the one given."""
+    if not isinstance(backend, str):
+        return backend
+    if backend == "local":
+        return LocalBackend()
+    if backend == "ray":
+        return RayBackend(address)
+    raise TransferlabError(f"unknown backend {backend!r}; choose local or ray")
+
+
+def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path | None, progress: bool = False,
+             backend: str | Backend = "local", figure: Callable[[dict[str, Any]], str] | None = None
+             ) -> list[dict[str, Any]]:
+    """Every job's record, in the jobs' order: read from ``cache`` (a directory; None: no cache) when there, else run by
+    ``backend`` and written there as it finishes (a damaged record is run again). ``figure(record)``: the short
+    result a progress line shows (e.g. ``acc 0.812``)."""
+    be = backend_of(backend)
+    records: list[dict[str, Any] | None] = [None] * len(jobs)
+    paths: list[Path | None] = [None] * len(jobs)
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for i, job in enumerate(jobs):
+            paths[i] = p = Path(cache) / f"{job.cache_name(bench, version)}.json"
+            if p.is_file():
+                try:
+                    records[i] = json.loads(p.read_text())
+                except (OSError, ValueError):
+                    log.warning("%s: damaged cached run %s: running it again", bench, p.name)
+    todo = [i for i, r in enumerate(records) if r is None]
+    with _Progress(f"bench {bench}", len(jobs), len(jobs) - len(todo), progress) as shown:
+        def started(k: int) -> None:
+            shown.start(jobs[todo[k]].label)
+
+        def finished(k: int, record: dict[str, Any]) -> None:
+            i = todo[k]
+            records[i] = record
+            if paths[i] is not None:
+                write_json_atomic(paths[i], record)  # type: ignore[arg-type]
+            shown.done(jobs[i].label, figure(record) if figure is not None else "")
+
+        be.run([jobs[i] for i in todo], started, finished)
+    return [r for r in records if r is not None]
+
+
+class _Progress:
+    """One bar on a terminal; plain lines in a pipe (one per finished job, a heartbeat while one runs)."""
+
+    def __init__(self, title: str, total: int, cached: int, enabled: bool) -> None:
+        self.title, self.total, self.cached, self.enabled = title, total, cached, enabled
+        self.finished = cached
+        self.heartbeat = float(os.environ.get("TRANSFERLAB_HEARTBEAT_SECONDS", "60"))
+        self._running: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bars: Any = None
+        self._ctx: Any = None
+        self._pipe = False
+
+    def __enter__(self) -> _Progress:
+        if not self.enabled:
+            return self
+        from rich.console import Console
+
+        self.t0 = self._last = time.monotonic()
+        self._pipe = not Console(stderr=True).is_terminal
+        if self._pipe:
+            self._say(f"{self.title}: {self.total} runs" + (f", {self.cached} cached" if self.cached else ""))
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        else:
+            from .._progress import progress as progress_bars
+
+            self._ctx = progress_bars(True)
+            self._bars = self._ctx.__enter__()
+            self._task = self._bars.add(self.title, self.total, note=f"{self.cached} cached" if self.cached else "")
+            self._bars.advance(self._task, self.cached)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+    def start(self, label: str) -> None:
+        with self._lock:
+            self._running[label] = time.monotonic()
+        if self._bars is not None:
+            self._bars.note(self._task, label)
+
+    def done(self, label: str, figure: str) -> None:
+        with self._lock:
+            self._running.pop(label, None)
+            self.finished += 1
+        if not self.enabled:
+            return
+        if self._bars is not None:
+            self._bars.advance(self._task, note=f"{label}: {figure}" if figure else label)
+            return
+        now = time.monotonic()
+        ran = self.finished - self.cached
+        left = self.total - self.finished
+        eta = f", ETA {clock((now - self.t0) / ran * left)}" if ran and left else ""
+        self._say(f"{self.title} {self.finished}/{self.total}: {label}" + (f": {figure}" if figure else "")
+                  + f" ({clock(now - self.t0)} elapsed{eta})")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(5.0, self.heartbeat)):
+            now = time.monotonic()
+            with self._lock:
+                running = dict(self._running)
+            if running and now - self._last >= self.heartbeat:
+                label, since = min(running.items(), key=lambda kv: kv[1])
+                more = f" and {len(running) - 1} more" if len(running) > 1 else ""
+                self._say(f"{self.title} {self.finished}/{self.total}: running {label}{more} "
+                          f"({clock(now - since)} in this run)")
+
+    def _say(self, line: str) -> None:
+        self._last = time.monotonic()
+        print(line, file=sys.stderr, flush=True)
+
