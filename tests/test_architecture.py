@@ -112,6 +112,29 @@ def test_no_import_against_the_layers():
     assert not bad, "\n".join(sorted(bad))
 
 
+def private_imports_across_packages() -> list[str]:
+    """``A.x imports B._y`` with A and B different packages: B's internals, reached past its public API."""
+    bad = []
+    for m, deps in GRAPH.items():
+        top_m = m.split(".")[1] if m.count(".") else ""
+        for d in deps:
+            parts = d.split(".")
+            if len(parts) >= 3 and parts[1] != top_m and any(p.startswith("_") for p in parts[2:]):
+                bad.append(f"{m} imports {d}")
+    return sorted(bad)
+
+
+def test_no_package_reaches_into_another_packages_private_modules():
+    bad = private_imports_across_packages()
+    assert not bad, ("import the name from the package (export it in its __init__) instead of its private "
+                     "module:\n" + "\n".join(bad))
+
+
+def test_the_private_import_check_sees_one(monkeypatch):
+    monkeypatch.setitem(GRAPH, "transferlab.bench._rank", GRAPH["transferlab.bench._rank"] | {"transferlab.zoo._cache"})
+    assert private_imports_across_packages() == ["transferlab.bench._rank imports transferlab.zoo._cache"]
+
+
 def test_no_cycle_between_modules():
     index: dict[str, int] = {}
     low: dict[str, int] = {}

@@ -10,8 +10,8 @@ student cannot). Per student and seed: the labels-only student (``fit`` finetune
 - ``kd_trained[weak]`` and ``kl_dp_trained[weak]``: the labels-only student distilled further from the weakest
   teacher — the case KL+DP exists for (a weaker teacher must not pull a good student down).
 
-Every run is cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student in ``out/models``: a bench
-resumes run by run."""
+Every run is a job of the bench harness, cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student
+in ``out/models``: a bench resumes run by run."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic, write_json_atomic
-from .._progress import progress as progress_bars
+from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
+from ._harness import Job, fmt, run_jobs
 
 TARGETS = ("builtin:shapes", "builtin:fashion-mnist")
 TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
@@ -38,6 +38,7 @@ LABEL_SHARES = (1.0, 0.2)
 ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained", "dkd")
 #: the families a bench runs when none are named: the published tables' (dkd is asked for by name)
 DEFAULT_ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained")
+FORMAT = 1  # of the cached runs: raise it when a record changes
 
 
 def _short(ref: str) -> str:
@@ -120,15 +121,6 @@ def _key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _cached(path: Path) -> dict[str, Any] | None:
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            path.unlink(missing_ok=True)  # damaged: recomputed
-    return None
-
-
 def _split_labels(train: Any, share: float) -> tuple[Any, Any | None]:
     """(the labelled part: a class-stratified ``share``, the rest as unlabelled examples or None)."""
     if share >= 1.0:
@@ -168,7 +160,6 @@ def bench_distill(
     ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``;
     ``rows``: which row families of :data:`ROWS` to run (default: :data:`DEFAULT_ROWS`, all but ``dkd``; a big
     student costs an hour a row here)."""
-    from ..data import load_dataset
 
     if len(teachers) < 2:
         raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
@@ -182,58 +173,56 @@ def bench_distill(
     if any(not 0 < s <= 1 for s in label_shares):
         raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
     out_dir = Path(out)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     per_method = dict(method_options or {})
     t_epochs = teacher_epochs or epochs
     t_size = teacher_image_size or image_size
-    runs: list[dict[str, Any]] = []
-    teacher_runs: list[dict[str, Any]] = []
-    n_rows = 1 + sum(len(teachers) if r == "kd" else 1 for r in wanted)
-    total = len(targets) * len(label_shares) * (len(teachers) + len(students) * len(seeds) * n_rows)
-    with progress_bars(progress) as bars:
-        task = bars.add("bench distill", total)
-        for target in targets:
-            train = load_dataset(target, "train")
-            test = load_dataset(target, "test")
-            if limit and limit < len(train):
-                train = train.stratified_sample(limit, seed=0)
-            if test_limit and test_limit < len(test):
-                test = test.stratified_sample(test_limit, seed=0)
-            for share in label_shares:
-                labelled, unlabelled = _split_labels(train, share)
-                tdirs = []
-                for tref in teachers:
-                    bars.note(task, f"{_short(target)} {share:g}: teacher {_short(tref)}")
-                    rec, d = _teacher(out_dir, target, share, tref, labelled, test, t_epochs, t_size, batch_size)
-                    teacher_runs.append(rec)
-                    tdirs.append(d)
-                    bars.advance(task)
-                tval = [r["val_accuracy"] or 0.0 for r in teacher_runs[-len(teachers):]]
-                order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
-                strong, weak = order[0], order[-1]
-                for sref in students:
-                    for seed in seeds:
-                        ctx = dict(out_dir=out_dir, target=target, share=share, student=sref, seed=seed,
-                                   labelled=labelled, unlabelled=unlabelled, test=test, epochs=epochs,
-                                   image_size=image_size, batch_size=batch_size)
-                        bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} labels only")
-                        base_rec, base_dir = _labels_only(**ctx)
-                        runs.append(base_rec)
-                        bars.advance(task)
-                        plan = [(f"kd[{_short(t)}]", "kd", [tdirs[i]], sref) for i, t in enumerate(teachers)]
-                        plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs,
-                                                                          sref),
-                                 (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
-                                 (f"dkd[{_short(teachers[strong])}]", "dkd", [tdirs[strong]], sref),
-                                 (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base_dir),
-                                 (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base_dir)]
-                        for row, method, tds, student in plan:
-                            if row.split("[")[0] not in wanted:  # the row's family: its label before the teacher
-                                continue
-                            bars.note(task, f"{_short(target)} {share:g}: {_short(sref)} seed {seed} {row}")
-                            runs.append(_distill_run(row=row, method=method, teacher_dirs=tds, student_ref=student,
-                                                     options=per_method.get(method, {}), **ctx))
-                            bars.advance(task)
+    common = {"out": str(out_dir), "limit": limit, "test_limit": test_limit, "batch_size": batch_size}
+    settings = [(t, share) for t in targets for share in label_shares]
+    teacher_jobs = [Job(f"{_short(t)} {share:g}: teacher {_short(ref)}", teacher_run,
+                        {"target": t, "share": share, "ref": ref, "epochs": t_epochs, "image_size": t_size, **common},
+                        needs=(_model_dir(out_dir, "teacher", _teacher_key(t, share, ref, t_epochs, t_size,
+                                                                           batch_size, limit, test_limit)),))
+                    for t, share in settings for ref in teachers]
+    teacher_runs = run_jobs(teacher_jobs, bench="distill-teacher", version=FORMAT, cache=out_dir / "runs",
+                            progress=progress, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    base_jobs = [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} labels only", labels_only_run,
+                     {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
+                      "image_size": image_size, **common},
+                     needs=(_model_dir(out_dir, "student", _student_key(t, share, sref, seed, epochs, image_size,
+                                                                        batch_size, limit, test_limit)),))
+                 for t, share in settings for sref in students for seed in seeds]
+    runs = run_jobs(base_jobs, bench="distill-labels-only", version=FORMAT, cache=out_dir / "runs",
+                    progress=progress, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    jobs = []
+    for (t, share), trecs in zip(settings, _chunks(teacher_runs, len(teachers)), strict=True):
+        tdirs = [r["dir"] for r in trecs]
+        tval = [r["val_accuracy"] or 0.0 for r in trecs]
+        order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
+        strong, weak = order[0], order[-1]
+        for sref in students:
+            for seed in seeds:
+                base = next(r for r in runs if (r["target"], r["label_share"], r["student"], r["seed"])
+                            == (t, share, sref, seed))
+                plan = [(f"kd[{_short(x)}]", "kd", [tdirs[i]], sref) for i, x in enumerate(teachers)]
+                plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs, sref),
+                         (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
+                         (f"dkd[{_short(teachers[strong])}]", "dkd", [tdirs[strong]], sref),
+                         (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base["dir"]),
+                         (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base["dir"])]
+                jobs += [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} {row}", distill_run,
+                             {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
+                              "image_size": image_size, "row": row, "method": method, "teacher_dirs": tds,
+                              "student_ref": start, "fresh": start == sref, "options": per_method.get(method, {}),
+                              **common}, key={"row": row, "method": method, "target": t, "share": share,
+                                              "student": sref, "seed": seed, "epochs": epochs,
+                                              "image_size": image_size, "options": per_method.get(method, {}),
+                                              "teachers": [Path(d).name for d in tds], "start": Path(start).name,
+                                              "limit": limit, "test_limit": test_limit, "batch_size": batch_size})
+                         for row, method, tds, start in plan if row.split("[")[0] in wanted]  # the row's family
+    runs += run_jobs(jobs, bench="distill", version=FORMAT, cache=out_dir / "runs", progress=progress,
+                     figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    runs = [{k: v for k, v in r.items() if k != "dir"} for r in runs]
+    teacher_runs = [{k: v for k, v in r.items() if k != "dir"} for r in teacher_runs]
     return DistillBenchResult(list(targets), list(teachers), list(students), list(seeds),
                               [float(s) for s in label_shares], runs, teacher_runs,
                               {"epochs": epochs, "teacher_epochs": t_epochs, "limit": limit, "test_limit": test_limit,
@@ -241,84 +230,100 @@ def bench_distill(
                                "method_options": per_method, "rows": list(wanted)})
 
 
-def _fitted(out_dir: Path, name: str, key: str, ref: str, labelled: Any, test: Any, *, epochs: int,
-            image_size: int | None, batch_size: int, seed: int,
-            record: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """``ref`` fine-tuned on the labelled part into ``out/models/NAME-KEY`` (cached with its record in
-    ``out/runs/NAME-KEY.json``), with its test accuracy, parameters and latency added to ``record``."""
-    from ..distill._api import _latency_ms
+def _chunks(items: list[Any], n: int) -> list[list[Any]]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def _samples(target: str, share: float, limit: int | None, test_limit: int | None) -> tuple[Any, Any, Any]:
+    """(the labelled part, the unlabelled rest or None, the test sample) of a target at a label share."""
+    from ..data import load_dataset
+
+    train, test = load_dataset(target, "train"), load_dataset(target, "test")
+    if limit and limit < len(train):
+        train = train.stratified_sample(limit, seed=0)
+    if test_limit and test_limit < len(test):
+        test = test.stratified_sample(test_limit, seed=0)
+    labelled, unlabelled = _split_labels(train, share)
+    return labelled, unlabelled, test
+
+
+def _model_dir(out: Path, name: str, key: str) -> str:
+    return str(out / "models" / f"{name}-{key}" / "model.safetensors")
+
+
+def _teacher_key(target: str, share: float, ref: str, epochs: int, image_size: int | None, batch_size: int,
+                 limit: int | None, test_limit: int | None) -> str:
+    return _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
+                batch_size=batch_size, limit=limit, test_limit=test_limit)
+
+
+def _student_key(target: str, share: float, student: str, seed: int, epochs: int, image_size: int | None,
+                 batch_size: int, limit: int | None, test_limit: int | None) -> str:
+    return _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
+                image_size=image_size, batch_size=batch_size, limit=limit, test_limit=test_limit)
+
+
+def _fitted(d: Path, ref: str, labelled: Any, test: Any, *, epochs: int, image_size: int | None, batch_size: int,
+            seed: int, record: dict[str, Any]) -> dict[str, Any]:
+    """``ref`` fine-tuned on the labelled part into ``d``, with its test accuracy, parameters and latency added to
+    ``record`` (and ``dir``: where later jobs find it)."""
+    from ..distill import latency_ms
     from ..fit import fit
     from ..models import load_classifier
 
-    d = out_dir / "models" / f"{name}-{key}"
-    path = out_dir / "runs" / f"{name}-{key}.json"
-    rec = _cached(path)
-    if rec is not None and (d / "model.safetensors").is_file():
-        return rec, d
-    if d.exists():
-        import shutil
-
-        shutil.rmtree(d)
     t0 = time.perf_counter()
     r = fit(labelled, ref, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed,
-            out=d)  # no test split here: no report to draw; tested below
+            out=d, overwrite=True)  # no test split here: no report to draw; tested below
     member = load_classifier(d, labelled)  # a frozen copy, to test and time it
-    rec = {**record, "test_accuracy": _accuracy(member, test), "val_accuracy": r.metrics["val_accuracy"],
-           "params": member.params, "ms_per_image": _latency_ms(member, test), "seconds": time.perf_counter() - t0}
-    write_json_atomic(path, rec)
-    return rec, d
+    return {**record, "test_accuracy": _accuracy(member, test), "val_accuracy": r.metrics["val_accuracy"],
+            "params": member.params, "ms_per_image": latency_ms(member, test), "seconds": time.perf_counter() - t0,
+            "dir": str(d)}
 
 
-def _teacher(out_dir: Path, target: str, share: float, ref: str, labelled: Any, test: Any, epochs: int,
-             image_size: int | None, batch_size: int) -> tuple[dict[str, Any], Path]:
-    """A teacher fine-tuned on the labelled part (cached), with its test accuracy, parameters and latency."""
-    key = _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
-               batch_size=batch_size, n=len(labelled), n_test=len(test))
-    return _fitted(out_dir, "teacher", key, ref, labelled, test, epochs=epochs, image_size=image_size,
-                   batch_size=batch_size, seed=0, record={"target": target, "label_share": share, "teacher": ref})
+def teacher_run(out: str, target: str, share: float, ref: str, epochs: int, image_size: int | None,
+                batch_size: int, limit: int | None, test_limit: int | None) -> dict[str, Any]:
+    """A teacher fine-tuned on the labelled part (a job of the harness), with its test accuracy, parameters and
+    latency."""
+    labelled, _, test = _samples(target, share, limit, test_limit)
+    key = _teacher_key(target, share, ref, epochs, image_size, batch_size, limit, test_limit)
+    return _fitted(Path(out) / "models" / f"teacher-{key}", ref, labelled, test, epochs=epochs,
+                   image_size=image_size, batch_size=batch_size, seed=0,
+                   record={"target": target, "label_share": share, "teacher": ref})
 
 
 def _accuracy(member: Any, test: Any) -> float:
     return float(np.mean(member.logits(test, 64).argmax(1) == np.asarray(test.labels)))
 
 
-def _labels_only(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
-                 unlabelled: Any, test: Any, epochs: int, image_size: int | None,
-                 batch_size: int) -> tuple[dict[str, Any], Path]:
-    """The student fine-tuned on the labelled part alone (cached): the row every method is compared with, and the
-    starting point of the ``*_trained`` rows."""
-    key = _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
-               image_size=image_size, batch_size=batch_size, n=len(labelled), n_test=len(test))
-    return _fitted(out_dir, "student", key, student, labelled, test, epochs=epochs, image_size=image_size,
-                   batch_size=batch_size, seed=seed, record={"target": target, "label_share": share,
-                                                             "student": student, "seed": seed, "row": "labels_only"})
+def labels_only_run(out: str, target: str, share: float, student: str, seed: int, epochs: int,
+                    image_size: int | None, batch_size: int, limit: int | None,
+                    test_limit: int | None) -> dict[str, Any]:
+    """The student fine-tuned on the labelled part alone (a job of the harness): the row every method is compared
+    with, and the starting point of the ``*_trained`` rows."""
+    labelled, _, test = _samples(target, share, limit, test_limit)
+    key = _student_key(target, share, student, seed, epochs, image_size, batch_size, limit, test_limit)
+    return _fitted(Path(out) / "models" / f"student-{key}", student, labelled, test, epochs=epochs,
+                   image_size=image_size, batch_size=batch_size, seed=seed,
+                   record={"target": target, "label_share": share, "student": student, "seed": seed,
+                           "row": "labels_only"})
 
 
-def _distill_run(*, out_dir: Path, target: str, share: float, student: str, seed: int, labelled: Any,
-                 unlabelled: Any, test: Any, epochs: int, image_size: int | None, batch_size: int, row: str,
-                 method: str, teacher_dirs: list[Path], student_ref: str | Path,
-                 options: dict[str, Any]) -> dict[str, Any]:
+def distill_run(out: str, target: str, share: float, student: str, seed: int, epochs: int, image_size: int | None,
+                batch_size: int, limit: int | None, test_limit: int | None, row: str, method: str,
+                teacher_dirs: list[str], student_ref: str, fresh: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """One distillation row (a job of the harness): a fresh student, or the labels-only one (``fresh`` False)."""
     from ..distill import distill
 
-    fresh = not isinstance(student_ref, Path)
-    key = _key(kind="distill", target=target, share=share, student=student, seed=seed, epochs=epochs,
-               image_size=image_size, batch_size=batch_size, row=row, method=method, options=options,
-               teachers=[p.name for p in teacher_dirs], start="fresh" if fresh else Path(student_ref).name,
-               n=len(labelled), n_test=len(test))
-    path = out_dir / "runs" / f"distill-{key}.json"
-    rec = _cached(path)
-    if rec is not None:
-        return rec
+    labelled, unlabelled, test = _samples(target, share, limit, test_limit)
     t0 = time.perf_counter()
-    r = distill(labelled, teacher_dirs, student_ref, method, unlabelled=unlabelled, test=test, epochs=epochs,
-                batch_size=batch_size, image_size=image_size if fresh else None, seed=seed, **options)
+    r = distill(labelled, teacher_dirs, student_ref if fresh else Path(student_ref), method, unlabelled=unlabelled,
+                test=test, epochs=epochs, batch_size=batch_size, image_size=image_size if fresh else None, seed=seed,
+                **options)
     m = r.metrics
-    rec = {"target": target, "label_share": share, "student": student, "seed": seed, "row": row, "method": method,
-           "test_accuracy": m["test_accuracy"], "start_test_accuracy": m.get("start_test_accuracy"),
-           "transfer_delta": m.get("transfer_delta"), "knowledge_gain": m.get("knowledge_gain"),
-           "knowledge_loss": m.get("knowledge_loss"), "teacher_weights": m.get("teacher_weights"),
-           "params": m["student_params"], "ms_per_image": m.get("student_ms_per_image"),
-           "teacher_ms_per_image": m.get("teacher_ms_per_image"), "n_labelled": m["n_train"] + m["n_val"],
-           "n_unlabelled": m["n_unlabelled"], "seconds": time.perf_counter() - t0}
-    write_json_atomic(path, rec)
-    return rec
+    return {"target": target, "label_share": share, "student": student, "seed": seed, "row": row, "method": method,
+            "test_accuracy": m["test_accuracy"], "start_test_accuracy": m.get("start_test_accuracy"),
+            "transfer_delta": m.get("transfer_delta"), "knowledge_gain": m.get("knowledge_gain"),
+            "knowledge_loss": m.get("knowledge_loss"), "teacher_weights": m.get("teacher_weights"),
+            "params": m["student_params"], "ms_per_image": m.get("student_ms_per_image"),
+            "teacher_ms_per_image": m.get("teacher_ms_per_image"), "n_labelled": m["n_train"] + m["n_val"],
+            "n_unlabelled": m["n_unlabelled"], "seconds": time.perf_counter() - t0}

@@ -34,12 +34,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Job:
     """One run of a bench: ``fn(**kwargs)`` returns its record (a JSON-able dict). ``key``: every input that changes
-    the record (default: ``kwargs``); ``label``: how progress names it."""
+    the record (default: ``kwargs``); ``label``: how progress names it; ``needs``: files the job leaves behind for
+    later jobs (a model directory's weights): a cached record whose files are gone is run again."""
 
     label: str
     fn: Callable[..., dict[str, Any]]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     key: Mapping[str, Any] | None = None
+    needs: tuple[str, ...] = ()
 
     def cache_name(self, bench: str, version: int) -> str:
         body = {"bench": bench, "format": version, "key": self.key if self.key is not None else self.kwargs}
@@ -141,7 +143,7 @@ def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path
         Path(cache).mkdir(parents=True, exist_ok=True)
         for i, job in enumerate(jobs):
             paths[i] = p = Path(cache) / f"{job.cache_name(bench, version)}.json"
-            if p.is_file():
+            if p.is_file() and all(Path(f).exists() for f in job.needs):
                 try:
                     records[i] = json.loads(p.read_text())
                 except (OSError, ValueError):

@@ -173,10 +173,8 @@ def bench_merge(
     fit_kw = {"model": model, "method": fit_method, "epochs": epochs, "image_size": image_size, "seed": seed,
               "limit": limit, "test_limit": test_limit}
     fit_jobs = [Job(f"fit {n}", merge_fit_run, {"target": t, "out": str(out / "fits" / n), **fit_kw},
-                    key={"target": t, **fit_kw}) for t, n in zip(ts, names, strict=True)]
-    for j in fit_jobs:  # a fit whose model was removed is fitted again
-        if not (Path(j.kwargs["out"]) / "model.safetensors").is_file():
-            (out / "runs" / f"{j.cache_name('merge-fit', FORMAT)}.json").unlink(missing_ok=True)
+                    key={"target": t, **fit_kw}, needs=(str(out / "fits" / n / "model.safetensors"),))
+                for t, n in zip(ts, names, strict=True)]  # a fit whose model was removed is fitted again
     fits = run_jobs(fit_jobs, bench="merge-fit", version=FORMAT, cache=out / "runs", progress=progress,
                     figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     individual = {n: r["test_accuracy"] for n, r in zip(names, fits, strict=True)}

@@ -131,7 +131,7 @@ def _logits(member: Member, ds: Dataset, batch_size: int) -> np.ndarray:
     return member.logits(ds, batch_size)
 
 
-def _latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> float:
+def latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> float:
     """Median milliseconds per image of a forward pass on a batch of ``n`` test examples (one warm-up)."""
     import torch
 
@@ -225,8 +225,8 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
         after = _logits(student, test_ds, max(64, batch_size))
         t_logits = [_logits(t, test_ds, max(64, batch_size)) for t in teachers]
         metrics.update(transfer_metrics(np.asarray(test_ds.labels), before, after, t_logits))
-        s_ms = _latency_ms(student, test_ds)
-        t_ms = [_latency_ms(t, test_ds) for t in teachers]
+        s_ms = latency_ms(student, test_ds)
+        t_ms = [latency_ms(t, test_ds) for t in teachers]
         metrics.update({"student_ms_per_image": s_ms, "teacher_ms_per_image": t_ms,
                         "speedup": [t / s_ms if s_ms > 0 else None for t in t_ms]})
     if out_dir is not None:
