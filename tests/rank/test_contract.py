@@ -149,3 +149,68 @@ def test_every_metric_is_finite_or_says_why_on_degenerate_features(name, case):
         assert str(exc)
         return
     assert math.isfinite(v)
+
+
+# -- every metric, on one fixed input: finite, deterministic, order- and label-free, options checked ----------------
+
+#: metrics whose definition follows the order of the examples: the score is seeded, so a fixed order gives a fixed
+#: score, but another order draws other folds / another initialisation (test_properties.py says the same)
+ORDER_DEPENDENT = {"knn": "stratified folds drawn by position", "linear_probe": "stratified folds drawn by position",
+                   "nleep": "its mixture's k-means initialisation follows the row order"}
+#: metrics whose definition follows the order of the class labels (the same folds hold other classes)
+LABEL_ORDER_DEPENDENT = {"knn": "stratified folds follow the label order; vote ties go to the lower label",
+                         "linear_probe": "stratified folds follow the label order"}
+
+
+def _fixed(name):
+    f, y = make_blobs(12, 3, 6, sep=2.0, seed=5)
+    return f, y, _probs(y, seed=5), _source_stats(name, f)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_a_fixed_input_scores_finite_and_the_same_twice(name):
+    f, y, p, extra = _fixed(name)
+    a, b = score(name, f, y, p, **extra), score(name, f.copy(), y.copy(), p.copy(), **extra)
+    assert np.isfinite(a) and a == b
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_a_fixed_input_scores_the_same_in_any_example_order(name):
+    if name in ORDER_DEPENDENT:
+        pytest.skip(ORDER_DEPENDENT[name])
+    f, y, p, extra = _fixed(name)
+    perm = np.random.default_rng(0).permutation(len(y))
+    assert score(name, f[perm], y[perm], p[perm], **extra) == pytest.approx(score(name, f, y, p, **extra),
+                                                                            rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_a_fixed_input_scores_the_same_with_the_classes_renamed(name):
+    if name in LABEL_ORDER_DEPENDENT:
+        pytest.skip(LABEL_ORDER_DEPENDENT[name])
+    f, y, p, extra = _fixed(name)
+    assert score(name, f, np.array([2, 0, 1])[y], p, **extra) == pytest.approx(score(name, f, y, p, **extra),
+                                                                               rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_an_unknown_option_is_one_clear_error(name):
+    f, y, p, extra = _fixed(name)
+    with pytest.raises(TransferlabError, match=rf"{name}: no option 'bogus_option'.*its options"):
+        score(name, f, y, p, bogus_option=1, **extra)
+
+
+def test_an_unknown_metric_option_is_refused_before_rank_extracts_anything(monkeypatch):
+    import transferlab.zoo as zoo
+
+    def no_work(*a, **k):
+        raise AssertionError("rank resolved models before checking the metric options")
+
+    monkeypatch.setattr(zoo, "resolve_model", no_work)
+    with pytest.raises(TransferlabError, match=r"logme: no option 'bogus_option'"):
+        from transferlab.data import Dataset
+        from transferlab.rank import rank
+
+        f, y = make_blobs(4, 2, 3)
+        rank(Dataset("d", "image", [f"{i}.png" for i in range(len(y))], y, ("a", "b")), ["builtin:pixels"],
+             metrics=["logme"], metric_options={"logme": {"bogus_option": 1}})

@@ -18,7 +18,7 @@ from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError
 from ._consensus import consensus, metric_ranks
 from ._result import ModelScores, RankResult
-from ._score import list_metrics, metric_info, needs_source_probs, score_prepared
+from ._score import check_metric_options, list_metrics, metric_info, needs_source_probs, score_prepared
 from ._stats import FeatureStats
 from ._validate import as_features, as_labels, source_prob_stats
 
@@ -112,6 +112,8 @@ def rank(
         z = load_zoo(zoo)
     names = _resolve_metrics(metrics)
     opts = metric_options or {}
+    for m in names:
+        check_metric_options(m, opts.get(m, {}))  # a typo in an option fails before any work
     backbones = [resolve_model(m.ref, trust_pickle=trust_pickle) for m in z.models]  # resolve all first: a typo fails before any work
     for b in backbones:
         b.check_dataset(ds)

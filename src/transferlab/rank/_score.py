@@ -33,6 +33,32 @@ def _takes_stats(name: str) -> bool:
     return "stats" in inspect.signature(METRICS.get(name)).parameters
 
 
+#: the arguments every metric takes that are not options
+_INPUTS = ("features", "labels", "source_probs", "stats")
+
+
+def _named_options(metric: str) -> tuple[dict[str, Any], bool]:
+    params = inspect.signature(METRICS.get(metric)).parameters
+    return ({n: p for n, p in params.items() if n not in _INPUTS and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                 p.KEYWORD_ONLY)},
+            any(p.kind is p.VAR_KEYWORD for p in params.values()))
+
+
+def check_metric_options(metric: str, options: dict[str, Any]) -> None:
+    """An option ``metric`` does not take is one :class:`TransferlabError` naming it and the metric's options, before
+    any work (not a ``TypeError`` from deep inside). A metric that passes further options on to another metric
+    (``ped``'s ``backend``) takes that one's options too."""
+    from ..errors import TransferlabError
+
+    named, passes_on = _named_options(metric)
+    if passes_on and "backend" in named and options.get("backend", named["backend"].default) in METRICS:
+        named = {**_named_options(options.get("backend", named["backend"].default))[0], **named}
+    unknown = [k for k in options if k not in named]
+    if unknown:
+        known = ", ".join(f"{n}={p.default!r}" for n, p in named.items()) or "none"
+        raise TransferlabError(f"{metric}: no option {unknown[0]!r}; its options (with defaults): {known}")
+
+
 def score_prepared(metric: str, stats: FeatureStats | ProbStats | None, labels: np.ndarray,
                    source_probs: np.ndarray | None, options: dict[str, Any]) -> float:
     """Score validated inputs: ``labels`` contiguous ``0..C-1``; ``stats`` shared across metrics of one model (a
@@ -85,6 +111,7 @@ def score(
     Raises :class:`~transferlab.errors.MetricError` on non-finite inputs, N < C, a single class, or missing inputs.
     """
     METRICS.get(metric)  # unknown name: a clear error listing the known ones
+    check_metric_options(metric, options)
     if needs_source_probs(metric):
         n = len(np.asarray(labels))
         y, _ = as_labels(labels, n)
