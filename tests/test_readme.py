@@ -9,6 +9,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
 
@@ -86,6 +88,7 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     return argv
 
 
+@pytest.mark.slow  # over 10 s on one core (issue 27)
 def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
     from transferlab.cli import main
 

@@ -113,6 +113,7 @@ def test_bench_rank_bad_input(tiny_zoo):
         bench_rank(refs[:2], "builtin:digits")
 
 
+@pytest.mark.slow  # over 10 s on one core (issue 27)
 def test_ray_backend_gives_the_local_results(tiny_zoo, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     import ray

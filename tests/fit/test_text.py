@@ -180,6 +180,7 @@ def test_init_continues_a_text_fit(topics, tiny_text_ref, tmp_path):
     torch.testing.assert_close(r.model.state_dict()[q], first[q])  # the LoRA-merged weights were the start
 
 
+@pytest.mark.slow  # over 10 s on one core (issue 27)
 def test_linear_probe_on_builtin_minilm(tmp_path):
     """The real MiniLM on the built-in reviews: the probe beats the majority class, in seconds."""
     tr = load_dataset("builtin:rotten-tomatoes").stratified_sample(200, seed=0)
