@@ -7,16 +7,16 @@ import logging
 import resource
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._registry import check_options
 from .._version import __version__
 from ..errors import TransferlabError
+from ..models import RunOutput, RunResult
 from ._strategies import STRATEGIES
 from ._streams import Stream, parse_stream
 
@@ -29,11 +29,13 @@ def list_strategies() -> list[str]:
     return STRATEGIES.list()
 
 
-@dataclass
-class ContinualResult:
-    metrics: dict[str, Any]
-    out_dir: Path | None = None
-    modules: dict[str, Any] = field(default_factory=dict)
+class ContinualResult(RunResult):
+    """A continual run: ``model`` holds the run's modules (``backbone``, ``heads``...), ``metrics`` the accuracy
+    matrix and the GEM metrics, ``history`` each task's per-epoch history."""
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        return self.model
 
     @property
     def matrix(self) -> np.ndarray:
@@ -78,32 +80,45 @@ def run(
         raise TransferlabError("no model: give a model reference (e.g. builtin:small_resnet_shapes)")
     s = stream if isinstance(stream, Stream) else parse_stream(stream, split, limit=limit, test_limit=test_limit)
     strat.check(s, strategy)
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        from ..models import claim_output
-
-        check_output(out_dir, inputs=[model.split("@")[-1]])
-        scratch = claim_output(out_dir, {"model": model, "method": f"continual:{strategy}"}, overwrite, "continual run")
-        if scratch is not None:  # no checkpoints to keep beside it: the output is written at the end, atomically
-            scratch.rmdir()
-    return _run(s, model, strategy, strat, options, epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size,
-                image_size=image_size, out_dir=out_dir, seed=seed, progress=progress, trust_pickle=trust_pickle)
+    job = _ContinualJob(model, strategy, strat, options, epochs=epochs, lr=lr or DEFAULT_LR, batch_size=batch_size,
+                        image_size=image_size, seed=seed, progress=progress, trust_pickle=trust_pickle)
+    # no checkpoints: a stream's runs are short, and the output is written once, at the end
+    with RunOutput(out, model=model, method=f"continual:{strategy}", what="continual run", overwrite=overwrite,
+                   inputs=[model.split("@")[-1]], resumable=False) as output:
+        return _run(s, job, output)
 
 
-def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], *, epochs: int, lr: float,
-         batch_size: int, image_size: int | None, out_dir: Path | None, seed: int, progress: bool,
-         trust_pickle: bool) -> ContinualResult:
+@dataclass(frozen=True)
+class _ContinualJob:
+    """One continual run's settings, as :func:`run` checked them."""
+
+    model: str
+    name: str
+    strat: Any
+    options: dict[str, Any]
+    epochs: int
+    lr: float
+    batch_size: int
+    image_size: int | None
+    seed: int
+    progress: bool
+    trust_pickle: bool
+
+
+def _run(s: Stream, j: _ContinualJob, output: RunOutput) -> ContinualResult:
     from ..models import build, resolve
     from ..train import seed_everything
     from ._run import Run, Training
 
+    model, name, strat, options, seed = j.model, j.name, j.strat, j.options, j.seed
+    epochs, lr, batch_size = j.epochs, j.lr, j.batch_size
     seed_everything(seed)
-    backbone = resolve(model, trust_pickle)
+    backbone = resolve(model, j.trust_pickle)
     if backbone.modality != s.modality:
         raise TransferlabError(f"{model} takes {backbone.modality} input; the stream holds {s.modality} data")
     built = build(backbone, 0)
     if built.modality == "image":
-        built.image_size = int(image_size or backbone.default_size(s.tasks[0].train))
+        built.image_size = int(j.image_size or backbone.default_size(s.tasks[0].train))
     r = Run(s, built, strat, seed)
     strat.install(r)
     t_n = len(s.tasks)
@@ -111,7 +126,7 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
     before = [r.accuracy(j, t_n - 1) if s.kind == "task" else 0.0 for j in range(t_n)]
     rows: list[list[float]] = []
     history: list[list[dict[str, Any]]] = []
-    training = Training(name, options, epochs, lr, batch_size, seed, progress)
+    training = Training(name, options, epochs, lr, batch_size, seed, j.progress)
     t0 = time.perf_counter()
     for k in strat.steps(t_n):
         strat.before_task(r, k)
@@ -135,9 +150,9 @@ def _run(s: Stream, model: str, name: str, strat: Any, options: dict[str, Any], 
                        "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
                        "of R[j-1][j] - b[j] (task-incremental streams)",
     }
-    if out_dir is not None:
-        _save(out_dir, r, s, model, name, options, metrics, built)
-    return ContinualResult(metrics, out_dir, r.modules)
+    if output.out is not None:
+        _save(output, r, s, options, metrics, built)
+    return ContinualResult(r.modules, metrics, output.out, history)
 
 
 def _extra_params_per_task(r: Any) -> int:
@@ -148,7 +163,7 @@ def _extra_params_per_task(r: Any) -> int:
     return int(sum(p.numel() for p in h.parameters()))
 
 
-def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict[str, Any], metrics: dict[str, Any],
+def _save(output: RunOutput, r: Any, s: Stream, options: dict[str, Any], metrics: dict[str, Any],
           built: Any) -> None:
     """An ordinary model directory: the network with the first task's head, every task's head in heads/ (task-
     incremental; ``load(DIR, head=TASK)``), or with the one head over every class (class-incremental)."""
@@ -157,7 +172,7 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
     import torch
     from safetensors.torch import save_file
 
-    from ..models import FORMAT, architecture_of, head_module_name, portable, recorded_reference, save_model
+    from ..models import architecture_of, head_module_name
     from ..report import continual_report_html
 
     net = copy.deepcopy(r.modules["backbone"]).cpu()  # the run's own modules stay as they are
@@ -169,27 +184,23 @@ def _save(out_dir: Path, r: Any, s: Stream, model: str, name: str, options: dict
         net.get_classifier().load_state_dict({k: v.cpu() for k, v in first.state_dict().items()})
     prefix = head_module_name(net)
     names = [str(c) for c in (s.class_names if s.kind == "class" else s.tasks[0].class_names)]
-    card: dict[str, Any] = {
-        "model": recorded_reference(model, out_dir), "method": f"continual:{name}", "transferlab_version": __version__,
-        "format": FORMAT, "modality": built.modality, "architecture": architecture_of(net),
-        "num_classes": first.out_features, "class_names": names, **built.preprocessing(), "weights": "state_dict",
-        "structure": {}, "options": portable(options, out_dir), "head": prefix}
     task_names = _file_names([t.name for t in s.tasks])
+    task_heads = None
+    files: dict[str, Any] = {"report.html": continual_report_html(metrics)}
     if s.kind == "task":
-        card["heads"] = {n: {"file": f"heads/{n}.safetensors", "num_classes": int(heads[str(i)].out_features),
-                             "class_names": list(t.class_names)}
-                         for i, (n, t) in enumerate(zip(task_names, s.tasks, strict=True))}
-    with atomic_dir(out_dir) as stage:
-        save_model(stage, net, card, built.tokenizer, base=model)
-        if s.kind == "task":
-            (stage / "heads").mkdir()
-            for i, n in enumerate(task_names):
-                h = heads[str(i)]
-                save_file({f"{prefix}.weight": h.weight.detach().contiguous().cpu(),
-                           f"{prefix}.bias": h.bias.detach().contiguous().cpu(), **per_task[i]},
-                          str(stage / "heads" / f"{n}.safetensors"), metadata={"transferlab_version": __version__})
-        write_json_atomic(stage / "metrics.json", portable(metrics, out_dir))
-        write_text_atomic(stage / "report.html", continual_report_html(metrics))
+        task_heads = {n: {"file": f"heads/{n}.safetensors", "num_classes": int(heads[str(i)].out_features),
+                          "class_names": list(t.class_names)}
+                      for i, (n, t) in enumerate(zip(task_names, s.tasks, strict=True))}
+        for i, n in enumerate(task_names):
+            h = heads[str(i)]
+            tensors = {f"{prefix}.weight": h.weight.detach().contiguous().cpu(),
+                       f"{prefix}.bias": h.bias.detach().contiguous().cpu(), **per_task[i]}
+            files[f"heads/{n}.safetensors"] = (lambda t: lambda path: save_file(
+                t, str(path), metadata={"transferlab_version": __version__}))(tensors)
+    card = output.card(modality=built.modality, architecture=architecture_of(net), num_classes=first.out_features,
+                       class_names=names, **built.preprocessing(), weights="state_dict", structure={},
+                       options=options, head=prefix, heads=task_heads)
+    output.write(net, card, metrics, files=files, tokenizer=built.tokenizer, base=output.model)
 
 
 def _file_names(names: list[str]) -> list[str]:

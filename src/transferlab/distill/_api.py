@@ -4,21 +4,19 @@ delta, knowledge gain and loss, complementary knowledge, agreement, parameters a
 from __future__ import annotations
 
 import logging
-import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._registry import check_options
-from .._version import __version__
 from ..data import Dataset, load_dataset, split_validation, train_and_test
 from ..errors import TransferlabError
+from ..models import RunOutput, RunResult
 from ._members import Member, load_student, load_teacher, same_model
 from ._methods import METHODS
 
@@ -32,16 +30,8 @@ def list_methods() -> list[str]:
     return METHODS.list()
 
 
-@dataclass
-class DistillResult:
-    model: Any
-    metrics: dict[str, Any]
-    out_dir: Path | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
-                "history": self.history}
+class DistillResult(RunResult):
+    """A distillation: the student, its metrics (the transfer evidence), its directory, the per-epoch history."""
 
 
 def distill(
@@ -90,23 +80,31 @@ def distill(
     if extra is not None and extra.modality != ds.modality:
         raise TransferlabError(f"the unlabelled data {extra.name} holds {extra.modality} data, {ds.name} "
                                f"{ds.modality}: both must be the same kind")
-    out_dir = Path(out) if out is not None else None
-    scratch = None
-    if out_dir is not None:
-        from ..models import claim_output
+    job = _DistillJob(teacher_refs, student, method, m, options, epochs=epochs,
+                      lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
+                      patience=patience, seed=seed, progress=progress, trust_pickle=trust_pickle)
+    with RunOutput(out, model=_recorded_model(student), method=f"distill:{method}", what="distillation",
+                   overwrite=overwrite, inputs=[str(student).split("@")[-1], *map(str, teacher_refs)]) as output:
+        return _distill(ds, extra, test_ds, job, output)
 
-        check_output(out_dir, inputs=[str(student).split("@")[-1], *map(str, teacher_refs)])
-        scratch = claim_output(out_dir, {"model": _recorded_model(student), "method": f"distill:{method}"},
-                               overwrite, "distillation")
-    try:
-        return _distill(ds, extra, test_ds, teacher_refs, student, method, m, options, epochs=epochs,
-                        lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
-                        patience=patience, out_dir=out_dir, seed=seed, progress=progress,
-                        trust_pickle=trust_pickle,
-                        checkpoint_dir=scratch or (out_dir / "checkpoints" if out_dir is not None else None))
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+
+@dataclass(frozen=True)
+class _DistillJob:
+    """One distillation's settings, as :func:`distill` checked them."""
+
+    teacher_refs: list[str | Path]
+    student_ref: str | Path
+    method: str
+    m: Any
+    options: dict[str, Any]
+    epochs: int
+    lr: float
+    batch_size: int
+    image_size: int | None
+    patience: int | None
+    seed: int
+    progress: bool
+    trust_pickle: bool
 
 
 def _identity(ref: str | Path) -> str:
@@ -155,18 +153,18 @@ def latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> fl
     return 1000.0 * statistics.median(times) / len(x)
 
 
-def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teacher_refs: list[str | Path],
-             student_ref: str | Path, method: str, m: Any, options: dict[str, Any], *, epochs: int, lr: float,
-             batch_size: int, image_size: int | None, patience: int | None, out_dir: Path | None, seed: int,
-             progress: bool, trust_pickle: bool, checkpoint_dir: Path | None) -> DistillResult:
+def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, j: _DistillJob,
+             output: RunOutput) -> DistillResult:
     from ..train import TrainConfig, seed_everything, train
     from ._inputs import Views, feed_keys
     from ._methods import Setup
     from ._objective import Distillation, teacher_name
 
+    teacher_refs, student_ref, method, m, options = j.teacher_refs, j.student_ref, j.method, j.m, j.options
+    batch_size, seed = j.batch_size, j.seed
     seed_everything(seed)
-    teachers = [load_teacher(t, ds, trust_pickle) for t in teacher_refs]
-    student = load_student(student_ref, ds, image_size, trust_pickle)
+    teachers = [load_teacher(t, ds, j.trust_pickle) for t in teacher_refs]
+    student = load_student(student_ref, ds, j.image_size, j.trust_pickle)
     if student.modality != ds.modality:
         raise TransferlabError(f"the student {student_ref} takes {student.modality} input; {ds.name} holds "
                                f"{ds.modality}")
@@ -198,11 +196,11 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
         log.warning("%s", w)
     objective = Distillation(method, m, keys=keys, orders=[t.order for t in teachers], weights=weights,
                              options={**options, "teachers": [_identity(t) for t in teacher_refs]})
-    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                      patience=patience if val_data is not None else None)
+    cfg = TrainConfig(epochs=j.epochs, lr=j.lr, batch_size=batch_size, seed=seed,
+                      patience=j.patience if val_data is not None else None)
     try:
-        result = train(modules, objective, data, cfg, val_data=val_data, checkpoint_dir=checkpoint_dir,
-                       progress=progress)
+        result = train(modules, objective, data, cfg, val_data=val_data, checkpoint_dir=output.checkpoints,
+                       progress=j.progress)
     finally:
         objective.close()  # the feature hooks leave the networks
     student.net.eval()
@@ -229,38 +227,34 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, teache
         t_ms = [latency_ms(t, test_ds) for t in teachers]
         metrics.update({"student_ms_per_image": s_ms, "teacher_ms_per_image": t_ms,
                         "speedup": [t / s_ms if s_ms > 0 else None for t in t_ms]})
-    if out_dir is not None:
-        _save(out_dir, student, student_ref, method, options, metrics, epochs, lr, batch_size, seed, trust_pickle)
-    return DistillResult(student.net, metrics, out_dir, result.history)
+    if output.out is not None:
+        _save(output, student, j, metrics)
+    return DistillResult(student.net, metrics, output.out, result.history)
 
 
-def _save(out_dir: Path, student: Member, student_ref: str | Path, method: str, options: dict[str, Any],
-          metrics: dict[str, Any], epochs: int, lr: float, batch_size: int, seed: int, trust_pickle: bool) -> None:
-    from ..models import FORMAT, architecture_of, portable, recorded_reference, save_model
+def _save(output: RunOutput, student: Member, j: _DistillJob, metrics: dict[str, Any]) -> None:
+    from ..models import architecture_of, recorded_reference
     from ..report import distill_report_html
 
-    net = student.net
+    net, out = student.net, output.out
+    assert out is not None
     if student.card is not None:  # a fitted student: its base model, structure and preprocessing carry over
         c = student.card
         base = _recorded_model(student.directory) if c.get("model") else ""
-        card = {"model": recorded_reference(base, out_dir) if base else None, "modality": student.modality,
-                "architecture": architecture_of(net) if c.get("weights") == "peft" else c["architecture"],
-                "num_classes": c["num_classes"], "class_names": list(c["class_names"]),
-                "structure": {} if c.get("weights") == "peft" else c.get("structure") or {},
-                **{k: c[k] for k in ("image_size", "mean", "std", "max_length") if c.get(k) is not None}}
+        fields = {"model": recorded_reference(base, out) if base else None, "modality": student.modality,
+                  "architecture": architecture_of(net) if c.get("weights") == "peft" else c["architecture"],
+                  "num_classes": c["num_classes"], "class_names": list(c["class_names"]),
+                  "structure": {} if c.get("weights") == "peft" else c.get("structure") or {},
+                  **{k: c[k] for k in ("image_size", "mean", "std", "max_length") if c.get(k) is not None}}
         base_ref = base
     else:
         built = student.meta["built"]
-        card = {"model": recorded_reference(str(student_ref), out_dir), "modality": built.modality,
-                "architecture": architecture_of(net), "num_classes": len(metrics["class_names"]),
-                "class_names": list(metrics["class_names"]), "structure": {}, **built.preprocessing()}
-        base_ref = str(student_ref)
-    card.update({"method": f"distill:{method}", "transferlab_version": __version__, "format": FORMAT,
-                 "weights": "state_dict", "options": portable(options, out_dir),
-                 "teachers": [recorded_reference(t, out_dir) for t in metrics["teachers"]],
-                 "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}})
-    with atomic_dir(out_dir) as stage:
-        save_model(stage, net, card, student.tokenizer, base=base_ref or None, trust_pickle=trust_pickle)
-        write_json_atomic(stage / "metrics.json", portable(metrics, out_dir))
-        write_text_atomic(stage / "report.html", distill_report_html(metrics))
-
+        fields = {"modality": built.modality, "architecture": architecture_of(net),
+                  "num_classes": len(metrics["class_names"]), "class_names": list(metrics["class_names"]),
+                  "structure": {}, **built.preprocessing()}
+        base_ref = str(j.student_ref)
+    card = output.card(**fields, weights="state_dict", options=j.options,
+                       teachers=[recorded_reference(t, out) for t in metrics["teachers"]],
+                       train={"epochs": j.epochs, "lr": j.lr, "batch_size": j.batch_size, "seed": j.seed})
+    output.write(net, card, metrics, files={"report.html": distill_report_html(metrics)}, tokenizer=student.tokenizer,
+                 base=base_ref or None, trust_pickle=j.trust_pickle)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._registry import check_options
-from .._version import __version__
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError, few
+from ..models import RunOutput, RunResult
 from ._methods import METHODS
 from ._selectors import SELECTORS
 
@@ -32,16 +30,8 @@ def list_selectors() -> list[str]:
     return SELECTORS.list()
 
 
-@dataclass
-class DomainResult:
-    model: Any
-    metrics: dict[str, Any]
-    out_dir: Path | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
-                "history": self.history}
+class DomainResult(RunResult):
+    """An adaptation: the network, its metrics (every selector's scores per epoch, the picks), its directory."""
 
 
 def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off: float, batch_size: int,
@@ -119,50 +109,53 @@ def adapt(
     if oracle_ds is not None:
         log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
                  "selection", oracle_ds.name, len(oracle_ds))
-    out_dir = Path(out) if out is not None else None
-    scratch = None
-    if out_dir is not None:
-        from ..models import claim_output
-
-        check_output(out_dir, inputs=[model.split("@")[-1]])
-        scratch = claim_output(out_dir, {"model": model, "method": f"domain:{method}"}, overwrite, "adaptation")
-    try:
-        return _adapt(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
-                      epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size,
-                      image_size=image_size, bottleneck=bottleneck, out_dir=out_dir, seed=seed, progress=progress,
-                      trust_pickle=trust_pickle,
-                      checkpoint_dir=scratch or (out_dir / "checkpoints" if out_dir is not None else None))
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    run = _Adaptation(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
+               epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
+               bottleneck=bottleneck, seed=seed, progress=progress, trust_pickle=trust_pickle)
+    with RunOutput(out, model=model, method=f"domain:{method}", what="adaptation", overwrite=overwrite,
+                   inputs=[model.split("@")[-1]]) as output:
+        return _adapt(run, output)
 
 
-def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, method: str, factory: Any,
-           options: dict[str, Any], *, trade_off: float, select: str, epochs: int, lr: float, batch_size: int,
-           image_size: int | None, bottleneck: int, out_dir: Path | None, seed: int, progress: bool,
-           trust_pickle: bool, checkpoint_dir: Path | None = None) -> DomainResult:
-    from ..models import (
-        FORMAT,
-        architecture_of,
-        bottleneck_structure,
-        build,
-        install_bottleneck_,
-        portable,
-        recorded_reference,
-        resolve,
-        save_model,
-    )
+@dataclass(frozen=True)
+class _Adaptation:
+    """One adaptation's inputs, as :func:`adapt` checked them."""
+
+    src: Dataset
+    tgt: Dataset
+    oracle_ds: Dataset | None
+    model: str
+    method: str
+    factory: Any
+    options: dict[str, Any]
+    trade_off: float
+    select: str
+    epochs: int
+    lr: float
+    batch_size: int
+    image_size: int | None
+    bottleneck: int
+    seed: int
+    progress: bool
+    trust_pickle: bool
+
+
+def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
+    from ..models import build, install_bottleneck_, resolve
     from ..train import TrainConfig, seed_everything, train
     from ._objective import DomainAdaptation
 
+    src, tgt, oracle_ds, model, method, options = a.src, a.tgt, a.oracle_ds, a.model, a.method, a.options
+    trade_off, select, epochs, lr, batch_size, seed = a.trade_off, a.select, a.epochs, a.lr, a.batch_size, a.seed
+    bottleneck = a.bottleneck
     seed_everything(seed)
-    backbone = resolve(model, trust_pickle)
+    backbone = resolve(model, a.trust_pickle)
     built = build(backbone, src.num_classes)
     if built.modality != "image":
         raise TransferlabError(f"{model} is not an image model: domain adaptation takes images")
-    built.image_size = int(image_size or backbone.default_size(src))
+    built.image_size = int(a.image_size or backbone.default_size(src))
     install_bottleneck_(built.net, bottleneck, src.num_classes)
-    m = factory(bottleneck, src.num_classes, seed, **options)
+    m = a.factory(bottleneck, src.num_classes, seed, **options)
     src_train, src_val = split_validation(src, VAL_FRACTION, seed)
     if src_val is None:
         raise TransferlabError(f"the source {src.name} is too small for a {VAL_FRACTION:.0%} hold-out: no class has "
@@ -175,7 +168,7 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
                                  batch_size=max(64, batch_size), seed=seed, options=options)
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     result = train({"model": built.net, **m.modules}, objective, data, cfg, val_data=built.tensors(src_val),
-                   checkpoint_dir=checkpoint_dir, progress=progress)  # a rerun resumes after the last finished epoch
+                   checkpoint_dir=output.checkpoints, progress=a.progress)  # a rerun resumes after the last epoch
     seconds = result.train_seconds  # with the epochs before an interruption, on a resumed run
     history = result.history
     picks = {}
@@ -203,18 +196,15 @@ def _adapt(src: Dataset, tgt: Dataset, oracle_ds: Dataset | None, model: str, me
         "train_seconds": seconds, "resumed_from_epoch": result.resumed_from_epoch, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,
         "oracle_note": "oracle_* values use target labels; they are reported, never used for training or selection",
     }
-    if out_dir is not None:
-        # local paths are written relative to out_dir, never as absolute paths of this machine (models._paths)
-        card = {"model": recorded_reference(model, out_dir), "method": f"domain:{method}", "transferlab_version": __version__, "format": FORMAT,
-                "modality": "image", "architecture": architecture_of(built.net), "num_classes": src.num_classes,
-                "class_names": list(src.class_names), **built.preprocessing(), "weights": "state_dict",
-                "structure": bottleneck_structure(built.net), "options": {"trade_off": trade_off, **options},
-                "train": {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "select": select}}
+    if output.out is not None:
+        from ..models import architecture_of, bottleneck_structure
         from ..report import domain_report_html
 
-        with atomic_dir(out_dir) as stage:
-            save_model(stage, built.net, card)
-            write_json_atomic(stage / "metrics.json", portable({**metrics, "model": card["model"]}, out_dir))
-            write_text_atomic(stage / "report.html", domain_report_html(metrics))
-    return DomainResult(built.net, metrics, out_dir, history)
+        card = output.card(modality="image", architecture=architecture_of(built.net), num_classes=src.num_classes,
+                           class_names=list(src.class_names), **built.preprocessing(), weights="state_dict",
+                           structure=bottleneck_structure(built.net), options={"trade_off": trade_off, **options},
+                           train={"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                                  "select": select})
+        output.write(built.net, card, {**metrics, "model": card.model}, files={"report.html": domain_report_html(metrics)})
+    return DomainResult(built.net, metrics, output.out, history)
 

@@ -4,31 +4,28 @@ from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from .._io import check_output, write_text_atomic
 from .._registry import check_options
-from .._version import __version__
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError
 from ..models import (
-    FORMAT,
+    RunOutput,
+    RunResult,
     architecture_key,
     architecture_of,
     build,
-    claim_output,
     head_module_name,
     load,
     predict_logits,
     read_card,
     resolve,
-    save_model,
 )
 from ._registry import METHODS, FitContext, Prepared, TrainJob
 
@@ -42,18 +39,12 @@ def list_methods(pattern: str | None = None) -> list[str]:
 
 
 @dataclass
-class FitResult:
-    model: Any
-    metrics: dict[str, Any]
-    out_dir: Path | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+class FitResult(RunResult):
+    """A fit: the adapted network, its metrics, its directory, the per-epoch history."""
+
     #: predicted class of every test example (None without a test split): per-example evidence, e.g. for bootstrap
     #: intervals of the accuracy
     test_predictions: np.ndarray | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
-                "history": self.history}
 
 
 def _check_modality(backbone: Any, ds: Dataset) -> None:
@@ -146,57 +137,67 @@ def fit(
         if max_length is not None and not 8 <= max_length <= 512:
             raise TransferlabError(f"max_length must lie in [8, 512] tokens, got {max_length}")
         backbone.max_length = int(max_length or DEFAULT_MAX_LENGTH)  # also keys the linear probe's feature cache
-    identity = {"model": model, "method": method}
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        check_output(out_dir, inputs=[init, model.split("@")[-1]])
-    scratch = claim_output(out_dir, identity, overwrite) if out_dir is not None else None
-    try:
-        return _fit(ds, test_ds, backbone, model, method, identity, out_dir, scratch, epochs=epochs, lr=lr,
-                    batch_size=batch_size, image_size=image_size, val_fraction=val_fraction,
-                    budget_minutes=budget_minutes, patience=patience, seed=seed, progress=progress,
-                    trust_pickle=trust_pickle, init=init, options=options)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    job = _FitJob(method, model, options, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
+                  val_fraction=val_fraction, budget_minutes=budget_minutes, patience=patience, seed=seed,
+                  progress=progress, trust_pickle=trust_pickle, init=init)
+    with RunOutput(out, model=model, method=method, what="fit", overwrite=overwrite,
+                   inputs=[init, model.split("@")[-1]]) as output:
+        return _fit(ds, test_ds, backbone, job, output)
 
 
-def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method: str, identity: dict[str, Any],
-         out_dir: Path | None, scratch: Path | None, *, epochs: int, lr: float | None, batch_size: int,
-         image_size: int | None, val_fraction: float, budget_minutes: float | None, patience: int | None, seed: int,
-         progress: bool, trust_pickle: bool, init: str | Path | None, options: dict[str, Any]) -> FitResult:
+@dataclass(frozen=True)
+class _FitJob:
+    """One fit's settings, as :func:`fit` checked them."""
+
+    method: str
+    model: str
+    options: dict[str, Any]
+    epochs: int
+    lr: float | None
+    batch_size: int
+    image_size: int | None
+    val_fraction: float
+    budget_minutes: float | None
+    patience: int | None
+    seed: int
+    progress: bool
+    trust_pickle: bool
+    init: str | Path | None
+
+
+def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output: RunOutput) -> FitResult:
     from ..train import Supervised, TrainConfig, evaluate, seed_everything
 
     c = ds.num_classes
-    seed_everything(seed)
+    seed_everything(j.seed)
     built = build(backbone, c)
     if built.modality == "image":
-        built.image_size = int(image_size or backbone.default_size(ds))  # shared with rank
-    if out_dir is not None:  # the model, its checkpoint and the optimizer's moments: about 4 copies of the weights
-        check_output(out_dir, need_bytes=4 * sum(p.numel() * p.element_size() for p in built.net.parameters()))
-    if init is not None:
-        _init_from_(built.net, Path(init), trust_pickle)
-    train_ds, val_ds = split_validation(ds, val_fraction, seed)
+        built.image_size = int(j.image_size or backbone.default_size(ds))  # shared with rank
+    if output.out is not None:  # the model, its checkpoint and the optimizer's moments: about 4 copies of the weights
+        check_output(output.out, need_bytes=4 * sum(p.numel() * p.element_size() for p in built.net.parameters()))
+    if j.init is not None:
+        _init_from_(built.net, Path(j.init), j.trust_pickle)
+    train_ds, val_ds = split_validation(ds, j.val_fraction, j.seed)
     train_data = built.tensors(train_ds, augment=True)
     val_data = built.tensors(val_ds) if val_ds is not None else None
-    cfg = TrainConfig(epochs=epochs, lr=lr or METHODS.meta(method).get("default_lr") or 1e-3, batch_size=batch_size,
-                      seed=seed, budget_seconds=budget_minutes * 60 if budget_minutes else None,
-                      patience=patience if val_data is not None else None)
+    cfg = TrainConfig(epochs=j.epochs, lr=j.lr or METHODS.meta(j.method).get("default_lr") or 1e-3,
+                      batch_size=j.batch_size, seed=j.seed,
+                      budget_seconds=j.budget_minutes * 60 if j.budget_minutes else None,
+                      patience=j.patience if val_data is not None else None)
     t0 = time.perf_counter()
-    prep = _prepare(method, built.net, FitContext(backbone, train_ds, built.image_size, seed), options)
-    ckdir = scratch or (out_dir / "checkpoints" if out_dir is not None else None)
-    job = TrainJob(train_data, val_data, cfg, progress, ckdir)
-    history, val_acc, ending = _train(method, prep, job, options)
+    prep = _prepare(j.method, built.net, FitContext(backbone, train_ds, built.image_size, j.seed), j.options)
+    history, val_acc, ending = _train(j.method, prep, TrainJob(train_data, val_data, cfg, j.progress,
+                                                                 output.checkpoints), j.options)
     net = prep.model
     train_seconds = time.perf_counter() - t0
     if val_acc is None and val_data is not None:
         dev = next(net.parameters()).device
-        val_acc = evaluate(Supervised(), {"model": net}, val_data, batch_size, device=dev)["accuracy"]
+        val_acc = evaluate(Supervised(), {"model": net}, val_data, j.batch_size, device=dev)["accuracy"]
     test_data = built.tensors(test_ds) if test_ds is not None else None
-    y_pred = _predict_test(net, test_data, batch_size, progress) if test_data is not None else None
+    y_pred = _predict_test(net, test_data, j.batch_size, j.progress) if test_data is not None else None
     test_acc = float(np.mean(y_pred == test_ds.labels)) if test_data is not None else None
     metrics = {
-        "method": method, "model": model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
+        "method": j.method, "model": j.model, "dataset": ds.name, "test_accuracy": test_acc, "val_accuracy": val_acc,
         "n_train": len(train_ds), "n_val": len(val_ds) if val_ds is not None else 0,
         "n_test": len(test_ds) if test_ds is not None else 0,
         "trainable_params": int(sum(p.numel() for p in prep.params)),
@@ -209,27 +210,23 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, model: str, method
     for w in metrics["warnings"]:
         log.warning("%s", w)
     metrics.update(prep.metrics)
-    if out_dir is not None:
-        from ..models import portable, recorded_path, recorded_reference
+    if output.out is not None:
+        from ..models import recorded_path
 
-        # local paths are written relative to out_dir, never as absolute paths of this machine (models._paths)
-        card = {**identity, "model": recorded_reference(model, out_dir), "transferlab_version": __version__,
-                "format": FORMAT, "modality": built.modality, "architecture": architecture_of(net), "num_classes": c,
-                "class_names": list(ds.class_names), **built.preprocessing(),
-                "weights": prep.stored_as(from_init=init is not None), "structure": prep.structure,
-                "options": portable(options, out_dir),
-                "train": {"epochs": epochs, "lr": cfg.lr, "batch_size": batch_size, "seed": seed,
-                          "val_fraction": val_fraction},
-                "init": recorded_path(init, out_dir) if init is not None else None}
-        with atomic_dir(out_dir) as stage:
-            save_model(stage, net, card, built.tokenizer, base=model, trust_pickle=trust_pickle)
-            write_json_atomic(stage / "metrics.json", portable({**metrics, "model": card["model"]}, out_dir))
-            for name, write in prep.files.items():
-                write(stage / name)
-            if test_data is not None:
-                _write_report(stage, net, read_card(stage).to_json(), metrics, test_data, test_ds.labels, y_pred,
-                              progress)
-    return FitResult(net, metrics, out_dir, history, y_pred)
+        # local paths are written relative to the output, never as absolute paths of this machine (models._paths)
+        card = output.card(modality=built.modality, architecture=architecture_of(net), num_classes=c,
+                           class_names=list(ds.class_names), **built.preprocessing(),
+                           weights=prep.stored_as(from_init=j.init is not None), structure=prep.structure,
+                           options=j.options, train={"epochs": j.epochs, "lr": cfg.lr, "batch_size": j.batch_size,
+                                                     "seed": j.seed, "val_fraction": j.val_fraction},
+                           init=recorded_path(j.init, output.out) if j.init is not None else None)
+        files: dict[str, Any] = dict(prep.files)
+        if test_data is not None:
+            files["report.html"] = lambda path: _write_report(path, net, card.to_json(), metrics, test_data,
+                                                              test_ds.labels, y_pred, j.progress)
+        output.write(net, card, {**metrics, "model": card.model}, files=files, tokenizer=built.tokenizer,
+                     base=j.model, trust_pickle=j.trust_pickle)
+    return FitResult(net, metrics, output.out, history, y_pred)
 
 
 def _predict_test(net: Any, data: Any, batch_size: int, progress: bool) -> np.ndarray:
@@ -241,7 +238,7 @@ def _predict_test(net: Any, data: Any, batch_size: int, progress: bool) -> np.nd
         return predict_logits(net, data, batch_size, on_batch=lambda n: bars.advance(task, n)).argmax(1)
 
 
-def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], data: Any,
+def _write_report(path: Path, net: Any, config: dict[str, Any], metrics: dict[str, Any], data: Any,
                   y_true: np.ndarray, y_pred: np.ndarray, progress: bool = False) -> None:
     from .._progress import progress as progress_bars
     from ..report import fit_report_html
@@ -261,7 +258,7 @@ def _write_report(out: Path, net: Any, config: dict[str, Any], metrics: dict[str
                 panels, note = [], f"Grad-CAM failed on this model: {exc}"
             bars.advance(task, note="figures")
         html = fit_report_html(metrics, config, y_true, y_pred, panels, note)
-        write_text_atomic(out / "report.html", html)
+        write_text_atomic(path, html)
         bars.advance(task, note="written")
 
 

@@ -100,13 +100,9 @@ def pretrain(source: str | Path | Any, arch: str = "resnet", out: str | Path | N
     and write an ordinary model directory to ``out``: ``transferlab fit TARGET --model builtin:small_ARCH_shapes
     --init OUT`` fine-tunes it on a target (the head is replaced), and ``predict``/``eval`` work on the source.
     ``limit``: a class-stratified sample of the source's train split. A killed run resumes from ``OUT/checkpoints``."""
-    import shutil
-
-    from .._io import atomic_dir, check_output, write_json_atomic
-    from .._version import __version__
     from ..data import Dataset, load_dataset
     from ..errors import TransferlabError
-    from ..models import FORMAT, architecture_of, claim_output, recorded_reference, save_model
+    from ..models import RunOutput, architecture_of
     from ..train import check_run_arguments, seed_everything
 
     if arch not in ARCHITECTURES:
@@ -124,36 +120,24 @@ def pretrain(source: str | Path | Any, arch: str = "resnet", out: str | Path | N
         train_ds = train_ds.stratified_sample(limit, seed=seed)
     spec = next(s for s in SMALL_MODELS.values() if s.name == f"small_{arch}_shapes")
     ref = f"builtin:small_{arch}_shapes"
-    identity = {"model": ref, "method": "pretrain"}
-    out_dir = Path(out) if out is not None else None
-    ckpt = None
-    fresh = None
-    if out_dir is not None:
-        check_output(out_dir, inputs=[source])
-        fresh = claim_output(out_dir, identity, overwrite, what="pretraining")
-        ckpt = fresh or out_dir / "checkpoints"
-    seed_everything(seed)
-    model = create(spec, train_ds.num_classes)
-    try:
+    with RunOutput(out, model=ref, method="pretrain", what="pretraining", overwrite=overwrite,
+                   inputs=[source]) as output:
+        seed_everything(seed)
+        model = create(spec, train_ds.num_classes)
         seconds, accuracy = _pretrain(model, train_ds, test_ds, epochs=epochs, seed=seed, progress=progress,
-                                      checkpoint_dir=ckpt)
+                                      checkpoint_dir=output.checkpoints)
         metrics = {"method": "pretrain", "source": train_ds.name, "architecture": spec.arch, "epochs": epochs,
                    "seed": seed, "n_train": len(train_ds), "num_classes": train_ds.num_classes,
                    "source_test_accuracy": accuracy, "n_test": len(test_ds), "train_seconds": seconds,
                    "params": int(sum(p.numel() for p in model.parameters()))}
-        if out_dir is not None:
-            card = {**identity, "model": recorded_reference(ref, out_dir), "transferlab_version": __version__,
-                    "format": FORMAT, "modality": "image", "architecture": architecture_of(model),
-                    "num_classes": train_ds.num_classes, "class_names": list(train_ds.class_names),
-                    "image_size": NATIVE, "mean": list(MEAN), "std": list(STD), "weights": "state_dict",
-                    "train": {"epochs": epochs, "lr": 2e-3, "batch_size": 64, "seed": seed, "source": str(source)}}
-            with atomic_dir(out_dir) as stage:
-                save_model(stage, model, card)
-                write_json_atomic(stage / "metrics.json", metrics)
-    finally:
-        if fresh is not None:
-            shutil.rmtree(fresh, ignore_errors=True)
-    return PretrainResult(out_dir, accuracy, seconds, metrics, model)
+        if output.out is not None:
+            card = output.card(modality="image", architecture=architecture_of(model),
+                               num_classes=train_ds.num_classes, class_names=list(train_ds.class_names),
+                               image_size=NATIVE, mean=list(MEAN), std=list(STD), weights="state_dict",
+                               train={"epochs": epochs, "lr": 2e-3, "batch_size": 64, "seed": seed,
+                                      "source": str(source)})
+            output.write(model, card, metrics, portable_metrics=False)
+    return PretrainResult(output.out, accuracy, seconds, metrics, model)
 
 
 def build_zoo(out_dir: Path | None = None, names: list[str] | None = None, *, epochs: int | None = None,

@@ -1,0 +1,111 @@
+"""The output of one training run — fit, domain, distill, continual, pretrain: the one owner of its lifecycle.
+
+    with RunOutput(out, model=ref, method="domain:dann", what="adaptation", overwrite=False) as output:
+        train(..., checkpoint_dir=output.checkpoints)                 # resumable; scratch with --overwrite
+        card = output.card(modality="image", architecture=..., ...)   # a validated ModelCard
+        output.write(net, card, metrics, files={"report.html": html})
+
+Entering claims ``out`` before any work (:func:`~transferlab.models.claim_output`: a folder holding anything
+transferlab did not write is refused); :attr:`RunOutput.checkpoints` is where the loop checkpoints (``out/checkpoints``,
+resumed by a rerun, or a scratch sibling for an ``--overwrite`` run); :meth:`RunOutput.write` builds the model, its card,
+``metrics.json`` (local paths relative to ``out``) and any extra files in a temporary sibling swapped in only when
+complete; leaving removes the scratch checkpoints, whatever happened. Without ``out`` every call does nothing, so a
+capability never branches on whether it writes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from .._version import __version__
+from ._card import FORMAT, ModelCard
+from ._outdir import claim_output
+from ._paths import portable, recorded_reference
+
+#: an extra file of an output: its text, its bytes, or a function that writes it at the path it is given
+FileContent = str | bytes | Callable[[Path], None]
+
+
+@dataclass
+class RunResult:
+    """What a training run returns: the trained network (or the run's modules), ``metrics`` (as in
+    ``metrics.json``), the output directory (None: nothing written) and the per-epoch history."""
+
+    model: Any
+    metrics: dict[str, Any]
+    out_dir: Path | None = None
+    history: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "out_dir": None if self.out_dir is None else str(self.out_dir),
+                "history": self.history}
+
+
+class RunOutput:
+    """The output directory ``out`` (None: the run writes nothing) of a run of ``model`` made by ``method``; ``what``
+    names the run in messages; ``inputs``: the run's own inputs, which ``out`` must not be or hold;
+    ``resumable``: False for a run that does not checkpoint (its output is written once, at the end)."""
+
+    def __init__(self, out: str | Path | None, *, model: str, method: str, what: str = "run", overwrite: bool = False,
+                 inputs: Iterable[Any] = (), resumable: bool = True) -> None:
+        self.out = Path(out) if out is not None else None
+        self.model, self.method, self.what = model, method, what
+        self.overwrite, self.inputs, self.resumable = overwrite, list(inputs), resumable
+        self._scratch: Path | None = None
+
+    def __enter__(self) -> RunOutput:
+        if self.out is not None:
+            check_output(self.out, inputs=self.inputs)
+            self._scratch = claim_output(self.out, {"model": self.model, "method": self.method}, self.overwrite,
+                                         self.what)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    @property
+    def checkpoints(self) -> Path | None:
+        """Where the loop checkpoints: a scratch sibling (``--overwrite``: the old output stays until the new one is
+        complete) or ``out/checkpoints`` (resumed by a rerun); None without ``out`` or for a run that does not
+        checkpoint."""
+        if self.out is None or not self.resumable:
+            return None
+        return self._scratch or self.out / "checkpoints"
+
+    def card(self, **fields: Any) -> ModelCard:
+        """The validated card: ``model`` (recorded relative to ``out``), ``method``, the transferlab version and the
+        card format, with ``fields`` (``options`` made portable: local paths relative to ``out``)."""
+        assert self.out is not None, "card() needs an output directory"
+        body = {"model": recorded_reference(self.model, self.out), "method": self.method,
+                "transferlab_version": __version__, "format": FORMAT, **fields}
+        if "options" in fields:
+            body["options"] = portable(fields["options"], self.out)
+        return ModelCard.model_validate(body)
+
+    def write(self, net: Any, card: ModelCard, metrics: Mapping[str, Any], *,
+              files: Mapping[str, FileContent] | None = None, tokenizer: Any = None, base: str | None = None, trust_pickle: bool = False,
+              portable_metrics: bool = True) -> None:
+        """The model (:func:`~transferlab.models.save_model`), ``metrics.json`` and ``files``, swapped in together."""
+        if self.out is None:
+            return
+        from ._saved import save_model
+
+        with atomic_dir(self.out) as stage:
+            save_model(stage, net, card, tokenizer, base=base, trust_pickle=trust_pickle)
+            write_json_atomic(stage / "metrics.json", portable(dict(metrics), self.out) if portable_metrics
+                              else dict(metrics))
+            for name, content in (files or {}).items():
+                path = stage / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if callable(content):
+                    content(path)
+                elif isinstance(content, bytes):
+                    path.write_bytes(content)
+                else:
+                    write_text_atomic(path, content)
