@@ -14,47 +14,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-def _pm(m: float | None, sd: float | None) -> str:
-    if m is None:
-        return "n/a"
-    return f"{m:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+from transferlab.bench import DomainBenchResult
+from transferlab.report import render_markdown
 
 
 def methods_table(b: dict[str, Any]) -> str:
-    lines = []
-    for shift, cells in b["cells"].items():
-        sup = (b.get("bounds") or {}).get(shift, {}).get("target_supervised") or []
-        lines += [f"**{shift}** (trade-off 1; target-supervised bound {_pm(float(np.mean(sup)), float(np.std(sup, ddof=1)) if len(sup) > 1 else None) if sup else 'n/a'})", "",
-                  "| method | kept by transfer_score | oracle's best epoch | vs source_only (kept) | seconds per run |",
-                  "|---|---|---|---|---|"]
-        base = cells.get("source_only", {}).get("kept_mean")
-        for m, c in cells.items():
-            secs = [r["seconds"] for r in b["runs"] if r["shift"] == shift and r["method"] == m
-                    and (m == "source_only" or r["trade_off"] == 1.0)]
-            delta = "" if m == "source_only" or base is None or c["kept_mean"] is None else \
-                f"{100 * (c['kept_mean'] - base):+.1f} points"
-            lines.append(f"| {m} | {_pm(c['kept_mean'], c['kept_sd'])} | {_pm(c['oracle_best_mean'], c['oracle_best_sd'])} "
-                         f"| {delta} | {np.median(secs):.0f} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(render_markdown(t) for t in DomainBenchResult.tables_from(b) if t.name.startswith("methods:"))
 
 
 def selectors_table(b: dict[str, Any]) -> str:
-    lines = []
-    for shift, sel in b["selectors"].items():
-        n = sum(len(r["history"]) for r in b["runs"] if r["shift"] == shift and r["seed"] == b["seeds"][0])
-        lines += [f"**{shift}**: each selector picks one of the {n} checkpoints of a seed (methods × trade-offs × "
-                  "epochs); means over seeds", "",
-                  "| selector | target accuracy of its pick | regret vs the oracle's pick | Spearman ρ (score, accuracy) |",
-                  "|---|---|---|---|"]
-        for s, v in sorted(sel.items(), key=lambda kv: (kv[1]["regret"] is None, kv[1]["regret"] or 0)):
-            lines.append(f"| {s} | {_pm(v['pick_accuracy'], None)} | {_pm(v['regret'], v['regret_sd'])} | "
-                         f"{_pm(v['spearman'], None)} |")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(render_markdown(t) for t in DomainBenchResult.tables_from(b) if t.name.startswith("selectors:"))
 
 
 def main() -> None:

@@ -14,35 +14,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transferlab.bench import PruneBenchResult
+from transferlab.report import render_markdown
+
 
 def tables(b: dict[str, Any]) -> str:
-    out = []
-    for t in b["targets"]:
-        out += [f"**{t}** (source {b['source']}, {b['arch']}, keep {b['keep']:g}, seeds {b['seeds']})", "",
-                "| pretrained on | target accuracy | Δ vs full (points) | classes | examples | pretraining s | "
-                "speed-up | source test accuracy |", "|---|---|---|---|---|---|---|---|"]
-        for x in (x for x in b["table"] if x["target"] == t):
-            sd = f" ± {x['accuracy_sd']:.3f}" if x.get("accuracy_sd") is not None else ""
-            delta = "" if x["row"] == "full" else f"{100 * x['delta_vs_full']:+.1f}"
-            out.append(f"| {x['row']} | {x['accuracy_mean']:.3f}{sd} | {delta} | "
-                       f"{len(x['classes'])} | {x['n_pretrain']} | {x['pretrain_seconds']:.1f} | "
-                       f"{x['speedup_vs_full']:.2f}× | {x['source_accuracy']:.1f} % |")
-        out.append("")
-    return "\n".join(out)
+    """The per-target tables (``PruneBenchResult.tables()``) as Markdown."""
+    return "\n".join(render_markdown(t) for t in PruneBenchResult.tables_from(b) if t.name != "checks")
 
 
 def checks(b: dict[str, Any]) -> str:
-    out = ["| target | best mapping | Δ vs full | vs random | speed-up | verdict |", "|---|---|---|---|---|---|"]
-    for t in b["targets"]:
-        rows = {x["row"]: x for x in b["table"] if x["target"] == t}
-        best = max((rows[m] for m in ("label_map", "feature_map") if m in rows), key=lambda x: x["accuracy_mean"])
-        rnd = rows.get("random")
-        ok = (best["delta_vs_full"] >= -0.01 and (rnd is None or best["accuracy_mean"] > rnd["accuracy_mean"])
-              and best["speedup_vs_full"] >= 1.8)
-        out.append(f"| {t} | {best['row']} {best['accuracy_mean']:.3f} | {100 * best['delta_vs_full']:+.1f} | "
-                   f"{100 * (best['accuracy_mean'] - rnd['accuracy_mean']):+.1f} | {best['speedup_vs_full']:.2f}× | "
-                   f"{'met' if ok else 'not met'} |")
-    return "\n".join(out)
+    """The issue's check per target, computed on the result (its ``verdicts``), as Markdown."""
+    return "\n".join(render_markdown(t, title=False) for t in PruneBenchResult.tables_from(b) if t.name == "checks")
 
 
 def main() -> None:

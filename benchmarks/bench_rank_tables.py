@@ -22,49 +22,32 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transferlab.bench import BenchResult
+from transferlab.report import Column, Table, render_markdown
+
 
 def _short(t: str) -> str:
     return t.removeprefix("builtin:")
 
 
-def _rows(b: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    out = {name: ("metric", s) for name, s in b["metrics"].items()}
-    out.update({f"{name} (baseline)": ("baseline", s) for name, s in b["baselines"].items() if name != "knn"})
-    return out
+def _table(b: dict[str, Any], name: str) -> Table:
+    return next(t for t in BenchResult.tables_from(b) if t.name == name)
 
 
 def tau_table(first: dict[str, Any], second: dict[str, Any] | None) -> str:
-    targets = first["targets"]
-    a, b = _rows(first), _rows(second) if second else {}
-    order = sorted(a, key=lambda n: (a[n][0] == "baseline", -(a[n][1]["weighted_tau"]["mean"] or -9)))
-    head = ["score", *map(_short, targets), f"mean τw ({first['protocol']})"]
+    """The declared τw table of ``first`` (``BenchResult.tables()``: its verdict included), with the mean τw of
+    ``second`` (another ground truth) beside it."""
+    t = _table(first, "tau")
     if second:
-        head.append(f"mean τw ({second['protocol']})")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in order:
-        wt = a[name][1]["weighted_tau"]
-        cells = [name, *("n/a" if wt[t] is None else f"{wt[t]:.3f}" for t in targets),
-                 "n/a" if wt["mean"] is None else f"**{wt['mean']:.3f}**"]
-        if second:
-            m = b.get(name, (None, None))[1]
-            cells.append("n/a" if not m or m["weighted_tau"]["mean"] is None else f"{m['weighted_tau']['mean']:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        other = {r["score"]: r["mean"] for r in _table(second, "tau").rows}
+        t.columns.insert(-1, Column("other", f"mean τw ({second['protocol']})", "number"))
+        for r in t.rows:
+            r["other"] = other.get(r["score"])
+    return render_markdown(t, title=False)
 
 
 def ground_truth_table(b: dict[str, Any]) -> str:
-    targets = b["targets"]
-    lines = ["| model | " + " | ".join(f"{_short(t)} (probe)" for t in targets) + " |", "|" + "---|" * (1 + len(targets))]
-    for m in b["models"]:
-        cells = []
-        for t in targets:
-            c = (b.get("cells") or {}).get(t, {}).get(m["ref"], {})
-            acc = b["ground_truth"][t].get(m["ref"])
-            mark = " †" if c.get("fallback") else " ⚠" if c.get("under_trained") else ""
-            probe = c.get("probe_accuracy")
-            cells.append(f"{acc:.3f}{mark}" + (f" ({probe:.3f})" if probe is not None and not c.get("fallback") else ""))
-        lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return render_markdown(_table(b, "ground_truth"), title=False)
 
 
 def checks(b: dict[str, Any]) -> str:

@@ -99,7 +99,7 @@ def _bench(taus: dict[str, float], baselines: dict[str, float], gt: dict[str, fl
 
 
 def test_bench_rank_says_which_metric_to_trust():
-    from transferlab.report._bench import trust
+    from transferlab.bench._tables import trust  # computed on the result (its to_dict()'s verdicts)
 
     gt = {f"m{i}": 0.5 + i / 20 for i in range(6)}
     r = _bench({"logme": 0.7, "leep": 0.5, "knn": 0.9}, {"random": 0.0, "knn": 0.6}, gt)

@@ -20,6 +20,7 @@ from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, fmt, run_jobs
+from ._tables import continual_tables, with_tables
 
 TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
 CLASS_SPLIT = "builtin:fashion-mnist:5"
@@ -57,10 +58,22 @@ class ContinualBenchResult:
                 out.append(row)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "model": self.model, "streams": self.streams,
                 "strategies": self.strategies, "seeds": self.seeds, "table": self.table(), "skipped": self.skipped,
                 "runs": self.runs, "options": self.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured and the declared tables (:meth:`tables`)."""
+        d = self._data()
+        return with_tables(d, continual_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(continual_tables)
+
+    def tables(self) -> list[Any]:
+        """One table per stream: ACC, BWT, FWT, time, memory, parameters; skipped strategies in its notes."""
+        return continual_tables(self._data())
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         from ..report import continual_bench_html

@@ -29,6 +29,7 @@ from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, fmt, run_jobs
+from ._tables import distill_checks, distill_tables, with_tables
 
 TARGETS = ("builtin:shapes", "builtin:fashion-mnist")
 TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
@@ -81,10 +82,24 @@ class DistillBenchResult:
                         "seconds": _mean([r.get("seconds") for r in rs if r.get("seconds") is not None])})
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "targets": self.targets, "teachers": self.teachers,
                 "students": self.students, "seeds": self.seeds, "label_shares": self.label_shares,
                 "table": self.table(), "teacher_runs": self.teacher_runs, "runs": self.runs, "options": self.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured, the verdicts (the issue's checks) and the declared tables (:meth:`tables`)."""
+        d = self._data()
+        d["verdicts"] = {"checks": distill_checks(d)}
+        return with_tables(d, distill_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(distill_tables)
+
+    def tables(self) -> list[Any]:
+        """The teachers, one table per (target, label share) and the checks: what every output renders."""
+        return distill_tables(self._data())
+
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """bench_distill.json and report.html, written together or not at all."""

@@ -22,6 +22,7 @@ from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, fmt, run_jobs
+from ._tables import domain_tables, with_tables
 
 SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
 TRADE_OFFS = (0.1, 0.3, 1.0, 3.0)
@@ -91,11 +92,23 @@ class DomainBenchResult:
                                  "spearman": _mean(rho), "seeds": len(acc)}
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "model": self.model,
                 "shifts": [list(s) for s in self.shifts], "methods": self.methods, "seeds": self.seeds,
-                "trade_offs": self.trade_offs, "cells": self.cells(), "selectors": self.selectors(),
-                "bounds": self.bounds, "runs": self.runs, "options": self.options}
+                "trade_offs": self.trade_offs, "default_trade_off": self._default_trade_off(), "cells": self.cells(),
+                "selectors": self.selectors(), "bounds": self.bounds, "runs": self.runs, "options": self.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured and the declared tables (:meth:`tables`)."""
+        d = self._data()
+        return with_tables(d, domain_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(domain_tables)
+
+    def tables(self) -> list[Any]:
+        """Per shift, the methods (kept checkpoint, oracle's best epoch, bound) and the label-free selectors."""
+        return domain_tables(self._data())
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """bench_domain.json and report.html, written together or not at all."""

@@ -18,6 +18,7 @@ from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, fmt, run_jobs
+from ._tables import merge_tables, with_tables
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
@@ -50,18 +51,30 @@ class MergeBenchResult:
         return [{"method": "individual", "accuracy": dict(self.individual), "mean": float(np.mean(ind)),
                  "normalized": 1.0, "seconds": None}, *out]
 
-    def to_dict(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "model": self.model, "targets": self.targets, "tasks": self.names,
                 "individual": self.individual, "merged": self.merged, "seconds": self.seconds,
                 "rows": self.rows(), "published_vit_b32": PUBLISHED, "options": self.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured and the declared tables (:meth:`tables`)."""
+        d = self._data()
+        return with_tables(d, merge_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(merge_tables)
+
+    def tables(self) -> list[Any]:
+        """Accuracy per task and method next to the published ordering: what every output renders."""
+        return merge_tables(self._data())
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """bench_merge.json and report.html, written together or not at all."""
         from ..report import merge_bench_html
 
+        d = self.to_dict()
         written = write_files_atomic(out_dir, {
-            "bench_merge.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n",
-            "report.html": merge_bench_html(self.to_dict())})
+            "bench_merge.json": json.dumps(d, indent=2, allow_nan=False) + "\n", "report.html": merge_bench_html(d)})
         return {"json": written["bench_merge.json"], "html": written["report.html"]}
 
 

@@ -26,6 +26,7 @@ from .._io import write_files_atomic, write_json_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, fmt, run_jobs
+from ._tables import prune_checks, prune_tables, with_tables
 
 SOURCE = "builtin:mixed-source"
 TARGETS = ("builtin:shapes", "builtin:textures")
@@ -65,10 +66,23 @@ class PruneBenchResult:
                             "source_accuracy": _mean([r["source_accuracy"] for r in rs])})
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "source": self.source, "targets": self.targets,
                 "arch": self.arch, "keep": self.keep, "seeds": self.seeds, "table": self.table(), "runs": self.runs,
                 "options": self.options}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured, the verdicts (the issue's check per target) and the declared tables."""
+        d = self._data()
+        d["verdicts"] = {"checks": prune_checks(d)}
+        return with_tables(d, prune_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(prune_tables)
+
+    def tables(self) -> list[Any]:
+        """One table per target and the checks: what every output renders."""
+        return prune_tables(self._data())
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """bench_prune.json and report.html, written together or not at all."""

@@ -23,6 +23,7 @@ from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
 from ._quality import random_baseline, rank_quality
+from ._tables import rank_tables, rank_verdicts, with_tables
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class BenchResult:
         out["top_model"] = {t: per_target[t]["top_model"] for t in targets}
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def _data(self) -> dict[str, Any]:
+        d = {
             "transferlab_version": __version__, "zoo": self.zoo, "targets": list(self.targets),
             "protocol": self.protocol, "models": self.models,
             "metrics": {m: self._summary(self.quality[m], self.targets) for m in self.quality},
@@ -65,6 +66,19 @@ class BenchResult:
             "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
             "ensemble": self.ensemble, "cells": self.cells, "checks": self.checks,
         }
+        return {**d, "verdicts": rank_verdicts(d)}  # which score to trust on this zoo
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything measured, the verdicts and the declared tables (:meth:`tables`)."""
+        d = self._data()
+        return with_tables(d, rank_tables(d))
+
+    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    tables_from = staticmethod(rank_tables)
+
+    def tables(self) -> list[Any]:
+        """The τw table (with the verdict), the ensemble's and the ground truth's: what every output renders."""
+        return rank_tables(self._data())
 
     def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
         """(kind, name, per-target values, mean) rows sorted by mean, metrics then baselines."""
@@ -78,11 +92,12 @@ class BenchResult:
 
     def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
         """bench.json and (by default) report.html, written together or not at all."""
-        files = {"bench.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"}
+        d = self.to_dict()
+        files = {"bench.json": json.dumps(d, indent=2, allow_nan=False) + "\n"}
         if html:
             from ..report import bench_report_html
 
-            files["report.html"] = bench_report_html(self.to_dict())
+            files["report.html"] = bench_report_html(d)
         written = write_files_atomic(out_dir, files)
         return {"json": written["bench.json"], **({"html": written["report.html"]} if html else {})}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -37,8 +38,6 @@ def bench_rank_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Score every model with every metric, fit every (model, target) for ground truth, report weighted tau."""
-    from rich.table import Table
-
     from .._io import check_output
     from ..bench import bench_rank
 
@@ -49,16 +48,7 @@ def bench_rank_cmd(
                    image_size=image_size, epochs=epochs, patience=patience, grid=_grid(grid), seed=seed,
                    ray_address=ray_address, progress=not quiet, ensemble=ensemble)
     paths = r.save(out)
-    c = console()
-    t = Table("score", *[x.removeprefix("builtin:") for x in r.targets], "mean τw", title="weighted Kendall tau")
-    for kind, name, vals, mean in r.table():
-        label = name + (" (baseline)" if kind == "baseline" else "")
-        t.add_row(label, *("n/a" if v is None else f"{v:.3f}" for v in vals), "n/a" if mean is None else f"{mean:.3f}")
-    c.print(t)
-    for target, e in (r.ensemble or {}).items():
-        c.print(f"{target}: ensemble of {e['k']} {e['chosen_accuracy']:.4f} (top-{e['k']} by consensus "
-                f"{e['top_k_consensus_accuracy']:.4f}, best single {e['best_single_accuracy']:.4f}, random sets "
-                f"{e['random_mean_accuracy']:.4f} mean)", highlight=False)
+    c = _print_tables(r.tables(), ("tau", "ensemble"))
     ch = r.checks or {}
     if r.protocol != "linear_probe":
         c.print(f"ground truth ({r.protocol}): {sum(len(v) for v in r.cells.values())} cells, "
@@ -69,6 +59,17 @@ def bench_rank_cmd(
     c.print(f"ranking {r.cost['ranking_seconds']:.1f} s, ground truth {r.cost['ground_truth_seconds']:.1f} s"
             + (f" ({ratio:.1f}x)" if ratio else ""), highlight=False)
     c.print(f"bench.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
+
+
+def _print_tables(tables: list[Any], names: tuple[str, ...] | None = None) -> Any:
+    """A result's declared tables (those called ``names``) on the console; returns the console."""
+    from ..report import render_console
+
+    c = console()
+    for t in tables:
+        if names is None or t.name in names:
+            c.print(render_console(t))
+    return c
 
 
 def _grid(text: str | None) -> dict[str, list[float | int]] | None:
@@ -124,10 +125,7 @@ def bench_merge_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fine-tune one model on each target, merge with every method, report per-task and normalised accuracy."""
-    from rich.table import Table
-
     from .._io import check_output
-    from .._published import merge_published as published
     from ..bench import bench_merge
 
     check_output(out)
@@ -136,14 +134,7 @@ def bench_merge_cmd(
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
                     reset_norms=reset_norms, tune=tune)
     paths = r.save(out)
-    t = Table("method", *r.names, "mean", "normalised", "published ViT-B/32", "merge s")
-    for row in r.rows():
-        pub = published(row["method"])
-        t.add_row(row["method"], *(f"{row['accuracy'][n]:.3f}" for n in r.names), f"{row['mean']:.3f}",
-                  f"{row['normalized']:.3f}", "" if pub is None else f"{pub:.1f}",
-                  "" if row["seconds"] is None else f"{row['seconds']:.1f}")
-    c = console()
-    c.print(t)
+    c = _print_tables(r.tables())
     c.print(f"bench_merge.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 
@@ -189,10 +180,7 @@ def bench_domain_cmd(
                      limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
                      supervised=not no_supervised, method_options=_method_options(option), progress=not quiet)
     paths = r.save(out)
-    c = console()
-    for shift, cells in r.cells().items():
-        c.print(f"{shift}: " + ", ".join(f"{m} {v['kept_mean']:.3f}" for m, v in cells.items()
-                                         if v["kept_mean"] is not None), highlight=False)
+    c = _print_tables(r.tables())
     c.print(f"bench_domain.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 
@@ -237,12 +225,7 @@ def bench_distill_cmd(
                       batch_size=batch_size, method_options=_method_options(option), rows=split(rows) or None,
                       progress=not quiet)
     paths = r.save(out)
-    c = console()
-    for row in r.table():
-        d = row["delta_vs_labels_only"]
-        c.print(f"{row['target']} {100 * row['label_share']:.0f}% {row['student']} {row['row']}: "
-                f"{row['accuracy_mean']:.4f}" + ("" if row["row"] == "labels_only" or d is None else
-                                                 f" ({100 * d:+.1f} points)"), highlight=False, markup=False)
+    c = _print_tables(r.tables())
     c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 
@@ -279,11 +262,7 @@ def bench_continual_cmd(
                         seeds=seed_list, epochs=epochs, limit=limit, test_limit=test_limit, image_size=image_size,
                         batch_size=batch_size, lr=lr, strategy_options=_method_options(option), progress=not quiet)
     paths = r.save(out)
-    c = console()
-    for row in r.table():
-        c.print(f"{row['stream']} {row['strategy']}: ACC {row['acc']:.4f}"
-                + (f" BWT {row['bwt']:+.4f}" if row["bwt"] is not None else "")
-                + (f" FWT {row['fwt']:+.4f}" if row["fwt"] is not None else ""), highlight=False)
+    c = _print_tables(r.tables())
     c.print(f"bench_continual.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 
@@ -316,11 +295,5 @@ def bench_prune_cmd(
                     keep=keep, seeds=seed_list, pretrain_epochs=pretrain_epochs, epochs=epochs, limit=limit,
                     progress=not quiet)
     paths = r.save(out)
-    c = console()
-    for x in r.table():
-        c.print(f"{x['target']} {x['row']}: accuracy {x['accuracy_mean']:.3f}"
-                + (f" ± {x['accuracy_sd']:.3f}" if x["accuracy_sd"] is not None else "")
-                + f", {len(x['classes'])} classes, pretraining {x['pretrain_seconds']:.1f} s"
-                + (f" ({x['speedup_vs_full']:.2f}x less than the full source)" if x["row"] != "full" else ""),
-                highlight=False)
+    c = _print_tables(r.tables())
     c.print(f"bench_prune.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._html import esc, figure_png, fmt, page, table
+from ._table import render_html, tables_of
 
 
 def _plt() -> Any:
@@ -69,27 +70,10 @@ def continual_report_html(metrics: dict[str, Any]) -> str:
 
 
 def continual_bench_html(result: dict[str, Any]) -> str:
-    """``bench continual``: one table per stream."""
+    """``bench continual``: one declared table per stream."""
     r = result
     o = r.get("options", {})
     body = (f"<h1>transferlab bench continual</h1><p class='muted'>model {esc(r['model'])} · seeds {esc(r['seeds'])} "
             f"· {o.get('epochs')} epochs per task · image size {esc(o.get('image_size'))} · train sample "
             f"{esc(o.get('limit'))}, test sample {esc(o.get('test_limit'))} per task</p>")
-    for stream in r["streams"]:
-        rows = [x for x in r["table"] if x["stream"] == stream]
-        cells = []
-        for x in rows:
-            def pm(k: str, x: dict[str, Any] = x) -> str:
-                return fmt(x.get(k)) + (f" ± {x[k + '_sd']:.3f}" if x.get(k + "_sd") is not None else "")
-
-            cells.append([esc(x["strategy"]), pm("acc"), pm("bwt"), pm("fwt"), f"{x['seconds']:.0f}",
-                          f"{x['peak_growth_mb']:.0f}", fmt(x["extra_params_per_task"], 0),
-                          fmt(x.get("mask_bits_per_task"), 0)])
-        body += (f"<h2>{esc(stream)}</h2>" + table(["strategy", "ACC", "BWT", "FWT", "seconds", "peak memory growth "
-                                                    "(MB)", "extra parameters per task", "mask bits per task"], cells))
-    for sk in r.get("skipped", []):
-        body += f"<p class='muted'>{esc(sk['strategy'])} on {esc(sk['stream'])}: not run ({esc(sk['why'])}).</p>"
-    body += ("<p class='muted'>GEM's ACC, BWT, FWT (docs/continual.md). Peak memory growth: the largest resident "
-             "set during the run minus the one before it, sampled every 50 ms (one process: memory freed by an "
-             "earlier run may be reused).</p>")
-    return page("transferlab bench continual", body)
+    return page("transferlab bench continual", body + "".join(render_html(t) for t in tables_of(r)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._html import esc, figure_png, fmt, page, table
+from ._table import render_html, tables_of
 
 
 def _curves(history: list[dict[str, Any]]) -> str:
@@ -76,35 +77,12 @@ def distill_report_html(metrics: dict[str, Any]) -> str:
 
 
 def distill_bench_html(result: dict[str, Any]) -> str:
-    """``bench distill``: per target and label share, every row against the labels-only student."""
+    """``bench distill``: the teachers, per target and label share every row against the labels-only student, and
+    the checks (the declared tables)."""
     r = result
     o = r.get("options", {})
     body = (f"<h1>transferlab bench distill</h1><p class='muted'>students {esc(', '.join(r['students']))} · teachers "
             f"{esc(', '.join(r['teachers']))} · seeds {esc(r['seeds'])} · {o.get('epochs')} epochs · image size "
             f"{esc(o.get('image_size'))} (teachers {esc(o.get('teacher_image_size'))}) · train sample "
             f"{esc(o.get('limit'))}, test sample {esc(o.get('test_limit'))}</p>")
-    trows = [[esc(t["target"]), f"{100 * t['label_share']:.0f} %", esc(t["teacher"]), fmt(t["test_accuracy"]),
-              fmt(t.get("val_accuracy")), fmt(t["params"], 0), fmt(t.get("ms_per_image"), 3)]
-             for t in r.get("teacher_runs", [])]
-    body += "<h2>Teachers (fine-tuned on the labelled part)</h2>" + table(
-        ["target", "labels", "teacher", "test accuracy", "held-out accuracy", "parameters", "ms per image"], trows)
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for row in r.get("table", []):
-        groups.setdefault((row["target"], row["label_share"]), []).append(row)
-    for (target, share), rows in groups.items():
-        cells = []
-        for x in rows:
-            acc = fmt(x["accuracy_mean"]) + (f" ± {x['accuracy_sd']:.3f}" if x.get("accuracy_sd") is not None else "")
-            d = x.get("delta_vs_labels_only")
-            cells.append([esc(x["student"]), esc(x["row"]), acc,
-                          "" if x["row"] == "labels_only" or d is None else f"{100 * d:+.1f}",
-                          fmt(x.get("knowledge_gain")), fmt(x.get("knowledge_loss")), fmt(x.get("params"), 0),
-                          fmt(x.get("ms_per_image"), 3), f"{x['n']}"])
-        body += (f"<h2>{esc(target)} — {100 * share:.0f} % of the training labels"
-                 + (" (the rest distilled as unlabelled examples)" if share < 1 else "") + "</h2>"
-                 + table(["student", "row", "test accuracy (mean ± sd)", "Δ vs labels only (points)",
-                          "knowledge gain", "knowledge loss", "parameters", "ms per image", "seeds"], cells, left=2))
-    body += ("<p class='muted'>kd[T]: a fresh student from teacher T; multi_avg / multi_weighted: all teachers; "
-             "kd_trained / kl_dp_trained: the labels-only student distilled further from the weakest teacher (gain "
-             "and loss against that starting point).</p>")
-    return page("transferlab bench distill", body)
+    return page("transferlab bench distill", body + "".join(render_html(t) for t in tables_of(r)))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._html import esc, figure_png, fmt, page, table
+from ._table import render_html, tables_of
 
 SELECTORS_SHOWN = ("transfer_score", "entropy", "im", "snd", "dev", "source_val")
 
@@ -95,38 +96,12 @@ def _score_scatter(result: dict[str, Any]) -> str:
 
 
 def domain_bench_html(result: dict[str, Any]) -> str:
-    """``bench domain`` (its result's ``to_dict()``): methods per shift with the bounds, and every selector's pick."""
-    def pm(mean: Any, sd: Any) -> str:
-        return "n/a" if mean is None else f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
-
-    shifts = list(result["cells"])
-    rows = []
-    for m in result["methods"]:
-        rows.append([esc(m), *(pm(result["cells"][sh][m]["kept_mean"], result["cells"][sh][m]["kept_sd"]) + "<br>"
-                               f"<span class='muted'>best epoch {pm(result['cells'][sh][m]['oracle_best_mean'], None)}"
-                               "</span>" for sh in shifts)])
-    for sh_bound in ("target_supervised",):
-        vals = [result["bounds"].get(sh, {}).get(sh_bound) for sh in shifts]
-        if any(vals):
-            rows.append([f"<i>{sh_bound.replace('_', ' ')} (upper bound)</i>",
-                         *(pm(float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None) if v else "n/a"
-                           for v in vals)])
-    sel_rows = [[esc(s), *(f"{pm(result['selectors'][sh][s]['pick_accuracy'], None)} / regret "
-                           f"{pm(result['selectors'][sh][s]['regret'], result['selectors'][sh][s]['regret_sd'])} / ρ "
-                           f"{pm(result['selectors'][sh][s]['spearman'], None)}" for sh in shifts)]
-                for s in (sorted(result["selectors"][shifts[0]]) if shifts else [])]
+    """``bench domain`` (its result's ``to_dict()``): per shift, the methods with the bound and every selector's pick
+    (the declared tables), and each selector's score against the target accuracy."""
     o = result["options"]
     body = (f"<h1>transferlab bench domain</h1><p class='muted'>model <code>{esc(result['model'])}</code> · seeds "
             f"{esc(result['seeds'])} · trade-offs {esc(result['trade_offs'])} · {esc(o.get('epochs'))} epochs · "
             f"limit {esc(o.get('limit'))}</p>"
-            "<h2>Target accuracy per method (default trade-off, mean ± sd over seeds)</h2>"
-            + table(["method", *shifts], rows)
-            + "<p class='muted'>The checkpoint the default selector kept (no target labels); below it, the oracle's "
-              "best epoch of the same runs. Target-supervised: fine-tuned on the labelled target sample.</p>"
-            + "<h2>Label-free selection over every checkpoint (methods × trade-offs × epochs)</h2>"
-            + table(["selector", *shifts], sel_rows)
-            + "<p class='muted'>Per seed, each selector picks one checkpoint among all of a shift's; its target "
-              "accuracy (oracle), the regret against the oracle's own pick, and Spearman's ρ between the score and "
-              "the target accuracy over the checkpoints; means over seeds.</p>"
+            + "".join(render_html(t) for t in tables_of(result))
             + "<h2>Score against target accuracy</h2>" + _score_scatter(result))
     return page("transferlab bench domain", body)
