@@ -27,13 +27,11 @@ def alias(new: str, old: str, value: object, old_value: object) -> object:
     return old_value
 
 
-def print_registry(registry: Any, header: str, title: str, columns: tuple[str, ...] = ("summary", "paper")) -> None:
-    """A registry's entries as one table (``--list`` of domain, distill, continual, prune): the name under
-    ``header`` and the given metadata columns."""
-    from rich.table import Table
+def print_registry(registry: Any, header: str, title: str,
+                   columns: tuple[str | tuple[str, str], ...] = ("summary", "paper")) -> None:
+    """A registry's entries as one table: the ``--list`` of every command (fit, merge, domain, distill, continual,
+    prune). ``columns``: metadata keys, or (key, label) pairs; declared by :func:`transferlab.report.registry_table`."""
+    from ..report import registry_table, render_console
 
-    t = Table(header, *columns, title=title, title_justify="left")
-    for n in registry.list():
-        m = registry.meta(n)
-        t.add_row(n, *(str(m.get(c, "")) for c in columns))
-    console().print(t)
+    cols = [(c, c) if isinstance(c, str) else c for c in columns]
+    console().print(render_console(registry_table(registry, header, title, cols)))

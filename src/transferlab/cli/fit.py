@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ._console import alias, console
+from ._console import alias, console, print_registry
 
 
 def positive(value: float | None) -> float | None:
@@ -43,15 +43,9 @@ def _load(data: str, split: str, limit: int | None, text_column: str, label_colu
 
 
 def _list_methods() -> None:
-    from rich.table import Table
-
     from ..fit import METHODS
 
-    t = Table("method", "default lr", "summary", "paper")
-    for n in METHODS.list():
-        m = METHODS.meta(n)
-        t.add_row(n, f"{m.get('default_lr', '')}", m.get("summary", ""), m.get("paper", ""))
-    console().print(t)
+    print_registry(METHODS, "method", "methods (--method)", (("default_lr", "default lr"), "summary", "paper"))
 
 
 def fit_cmd(

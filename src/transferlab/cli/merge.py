@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._console import console
+from ._console import console, print_registry
 
 #: options that take several values in a row (``--models A B C``), rewritten to click's repeated form
 MULTI = ("--models", "--data", "--names")
@@ -57,13 +57,7 @@ def merge_cmd(
     from .fit import _options
 
     if list_:
-        from rich.table import Table
-
-        t = Table("method", "data", "summary", "paper")
-        for n in MERGE_METHODS.list():
-            m = MERGE_METHODS.meta(n)
-            t.add_row(n, "yes" if m.get("needs_data") else "", m.get("summary", ""), m.get("paper", ""))
-        console().print(t)
+        print_registry(MERGE_METHODS, "method", "methods (--method)", (("needs_data", "data"), "summary", "paper"))
         return
     recipe = resolve_recipe(config, method=method, base=base, models=list(models or []), names=names, data=data,
                             out=out, options=_options(option), head_prefix=head_prefix, reset_norms=reset_norms)
