@@ -100,7 +100,6 @@ class DistillBenchResult:
         """The teachers, one table per (target, label share) and the checks: what every output renders."""
         return distill_tables(self._data())
 
-
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """bench_distill.json and report.html, written together or not at all."""
         from ..report import distill_bench_html
@@ -208,32 +207,9 @@ def bench_distill(
                  for t, share in settings for sref in students for seed in seeds]
     runs = run_jobs(base_jobs, bench="distill-labels-only", version=FORMAT, cache=out_dir / "runs",
                     progress=progress, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
-    jobs = []
-    for (t, share), trecs in zip(settings, _chunks(teacher_runs, len(teachers)), strict=True):
-        tdirs = [r["dir"] for r in trecs]
-        tval = [r["val_accuracy"] or 0.0 for r in trecs]
-        order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
-        strong, weak = order[0], order[-1]
-        for sref in students:
-            for seed in seeds:
-                base = next(r for r in runs if (r["target"], r["label_share"], r["student"], r["seed"])
-                            == (t, share, sref, seed))
-                plan = [(f"kd[{_short(x)}]", "kd", [tdirs[i]], sref) for i, x in enumerate(teachers)]
-                plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs, sref),
-                         (f"feature[{_short(teachers[strong])}]", "feature", [tdirs[strong]], sref),
-                         (f"dkd[{_short(teachers[strong])}]", "dkd", [tdirs[strong]], sref),
-                         (f"kd_trained[{_short(teachers[weak])}]", "kd", [tdirs[weak]], base["dir"]),
-                         (f"kl_dp_trained[{_short(teachers[weak])}]", "kl_dp", [tdirs[weak]], base["dir"])]
-                jobs += [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} {row}", distill_run,
-                             {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
-                              "image_size": image_size, "row": row, "method": method, "teacher_dirs": tds,
-                              "student_ref": start, "fresh": start == sref, "options": per_method.get(method, {}),
-                              **common}, key={"row": row, "method": method, "target": t, "share": share,
-                                              "student": sref, "seed": seed, "epochs": epochs,
-                                              "image_size": image_size, "options": per_method.get(method, {}),
-                                              "teachers": [Path(d).name for d in tds], "start": Path(start).name,
-                                              "limit": limit, "test_limit": test_limit, "batch_size": batch_size})
-                         for row, method, tds, start in plan if row.split("[")[0] in wanted]  # the row's family
+    jobs = [job for (t, share), trecs in zip(settings, _chunks(teacher_runs, len(teachers)), strict=True)
+            for job in _row_jobs(t, share, trecs, runs, teachers, students, seeds, wanted,
+                                 {"epochs": epochs, "image_size": image_size, **common}, per_method)]
     runs += run_jobs(jobs, bench="distill", version=FORMAT, cache=out_dir / "runs", progress=progress,
                      figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     runs = [{k: v for k, v in r.items() if k != "dir"} for r in runs]
@@ -243,6 +219,39 @@ def bench_distill(
                               {"epochs": epochs, "teacher_epochs": t_epochs, "limit": limit, "test_limit": test_limit,
                                "image_size": image_size, "teacher_image_size": t_size, "batch_size": batch_size,
                                "method_options": per_method, "rows": list(wanted)})
+
+
+def _row_jobs(t: str, share: float, trecs: list[dict[str, Any]], bases: list[dict[str, Any]],
+              teachers: Sequence[str], students: Sequence[str], seeds: Sequence[int], wanted: Sequence[str],
+              common: dict[str, Any], per_method: dict[str, dict[str, Any]]) -> list[Job]:
+    """The distillation rows of one (target, label share): ``trecs`` its teachers' records, ``bases`` the
+    labels-only students' records; ``common``: the arguments every row shares."""
+    tdirs = [r["dir"] for r in trecs]
+    tval = [r["val_accuracy"] or 0.0 for r in trecs]
+    order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
+    strong, weak = _short(teachers[order[0]]), _short(teachers[order[-1]])
+    jobs = []
+    for sref in students:
+        for seed in seeds:
+            base = next(r for r in bases if (r["target"], r["label_share"], r["student"], r["seed"])
+                        == (t, share, sref, seed))["dir"]
+            plan = [(f"kd[{_short(x)}]", "kd", [tdirs[i]], sref) for i, x in enumerate(teachers)]
+            plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs, sref),
+                     (f"feature[{strong}]", "feature", [tdirs[order[0]]], sref),
+                     (f"dkd[{strong}]", "dkd", [tdirs[order[0]]], sref),
+                     (f"kd_trained[{weak}]", "kd", [tdirs[order[-1]]], base),
+                     (f"kl_dp_trained[{weak}]", "kl_dp", [tdirs[order[-1]]], base)]
+            for row, method, tds, start in plan:
+                if row.split("[")[0] not in wanted:  # the row's family: its label before the teacher
+                    continue
+                args = {"target": t, "share": share, "student": sref, "seed": seed, "row": row, "method": method,
+                        "options": per_method.get(method, {}), **common}
+                key = {**{k: v for k, v in args.items() if k != "out"}, "teachers": [Path(d).name for d in tds],
+                       "start": Path(start).name}
+                jobs.append(Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} {row}", distill_run,
+                                {**args, "teacher_dirs": tds, "student_ref": start, "fresh": start == sref},
+                                key=key))
+    return jobs
 
 
 def _chunks(items: list[Any], n: int) -> list[list[Any]]:

@@ -282,6 +282,8 @@ class Supermasks(Strategy):
         cumulative average over one seeded, shuffled pass of its un-augmented training examples (the running
         averages of training lag behind a mask that kept changing; with few steps they are far off). Only task
         ``i``'s statistics change; a task too small for a batch of two keeps those of its training."""
+        from ..train import reestimate_norms_
+
         torch = _torch()
         if self.control is None or not self.control.norms:
             return
@@ -289,24 +291,11 @@ class Supermasks(Strategy):
         if len(data) < 2:
             return
         run.set_task(i)
-        norms = list(self.control.norms.values())
-        backbone, dev = run.modules["backbone"].eval(), run.device()
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average: every batch counts alike
-            m.train()
+        backbone, dev = run.modules["backbone"], run.device()
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,  # batches mix the classes
                                              generator=torch.Generator().manual_seed(run.seed * 1000 + i))
-        try:
-            with torch.no_grad():
-                for b in loader:
-                    if len(b["x"]) > 1:  # one example has no variance
-                        backbone(b["x"].to(dev))
-        finally:
-            for m, mo in zip(norms, momenta, strict=True):
-                m.momentum = mo
-            backbone.eval()
+        reestimate_norms_(backbone, (b["x"] for b in loader), norms=list(self.control.norms.values()), device=dev)
+        backbone.eval()
 
     def knn_mask_transfer(self, run: Any, i: int) -> int | None:
         """ExSSNeT's optional transfer: the earlier task whose masked network's features give the best leave-one-out

@@ -86,17 +86,11 @@ class DomainAdaptation(Objective):
 
 def predict_with_features(net: Any, data: Any, batch_size: int, device: Any) -> tuple[np.ndarray, np.ndarray,
                                                                                        np.ndarray]:
-    """(probabilities [N, K], bottleneck features [N, d], labels [N]) of ``data`` in eval mode."""
-    import torch
+    """(probabilities [N, K], bottleneck features [N, d], labels [N]) of ``data`` in eval mode (the one inference
+    loop, :func:`transferlab.models.infer`; the bottleneck features are what the head's classifier receives).
+    ``device``: where ``net`` is (the loop's)."""
+    from ..models import infer
 
-    was_training = net.training
-    net.eval()
-    probs, feats, labels = [], [], []
-    with torch.inference_mode():
-        for x, y in torch.utils.data.DataLoader(data, batch_size=batch_size):
-            logits = net(x.to(device)).float()
-            probs.append(torch.softmax(logits, 1).cpu().numpy())
-            feats.append(net.get_classifier().last_features.float().cpu().numpy())
-            labels.append(np.asarray(y))
-    net.train(was_training)
-    return np.concatenate(probs), np.concatenate(feats), np.concatenate(labels)
+    r = infer(net, data, batch_size, probs=True, features=net.get_classifier().fc, check_finite=False)
+    assert r.features is not None
+    return r.outputs, r.features, r.labels

@@ -240,22 +240,19 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
     import torch
 
     from ..models import load
+    from ..train import norm_layers, reestimate_norms_
 
     net = load(model_dir)
-    norms = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    norms = norm_layers(net)
     if not norms:
         raise TransferlabError("reset_norms: this model has no batch-norm layer")
-    net.eval()
-    for m in norms.values():
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-        m.train()
-    with torch.no_grad():
+
+    def batches() -> Any:  # every batch of every task's data
         for i in range(len(job.tasks)):
-            data = job.task_data(i, net, examples, 0)
-            lone = len(data) > 32 and len(data) % 32 == 1  # a batch of one: batch norm cannot train on it
-            for x, _ in torch.utils.data.DataLoader(data, batch_size=32, drop_last=lone):
-                net(x)
+            for x, _ in torch.utils.data.DataLoader(job.task_data(i, net, examples, 0), batch_size=32):
+                yield x
+
+    reestimate_norms_(net, batches())
     state = net.state_dict()
     return {f"{n}.{s}": state[f"{n}.{s}"].to(job.base.info(f"{n}.{s}")[1]).contiguous() for n in norms
             for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}

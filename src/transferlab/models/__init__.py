@@ -22,17 +22,16 @@ from ._build import (
 from ._card import CARD_FILE, FORMAT, ModelCard, card_file, read_card
 from ._classifier import (
     Classifier,
-    HeadInputTap,
     class_order,
-    features_and_probs,
     feed_of_card,
     load_classifier,
     model_dir,
 )
+from ._infer import HeadInputTap, Inference, features_and_probs, infer, predict_logits
 from ._outdir import claim_output
 from ._output import RunOutput, RunResult
 from ._paths import local_reference, peft_base_name, portable, recorded_path, recorded_reference
-from ._saved import evaluate, load, model_inputs, predict, predict_logits, save_card, save_model, timm_config
+from ._saved import evaluate, load, model_inputs, predict, save_card, save_model, timm_config
 from ._structures import STRUCTURES
 
 _LAZY = {
@@ -57,7 +56,7 @@ __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
     "ModelCard", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
-    "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "feed_of_card", "head_module_name", "head_prefix",
+    "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",

@@ -48,7 +48,7 @@ class Classifier:
 
     def logits(self, ds: Dataset, batch_size: int = 64) -> np.ndarray:
         """Logits [N, C] on ``ds``, columns in the data's class order."""
-        from ._saved import predict_logits
+        from ._infer import predict_logits
 
         z = predict_logits(self.net, self.inputs(ds), batch_size)
         return z if self.order is None else z[:, self.order]
@@ -115,43 +115,3 @@ def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust
         p.requires_grad_(False)
     c.net.eval()
     return c
-
-
-class HeadInputTap:
-    """The input of a network's head (its pooled features), captured by a forward pre-hook; ``remove()`` it after."""
-
-    def __init__(self, net: Any) -> None:
-        from ._build import head_module_name
-
-        self.value: Any = None
-        head = net.get_submodule(head_module_name(net))
-        self._handle = head.register_forward_pre_hook(self._hook)
-
-    def _hook(self, module: Any, args: tuple[Any, ...]) -> None:
-        self.value = args[0]
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
-def features_and_probs(net: Any, data: Any, order: Any = None, batch_size: int = 64) -> tuple[np.ndarray,
-                                                                                            np.ndarray]:
-    """A frozen network's pooled features (its head's input) and class probabilities (columns by ``order``) on a
-    torch dataset of ``(input, label)``."""
-    import torch
-
-    tap = HeadInputTap(net)
-    dev = next(net.parameters()).device
-    feats, probs = [], []
-    net.eval()
-    try:
-        with torch.inference_mode():
-            for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size):
-                z = net(x.to(dev)).float()
-                if order is not None:
-                    z = z[:, torch.as_tensor(order, device=z.device)]
-                probs.append(torch.softmax(z, 1).cpu().numpy())
-                feats.append(tap.value.flatten(1).float().cpu().numpy())
-    finally:
-        tap.remove()
-    return np.concatenate(feats).astype(np.float64), np.concatenate(probs).astype(np.float64)

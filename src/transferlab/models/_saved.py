@@ -25,6 +25,7 @@ from ..data import Dataset, load_dataset
 from ..errors import ModelError, TransferlabError, few
 from ._build import architecture_key, architecture_of, build, head_prefix, net_from_architecture, resolve
 from ._card import CARD_FILE, OLD_CARD_FILE, ModelCard, read_card
+from ._infer import predict_logits
 from ._paths import local_reference, peft_base_name, with_base
 from ._structures import STRUCTURES
 
@@ -322,35 +323,6 @@ def model_inputs(net: Any, ds: Dataset) -> Any:
     from ._inputs import ImageTensors
 
     return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
-
-
-def predict_logits(net: Any, data: Any, batch_size: int, on_batch: Any = None) -> np.ndarray:
-    """The one inference loop: logits [N, C] in the dataset's order (variable-length inputs run in length-sorted
-    batches). ``on_batch(n)`` is called after each batch of ``n`` examples (a progress bar)."""
-    import torch
-
-    net.eval()
-    n = len(data)
-    lengths = getattr(data, "lengths", None)
-    order = np.argsort(-np.asarray(lengths), kind="stable") if lengths is not None else np.arange(n)
-    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
-    dev = next(net.parameters()).device
-    out: np.ndarray | None = None
-    with torch.inference_mode():
-        for idx, (x, _) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches), strict=True):
-            logits = net(x.to(dev)).float().cpu().numpy()
-            if not np.isfinite(logits).all():
-                first = idx[int(np.flatnonzero(~np.isfinite(logits).all(1))[0])]
-                raise ModelError(f"the model's outputs are not finite (NaN or infinity), first at example {first}: "
-                                 "its weights or the inputs are broken; no prediction is written")
-            if out is None:
-                out = np.empty((n, logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
-            if on_batch is not None:
-                on_batch(len(idx))
-    if out is None:
-        raise TransferlabError("nothing to predict: the dataset is empty")
-    return out
 
 
 def _model_dir(obj: Any) -> Path:
