@@ -112,7 +112,7 @@ def test_bench_rank_says_which_metric_to_trust():
 
 
 def test_bench_rank_warns_when_its_intervals_say_nothing():
-    from transferlab.report._bench import degenerate_warnings
+    from transferlab.report._rank_bench import degenerate_warnings
 
     few = _bench({"logme": 0.7}, {"random": 0.0}, {"a": 0.5, "b": 0.7, "c": 0.9})
     assert degenerate_warnings(few) == [
@@ -128,7 +128,7 @@ def test_bench_rank_warns_when_its_intervals_say_nothing():
 
 
 def test_bench_rank_scatters_label_both_axes_and_keep_names_apart(monkeypatch):
-    from transferlab.report import _bench as bench_report
+    from transferlab.report import _rank_bench as bench_report
 
     figs = []
     monkeypatch.setattr(bench_report, "figure_png", lambda fig, alt, wide=False: figs.append(fig) or "")

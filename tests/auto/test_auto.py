@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from transferlab.auto import _costs as C
 from transferlab.auto import _plan as P
 from transferlab.auto import auto, check_data, parse_budget
 from transferlab.data import Dataset, load_dataset
@@ -108,7 +109,7 @@ def test_estimates_come_from_measured_probes(finished):
                                                    for i in range(len(finished[0].ranking["models"])))
     assert all(v > 0 for v in cal["rank_cost"]["forward"].values())
     fit1 = r.plan.stage("fit 1")
-    cost = P.FitCost(**cal["fit_cost"][f"{fit1.options['model']}|{fit1.options['method']}"])
+    cost = C.FitCost(**cal["fit_cost"][f"{fit1.options['model']}|{fit1.options['method']}"])
     assert cost.train_per_example > 0
     assert fit1.estimate == pytest.approx(cost.estimate(*_sizes(finished[2]), fit1.options["epochs"]))
 
@@ -207,7 +208,7 @@ def test_method_follows_data_size_model_size_and_budget():
 
 
 def test_rank_estimate_scales_its_parts():
-    c = P.RankCost(load={"a": 2.0}, forward={"a": 0.01}, metrics={"a": 1.0}, cached={}, probe_order=["a"],
+    c = C.RankCost(load={"a": 2.0}, forward={"a": 0.01}, metrics={"a": 1.0}, cached={}, probe_order=["a"],
                    n_probe=100, overhead=0.5)
     assert c.estimate(400) == pytest.approx(0.5 + 2.0 + 400 * 0.01 + 1.0 * 2.0)  # metrics: sqrt(400 / 100)
     assert c.estimate(50) == pytest.approx(0.5 + 2.0 + 0.5 + 0.5)  # below the probe: in proportion
@@ -217,20 +218,20 @@ def test_rank_estimate_scales_its_parts():
 
 def test_text_models_cost_per_padded_token():
     # each batch of 2 padded to its longest: 2*5 + 2*2 + 1*7 (a lone long text costs as much as a batch of it)
-    assert P.padded_tokens(np.array([5, 1, 2, 2, 7]), batch_size=2) == 10 + 4 + 7
-    c = P.RankCost(load={"t": 1.0, "i": 1.0}, forward={"t": 0.001, "i": 0.01}, metrics={"t": 0.0, "i": 0.0},
+    assert C.padded_tokens(np.array([5, 1, 2, 2, 7]), batch_size=2) == 10 + 4 + 7
+    c = C.RankCost(load={"t": 1.0, "i": 1.0}, forward={"t": 0.001, "i": 0.01}, metrics={"t": 0.0, "i": 0.0},
                    cached={}, probe_order=["t"], n_probe=100, tokens={"t": {"100": 9000.0, "400": 12000.0}})
     assert c.estimate(400, ["t"]) == pytest.approx(1.0 + 12000 * 0.001)  # the sample's tokens, not 4x the probe's
     assert c.estimate(200, ["t"]) == pytest.approx(1.0 + 9000 * 2 * 0.001)  # untabled: the nearest size's rate
     assert c.estimate(400, ["i"]) == pytest.approx(1.0 + 400 * 0.01)  # an image model: per example
     assert c.per_example("t", 400) == pytest.approx(12000 * 0.001 / 400)  # what a linear probe's estimate takes
     assert c.per_example("i", 400) == pytest.approx(0.01)
-    again = P.RankCost(**json.loads(json.dumps(c.__dict__)))  # the record of a resumed run
+    again = C.RankCost(**json.loads(json.dumps(c.__dict__)))  # the record of a resumed run
     assert again.estimate(400) == pytest.approx(c.estimate(400))
-    sizes = P.sample_sizes(5000, 128)  # every size rank_sample may choose is tabled
-    assert sizes[0] == P.RANK_LIMIT and sizes[-1] == 128 and sizes == sorted(sizes, reverse=True)
-    assert P.sample_sizes(50, 128) == [50]
-    assert P.rank_sample(c, 5000, 1e9) == P.RANK_LIMIT
+    sizes = C.sample_sizes(5000, 128)  # every size rank_sample may choose is tabled
+    assert sizes[0] == C.RANK_LIMIT and sizes[-1] == 128 and sizes == sorted(sizes, reverse=True)
+    assert C.sample_sizes(50, 128) == [50]
+    assert P.rank_sample(c, 5000, 1e9) == C.RANK_LIMIT
 
 
 def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir):
@@ -240,7 +241,7 @@ def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir
     from transferlab.zoo import load_zoo
 
     train = make_text_dataset(n_per_class=60)
-    table = P._padded_tokens(train, load_zoo(f"{tiny_text_ref},builtin:tfidf"), (32, 96), seed=0)
+    table = C._padded_tokens(train, load_zoo(f"{tiny_text_ref},builtin:tfidf"), (32, 96), seed=0)
     assert set(table) == {tiny_text_ref}  # TF-IDF's cost does not follow tokens
     tok = AutoTokenizer.from_pretrained(str(tiny_text_model_dir))
     for n in (32, 96, len(train)):
@@ -252,17 +253,17 @@ def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir
 
 def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
     from transferlab.auto._api import keep
+    from transferlab.auto._ledger import Ledger
     from transferlab.auto._planning import _make_plan
-    from transferlab.auto._run import Run
 
     train = Dataset("t", "image", np.zeros((1000, 8, 8, 3), np.uint8), np.repeat(np.arange(4), 250), tuple("abcd"))
-    rank = P.RankCost(load={"m": 1.0}, forward={"m": 0.001}, metrics={"m": 1.0}, cached={}, probe_order=["m"],
+    rank = C.RankCost(load={"m": 1.0}, forward={"m": 0.001}, metrics={"m": 1.0}, cached={}, probe_order=["m"],
                       n_probe=128)
-    probe, partial = P.FitCost(4.0, 0.001, 0.001, 10**6), P.FitCost(5.0, 0.01, 0.002, 10**6)
+    probe, partial = C.FitCost(4.0, 0.001, 0.001, 10**6), C.FitCost(5.0, 0.01, 0.002, 10**6)
     costs = {"m|linear_probe": probe, "m|partial": partial}
 
     def plan(budget):
-        return _make_plan(Run(None, {}, budget, lambda *_: None), train, None, rank, 500, ["m"], dict(costs), None,
+        return _make_plan(Ledger(None, {}, budget, lambda *_: None), train, None, rank, 500, ["m"], dict(costs), None,
                           0, 0.0)
 
     p = plan(600.0)

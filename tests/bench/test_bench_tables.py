@@ -71,7 +71,7 @@ def test_rank_tables_cover_table_and_the_verdict_is_in_to_dict():
 
 
 def test_rank_report_renders_the_declared_verdict(monkeypatch):
-    from transferlab.report import _bench
+    from transferlab.report import _rank_bench as _bench
 
     monkeypatch.setattr(_bench, "_scatters", lambda result: "")
     d = _rank().to_dict()

@@ -24,8 +24,8 @@ from ..data import Dataset, train_and_test
 from ..errors import TransferlabError
 from . import _plan as P
 from ._check import Finding, check_data
+from ._ledger import STATE, Ledger
 from ._planning import make_initial_plan, replan
-from ._run import STATE, Run
 from ._stages import finish, stage_distill, stage_ensemble, stage_fit, stage_rank
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def auto(
                 "limit": limit,
                 "budget": B, "seed": seed, "image_size": image_size,
                 "test": str(test) if isinstance(test, (str, Path)) else None}
-    run = Run(work, identity, B, say)
+    run = Ledger(work, identity, B, say)
 
     # ---- check
     t = time.perf_counter()
@@ -203,7 +203,7 @@ def keep(fits: dict[str, Any]) -> str:
     return max(fits, key=lambda k: (fits[k]["val_accuracy"] or 0.0, PREFERENCE.index(k)))
 
 
-def _restore_skipped(run: Run, plan: P.Plan, names: list[str]) -> bool:
+def _restore_skipped(run: Ledger, plan: P.Plan, names: list[str]) -> bool:
     """Stages skipped before a kill stay skipped: their recorded reason back on the plan. True if any was."""
     found = False
     for n in names:
@@ -213,7 +213,7 @@ def _restore_skipped(run: Run, plan: P.Plan, names: list[str]) -> bool:
     return found
 
 
-def _skip(run: Run, plan: P.Plan, names: list[str], why: str) -> None:
+def _skip(run: Ledger, plan: P.Plan, names: list[str], why: str) -> None:
     for n in names:
         st = plan.stage(n)
         if st is not None and run.done(n) is None:
@@ -222,7 +222,7 @@ def _skip(run: Run, plan: P.Plan, names: list[str], why: str) -> None:
     plan.notes.append(f"{', '.join(n for n in names if plan.stage(n) is not None)} skipped: {why}")
 
 
-def _ensemble_and_distill(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
+def _ensemble_and_distill(run: Ledger, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
                           fit_data: Any, chosen: str, image_size: int | None, seed: int,
                           progress: bool) -> dict[str, Any] | None:
     reserve = P.RESERVE_SHARE * run.budget

@@ -12,11 +12,12 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import TransferlabError
+from . import _costs as C
 from . import _plan as P
-from ._run import Run
+from ._ledger import Ledger
 
 
-def make_initial_plan(run: Run, train: Dataset, test: Dataset | None, zoo: Any, candidates_all: list[str],
+def make_initial_plan(run: Ledger, train: Dataset, test: Dataset | None, zoo: Any, candidates_all: list[str],
                       image_size: int | None, seed: int, check_s: float) -> P.Plan:
     """The saved plan of a resumed run, or a new one from the calibration (measured now, or recorded before)."""
     saved = run.state.get("plan")
@@ -26,11 +27,11 @@ def make_initial_plan(run: Run, train: Dataset, test: Dataset | None, zoo: Any, 
     t = time.perf_counter()
     if rec is None:
         run.say("calibrating: probe rankings and probe fits time every stage")
-    cost = P.rank_cost(train, zoo, image_size, seed) if rec is None else P.RankCost(**rec["rank_cost"])
+    cost = C.rank_cost(train, zoo, image_size, seed) if rec is None else C.RankCost(**rec["rank_cost"])
     n_rank = P.rank_sample(cost, len(train), run.budget)
-    P.mark_cached(cost, train, zoo, n_rank, image_size, seed)
+    C.mark_cached(cost, train, zoo, n_rank, image_size, seed)
     order = [m for m in cost.probe_order if m in candidates_all] or candidates_all
-    fcost = {k: P.FitCost(**v) for k, v in (rec or {}).get("fit_cost", {}).items()}
+    fcost = {k: C.FitCost(**v) for k, v in (rec or {}).get("fit_cost", {}).items()}
     plan = _make_plan(run, train, test, cost, n_rank, order[:2], fcost, image_size, seed, check_s)
     secs = time.perf_counter() - t if rec is None else rec["seconds"]
     if rec is None:
@@ -42,22 +43,22 @@ def make_initial_plan(run: Run, train: Dataset, test: Dataset | None, zoo: Any, 
     return plan
 
 
-def _fit_cost(fcost: dict[str, P.FitCost], train: Dataset, ref: str, method: str, image_size: int | None,
-              seed: int, rank: P.RankCost) -> P.FitCost:
+def _fit_cost(fcost: dict[str, C.FitCost], train: Dataset, ref: str, method: str, image_size: int | None,
+              seed: int, rank: C.RankCost) -> C.FitCost:
     key = f"{ref}|{method}"
     if key not in fcost:
         if method == "linear_probe":  # one pass of features (as the ranking measured them) and a regression
             # a probe's fixed costs are small: on shapes (Lite0, 810 + 90 + 300 images) its stage spent 11 s, all
             # but ~1.5 s in the features; the regression and the report (no learning curves) about 1 s together
-            fwd = rank.per_example(ref, min(len(train), P.RANK_LIMIT))
-            fcost[key] = P.FitCost(rank.load.get(ref, 0.0) + 0.5, fwd, fwd, 0, report_seconds=1.0)
+            fwd = rank.per_example(ref, min(len(train), C.RANK_LIMIT))
+            fcost[key] = C.FitCost(rank.load.get(ref, 0.0) + 0.5, fwd, fwd, 0, report_seconds=1.0)
         else:
-            fcost[key] = P.fit_cost(train, ref, method, image_size, seed)
+            fcost[key] = C.fit_cost(train, ref, method, image_size, seed)
     return fcost[key]
 
 
-def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost, n_rank: int, cands: list[str],
-               fcost: dict[str, P.FitCost], image_size: int | None, seed: int, check_s: float) -> P.Plan:
+def _make_plan(run: Ledger, train: Dataset, test: Dataset | None, cost: C.RankCost, n_rank: int, cands: list[str],
+               fcost: dict[str, C.FitCost], image_size: int | None, seed: int, check_s: float) -> P.Plan:
     B = run.budget
     n_tr, n_val = P.split_sizes(len(train))
     n_test = len(test) if test is not None else 0
@@ -142,14 +143,14 @@ def _make_plan(run: Run, train: Dataset, test: Dataset | None, cost: P.RankCost,
     return P.Plan(B, stages, cands, method, why, notes)
 
 
-def replan(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, ranked: list[str],
+def replan(run: Ledger, plan: P.Plan, train: Dataset, test: Dataset | None, ranked: list[str],
            image_size: int | None, seed: int) -> P.Plan:
     """A new plan for the fits after the ranking chose other candidates (its cost is in ``elapsed()`` now)."""
     rec = run.done("calibrate")
     if rec is None:
         return plan
-    cost = P.RankCost(**rec["rank_cost"])
-    fcost = {k: P.FitCost(**v) for k, v in {**rec.get("fit_cost", {}), **run.state.get("fit_cost", {})}.items()}
+    cost = C.RankCost(**rec["rank_cost"])
+    fcost = {k: C.FitCost(**v) for k, v in {**rec.get("fit_cost", {}), **run.state.get("fit_cost", {})}.items()}
     run.say(f"the ranking chose {', '.join(ranked[:2])} (the probe: {', '.join(plan.candidates)}): re-planning")
     old = {s.name: s for s in plan.stages}
     new = _make_plan(run, train, test, cost, plan.stage("rank").options["limit"], ranked[:2], fcost, image_size,

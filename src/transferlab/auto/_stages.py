@@ -16,7 +16,7 @@ import numpy as np
 from .._io import copy_inside, mark_owned, replace_dir, write_json_atomic, write_text_atomic
 from ..data import Dataset, split_validation
 from . import _plan as P
-from ._run import Run
+from ._ledger import Ledger
 
 #: what a model directory holds, the card last (a copy that has the card is whole)
 _MODEL_FILES = ("model.safetensors", "adapter_model.safetensors", "adapter_config.json", "config.json", "heads",
@@ -27,7 +27,7 @@ def _acc(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def stage_rank(run: Run, plan: P.Plan, train: Dataset, zoo: Any, seed: int, image_size: int | None,
+def stage_rank(run: Ledger, plan: P.Plan, train: Dataset, zoo: Any, seed: int, image_size: int | None,
                progress: bool) -> dict[str, Any]:
     from ..rank import rank
 
@@ -62,7 +62,7 @@ def _finished_fit(d: Path, ref: str, o: dict[str, Any]) -> dict[str, Any] | None
     return m if same else None
 
 
-def stage_fit(run: Run, st: P.Stage, name: str, data: Any, test: Dataset | None, ref: str, image_size: int | None,
+def stage_fit(run: Ledger, st: P.Stage, name: str, data: Any, test: Dataset | None, ref: str, image_size: int | None,
               seed: int, progress: bool) -> dict[str, Any]:
     from ..fit import fit
 
@@ -99,7 +99,7 @@ def stage_fit(run: Run, st: P.Stage, name: str, data: Any, test: Dataset | None,
     return res
 
 
-def stage_ensemble(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
+def stage_ensemble(run: Ledger, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
                    seed: int) -> dict[str, Any]:
     from ..models import predict
 
@@ -128,7 +128,7 @@ def stage_ensemble(run: Run, plan: P.Plan, train: Dataset, test: Dataset | None,
     return out
 
 
-def stage_distill(run: Run, st: P.Stage, data: Any, test: Dataset | None, fits: dict[str, Any], student: str,
+def stage_distill(run: Ledger, st: P.Stage, data: Any, test: Dataset | None, fits: dict[str, Any], student: str,
                   image_size: int | None, seed: int, progress: bool) -> dict[str, Any]:
     from ..distill import distill
 
@@ -173,7 +173,7 @@ def _card_for(src: Path, dest: Path) -> dict[str, Any]:
     return card
 
 
-def finish(run: Run, result: Any, work: Path, out: Path, fits: dict[str, Any]) -> None:
+def finish(run: Ledger, result: Any, work: Path, out: Path, fits: dict[str, Any]) -> None:
     """Copy the chosen model to the root (the card last), write metrics.json and report.html, record the run as
     finished; a sibling work directory then replaces ``out``."""
     from ..report import auto_report_html

@@ -2,13 +2,14 @@
 declaration (:class:`Table`) with its HTML, Markdown and console renderers."""
 
 from ._auto import auto_report_html
-from ._bench import bench_report_html, merge_bench_html
 from ._continual import continual_bench_html, continual_report_html
 from ._distill import distill_bench_html, distill_report_html
 from ._domain import domain_bench_html, domain_report_html
 from ._fit import fit_report_html
+from ._merge import merge_bench_html
 from ._prune import prune_bench_html
 from ._rank import rank_report_html
+from ._rank_bench import bench_report_html
 from ._table import (
     FORMATS,
     Column,

@@ -7,21 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ._html import esc, figure_png, fmt, page, table
+from ._html import esc, figure_png, fmt, page, pyplot, table
 from ._table import render_html, tables_of
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _heatmap(m: dict[str, Any]) -> str:
-    plt = _plt()
+    plt = pyplot()
     r = np.asarray(m["accuracy_matrix"], dtype=float)
     tasks = m["tasks"]
     rows = ["every task (joint)"] if len(r) == 1 and len(tasks) > 1 else [f"after {t}" for t in tasks]
@@ -39,7 +30,7 @@ def _heatmap(m: dict[str, Any]) -> str:
 def _losses(m: dict[str, Any]) -> str:
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     x0 = 0
     for k, h in enumerate(m.get("history") or []):

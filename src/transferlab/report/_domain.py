@@ -7,26 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from ._html import esc, figure_png, fmt, page, table
+from ._html import esc, figure_png, fmt, page, pyplot, table
 from ._table import render_html, tables_of
 
 SELECTORS_SHOWN = ("transfer_score", "entropy", "im", "snd", "dev", "source_val")
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _curves(history: list[dict[str, Any]]) -> str:
     """Each selector's score per epoch (z-scored, so they share an axis) and the oracle accuracy."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ep = [r["epoch"] for r in history]
     for s in SELECTORS_SHOWN:
@@ -71,7 +62,7 @@ def domain_report_html(metrics: dict[str, Any]) -> str:
 
 def _score_scatter(result: dict[str, Any]) -> str:
     """Each selector's score against the oracle target accuracy over every checkpoint, per shift (seed 0)."""
-    plt = _plt()
+    plt = pyplot()
     shifts = list(result["selectors"])
     names = sorted(result["selectors"][shifts[0]]) if shifts else []
     fig, axes = plt.subplots(len(shifts), len(names), figsize=(2.6 * len(names) + 0.5, 2.5 * len(shifts)),

@@ -6,22 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ._html import esc, figure_png, fmt, page, table
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from ._html import esc, figure_png, fmt, page, pyplot, table
 
 
 def _curves(history: list[dict[str, float]]) -> str:
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax in (a, b):
@@ -39,7 +30,7 @@ def _curves(history: list[dict[str, float]]) -> str:
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
     from sklearn.metrics import confusion_matrix
 
-    plt = _plt()
+    plt = pyplot()
     cm = confusion_matrix(y_true, y_pred, labels=range(len(names)))
     fig, ax = plt.subplots(figsize=(0.55 * len(names) + 2.5, 0.5 * len(names) + 2))
     ax.imshow(cm, cmap="Blues")
@@ -58,7 +49,7 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> str:
 def _cam_panel(panels: list[dict[str, Any]]) -> str:
     """Correct examples in the first row, wrong ones in the second, each panel 2.6 in (about 290 px) wide, with one
     colour scale for the maps (each map is scaled to [0, 1] by Grad-CAM)."""
-    plt = _plt()
+    plt = pyplot()
     rows = [[p for p in panels if p["correct"]], [p for p in panels if not p["correct"]]]
     rows = [r for r in rows if r]
     ncol = max(len(r) for r in rows)

@@ -20,6 +20,16 @@ img{max-width:100%}code{background:#f3f3f3;padding:0 .25rem}
 """
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def esc(x: Any) -> str:
     return html.escape(str(x))
 

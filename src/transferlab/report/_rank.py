@@ -7,20 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ._html import esc, figure_png, fmt, page, table
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from ._html import esc, figure_png, fmt, page, pyplot, table
 
 
 def _consensus_chart(result: Any) -> str:
-    plt = _plt()
+    plt = pyplot()
     models = result.models
     names = [m.name for m in models][::-1]
     vals = [(m.consensus_score if m.consensus_score is not None else 0.0) for m in models][::-1]
@@ -35,7 +26,7 @@ def _consensus_chart(result: Any) -> str:
 
 
 def _heatmap(result: Any) -> str:
-    plt = _plt()
+    plt = pyplot()
     models, metrics = result.models, result.metrics
     pos = np.full((len(models), len(metrics)), np.nan)
     for i, m in enumerate(models):
@@ -67,7 +58,7 @@ def _short(v: float) -> str:
 
 
 def _timings_chart(result: Any) -> str:
-    plt = _plt()
+    plt = pyplot()
     models = result.models
     names = [m.name for m in models][::-1]
     fwd = [m.timings.get("forward_seconds", 0.0) for m in models][::-1]

@@ -17,7 +17,7 @@ from . import _plan as P
 STATE = "auto.json"
 
 
-class Run:
+class Ledger:
     """The bookkeeping of one run: the stage records in ``auto.json``, the clock, the console."""
 
     def __init__(self, work: Path | None, identity: dict[str, Any], budget: float, say: Any) -> None:
