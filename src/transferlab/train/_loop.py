@@ -89,114 +89,159 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
     cfg = config or TrainConfig()
     mods = dict(modules) if isinstance(modules, Mapping) else {"model": modules}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_amp = cfg.amp and dev.type == "cuda"
     seed_everything(cfg.seed)
     for m in mods.values():
         m.to(dev)
     objective.setup(mods, dev)
-    scales: dict[int, float] = {}
-    trainable = []
-    for item in objective.trainable(mods):
-        p, s = item if isinstance(item, tuple) else (item, 1.0)
-        if p.requires_grad and id(p) not in scales:
-            scales[id(p)] = float(s)
-            trainable.append(p)
-    if not trainable:
-        raise TransferlabError("nothing to train: no parameter requires a gradient")
-    ids = set(scales)
-    training = {n for n, m in mods.items() if any(id(p) in ids for p in m.parameters())}
-    n_batches = num_batches(data, cfg.batch_size)
-    steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
-    groups: dict[float, list[Any]] = {}
-    for p in trainable:
-        groups.setdefault(scales[id(p)], []).append(p)
-    opt = torch.optim.AdamW([{"params": ps, "lr": cfg.lr * s} for s, ps in groups.items()], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, cfg.warmup, cfg.min_lr_ratio))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    select_key, higher = objective.select
-
-    result = TrainResult()
-    start_epoch = 0
-    best_state: dict[str, Any] | None = None
+    loop = _Loop(cfg, objective, mods, dev, data)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckdir is not None and (ckdir / CHECKPOINT).is_file():
-        start_epoch, best_state = resume(ckdir, cfg, objective, mods, opt, sched, scaler, result)
-        result.resumed_from_epoch = start_epoch
-    bad_epochs = 0 if result.best_epoch is None else result.epochs_run - result.best_epoch
-    t0 = time.perf_counter() - result.train_seconds
+        loop.resume(ckdir)
     has_val = val_data is not None and len(val_data) > 0
     with progress_bars(progress) as bars:
-        for epoch in range(start_epoch, cfg.epochs):
-            _set_modes(mods, training, objective.freeze_norm_stats, objective.update_norm_stats)
-            task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", n_batches + int(has_val))  # + 1: the validation
-            ctx_gen = epoch_generator(cfg.seed, epoch, stream=-1)
-            summary = _Summary()
-            opt.zero_grad(set_to_none=True)
-            for i, batch in enumerate(epoch_batches(data, cfg.batch_size, cfg.num_workers, cfg.seed, epoch)):
-                batch = to_device(batch, dev)
-                ctx = _context(cfg, epoch, i, n_batches, steps_per_epoch, dev, ctx_gen, use_amp)
-                with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                    step_loss, logs = objective.step(batch, mods, ctx)
-                if not torch.isfinite(step_loss):
-                    raise TransferlabError(
-                        f"training diverged: the loss became {float(step_loss.detach())} in epoch {epoch + 1}; lower "
-                        "--lr (or disable mixed precision)")
-                scaler.scale(step_loss / cfg.grad_accum).backward()
-                if (i + 1) % cfg.grad_accum == 0 or i + 1 == n_batches:
-                    if cfg.clip_grad_norm is not None:
-                        scaler.unscale_(opt)
-                        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
-                    scaler.step(opt)
-                    scaler.update()
-                    sched.step()
-                    objective.after_step(mods, ctx)
-                    opt.zero_grad(set_to_none=True)
-                summary.add({"loss": step_loss.detach(), **logs}, batch_size_of(batch))
-                if bars.enabled:
-                    bars.advance(task, note=_note(summary.means("")))
-            row = {"epoch": epoch + 1, **summary.means("train_"), "lr": float(sched.get_last_lr()[0])}
-            if has_val:
-                row.update({f"val_{k}": v for k, v in evaluate(objective, mods, val_data, cfg.batch_size,
-                                                               cfg.num_workers, dev).items()})
-                if bars.enabled:  # the bar ends with the validation metrics
-                    bars.advance(task, note=_note(summary.means("")) + "  val " + " ".join(
-                        f"{k[4:].replace('accuracy', 'acc')} {v:.4f}" for k, v in row.items()
-                        if k.startswith("val_") and isinstance(v, float)))
-            # set-level scores (label-free selection), before selecting; in a forked RNG: whatever they draw (a data
-            # loader's base seed, a sample) leaves training's random streams as they would be without them
-            with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-                scores = objective.epoch_scores(mods, dev)
-            if scores:
-                row.update(scores)
-            improved = False
-            if select_key in row:
-                v = float(row[select_key])
-                if result.best_value is None or (v > result.best_value if higher else v < result.best_value):
-                    result.best_value, result.best_epoch, result.selected_by = v, epoch + 1, select_key
-                    best_state = {n: {k: t.detach().clone() for k, t in mods[n].state_dict().items()}
-                                  for n in sorted(training)}
-                    improved = True
-            objective.end_epoch(mods, _context(cfg, epoch, n_batches, n_batches, steps_per_epoch, dev, ctx_gen,
-                                               use_amp), row)
-            result.history.append(row)
-            result.epochs_run = epoch + 1
-            result.train_seconds = time.perf_counter() - t0
-            bad_epochs = 0 if improved else bad_epochs + 1
-            stop = cfg.patience is not None and result.best_epoch is not None and bad_epochs >= cfg.patience
-            over_budget = cfg.budget_seconds is not None and result.train_seconds > cfg.budget_seconds
-            result.stopped_early = (stop or over_budget) and epoch + 1 < cfg.epochs  # not when the last epoch ends it
-            if ckdir is not None:
-                save_checkpoint(ckdir, cfg, objective, mods, opt, sched, scaler, result, epoch + 1, best_state)
-            if stop or over_budget:
+        for epoch in range(loop.start_epoch, cfg.epochs):
+            if loop.epoch(epoch, data, val_data if has_val else None, bars, ckdir):
                 break
-    if best_state is not None:
-        for n, st in best_state.items():
-            mods[n].load_state_dict(st)
-    for m in mods.values():
-        m.eval()
-    return result
+    return loop.finish()
+
+
+class _Loop:
+    """One training run's state: the trainable parameters and their learning-rate scales, the optimiser, schedule
+    and gradient scaler, the result so far and the best epoch's weights."""
+
+    def __init__(self, cfg: TrainConfig, objective: Objective, mods: dict[str, Any], dev: Any, data: Any) -> None:
+        import torch
+
+        self.cfg, self.objective, self.mods, self.dev = cfg, objective, mods, dev
+        self.use_amp = cfg.amp and dev.type == "cuda"
+        scales: dict[int, float] = {}
+        self.trainable = []
+        for item in objective.trainable(mods):
+            p, s = item if isinstance(item, tuple) else (item, 1.0)
+            if p.requires_grad and id(p) not in scales:
+                scales[id(p)] = float(s)
+                self.trainable.append(p)
+        if not self.trainable:
+            raise TransferlabError("nothing to train: no parameter requires a gradient")
+        ids = set(scales)
+        self.training = {n for n, m in mods.items() if any(id(p) in ids for p in m.parameters())}
+        self.n_batches = num_batches(data, cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.n_batches / cfg.grad_accum)
+        total_steps = self.steps_per_epoch * cfg.epochs
+        groups: dict[float, list[Any]] = {}
+        for p in self.trainable:
+            groups.setdefault(scales[id(p)], []).append(p)
+        self.opt = torch.optim.AdamW([{"params": ps, "lr": cfg.lr * s} for s, ps in groups.items()], lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_cosine(total_steps, cfg.warmup,
+                                                                               cfg.min_lr_ratio))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.result = TrainResult()
+        self.start_epoch = 0
+        self.best_state: dict[str, Any] | None = None
+        self.bad_epochs = 0
+        self.t0 = time.perf_counter()
+
+    def resume(self, ckdir: Path) -> None:
+        """Continue after the last finished epoch of the checkpoint in ``ckdir``."""
+        r = self.result
+        self.start_epoch, self.best_state = resume(ckdir, self.cfg, self.objective, self.mods, self.opt, self.sched,
+                                                   self.scaler, r)
+        r.resumed_from_epoch = self.start_epoch
+        self.bad_epochs = 0 if r.best_epoch is None else r.epochs_run - r.best_epoch
+        self.t0 = time.perf_counter() - r.train_seconds
+
+    def epoch(self, epoch: int, data: Any, val_data: Any, bars: Any, ckdir: Path | None) -> bool:
+        """Train one epoch, validate, score, select, checkpoint; whether training stops here."""
+        cfg, r = self.cfg, self.result
+        _set_modes(self.mods, self.training, self.objective.freeze_norm_stats, self.objective.update_norm_stats)
+        task = bars.add(f"epoch {epoch + 1}/{cfg.epochs}", self.n_batches + int(val_data is not None))
+        ctx_gen = epoch_generator(cfg.seed, epoch, stream=-1)
+        summary = self._batches(epoch, data, ctx_gen, bars, task)
+        row = {"epoch": epoch + 1, **summary.means("train_"), "lr": float(self.sched.get_last_lr()[0])}
+        if val_data is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(self.objective, self.mods, val_data, cfg.batch_size,
+                                                            cfg.num_workers, self.dev).items()})
+            if bars.enabled:  # the bar ends with the validation metrics
+                bars.advance(task, note=_note(summary.means("")) + "  val " + " ".join(
+                    f"{k[4:].replace('accuracy', 'acc')} {v:.4f}" for k, v in row.items()
+                    if k.startswith("val_") and isinstance(v, float)))
+        # set-level scores (label-free selection), before selecting; in a forked RNG: whatever they draw (a data
+        # loader's base seed, a sample) leaves training's random streams as they would be without them
+        import torch
+
+        with torch.random.fork_rng(devices=[self.dev.index or 0] if self.dev.type == "cuda" else []):
+            scores = self.objective.epoch_scores(self.mods, self.dev)
+        if scores:
+            row.update(scores)
+        improved = self._select(row, epoch)
+        self.objective.end_epoch(self.mods, _context(cfg, epoch, self.n_batches, self.n_batches,
+                                                     self.steps_per_epoch, self.dev, ctx_gen, self.use_amp), row)
+        r.history.append(row)
+        r.epochs_run = epoch + 1
+        r.train_seconds = time.perf_counter() - self.t0
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        stop = cfg.patience is not None and r.best_epoch is not None and self.bad_epochs >= cfg.patience
+        over_budget = cfg.budget_seconds is not None and r.train_seconds > cfg.budget_seconds
+        r.stopped_early = (stop or over_budget) and epoch + 1 < cfg.epochs  # not when the last epoch ends it
+        if ckdir is not None:
+            save_checkpoint(ckdir, cfg, self.objective, self.mods, self.opt, self.sched, self.scaler, r, epoch + 1,
+                            self.best_state)
+        return stop or over_budget
+
+    def _batches(self, epoch: int, data: Any, ctx_gen: Any, bars: Any, task: Any) -> _Summary:
+        """One pass over ``data``: a step per batch, an optimiser step every ``grad_accum`` batches."""
+        import torch
+
+        cfg, opt, dev = self.cfg, self.opt, self.dev
+        summary = _Summary()
+        opt.zero_grad(set_to_none=True)
+        for i, batch in enumerate(epoch_batches(data, cfg.batch_size, cfg.num_workers, cfg.seed, epoch)):
+            batch = to_device(batch, dev)
+            ctx = _context(cfg, epoch, i, self.n_batches, self.steps_per_epoch, dev, ctx_gen, self.use_amp)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.use_amp):
+                step_loss, logs = self.objective.step(batch, self.mods, ctx)
+            if not torch.isfinite(step_loss):
+                raise TransferlabError(
+                    f"training diverged: the loss became {float(step_loss.detach())} in epoch {epoch + 1}; lower "
+                    "--lr (or disable mixed precision)")
+            self.scaler.scale(step_loss / cfg.grad_accum).backward()
+            if (i + 1) % cfg.grad_accum == 0 or i + 1 == self.n_batches:
+                if cfg.clip_grad_norm is not None:
+                    self.scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad_norm)
+                self.scaler.step(opt)
+                self.scaler.update()
+                self.sched.step()
+                self.objective.after_step(self.mods, ctx)
+                opt.zero_grad(set_to_none=True)
+            summary.add({"loss": step_loss.detach(), **logs}, batch_size_of(batch))
+            if bars.enabled:
+                bars.advance(task, note=_note(summary.means("")))
+        return summary
+
+    def _select(self, row: dict[str, Any], epoch: int) -> bool:
+        """Whether this epoch is the best so far by the objective's ``select`` value (its weights are then kept)."""
+        select_key, higher = self.objective.select
+        r = self.result
+        if select_key not in row:
+            return False
+        v = float(row[select_key])
+        if r.best_value is not None and not (v > r.best_value if higher else v < r.best_value):
+            return False
+        r.best_value, r.best_epoch, r.selected_by = v, epoch + 1, select_key
+        self.best_state = {n: {k: t.detach().clone() for k, t in self.mods[n].state_dict().items()}
+                           for n in sorted(self.training)}
+        return True
+
+    def finish(self) -> TrainResult:
+        """The selected epoch's weights restored, every module in eval mode."""
+        if self.best_state is not None:
+            for n, st in self.best_state.items():
+                self.mods[n].load_state_dict(st)
+        for m in self.mods.values():
+            m.eval()
+        return self.result
 
 
 def _context(cfg: TrainConfig, epoch: int, i: int, n_batches: int, steps_per_epoch: int, dev: Any, gen: Any,
