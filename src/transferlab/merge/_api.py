@@ -94,6 +94,25 @@ def _safe_name(name: str, taken: set[str]) -> str:
     return out
 
 
+@dataclass(frozen=True)
+class _MergeSettings:
+    """One :func:`merge_models` call's arguments, its method's options checked: what its steps share."""
+
+    method: str
+    base: Any
+    models: Sequence[Any]
+    out: Path
+    options: dict[str, Any]
+    data: Sequence[Any] | None = None
+    names: Sequence[str] | None = None
+    overwrite: bool = False
+    head_prefix: str | None = None
+    trust_pickle: bool = False
+    progress: bool = False
+    reset_norms: bool = False
+    reset_examples: int = 256
+
+
 def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path, *,
                  data: Sequence[Any] | None = None, names: Sequence[str] | None = None, overwrite: bool = False,
                  head_prefix: str | None = None, trust_pickle: bool = False, progress: bool = False,
@@ -110,28 +129,46 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
 
     ``reset_norms``: re-estimate the merged network's batch-norm statistics on ``data`` (``reset_examples`` per task)
     instead of averaging the fine-tuned models' statistics."""
-    from safetensors.torch import save_file
-
-    from .._io import check_output, write_json_atomic, write_text_atomic
     from .._registry import check_options
-    from ..models import save_card
-    from ._sources import copy_hf_files
-    from ._stream import SafetensorsWriter
 
     out = Path(out)
     options = check_options(method, MERGE_METHODS.get(method), options)  # before any work
-    inputs = [base, *models, *(data or [])]
-    check_output(out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(base))
-    refuse_foreign(out)  # a folder holding anything transferlab did not write is never replaced
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TransferlabError(f"{out} already exists; choose another --out or pass --overwrite")
-    if reset_norms and not data:
+    s = _MergeSettings(method, base, models, out, options, data=data, names=names, overwrite=overwrite,
+                       head_prefix=head_prefix, trust_pickle=trust_pickle, progress=progress,
+                       reset_norms=reset_norms, reset_examples=reset_examples)
+    _check_request(s)
+    t0 = time.perf_counter()
+    job = _open_job(s)
+    try:
+        task_names = _task_names(s.names, job)
+        with atomic_dir(s.out) as tmp:  # built beside out, swapped in only when complete
+            heads, seconds, rss = _write_output(tmp, job, s, task_names, t0)
+        return MergeResult(s.out, method, job.method.options(), heads, seconds, rss, task_names)
+    finally:
+        job.close()
+
+
+def _check_request(s: _MergeSettings) -> None:
+    """Refuse, before any work, an output that cannot or must not be written (one holding anything transferlab did
+    not write is never replaced; our own earlier output only with ``overwrite``) and ``reset_norms`` without data."""
+    from .._io import check_output
+
+    inputs = [s.base, *s.models, *(s.data or [])]
+    check_output(s.out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(s.base))
+    refuse_foreign(s.out)  # a folder holding anything transferlab did not write is never replaced
+    if s.out.exists() and any(s.out.iterdir()) and not s.overwrite:
+        raise TransferlabError(f"{s.out} already exists; choose another --out or pass --overwrite")
+    if s.reset_norms and not s.data:
         raise TransferlabError("reset_norms re-estimates batch-norm statistics on data: give one dataset per model "
                                "(--data)")
-    t0 = time.perf_counter()
-    job = _Job(method, base, models, data=data, head_prefix=head_prefix, trust_pickle=trust_pickle,
-               progress=progress, options=options)
-    if reset_norms:
+
+
+def _open_job(s: _MergeSettings) -> _Job:
+    """The merge's job (its inputs opened and checked); with ``reset_norms``, closed and refused unless the merged
+    network's batch-norm statistics can be re-estimated."""
+    job = _Job(s.method, s.base, s.models, data=s.data, head_prefix=s.head_prefix, trust_pickle=s.trust_pickle,
+               progress=s.progress, options=s.options)
+    if s.reset_norms:
         why = (f"{len(job.data or [])} datasets for {len(job.tasks)} models" if len(job.data or []) != len(job.tasks)
                else "this model has no batch-norm layer" if not any(is_norm_statistic(k) for k in job.keys)
                else "it runs the merged model, so the models must be transferlab fit directories (their config "
@@ -139,87 +176,148 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         if why:
             job.close()
             raise TransferlabError(f"reset_norms: {why}")
-    writer: SafetensorsWriter | None = None
+    return job
+
+
+def _task_names(names: Sequence[str] | None, job: _Job) -> list[str]:
+    """One file-safe, distinct name per model: ``names``, else each model's folder name (``task<i>`` without one)."""
+    taken: set[str] = set()
+    task_names = [_safe_name(str(n), taken) for n in names] if names else [
+        _safe_name(t.path.name if t.path else f"task{i + 1}", taken) for i, t in enumerate(job.tasks)]
+    if len(task_names) != len(job.tasks):
+        raise TransferlabError(f"{len(task_names)} names for {len(job.tasks)} models")
+    return task_names
+
+
+def _write_output(tmp: Path, job: _Job, s: _MergeSettings, task_names: list[str],
+                  t0: float) -> tuple[dict[str, dict[str, Any]], float, float]:
+    """Write the whole merge into the temporary directory ``tmp``, step by step; return its heads' records, the
+    seconds since ``t0`` and the peak resident memory (MiB)."""
+    heads, first_head = _write_heads(tmp, job, task_names)
+    _write_network(tmp, job, first_head)
+    task_files = _write_task_tensors(tmp, job, task_names)
+    _write_card(tmp, job, s, heads, task_names, task_files)
+    _copy_model_files(tmp, job, heads)
+    if s.reset_norms:
+        from ._stream import overwrite_tensors
+
+        overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, s.reset_examples))
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    _write_merge_json(tmp, job, s.method, heads, seconds, rss)
+    _write_recipe(tmp, job, s, task_names)
+    return heads, seconds, rss
+
+
+def _write_heads(tmp: Path, job: _Job,
+                 task_names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each task's head as ``heads/<task>.safetensors`` (none when no model has a head: plain Hugging Face folders
+    and state dicts); return their records and the first task's head tensors (``model.safetensors`` holds them)."""
+    from safetensors.torch import save_file
+
+    heads: dict[str, dict[str, Any]] = {}
+    first_head: dict[str, Any] = {}
+    has_heads = any(t.head_keys() for t in job.tasks)
+    if has_heads:
+        (tmp / "heads").mkdir()
+    for i, (t, name) in enumerate(zip(job.tasks, task_names, strict=True)):
+        state = {k: t.get(k).contiguous() for k in t.head_keys()}
+        if not state and job.head_prefix:
+            log.warning("%s has no head tensors (head prefix %r)", t.label, job.head_prefix)
+        if not has_heads:
+            continue
+        save_file(state, str(tmp / "heads" / f"{name}.safetensors"), metadata={"transferlab_version": __version__})
+        cfg = t.config or {}
+        w = next((v for k, v in state.items() if k.endswith("weight")), None)
+        n_cls = int(cfg.get("num_classes") or (w.shape[0] if w is not None else 0))
+        heads[name] = {"file": f"heads/{name}.safetensors", "num_classes": n_cls,
+                       "class_names": list(cfg.get("class_names") or [str(c) for c in range(n_cls)]),
+                       "source": str(t.path) if t.path else t.label}
+        if i == 0:
+            first_head = state
+    return heads, first_head
+
+
+def _write_network(tmp: Path, job: _Job, first_head: dict[str, Any]) -> None:
+    """Stream the merged network, tensor by tensor, and then ``first_head`` into ``model.safetensors``; on any
+    failure the file is closed unfinished (``atomic_dir`` removes it)."""
+    from ._stream import SafetensorsWriter
+
+    entries = [(k, job.base.info(k)[1], job.base.info(k)[0]) for k in job.keys]
+    entries += [(k, v.dtype, tuple(v.shape)) for k, v in first_head.items()]
+    writer = SafetensorsWriter(tmp / "model.safetensors", entries,
+                               metadata={"transferlab_version": __version__, "format": "pt"})
+
+    def patch(key: str, idx: Any, fn: Any) -> None:
+        b = job.base.get(key)
+        writer.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
+
     try:
-        taken: set[str] = set()
-        task_names = [_safe_name(str(n), taken) for n in names] if names else [
-            _safe_name(t.path.name if t.path else f"task{i + 1}", taken) for i, t in enumerate(job.tasks)]
-        if len(task_names) != len(job.tasks):
-            raise TransferlabError(f"{len(task_names)} names for {len(job.tasks)} models")
-        with atomic_dir(out) as tmp:  # built beside out, swapped in only when complete
-            heads: dict[str, dict[str, Any]] = {}
-            first_head: dict[str, Any] = {}
-            has_heads = any(t.head_keys() for t in job.tasks)  # plain Hugging Face folders and state dicts: none
-            if has_heads:
-                (tmp / "heads").mkdir()
-            for i, (t, name) in enumerate(zip(job.tasks, task_names, strict=True)):
-                hk = t.head_keys()
-                state = {k: t.get(k).contiguous() for k in hk}
-                if not state and job.head_prefix:
-                    log.warning("%s has no head tensors (head prefix %r)", t.label, job.head_prefix)
-                if not has_heads:
-                    continue
-                save_file(state, str(tmp / "heads" / f"{name}.safetensors"),
-                          metadata={"transferlab_version": __version__})
-                cfg = t.config or {}
-                w = next((v for k, v in state.items() if k.endswith("weight")), None)
-                n_cls = int(cfg.get("num_classes") or (w.shape[0] if w is not None else 0))
-                heads[name] = {"file": f"heads/{name}.safetensors", "num_classes": n_cls,
-                               "class_names": list(cfg.get("class_names") or [str(c) for c in range(n_cls)]),
-                               "source": str(t.path) if t.path else t.label}
-                if i == 0:
-                    first_head = state
-            entries = [(k, job.base.info(k)[1], job.base.info(k)[0]) for k in job.keys]
-            entries += [(k, v.dtype, tuple(v.shape)) for k, v in first_head.items()]
-            writer = SafetensorsWriter(tmp / "model.safetensors", entries,
-                                       metadata={"transferlab_version": __version__, "format": "pt"})
-            w_ = writer
+        job.run(writer.write, patch)
+        for k, v in first_head.items():
+            writer.write(k, v)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
-            def patch(key: str, idx: Any, fn: Any) -> None:
-                b = job.base.get(key)
-                w_.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
 
-            job.run(writer.write, patch)
-            for k, v in first_head.items():
-                writer.write(k, v)
-            writer.close()
-            writer = None
-            task_files = {}
-            per_task = getattr(job.method, "task_tensors", None) or []
-            for name, tensors in zip(task_names if per_task else [], per_task, strict=True):
-                (tmp / "tasks").mkdir(exist_ok=True)  # tsv_compress: each task's model as factors over the base
-                save_file(tensors, str(tmp / "tasks" / f"{name}.safetensors"),
-                          metadata={"transferlab_version": __version__})
-                task_files[name] = f"tasks/{name}.safetensors"
-            config = _merged_config(job, heads, task_names, options, reset_norms, out)
-            if task_files:
-                config["merge"]["task_weights"] = task_files
-            save_card(tmp, config)  # transferlab.json, and timm's config.json for a timm network
-            first = job.tasks[0]
-            if first.path is not None and (first.path / "tokenizer").is_dir():
-                copy_inside(first.path / "tokenizer", first.path, tmp / "tokenizer")
-            # after the card: transformers' config.json is the one a Hugging Face folder needs (the first task's
-            # when model.safetensors holds its head)
-            copy_hf_files([first, job.base, *job.tasks] if heads else [job.base, *job.tasks], tmp)
-            if reset_norms:
-                from ._stream import overwrite_tensors
+def _write_task_tensors(tmp: Path, job: _Job, task_names: list[str]) -> dict[str, str]:
+    """The method's per-task tensors, if it has any (``tsv_compress``: each task's model as factors over the base),
+    as ``tasks/<task>.safetensors``; return their files by task."""
+    from safetensors.torch import save_file
 
-                overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, reset_examples))
-            seconds = time.perf_counter() - t0
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
-                                                   "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
-                                                   "heads": list(heads), "transferlab_version": __version__})
-            from ._recipe import RECIPE_FILE, _recipe_of
+    task_files = {}
+    per_task = getattr(job.method, "task_tensors", None) or []
+    for name, tensors in zip(task_names if per_task else [], per_task, strict=True):
+        (tmp / "tasks").mkdir(exist_ok=True)
+        save_file(tensors, str(tmp / "tasks" / f"{name}.safetensors"), metadata={"transferlab_version": __version__})
+        task_files[name] = f"tasks/{name}.safetensors"
+    return task_files
 
-            recipe = _recipe_of(method, base, models, task_names, data, options, job.head_prefix, reset_norms,
-                                reset_examples, out)
-            write_text_atomic(tmp / RECIPE_FILE, recipe)
-        return MergeResult(out, method, job.method.options(), heads, seconds, rss, task_names)
-    finally:
-        if writer is not None:
-            writer.abort()
-        job.close()
+
+def _write_card(tmp: Path, job: _Job, s: _MergeSettings, heads: dict[str, dict[str, Any]], task_names: list[str],
+                task_files: dict[str, str]) -> None:
+    """The merged model's card, ``transferlab.json`` (and timm's ``config.json`` for a timm network)."""
+    from ..models import save_card
+
+    config = _merged_config(job, heads, task_names, s.options, s.reset_norms, s.out)
+    if task_files:
+        config["merge"]["task_weights"] = task_files
+    save_card(tmp, config)
+
+
+def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) -> None:
+    """The first task's ``tokenizer`` folder and the Hugging Face files (``config.json``, tokenizer files: the
+    base's first) of the inputs; ``copy_inside`` and ``copy_hf_files`` refuse links out of an input folder."""
+    from ._sources import copy_hf_files
+
+    first = job.tasks[0]
+    if first.path is not None and (first.path / "tokenizer").is_dir():
+        copy_inside(first.path / "tokenizer", first.path, tmp / "tokenizer")
+    # after the card: transformers' config.json is the one a Hugging Face folder needs (the first task's when
+    # model.safetensors holds its head)
+    copy_hf_files([first, job.base, *job.tasks] if heads else [job.base, *job.tasks], tmp)
+
+
+def _write_merge_json(tmp: Path, job: _Job, method: str, heads: dict[str, dict[str, Any]], seconds: float,
+                      rss: float) -> None:
+    """``merge.json``: the method, its resolved options, the time and memory taken, the tensors and heads."""
+    from .._io import write_json_atomic
+
+    write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
+                                           "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
+                                           "heads": list(heads), "transferlab_version": __version__})
+
+
+def _write_recipe(tmp: Path, job: _Job, s: _MergeSettings, task_names: list[str]) -> None:
+    """``merge.yaml``, the recipe that repeats this merge (``_recipe``)."""
+    from .._io import write_text_atomic
+    from ._recipe import RECIPE_FILE, _recipe_of
+
+    recipe = _recipe_of(s.method, s.base, s.models, task_names, s.data, s.options, job.head_prefix, s.reset_norms,
+                        s.reset_examples, s.out)
+    write_text_atomic(tmp / RECIPE_FILE, recipe)
 
 
 def _size_of(ref: Any) -> int:
