@@ -126,13 +126,7 @@ def auto(
 
     # ---- check
     t = time.perf_counter()
-    findings = check_data(train, test_ds)
-    errors = [f for f in findings if f.level == "error"]
-    if errors:
-        raise TransferlabError("; ".join(f.message for f in errors))
-    for f in findings:
-        if f.level == "warning":
-            say(f"data: {f.message}")
+    findings = _check(train, test_ds, say)
     candidates_all = _candidates(zoo, train.modality)
     check_s = time.perf_counter() - t
 
@@ -144,6 +138,40 @@ def auto(
 
     # ---- rank
     ranking = stage_rank(run, plan, train, zoo, seed, image_size, progress)
+    plan = _follow_ranking(run, plan, ranking, candidates_all, train, test_ds, image_size, seed)
+    # ---- fit the top candidate(s); the runner-up, the ensemble and the distillation only while time is left
+    fit_data = data if isinstance(data, (str, Path)) and limit is None else train  # a reference: recorded as given
+    stages = _Stages(run, plan, fit_data, test_ds, image_size, seed, progress)
+    fits = _fit_candidates(stages)
+    ens = None
+    if plan.stage("ensemble") is not None and "fit 2" in fits:
+        student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
+        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
+    _probe(stages, fits)  # in the time the fits left (early stopping): never at the cost of a fit's epochs
+    chosen = keep(fits)
+    # ---- the output
+    metrics = {**fits[chosen], "chosen": chosen, "ensemble": ens, "budget_seconds": B, "fits": fits,
+               "findings": [f.to_dict() for f in findings], "stages": {}}
+    result = AutoResult(out_dir, plan, findings, ranking, chosen, metrics)
+    finish(run, result, work, out_dir, fits)
+    return result
+
+
+def _check(train: Dataset, test: Dataset | None, say: Any) -> list[Finding]:
+    """The data's findings: errors refuse the run, warnings are said."""
+    findings = check_data(train, test)
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        raise TransferlabError("; ".join(f.message for f in errors))
+    for f in findings:
+        if f.level == "warning":
+            say(f"data: {f.message}")
+    return findings
+
+
+def _follow_ranking(run: Ledger, plan: P.Plan, ranking: dict[str, Any], candidates_all: list[str], train: Dataset,
+                    test: Dataset | None, image_size: int | None, seed: int) -> P.Plan:
+    """The plan after the full ranking: a note when a baseline leads, re-planned when other models lead."""
     ranked = [m["model"] for m in ranking["models"] if m["model"] in candidates_all]
     top = ranking["models"][0]
     if (top.get("metadata") or {}).get("baseline"):
@@ -151,10 +179,28 @@ def auto(
                           f"better than raw inputs for this data; adapting the best pretrained one, {ranked[0]}, "
                           "anyway (a zoo closer to the data may do better)")
     if ranked[:len(plan.candidates)] != plan.candidates:  # the full ranking chose other models: re-plan the fits
-        plan = replan(run, plan, train, test_ds, ranked, image_size, seed)
-    # ---- fit the top candidate(s); the runner-up, the ensemble and the distillation only while time is left
-    fit_data = data if isinstance(data, (str, Path)) and limit is None else train  # a reference: recorded as given
-    reserve = P.RESERVE_SHARE * B
+        plan = replan(run, plan, train, test, ranked, image_size, seed)
+    return plan
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """What the fit stages share: the ledger, the plan, the data they fit (and test on), the run's settings."""
+
+    run: Ledger
+    plan: P.Plan
+    data: Any
+    test: Dataset | None
+    image_size: int | None
+    seed: int
+    progress: bool
+
+
+def _fit_candidates(s: _Stages) -> dict[str, Any]:
+    """Fit the plan's candidates in turn; the runner-up (and the ensemble and distillation after it) only while the
+    budget, less its reserve, leaves time for it."""
+    run, plan = s.run, s.plan
+    reserve = P.RESERVE_SHARE * run.budget
     fits: dict[str, Any] = {}
     for k, ref in enumerate(plan.candidates, 1):
         st = plan.stage(f"fit {k}")
@@ -170,27 +216,22 @@ def auto(
             _skip(run, plan, [st.name, "ensemble", "distill"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} "
                   f"for a {P.fmt_seconds(st.estimate)} stage)")
             break
-        fits[st.name] = stage_fit(run, st, st.name, fit_data, test_ds, ref, image_size, seed, progress)
-    ens = None
-    if plan.stage("ensemble") is not None and "fit 2" in fits:
-        student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
-        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
+        fits[st.name] = stage_fit(run, st, st.name, s.data, s.test, ref, s.image_size, s.seed, s.progress)
+    return fits
+
+
+def _probe(s: _Stages, fits: dict[str, Any]) -> None:
+    """The linear probe, in the time the fits left; skipped (and said) when none is left."""
+    run, plan = s.run, s.plan
     probe = plan.stage("probe")
-    # in the time the fits left (early stopping): never at the cost of a fit's epochs
-    if probe is not None and not _restore_skipped(run, plan, ["probe"]):
-        if run.done("probe") is None and run.left() - reserve < probe.estimate:
-            _skip(run, plan, ["probe"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
-                  f"{P.fmt_seconds(probe.estimate)} stage)")
-        else:
-            fits["probe"] = stage_fit(run, probe, "probe", fit_data, test_ds, probe.options["model"], image_size,
-                                      seed, progress)
-    chosen = keep(fits)
-    # ---- the output
-    metrics = {**fits[chosen], "chosen": chosen, "ensemble": ens, "budget_seconds": B, "fits": fits,
-               "findings": [f.to_dict() for f in findings], "stages": {}}
-    result = AutoResult(out_dir, plan, findings, ranking, chosen, metrics)
-    finish(run, result, work, out_dir, fits)
-    return result
+    if probe is None or _restore_skipped(run, plan, ["probe"]):
+        return
+    if run.done("probe") is None and run.left() - P.RESERVE_SHARE * run.budget < probe.estimate:
+        _skip(run, plan, ["probe"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
+              f"{P.fmt_seconds(probe.estimate)} stage)")
+    else:
+        fits["probe"] = stage_fit(run, probe, "probe", s.data, s.test, probe.options["model"], s.image_size, s.seed,
+                                  s.progress)
 
 
 #: ascending: on equal validation accuracy the later one is kept (the distilled model only when it is better)

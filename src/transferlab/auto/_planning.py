@@ -104,34 +104,9 @@ def _make_plan(run: Ledger, train: Dataset, test: Dataset | None, cost: C.RankCo
                             "epoch_seconds": c1.estimate(n_tr, n_val, n_test, 1) - c1.estimate(n_tr, n_val, n_test,
                                                                                                  0)})
     stages.append(fit1)
-    notes = []
-    remaining = left - est1
-    if len(cands) > 1 and method != "linear_probe":
-        c2 = _fit_cost(fcost, train, cands[1], method, image_size, seed, cost) if remaining > est1 * 0.8 else None
-        if c2 is not None:
-            est2 = c2.estimate(n_tr, n_val, n_test, epochs)
-            ens_est = 2 * (n_val + n_test) * max(c1.eval_per_example, c2.eval_per_example) + 2 * (c1.setup + c2.setup)
-            dist_est = (c1.setup + c2.setup + P.DISTILL_EPOCHS * n_tr * (c1.train_per_example + c1.eval_per_example
-                                                                         + c2.eval_per_example)
-                        + n_test * c1.eval_per_example + 6.0)
-            if est2 + ens_est + dist_est <= remaining:
-                fit1.options["budget_seconds"] = max(1.0, left - est2 - ens_est - dist_est)
-                stages.append(P.Stage("fit 2", est2, f"{method} on the runner-up {cands[1]}, {epochs} epochs",
-                                      options={"model": cands[1], "method": method, "epochs": epochs,
-                                               "budget_seconds": est2 * 1.2,
-                                               "fixed_seconds": c2.estimate(n_tr, n_val, n_test, 0),
-                                               "epoch_seconds": c2.estimate(n_tr, n_val, n_test, 1)
-                                               - c2.estimate(n_tr, n_val, n_test, 0)}))
-                stages.append(P.Stage("ensemble", ens_est, "average the two models' probabilities on the validation "
-                                      "and test splits"))
-                stages.append(P.Stage("distill", dist_est, f"if the ensemble gains >= {100 * P.ENSEMBLE_GAIN:.0f} "
-                                      f"point of validation accuracy: distil it into the better model "
-                                      f"(multi_avg, {P.DISTILL_EPOCHS} epochs)"))
-            else:
-                notes.append(f"no ensemble: fitting the runner-up and distilling would need "
-                             f"{P.fmt_seconds(est2 + ens_est + dist_est)}, {P.fmt_seconds(max(0, remaining))} left")
-        else:
-            notes.append(f"no ensemble: {P.fmt_seconds(max(0, remaining))} left after the first fit")
+    more, notes = _runner_up(lambda ref: _fit_cost(fcost, train, ref, method, image_size, seed, cost), cands, fit1,
+                             c1, left, (n_tr, n_val, n_test))
+    stages += more
     probe_est = probe.estimate(n_tr, n_val, n_test, 1)
     if method != "linear_probe" and probe_est <= P.PROBE_SHARE * B:  # in time the fits leave (early stopping)
         stages.append(P.Stage("probe", probe_est, f"if time is left: a linear probe of {first} (kept if its "
@@ -141,6 +116,38 @@ def _make_plan(run: Ledger, train: Dataset, test: Dataset | None, cost: C.RankCo
                           "split was evaluated by its fit)"))
     run.state.setdefault("fit_cost", {}).update({k: v.__dict__ for k, v in fcost.items()})
     return P.Plan(B, stages, cands, method, why, notes)
+
+
+def _runner_up(cost_of: Any, cands: list[str], fit1: P.Stage, c1: C.FitCost, left: float,
+               sizes: tuple[int, int, int]) -> tuple[list[P.Stage], list[str]]:
+    """The runner-up's fit, the ensemble and its distillation, when all three fit in what the first fit leaves of
+    ``left`` (``fit1``'s budget then shrinks to make room); else a note saying why not. ``cost_of(ref)``: a
+    candidate's measured fit cost with the first fit's method."""
+    n_tr, n_val, n_test = sizes
+    method, epochs, est1 = fit1.options["method"], fit1.options["epochs"], fit1.estimate
+    remaining = left - est1
+    if len(cands) < 2 or method == "linear_probe":
+        return [], []
+    c2 = cost_of(cands[1]) if remaining > est1 * 0.8 else None
+    if c2 is None:
+        return [], [f"no ensemble: {P.fmt_seconds(max(0, remaining))} left after the first fit"]
+    est2 = c2.estimate(n_tr, n_val, n_test, epochs)
+    ens_est = 2 * (n_val + n_test) * max(c1.eval_per_example, c2.eval_per_example) + 2 * (c1.setup + c2.setup)
+    dist_est = (c1.setup + c2.setup + P.DISTILL_EPOCHS * n_tr * (c1.train_per_example + c1.eval_per_example
+                                                                 + c2.eval_per_example)
+                + n_test * c1.eval_per_example + 6.0)
+    if est2 + ens_est + dist_est > remaining:
+        return [], [f"no ensemble: fitting the runner-up and distilling would need "
+                    f"{P.fmt_seconds(est2 + ens_est + dist_est)}, {P.fmt_seconds(max(0, remaining))} left"]
+    fit1.options["budget_seconds"] = max(1.0, left - est2 - ens_est - dist_est)
+    return [P.Stage("fit 2", est2, f"{method} on the runner-up {cands[1]}, {epochs} epochs",
+                    options={"model": cands[1], "method": method, "epochs": epochs, "budget_seconds": est2 * 1.2,
+                             "fixed_seconds": c2.estimate(n_tr, n_val, n_test, 0),
+                             "epoch_seconds": c2.estimate(n_tr, n_val, n_test, 1)
+                             - c2.estimate(n_tr, n_val, n_test, 0)}),
+            P.Stage("ensemble", ens_est, "average the two models' probabilities on the validation and test splits"),
+            P.Stage("distill", dist_est, f"if the ensemble gains >= {100 * P.ENSEMBLE_GAIN:.0f} point of validation "
+                    f"accuracy: distil it into the better model (multi_avg, {P.DISTILL_EPOCHS} epochs)")], []
 
 
 def replan(run: Ledger, plan: P.Plan, train: Dataset, test: Dataset | None, ranked: list[str],
