@@ -135,10 +135,78 @@ def bench_rank(
     ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
     top-K by consensus and ``random_ensembles`` random K-sets."""
-    from ..rank import rank
-    from ..zoo import default_cache_dir, load_zoo
-    from ._checks import ground_truth_checks
-    from ._ground_truth import check_protocol, preflight
+    target_list, grids, z = _checked(zoo, targets, protocol, epochs, patience, grid, backend)
+    training = protocol != "linear_probe"
+    plan = _Plan(zoo=z, targets=target_list, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
+                 seed=seed, n_boot=n_boot, grids=grids, fit_options=_fit_options(training, image_size, epochs, patience),
+                 trust_pickle=trust_pickle, progress=progress, backend=backend, ray_address=ray_address,
+                 ensemble=ensemble, random_ensembles=random_ensembles)
+    if training:  # before any work: the protocol applies, and which models get the fallback
+        _warn_fallbacks(plan)
+    ranked = _rank_targets(plan)
+    models = _models(ranked.results[target_list[0]], z)
+    truth = _ground_truth(plan, models)
+    quality, baselines = _quality(plan, ranked, truth.accuracy, models)
+    ens = ({t: _validate_ensemble(plan, ranked.results[t], t, truth.accuracy[t]) for t in target_list}
+           if ensemble else None)
+    return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=ranked.metrics,
+                       ground_truth=truth.accuracy, scores=ranked.scores, quality=quality, baselines=baselines,
+                       cost=_cost(ranked.seconds, truth),
+                       options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
+                                "epochs": epochs if training else None, "patience": patience if training else None,
+                                "grid": grids or None, "n_boot": n_boot},
+                       ensemble=ens, cells=truth.details, checks=truth.checks)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A bench rank checked before any work: what each step (scores, ground truth, quality, ensemble) reads."""
+
+    zoo: Any  # the Zoo, at least 3 models
+    targets: list[str]
+    protocol: str
+    metrics: Sequence[str] | str | None  # as given to rank
+    limit: int | None
+    image_size: int | None
+    seed: int
+    n_boot: int
+    grids: dict[str, dict[str, list[Any]]]  # :func:`_grids`
+    fit_options: dict[str, Any]  # the ground truth's options (image size; epochs and patience when training)
+    trust_pickle: bool
+    progress: bool
+    backend: str
+    ray_address: str | None
+    ensemble: int | None  # K models chosen per target and validated; None: no ensemble
+    random_ensembles: int  # random K-sets the chosen one is compared with
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """One ``rank`` per target, and what the bench reads from them."""
+
+    results: dict[str, Any]  # target -> RankResult
+    scores: dict[str, dict[str, dict[str, float | None]]]  # target -> metric -> model -> score
+    consensus: dict[str, dict[str, float | None]]  # target -> model -> consensus score
+    metrics: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _GroundTruth:
+    """The ground-truth cells of every (model, target), as the harness returned them, and what they say."""
+
+    cells: list[dict[str, Any]]
+    accuracy: dict[str, dict[str, float | None]]  # target -> model -> test accuracy
+    details: dict[str, dict[str, dict[str, Any]]]  # target -> model -> the cell, less its bulky parts
+    seconds: float
+    checks: dict[str, Any]  # ground_truth_checks()
+
+
+def _checked(zoo: Any, targets: Sequence[str] | str, protocol: str, epochs: int, patience: int,
+             grid: dict[str, Any] | None, backend: str) -> tuple[list[str], dict[str, dict[str, list[Any]]], Any]:
+    """(targets, grids, zoo), every argument checked before any work."""
+    from ..zoo import load_zoo
+    from ._ground_truth import check_protocol
 
     target_list = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
     target_list = [t for t in target_list if t]
@@ -154,88 +222,115 @@ def bench_rank(
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
     if len(z.models) < 3:
         raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
-    if protocol != "linear_probe":  # before any work: the protocol applies, and which models get the fallback
-        from ..data import load_dataset
+    return target_list, grids, z
 
-        first = load_dataset(target_list[0], "train")
-        for _ref, why in preflight(protocol, [e.ref for e in z.models], grids, first, image_size,
-                                  trust_pickle).items():
-            log.warning("%s: the %s protocol cannot train it; its linear-probe accuracy stands in as its ground truth (marked "
-                        "as a fallback)", why, protocol)
 
-    # scores: one rank per target (features and scores cached)
-    scores: dict[str, dict[str, dict[str, float | None]]] = {}
-    consensus: dict[str, dict[str, float | None]] = {}
-    rank_seconds = 0.0
-    results = {}
-    for t in target_list:
-        t0 = time.perf_counter()
-        r = rank(t, z, metrics, image_size=image_size, limit=limit, seed=seed, progress=progress,
-                 trust_pickle=trust_pickle, ensemble=ensemble)
-        rank_seconds += time.perf_counter() - t0
-        results[t] = r
-        scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
-        consensus[t] = {ms.model: ms.consensus_score for ms in r.models}
-    metric_names = list(results[target_list[0]].metrics)
-    first = results[target_list[0]]
-    models = [{"ref": ms.model, "name": ms.name, "metadata": {k: v for k, v in ms.metadata.items()
-                                                              if isinstance(v, (int, float, str, bool))}}
-              for ms in sorted(first.models, key=lambda m: [e.ref for e in z.models].index(m.model))]
-
-    # ground truth: one fit per (model, target)
+def _fit_options(training: bool, image_size: int | None, epochs: int, patience: int) -> dict[str, Any]:
+    """The ground truth's fit options: the image size if given; epochs and patience for a training protocol."""
     options: dict[str, Any] = {}
     if image_size:
         options["image_size"] = image_size
-    if protocol != "linear_probe":
+    if training:
         options.update(epochs=epochs, patience=patience)
-    cache_root = str(default_cache_dir())
-    cells = [{"model_ref": m["ref"], "target": t, "protocol": protocol, "limit": limit, "seed": seed,
-              "options": options, "cache_root": cache_root, "grid": grids, "trust_pickle": trust_pickle}
-             for t in target_list for m in models]
+    return options
+
+
+def _warn_fallbacks(plan: _Plan) -> None:
+    """Name the models the training protocol cannot train (checked on the first target's train split)."""
+    from ..data import load_dataset
+    from ._ground_truth import preflight
+
+    first = load_dataset(plan.targets[0], "train")
+    for _ref, why in preflight(plan.protocol, [e.ref for e in plan.zoo.models], plan.grids, first, plan.image_size,
+                               plan.trust_pickle).items():
+        log.warning("%s: the %s protocol cannot train it; its linear-probe accuracy stands in as its ground truth (marked "
+                    "as a fallback)", why, plan.protocol)
+
+
+def _rank_targets(plan: _Plan) -> _Ranked:
+    """One ``rank`` per target (features and scores cached): every metric's scores and the consensus."""
+    from ..rank import rank
+
+    scores: dict[str, dict[str, dict[str, float | None]]] = {}
+    consensus: dict[str, dict[str, float | None]] = {}
+    seconds = 0.0
+    results = {}
+    for t in plan.targets:
+        t0 = time.perf_counter()
+        r = rank(t, plan.zoo, plan.metrics, image_size=plan.image_size, limit=plan.limit, seed=plan.seed,
+                 progress=plan.progress, trust_pickle=plan.trust_pickle, ensemble=plan.ensemble)
+        seconds += time.perf_counter() - t0
+        results[t] = r
+        scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
+        consensus[t] = {ms.model: ms.consensus_score for ms in r.models}
+    return _Ranked(results=results, scores=scores, consensus=consensus,
+                   metrics=list(results[plan.targets[0]].metrics), seconds=seconds)
+
+
+def _models(first: Any, z: Any) -> list[dict[str, Any]]:
+    """The models in the zoo's order: reference, name and plain metadata, from the first target's ranking."""
+    order = [e.ref for e in z.models]
+    return [{"ref": ms.model, "name": ms.name, "metadata": {k: v for k, v in ms.metadata.items()
+                                                             if isinstance(v, (int, float, str, bool))}}
+            for ms in sorted(first.models, key=lambda m: order.index(m.model))]
+
+
+def _ground_truth(plan: _Plan, models: list[dict[str, Any]]) -> _GroundTruth:
+    """One fit per (model, target), run by the harness; the cells cache themselves (in the shared feature cache's
+    ground_truth/, keyed by the models' identities and the data's fingerprints, which only a worker that resolves the
+    model knows). Then their checks (intervals, ties, flags), whose warnings are logged."""
+    from ..zoo import default_cache_dir
+    from ._checks import ground_truth_checks
     from ._ground_truth import ground_truth_cell
 
-    # the cells cache themselves (in the shared feature cache's ground_truth/, keyed by the models' identities and
-    # the data's fingerprints, which only a worker that resolves the model knows): the harness runs and reports them
+    cache_root = str(default_cache_dir())
+    cells = [{"model_ref": m["ref"], "target": t, "protocol": plan.protocol, "limit": plan.limit, "seed": plan.seed,
+              "options": plan.fit_options, "cache_root": cache_root, "grid": plan.grids,
+              "trust_pickle": plan.trust_pickle}
+             for t in plan.targets for m in models]
     jobs = [Job(f"{c['model_ref']} on {c['target']}", ground_truth_cell, c) for c in cells]
-    gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=progress,
-                        backend=backend_of(backend, ray_address),
+    gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=plan.progress,
+                        backend=backend_of(plan.backend, plan.ray_address),
                         figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
                                          + (" (cached)" if c.get("cached") else ""))
-    ground_truth: dict[str, dict[str, float | None]] = {t: {} for t in target_list}
-    details: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in target_list}
-    gt_seconds = 0.0
+    accuracy: dict[str, dict[str, float | None]] = {t: {} for t in plan.targets}
+    details: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in plan.targets}
+    seconds = 0.0
     for c in gt_cells:
-        ground_truth[c["target"]][c["model"]] = c["test_accuracy"]
+        accuracy[c["target"]][c["model"]] = c["test_accuracy"]
         details[c["target"]][c["model"]] = {k: v for k, v in c.items() if k not in ("correct", "model", "target")}
-        gt_seconds += c["seconds"]
-    checks = ground_truth_checks(gt_cells, {m["ref"]: m["name"] for m in models}, n_boot=n_boot, seed=seed)
+        seconds += c["seconds"]
+    checks = ground_truth_checks(gt_cells, {m["ref"]: m["name"] for m in models}, n_boot=plan.n_boot, seed=plan.seed)
     for w in checks["warnings"]:
         log.warning("%s", w)
+    return _GroundTruth(cells=gt_cells, accuracy=accuracy, details=details, seconds=seconds, checks=checks)
 
-    # quality of every metric, the consensus and the baselines
-    quality = {m: {t: rank_quality(scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
-               for m in metric_names}
-    quality["consensus"] = {t: rank_quality(consensus[t], ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
+
+def _quality(plan: _Plan, ranked: _Ranked, ground_truth: dict[str, dict[str, float | None]],
+             models: list[dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, dict[str, Any]]]]:
+    """(quality, baselines): every metric's and the consensus' ranking quality per target; the baselines' (random
+    scores; parameter count and source accuracy where at least 3 models have them; kNN)."""
+    targets, n_boot, seed = plan.targets, plan.n_boot, plan.seed
+    quality = {m: {t: rank_quality(ranked.scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in targets}
+               for m in ranked.metrics}
+    quality["consensus"] = {t: rank_quality(ranked.consensus[t], ground_truth[t], n_boot=n_boot, seed=seed)
+                            for t in targets}
     baselines: dict[str, dict[str, dict[str, Any]]] = {
-        "random": {t: random_baseline(ground_truth[t], seed=seed) for t in target_list}}
+        "random": {t: random_baseline(ground_truth[t], seed=seed) for t in targets}}
     for key, name in (("params", "parameter_count"), ("source_accuracy", "source_accuracy")):
         vals = {m["ref"]: m["metadata"].get(key) for m in models}
         if sum(v is not None for v in vals.values()) >= 3:
-            baselines[name] = {t: rank_quality(vals, ground_truth[t], n_boot=n_boot, seed=seed) for t in target_list}
-    if "knn" in metric_names:
+            baselines[name] = {t: rank_quality(vals, ground_truth[t], n_boot=n_boot, seed=seed) for t in targets}
+    if "knn" in ranked.metrics:
         baselines["knn"] = quality["knn"]
-    ens = ({t: _validate_ensemble(results[t], t, ensemble, ground_truth[t], limit, seed, options, random_ensembles,
-                                  trust_pickle) for t in target_list} if ensemble else None)
-    cost = {"ranking_seconds": rank_seconds, "ground_truth_seconds": gt_seconds,
-            "ground_truth_over_ranking": gt_seconds / rank_seconds if rank_seconds > 0 else None,
-            "ground_truth_cells_cached": sum(bool(c.get("cached")) for c in gt_cells)}
-    return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=metric_names,
-                       ground_truth=ground_truth, scores=scores, quality=quality, baselines=baselines, cost=cost,
-                       options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
-                                "epochs": epochs if protocol != "linear_probe" else None,
-                                "patience": patience if protocol != "linear_probe" else None,
-                                "grid": grids or None, "n_boot": n_boot},
-                       ensemble=ens, cells=details, checks=checks)
+    return quality, baselines
+
+
+def _cost(rank_seconds: float, truth: _GroundTruth) -> dict[str, float]:
+    """What ranking cost next to the ground truth it saves."""
+    return {"ranking_seconds": rank_seconds, "ground_truth_seconds": truth.seconds,
+            "ground_truth_over_ranking": truth.seconds / rank_seconds if rank_seconds > 0 else None,
+            "ground_truth_cells_cached": sum(bool(c.get("cached")) for c in truth.cells)}
 
 
 def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, list[Any]]]:
@@ -258,8 +353,7 @@ def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, li
     return out
 
 
-def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float | None], limit: int | None,
-                       seed: int, options: dict[str, Any], n_random: int, trust_pickle: bool) -> dict[str, Any]:
+def _validate_ensemble(plan: _Plan, result: Any, target: str, single: dict[str, float | None]) -> dict[str, Any]:
     """Ground truth of the chosen ensemble (a probe on the members' concatenated, standardised features) next to the
     best single model, the top-K by consensus and random K-sets."""
     from ..data import load_dataset
@@ -267,12 +361,14 @@ def _validate_ensemble(result: Any, target: str, k: int, single: dict[str, float
     from ..zoo import resolve_model
     from ._ground_truth import feature_pair
 
+    k, n_random, seed = plan.ensemble, plan.random_ensembles, plan.seed
     train = load_dataset(target, "train")
-    if limit:
-        train = train.stratified_sample(limit, seed=seed)
+    if plan.limit:
+        train = train.stratified_sample(plan.limit, seed=seed)
     test = load_dataset(target, "test")
     refs = [m.model for m in result.models]  # consensus order
-    pairs = {r: feature_pair(resolve_model(r, trust_pickle=trust_pickle), train, test, options) for r in refs}
+    pairs = {r: feature_pair(resolve_model(r, trust_pickle=plan.trust_pickle), train, test, plan.fit_options)
+             for r in refs}
 
     def acc(members: list[str]) -> float:
         f_tr = np.hstack([pairs[m][0] for m in members])
