@@ -97,7 +97,7 @@ def test_the_reader_sees_function_local_and_relative_imports(tmp_path):
     assert "transferlab.errors" in GRAPH["transferlab._registry"]
 
 
-def test_no_import_against_the_layers():
+def imports_against_the_layers() -> list[str]:
     bad = []
     for m, deps in GRAPH.items():
         lm, top_m = layer_of(m)
@@ -109,7 +109,12 @@ def test_no_import_against_the_layers():
                 # a sibling's public API (its package: transferlab.rank.score) is allowed, never its internals
                 bad.append(f"{m} imports {d}: capabilities do not import each other's internals (share through "
                            "models/train, or use the sibling's public API)")
-    assert not bad, "\n".join(sorted(bad))
+    return sorted(bad)
+
+
+def test_no_import_against_the_layers():
+    bad = imports_against_the_layers()
+    assert not bad, "\n".join(bad)
 
 
 def private_imports_across_packages() -> list[str]:
@@ -135,14 +140,15 @@ def test_the_private_import_check_sees_one(monkeypatch):
     assert private_imports_across_packages() == ["transferlab.bench._rank imports transferlab.zoo._cache"]
 
 
-def test_no_cycle_between_modules():
+def import_cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on: set[str] = set()
     cycles = []
 
-    def visit(v: str) -> None:  # Tarjan's strongly connected components
+    def visit(v: str) -> None:
         index[v] = low[v] = len(index)
         stack.append(v)
         on.add(v)
@@ -166,6 +172,11 @@ def test_no_cycle_between_modules():
     for v in sorted(GRAPH):
         if v not in index:
             visit(v)
+    return cycles
+
+
+def test_no_cycle_between_modules():
+    cycles = import_cycles()
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
@@ -199,13 +210,40 @@ def test_public_api_holds_public_names(package):
     assert all(hasattr(mod, n) for n in names)
 
 
-def test_no_oversized_module_without_a_reason():
+def oversized_modules() -> list[str]:
     big = []
     for m, p in MODULES.items():
         text = p.read_text()
         if text.count("\n") > MAX_LINES and "# size:" not in text:
             big.append(f"{m}: {text.count(chr(10))} lines")
+    return big
+
+
+def test_no_oversized_module_without_a_reason():
+    big = oversized_modules()
     assert not big, "modules over 400 lines (split them, or say why in a '# size:' comment):\n" + "\n".join(big)
+
+
+MAX_FUNCTION_LINES = 80  # outside the CLI, whose commands are long lists of typer options
+
+
+def long_functions() -> list[str]:
+    """Functions (def line to last line, docstring included) over MAX_FUNCTION_LINES, outside transferlab.cli."""
+    out = []
+    for m, p in MODULES.items():
+        if m.startswith("transferlab.cli"):
+            continue
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    out.append(f"{m}.{node.name}: {n} lines")
+    return sorted(out)
+
+
+def test_no_long_function_outside_the_cli():
+    long = long_functions()
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(long)
 
 
 def test_importing_the_packages_does_not_import_torch():
