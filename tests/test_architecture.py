@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "transferlab"
 
 #: errors, _io, _registry -> data -> zoo -> models -> report -> train -> capabilities -> bench -> cli
 LAYERS = {
-    "errors": 0, "_io": 0, "_registry": 0, "_version": 0, "_progress": 0, "_published": 0,
+    "errors": 0, "_io": 0, "_runtime": 0, "_registry": 0, "_version": 0, "_progress": 0, "_published": 0,
     "data": 1,
     "zoo": 2,
     "models": 3,

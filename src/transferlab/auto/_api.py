@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import check_output, refuse_foreign
+from .._runtime import in_runtime
 from .._version import __version__
 from ..data import Dataset, train_and_test
 from ..errors import TransferlabError
@@ -81,6 +82,7 @@ def _candidates(zoo: Any, modality: str) -> list[str]:
     return refs
 
 
+@in_runtime
 def auto(
     data: Dataset | str | Path | Any,
     zoo: Any = None,

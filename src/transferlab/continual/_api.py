@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._registry import check_options
+from .._runtime import in_runtime
 from .._version import __version__
 from ..errors import TransferlabError
 from ..models import RunOutput, RunResult
@@ -42,6 +43,8 @@ class ContinualResult(RunResult):
         return np.asarray(self.metrics["accuracy_matrix"], dtype=float)
 
 
+@on_devices
+@in_runtime
 def run(
     stream: Stream | str | Sequence[Any] | None = None,
     model: str = "",

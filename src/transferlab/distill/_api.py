@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._registry import check_options
+from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation, train_and_test
 from ..errors import TransferlabError
 from ..models import RunOutput, RunResult
@@ -34,6 +35,8 @@ class DistillResult(RunResult):
     """A distillation: the student, its metrics (the transfer evidence), its directory, the per-epoch history."""
 
 
+@on_devices
+@in_runtime
 def distill(
     data: Dataset | str | Path | Any,
     teachers: Sequence[str | Path] | str | Path,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._registry import check_options
+from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError, few
 from ..models import RunOutput, RunResult
@@ -65,6 +66,8 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
                                f"{batch_size}: add target examples or lower batch_size")
 
 
+@on_devices
+@in_runtime
 def adapt(
     source: Dataset | str | Path | Any,
     target: Dataset | str | Path | Any,

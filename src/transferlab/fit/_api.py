@@ -13,6 +13,7 @@ import numpy as np
 
 from .._io import check_output, write_text_atomic
 from .._registry import check_options
+from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError
 from ..models import (
@@ -91,6 +92,8 @@ def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) 
                                                        "stopped_early": result.stopped_early}
 
 
+@on_devices
+@in_runtime
 def fit(
     dataset: Dataset | str | Path | Any,
     model: str,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_dir, copy_inside, refuse_foreign
+from .._runtime import in_runtime
 from .._version import __version__
 from ..errors import TransferlabError
 from ..models import FORMAT
@@ -113,6 +114,7 @@ class _MergeSettings:
     reset_examples: int = 256
 
 
+@in_runtime
 def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path, *,
                  data: Sequence[Any] | None = None, names: Sequence[str] | None = None, overwrite: bool = False,
                  head_prefix: str | None = None, trust_pickle: bool = False, progress: bool = False,
@@ -337,10 +339,12 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
     fine-tuned models were computed on)."""
     import torch
 
+    from .._runtime import current_device
     from ..models import load
     from ..train import norm_layers, reestimate_norms_
 
-    net = load(model_dir)
+    dev = current_device()
+    net = load(model_dir).to(dev)
     norms = norm_layers(net)
     if not norms:
         raise TransferlabError("reset_norms: this model has no batch-norm layer")
@@ -350,9 +354,9 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
             for x, _ in torch.utils.data.DataLoader(job.task_data(i, net, examples, 0), batch_size=32):
                 yield x
 
-    reestimate_norms_(net, batches())
+    reestimate_norms_(net, batches(), device=dev)
     state = net.state_dict()
-    return {f"{n}.{s}": state[f"{n}.{s}"].to(job.base.info(f"{n}.{s}")[1]).contiguous() for n in norms
+    return {f"{n}.{s}": state[f"{n}.{s}"].cpu().to(job.base.info(f"{n}.{s}")[1]).contiguous() for n in norms
             for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
 
 

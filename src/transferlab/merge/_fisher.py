@@ -21,15 +21,18 @@ def diagonal_fisher(net: Any, data: Any, keys: set[str], progress: Any = None, k
     The model runs in eval mode (no dropout; batch norms use their running statistics)."""
     import torch
 
-    net.eval()
+    from .._runtime import current_device
+
+    dev = current_device()
+    net.to(dev).eval()
     params = {n: p for n, p in net.named_parameters() if n in keys}
     for n, p in net.named_parameters():
         p.requires_grad_(n in params)
-    acc = {n: torch.zeros(p.shape, dtype=torch.float64) for n, p in params.items()}
+    acc = {n: torch.zeros(p.shape, dtype=torch.float64, device=dev) for n, p in params.items()}
     count = 0
     loader = torch.utils.data.DataLoader(data, batch_size=1, shuffle=False)
     for x, y in (progress(loader) if progress else loader):
-        logits = net(x)
+        logits = net(x.to(dev))
         logp = torch.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1)[0]
         targets = [(int(y[0]), 1.0)] if kind == "empirical" else list(enumerate(logp.detach().exp().tolist()))
         for j, (c, weight) in enumerate(targets):
@@ -41,7 +44,7 @@ def diagonal_fisher(net: Any, data: Any, keys: set[str], progress: Any = None, k
         count += 1
     if count == 0:
         raise TransferlabError("fisher: the dataset has no examples")
-    return {n: a / count for n, a in acc.items()}
+    return {n: (a / count).cpu() for n, a in acc.items()}
 
 
 @dataclass

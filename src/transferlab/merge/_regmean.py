@@ -42,15 +42,18 @@ def input_grams(net: Any, data: Any, keys: set[str], batch_size: int = 32) -> di
         if isinstance(mod, torch.nn.Linear) or (isinstance(mod, torch.nn.Conv2d) and mod.groups == 1
                                                  and mod.kernel_size == (1, 1) and mod.stride == (1, 1)):
             hooks.append(mod.register_forward_hook(hook(key)))
-    net.eval()
+    from .._runtime import current_device
+
+    dev = current_device()
+    net.to(dev).eval()
     try:
         with torch.inference_mode():
             for x, _ in torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False):
-                net(x)
+                net(x.to(dev))
     finally:
         for h in hooks:
             h.remove()
-    return {k: g / max(rows[k], 1) for k, g in grams.items()}
+    return {k: (g / max(rows[k], 1)).cpu() for k, g in grams.items()}
 
 
 @dataclass

@@ -43,7 +43,7 @@ class HeadInputTap:
 
 def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs: bool = False,
           features: Any = None, on_batch: Any = None, check_finite: bool = True) -> Inference:
-    """``net`` (in eval mode; its mode is restored after) over ``data`` in batches of ``batch_size``
+    """``net`` (in eval mode; its mode is restored after; on its own device, at the runtime's precision) over ``data`` in batches of ``batch_size``
     (variable-length inputs in length-sorted batches). ``order``: the output columns to keep, in that order (a
     teacher's classes in the data's order); ``probs``: softmax of those columns; ``features``: True for the head's
     input, or a module whose input to keep; ``on_batch(n)`` after each batch of ``n`` examples (a progress bar);
@@ -56,7 +56,10 @@ def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs
     lengths = getattr(data, "lengths", None)
     sort = np.argsort(-np.asarray(lengths), kind="stable") if lengths is not None else np.arange(n)
     batches = [sort[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    from .._runtime import autocast
+
     dev = next(net.parameters()).device
+    pin = dev.type == "cuda"  # page-locked batches copy to the GPU asynchronously
     tap = None if features is None else HeadInputTap(net, None if features is True else features)
     was = net.training
     net.eval()
@@ -64,9 +67,10 @@ def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs
     feats: np.ndarray | None = None
     labels: list[Any] = [None] * n
     try:
-        with torch.inference_mode():
-            for idx, (x, y) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches), strict=True):
-                z = net(x.to(dev)).float()
+        with torch.inference_mode(), autocast(dev):
+            for idx, (x, y) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches,
+                                                                        pin_memory=pin), strict=True):
+                z = net(x.to(dev, non_blocking=pin)).float()
                 if order is not None:
                     z = z[:, torch.as_tensor(order, device=z.device)]
                 v = (torch.softmax(z, 1) if probs else z).cpu().numpy()

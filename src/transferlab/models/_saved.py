@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._io import normal_permissions, write_json_atomic
+from .._runtime import in_runtime
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import ModelError, TransferlabError, few
@@ -333,6 +334,7 @@ def _model_dir(obj: Any) -> Path:
     return Path(d)
 
 
+@in_runtime
 def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
             batch_size: int = 64, head: str | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
     """Class probabilities of a saved model on a dataset split: (predicted class index [N], probabilities [N, C],
@@ -341,8 +343,9 @@ def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *,
     import torch
 
     from .._progress import progress as progress_bars
+    from .._runtime import current_device
 
-    net = load(_model_dir(model_dir), head=head)
+    net = load(_model_dir(model_dir), head=head).to(current_device())
     cfg = net.transferlab_config
     ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
     with progress_bars(progress) as bars:
@@ -353,6 +356,7 @@ def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *,
     return p.argmax(1), p, cfg
 
 
+@in_runtime
 def evaluate(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
              head: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._runtime import in_runtime
 from ..zoo.small import (
     MEAN,
     NATIVE,
@@ -92,6 +93,7 @@ class PretrainResult:
     model: Any = None
 
 
+@in_runtime
 def pretrain(source: str | Path | Any, arch: str = "resnet", out: str | Path | None = None, *, epochs: int = 10,
              limit: int | None = None, seed: int = 0, overwrite: bool = False,
              progress: bool = False) -> PretrainResult:

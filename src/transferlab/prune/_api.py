@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_dir, check_output, refuse_foreign, write_json_atomic
+from .._runtime import in_runtime
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
@@ -35,6 +36,7 @@ class PruneResult:
                 "manifest": None if self.manifest is None else str(self.manifest), **self.info}
 
 
+@in_runtime
 def prune(source: str | Path | Dataset, target: str | Path | Dataset | Any, surrogate: str | Path | None = None,
           method: str = "label_map", *, keep: float = 0.5, out: str | Path | None = None, overwrite: bool = False,
           seed: int = 0, limit: int | None = None, batch_size: int = 64, trust_pickle: bool = False) -> PruneResult:

@@ -6,10 +6,8 @@ cached feature matrix can be found without touching the model; weights load lazi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,38 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .._runtime import apply_thread_limit, requested_threads, torch_threads  # noqa: F401 (zoo re-exports)
 from ..data import Dataset
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
-
-
-_TORCH_THREADS: list[int] = []  # stack of requested torch thread limits
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Request ``n`` torch threads for the duration; applied now if torch is loaded, else on first use."""
-    _TORCH_THREADS.append(n)
-    old = None
-    if "torch" in sys.modules:
-        old = sys.modules["torch"].get_num_threads()
-        sys.modules["torch"].set_num_threads(n)
-    try:
-        yield
-    finally:
-        _TORCH_THREADS.pop()
-        if old is not None:
-            sys.modules["torch"].set_num_threads(old)
-
-
-def apply_thread_limit() -> None:
-    """Apply the innermost requested torch thread limit (call after importing torch, before computing)."""
-    if _TORCH_THREADS:
-        import torch
-
-        if torch.get_num_threads() != _TORCH_THREADS[-1]:
-            torch.set_num_threads(_TORCH_THREADS[-1])
 
 
 @dataclass
@@ -178,19 +149,33 @@ class TorchImageBackbone(Backbone):
         logits = m.get_classifier()(feats) if self.has_head else None
         return feats, logits
 
+    #: the network in channels-last memory format: None = on CUDA only (where convolutions gain from it); the features
+    #: agree with the contiguous network's to float tolerance (tests/zoo/test_devices.py)
+    channels_last: bool | None = None
+
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
                  image_size: int | None) -> Iterator[Batch]:
         import torch
 
+        from .._runtime import autocast, current_device
         from ._images import image_batches
 
         size = int(image_size or self.native_size)
-        _ = self.model
-        with torch.inference_mode():
+        dev = current_device()
+        model = self.model
+        if next(model.parameters()).device != dev:
+            model.to(dev)
+        fmt = torch.channels_last if (self.channels_last if self.channels_last is not None else dev.type == "cuda") \
+            else torch.contiguous_format
+        model.to(memory_format=fmt)
+        pin = dev.type == "cuda"  # page-locked batches copy to the GPU asynchronously
+        with torch.inference_mode(), autocast(dev):
             for x in image_batches(ds, indices, batch_size=batch_size, size=size, mean=self.mean, std=self.std):
+                x = (x.pin_memory() if pin else x).to(dev, non_blocking=pin)
                 feats, logits = self.encode(x)
-                probs = torch.softmax(logits.double(), dim=1).float().numpy() if logits is not None else None
-                yield Batch(feats.float().numpy(), probs)
+                probs = (torch.softmax(logits.double(), dim=1).float().cpu().numpy() if logits is not None
+                         else None)
+                yield Batch(feats.float().cpu().numpy(), probs)
 
 
 # ------------------------------------------------------------------------------------------------------ text models
@@ -209,6 +194,10 @@ class SentenceTransformerBackbone(Backbone):
         return {"ref": self.ref, "weights": self._weights_id, "max_length": self.max_length}
 
     def _load(self) -> Any:
+        from .._runtime import current_device
+
+        if self._model is not None and self._model.device != current_device():
+            self._model.to(current_device())
         if self._model is None:
             try:
                 from sentence_transformers import SentenceTransformer
@@ -217,7 +206,7 @@ class SentenceTransformerBackbone(Backbone):
                     "st: models need the text extra: pip install 'transferlab[text]'") from exc
             try:
                 kw = {"model_kwargs": {"use_safetensors": True}} if self._safetensors_only else {}
-                self._model = SentenceTransformer(self.path_or_id, device="cpu", **kw)
+                self._model = SentenceTransformer(self.path_or_id, device=str(current_device()), **kw)
             except OSError as exc:
                 raise ModelError(
                     f"cannot load sentence-transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give "
@@ -230,11 +219,14 @@ class SentenceTransformerBackbone(Backbone):
 
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
                  image_size: int | None) -> Iterator[Batch]:
+        from .._runtime import autocast
+
         model = self._load()
-        for start in range(0, len(indices), batch_size):
-            texts = [ds.items[i] for i in indices[start:start + batch_size]]
-            emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-            yield Batch(np.asarray(emb, dtype=np.float32), None)
+        with autocast(model.device):
+            for start in range(0, len(indices), batch_size):
+                texts = [ds.items[i] for i in indices[start:start + batch_size]]
+                emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+                yield Batch(np.asarray(emb, dtype=np.float32), None)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         model = self._load()
@@ -285,16 +277,21 @@ class HFBackbone(Backbone):
                  image_size: int | None) -> Iterator[Batch]:
         import torch
 
+        from .._runtime import autocast, current_device
+
         self._load()
-        with torch.inference_mode():
+        dev = current_device()
+        if next(self._model.parameters()).device != dev:
+            self._model.to(dev)
+        with torch.inference_mode(), autocast(dev):
             for start in range(0, len(indices), batch_size):
                 texts = [ds.items[i] for i in indices[start:start + batch_size]]
                 enc = self._tok(texts, padding=True, truncation=True, max_length=self.max_length,
-                                return_tensors="pt")
+                                return_tensors="pt").to(dev)
                 hidden = self._model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-                yield Batch(pooled.float().numpy(), None)
+                pooled = (hidden.float() * mask.float()).sum(1) / mask.float().sum(1).clamp_min(1e-9)
+                yield Batch(pooled.cpu().numpy(), None)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         self._load()
@@ -329,8 +326,8 @@ class OnnxBackbone(Backbone):
         except ImportError as exc:
             raise ModelError("onnx: models need the text extra: pip install 'transferlab[text]'") from exc
         opts = ort.SessionOptions()
-        if _TORCH_THREADS:  # the --threads limit, as for torch models
-            opts.intra_op_num_threads = _TORCH_THREADS[-1]
+        if requested_threads():  # the --threads limit, as for torch models
+            opts.intra_op_num_threads = requested_threads()
         try:
             self._sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

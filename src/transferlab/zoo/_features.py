@@ -43,17 +43,34 @@ def extract_features(
     chunk_size: int = 512,
     cache: FeatureCache | None = None,
     progress: Progress | None = None,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> Features:
     """Features of ``dataset`` under ``backbone``; read from / written to ``cache`` (``None``: no cache).
 
     Work proceeds in chunks of ``chunk_size`` examples, each saved atomically, so an interrupted run resumes at the first
-    missing chunk. Baselines fitted on the whole dataset (PCA) are computed in one go.
+    missing chunk. Baselines fitted on the whole dataset (PCA) are computed in one go. ``device`` (default: the
+    current runtime's, else CUDA when available) and ``precision`` (fp32, bf16, fp16): where and how the forward
+    passes run; the features always come back as float32 on the CPU. The cache key does not depend on the device
+    (features agree across devices and memory formats to float tolerance); it does on a precision other than fp32.
     """
+    from .._runtime import check_precision, runtime
+
+    with runtime(device, precision):
+        return _extract(backbone, dataset, image_size, batch_size, chunk_size, cache, progress,
+                        check_precision(precision) if precision is not None else None)
+
+
+def _extract(backbone: Backbone, dataset: Dataset, image_size: int | None, batch_size: int, chunk_size: int,
+             cache: FeatureCache | None, progress: Progress | None, precision: str | None) -> Features:
+    from .._runtime import current_precision
+
     t_start = time.perf_counter()
     backbone.check_dataset(dataset)
     n = len(dataset)
+    prec = precision or current_precision()
     key = cache_key({"model": backbone.identity(), "preprocessing": backbone.preprocessing(image_size),
-                     "dataset": dataset.fingerprint, "n": n})
+                     "dataset": dataset.fingerprint, "n": n, **({"precision": prec} if prec != "fp32" else {})})
     entry = cache.entry(key) if cache is not None else None
     step = n if backbone.dataset_level else max(1, chunk_size)
     starts = list(range(0, n, step))
