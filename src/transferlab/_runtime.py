@@ -50,8 +50,8 @@ def resolve_device(spec: str | None = None) -> Any:
     if s.startswith("cuda"):
         if not torch.cuda.is_available():
             why = ("this torch is a CPU build" if torch.version.cuda is None else
-                   f"torch was built for CUDA {torch.version.cuda}, but no GPU is visible (driver, "
-                   "CUDA_VISIBLE_DEVICES)")
+                   f"torch was built for CUDA {torch.version.cuda}, but no GPU is visible: check the driver and "
+                   "CUDA_VISIBLE_DEVICES")
             raise TransferlabError(f"--device {s}: CUDA is not available here ({why}); use --device cpu, or "
                                    "--device auto to take a GPU only where there is one")
         index = int(s[5:]) if ":" in s else 0

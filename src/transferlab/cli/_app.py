@@ -52,17 +52,18 @@ def _register() -> None:
     from . import prune as _prune
     from . import rank as _rank
     from . import zoo as _zoo
+    from ._runtime import runtime_options
 
-    app.command("rank")(_rank.rank_cmd)
-    app.command("fit")(_fit.fit_cmd)
-    app.command("predict")(_fit.predict_cmd)
-    app.command("eval")(_fit.eval_cmd)
-    app.command("merge")(_merge.merge_cmd)
-    app.command("domain")(_domain.domain_cmd)
-    app.command("distill")(_distill.distill_cmd)
-    app.command("continual")(_continual.continual_cmd)
-    app.command("prune")(_prune.prune_cmd)
-    app.command("auto")(_auto.auto_cmd)
+    app.command("rank")(runtime_options(_rank.rank_cmd))
+    app.command("fit")(runtime_options(_fit.fit_cmd))
+    app.command("predict")(runtime_options(_fit.predict_cmd))
+    app.command("eval")(runtime_options(_fit.eval_cmd))
+    app.command("merge")(runtime_options(_merge.merge_cmd))
+    app.command("domain")(runtime_options(_domain.domain_cmd))
+    app.command("distill")(runtime_options(_distill.distill_cmd))
+    app.command("continual")(runtime_options(_continual.continual_cmd))
+    app.command("prune")(runtime_options(_prune.prune_cmd))
+    app.command("auto")(runtime_options(_auto.auto_cmd))
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ._console import console
+from ._runtime import runtime_options
 
 app = typer.Typer(help="Model zoos.", no_args_is_help=True)
 
@@ -42,6 +43,7 @@ def list_cmd(
 
 
 @app.command("build")
+@runtime_options
 def build_cmd(
     out: str = typer.Option(None, "--out", "-o", help="Directory for the weights and manifest (default: the "
                             "package's zoo/_weights, where builtin:small_* load from)."),

@@ -1,0 +1,43 @@
+"""``--device``, ``--precision`` and ``--threads`` on every command that computes: one decorator, applied where the
+commands are registered (cli/_app.py); the command then runs inside :func:`transferlab._runtime.runtime`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+DEVICE_HELP = ("Where to compute: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N, mps. A device this "
+               "machine lacks is an error.")
+PRECISION_HELP = "Numeric precision of training and feature extraction: fp32, bf16 (CPU and GPU), fp16 (GPU)."
+THREADS_HELP = ("CPU threads for torch and BLAS (default: every core; on a busy machine fewer threads are often "
+                "faster).")
+
+
+def runtime_options(cmd: Callable[..., Any]) -> Callable[..., Any]:
+    """``cmd`` with ``--device``, ``--precision`` and ``--threads`` (those it does not define itself), run inside
+    that runtime."""
+    sig = inspect.signature(cmd)
+    own = set(sig.parameters)
+    extra = [(n, o) for n, o in (
+        ("device", typer.Option("auto", "--device", help=DEVICE_HELP)),
+        ("precision", typer.Option("fp32", "--precision", help=PRECISION_HELP)),
+        ("threads", typer.Option(None, "--threads", min=1, help=THREADS_HELP)),
+    ) if n not in own]
+
+    @functools.wraps(cmd)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .._runtime import runtime
+
+        chosen = {n: kwargs.pop(n, None) for n, _ in extra}
+        with runtime(chosen.get("device"), chosen.get("precision"), chosen.get("threads")):
+            return cmd(*args, **kwargs)
+
+    params = list(sig.parameters.values())
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o,
+                                 annotation=int if n == "threads" else str) for n, o in extra]
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,52 @@
+"""--device, --precision and --threads on every command that computes (issue 28): a device this machine lacks is one
+line and exit 2 before anything is written; the options reach the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from transferlab.cli import main
+
+COMMANDS = ["rank", "fit", "predict", "eval", "merge", "domain", "distill", "continual", "prune", "auto",
+            "zoo build"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_computing_command_has_device_precision_threads(command, capsys):
+    assert main([*command.split(), "--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--device", "--precision", "--threads")), command
+
+
+def test_a_missing_gpu_is_one_line_and_exit_2(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "o"
+    assert main(["fit", "builtin:digits", "-m", "builtin:small_resnet_shapes", "--method", "head", "--device", "cuda",
+                 "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available here" in err and "Traceback" not in err and not out.exists()
+    assert main(["fit", "builtin:digits", "-m", "builtin:small_resnet_shapes", "--device", "tpu", "-q"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_precision_and_threads_reach_the_run(tiny_model_ref, tmp_path, monkeypatch):
+    import torch
+
+    from transferlab import _runtime
+
+    seen = {}
+    real = _runtime.autocast
+
+    def spy(device, precision=None):
+        seen["precision"] = _runtime.current_precision()
+        seen["threads"] = torch.get_num_threads()
+        return real(device, precision)
+
+    monkeypatch.setattr(_runtime, "autocast", spy)
+    assert main(["rank", "builtin:digits", "--zoo", tiny_model_ref, "--metrics", "knn", "--limit", "40",
+                 "--image-size", "32", "--no-cache", "--precision", "bf16", "--threads", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "r"), "-q"]) == 0
+    assert seen == {"precision": "bf16", "threads": 1}
