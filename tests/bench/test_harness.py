@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.bench._harness import Job, LocalBackend, fmt, run_jobs
+from transferlab.bench._harness import Job, LocalBackend, backend_of, fmt, run_jobs
 from transferlab.errors import TransferlabError
 
 CALLS: list[int] = []
@@ -71,10 +71,42 @@ def test_a_killed_bench_resumes_with_the_runs_it_had_finished(tmp_path):
     assert CALLS == [2, 3]
 
 
-def test_a_jobs_error_stops_the_bench_with_its_message(tmp_path):
-    with pytest.raises(TransferlabError, match="negative: -1"):
-        run_jobs(_jobs([1, -1, 2]), bench="toy", version=1, cache=tmp_path)
-    assert CALLS == [1, -1]
+def test_a_failing_job_is_reported_the_others_finish_and_a_rerun_runs_only_the_failed(tmp_path, caplog):
+    with pytest.raises(TransferlabError) as info:
+        run_jobs(_jobs([1, -1, 2, -3]), bench="toy", version=1, cache=tmp_path)
+    assert CALLS == [1, -1, 2, -3]  # the jobs after a failure ran
+    assert str(info.value) == ("bench toy: 2 of 4 runs failed (the other 2 finished; they are cached: a rerun runs "
+                               "only the failed ones):\n  x=-1: negative: -1\n  x=-3: negative: -3")
+    assert isinstance(info.value.__cause__, TransferlabError)  # the first failure's traceback
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "bench toy: x=-1 failed: negative: -1", "bench toy: x=-3 failed: negative: -3"]  # as each one failed
+    CALLS.clear()
+    fixed = [Job(f"x={x}", square, {"x": abs(x)}, key={"x": x}) for x in (1, -1, 2, -3)]
+    assert [r["y"] for r in run_jobs(fixed, bench="toy", version=1, cache=tmp_path)] == [1.0, 1.0, 4.0, 9.0]
+    assert CALLS == [1, 3]
+
+
+def broken(x: int) -> dict[str, float]:
+    CALLS.append(x)
+    return {"y": 1.0 / x}
+
+
+def test_any_exception_of_a_job_is_reported_with_its_type(tmp_path):
+    jobs = [Job(f"x={x}", broken, {"x": x}) for x in (0, 2)]
+    with pytest.raises(TransferlabError, match=r"1 of 2 runs failed \(the other 1 finished\):\n  x=0: "
+                                               r"ZeroDivisionError: float division by zero$"):
+        run_jobs(jobs, bench="toy", version=1, cache=None)
+    assert CALLS == [0, 2]
+
+
+def test_ray_resources_are_refused_for_the_local_backend():
+    with pytest.raises(TransferlabError, match="use them with --backend ray"):
+        backend_of("local", gpus_per_run=1)
+    assert backend_of("local", address="ray://elsewhere:10001").name == "local"  # $RAY_ADDRESS may stay set
+    ray = backend_of("ray", "10.0.0.1:6379", cpus_per_run=2, gpus_per_run=0.5)
+    assert (ray.address, ray.num_cpus, ray.num_gpus, ray.max_retries) == ("10.0.0.1:6379", 2, 0.5, 3)
+    with pytest.raises(TransferlabError, match="more than 0 CPUs"):
+        backend_of("ray", cpus_per_run=0)
 
 
 def test_in_a_pipe_every_finished_job_prints_a_line_with_its_figure_and_an_eta(tmp_path, capsys):

@@ -19,7 +19,7 @@ import numpy as np
 from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, fmt, run_jobs
+from ._harness import Job, backend_of, fmt, run_jobs
 from ._tables import continual_tables, with_tables
 
 TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
@@ -132,10 +132,14 @@ def bench_continual(
     batch_size: int = 32,
     lr: float | None = None,
     strategy_options: dict[str, dict[str, Any]] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     progress: bool = False,
 ) -> ContinualBenchResult:
     """Every strategy (default: all) on each stream (comma-separated datasets: task-incremental; ``DATA:K``: a class
-    split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits."""
+    split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits. ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray)."""
     from ..continual import list_strategies
 
     known = list_strategies()
@@ -144,6 +148,7 @@ def bench_continual(
     if unknown:
         raise TransferlabError(f"unknown continual strategy(ies) {', '.join(unknown)}; known: {', '.join(known)}")
     per = dict(strategy_options or {})
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     jobs, skipped = [], []
     for stream in streams:
         is_split = _is_split(stream)
@@ -157,7 +162,7 @@ def bench_continual(
                           "limit": limit, "test_limit": test_limit, "image_size": image_size,
                           "batch_size": batch_size, "lr": lr, "options": per.get(s, {})}) for seed in seeds]
     runs = run_jobs(jobs, bench="continual", version=FORMAT, cache=Path(out) / "runs", progress=progress,
-                    figure=lambda r: f"ACC {fmt(r['acc'])}")
+                    backend=runner, figure=lambda r: f"ACC {fmt(r['acc'])}")
     return ContinualBenchResult(model, list(streams), strats, list(seeds), runs, skipped,
                                 {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
                                  "batch_size": batch_size, "lr": lr, "strategy_options": per})

@@ -21,7 +21,7 @@ import numpy as np
 from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, fmt, run_jobs
+from ._harness import Job, backend_of, fmt, run_jobs
 from ._tables import domain_tables, with_tables
 
 SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
@@ -159,13 +159,17 @@ def bench_domain(
     batch_size: int = 32,
     supervised: bool = True,
     method_options: dict[str, dict[str, Any]] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     progress: bool = False,
 ) -> DomainBenchResult:
     """Every method (default: all) on every shift (default: digits → digits-m, shapes → shapes-sketch) for every seed
     and trade-off (source_only once per seed), ``epochs`` each; ``limit``/``test_limit``: samples of the training
     splits (source: class-stratified; target: random, its labels unread) and of the target's test split (stratified:
     it is only for the oracle). ``supervised``: also fine-tune on the labelled target (the upper bound).
-    ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``)."""
+    ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray)."""
     from ..domain import DEFAULT_LR, list_methods
 
     all_methods = list_methods()
@@ -178,6 +182,7 @@ def bench_domain(
     if not trade_offs or any(not t > 0 for t in trade_offs):
         raise TransferlabError(f"trade-offs must be > 0, got {list(trade_offs)}")
     shift_list = [tuple(s) for s in (shifts or SHIFTS)]
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out_dir = Path(out)
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr if lr is not None else DEFAULT_LR,
                **({"image_size": image_size} if image_size else {})}  # the effective lr keys the run cache
@@ -194,7 +199,7 @@ def bench_domain(
                       "batch_size": batch_size, "limit": limit, "test_limit": test_limit})
                  for s in shift_list for seed in seeds]
     records = run_jobs(jobs, bench="domain", version=FORMAT, cache=out_dir / "runs", progress=progress,
-                       figure=lambda r: f"target accuracy {fmt(r.get('kept_accuracy', r.get('test_accuracy')))}")
+                       backend=runner, figure=lambda r: f"target accuracy {fmt(r.get('kept_accuracy', r.get('test_accuracy')))}")
     runs = records[:len(plan)]
     bounds = {_name(s): {"target_supervised": [r["test_accuracy"] for r in records[len(plan):]
                                                if r["shift"] == _name(s)]} for s in shift_list} if supervised else {}

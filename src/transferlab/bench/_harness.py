@@ -49,13 +49,14 @@ class Job:
 
 
 class Backend(Protocol):
-    """Runs jobs: ``started(i)`` when job ``i`` begins (where the backend knows), ``finished(i, record)`` when it ends;
-    a job's :class:`TransferlabError` stops the bench with its message."""
+    """Runs jobs (it reads a job's ``label``, ``fn`` and ``kwargs``): ``started(i)`` when job ``i`` begins (where the
+    backend knows), ``finished(i, record)`` when it returns, ``failed(i, error)`` when it raises — the other jobs go
+    on. A :class:`KeyboardInterrupt` stops everything."""
 
     name: str
 
-    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
-            finished: Callable[[int, dict[str, Any]], None]) -> None: ...
+    def run(self, jobs: Sequence[Any], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None], failed: Callable[[int, BaseException], None]) -> None: ...
 
 
 class LocalBackend:
@@ -63,24 +64,36 @@ class LocalBackend:
 
     name = "local"
 
-    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
-            finished: Callable[[int, dict[str, Any]], None]) -> None:
+    def run(self, jobs: Sequence[Any], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None], failed: Callable[[int, BaseException], None]) -> None:
         for i, job in enumerate(jobs):
             started(i)
-            finished(i, job.fn(**job.kwargs))
+            try:
+                record = job.fn(**job.kwargs)
+            except Exception as exc:  # reported, and the next job runs; KeyboardInterrupt stops the bench
+                failed(i, exc)
+            else:
+                finished(i, record)
 
 
 class RayBackend:
-    """Every job as a Ray task of ``num_cpus`` (default 1), on the instance at ``address`` (None: a local one, started
-    and stopped here unless Ray is already initialised). Records come back to this process, which caches them."""
+    """Every job as a Ray task of ``num_cpus`` CPUs and ``num_gpus`` GPUs, on the instance at ``address`` (None:
+    ``$RAY_ADDRESS``, else a local instance; started and stopped here unless Ray is already initialised). Records
+    come back to this process, which caches them. A task whose worker dies (killed, out of memory, a lost node) is
+    run again up to ``max_retries`` times (Ray's retry of system failures); a task that raises is not retried: its
+    error is reported and the other tasks go on."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1) -> None:
-        self.address, self.num_cpus = address, num_cpus
+    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
+                 max_retries: int = 3) -> None:
+        if not num_cpus > 0 or num_gpus < 0:
+            raise TransferlabError(f"a Ray run needs more than 0 CPUs and at least 0 GPUs, got cpus_per_run="
+                                   f"{num_cpus}, gpus_per_run={num_gpus}")
+        self.address, self.num_cpus, self.num_gpus, self.max_retries = address, num_cpus, num_gpus, max_retries
 
-    def run(self, jobs: Sequence[Job], started: Callable[[int], None],
-            finished: Callable[[int, dict[str, Any]], None]) -> None:
+    def run(self, jobs: Sequence[Any], started: Callable[[int], None],
+            finished: Callable[[int, dict[str, Any]], None], failed: Callable[[int, BaseException], None]) -> None:
         try:
             import ray
         except ImportError:
@@ -88,12 +101,14 @@ class RayBackend:
         own = not ray.is_initialized()
         if own:
             ray.init(address=self.address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        pending: dict[Any, int] = {}
         try:
-            remote = {}
-            pending = {}
+            remote: dict[Any, Any] = {}
             for i, job in enumerate(jobs):
-                fn = remote.setdefault(job.fn, ray.remote(num_cpus=self.num_cpus, max_retries=1)(job.fn))
-                pending[fn.remote(**job.kwargs)] = i
+                if job.fn not in remote:
+                    remote[job.fn] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                                max_retries=self.max_retries)(job.fn)
+                pending[remote[job.fn].remote(**job.kwargs)] = i
                 started(i)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -101,13 +116,15 @@ class RayBackend:
                     i = pending.pop(ref)
                     try:
                         record = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        cause = exc.as_instanceof_cause()
-                        if isinstance(cause, TransferlabError):
-                            raise TransferlabError(str(cause)) from None
-                        raise
-                    finished(i, record)
+                    except ray.exceptions.RayTaskError as exc:  # the job raised: its own error
+                        failed(i, exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc)
+                    except ray.exceptions.RayError as exc:  # its worker died more often than retried, ...
+                        failed(i, exc)
+                    else:
+                        finished(i, record)
         finally:
+            for ref in pending:  # interrupted: nothing left running for nobody
+                ray.cancel(ref, force=True)
             if own:
                 ray.shutdown()
 
@@ -119,15 +136,32 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def backend_of(backend: str | Backend, address: str | None = None) -> Backend:
-    """A backend by name (``local``, ``ray``), or the one given."""
+def backend_of(backend: str | Backend, address: str | None = None, cpus_per_run: float | None = None,
+               gpus_per_run: float | None = None) -> Backend:
+    """A backend by name (``local``, ``ray``), or the one given. ``address``, ``cpus_per_run`` (default 1) and
+    ``gpus_per_run`` (default 0) are the Ray backend's; the local backend runs in this process and ignores the
+    address (so ``$RAY_ADDRESS`` may stay set) but cannot give a run GPUs or CPUs of its own."""
     if not isinstance(backend, str):
         return backend
     if backend == "local":
+        if cpus_per_run is not None or gpus_per_run:
+            raise TransferlabError("--cpus-per-run and --gpus-per-run are resources of a Ray task: use them with "
+                                   "--backend ray (the local backend runs one job at a time in this process)")
         return LocalBackend()
     if backend == "ray":
-        return RayBackend(address)
+        return RayBackend(address, 1 if cpus_per_run is None else cpus_per_run, gpus_per_run or 0)
     raise TransferlabError(f"unknown backend {backend!r}; choose local or ray")
+
+
+def _failures(bench: str, labels: Sequence[str], errors: Sequence[BaseException], total: int,
+              cached: bool) -> TransferlabError:
+    """One error naming every failed job (its label and error) of ``total``."""
+    lines = "".join(f"\n  {label}: {e if isinstance(e, TransferlabError) else f'{type(e).__name__}: {e}'}"
+                    for label, e in zip(labels, errors, strict=True))
+    rest = total - len(labels)
+    return TransferlabError(f"bench {bench}: {len(labels)} of {total} runs failed" + (
+        f" (the other {rest} finished{'; they are cached: a rerun runs only the failed ones' if cached else ''})"
+        if rest else "") + f":{lines}")
 
 
 def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path | None, progress: bool = False,
@@ -135,20 +169,14 @@ def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path
              ) -> list[dict[str, Any]]:
     """Every job's record, in the jobs' order: read from ``cache`` (a directory; None: no cache) when there, else run by
     ``backend`` and written there as it finishes (a damaged record is run again). ``figure(record)``: the short
-    result a progress line shows (e.g. ``acc 0.812``)."""
+    result a progress line shows (e.g. ``acc 0.812``). A job that raises is reported (logged, and on the progress
+    display) and the others run; then one :class:`TransferlabError` names every failed job and its error (the
+    finished ones are cached, so a rerun runs only the failed ones)."""
     be = backend_of(backend)
     records: list[dict[str, Any] | None] = [None] * len(jobs)
-    paths: list[Path | None] = [None] * len(jobs)
-    if cache is not None:
-        Path(cache).mkdir(parents=True, exist_ok=True)
-        for i, job in enumerate(jobs):
-            paths[i] = p = Path(cache) / f"{job.cache_name(bench, version)}.json"
-            if p.is_file() and all(Path(f).exists() for f in job.needs):
-                try:
-                    records[i] = json.loads(p.read_text())
-                except (OSError, ValueError):
-                    log.warning("%s: damaged cached run %s: running it again", bench, p.name)
+    paths = _cached(jobs, bench, version, cache, records)
     todo = [i for i, r in enumerate(records) if r is None]
+    errors: dict[int, BaseException] = {}
     with _Progress(f"bench {bench}", len(jobs), len(jobs) - len(todo), progress) as shown:
         def started(k: int) -> None:
             shown.start(jobs[todo[k]].label)
@@ -160,8 +188,36 @@ def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path
                 write_json_atomic(paths[i], record)  # type: ignore[arg-type]
             shown.done(jobs[i].label, figure(record) if figure is not None else "")
 
-        be.run([jobs[i] for i in todo], started, finished)
+        def failed(k: int, error: BaseException) -> None:
+            i = todo[k]
+            errors[i] = error
+            log.error("bench %s: %s failed: %s", bench, jobs[i].label, error,
+                      exc_info=None if isinstance(error, TransferlabError) else error)
+            shown.done(jobs[i].label, f"FAILED: {error}")
+
+        be.run([jobs[i] for i in todo], started, finished, failed)
+    if errors:
+        order = sorted(errors)
+        raise _failures(bench, [jobs[i].label for i in order], [errors[i] for i in order], len(jobs),
+                        cache is not None) from errors[order[0]]
     return [r for r in records if r is not None]
+
+
+def _cached(jobs: Sequence[Job], bench: str, version: int, cache: str | Path | None,
+            records: list[dict[str, Any] | None]) -> list[Path | None]:
+    """Each job's record file (None without a cache); the records found there filled into ``records``."""
+    paths: list[Path | None] = [None] * len(jobs)
+    if cache is None:
+        return paths
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    for i, job in enumerate(jobs):
+        paths[i] = p = Path(cache) / f"{job.cache_name(bench, version)}.json"
+        if p.is_file() and all(Path(f).exists() for f in job.needs):
+            try:
+                records[i] = json.loads(p.read_text())
+            except (OSError, ValueError):
+                log.warning("%s: damaged cached run %s: running it again", bench, p.name)
+    return paths
 
 
 class _Progress:

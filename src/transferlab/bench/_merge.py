@@ -17,7 +17,7 @@ from .._io import write_files_atomic
 from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, fmt, run_jobs
+from ._harness import Job, backend_of, fmt, run_jobs
 from ._tables import merge_tables, with_tables
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
@@ -159,6 +159,10 @@ def bench_merge(
     reset_norms: bool = False,
     tune: bool = False,
     seed: int = 0,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     progress: bool = False,
 ) -> MergeBenchResult:
     """Fine-tune ``model`` on each target (``fit_method``, ``epochs``; fits cached in ``out/fits``), merge the fits
@@ -167,7 +171,7 @@ def bench_merge(
     samples of the splits. ``reset_norms``: every merged network's batch-norm statistics re-estimated on the training
     samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties, dare (from ``LAM_GRID``),
     tsv and iso (from ``SPECTRAL_GRID``) by mean accuracy on the validation examples ``fit`` held out of each training
-    sample (rows ``<method>+tuned``)."""
+    sample (rows ``<method>+tuned``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray): the fits, then the merges."""
     from ..merge import MERGE_METHODS
 
     ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
@@ -181,6 +185,7 @@ def bench_merge(
     for m in ms:
         MERGE_METHODS.entry(m)  # unknown: lists the known ones
     opts = method_options or {}
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out = Path(out)
     trains, tests = _samples(ts, limit, test_limit, seed)
     fit_kw = {"model": model, "method": fit_method, "epochs": epochs, "image_size": image_size, "seed": seed,
@@ -189,7 +194,7 @@ def bench_merge(
                     key={"target": t, **fit_kw}, needs=(str(out / "fits" / n / "model.safetensors"),))
                 for t, n in zip(ts, names, strict=True)]  # a fit whose model was removed is fitted again
     fits = run_jobs(fit_jobs, bench="merge-fit", version=FORMAT, cache=out / "runs", progress=progress,
-                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                    backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     individual = {n: r["test_accuracy"] for n, r in zip(names, fits, strict=True)}
     seconds = {f"fit:{n}": r["train_seconds"] for n, r in zip(names, fits, strict=True)}
     common = {"model": model, "fits": [str(out / "fits" / n) for n in names], "names": names, "targets": ts,
@@ -203,7 +208,7 @@ def bench_merge(
                                           "tune": list(TUNABLE[m]), **common}) for m in tunable]
     jobs = [Job(j.label, j.fn, j.kwargs, key={**j.kwargs, **fitted, "out": None}) for j in jobs]
     records = run_jobs(jobs, bench="merge", version=FORMAT, cache=out / "runs", progress=progress,
-                       figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
+                       backend=runner, figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
     merged = {}
     tuned: dict[str, float] = {}
     for j, r in zip(jobs, records, strict=True):

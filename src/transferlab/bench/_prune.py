@@ -25,7 +25,7 @@ import numpy as np
 from .._io import write_files_atomic, write_json_atomic
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, fmt, run_jobs
+from ._harness import Job, backend_of, fmt, run_jobs
 from ._tables import prune_checks, prune_tables, with_tables
 
 SOURCE = "builtin:mixed-source"
@@ -152,10 +152,15 @@ def bench_prune(
     pretrain_epochs: int = 10,
     epochs: int = 10,
     limit: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     progress: bool = False,
 ) -> PruneBenchResult:
     """Pretrain ``arch`` on the full ``source`` and on the ``keep`` share of its classes chosen by every row, fine-tune
-    each on every target, test; ``limit``: a class-stratified sample of the source (pretraining and scoring)."""
+    each on every target, test; ``limit``: a class-stratified sample of the source (pretraining and scoring).
+    ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray) (the surrogate is pretrained here first)."""
     from ..data import load_dataset
     from ..pretrain import ARCHITECTURES
 
@@ -165,6 +170,7 @@ def bench_prune(
         raise TransferlabError(f"keep must lie in (0, 1) for a bench against the full source, got {keep}")
     if not seeds or not targets:
         raise TransferlabError("bench prune needs at least one seed and one target")
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     src = load_dataset(source, "train")
     for t in targets:
         tgt = load_dataset(t, "train")
@@ -184,7 +190,7 @@ def bench_prune(
                      "pe": pretrain_epochs, "e": epochs, "limit": limit})  # where the bench lives is not an input
             for t in targets for seed in seeds for row in ROWS]
     runs = run_jobs(jobs, bench="prune", version=FORMAT, cache=out_dir / "runs", progress=progress,
-                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                    backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     return PruneBenchResult(str(source), list(targets), arch, keep, list(seeds), runs,
                             {"pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit,
                              "model": model_ref})

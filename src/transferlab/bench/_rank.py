@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,7 @@ def bench_rank(
     targets: Sequence[str] | str,
     *,
     protocol: str = "linear_probe",
-    backend: str = "local",
+    backend: str | Any = "local",
     metrics: Sequence[str] | str | None = None,
     limit: int | None = None,
     image_size: int | None = None,
@@ -116,6 +117,9 @@ def bench_rank(
     grid: dict[str, Any] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
     ray_address: str | None = None,
     progress: bool = False,
     trust_pickle: bool = False,
@@ -130,16 +134,22 @@ def bench_rank(
     protocol, ``{"lr": [...], "head_lr_scale": [...]}``, or ``{protocol: grid}`` for ``best`` (default:
     :func:`~transferlab.bench._ground_truth.default_grid`). Models that cannot be trained (baselines) get their
     linear-probe accuracy, marked as a fallback, and are named before any work. ``limit``: a stratified sample of each
-    train split, used by both the metrics and the ground truth. ``backend``: ``local`` or ``ray`` (a local Ray
-    instance, or ``ray_address``).
+    train split, used by both the metrics and the ground truth. ``backend``: ``local`` or ``ray``: each model's
+    ``rank`` (extraction and scores) and each ground-truth cell a Ray task of ``cpus_per_run`` CPUs and
+    ``gpus_per_run`` GPUs on the cluster at ``address`` (default ``$RAY_ADDRESS``, else a local Ray;
+    ``ray_address`` is its deprecated name).
     ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
     top-K by consensus and ``random_ensembles`` random K-sets."""
-    target_list, grids, z = _checked(zoo, targets, protocol, epochs, patience, grid, backend)
+    if ray_address is not None:
+        warnings.warn("bench_rank(ray_address=) is deprecated: use address=", DeprecationWarning, stacklevel=2)
+        address = address or ray_address
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # an unknown one is refused before any work
+    target_list, grids, z = _checked(zoo, targets, protocol, epochs, patience, grid)
     training = protocol != "linear_probe"
     plan = _Plan(zoo=z, targets=target_list, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
                  seed=seed, n_boot=n_boot, grids=grids, fit_options=_fit_options(training, image_size, epochs, patience),
-                 trust_pickle=trust_pickle, progress=progress, backend=backend, ray_address=ray_address,
+                 trust_pickle=trust_pickle, progress=progress, runner=runner,
                  ensemble=ensemble, random_ensembles=random_ensembles)
     if training:  # before any work: the protocol applies, and which models get the fallback
         _warn_fallbacks(plan)
@@ -152,7 +162,7 @@ def bench_rank(
     return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=ranked.metrics,
                        ground_truth=truth.accuracy, scores=ranked.scores, quality=quality, baselines=baselines,
                        cost=_cost(ranked.seconds, truth),
-                       options={"backend": backend, "limit": limit, "image_size": image_size, "seed": seed,
+                       options={"backend": runner.name, "limit": limit, "image_size": image_size, "seed": seed,
                                 "epochs": epochs if training else None, "patience": patience if training else None,
                                 "grid": grids or None, "n_boot": n_boot},
                        ensemble=ens, cells=truth.details, checks=truth.checks)
@@ -174,8 +184,7 @@ class _Plan:
     fit_options: dict[str, Any]  # the ground truth's options (image size; epochs and patience when training)
     trust_pickle: bool
     progress: bool
-    backend: str
-    ray_address: str | None
+    runner: Any  # the harness backend that runs every model's rank and every ground-truth cell
     ensemble: int | None  # K models chosen per target and validated; None: no ensemble
     random_ensembles: int  # random K-sets the chosen one is compared with
 
@@ -203,7 +212,7 @@ class _GroundTruth:
 
 
 def _checked(zoo: Any, targets: Sequence[str] | str, protocol: str, epochs: int, patience: int,
-             grid: dict[str, Any] | None, backend: str) -> tuple[list[str], dict[str, dict[str, list[Any]]], Any]:
+             grid: dict[str, Any] | None) -> tuple[list[str], dict[str, dict[str, list[Any]]], Any]:
     """(targets, grids, zoo), every argument checked before any work."""
     from ..zoo import load_zoo
     from ._ground_truth import check_protocol
@@ -218,7 +227,6 @@ def _checked(zoo: Any, targets: Sequence[str] | str, protocol: str, epochs: int,
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         raise TransferlabError(f"patience must be a whole number >= 1, got {patience!r}")
     grids = _grids(protocol, grid)
-    backend_of(backend)  # an unknown one is refused before any work
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
     if len(z.models) < 3:
         raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
@@ -258,7 +266,8 @@ def _rank_targets(plan: _Plan) -> _Ranked:
     for t in plan.targets:
         t0 = time.perf_counter()
         r = rank(t, plan.zoo, plan.metrics, image_size=plan.image_size, limit=plan.limit, seed=plan.seed,
-                 progress=plan.progress, trust_pickle=plan.trust_pickle, ensemble=plan.ensemble)
+                 progress=plan.progress, trust_pickle=plan.trust_pickle, ensemble=plan.ensemble,
+                 backend=plan.runner)
         seconds += time.perf_counter() - t0
         results[t] = r
         scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
@@ -290,7 +299,7 @@ def _ground_truth(plan: _Plan, models: list[dict[str, Any]]) -> _GroundTruth:
              for t in plan.targets for m in models]
     jobs = [Job(f"{c['model_ref']} on {c['target']}", ground_truth_cell, c) for c in cells]
     gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=plan.progress,
-                        backend=backend_of(plan.backend, plan.ray_address),
+                        backend=plan.runner,
                         figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
                                          + (" (cached)" if c.get("cached") else ""))
     accuracy: dict[str, dict[str, float | None]] = {t: {} for t in plan.targets}

@@ -11,6 +11,21 @@ from ._console import alias, console
 
 app = typer.Typer(help="Ground truth for the claims: measure methods on your own data.", no_args_is_help=True)
 
+# Where the runs go: the same four options on every bench (the bench harness's backend).
+BACKEND = typer.Option("local", "--backend", help="local (one run after the other, in this process) or ray (every "
+                       "run a Ray task, on a local Ray or the cluster at --address).")
+ADDRESS = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="The Ray cluster's address (default: "
+                       "$RAY_ADDRESS, else a local Ray started for the bench).")
+CPUS_PER_RUN = typer.Option(None, "--cpus-per-run", min=0.01, help="CPUs Ray gives each run (default 1).")
+GPUS_PER_RUN = typer.Option(None, "--gpus-per-run", min=0, help="GPUs Ray gives each run, a share like 0.5 "
+                            "included (default 0).")
+
+
+def _backend(backend: str, address: str | None, cpus_per_run: float | None,
+             gpus_per_run: float | None) -> dict[str, Any]:
+    """The backend options, as every bench function takes them."""
+    return {"backend": backend, "address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+
 
 @app.command("rank")
 def bench_rank_cmd(
@@ -19,8 +34,11 @@ def bench_rank_cmd(
     fit_method: str = typer.Option("linear_probe", "--fit-method", help="Ground-truth protocol: linear_probe, "
                                    "finetune, lora, partial (any fit method), or best (per cell, the best of them "
                                    "by validation accuracy)."),
-    backend: str = typer.Option("local", "--backend", help="local or ray."),
-    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)."),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
+    ray_address: str = typer.Option(None, "--ray-address", hidden=True, help="Deprecated spelling of --address."),
     metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the default set)."),
     protocol: str = typer.Option(None, "--protocol", hidden=True, help="Deprecated spelling of --fit-method."),
     metrics_m: str = typer.Option(None, "-m", hidden=True, help="Deprecated spelling of --metrics."),
@@ -44,9 +62,10 @@ def bench_rank_cmd(
     check_output(out)
     protocol = alias("--fit-method", "--protocol", fit_method, protocol)
     metrics = alias("--metrics", "-m", metrics, metrics_m)
-    r = bench_rank(zoo, targets, protocol=protocol, backend=backend, metrics=metrics, limit=limit,
-                   image_size=image_size, epochs=epochs, patience=patience, grid=_grid(grid), seed=seed,
-                   ray_address=ray_address, progress=not quiet, ensemble=ensemble)
+    address = alias("--address", "--ray-address", address, ray_address)
+    r = bench_rank(zoo, targets, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
+                   epochs=epochs, patience=patience, grid=_grid(grid), seed=seed, progress=not quiet,
+                   ensemble=ensemble, **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables(), ("tau", "ensemble"))
     ch = r.checks or {}
@@ -121,6 +140,10 @@ def bench_merge_cmd(
     tune: bool = typer.Option(False, "--tune", help="Also pick lam of task_arithmetic/ties/dare/tsv/iso on held-out "
                               "validation examples (rows METHOD+tuned)."),
     seed: int = typer.Option(0, "--seed"),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
     out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -132,7 +155,7 @@ def bench_merge_cmd(
     per = _method_options(option)
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
-                    reset_norms=reset_norms, tune=tune)
+                    reset_norms=reset_norms, tune=tune, **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_merge.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -155,6 +178,10 @@ def bench_domain_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=2),
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. dann.hidden=256 (repeatable)."),
     no_supervised: bool = typer.Option(False, "--no-supervised", help="Skip the target-supervised upper bound."),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
     out: Path = typer.Option(Path("runs/bench-domain"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -178,7 +205,8 @@ def bench_domain_cmd(
     check_output(out)
     r = bench_domain(model, out=out, shifts=pairs, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs, lr=lr,
                      limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
-                     supervised=not no_supervised, method_options=_method_options(option), progress=not quiet)
+                     supervised=not no_supervised, method_options=_method_options(option), progress=not quiet,
+                     **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_domain.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -203,6 +231,10 @@ def bench_distill_cmd(
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. kd.temperature=2 (repeatable)."),
     rows: str = typer.Option("", "--rows", help="Comma-separated row families to run (default: all): kd, multi_avg, "
                              "multi_weighted, feature, kd_trained, kl_dp_trained; labels_only always runs."),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
     out: Path = typer.Option(Path("runs/bench-distill"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -223,7 +255,7 @@ def bench_distill_cmd(
                       seeds=seed_list, label_shares=shares, epochs=epochs, teacher_epochs=teacher_epochs, limit=limit,
                       test_limit=test_limit, image_size=image_size, teacher_image_size=teacher_image_size,
                       batch_size=batch_size, method_options=_method_options(option), rows=split(rows) or None,
-                      progress=not quiet)
+                      progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -244,6 +276,10 @@ def bench_continual_cmd(
     image_size: int = typer.Option(32, "--image-size", min=8),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
     option: list[str] = typer.Option([], "--option", help="STRATEGY.KEY=VALUE, e.g. replay.buffer_size=500."),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
     out: Path = typer.Option(Path("runs/bench-continual"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -260,7 +296,8 @@ def bench_continual_cmd(
     r = bench_continual(model, out=out, streams=streams or [TASK_STREAM, CLASS_SPLIT],
                         strategies=[s.strip() for s in strategies.split(",") if s.strip()] if strategies else None,
                         seeds=seed_list, epochs=epochs, limit=limit, test_limit=test_limit, image_size=image_size,
-                        batch_size=batch_size, lr=lr, strategy_options=_method_options(option), progress=not quiet)
+                        batch_size=batch_size, lr=lr, strategy_options=_method_options(option), progress=not quiet,
+                        **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_continual.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -277,6 +314,10 @@ def bench_prune_cmd(
     pretrain_epochs: int = typer.Option(10, "--pretrain-epochs", min=1),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Fine-tuning epochs on the target."),
     limit: int = typer.Option(None, "--limit", min=10, help="Class-stratified sample of the source (quick checks)."),
+    backend: str = BACKEND,
+    address: str = ADDRESS,
+    cpus_per_run: float = CPUS_PER_RUN,
+    gpus_per_run: float = GPUS_PER_RUN,
     out: Path = typer.Option(Path("runs/bench-prune"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -293,7 +334,7 @@ def bench_prune_cmd(
     check_output(out)
     r = bench_prune(out=out, source=source, targets=[t.strip() for t in targets.split(",") if t.strip()], arch=arch,
                     keep=keep, seeds=seed_list, pretrain_epochs=pretrain_epochs, epochs=epochs, limit=limit,
-                    progress=not quiet)
+                    progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_prune.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

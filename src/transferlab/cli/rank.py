@@ -34,15 +34,25 @@ def rank_cmd(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (can run code)."),
     ensemble: int = typer.Option(None, "--ensemble", min=1, help="Also choose K models that transfer well together "
                                  "(quality x CKA-diversity determinant, greedy)."),
+    backend: str = typer.Option("local", "--backend", help="local (every model in this process) or ray (one Ray "
+                                "task per model: its features extracted and cached where the task runs, its scores "
+                                "sent back)."),
+    address: str = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="The Ray cluster's address (default: "
+                                "$RAY_ADDRESS, else a local Ray)."),
+    cpus_per_run: float = typer.Option(None, "--cpus-per-run", min=0.01, help="CPUs Ray gives each model (default "
+                                       "1)."),
+    gpus_per_run: float = typer.Option(None, "--gpus-per-run", min=0, help="GPUs Ray gives each model (default 0)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
     wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
                               "table of the most informative ones that fits the terminal; the files hold them all)."),
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
     from .._io import check_output
+    from ..bench import backend_of
     from ..data import load_dataset
     from ..rank import rank
 
+    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # a bad option fails before any work
     metrics = alias("--metrics", "-m", metrics, metrics_m)  # -m is --model everywhere else
     out_console = console()
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
@@ -50,7 +60,7 @@ def rank_cmd(
     zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
-                  trust_pickle=trust_pickle, ensemble=ensemble)
+                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner)
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,45 +13,14 @@ import numpy as np
 
 from .._progress import progress as progress_bars
 from ..data import Dataset, check_rankable, load_dataset
-from ..errors import MetricError
+from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
+from ._model_run import ModelRun, Setup, score_model, score_zoo_on, thread_limit
 from ._result import ModelScores, RankResult
-from ._score import check_metric_options, list_metrics, metric_info, needs_source_probs, score_prepared
-from ._stats import FeatureStats
-from ._validate import as_features, as_labels, source_prob_stats
+from ._score import check_metric_options, list_metrics, metric_info
+from ._validate import as_labels
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def thread_limit(threads: int | None) -> Iterator[None]:
-    """Limit torch intra-op threads and BLAS/OpenMP threads (threadpoolctl) for the duration.
-
-    torch is configured only once it is imported (a fully cached run never imports it): backbones call
-    :func:`transferlab.zoo.apply_thread_limit` before their first forward pass.
-    """
-    if not threads:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    from ..zoo import torch_threads
-
-    with torch_threads(threads), threadpool_limits(limits=threads):
-        yield
-
-
-def score_key(metric: str, options: dict[str, Any], labels_digest: str) -> str:
-    """Identity of one metric computation on cached features (metric, its ``revision`` (registry metadata, bumped
-    when a metric's definition changes), options, labels, library version)."""
-    from .._version import __version__
-
-    keyed = {k: (hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() if isinstance(v, np.ndarray) else v)
-             for k, v in options.items()}  # arrays by content: their str() is abbreviated
-    blob = json.dumps({"metric": metric, "revision": metric_info(metric).get("revision", 1), "options": keyed,
-                       "labels": labels_digest, "version": __version__},
-                      sort_keys=True, default=str)
-    return f"{metric}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
 def _resolve_metrics(metrics: Sequence[str] | str | None) -> list[str]:
@@ -88,6 +54,7 @@ def rank(
     trust_pickle: bool = False,
     ensemble: int | None = None,
     ensemble_theta: float = 4.0,
+    backend: str | Any = "local",
 ) -> RankResult:
     """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
 
@@ -96,7 +63,11 @@ def rank(
     ``metrics``: names (default: all registered). ``limit``: a class-stratified sample of that many examples.
     Features are cached (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user cache directory).
     ``ensemble``: also choose that many models that transfer well together (``result.ensemble``; see
-    :mod:`transferlab.rank._ensemble` for the objective).
+    :mod:`transferlab.rank._ensemble` for the objective). ``backend``: ``local`` (default: every model in this
+    process, one after the other) or a backend of the bench harness (``transferlab.bench.backend_of("ray",
+    address, cpus_per_run)``): one job per model, which extracts its features with the feature cache of the machine
+    it runs on (``cache_dir`` as given, else that machine's default) and returns the scores; the same scores as
+    local. There, a model that fails is reported and the others go on, then one error names the failed ones.
     """
     from ..zoo import FeatureCache
 
@@ -109,10 +80,13 @@ def rank(
     if cache is not None:
         cache.check_writable()
     y, _ = as_labels(ds.labels, len(ds))
-    setup = _Setup(ds=ds, zoo=z, backbones=backbones, metrics=names, options=opts, cache=cache, y=y,
+    setup = Setup(ds=ds, zoo=z, backbones=backbones, metrics=names, options=opts, cache=cache, y=y,
                    labels_digest=hashlib.sha256(y.tobytes()).hexdigest(), image_size=image_size,
                    batch_size=batch_size, ens_rows=_ensemble_rows(len(ds), seed) if ensemble else None)
-    runs = _score_zoo(setup, threads, progress)
+    runs = (_score_zoo(setup, threads, progress) if _is_local(backend) else
+            score_zoo_on(backend, setup, {"cache_dir": str(cache_dir) if cache_dir is not None else None,
+                                          "use_cache": use_cache, "threads": threads,
+                                          "trust_pickle": trust_pickle}, progress))
     _fail_if_nothing_scored(runs, names)
     models = _model_scores(runs, names)
     total = time.perf_counter() - t_total
@@ -134,36 +108,6 @@ def rank(
     if ensemble:
         result.ensemble = _choose_ensemble(runs, models, ensemble, ensemble_theta)
     return result
-
-
-@dataclass(frozen=True)
-class _Setup:
-    """A rank call checked and resolved before any work: what scoring each model reads."""
-
-    ds: Dataset  # the target (sampled to ``limit``)
-    zoo: Any  # the Zoo
-    backbones: list[Any]  # one per zoo entry, in the zoo's order
-    metrics: list[str]
-    options: dict[str, dict[str, Any]]  # metric -> options, as given
-    cache: Any  # FeatureCache, or None without a cache
-    y: np.ndarray  # the labels, as the metrics read them
-    labels_digest: str  # part of every score's cache key
-    image_size: int | None
-    batch_size: int
-    ens_rows: np.ndarray | None  # the target subsample the ensemble compares models on; None without an ensemble
-
-
-@dataclass(frozen=True)
-class _ModelRun:
-    """One model scored: what its ModelScores and the result's totals are made of."""
-
-    entry: Any  # the ZooModel
-    scores: dict[str, float | None]
-    failures: dict[str, str]  # metric -> why it failed
-    timings: dict[str, Any]  # extract/forward seconds, cache hit, seconds per computed metric
-    meta: dict[str, Any]
-    extract_wall: float  # seconds spent in extract_features, cache reads included
-    ens_features: np.ndarray | None  # float64 features of the ensemble's subsample
 
 
 def _target(dataset: Dataset | str | Path | Any, limit: int | None, seed: int) -> Dataset:
@@ -211,82 +155,33 @@ def _ensemble_rows(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, min(500, n), replace=False))
 
 
-def _score_zoo(setup: _Setup, threads: int | None, progress: bool) -> list[_ModelRun]:
+def _is_local(backend: Any) -> bool:
+    """True for this process (``"local"``, or the harness's local backend); False for another backend; an unknown
+    name is refused (rank cannot build a Ray backend itself: the bench harness owns them)."""
+    if isinstance(backend, str):
+        if backend == "local":
+            return True
+        raise TransferlabError(f"rank(backend={backend!r}): give 'local' or a backend object, e.g. "
+                               "transferlab.bench.backend_of('ray', address) (the CLI: transferlab rank --backend "
+                               "ray --address ...)")
+    if not callable(getattr(backend, "run", None)):
+        raise TransferlabError(f"rank(backend=...) takes 'local' or a backend with a run() method, got {backend!r}")
+    return getattr(backend, "name", None) == "local"
+
+
+def _score_zoo(setup: Setup, threads: int | None, progress: bool) -> list[ModelRun]:
     """Every model of the zoo scored, in the zoo's order, under the thread limit, with a progress bar per model."""
     runs = []
     with thread_limit(threads), progress_bars(progress) as bars:
         for entry, backbone in zip(setup.zoo.models, setup.backbones, strict=True):
             task = bars.add(entry.display_name, len(setup.ds))
-            runs.append(_score_model(setup, entry, backbone,
+            runs.append(score_model(setup, entry, backbone,
                                      (lambda k, task=task: bars.advance(task, k)) if bars.enabled else None))
             bars.describe(task, f"{entry.display_name} [green]done")
     return runs
 
 
-def _score_model(setup: _Setup, entry: Any, backbone: Any, advance: Callable[[int], None] | None) -> _ModelRun:
-    """One model: its features (cached), then every metric on them; ``advance(k)`` reports k examples done."""
-    from ..zoo import extract_features
-
-    t0 = time.perf_counter()
-    size = setup.image_size or (backbone.default_size(setup.ds) if hasattr(backbone, "default_size") else None)
-    feats = extract_features(backbone, setup.ds, image_size=size, batch_size=setup.batch_size, cache=setup.cache,
-                             progress=advance)
-    extract_wall = time.perf_counter() - t0
-    model_opts = _with_source_stats(setup.options, setup.metrics, backbone, size, setup.batch_size, setup.cache)
-    scores, failures, seconds = _score_metrics(setup, entry, feats, model_opts)
-    timings: dict[str, Any] = {"extract_seconds": feats.total_seconds, "forward_seconds": feats.seconds,
-                               "cache_hit": feats.cache_hit, "metrics": seconds}
-    meta = {**backbone.metadata(), **{k: v for k, v in entry.model_dump().items()
-                                      if k not in ("ref", "name") and v is not None}}
-    meta["feature_dim"] = int(feats.features.shape[1])
-    ens = (np.asarray(feats.features[setup.ens_rows], dtype=np.float64) if setup.ens_rows is not None else None)
-    return _ModelRun(entry=entry, scores=scores, failures=failures, timings=timings, meta=meta,
-                     extract_wall=extract_wall, ens_features=ens)
-
-
-def _score_metrics(setup: _Setup, entry: Any, feats: Any, model_opts: dict[str, dict[str, Any]],
-                   ) -> tuple[dict[str, float | None], dict[str, str], dict[str, float]]:
-    """Every metric on one model's features: (scores, failures, seconds per computed metric). None marks a metric
-    that does not apply (no source head, no source statistics) or failed; scores already in the cache are read,
-    fresh ones written to it."""
-    cache_entry = setup.cache.entry(feats.meta["cache_key"]) if setup.cache is not None else None
-    known = cache_entry.read_scores() if cache_entry is not None else {}
-    scores: dict[str, float | None] = {}
-    failures: dict[str, str] = {}
-    fresh: dict[str, float | None] = {}
-    seconds: dict[str, float] = {}
-    stats = probs = None
-    for m in setup.metrics:
-        if needs_source_probs(m) and feats.source_probs is None:
-            scores[m] = None  # not applicable: the model has no source classifier head
-            continue
-        if metric_info(m).get("needs_source_stats") and "source_mean" not in model_opts.get(m, {}):
-            scores[m] = None  # not applicable: no source-domain feature statistics for this model
-            continue
-        skey = score_key(m, model_opts.get(m, {}), setup.labels_digest)
-        if skey in known:
-            scores[m] = known[skey]
-            continue
-        t1 = time.perf_counter()
-        try:
-            if needs_source_probs(m):
-                probs = probs if probs is not None else source_prob_stats(feats.source_probs, len(setup.y), m)
-                scores[m] = fresh[skey] = score_prepared(m, probs, setup.y, probs.p, model_opts.get(m, {}))
-            else:
-                stats = stats or FeatureStats(as_features(feats.features))
-                scores[m] = fresh[skey] = score_prepared(m, stats, setup.y, None, model_opts.get(m, {}))
-        except MetricError as exc:  # this metric on this model: reported as failed, the others go on
-            scores[m] = None
-            if str(exc) not in failures.values():  # broken features fail every metric: one warning
-                log.warning("%s (%s), metric %s failed: %s", entry.display_name, entry.ref, m, exc)
-            failures[m] = str(exc)
-        seconds[m] = time.perf_counter() - t1
-    if cache_entry is not None and fresh:
-        cache_entry.write_scores(fresh)
-    return scores, failures, seconds
-
-
-def _fail_if_nothing_scored(runs: list[_ModelRun], names: list[str]) -> None:
+def _fail_if_nothing_scored(runs: list[ModelRun], names: list[str]) -> None:
     """Nothing to rank (no metric computed for any model, and some failed): the first failure is the error."""
     if any(r.scores[m] is not None for m in names for r in runs):
         return
@@ -297,7 +192,7 @@ def _fail_if_nothing_scored(runs: list[_ModelRun], names: list[str]) -> None:
                           f"{why}")
 
 
-def _model_scores(runs: list[_ModelRun], names: list[str]) -> list[ModelScores]:
+def _model_scores(runs: list[ModelRun], names: list[str]) -> list[ModelScores]:
     """Each model's scores, per-metric ranks and consensus, best consensus first."""
     table = {m: [r.scores[m] for r in runs] for m in names}
     cscore, crank = consensus(table, len(runs))
@@ -312,7 +207,7 @@ def _model_scores(runs: list[_ModelRun], names: list[str]) -> list[ModelScores]:
     return models
 
 
-def _choose_ensemble(runs: list[_ModelRun], models: list[ModelScores], k: int, theta: float) -> dict[str, Any]:
+def _choose_ensemble(runs: list[ModelRun], models: list[ModelScores], k: int, theta: float) -> dict[str, Any]:
     """The ``k`` models that transfer well together (:func:`~transferlab.rank._ensemble.select_ensemble`), with
     their display names."""
     from ._ensemble import select_ensemble
@@ -321,23 +216,6 @@ def _choose_ensemble(runs: list[_ModelRun], models: list[ModelScores], k: int, t
     quality = {m.model: m.consensus_score for m in models if m.consensus_score is not None}
     choice = select_ensemble(features, quality, k, theta=theta)
     return choice.to_dict() | {"names": [next(m.name for m in models if m.model == r) for r in choice.models]}
-
-
-def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,
-                       batch_size: int, cache: Any) -> dict[str, dict[str, Any]]:
-    """Metric options plus, for metrics that need them (PED), the model's source-domain feature statistics, when the
-    model knows its source data (``backbone.source_data()``, e.g. the small zoo's built-in pretraining sets). The
-    source features are extracted at the target's input size and cached like any other."""
-    wanted = [m for m in names if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {})]
-    source = getattr(backbone, "source_data", None)
-    if not wanted or source is None:
-        return opts
-    from ..zoo import extract_features
-
-    sf = np.asarray(extract_features(backbone, source(), image_size=size, batch_size=batch_size, cache=cache).features,
-                    dtype=np.float64)
-    found = {"source_mean": sf.mean(0), "source_std": sf.std(0)}
-    return {**opts, **{m: {**opts.get(m, {}), **found} for m in wanted}}
 
 
 def _baseline_notes(result: RankResult) -> list[str]:

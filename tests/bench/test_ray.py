@@ -1,0 +1,132 @@
+"""The Ray backend on a real two-node cluster (``ray.cluster_utils.Cluster``: a head and a second node of one CPU
+each, started once for the module): a bench grid gives the local backend's rows; a worker killed in the middle of a
+run is retried and the grid completes with the same rows; a run that raises is reported, the others finish and a
+rerun runs only the failed one; ``rank`` over a zoo gives the local scores (issue 28)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from transferlab.bench import _continual as continual_bench
+from transferlab.bench import backend_of, bench_continual
+from transferlab.bench._harness import Job, run_jobs
+from transferlab.errors import TransferlabError
+from transferlab.rank import rank
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a cluster's start-up: about 10 s on two cores, paid once for the module
+
+TIMING = {"seconds", "peak_mb", "peak_growth_mb"}  # measured, not computed: they differ run to run
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster
+
+    with pytest.MonkeyPatch.context() as mp:  # the nodes' workers inherit this environment
+        mp.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("worker-cache")))
+        mp.setenv("OMP_NUM_THREADS", "1")
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False)
+    try:
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def grid(tiny_timm_weights, tmp_path_factory):
+    """A tiny bench continual (4 runs) and its rows on the local backend."""
+    kw = dict(streams=["builtin:shapes,builtin:textures", "builtin:fashion-mnist:5"], strategies=["naive", "replay"],
+              epochs=1, limit=20, test_limit=20, image_size=16, batch_size=8)
+    model = f"timm:test_efficientnet@{tiny_timm_weights}"
+    local = bench_continual(model, out=tmp_path_factory.mktemp("local"), **kw)
+    return model, kw, _rows(local.runs)
+
+
+def _rows(runs):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in runs]
+
+
+def test_a_grid_on_two_nodes_gives_the_local_rows(cluster, grid, tmp_path):
+    model, kw, local = grid
+    r = bench_continual(model, out=tmp_path, backend="ray", **kw)
+    assert len(local) == 4 and _rows(r.runs) == local  # bit-identical: the same floats, in the jobs' order
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 4
+
+
+def _killed_once(marker: str):
+    """continual_run, except that its first call anywhere kills its own worker process (SIGKILL: no clean-up, as
+    the OOM killer or a lost node would) after creating ``marker``."""
+    run = continual_bench.continual_run
+
+    def continual_run(**kwargs):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # exactly one attempt dies
+        except FileExistsError:
+            return run(**kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return continual_run
+
+
+def test_a_killed_worker_is_retried_and_the_grid_completes(cluster, grid, tmp_path, monkeypatch):
+    model, kw, local = grid
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(continual_bench, "continual_run", _killed_once(str(marker)))
+    r = bench_continual(model, out=tmp_path / "b", backend="ray", **kw)
+    assert marker.exists()  # a worker did die in the middle of a run ...
+    assert _rows(r.runs) == local  # ... and its run was run again
+
+
+def test_a_failing_run_is_reported_the_others_finish_and_a_rerun_runs_only_it(cluster, tmp_path):
+    def _maybe_fails(x: int, fail: bool) -> dict[str, float]:  # a closure: Ray ships it by value
+        if fail:
+            raise TransferlabError(f"no luck with {x}")
+        return {"y": float(x * x), "pid": os.getpid()}
+
+    jobs = [Job(f"x={x}", _maybe_fails, {"x": x, "fail": x == 2}, key={"x": x}) for x in range(4)]
+    with pytest.raises(TransferlabError, match=r"bench toy: 1 of 4 runs failed \(the other 3 finished; they are "
+                                               r"cached: a rerun runs only the failed ones\):\n  x=2: no luck with 2$"):
+        run_jobs(jobs, bench="toy", version=1, cache=tmp_path, backend="ray")
+    assert len(list(tmp_path.glob("*.json"))) == 3
+    before = {p.name: p.read_text() for p in tmp_path.glob("*.json")}
+    fixed = [Job(j.label, _maybe_fails, {"x": j.kwargs["x"], "fail": False}, key=j.key) for j in jobs]
+    records = run_jobs(fixed, bench="toy", version=1, cache=tmp_path, backend="ray")
+    assert [r["y"] for r in records] == [0.0, 1.0, 4.0, 9.0]
+    assert all(p.read_text() == before[p.name] for p in tmp_path.glob("*.json") if p.name in before)  # not rerun
+
+
+def test_rank_over_a_zoo_on_ray_gives_the_local_scores(cluster, tiny_zoo, tmp_path):
+    zoo, _ = tiny_zoo
+    kw = dict(metrics="logme,knn,leep", limit=60, image_size=32, ensemble=2)
+    local = rank("builtin:digits", zoo, cache_dir=tmp_path / "local", **kw)
+    remote = rank("builtin:digits", zoo, cache_dir=tmp_path / "ray", backend=backend_of("ray"), **kw)
+    assert not any(m.timings["cache_hit"] for m in remote.models)  # the workers extracted and scored
+    assert list((tmp_path / "ray" / "features").iterdir())  # into the feature cache they were given
+    a, b = local.to_dict(), remote.to_dict()
+    for d in (a, b):
+        d.pop("timings")
+        d["options"].pop("cache_dir")
+        for m in d["models"]:
+            m.pop("timings")
+    np.testing.assert_equal(b, a)  # every score, rank, consensus and the ensemble: identical
+    assert [m.model for m in remote.models] == [m.model for m in local.models]
+
+
+def test_rank_on_ray_names_a_model_that_fails_after_the_others(cluster, tiny_zoo, tmp_path):
+    zoo, refs = tiny_zoo
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(TransferlabError, match=r"rank: 1 of 2 models failed .*\n  .*broken\.safetensors"):
+        rank("builtin:digits", [refs[2], f"timm:test_efficientnet@{broken}"], metrics="knn", limit=30,
+             image_size=32, cache_dir=tmp_path / "c", backend=backend_of("ray"))
+    assert list((tmp_path / "c" / "features").iterdir())  # the other model's features were cached
