@@ -203,3 +203,32 @@ def test_a_merge_of_hf_folders_refuses_a_tokenizer_linked_out_of_its_folder(tmp_
     assert "tokenizer.json is a symbolic link" in err and "outside the input folder" in err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "ft1", "secret.txt"]
+
+
+def test_a_killed_runs_temporaries_beside_the_output_are_removed_by_the_next_run(tmp_path):
+    """kill -9 during `fit --overwrite` left a hidden scratch folder that no rerun removed (issue 29): temporaries
+    carry their process id, and a run removes those whose process is gone (never a live one's)."""
+    import subprocess
+    import sys
+
+    from transferlab._io import remove_stale_siblings, sibling_dir
+
+    out = tmp_path / "o"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a process that has exited
+    stale = [tmp_path / f".o.{kind}.{dead}.abcd1234" for kind in ("checkpoints", "new", "old")]
+    for d in stale:
+        d.mkdir()
+        (d / "checkpoint.pt").write_bytes(b"x" * 100)
+    live = sibling_dir(out, "checkpoints")  # this process's: kept
+    other = tmp_path / f".other.checkpoints.{dead}.abcd1234"  # another output's: not ours to judge here
+    other.mkdir()
+    assert sorted(remove_stale_siblings(out)) == sorted(d.name for d in stale)
+    assert live.is_dir() and other.is_dir() and not any(d.exists() for d in stale)
+    with atomic_dir(out) as stage:  # a run writing the output clears a killed run's leftovers too
+        (stage / "a.txt").write_text("1")
+    (tmp_path / f".o.new.{dead}.ffff0000").mkdir()
+    with atomic_dir(out) as stage:
+        (stage / "a.txt").write_text("2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".other.checkpoints." + f"{dead}.abcd1234",
+                                                                 live.name, "o"])

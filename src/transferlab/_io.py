@@ -213,6 +213,51 @@ def refuse_foreign(out: str | os.PathLike[str], what: str = "--out") -> None:
                           "not even with --overwrite: choose another --out, or move those files away")
 
 
+def sibling_dir(out: str | os.PathLike[str], kind: str) -> Path:
+    """A new temporary directory beside ``out`` (``.NAME.KIND.PID.XXXX``): the process id in its name lets a later
+    run remove it when the process that made it was killed (:func:`remove_stale_siblings`)."""
+    out = Path(out)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{kind}.{os.getpid()}.", dir=out.parent))
+
+
+def remove_stale_siblings(out: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary siblings of ``out`` (:func:`sibling_dir`) left by a process that no longer runs (kill -9
+    during a run: scratch checkpoints, a half-built output, a replaced output's trash); the names removed."""
+    import shutil
+
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for p in out.parent.glob(f".{glob_escape(out.name)}.*.*.*"):
+        parts = p.name[len(out.name) + 2:].split(".")
+        if len(parts) < 3 or not parts[1].isdigit() or not p.is_dir() or p.is_symlink():
+            continue
+        if _alive(int(parts[1])):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def replace_dir(new: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Put the finished directory ``new`` at ``out`` (a sibling), replacing what was there only once ``new`` is
     complete; on failure ``out`` is as it was. ``new`` is marked as transferlab's (:func:`mark_owned`); an ``out``
@@ -223,7 +268,7 @@ def replace_dir(new: str | os.PathLike[str], out: str | os.PathLike[str]) -> Non
     refuse_foreign(out)
     mark_owned(new)
     if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        trash = sibling_dir(out, "old")
         try:
             os.replace(out, trash / out.name)
             try:
@@ -246,7 +291,8 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        remove_stale_siblings(out)
+        tmp = sibling_dir(out, "new")
     except OSError as exc:
         raise output_error(exc, out) from None
     try:

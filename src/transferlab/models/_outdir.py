@@ -9,11 +9,10 @@ folders are called."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .._io import OWNER_FILE, refuse_foreign
+from .._io import OWNER_FILE, refuse_foreign, remove_stale_siblings, sibling_dir
 from ..errors import TransferlabError
 
 
@@ -31,7 +30,8 @@ def claim_output(out: Path, identity: dict[str, Any], overwrite: bool, what: str
         return None
     refuse_foreign(out)  # the user's files: never replaced, even with --overwrite
     if overwrite:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.checkpoints.", dir=out.parent))
+        remove_stale_siblings(out)  # a killed --overwrite run's scratch checkpoints
+        return sibling_dir(out, "checkpoints")
     cfg = card_file(out)
     if cfg is not None:
         try:
