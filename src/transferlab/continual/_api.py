@@ -18,6 +18,7 @@ from .._runtime import in_runtime
 from .._version import __version__
 from ..errors import TransferlabError
 from ..models import RunOutput, RunResult
+from ..train import on_devices
 from ._strategies import STRATEGIES
 from ._streams import Stream, parse_stream
 
@@ -43,6 +44,7 @@ class ContinualResult(RunResult):
         return np.asarray(self.metrics["accuracy_matrix"], dtype=float)
 
 
+@on_devices
 @on_devices
 @in_runtime
 def run(

@@ -18,6 +18,7 @@ from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation, train_and_test
 from ..errors import TransferlabError
 from ..models import RunOutput, RunResult
+from ..train import on_devices
 from ._members import Member, load_student, load_teacher, same_model
 from ._methods import METHODS
 
@@ -35,6 +36,7 @@ class DistillResult(RunResult):
     """A distillation: the student, its metrics (the transfer evidence), its directory, the per-epoch history."""
 
 
+@on_devices
 @on_devices
 @in_runtime
 def distill(

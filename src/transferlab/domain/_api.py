@@ -13,6 +13,7 @@ from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError, few
 from ..models import RunOutput, RunResult
+from ..train import on_devices
 from ._methods import METHODS
 from ._selectors import SELECTORS
 
@@ -66,6 +67,7 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
                                f"{batch_size}: add target examples or lower batch_size")
 
 
+@on_devices
 @on_devices
 @in_runtime
 def adapt(

@@ -28,6 +28,7 @@ from ..models import (
     read_card,
     resolve,
 )
+from ..train import on_devices
 from ._registry import METHODS, FitContext, Prepared, TrainJob
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) 
                                                        "stopped_early": result.stopped_early}
 
 
+@on_devices
 @on_devices
 @in_runtime
 def fit(

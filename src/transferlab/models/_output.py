@@ -10,10 +10,15 @@ transferlab did not write is refused); :attr:`RunOutput.checkpoints` is where th
 resumed by a rerun, or a scratch sibling for an ``--overwrite`` run); :meth:`RunOutput.write` builds the model, its card,
 ``metrics.json`` (local paths relative to ``out``) and any extra files in a temporary sibling swapped in only when
 complete; leaving removes the scratch checkpoints, whatever happened. Without ``out`` every call does nothing, so a
-capability never branches on whether it writes."""
+capability never branches on whether it writes.
+
+In a distributed run (``torchrun``, or a capability's ``devices=N``: :mod:`transferlab.train._distributed`) rank 0
+alone claims, writes and cleans up; the other processes touch nothing (the loop reads and writes checkpoints on rank
+0 only) and wait in :meth:`RunOutput.write` until rank 0 has written."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +50,21 @@ class RunResult:
                 "history": self.history}
 
 
+def _main_process() -> bool:
+    """Rank 0 of a distributed run, or the only process: torch's launcher contract, read from the environment as
+    :func:`transferlab.train._distributed.world` reads it (``models`` is below ``train``)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    """Wait for every process of a distributed run whose process group has started (else nothing)."""
+    import sys
+
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class RunOutput:
     """The output directory ``out`` (None: the run writes nothing) of a run of ``model`` made by ``method``; ``what``
     names the run in messages; ``inputs``: the run's own inputs, which ``out`` must not be or hold;
@@ -56,9 +76,10 @@ class RunOutput:
         self.model, self.method, self.what = model, method, what
         self.overwrite, self.inputs, self.resumable = overwrite, list(inputs), resumable
         self._scratch: Path | None = None
+        self.main = _main_process()
 
     def __enter__(self) -> RunOutput:
-        if self.out is not None:
+        if self.out is not None and self.main:
             check_output(self.out, inputs=self.inputs)
             self._scratch = claim_output(self.out, {"model": self.model, "method": self.method}, self.overwrite,
                                          self.what)
@@ -91,9 +112,19 @@ class RunOutput:
     def write(self, net: Any, card: ModelCard, metrics: Mapping[str, Any], *,
               files: Mapping[str, FileContent] | None = None, tokenizer: Any = None, base: str | None = None, trust_pickle: bool = False,
               portable_metrics: bool = True) -> None:
-        """The model (:func:`~transferlab.models.save_model`), ``metrics.json`` and ``files``, swapped in together."""
+        """The model (:func:`~transferlab.models.save_model`), ``metrics.json`` and ``files``, swapped in together
+        (by rank 0 of a distributed run; the others wait here until it has)."""
         if self.out is None:
             return
+        if not self.main:
+            _barrier()
+            return
+        self._write(net, card, metrics, files, tokenizer, base, trust_pickle, portable_metrics)
+        _barrier()
+
+    def _write(self, net: Any, card: ModelCard, metrics: Mapping[str, Any], files: Mapping[str, FileContent] | None,
+               tokenizer: Any, base: str | None, trust_pickle: bool, portable_metrics: bool) -> None:
+        assert self.out is not None
         from ._saved import save_model
 
         with atomic_dir(self.out) as stage:

@@ -1,9 +1,11 @@
 """THE training loop: every capability that trains (fit, domain, distill, continual, merge-learning, the small-zoo
 build) calls :func:`train` with its :class:`Objective`; the loop owns devices, modes, checkpoints and batch-norm
-statistics (:func:`reestimate_norms_`)."""
+statistics (:func:`reestimate_norms_`), and one run on several processes (torchrun, or ``devices=N``:
+:func:`on_devices`)."""
 
 from ._arguments import check_run_arguments
 from ._config import TrainConfig, TrainResult
+from ._distributed import is_main, on_devices, world
 from ._loop import evaluate, train
 from ._norms import norm_layers, reestimate_norms_
 from ._objective import Objective, StepContext, Supervised, accuracy
@@ -11,4 +13,5 @@ from ._probe import logistic_probe, probe_accuracy
 from ._state import seed_everything
 
 __all__ = ["Objective", "StepContext", "Supervised", "TrainConfig", "TrainResult", "accuracy", "check_run_arguments", "evaluate",
-           "logistic_probe", "norm_layers", "probe_accuracy", "reestimate_norms_", "seed_everything", "train"]
+           "is_main", "logistic_probe", "norm_layers", "on_devices", "probe_accuracy", "reestimate_norms_", "seed_everything", "train",
+           "world"]

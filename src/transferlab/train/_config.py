@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +24,11 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="examples per forward pass (per stream)")
     grad_accum: int = Field(1, ge=1, description="forward passes per optimizer step")
     clip_grad_norm: float | None = Field(1.0, gt=0, description="max global gradient norm (None: no clipping)")
-    amp: bool = Field(True, description="mixed precision (float16 autocast + grad scaling) when on CUDA")
+    amp: bool = Field(True, description="mixed precision (float16 autocast + grad scaling) when on CUDA; "
+                      "precision, when set, decides instead")
+    precision: Literal["fp32", "bf16", "fp16"] | None = Field(
+        None, description="autocast dtype of the training steps: fp32 (none), bf16 (CPU or GPU; no grad scaling), fp16 "
+        "(CUDA only, with grad scaling); None: as amp says (fp16 on CUDA, else fp32)")
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement of the "
                                  "objective's selection value")
     seed: int = Field(0, description="seed for initialisation-free randomness: shuffling, dropout, augmentation")
@@ -35,6 +39,8 @@ class TrainConfig(BaseModel):
         """Identity of everything that changes the result (not num_workers or the time budget), with the
         objective's own identity (its class and options)."""
         d = self.model_dump(exclude={"num_workers", "budget_seconds"})
+        if d["precision"] is None:  # unset: the fingerprint of the configs before the field (their checkpoints resume)
+            del d["precision"]
         if objective is not None:
             d = {**d, "objective": objective}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

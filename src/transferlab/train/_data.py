@@ -4,12 +4,14 @@ paired, the epoch defined by the first and the others cycled, reproducibly."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import TransferlabError
+from ._distributed import split
 
 
 class LengthGroupedBatches:
@@ -65,6 +67,28 @@ class DictExamples:
         return Fetched(indices, many(indices) if many is not None else [self.data[i] for i in indices])
 
 
+class Part:
+    """Examples ``[lo, hi)`` of a map-style dataset (and their ``lengths``): one process's part of a validation set."""
+
+    def __init__(self, data: Any, lo: int, hi: int) -> None:
+        self.data, self.lo, self.hi = data, lo, hi
+        lengths = getattr(data, "lengths", None)
+        self.lengths = None if lengths is None else np.asarray(lengths)[lo:hi]
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.data[self.lo + i]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        many = getattr(self.data, "__getitems__", None)
+        moved = [self.lo + i for i in indices]
+        return many(moved) if many is not None else [self.data[i] for i in moved]
+
+
 def _kind(item: Any) -> str:
     """How an example becomes a dict: an ``(x, y)`` ``pair``, a ``mapping`` (kept), or a ``single`` input."""
     if type(item) is tuple and len(item) == 2:  # the common case first: no ABC checks
@@ -99,16 +123,48 @@ def collate(batch: Any) -> Any:
                                                                                    "index": index}
 
 
-def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, shuffle: bool = False) -> Any:
-    """A DataLoader of dict batches (length-grouped when the data has ``lengths``)."""
-    from torch.utils.data import DataLoader
+def loader(data: Any, batch_size: int, num_workers: int, generator: Any = None, shuffle: bool = False,
+           shard: tuple[int, int] | None = None) -> Any:
+    """A DataLoader of dict batches (length-grouped when the data has ``lengths``). ``shard=(rank, size)``: each
+    batch cut across ``size`` processes (:class:`ShardedBatches`), this process's part; the same batches, in the same
+    order, drawing the same random numbers as one process."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
     ds = data if isinstance(data, DictExamples) else DictExamples(data)
     if ds.lengths is not None:
-        return DataLoader(ds, batch_sampler=LengthGroupedBatches(ds.lengths, batch_size, generator, shuffle),
+        batches = LengthGroupedBatches(ds.lengths, batch_size, generator, shuffle)
+        return DataLoader(ds, batch_sampler=batches if shard is None else ShardedBatches(batches, *shard),
                           num_workers=num_workers, collate_fn=collate)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
-                      num_workers=num_workers, drop_last=False, collate_fn=collate)
+    if shard is None:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
+                          num_workers=num_workers, drop_last=False, collate_fn=collate)
+    # what DataLoader(shuffle=True, generator=g) builds, then cut; the loader keeps g, whence its iterator draws its
+    # base seed before the sampler's permutation, as in one process
+    order = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+    return DataLoader(ds, batch_sampler=ShardedBatches(BatchSampler(order, batch_size, drop_last=False), *shard),
+                      generator=generator if shuffle else None, num_workers=num_workers, collate_fn=collate)
+
+
+class ShardedBatches:
+    """One process's part of each batch of ``batches`` (a batch sampler): of a batch of ``n`` examples, rank ``r``
+    of ``size`` takes its contiguous share (``n // size`` examples, the first ``n % size`` ranks one more). A rank
+    whose share is empty (a last batch smaller than ``size``) gets the batch's first example to keep step with the
+    others, its loss weighted 0. ``sizes``: ``(share, n)`` of each batch handed out, in order, for the loop's loss
+    weights (the sampler runs ahead of the batches when workers prefetch)."""
+
+    def __init__(self, batches: Any, rank: int, size: int) -> None:
+        self.batches, self.rank, self.size = batches, rank, size
+        self.sizes: deque[tuple[int, int]] = deque()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self.batches:
+            b = list(b)
+            lo, hi = split(len(b), self.rank, self.size)
+            self.sizes.append((hi - lo, len(b)))
+            yield b[lo:hi] or b[:1]
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0, cycle: int = 0) -> Any:
@@ -129,25 +185,37 @@ def streams(data: Any) -> dict[str, Any] | None:
     return None
 
 
-def epoch_batches(data: Any, batch_size: int, num_workers: int, seed: int, epoch: int) -> Iterator[Any]:
-    """One epoch of shuffled batches; with paired streams, ``{"name": batch, ...}`` per step, the first stream
-    defining the epoch and the others cycled (each new pass reshuffled by its own seed)."""
+def epoch_batches(data: Any, batch_size: int, num_workers: int, seed: int, epoch: int,
+                  shard: tuple[int, int] | None = None) -> Iterator[tuple[Any, tuple[int, int] | None]]:
+    """One epoch of shuffled batches, each with its share (None without ``shard``; else this process's examples and
+    the whole batch's, of the first stream); with paired streams, ``{"name": batch, ...}`` per step, the first
+    stream defining the epoch and the others cycled (each new pass reshuffled by its own seed)."""
     named = streams(data)
     if named is None:
-        yield from loader(data, batch_size, num_workers, epoch_generator(seed, epoch), shuffle=True)
+        first = loader(data, batch_size, num_workers, epoch_generator(seed, epoch), shuffle=True, shard=shard)
+        for b in first:
+            yield b, _share(first)
         return
     names = list(named)
-    first = loader(named[names[0]], batch_size, num_workers, epoch_generator(seed, epoch), shuffle=True)
-    others = {n: _cycle(named[n], batch_size, num_workers, seed, epoch, k) for k, n in enumerate(names[1:], 1)}
+    first = loader(named[names[0]], batch_size, num_workers, epoch_generator(seed, epoch), shuffle=True, shard=shard)
+    others = {n: _cycle(named[n], batch_size, num_workers, seed, epoch, k, shard)
+              for k, n in enumerate(names[1:], 1)}
     for b in first:
-        yield {names[0]: b, **{n: next(it) for n, it in others.items()}}
+        yield {names[0]: b, **{n: next(it) for n, it in others.items()}}, _share(first)
 
 
-def _cycle(data: Any, batch_size: int, num_workers: int, seed: int, epoch: int, stream: int) -> Iterator[Any]:
+def _share(batches: Any) -> tuple[int, int] | None:
+    sampler = batches.batch_sampler
+    return sampler.sizes.popleft() if isinstance(sampler, ShardedBatches) else None
+
+
+def _cycle(data: Any, batch_size: int, num_workers: int, seed: int, epoch: int, stream: int,
+           shard: tuple[int, int] | None) -> Iterator[Any]:
     cycle = 0
     while True:
         empty = True
-        for b in loader(data, batch_size, num_workers, epoch_generator(seed, epoch, stream, cycle), shuffle=True):
+        for b in loader(data, batch_size, num_workers, epoch_generator(seed, epoch, stream, cycle), shuffle=True,
+                        shard=shard):
             empty = False
             yield b
         if empty:

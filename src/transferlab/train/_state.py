@@ -53,12 +53,18 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 
 def save_checkpoint(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, Any], opt: Any, sched: Any,
-                    scaler: Any, result: TrainResult, epoch: int, best_state: dict[str, Any] | None) -> None:
+                    scaler: Any, result: TrainResult, epoch: int, best_state: dict[str, Any] | None,
+                    rng_ranks: list[dict[str, Any]] | None = None) -> None:
+    """``rng_ranks``: every process's generators in a distributed run (rank 0 writes; ``rng`` is its own, what one
+    process resumes with)."""
     import torch
 
     payload = {"epoch": epoch, "modules": {n: m.state_dict() for n, m in modules.items()},
                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-               "rng": rng_state(), "best": best_state, "objective": objective.state_dict()}
+               "rng": rng_ranks[0] if rng_ranks else rng_state(), "best": best_state,
+               "objective": objective.state_dict()}
+    if rng_ranks:
+        payload["rng_ranks"] = rng_ranks
     ckdir.mkdir(parents=True, exist_ok=True)
     mark_owned(ckdir, [CHECKPOINT, STATE])  # first: proves the folder transferlab's (resumed, or replaced by --overwrite)
     with atomic_open(ckdir / CHECKPOINT, "wb") as fh:
@@ -74,12 +80,31 @@ def _jsonable(d: Any) -> Any:
     return json.loads(json.dumps(d, default=str))
 
 
+def read_checkpoint(ckdir: Path) -> tuple[str, bytes] | None:
+    """The checkpoint files' contents (``train_state.json``'s text, ``checkpoint.pt``'s bytes), None without a
+    checkpoint: what rank 0 reads and hands to every process of a distributed run."""
+    if not (ckdir / CHECKPOINT).is_file():
+        return None
+    try:
+        state = (ckdir / STATE).read_text()
+    except OSError:
+        state = ""
+    return state, (ckdir / CHECKPOINT).read_bytes()
+
+
 def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, Any], opt: Any, sched: Any,
-           scaler: Any, result: TrainResult) -> tuple[int, dict[str, Any] | None]:
+           scaler: Any, result: TrainResult, files: tuple[str, bytes] | None = None, rank: int = 0,
+           size: int = 1) -> tuple[int, dict[str, Any] | None]:
+    """Load the checkpoint in ``ckdir`` (or its ``files``, as :func:`read_checkpoint` read them) into the run;
+    process ``rank`` of ``size`` takes its own generators' state when the checkpoint was written by as many
+    processes, else rank 0's."""
+    import io
+
     import torch
 
+    state_text, blob = files if files is not None else (None, None)
     try:
-        state = json.loads((ckdir / STATE).read_text())
+        state = json.loads(state_text if state_text is not None else (ckdir / STATE).read_text())
     except (OSError, ValueError):
         raise TransferlabError(f"{ckdir} holds a checkpoint but no readable {STATE}; remove the directory to start "
                                "over") from None
@@ -94,7 +119,8 @@ def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, 
             f"cannot resume in {ckdir}: it was written with a different training config "
             f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items()) or 'another version'}); use another "
             "output directory or the same settings")
-    payload = torch.load(ckdir / CHECKPOINT, map_location="cpu", weights_only=True)
+    payload = torch.load(io.BytesIO(blob) if blob is not None else ckdir / CHECKPOINT, map_location="cpu",
+                         weights_only=True)
     saved = payload.get("modules")
     if saved is None or set(saved) != set(modules):
         raise TransferlabError(f"cannot resume in {ckdir}: its checkpoint holds modules "
@@ -105,7 +131,8 @@ def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, 
     sched.load_state_dict(payload["scheduler"])
     scaler.load_state_dict(payload["scaler"])
     objective.load_state_dict(payload.get("objective") or {})
-    set_rng_state(payload["rng"])
+    ranks = payload.get("rng_ranks")
+    set_rng_state(ranks[rank] if ranks is not None and len(ranks) == size else payload["rng"])
     result.history = list(state["history"])
     result.best_epoch, result.best_value = state["best_epoch"], state.get("best_value")
     result.selected_by = state.get("selected_by")
