@@ -146,8 +146,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         fh.write(text)
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every float that is not finite (NaN, infinity) replaced by None: JSON has no NaN, and a metric
+    that is undefined is ``null`` (its producer says why beside it). Numpy scalars and arrays become plain values."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if type(obj).__module__ == "numpy":
+        return finite(obj.tolist()) if hasattr(obj, "tolist") else obj
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """The one JSON writer: non-finite floats as null (:func:`finite`), never a NaN token, never a crash on one."""
+    return json.dumps(finite(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    write_text_atomic(path, json_text(obj) + "\n")
 
 
 #: the marker transferlab writes into every directory it owns: the names it wrote there. A directory is replaced or

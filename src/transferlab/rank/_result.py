@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +126,9 @@ class RankResult:
     def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
         """Write ranking.json, ranking.csv and (by default) report.html into ``out_dir``, together or not at all
         (everything is rendered first, then written to temporary files, then renamed); returns the paths."""
-        files = {"ranking.json": json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n",
+        from .._io import json_text
+
+        files = {"ranking.json": json_text(self.to_dict()) + "\n",
                  "ranking.csv": self.to_csv()}
         if html:
             from ..report import rank_report_html

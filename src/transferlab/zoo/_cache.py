@@ -65,7 +65,9 @@ def _digest(features: np.ndarray, probs: np.ndarray | None) -> str:
 
 
 def _scores_digest(scores: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(scores, sort_keys=True, allow_nan=False).encode()).hexdigest()
+    from .._io import json_text
+
+    return hashlib.sha256(json_text(scores, indent=None, sort_keys=True).encode()).hexdigest()
 
 
 class FeatureCache:
