@@ -45,7 +45,6 @@ class ContinualResult(RunResult):
 
 
 @on_devices
-@on_devices
 @in_runtime
 def run(
     stream: Stream | str | Sequence[Any] | None = None,

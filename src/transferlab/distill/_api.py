@@ -37,7 +37,6 @@ class DistillResult(RunResult):
 
 
 @on_devices
-@on_devices
 @in_runtime
 def distill(
     data: Dataset | str | Path | Any,

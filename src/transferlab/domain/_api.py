@@ -68,7 +68,6 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
 
 
 @on_devices
-@on_devices
 @in_runtime
 def adapt(
     source: Dataset | str | Path | Any,

@@ -94,7 +94,6 @@ def _train(method: str, prep: Prepared, job: TrainJob, options: dict[str, Any]) 
 
 
 @on_devices
-@on_devices
 @in_runtime
 def fit(
     dataset: Dataset | str | Path | Any,
