@@ -140,3 +140,21 @@ def test_a_job_key_defaults_to_its_arguments(tmp_path: Path):
     a, b = Job("a", square, {"x": 1}), Job("b", square, {"x": 1, "pause": 0.0})
     assert a.cache_name("toy", 1) != b.cache_name("toy", 1)  # every argument that could change the record
     assert a.cache_name("toy", 1) == Job("c", square, {"x": 1}).cache_name("toy", 1)  # the label is not one
+
+
+def where(x: int) -> dict[str, object]:
+    from transferlab._runtime import current_precision
+
+    CALLS.append(x)
+    return {"precision": current_precision()}
+
+
+def test_a_device_or_precision_runs_each_job_in_that_runtime_under_its_own_key(tmp_path):
+    jobs = [Job("x=1", where, {"x": 1})]
+    assert run_jobs(jobs, bench="toy", version=1, cache=tmp_path)[0] == {"precision": "fp32"}
+    assert run_jobs(jobs, bench="toy", version=1, cache=tmp_path, device="cpu", precision="bf16")[0] == {
+        "precision": "bf16"}
+    assert CALLS == [1, 1] and len(list(tmp_path.glob("*.json"))) == 2  # not the fp32 record
+    assert run_jobs(jobs, bench="toy", version=1, cache=tmp_path)[0] == {"precision": "fp32"} and CALLS == [1, 1]
+    with pytest.raises(TransferlabError, match="unknown device 'gpu'"):
+        run_jobs(jobs, bench="toy", version=1, cache=None, device="gpu")

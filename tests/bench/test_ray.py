@@ -46,7 +46,7 @@ def cluster(tmp_path_factory):
 def grid(tiny_timm_weights, tmp_path_factory):
     """A tiny bench continual (4 runs) and its rows on the local backend."""
     kw = dict(streams=["builtin:shapes,builtin:textures", "builtin:fashion-mnist:5"], strategies=["naive", "replay"],
-              epochs=1, limit=20, test_limit=20, image_size=16, batch_size=8)
+              strategy_options={"replay": {"buffer_size": 8}}, epochs=1, limit=20, test_limit=20, image_size=16, batch_size=8)
     model = f"timm:test_efficientnet@{tiny_timm_weights}"
     local = bench_continual(model, out=tmp_path_factory.mktemp("local"), **kw)
     return model, kw, _rows(local.runs)

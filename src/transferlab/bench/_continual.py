@@ -132,6 +132,8 @@ def bench_continual(
     batch_size: int = 32,
     lr: float | None = None,
     strategy_options: dict[str, dict[str, Any]] | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -139,7 +141,10 @@ def bench_continual(
     progress: bool = False,
 ) -> ContinualBenchResult:
     """Every strategy (default: all) on each stream (comma-separated datasets: task-incremental; ``DATA:K``: a class
-    split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits. ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray)."""
+    split), per seed. ``limit``/``test_limit``: class-stratified samples of each task's splits. ``backend``:
+    ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and
+    ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray);
+    ``device`` and ``precision``: where and how each run computes, on the machine it runs on."""
     from ..continual import list_strategies
 
     known = list_strategies()
@@ -162,7 +167,8 @@ def bench_continual(
                           "limit": limit, "test_limit": test_limit, "image_size": image_size,
                           "batch_size": batch_size, "lr": lr, "options": per.get(s, {})}) for seed in seeds]
     runs = run_jobs(jobs, bench="continual", version=FORMAT, cache=Path(out) / "runs", progress=progress,
-                    backend=runner, figure=lambda r: f"ACC {fmt(r['acc'])}")
+                    backend=runner, device=device, precision=precision,
+                    figure=lambda r: f"ACC {fmt(r['acc'])}")
     return ContinualBenchResult(model, list(streams), strats, list(seeds), runs, skipped,
                                 {"epochs": epochs, "limit": limit, "test_limit": test_limit, "image_size": image_size,
                                  "batch_size": batch_size, "lr": lr, "strategy_options": per})

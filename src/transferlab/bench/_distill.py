@@ -167,6 +167,8 @@ def bench_distill(
     batch_size: int = 32,
     method_options: dict[str, dict[str, Any]] | None = None,
     rows: Sequence[str] | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -177,7 +179,10 @@ def bench_distill(
     class-stratified samples of each target's splits; ``image_size``: the students' input size,
     ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``;
     ``rows``: which row families of :data:`ROWS` to run (default: :data:`DEFAULT_ROWS`, all but ``dkd``; a big
-    student costs an hour a row here). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray): the teachers, the labels-only students, then the rows."""
+    student costs an hour a row here). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
+    run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
+    ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
+    machine it runs on: the teachers, the labels-only students, then the rows."""
 
     if len(teachers) < 2:
         raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
@@ -203,7 +208,8 @@ def bench_distill(
                                                                            batch_size, limit, test_limit)),))
                     for t, share in settings for ref in teachers]
     teacher_runs = run_jobs(teacher_jobs, bench="distill-teacher", version=FORMAT, cache=out_dir / "runs",
-                            progress=progress, backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                            progress=progress, backend=runner, device=device, precision=precision,
+                            figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     base_jobs = [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} labels only", labels_only_run,
                      {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
                       "image_size": image_size, **common},
@@ -211,12 +217,14 @@ def bench_distill(
                                                                         batch_size, limit, test_limit)),))
                  for t, share in settings for sref in students for seed in seeds]
     runs = run_jobs(base_jobs, bench="distill-labels-only", version=FORMAT, cache=out_dir / "runs",
-                    progress=progress, backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                    progress=progress, backend=runner, device=device, precision=precision,
+                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     jobs = [job for (t, share), trecs in zip(settings, _chunks(teacher_runs, len(teachers)), strict=True)
             for job in _row_jobs(t, share, trecs, runs, teachers, students, seeds, wanted,
                                  {"epochs": epochs, "image_size": image_size, **common}, per_method)]
     runs += run_jobs(jobs, bench="distill", version=FORMAT, cache=out_dir / "runs", progress=progress,
-                     backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                     backend=runner, device=device, precision=precision,
+                     figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     runs = [{k: v for k, v in r.items() if k != "dir"} for r in runs]
     teacher_runs = [{k: v for k, v in r.items() if k != "dir"} for r in teacher_runs]
     return DistillBenchResult(list(targets), list(teachers), list(students), list(seeds),

@@ -159,6 +159,8 @@ def bench_domain(
     batch_size: int = 32,
     supervised: bool = True,
     method_options: dict[str, dict[str, Any]] | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -169,7 +171,10 @@ def bench_domain(
     and trade-off (source_only once per seed), ``epochs`` each; ``limit``/``test_limit``: samples of the training
     splits (source: class-stratified; target: random, its labels unread) and of the target's test split (stratified:
     it is only for the oracle). ``supervised``: also fine-tune on the labelled target (the upper bound).
-    ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray)."""
+    ``method_options``: ``{method: {option: value}}`` (e.g. ``{"dann": {"hidden": 256}}``). ``backend``:
+    ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and
+    ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray);
+    ``device`` and ``precision``: where and how each run computes, on the machine it runs on."""
     from ..domain import DEFAULT_LR, list_methods
 
     all_methods = list_methods()
@@ -199,7 +204,8 @@ def bench_domain(
                       "batch_size": batch_size, "limit": limit, "test_limit": test_limit})
                  for s in shift_list for seed in seeds]
     records = run_jobs(jobs, bench="domain", version=FORMAT, cache=out_dir / "runs", progress=progress,
-                       backend=runner, figure=lambda r: f"target accuracy {fmt(r.get('kept_accuracy', r.get('test_accuracy')))}")
+                       backend=runner, device=device, precision=precision,
+                       figure=lambda r: f"target accuracy {fmt(r.get('kept_accuracy', r.get('test_accuracy')))}")
     runs = records[:len(plan)]
     bounds = {_name(s): {"target_supervised": [r["test_accuracy"] for r in records[len(plan):]
                                                if r["shift"] == _name(s)]} for s in shift_list} if supervised else {}

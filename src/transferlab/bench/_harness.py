@@ -164,15 +164,39 @@ def _failures(bench: str, labels: Sequence[str], errors: Sequence[BaseException]
         if rest else "") + f":{lines}")
 
 
+def run_in_runtime(fn: Callable[..., dict[str, Any]], kwargs: Mapping[str, Any], device: str | None,
+                   precision: str | None) -> dict[str, Any]:
+    """``fn(**kwargs)`` on ``device`` at ``precision`` (:func:`transferlab._runtime.runtime`, on the machine the job
+    runs on): what a job becomes when the bench is asked for a device or a precision."""
+    from .._runtime import runtime
+
+    with runtime(device, precision):
+        return fn(**kwargs)
+
+
+def _in_runtime(job: Job, device: str | None, precision: str | None) -> Job:
+    """``job`` run inside that runtime, its key extended by the device and precision asked for."""
+    asked = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+    return Job(job.label, run_in_runtime, {"fn": job.fn, "kwargs": dict(job.kwargs), **{"device": device,
+                                                                                          "precision": precision}},
+               key={"job": job.key if job.key is not None else job.kwargs, **asked}, needs=job.needs)
+
+
 def run_jobs(jobs: Sequence[Job], *, bench: str, version: int, cache: str | Path | None, progress: bool = False,
-             backend: str | Backend = "local", figure: Callable[[dict[str, Any]], str] | None = None
-             ) -> list[dict[str, Any]]:
+             backend: str | Backend = "local", figure: Callable[[dict[str, Any]], str] | None = None,
+             device: str | None = None, precision: str | None = None) -> list[dict[str, Any]]:
     """Every job's record, in the jobs' order: read from ``cache`` (a directory; None: no cache) when there, else run by
     ``backend`` and written there as it finishes (a damaged record is run again). ``figure(record)``: the short
     result a progress line shows (e.g. ``acc 0.812``). A job that raises is reported (logged, and on the progress
     display) and the others run; then one :class:`TransferlabError` names every failed job and its error (the
-    finished ones are cached, so a rerun runs only the failed ones)."""
+    finished ones are cached, so a rerun runs only the failed ones). ``device``/``precision``: each job runs in that
+    runtime where it runs (None: the default there, and the job's cache key as without them)."""
     be = backend_of(backend)
+    if device is not None or precision is not None:
+        from .._runtime import check_device, check_precision
+
+        device, precision = device and check_device(device), precision and check_precision(precision)
+        jobs = [_in_runtime(j, device, precision) for j in jobs]
     records: list[dict[str, Any] | None] = [None] * len(jobs)
     paths = _cached(jobs, bench, version, cache, records)
     todo = [i for i, r in enumerate(records) if r is None]

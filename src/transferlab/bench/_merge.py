@@ -159,6 +159,8 @@ def bench_merge(
     reset_norms: bool = False,
     tune: bool = False,
     seed: int = 0,
+    device: str | None = None,
+    precision: str | None = None,
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -171,7 +173,10 @@ def bench_merge(
     samples of the splits. ``reset_norms``: every merged network's batch-norm statistics re-estimated on the training
     samples (see ``merge_models``). ``tune``: also pick ``lam`` of task_arithmetic, ties, dare (from ``LAM_GRID``),
     tsv and iso (from ``SPECTRAL_GRID``) by mean accuracy on the validation examples ``fit`` held out of each training
-    sample (rows ``<method>+tuned``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray): the fits, then the merges."""
+    sample (rows ``<method>+tuned``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
+    run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
+    ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
+    machine it runs on: the fits, then the merges."""
     from ..merge import MERGE_METHODS
 
     ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
@@ -194,7 +199,8 @@ def bench_merge(
                     key={"target": t, **fit_kw}, needs=(str(out / "fits" / n / "model.safetensors"),))
                 for t, n in zip(ts, names, strict=True)]  # a fit whose model was removed is fitted again
     fits = run_jobs(fit_jobs, bench="merge-fit", version=FORMAT, cache=out / "runs", progress=progress,
-                    backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                    backend=runner, device=device, precision=precision,
+                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     individual = {n: r["test_accuracy"] for n, r in zip(names, fits, strict=True)}
     seconds = {f"fit:{n}": r["train_seconds"] for n, r in zip(names, fits, strict=True)}
     common = {"model": model, "fits": [str(out / "fits" / n) for n in names], "names": names, "targets": ts,
@@ -208,7 +214,8 @@ def bench_merge(
                                           "tune": list(TUNABLE[m]), **common}) for m in tunable]
     jobs = [Job(j.label, j.fn, j.kwargs, key={**j.kwargs, **fitted, "out": None}) for j in jobs]
     records = run_jobs(jobs, bench="merge", version=FORMAT, cache=out / "runs", progress=progress,
-                       backend=runner, figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
+                       backend=runner, device=device, precision=precision,
+                       figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
     merged = {}
     tuned: dict[str, float] = {}
     for j, r in zip(jobs, records, strict=True):

@@ -152,6 +152,8 @@ def bench_prune(
     pretrain_epochs: int = 10,
     epochs: int = 10,
     limit: int | None = None,
+    device: str | None = None,
+    precision: str | None = None,
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -160,7 +162,10 @@ def bench_prune(
 ) -> PruneBenchResult:
     """Pretrain ``arch`` on the full ``source`` and on the ``keep`` share of its classes chosen by every row, fine-tune
     each on every target, test; ``limit``: a class-stratified sample of the source (pretraining and scoring).
-    ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray) (the surrogate is pretrained here first)."""
+    ``backend``: ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run``
+    CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray);
+    ``device`` and ``precision``: where and how each run computes, on the machine it runs on (the surrogate is
+    pretrained here first)."""
     from ..data import load_dataset
     from ..pretrain import ARCHITECTURES
 
@@ -190,7 +195,8 @@ def bench_prune(
                      "pe": pretrain_epochs, "e": epochs, "limit": limit})  # where the bench lives is not an input
             for t in targets for seed in seeds for row in ROWS]
     runs = run_jobs(jobs, bench="prune", version=FORMAT, cache=out_dir / "runs", progress=progress,
-                    backend=runner, figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+                    backend=runner, device=device, precision=precision,
+                    figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     return PruneBenchResult(str(source), list(targets), arch, keep, list(seeds), runs,
                             {"pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit,
                              "model": model_ref})

@@ -117,6 +117,8 @@ def bench_rank(
     grid: dict[str, Any] | None = None,
     seed: int = 0,
     n_boot: int = 1000,
+    device: str | None = None,
+    precision: str | None = None,
     address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float | None = None,
@@ -137,7 +139,8 @@ def bench_rank(
     train split, used by both the metrics and the ground truth. ``backend``: ``local`` or ``ray``: each model's
     ``rank`` (extraction and scores) and each ground-truth cell a Ray task of ``cpus_per_run`` CPUs and
     ``gpus_per_run`` GPUs on the cluster at ``address`` (default ``$RAY_ADDRESS``, else a local Ray;
-    ``ray_address`` is its deprecated name).
+    ``ray_address`` is its deprecated name). ``device``/``precision``: where and how each of those computes (the
+    ensemble's validation runs here, on the default device).
     ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
     top-K by consensus and ``random_ensembles`` random K-sets."""
@@ -149,7 +152,7 @@ def bench_rank(
     training = protocol != "linear_probe"
     plan = _Plan(zoo=z, targets=target_list, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
                  seed=seed, n_boot=n_boot, grids=grids, fit_options=_fit_options(training, image_size, epochs, patience),
-                 trust_pickle=trust_pickle, progress=progress, runner=runner,
+                 trust_pickle=trust_pickle, progress=progress, runner=runner, device=device, precision=precision,
                  ensemble=ensemble, random_ensembles=random_ensembles)
     if training:  # before any work: the protocol applies, and which models get the fallback
         _warn_fallbacks(plan)
@@ -185,6 +188,8 @@ class _Plan:
     trust_pickle: bool
     progress: bool
     runner: Any  # the harness backend that runs every model's rank and every ground-truth cell
+    device: str | None  # where they compute (None: the default where they run)
+    precision: str | None
     ensemble: int | None  # K models chosen per target and validated; None: no ensemble
     random_ensembles: int  # random K-sets the chosen one is compared with
 
@@ -267,7 +272,7 @@ def _rank_targets(plan: _Plan) -> _Ranked:
         t0 = time.perf_counter()
         r = rank(t, plan.zoo, plan.metrics, image_size=plan.image_size, limit=plan.limit, seed=plan.seed,
                  progress=plan.progress, trust_pickle=plan.trust_pickle, ensemble=plan.ensemble,
-                 backend=plan.runner)
+                 backend=plan.runner, device=plan.device, precision=plan.precision)
         seconds += time.perf_counter() - t0
         results[t] = r
         scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}
@@ -299,7 +304,7 @@ def _ground_truth(plan: _Plan, models: list[dict[str, Any]]) -> _GroundTruth:
              for t in plan.targets for m in models]
     jobs = [Job(f"{c['model_ref']} on {c['target']}", ground_truth_cell, c) for c in cells]
     gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=plan.progress,
-                        backend=plan.runner,
+                        backend=plan.runner, device=plan.device, precision=plan.precision,
                         figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
                                          + (" (cached)" if c.get("cached") else ""))
     accuracy: dict[str, dict[str, float | None]] = {t: {} for t in plan.targets}

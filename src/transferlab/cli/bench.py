@@ -19,12 +19,16 @@ ADDRESS = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="The Ray cl
 CPUS_PER_RUN = typer.Option(None, "--cpus-per-run", min=0.01, help="CPUs Ray gives each run (default 1).")
 GPUS_PER_RUN = typer.Option(None, "--gpus-per-run", min=0, help="GPUs Ray gives each run, a share like 0.5 "
                             "included (default 0).")
+DEVICE = typer.Option(None, "--device", help="Where each run computes, on the machine it runs on: auto (CUDA when "
+                      "available, else the CPU), cpu, cuda, cuda:N, mps (default: auto).")
+PRECISION = typer.Option(None, "--precision", help="fp32 (default), bf16 (CPU and GPU), fp16 (GPU).")
 
 
-def _backend(backend: str, address: str | None, cpus_per_run: float | None,
-             gpus_per_run: float | None) -> dict[str, Any]:
-    """The backend options, as every bench function takes them."""
-    return {"backend": backend, "address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+def _backend(backend: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float | None,
+             device: str | None, precision: str | None) -> dict[str, Any]:
+    """Where the runs go and how they compute, as every bench function takes them."""
+    return {"backend": backend, "address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run,
+            "device": device, "precision": precision}
 
 
 @app.command("rank")
@@ -38,6 +42,8 @@ def bench_rank_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     ray_address: str = typer.Option(None, "--ray-address", hidden=True, help="Deprecated spelling of --address."),
     metrics: str = typer.Option(None, "--metrics", help="Comma-separated metrics (default: the default set)."),
     protocol: str = typer.Option(None, "--protocol", hidden=True, help="Deprecated spelling of --fit-method."),
@@ -65,7 +71,7 @@ def bench_rank_cmd(
     address = alias("--address", "--ray-address", address, ray_address)
     r = bench_rank(zoo, targets, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
                    epochs=epochs, patience=patience, grid=_grid(grid), seed=seed, progress=not quiet,
-                   ensemble=ensemble, **_backend(backend, address, cpus_per_run, gpus_per_run))
+                   ensemble=ensemble, **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables(), ("tau", "ensemble"))
     ch = r.checks or {}
@@ -144,6 +150,8 @@ def bench_merge_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     out: Path = typer.Option(Path("runs/bench-merge"), "--out", "-o", help="Output directory (fits are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -155,7 +163,7 @@ def bench_merge_cmd(
     per = _method_options(option)
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
-                    reset_norms=reset_norms, tune=tune, **_backend(backend, address, cpus_per_run, gpus_per_run))
+                    reset_norms=reset_norms, tune=tune, **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_merge.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -182,6 +190,8 @@ def bench_domain_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     out: Path = typer.Option(Path("runs/bench-domain"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -206,7 +216,7 @@ def bench_domain_cmd(
     r = bench_domain(model, out=out, shifts=pairs, methods=methods, seeds=seed_list, trade_offs=trade_list, epochs=epochs, lr=lr,
                      limit=limit, test_limit=test_limit, image_size=image_size, batch_size=batch_size,
                      supervised=not no_supervised, method_options=_method_options(option), progress=not quiet,
-                     **_backend(backend, address, cpus_per_run, gpus_per_run))
+                     **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_domain.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -235,6 +245,8 @@ def bench_distill_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     out: Path = typer.Option(Path("runs/bench-distill"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -255,7 +267,7 @@ def bench_distill_cmd(
                       seeds=seed_list, label_shares=shares, epochs=epochs, teacher_epochs=teacher_epochs, limit=limit,
                       test_limit=test_limit, image_size=image_size, teacher_image_size=teacher_image_size,
                       batch_size=batch_size, method_options=_method_options(option), rows=split(rows) or None,
-                      progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run))
+                      progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_distill.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -280,6 +292,8 @@ def bench_continual_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     out: Path = typer.Option(Path("runs/bench-continual"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -297,7 +311,7 @@ def bench_continual_cmd(
                         strategies=[s.strip() for s in strategies.split(",") if s.strip()] if strategies else None,
                         seeds=seed_list, epochs=epochs, limit=limit, test_limit=test_limit, image_size=image_size,
                         batch_size=batch_size, lr=lr, strategy_options=_method_options(option), progress=not quiet,
-                        **_backend(backend, address, cpus_per_run, gpus_per_run))
+                        **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_continual.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
@@ -318,6 +332,8 @@ def bench_prune_cmd(
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,
     gpus_per_run: float = GPUS_PER_RUN,
+    device: str = DEVICE,
+    precision: str = PRECISION,
     out: Path = typer.Option(Path("runs/bench-prune"), "--out", "-o", help="Output directory (runs are cached)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -334,7 +350,7 @@ def bench_prune_cmd(
     check_output(out)
     r = bench_prune(out=out, source=source, targets=[t.strip() for t in targets.split(",") if t.strip()], arch=arch,
                     keep=keep, seeds=seed_list, pretrain_epochs=pretrain_epochs, epochs=epochs, limit=limit,
-                    progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run))
+                    progress=not quiet, **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
     c = _print_tables(r.tables())
     c.print(f"bench_prune.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)

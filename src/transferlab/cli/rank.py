@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ._console import alias, console
+from ._runtime import DEVICE_HELP, PRECISION_HELP
 
 metrics_app = typer.Typer(help="Transferability metrics.", no_args_is_help=True)
 
@@ -42,6 +43,8 @@ def rank_cmd(
     cpus_per_run: float = typer.Option(None, "--cpus-per-run", min=0.01, help="CPUs Ray gives each model (default "
                                        "1)."),
     gpus_per_run: float = typer.Option(None, "--gpus-per-run", min=0, help="GPUs Ray gives each model (default 0)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " With --backend ray: on each model's worker."),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
     wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
                               "table of the most informative ones that fits the terminal; the files hold them all)."),
@@ -60,7 +63,7 @@ def rank_cmd(
     zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
-                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner)
+                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner, device=device, precision=precision)
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress as progress_bars
+from .._runtime import check_device, check_precision, runtime
 from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
@@ -55,6 +56,8 @@ def rank(
     ensemble: int | None = None,
     ensemble_theta: float = 4.0,
     backend: str | Any = "local",
+    device: str | None = None,
+    precision: str | None = None,
 ) -> RankResult:
     """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
 
@@ -68,6 +71,9 @@ def rank(
     address, cpus_per_run)``): one job per model, which extracts its features with the feature cache of the machine
     it runs on (``cache_dir`` as given, else that machine's default) and returns the scores; the same scores as
     local. There, a model that fails is reported and the others go on, then one error names the failed ones.
+    ``device`` (auto, cpu, cuda, cuda:N, mps; None: the enclosing runtime's, else auto) and ``precision`` (fp32,
+    bf16, fp16): where and how the forward passes run (:func:`transferlab.zoo.extract_features`); on another
+    backend, on the machine each model's job runs on (checked there: the driver may have no GPU).
     """
     from ..zoo import FeatureCache
 
@@ -83,10 +89,14 @@ def rank(
     setup = Setup(ds=ds, zoo=z, backbones=backbones, metrics=names, options=opts, cache=cache, y=y,
                    labels_digest=hashlib.sha256(y.tobytes()).hexdigest(), image_size=image_size,
                    batch_size=batch_size, ens_rows=_ensemble_rows(len(ds), seed) if ensemble else None)
-    runs = (_score_zoo(setup, threads, progress) if _is_local(backend) else
-            score_zoo_on(backend, setup, {"cache_dir": str(cache_dir) if cache_dir is not None else None,
-                                          "use_cache": use_cache, "threads": threads,
-                                          "trust_pickle": trust_pickle}, progress))
+    if _is_local(backend):
+        with runtime(device, precision):
+            runs = _score_zoo(setup, threads, progress)
+    else:
+        runs = score_zoo_on(backend, setup, {"cache_dir": str(cache_dir) if cache_dir is not None else None,
+                                             "use_cache": use_cache, "threads": threads, "trust_pickle": trust_pickle,
+                                             "device": device and check_device(device),
+                                             "precision": precision and check_precision(precision)}, progress)
     _fail_if_nothing_scored(runs, names)
     models = _model_scores(runs, names)
     total = time.perf_counter() - t_total

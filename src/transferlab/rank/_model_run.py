@@ -168,11 +168,13 @@ def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbo
 def score_model_run(ref: str, entry: dict[str, Any], dataset: Any, metrics: list[str],
                     options: dict[str, dict[str, Any]], image_size: int | None, batch_size: int,
                     cache_dir: str | None, use_cache: bool, threads: int | None, trust_pickle: bool,
-                    ens_rows: np.ndarray | None) -> dict[str, Any]:
+                    ens_rows: np.ndarray | None, device: str | None = None,
+                    precision: str | None = None) -> dict[str, Any]:
     """One model of a rank, as a job: ``ref`` resolved here, ``dataset`` (a Dataset, already sampled) checked,
     features extracted with this machine's feature cache (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user
-    cache directory; none without ``use_cache``), every metric scored (scores cached next to the features). Returns
-    what :class:`ModelRun` holds, less the zoo entry."""
+    cache directory; none without ``use_cache``) on ``device`` at ``precision`` (None: auto, fp32), every metric
+    scored (scores cached next to the features). Returns what :class:`ModelRun` holds, less the zoo entry."""
+    from .._runtime import runtime
     from ..zoo import FeatureCache, ZooModel, resolve_model
 
     backbone = resolve_model(ref, trust_pickle=trust_pickle)
@@ -182,7 +184,7 @@ def score_model_run(ref: str, entry: dict[str, Any], dataset: Any, metrics: list
                   cache=FeatureCache(cache_dir) if use_cache else None, y=y,
                   labels_digest=hashlib.sha256(y.tobytes()).hexdigest(), image_size=image_size,
                   batch_size=batch_size, ens_rows=ens_rows)
-    with thread_limit(threads):
+    with runtime(device, precision), thread_limit(threads):
         run = score_model(setup, ZooModel(**entry), backbone, None)
     return {"scores": run.scores, "failures": run.failures, "timings": run.timings, "meta": run.meta,
             "extract_wall": run.extract_wall, "ens_features": run.ens_features}
