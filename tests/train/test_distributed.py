@@ -139,3 +139,39 @@ def test_bf16_trains_on_the_cpu_and_fp16_is_refused():
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     with pytest.raises(TransferlabError, match="fp16 trains on CUDA GPUs only"):
         train({"model": net}, Supervised(), _blobs(), TrainConfig(epochs=1, precision="fp16"), device="cpu")
+
+
+@pytest.mark.slow
+def test_fit_on_two_processes_writes_one_complete_output_from_rank_0(tiny_model_ref, tmp_path):
+    import json
+
+    from transferlab.data import load_dataset
+    from transferlab.fit import fit
+    from transferlab.models import load
+
+    tr = load_dataset("builtin:digits").stratified_sample(60)
+    te = load_dataset("builtin:digits", "test").stratified_sample(30)
+    out = tmp_path / "fit"
+    r = fit(tr, tiny_model_ref, "head", test=te, out=out, epochs=2, image_size=32, batch_size=8, devices=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]  # no scratch or half-written sibling
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".transferlab-output.json", "config.json", "metrics.json", "model.safetensors", "report.html",
+        "transferlab.json"]  # the checkpoints removed once the model is written
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"] == r.metrics["history"] and len(metrics["history"]) == 2
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load(out)(x), r.model.eval()(x))  # rank 0's model came back to this process
+
+
+def _refuse_on_rank_0() -> None:
+    from transferlab.train._distributed import barrier, world
+
+    if world().main:
+        raise TransferlabError("rank 0 refuses")
+    barrier()  # waits for rank 0, which never comes: stopped by spawn
+
+
+def test_an_error_in_one_process_stops_the_others_and_is_raised_here():
+    with pytest.raises(TransferlabError, match="rank 0 refuses"):
+        spawn(_refuse_on_rank_0, 2)
