@@ -292,3 +292,21 @@ def test_each_supermask_task_keeps_its_own_batch_norm_statistics(tiny_model_ref,
     assert not all(torch.equal(control.norm_state(0)[f"{n}.running_var"], control.norm_state(1)[f"{n}.running_var"])
                    for n in pretrained)
     assert np.diag(r.matrix).mean() > 0.6  # the masks learn (two classes per task: chance is 0.5)
+
+
+def test_a_one_class_task_is_left_out_of_a_stream_and_said(tmp_path, caplog):
+    """A one-class task counted 1.0 towards ACC (issue 29): it is left out, with a warning and a note in the stream's
+    description (metrics.json's "stream")."""
+    from tests.conftest import write_image_folder
+
+    from transferlab.continual import parse_stream
+
+    a = write_image_folder(tmp_path / "a", n_per_class=4)
+    b = write_image_folder(tmp_path / "b", n_per_class=4, classes=("x", "y"))
+    one = write_image_folder(tmp_path / "one", n_per_class=4, classes=("only",))
+    with caplog.at_level("WARNING"):
+        s = parse_stream(f"{a},{one},{b}")
+    assert [t.name for t in s.tasks] == ["a", "b"] and "single class" in caplog.text
+    assert s.describe().endswith("left out: one (one class: nothing to tell apart)")
+    with pytest.raises(TransferlabError, match="at least two tasks of two or more classes; left out: one"):
+        parse_stream(f"{a},{one}")

@@ -299,3 +299,13 @@ def test_gradcam_works_on_a_frozen_backbone(tiny_model_ref):
     panels, note = gradcam_panels(net, ImageTensors(ds, 64, (0.5,) * 3, (0.5,) * 3), y, np.roll(y, 1),
                                   list(ds.class_names), (0.5,) * 3, (0.5,) * 3)
     assert note == "" and len(panels) >= 4 and all(p["cam"].shape == (64, 64) for p in panels)
+
+
+def test_a_one_class_dataset_is_refused_before_any_work(tmp_path, tiny_model_ref):
+    """A one-class fit exited 0 with "test accuracy 1.0000" (issue 29): refused, as rank and auto refuse it."""
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "one", n_per_class=6, classes=("only",))
+    with pytest.raises(TransferlabError, match=r"single class \('only'\): a classifier needs at least two"):
+        fit(str(data), tiny_model_ref, "head", out=tmp_path / "o", epochs=1, image_size=32)
+    assert not (tmp_path / "o").exists()

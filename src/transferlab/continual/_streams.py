@@ -3,6 +3,7 @@ classes split into groups, one growing head), or a stream YAML."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Task:
@@ -40,7 +42,9 @@ class Stream:
     def describe(self) -> str:
         if self.kind == "class":
             return f"class-incremental, {len(self.tasks)} tasks of {len(self.tasks[0].classes)} classes"
-        return f"task-incremental, {len(self.tasks)} tasks: {', '.join(t.name for t in self.tasks)}"
+        left_out = self.source.get("excluded")
+        return (f"task-incremental, {len(self.tasks)} tasks: {', '.join(t.name for t in self.tasks)}"
+                + (f"; left out: {', '.join(left_out)}" if left_out else ""))
 
 
 def _sample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -58,7 +62,7 @@ def task_stream(refs: Sequence[Any], limit: int | None = None, test_limit: int |
     if len(refs) < 2:
         raise TransferlabError(f"a stream needs at least two tasks, got {len(refs)}: continual learning is about "
                                "what a second task does to the first")
-    tasks, taken = [], set()
+    tasks, taken, excluded = [], set(), []
     for i, ref in enumerate(refs):
         train, test = load_dataset(ref, "train"), load_dataset(ref, "test")
         name = ((names[i] if names and names[i] else None)
@@ -66,13 +70,22 @@ def task_stream(refs: Sequence[Any], limit: int | None = None, test_limit: int |
         while name in taken:
             name += f"-{i + 1}"
         taken.add(name)
+        if len(np.flatnonzero(train.class_counts())) < 2:  # a one-output head is always right: it would count 1.0
+            excluded.append(f"{name} (one class: nothing to tell apart)")
+            log.warning("continual: task %s has a single class and is left out of the stream (it would count 1.0 "
+                        "towards ACC whatever the model learned)", name)
+            continue
         tasks.append(Task(name, _sample(train, limit, 0), _sample(test, test_limit, 0),
                           list(range(train.num_classes)), [str(c) for c in train.class_names]))
+    if len(tasks) < 2:
+        raise TransferlabError(f"a stream needs at least two tasks of two or more classes; left out: "
+                               f"{', '.join(excluded)}")
     modalities = sorted({t.train.modality for t in tasks})
     if len(modalities) > 1:
         which = ", ".join(f"{t.name}: {t.train.modality}" for t in tasks)
         raise TransferlabError(f"the tasks of a stream must be one kind of data, got {which}")
-    return Stream("task", tasks, source={"stream": [str(r) if not isinstance(r, Dataset) else r.name for r in refs]})
+    return Stream("task", tasks, source={"stream": [str(r) if not isinstance(r, Dataset) else r.name for r in refs],
+                                         **({"excluded": excluded} if excluded else {})})
 
 
 def class_split(ref: Any, n_tasks: int, limit: int | None = None, test_limit: int | None = None) -> Stream:

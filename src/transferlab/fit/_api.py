@@ -132,6 +132,11 @@ def fit(
     check_run_arguments(epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
                         val_fraction=val_fraction, budget_minutes=budget_minutes, patience=patience)
     ds = load_dataset(dataset, "train")  # a reference, a Dataset or data in memory
+    present = np.flatnonzero(ds.class_counts())
+    if len(present) < 2:  # a one-class "classifier" scores 1.0 on anything: refuse, as rank and auto do
+        only = ds.class_names[present[0]] if len(present) else "none"
+        raise TransferlabError(f"{ds.name} has a single class ({only!r}): a classifier needs at least two classes to "
+                               "tell apart; add examples of other classes")
     if test is None and isinstance(dataset, (str, Path)):  # data in memory has no test split: pass test= for one
         test = load_dataset(dataset, "test")
     test_ds = load_dataset(test, "test") if test is not None else None
