@@ -310,3 +310,19 @@ def test_a_one_class_task_is_left_out_of_a_stream_and_said(tmp_path, caplog):
     assert s.describe().endswith("left out: one (one class: nothing to tell apart)")
     with pytest.raises(TransferlabError, match="at least two tasks of two or more classes; left out: one"):
         parse_stream(f"{a},{one}")
+
+
+@pytest.mark.parametrize("body, message", [
+    ("split: 'builtin:digits'\ngroups: five\n", "groups: Input should be a valid integer"),
+    ("tasks: ['builtin:shapes', 'builtin:textures']\nepochs: 3\n", "epochs: Extra inputs are not permitted"),
+    ("tasks: ['builtin:shapes']\nsplit: 'builtin:digits'\ngroups: 2\n", "give either 'tasks' or 'split'"),
+    ("- builtin:shapes\n", "Input should be a valid dictionary"),
+])
+def test_a_stream_file_is_validated_strictly(tmp_path, body, message):
+    """`groups: five` was a ValueError traceback and unknown keys were silently ignored (issue 29): the stream file
+    is a pydantic model, as merge recipes and zoos are."""
+    from transferlab.continual import parse_stream
+
+    (tmp_path / "s.yaml").write_text(body)
+    with pytest.raises(TransferlabError, match=message):
+        parse_stream(str(tmp_path / "s.yaml"))

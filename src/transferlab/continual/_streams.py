@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
@@ -127,23 +128,55 @@ def parse_stream(stream: str | Sequence[Any] | None = None, split: str | None = 
 
 
 def _yaml(path: Path, limit: int | None, test_limit: int | None) -> Stream:
+    """A stream file, validated strictly (unknown keys and wrong types are errors naming the key)."""
     import yaml
+    from pydantic import ValidationError
 
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise TransferlabError(f"cannot read the stream file {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise TransferlabError(f"{path}: a stream file holds a mapping with 'tasks' (a list) or 'split' and 'groups'")
+    try:
+        spec = StreamFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the file"
+        raise TransferlabError(f"{path}: {where}: {first['msg']} (a stream file holds 'tasks': a list of datasets "
+                               "or of {data: REF, name: NAME}; or 'split': REF with 'groups': K; and optionally "
+                               "'limit', 'test_limit')") from None
     base = path.parent
     rel = lambda r: str(base / r) if ":" not in str(r) and not Path(str(r)).is_absolute() else str(r)  # noqa: E731
-    if "split" in raw:
-        return class_split(rel(raw["split"]), int(raw.get("groups", 0)), raw.get("limit", limit),
-                           raw.get("test_limit", test_limit))
-    tasks = raw.get("tasks")
-    if not isinstance(tasks, list) or not tasks:
-        raise TransferlabError(f"{path}: 'tasks' must be a list of datasets (or of {{data: REF, name: NAME}})")
-    refs = [rel(t["data"] if isinstance(t, dict) else t) for t in tasks]
-    names = [str(t.get("name", "")) if isinstance(t, dict) else "" for t in tasks]
-    return task_stream(refs, raw.get("limit", limit), raw.get("test_limit", test_limit),
-                       names if any(names) else None)
+    limit = spec.limit if spec.limit is not None else limit
+    test_limit = spec.test_limit if spec.test_limit is not None else test_limit
+    if spec.split is not None:
+        return class_split(rel(spec.split), spec.groups or 0, limit, test_limit)
+    tasks = [t if isinstance(t, StreamTask) else StreamTask(data=t) for t in spec.tasks or []]
+    names = [t.name or "" for t in tasks]
+    return task_stream([rel(t.data) for t in tasks], limit, test_limit, names if any(names) else None)
+
+
+class StreamTask(BaseModel):
+    """One task of a stream file."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: str = Field(description="the task's dataset reference (relative paths: to the stream file's folder)")
+    name: str | None = Field(None, description="the task's name (default: the dataset's)")
+
+
+class StreamFile(BaseModel):
+    """A stream file: ``tasks`` (task-incremental) or ``split`` + ``groups`` (class-incremental)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str | StreamTask] | None = Field(None, min_length=1, description="the tasks, in order")
+    split: str | None = Field(None, description="a dataset split into equal groups of classes")
+    groups: int | None = Field(None, ge=2, description="how many groups (tasks) the split makes")
+    limit: int | None = Field(None, ge=1, description="class-stratified training examples per task")
+    test_limit: int | None = Field(None, ge=1, description="class-stratified test examples per task")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StreamFile:
+        if (self.tasks is None) == (self.split is None):
+            raise ValueError("give either 'tasks' or 'split' (with 'groups')")
+        if self.split is not None and self.groups is None:
+            raise ValueError("'split' needs 'groups' (how many tasks)")
+        return self

@@ -6,6 +6,7 @@ relative to the manifest's folder. Classes keep the source's order; labels are r
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,10 @@ def manifest_dict(source: str | Path, classes: list[str], where: Path, **extra: 
     return {"format": 1, "kind": "class_subset", "source": s, "classes": [str(c) for c in classes], **extra}
 
 
+#: the manifests being loaded, outermost first: a source that leads back to one of them is a loop, not a recursion
+_loading: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("transferlab_manifests", default=())
+
+
 def load_manifest(path: Path, split: str, load_dataset: Any, **kwargs: Any) -> Any:
     """The manifest's classes of its source, ``split``; ``load_dataset`` loads the source (passed in: the loader
     module imports this one)."""
@@ -54,7 +59,16 @@ def load_manifest(path: Path, split: str, load_dataset: Any, **kwargs: Any) -> A
     src = str(raw.get("source") or "")
     if ":" not in src or not src.split(":", 1)[0].isalpha() or len(src.split(":", 1)[0]) < 2:
         src = str((path.parent / src).resolve())
-    ds = load_dataset(src, split, **kwargs)
+    chain = _loading.get()
+    here = str(path.resolve())
+    if here in chain:  # a manifest whose source is itself, or a loop of manifests
+        loop = " -> ".join([*chain[chain.index(here):], here])
+        raise DataError(f"{path}: its source leads back to itself ({loop}); a manifest's source must be a dataset")
+    token = _loading.set((*chain, here))
+    try:
+        ds = load_dataset(src, split, **kwargs)
+    finally:
+        _loading.reset(token)
     names = [str(c) for c in ds.class_names]
     missing = [c for c in raw["classes"] if str(c) not in names]
     if missing:
