@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from scipy.stats import kendalltau, weightedtau
 
@@ -111,23 +110,3 @@ def test_bench_rank_bad_input(tiny_zoo):
         bench_rank(zoo, " , ")
     with pytest.raises(TransferlabError, match="at least 3 models"):
         bench_rank(refs[:2], "builtin:digits")
-
-
-@pytest.mark.slow  # over 10 s on one core (issue 27)
-def test_ray_backend_gives_the_local_results(tiny_zoo, tmp_path, monkeypatch):
-    pytest.importorskip("ray")
-    import ray
-
-    zoo, refs = tiny_zoo
-    kw = dict(metrics="logme,knn", limit=80, image_size=32, n_boot=10)
-    local = bench_rank(zoo, "builtin:digits", **kw)
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "fresh-cache"))  # nothing cached: the workers compute
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = bench_rank(zoo, "builtin:digits", backend="ray", **kw)
-    finally:
-        ray.shutdown()
-    assert remote.cost["ground_truth_cells_cached"] == 0
-    assert remote.ground_truth == local.ground_truth
-    assert remote.quality["logme"] == local.quality["logme"]
-    np.testing.assert_equal(remote.to_dict()["metrics"], local.to_dict()["metrics"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from transferlab.bench import _continual as continual_bench
-from transferlab.bench import backend_of, bench_continual
+from transferlab.bench import backend_of, bench_continual, bench_rank
 from transferlab.bench._harness import Job, run_jobs
 from transferlab.errors import TransferlabError
 from transferlab.rank import rank
@@ -130,3 +130,18 @@ def test_rank_on_ray_names_a_model_that_fails_after_the_others(cluster, tiny_zoo
         rank("builtin:digits", [refs[2], f"timm:test_efficientnet@{broken}"], metrics="knn", limit=30,
              image_size=32, cache_dir=tmp_path / "c", backend=backend_of("ray"))
     assert list((tmp_path / "c" / "features").iterdir())  # the other model's features were cached
+
+
+def test_bench_rank_on_ray_gives_the_local_results(cluster, tiny_zoo, tmp_path, monkeypatch):
+    """Every model's rank and every ground-truth cell as Ray tasks (moved here from test_bench_rank.py: it shares the
+    cluster instead of starting a Ray of its own)."""
+    zoo, _ = tiny_zoo
+    kw = dict(metrics="logme,knn", limit=80, image_size=32, n_boot=10)
+    local = bench_rank(zoo, "builtin:digits", **kw)
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "fresh-cache"))  # nothing cached: the workers compute
+    remote = bench_rank(zoo, "builtin:digits", backend="ray", **kw)
+    assert remote.cost["ground_truth_cells_cached"] == 0
+    assert remote.ground_truth == local.ground_truth
+    assert remote.quality["logme"] == local.quality["logme"]
+    np.testing.assert_equal(remote.to_dict()["metrics"], local.to_dict()["metrics"])
+
