@@ -104,11 +104,13 @@ class RayBackend:
         pending: dict[Any, int] = {}
         try:
             remote: dict[Any, Any] = {}
+            shared = _shared_arguments(jobs, ray.put)
             for i, job in enumerate(jobs):
                 if job.fn not in remote:
                     remote[job.fn] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                                                 max_retries=self.max_retries)(job.fn)
-                pending[remote[job.fn].remote(**job.kwargs)] = i
+                kwargs = {k: shared.get(id(v), v) for k, v in job.kwargs.items()}
+                pending[remote[job.fn].remote(**kwargs)] = i
                 started(i)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -127,6 +129,19 @@ class RayBackend:
                 ray.cancel(ref, force=True)
             if own:
                 ray.shutdown()
+
+
+def _shared_arguments(jobs: Sequence[Any], put: Callable[[Any], Any]) -> dict[int, Any]:
+    """An object store reference for every argument object that several jobs share (rank's dataset): stored once,
+    not once per task (Ray hands a task the value of a reference it gets as an argument)."""
+    seen: dict[int, int] = {}
+    objects: dict[int, Any] = {}
+    for job in jobs:
+        for v in job.kwargs.values():
+            if not isinstance(v, (str, int, float, bool, type(None))):
+                seen[id(v)] = seen.get(id(v), 0) + 1
+                objects[id(v)] = v
+    return {k: put(objects[k]) for k, n in seen.items() if n > 1}
 
 
 def fmt(value: Any, digits: int = 3) -> str:
