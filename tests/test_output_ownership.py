@@ -232,3 +232,39 @@ def test_a_killed_runs_temporaries_beside_the_output_are_removed_by_the_next_run
         (stage / "a.txt").write_text("2")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".other.checkpoints." + f"{dead}.abcd1234",
                                                                  live.name, "o"])
+
+
+@pytest.mark.parametrize("command", ["domain", "continual"])
+def test_a_full_disk_at_the_end_of_a_run_is_one_line(command, tiny_model_ref, prune_setting, tmp_path, capsys,
+                                                     monkeypatch):
+    """Disk full during domain, distill or continual gave raw OSError/SafetensorError tracebacks (issue 29): the
+    output's size is checked before it is written, one line, exit 2, nothing left behind."""
+    import shutil as _shutil
+    from collections import namedtuple
+
+    real = _shutil.disk_usage
+    usage = namedtuple("usage", "total used free")
+    out = tmp_path / "o"
+
+    def full(path):  # the disk fills up while the run trains: only the output's folder is short of space
+        u = real(path)
+        return usage(u.total, u.total, 1024) if str(path).startswith(str(tmp_path)) and (
+            tmp_path / ".training-done").exists() else u
+
+    monkeypatch.setattr(_shutil, "disk_usage", full)
+    from transferlab.models import _output
+
+    real_write = _output.RunOutput._write
+
+    def write(self, *a, **k):
+        (tmp_path / ".training-done").touch()
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(_output.RunOutput, "_write", write)
+    args = _commands(tiny_model_ref, str(out), prune_setting)[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "MB needed" in err and "free" in err and "Traceback" not in err
+    # no half-written model; a resumable run keeps its epoch checkpoints, so a rerun after freeing space resumes
+    assert not out.exists() or {p.name for p in out.iterdir()} <= {"checkpoints"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "o") == [".training-done"]

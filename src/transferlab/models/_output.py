@@ -127,6 +127,9 @@ class RunOutput:
         assert self.out is not None
         from ._saved import save_model
 
+        # the weights and a margin for the rest (card, metrics, report): refused in one line, never half-written
+        weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+        check_output(self.out, need_bytes=int(weights * 1.1) + 2**20)
         with atomic_dir(self.out) as stage:
             save_model(stage, net, card, tokenizer, base=base, trust_pickle=trust_pickle)
             write_json_atomic(stage / "metrics.json", portable(dict(metrics), self.out) if portable_metrics

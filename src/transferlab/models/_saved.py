@@ -74,8 +74,20 @@ def _write_weights(path: Path, state: dict[str, Any]) -> None:
         save_file(state, tmp, metadata={"transferlab_version": __version__})
         normal_permissions(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if type(exc).__name__ == "SafetensorError":  # safetensors' own I/O error: a full disk, most often
+            import errno
+            import shutil
+
+            from .._io import output_error
+
+            need = sum(t.numel() * t.element_size() for t in state.values())
+            if shutil.disk_usage(path.parent).free < need:
+                raise output_error(OSError(errno.ENOSPC, "no space left on the device"), path) from None
+            from ..errors import OutputError
+
+            raise OutputError(f"cannot write {path}: {exc}") from None
         raise
 
 
