@@ -280,7 +280,7 @@ def _first_answer(procs: list[Any], results: Any) -> tuple[Any, ...]:
             if not dead and not all(p.exitcode == 0 for p in procs):
                 continue
         try:  # its message may still be on the way
-            return results.get(timeout=2.0)
+            return results.get(timeout=0.5)
         except queue.Empty:
             pass
         if dead:
