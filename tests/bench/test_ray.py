@@ -1,7 +1,8 @@
 """The Ray backend on a real two-node cluster (``ray.cluster_utils.Cluster``: a head and a second node of one CPU
 each, started once for the module): a bench grid gives the local backend's rows; a worker killed in the middle of a
 run is retried and the grid completes with the same rows; a run that raises is reported, the others finish and a
-rerun runs only the failed one; ``rank`` over a zoo gives the local scores (issue 28)."""
+rerun runs only the failed one; an interrupted driver resumes from the run cache; ``rank`` over a zoo and bench rank
+give the local scores (issue 28)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,28 @@ def test_a_failing_run_is_reported_the_others_finish_and_a_rerun_runs_only_it(cl
     records = run_jobs(fixed, bench="toy", version=1, cache=tmp_path, backend="ray")
     assert [r["y"] for r in records] == [0.0, 1.0, 4.0, 9.0]
     assert all(p.read_text() == before[p.name] for p in tmp_path.glob("*.json") if p.name in before)  # not rerun
+
+
+def test_an_interrupted_driver_resumes_from_the_run_cache(cluster, tmp_path):
+    def slow_square(x: int) -> dict[str, float]:
+        import time
+
+        time.sleep(0.5 * x)
+        return {"y": float(x * x)}
+
+    jobs = [Job(f"x={x}", slow_square, {"x": x}) for x in range(4)]
+
+    def interrupt(record):  # Ctrl-C on the driver as the second record comes back
+        if len(list(tmp_path.glob("*.json"))) == 2:
+            raise KeyboardInterrupt
+        return ""
+
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(jobs, bench="toy", version=1, cache=tmp_path, backend="ray", figure=interrupt)
+    assert len(list(tmp_path.glob("*.json"))) == 2  # the runs that had finished, cached as they came back
+    done = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")}
+    assert [r["y"] for r in run_jobs(jobs, bench="toy", version=1, cache=tmp_path, backend="ray")] == [0, 1, 4, 9]
+    assert all(p.stat().st_mtime_ns == done[p.name] for p in tmp_path.glob("*.json") if p.name in done)
 
 
 def test_rank_over_a_zoo_on_ray_gives_the_local_scores(cluster, tiny_zoo, tmp_path):
