@@ -88,6 +88,30 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
         train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=1, lr=2e-2), checkpoint_dir=tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "hostile"])
+def test_a_damaged_or_hostile_checkpoint_is_one_error_naming_the_file(tmp_path, damage):
+    """A truncated or hostile checkpoint.pt gave torch's traceback on resume (issue 29): one line naming the file and
+    what to do; a hostile pickle is never run (weights_only)."""
+    import os
+    import pickle
+
+    tr = _data()
+    train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=1, lr=1e-2), checkpoint_dir=tmp_path)
+    ck = tmp_path / "checkpoint.pt"
+    if damage == "truncated":
+        ck.write_bytes(ck.read_bytes()[:200])
+    else:
+        class Hostile:
+            def __reduce__(self):
+                return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+        ck.write_bytes(pickle.dumps({"modules": Hostile()}))
+    with pytest.raises(TransferlabError, match=r"cannot resume from .*checkpoint\.pt: it is damaged or not a "
+                                               r"transferlab checkpoint .*remove .* to start the run again"):
+        train({"model": _model()}, Supervised(), tr, TrainConfig(epochs=1, lr=1e-2), checkpoint_dir=tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_early_stopping_restores_the_best_weights():
     tr = _data(seed=0)
     va = _data(20, seed=99)  # a validation set drawn from other class means: accuracy will not keep improving

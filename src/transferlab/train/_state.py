@@ -119,8 +119,16 @@ def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, 
             f"cannot resume in {ckdir}: it was written with a different training config "
             f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items()) or 'another version'}); use another "
             "output directory or the same settings")
-    payload = torch.load(io.BytesIO(blob) if blob is not None else ckdir / CHECKPOINT, map_location="cpu",
-                         weights_only=True)
+    try:  # weights_only: a checkpoint that needs pickle to load is refused, never run
+        payload = torch.load(io.BytesIO(blob) if blob is not None else ckdir / CHECKPOINT, map_location="cpu",
+                             weights_only=True)
+    except Exception as exc:  # truncated, damaged, or a pickle that is not ours
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TransferlabError(f"cannot resume from {ckdir / CHECKPOINT}: it is damaged or not a transferlab "
+                               f"checkpoint ({why[:160]}); remove {ckdir} to start the run again") from None
+    if not isinstance(payload, dict):
+        raise TransferlabError(f"cannot resume from {ckdir / CHECKPOINT}: not a transferlab checkpoint; remove "
+                               f"{ckdir} to start the run again")
     saved = payload.get("modules")
     if saved is None or set(saved) != set(modules):
         raise TransferlabError(f"cannot resume in {ckdir}: its checkpoint holds modules "
