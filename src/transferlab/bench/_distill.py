@@ -150,6 +150,23 @@ def _split_labels(train: Any, share: float) -> tuple[Any, Any | None]:
     return train.subset(keep_a), train.subset(rest)
 
 
+def _checked(teachers: Sequence[str], students: Sequence[str], label_shares: Sequence[float],
+             rows: Sequence[str] | None) -> tuple[str, ...]:
+    """The row families to run, every argument checked before any work."""
+    if len(teachers) < 2:
+        raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
+    if not students:
+        raise TransferlabError("bench distill needs at least one student")
+    wanted = tuple(rows) if rows else DEFAULT_ROWS
+    unknown = [r for r in wanted if r not in ROWS]
+    if unknown:
+        raise TransferlabError(f"unknown bench distill row(s) {unknown}: choose from {', '.join(ROWS)} "
+                               "(labels_only always runs)")
+    if any(not 0 < s <= 1 for s in label_shares):
+        raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
+    return wanted
+
+
 def bench_distill(
     *,
     out: str | Path,
@@ -182,19 +199,8 @@ def bench_distill(
     student costs an hour a row here). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
     run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
     ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
-    machine it runs on: the teachers, the labels-only students, then the rows."""
-
-    if len(teachers) < 2:
-        raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
-    if not students:
-        raise TransferlabError("bench distill needs at least one student")
-    wanted = tuple(rows) if rows else DEFAULT_ROWS
-    unknown = [r for r in wanted if r not in ROWS]
-    if unknown:
-        raise TransferlabError(f"unknown bench distill row(s) {unknown}: choose from {', '.join(ROWS)} "
-                               "(labels_only always runs)")
-    if any(not 0 < s <= 1 for s in label_shares):
-        raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
+    machine it runs on. The teachers run first, then the labels-only students, then the rows."""
+    wanted = _checked(teachers, students, label_shares, rows)
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out_dir = Path(out)
     per_method = dict(method_options or {})

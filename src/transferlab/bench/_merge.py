@@ -144,6 +144,25 @@ def merge_run(method: str, model: str, fits: list[str], names: list[str], target
             "seconds": seconds, "lam": lam}
 
 
+def _checked(targets: str | Sequence[str], methods: str | Sequence[str] | None) -> tuple[list[str], list[str],
+                                                                                     list[str]]:
+    """(targets, their short names, methods), checked before any work: two targets or more, distinct; known
+    methods (default: every registered one)."""
+    from ..merge import MERGE_METHODS
+
+    ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    if len(ts) < 2:
+        raise TransferlabError("bench merge needs at least two targets (--targets a,b,...)")
+    names = [_short(t) for t in ts]
+    if len(set(names)) != len(names):
+        raise TransferlabError(f"targets must differ: {', '.join(ts)}")
+    ms = ([m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)) if methods else \
+        MERGE_METHODS.list()
+    for m in ms:
+        MERGE_METHODS.entry(m)  # unknown: lists the known ones
+    return ts, names, ms
+
+
 def bench_merge(
     model: str,
     targets: str | Sequence[str],
@@ -176,19 +195,8 @@ def bench_merge(
     sample (rows ``<method>+tuned``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
     run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
     ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
-    machine it runs on: the fits, then the merges."""
-    from ..merge import MERGE_METHODS
-
-    ts = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
-    if len(ts) < 2:
-        raise TransferlabError("bench merge needs at least two targets (--targets a,b,...)")
-    names = [_short(t) for t in ts]
-    if len(set(names)) != len(names):
-        raise TransferlabError(f"targets must differ: {', '.join(ts)}")
-    ms = ([m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)) if methods else \
-        MERGE_METHODS.list()
-    for m in ms:
-        MERGE_METHODS.entry(m)  # unknown: lists the known ones
+    machine it runs on. The fits run first, then the merges."""
+    ts, names, ms = _checked(targets, methods)
     opts = method_options or {}
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out = Path(out)
