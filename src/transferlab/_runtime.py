@@ -22,6 +22,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 _device: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferlab_device", default=None)
 _precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferlab_precision", default=None)
+_devices: contextvars.ContextVar[int | None] = contextvars.ContextVar("transferlab_devices", default=None)
 
 
 def check_device(spec: str | None) -> str:
@@ -76,6 +77,18 @@ def current_precision() -> str:
     return check_precision(_precision.get())
 
 
+def requested_devices() -> int | None:
+    """How many processes a runtime asked one training run to use (``--devices N``), or None."""
+    return _devices.get()
+
+
+def requested_precision() -> str | None:
+    """The precision a runtime asked for, or None when none did (then each computation keeps its own default:
+    training on CUDA in fp16 mixed precision, everything else in fp32)."""
+    p = _precision.get()
+    return None if p is None else check_precision(p)
+
+
 def autocast(device: Any, precision: str | None = None) -> Any:
     """The autocast context of ``precision`` (default: the current one) on ``device``: none for fp32; bf16 on the
     CPU and on GPUs; fp16 on GPUs (on the CPU, torch's fp16 autocast is slower than fp32 and loses range: refused)."""
@@ -90,18 +103,22 @@ def autocast(device: Any, precision: str | None = None) -> Any:
 
 
 @contextlib.contextmanager
-def runtime(device: str | None = None, precision: str | None = None, threads: int | None = None) -> Iterator[None]:
+def runtime(device: str | None = None, precision: str | None = None, threads: int | None = None,
+            devices: int | None = None) -> Iterator[None]:
     """Run the block on ``device`` (checked now: a missing GPU fails before any work) at ``precision`` with at most
-    ``threads`` CPU threads (torch and BLAS; None: torch's default, every core). ``None`` keeps the enclosing
-    runtime's value."""
+    ``threads`` CPU threads (torch and BLAS; None: torch's default, every core); ``devices``: a training run in it
+    uses that many processes (``transferlab.train.on_devices``). ``None`` keeps the enclosing runtime's value."""
     if device is not None:
         resolve_device(check_device(device))  # fail now, not after loading the data
     if precision is not None:
         check_precision(precision)
     if threads is not None and threads < 1:
         raise TransferlabError(f"--threads must be >= 1, got {threads}")
+    if devices is not None and devices < 1:
+        raise TransferlabError(f"--devices must be >= 1, got {devices}")
     tokens = [(_device, _device.set(device)) if device is not None else None,
-              (_precision, _precision.set(precision)) if precision is not None else None]
+              (_precision, _precision.set(precision)) if precision is not None else None,
+              (_devices, _devices.set(devices)) if devices is not None else None]
     try:
         with thread_limit(threads):
             yield

@@ -50,3 +50,28 @@ def test_precision_and_threads_reach_the_run(tiny_model_ref, tmp_path, monkeypat
                  "--image-size", "32", "--no-cache", "--precision", "bf16", "--threads", "1", "--device", "cpu",
                  "--out", str(tmp_path / "r"), "-q"]) == 0
     assert seen == {"precision": "bf16", "threads": 1}
+
+
+@pytest.mark.parametrize("command", ["fit", "domain", "distill", "continual"])
+def test_training_commands_take_devices(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "--devices" in capsys.readouterr().out
+
+
+def test_devices_reaches_the_run(tiny_model_ref, tmp_path, monkeypatch, capsys):
+    """--devices N goes through the runtime to train.on_devices, which starts N processes (replaced here by a
+    recorder: tests/train/test_distributed.py starts real ones)."""
+    from transferlab.errors import TransferlabError
+    from transferlab.train import _distributed
+
+    asked = []
+
+    def record(fn, n, args, kwargs):
+        asked.append(n)
+        raise TransferlabError("recorded")
+
+    monkeypatch.setattr(_distributed, "spawn", record)
+    monkeypatch.setattr(_distributed, "_check_devices", lambda n: None)
+    assert main(["fit", "builtin:digits", "-m", tiny_model_ref, "--method", "head", "--limit", "40",
+                 "--devices", "2", "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert asked == [2] and "recorded" in capsys.readouterr().err

@@ -109,3 +109,21 @@ def test_a_runtime_sets_device_precision_and_threads_and_restores_them():
     with pytest.raises(TransferlabError, match="unknown precision"):
         with runtime(precision="fp8"):
             pass
+
+
+def test_an_explicit_fp32_is_told_apart_from_no_precision():
+    """On CUDA the loop trains in fp16 mixed precision by default; an explicit fp32 must turn that off, so the runtime
+    tells 'asked for fp32' from 'asked for nothing'."""
+    import torch
+
+    from transferlab._runtime import requested_precision
+    from transferlab.train import TrainConfig
+    from transferlab.train._loop import resolve_precision
+
+    assert requested_precision() is None
+    with runtime(precision="fp32"):
+        assert requested_precision() == "fp32"
+        assert resolve_precision(TrainConfig(), torch.device("cuda")) == "fp32"
+    assert resolve_precision(TrainConfig(), torch.device("cuda")) == "fp16"  # the default on CUDA, as before
+    with runtime(precision="bf16"):
+        assert resolve_precision(TrainConfig(), torch.device("cpu")) == "bf16"

@@ -55,13 +55,13 @@ def _register() -> None:
     from ._runtime import runtime_options
 
     app.command("rank")(runtime_options(_rank.rank_cmd))
-    app.command("fit")(runtime_options(_fit.fit_cmd))
+    app.command("fit")(runtime_options(_fit.fit_cmd, devices=True))
     app.command("predict")(runtime_options(_fit.predict_cmd))
     app.command("eval")(runtime_options(_fit.eval_cmd))
     app.command("merge")(runtime_options(_merge.merge_cmd))
-    app.command("domain")(runtime_options(_domain.domain_cmd))
-    app.command("distill")(runtime_options(_distill.distill_cmd))
-    app.command("continual")(runtime_options(_continual.continual_cmd))
+    app.command("domain")(runtime_options(_domain.domain_cmd, devices=True))
+    app.command("distill")(runtime_options(_distill.distill_cmd, devices=True))
+    app.command("continual")(runtime_options(_continual.continual_cmd, devices=True))
     app.command("prune")(runtime_options(_prune.prune_cmd))
     app.command("auto")(runtime_options(_auto.auto_cmd))
     app.add_typer(_data.app, name="data")

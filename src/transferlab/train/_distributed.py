@@ -300,6 +300,10 @@ def on_devices(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def run(*args: Any, devices: int | None = None, **kwargs: Any) -> Any:
+        if devices is None:  # --devices N of the command line (transferlab._runtime)
+            from .._runtime import requested_devices
+
+            devices = requested_devices()
         if devices is not None and (not isinstance(devices, int) or isinstance(devices, bool) or devices < 1):
             raise TransferlabError(f"devices must be a whole number >= 1, got {devices!r}")
         w = world()

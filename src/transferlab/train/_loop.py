@@ -306,15 +306,15 @@ class _Loop:
 
 
 def resolve_precision(cfg: TrainConfig, dev: Any) -> str:
-    """``cfg.precision``; else the current runtime's (``precision=`` of a capability, :mod:`transferlab._runtime`)
-    when it is bf16 or fp16; else by ``cfg.amp``: fp16 on CUDA, fp32 elsewhere (what the loop always did). fp16
+    """``cfg.precision``; else the one a runtime asked for (``precision=`` of a capability,
+    :mod:`transferlab._runtime`); else by ``cfg.amp``: fp16 on CUDA, fp32 elsewhere (what the loop always did). fp16
     needs CUDA (gradient scaling; torch's fp16 autocast on the CPU is slower than fp32); bf16 needs a GPU that has
     it."""
     import torch
 
-    from .._runtime import current_precision
+    from .._runtime import requested_precision
 
-    p = cfg.precision or (current_precision() if current_precision() != "fp32" else None)
+    p = cfg.precision or requested_precision()  # an explicit fp32 turns CUDA's default fp16 off
     p = p or ("fp16" if cfg.amp and dev.type == "cuda" else "fp32")
     if p == "fp16" and dev.type != "cuda":
         raise TransferlabError(f"precision fp16 trains on CUDA GPUs only (this run is on {dev.type}): use bf16 or "
