@@ -13,7 +13,8 @@ from PIL import Image
 from transferlab.errors import TransferlabError
 
 COLOURS = {"red": (210, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 210), "yellow": (210, 210, 20),
-           "cyan": (20, 200, 200), "white": (230, 230, 230), "pink": (240, 60, 60)}
+           "cyan": (20, 200, 200), "white": (230, 230, 230), "pink": (240, 60, 60),
+           "orange": (240, 150, 30)}
 
 
 def _folder(root, classes, n, seed):
@@ -31,7 +32,7 @@ def _folder(root, classes, n, seed):
 def sets(tmp_path_factory):
     d = tmp_path_factory.mktemp("bp")
     return _folder(d / "source", ["red", "green", "blue", "yellow", "cyan", "white"], 10, 0), \
-        _folder(d / "target", ["pink"], 8, 1)
+        _folder(d / "target", ["pink", "orange"], 8, 1)  # two classes: fit refuses a one-class target
 
 
 def test_bench_prune_rows_table_and_cache(sets, tmp_path, monkeypatch):
