@@ -162,3 +162,23 @@ def test_altered_cached_scores_are_recomputed(tmp_path, caplog):
     r2 = rank("builtin:digits", "builtin:pixels", "logme", limit=60, cache_dir=tmp_path)
     assert "do not match their checksum" in caplog.text
     assert r2.models[0].scores["logme"] == pytest.approx(r1.models[0].scores["logme"])
+
+
+def test_scores_altered_and_rehashed_alone_are_not_used(tmp_path, caplog):
+    """A scores.json altered and re-hashed on its own was used (logme 999.0 ranked first, issue 29): the checksum binds
+    the scores to the features' chunks, so a digest of the scores alone no longer matches."""
+    import hashlib
+    import json
+
+    from transferlab.rank import rank
+
+    r1 = rank("builtin:digits", "builtin:pixels", "logme", limit=60, cache_dir=tmp_path)
+    scores = next(tmp_path.rglob("scores.json"))
+    data = json.loads(scores.read_text())
+    key = next(iter(data["scores"]))
+    data["scores"][key] = 999.0
+    data["sha256"] = hashlib.sha256(json.dumps(data["scores"], sort_keys=True).encode()).hexdigest()  # re-hashed
+    scores.write_text(json.dumps(data))
+    r2 = rank("builtin:digits", "builtin:pixels", "logme", limit=60, cache_dir=tmp_path)
+    assert "do not match their checksum" in caplog.text
+    assert r2.models[0].scores["logme"] == pytest.approx(r1.models[0].scores["logme"]) != 999.0

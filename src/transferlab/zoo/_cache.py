@@ -4,8 +4,8 @@ Key = SHA-256 of (backbone identity: model reference + weights hash, preprocessi
 version). Features are written in chunks, each atomically (temporary file + rename), so a killed run resumes at the
 first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry.
 
-Every chunk carries the SHA-256 of its arrays, and the scores file the SHA-256 of its scores; both are verified on
-read. A chunk or scores file that is damaged (truncated, flipped bytes) or altered is a warning and a recompute,
+Every chunk carries the SHA-256 of its arrays, and the scores file the SHA-256 of its scores bound to the chunks'
+checksums (a score edited and re-hashed alone does not match); both are verified on read. A chunk or scores file that is damaged (truncated, flipped bytes) or altered is a warning and a recompute,
 never an error and never used.
 """
 
@@ -64,10 +64,13 @@ def _digest(features: np.ndarray, probs: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def _scores_digest(scores: dict[str, Any]) -> str:
+def _scores_digest(scores: dict[str, Any], features: str) -> str:
+    """The scores bound to the features they were computed on (``features``: the digest of the entry's chunks): a
+    score edited and re-hashed on its own no longer matches."""
     from .._io import json_text
 
-    return hashlib.sha256(json_text(scores, indent=None, sort_keys=True).encode()).hexdigest()
+    body = {"scores": scores, "features": features, "scheme": 2}
+    return hashlib.sha256(json_text(body, indent=None, sort_keys=True).encode()).hexdigest()
 
 
 class FeatureCache:
@@ -129,6 +132,17 @@ class CacheEntry:
         except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
+    def features_digest(self) -> str:
+        """SHA-256 over the checksums every chunk of this entry carries (what the scores were computed on)."""
+        h = hashlib.sha256()
+        for p in sorted(self.path.glob("chunk-*.npz")):
+            try:
+                with np.load(p, allow_pickle=False) as z:
+                    h.update(bytes(z["sha256"]) if "sha256" in z.files else b"")
+            except Exception:  # noqa: BLE001  (a damaged chunk: recomputed by the reader; its scores with it)
+                h.update(b"damaged")
+        return h.hexdigest()
+
     def mark_done(self, meta: dict[str, Any]) -> None:
         try:
             write_json_atomic(self.path / "done.json", meta)
@@ -146,7 +160,7 @@ class CacheEntry:
             log.warning("cached scores %s are damaged (%s); recomputing them", p, exc)
             return {}
         scores = data.get("scores") if isinstance(data, dict) else None
-        if not isinstance(scores, dict) or data.get("sha256") != _scores_digest(scores):
+        if not isinstance(scores, dict) or data.get("sha256") != _scores_digest(scores, self.features_digest()):
             log.warning("cached scores %s do not match their checksum (altered or damaged); recomputing them", p)
             return {}
         return scores
@@ -154,7 +168,8 @@ class CacheEntry:
     def write_scores(self, scores: dict[str, float | None]) -> None:
         merged = {**self.read_scores(), **scores}
         try:
-            write_json_atomic(self.path / "scores.json", {"scores": merged, "sha256": _scores_digest(merged)})
+            write_json_atomic(self.path / "scores.json", {"scores": merged,
+                                                           "sha256": _scores_digest(merged, self.features_digest())})
         except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
