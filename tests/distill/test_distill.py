@@ -60,6 +60,11 @@ def test_kd_end_to_end_writes_a_model_with_its_evidence(colour_data, teacher_dir
     assert m["transfer_delta"] == pytest.approx(m["knowledge_gain"] - m["knowledge_loss"])
     assert m["complementary_knowledge"][0] == pytest.approx(1 - m["start_test_accuracy"])  # a perfect teacher
     assert m["student_params"] > 0 and m["teacher_ms_per_image"][0] > 0 and m["speedup"][0] > 0
+    # a fresh head starts at chance: the transfer delta counts all the training taught, and the metrics say so
+    # (issue 29: "transfer delta +49.3 points" measured from a random head, silently)
+    fresh = [w for w in m["warnings"] if "fresh head at chance" in w]
+    assert (m["start_test_accuracy"] <= 1 / 3 + 0.02) == bool(fresh)  # 3 balanced classes: chance 1/3
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["warnings"] == m["warnings"]
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
         ".transferlab-output.json", "config.json", "metrics.json", "model.safetensors", "report.html",
         "transferlab.json"]

@@ -227,6 +227,8 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, j: _Di
         after = _logits(student, test_ds, max(64, batch_size))
         t_logits = [_logits(t, test_ds, max(64, batch_size)) for t in teachers]
         metrics.update(transfer_metrics(np.asarray(test_ds.labels), before, after, t_logits))
+        metrics["warnings"] = warnings + _health(metrics, np.asarray(test_ds.labels), after, list(ds.class_names),
+                                                result.history)
         s_ms = latency_ms(student, test_ds)
         t_ms = [latency_ms(t, test_ds) for t in teachers]
         metrics.update({"student_ms_per_image": s_ms, "teacher_ms_per_image": t_ms,
@@ -234,6 +236,26 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, j: _Di
     if output.out is not None:
         _save(output, student, j, metrics)
     return DistillResult(student.net, metrics, output.out, result.history)
+
+
+def _health(metrics: dict[str, Any], y: np.ndarray, logits: np.ndarray, names: list[str],
+            history: list[dict[str, Any]]) -> list[str]:
+    """What is plainly wrong with the distilled student (train.health_warnings), and a transfer delta measured from
+    a student that started at chance (a fresh head: the delta counts everything the training taught, not what the
+    teachers added; the labels-only student is the comparison that says that)."""
+    from ..train import chance_level, health_warnings
+
+    out = health_warnings(y_true=y, y_pred=logits.argmax(1), class_names=names, history=history,
+                          what="the student")
+    start = metrics.get("start_test_accuracy")
+    if start is not None and not metrics.get("student_started_trained") and start <= chance_level(y, len(names)) + 0.02:
+        out.append(f"the transfer delta ({100 * (metrics.get('transfer_delta') or 0):+.1f} points) is measured from "
+                   f"a fresh head at chance ({start:.3f}): it counts what all of the training taught; compare with a "
+                   "student fine-tuned on the labels alone (transferlab fit, or bench distill's labels_only row) for "
+                   "what the teachers added")
+    for w in out:
+        log.warning("%s", w)
+    return out
 
 
 def _save(output: RunOutput, student: Member, j: _DistillJob, metrics: dict[str, Any]) -> None:

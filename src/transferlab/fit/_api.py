@@ -55,17 +55,6 @@ def _check_modality(backbone: Any, ds: Dataset) -> None:
                                f"data: choose a {ds.modality} model (transferlab zoo list)")
 
 
-def _prediction_warnings(y_pred: np.ndarray | None, class_names: tuple[str, ...]) -> list[str]:
-    """A model that predicts one class for every test example has learned nothing about the others: say so."""
-    if y_pred is None or len(y_pred) < 2 or len(class_names) < 2:
-        return []
-    seen = np.unique(y_pred)
-    if len(seen) == 1:
-        return [f"the model predicts one class ({class_names[int(seen[0])]!r}) for every one of the {len(y_pred)} "
-                "test examples: it has not learned the task (try more epochs, another learning rate or method)"]
-    return []
-
-
 def _prepare(method: str, net: Any, ctx: FitContext, options: dict[str, Any]) -> Prepared:
     try:
         return METHODS.get(method)(net, ctx, **options)
@@ -175,7 +164,7 @@ class _FitJob:
 
 
 def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output: RunOutput) -> FitResult:
-    from ..train import Supervised, TrainConfig, evaluate, seed_everything
+    from ..train import Supervised, TrainConfig, evaluate, health_warnings, seed_everything
 
     c = ds.num_classes
     seed_everything(j.seed)
@@ -214,7 +203,8 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
         "train_seconds": train_seconds, "epochs": len(history), **ending, **built.preprocessing(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
-        "warnings": _prediction_warnings(y_pred, ds.class_names),
+        "warnings": health_warnings(y_true=test_ds.labels if test_ds is not None else None, y_pred=y_pred,
+                                    class_names=list(ds.class_names), history=history),
     }
     for w in metrics["warnings"]:
         log.warning("%s", w)
