@@ -16,6 +16,9 @@ from .._version import __version__
 PREFERRED = ("knn", "linear_probe", "gbc", "sfda", "logme", "hscore_shrinkage", "leep", "nce")
 
 
+#: scores that are accuracies (cross-validated on the frozen features): a baseline winning them is news
+PROBE_SCORES = ("linear_probe", "knn")
+
 @dataclass
 class ModelScores:
     model: str
@@ -66,7 +69,29 @@ class RankResult:
         if firsts:
             why.append(f"first by {len(firsts)} of {len(scored)} ({', '.join(firsts[:4])}"
                        f"{', ...' if len(firsts) > 4 else ''})")
+        probe_note = self._baseline_wins_the_probes()
+        if probe_note:
+            why.append(probe_note)
         return "; ".join(why)
+
+    def _baseline_wins_the_probes(self) -> str | None:
+        """When a baseline (raw inputs, a random network) beats the recommended model on the scores that measure
+        accuracy directly (linear probe, kNN): the consensus ranks it lower, the user must hear it."""
+        best = self.models[0]
+        if best.metadata.get("baseline"):
+            return None
+        wins = []
+        for k in PROBE_SCORES:
+            if k not in self.metrics or best.scores.get(k) is None:
+                continue
+            top = max((m for m in self.models if m.scores.get(k) is not None), key=lambda m: m.scores[k])
+            if top.metadata.get("baseline") and top.scores[k] > best.scores[k]:
+                wins.append((k, top, best.scores[k]))
+        if not wins:
+            return None
+        said = ", ".join(f"{k} {top.scores[k]:.3f} for {top.name} against {mine:.3f}" for k, top, mine in wins)
+        return (f"but a baseline scores higher on the accuracy-type scores ({said}): on this data the pretrained "
+                "features may add little over raw inputs; compare them after fine-tuning")
 
     def preferred_metrics(self, k: int) -> list[str]:
         """The ``k`` metrics a compact table shows: :data:`PREFERRED` first, then the others in their order."""
