@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -105,34 +104,42 @@ def fit_cmd(
 
 
 def predict_cmd(
-    model_dir: Path = typer.Argument(..., help="A directory written by transferlab fit."),
-    data: str = typer.Argument(..., help="Dataset to predict."),
-    split: str = typer.Option("test", "--split"),
+    model_dir: Path = typer.Argument(..., help="A directory written by transferlab fit (or merge, auto...)."),
+    data: str = typer.Argument(..., help="Data to predict, with or without labels: a folder of images (class "
+                               "sub-folders or none), a CSV/JSONL (a path or text column; a label column "
+                               "optional), an NPZ, builtin:NAME."),
+    split: str = typer.Option("test", "--split", help="The split of labelled data (data without labels is "
+                              "predicted whole)."),
     output_file: Path = typer.Option(Path("predictions.csv"), "--output-file", help="The CSV to write (every "
                                      "--out of the other commands is a directory)."),
     out: Path = typer.Option(None, "--out", "-o", hidden=True, help="Deprecated spelling of --output-file."),
+    proba: bool = typer.Option(False, "--proba", help="Add every class's probability (columns proba_CLASS)."),
+    id_column: str = typer.Option(None, "--id-column", help="A CSV/JSONL column to identify each row by (default: "
+                                  "the image path, or the text's row number)."),
     head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
-    limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
+    limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples (data "
+                              "without labels: the first ones)."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Write predicted labels and probabilities for DATA to a CSV."""
-    from .._io import atomic_open, check_output
-    from ..models import predict
+    """Write predicted labels and probabilities for DATA to a CSV: one row per input (its path or row), the model's
+    class name and its probability."""
+    from .._io import check_output
+    from ..data import Inputs, load_inputs
+    from ..models import Predictor
 
     out = Path(alias("--output-file", "--out", output_file, out))
     check_output(out, kind="file", inputs=[model_dir, data])
-    ds = _load(data, split, limit, text_column, label_column)
-    pred, probs, cfg = predict(model_dir, ds, head=head, progress=not quiet)
-    names = cfg["class_names"]
-    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["index", "item", "label", "prediction", "probability"])
-        for i, (p, row) in enumerate(zip(pred, probs, strict=True)):
-            item = ds.items[i] if not hasattr(ds.items, "shape") else f"{ds.name}[{i}]"
-            w.writerow([i, item, ds.class_names[ds.labels[i]], names[p], f"{row[p]:.6f}"])
-    console().print(f"{len(pred)} predictions: {out.resolve()}", highlight=False, soft_wrap=True)
+    inputs = load_inputs(data, split, text_column=text_column, label_column=label_column, id_column=id_column)
+    if limit:
+        inputs = inputs.head(limit) if isinstance(inputs, Inputs) else inputs.stratified_sample(limit)
+    if isinstance(inputs, Inputs):  # which inputs, in which order: the rows of the CSV
+        console().print(f"without labels: {inputs.meta.get('order', f'{len(inputs)} inputs')}", highlight=False,
+                        soft_wrap=True, markup=False)
+    p = Predictor(model_dir, head=head, progress=not quiet).predictions(inputs)
+    p.write_csv(out, proba=proba)
+    console().print(f"{len(p)} predictions: {out.resolve()}", highlight=False, soft_wrap=True)
 
 
 def eval_cmd(

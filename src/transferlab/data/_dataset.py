@@ -14,6 +14,8 @@ import numpy as np
 from ..errors import DataError, few
 
 Modality = Literal["image", "text", "array"]
+#: ``meta`` entries with one value per item (a table's row numbers, identifiers): a subset keeps those of its items
+_PER_ITEM = ("rows", "ids")
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,8 +122,9 @@ class Dataset:
     def subset(self, indices: Sequence[int] | np.ndarray, *, name: str | None = None) -> Dataset:
         idx = np.asarray(indices, dtype=np.int64)
         items = self.items[idx] if isinstance(self.items, np.ndarray) else [self.items[i] for i in idx]
-        return Dataset(name or self.name, self.modality, items, self.labels[idx], self.class_names, self.split,
-                       dict(self.meta))
+        meta = {k: ([v[i] for i in idx] if k in _PER_ITEM and isinstance(v, list) else v)
+                for k, v in self.meta.items()}
+        return Dataset(name or self.name, self.modality, items, self.labels[idx], self.class_names, self.split, meta)
 
     def stratified_sample(self, n: int, seed: int = 0) -> Dataset:
         """A deterministic, class-stratified subset of ``n`` examples (the whole set if ``n >= len(self)``).

@@ -241,7 +241,7 @@ def _load_csv(path: Path, split: str, *, text_column: str, label_column: str, pa
         if not mask.any():
             raise DataError(f"{path.name}: no readable images in the {split} split")
         return Dataset(path.stem, "image", good, labels[keep][mask], names, split,
-                       {"source": str(path), "skipped": len(bad)})
+                       {"source": str(path), "skipped": len(bad), "rows": keep[mask].tolist()})
     return _text_dataset(rows, path, split, text_column, label_column, test_fraction)
 
 
@@ -266,7 +266,7 @@ def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_colum
     if len(keep) == 0:
         raise DataError(f"{path.name}: the {split} split is empty")
     return Dataset(path.name.split(".")[0], "text", [texts[i] for i in keep], labels[keep], names, split,
-                   {"source": str(path)})
+                   {"source": str(path), "rows": keep.tolist()})
 
 
 # ---------------------------------------------------------------------------------------------------------------- NPZ

@@ -80,4 +80,4 @@ def load_manifest(path: Path, split: str, load_dataset: Any, **kwargs: Any) -> A
     sub = ds.subset(idx)
     return Dataset(f"{ds.name}-{path.parent.name if path.name == MANIFEST else path.stem}", ds.modality, sub.items,
                    np.array([remap[int(v)] for v in sub.labels], dtype=np.int64),
-                   tuple(names[c] for c in keep_sorted), split, {**ds.meta, "manifest": str(path)})
+                   tuple(names[c] for c in keep_sorted), split, {**sub.meta, "manifest": str(path)})

@@ -31,6 +31,8 @@ from ._infer import HeadInputTap, Inference, features_and_probs, infer, predict_
 from ._outdir import claim_output
 from ._output import RunOutput, RunResult
 from ._paths import local_reference, peft_base_name, portable, recorded_path, recorded_reference
+from ._predict import Predictions
+from ._predictor import Predictor
 from ._saved import evaluate, load, model_inputs, predict, save_card, save_model, timm_config
 from ._structures import STRUCTURES
 
@@ -55,7 +57,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
-    "ModelCard", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
+    "ModelCard", "Predictions", "Predictor", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",

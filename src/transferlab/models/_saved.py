@@ -22,12 +22,12 @@ import numpy as np
 from .._io import normal_permissions, write_json_atomic
 from .._runtime import in_runtime
 from .._version import __version__
-from ..data import Dataset, load_dataset
-from ..errors import ModelError, TransferlabError, few
+from ..data import Dataset, Inputs, load_inputs
+from ..errors import DataError, ModelError, TransferlabError, few
 from ._build import architecture_key, architecture_of, build, head_prefix, net_from_architecture, resolve
 from ._card import CARD_FILE, OLD_CARD_FILE, ModelCard, read_card
-from ._infer import predict_logits
 from ._paths import local_reference, peft_base_name, with_base
+from ._predict import class_probabilities, feed
 from ._structures import STRUCTURES
 
 log = logging.getLogger(__name__)
@@ -323,19 +323,9 @@ def check_finite(state: dict[str, Any], where: str) -> None:
                          f"{', '.join(bad[:3])}; the model is broken: refit it")
 
 
-def model_inputs(net: Any, ds: Dataset) -> Any:
-    """A torch dataset of ``(input, label)`` for ``ds`` with a loaded model's own preprocessing."""
-    cfg = net.transferlab_config
-    modality = cfg.get("modality", "image")
-    if ds.modality != modality:
-        raise TransferlabError(f"this model takes {modality} data; {ds.name} holds {ds.modality}")
-    if modality == "text":
-        from ._text import TextTensors
-
-        return TextTensors(ds, net.transferlab_tokenizer, int(cfg.get("max_length") or 256))
-    from ._inputs import ImageTensors
-
-    return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+def model_inputs(net: Any, ds: Dataset | Inputs) -> Any:
+    """A torch dataset of ``(input, label)`` for ``ds`` (labelled or not) with a loaded model's own preprocessing."""
+    return feed(net, ds)
 
 
 def _model_dir(obj: Any) -> Path:
@@ -349,32 +339,34 @@ def _model_dir(obj: Any) -> Path:
 @in_runtime
 def predict(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
             batch_size: int = 64, head: str | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Class probabilities of a saved model on a dataset split: (predicted class index [N], probabilities [N, C],
-    the model's card as a dict). Preprocessing (image size and normalisation, or tokenizer) comes from the model's
-    directory. ``head``: a merged model's task head (see :func:`load`); ``progress``: a bar on stderr."""
-    import torch
-
-    from .._progress import progress as progress_bars
+    """Class probabilities of a saved model on data: (predicted class index [N], probabilities [N, C], the model's
+    card as a dict; its ``class_names`` name the columns). ``dataset``: a labelled dataset (its ``split``) or inputs
+    without labels (all of them), as :func:`~transferlab.data.load_inputs` reads them: a reference, a folder of
+    images, a CSV/JSONL, arrays, lists of texts or image paths, a DataFrame, a Hugging Face dataset.
+    Preprocessing (image size and normalisation, or tokenizer) comes from the model's directory. ``head``: a merged
+    model's task head (see :func:`load`); ``progress``: a bar on stderr. :class:`~transferlab.models.Predictor` is
+    the scikit-learn-like form (class names, ``predict_proba``)."""
     from .._runtime import current_device
 
     net = load(_model_dir(model_dir), head=head).to(current_device())
     cfg = net.transferlab_config
-    ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
-    with progress_bars(progress) as bars:
-        task = bars.add("predicting", len(ds))
-        logits = torch.from_numpy(predict_logits(net, model_inputs(net, ds), batch_size,
-                                                 on_batch=lambda n: bars.advance(task, n)))
-    p = torch.softmax(logits, dim=1).numpy()
+    data = load_inputs(dataset, split, modality=cfg.get("modality", "image"))
+    p = class_probabilities(net, data, batch_size, progress)
     return p.argmax(1), p, cfg
 
 
 @in_runtime
 def evaluate(model_dir: str | Path | Any, dataset: Dataset | str | Path | Any, *, split: str = "test",
              head: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split."""
+    """Accuracy and per-class precision/recall of a saved (or merged: ``head``) model on a labelled dataset split;
+    data without labels is a :class:`~transferlab.errors.DataError`."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    ds = load_dataset(dataset, split)  # a reference, a Dataset or data in memory
+    ds = load_inputs(dataset, split)  # a reference, a Dataset or data in memory
+    if isinstance(ds, Inputs):
+        raise DataError(f"evaluate needs labels, and {ds.name} has none ({ds.meta.get('order', 'inputs only')}): "
+                        "give labelled data (class sub-folders, a label column: --label-column), or use predict "
+                        "for predictions without a score")
     pred, _, cfg = predict(model_dir, ds, head=head, progress=progress)
     names = cfg["class_names"]
     if list(ds.class_names) != list(names):
