@@ -75,3 +75,26 @@ def test_devices_reaches_the_run(tiny_model_ref, tmp_path, monkeypatch, capsys):
     assert main(["fit", "builtin:digits", "-m", tiny_model_ref, "--method", "head", "--limit", "40",
                  "--devices", "2", "--out", str(tmp_path / "o"), "-q"]) == 2
     assert asked == [2] and "recorded" in capsys.readouterr().err
+
+
+def test_a_run_config_file_sets_options_and_the_command_line_wins(tiny_model_ref, tmp_path):
+    """--config run.yaml on every command (issue 29): the flags as YAML (- or _), validated, unknown keys refused,
+    flags on the command line win."""
+    import json
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: '{tiny_model_ref}'\nmethod: head\nepochs: 1\nimage-size: 32\nlimit: 40\n"
+                   f"out: '{tmp_path / 'o'}'\ndevice: cpu\nthreads: 1\n")
+    assert main(["fit", "builtin:digits", "--config", str(cfg), "--epochs", "2", "-q"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["epochs"] == 2 and m["image_size"] == 32 and m["n_train"] + m["n_val"] == 40
+
+
+@pytest.mark.parametrize("body, message", [("epoch: 3\n", "epoch: Extra inputs are not permitted"),
+                                           ("epochs: three\n", "epochs: Input should be a valid integer"),
+                                           ("- 3\n", "a config file holds a mapping")])
+def test_a_bad_run_config_is_one_error_naming_the_key(tmp_path, capsys, body, message):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(body)
+    assert main(["domain", "builtin:digits", "builtin:digits-m", "--config", str(cfg)]) == 2
+    assert message in capsys.readouterr().err

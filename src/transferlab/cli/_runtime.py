@@ -18,6 +18,8 @@ THREADS_HELP = ("CPU threads for torch and BLAS (default: every core; on a busy 
                 "faster).")
 
 
+CONFIG_HELP = ("A YAML file of this command's options (their names, with - or _: `epochs: 3`, `image-size: 64`); "
+               "flags given on the command line win; unknown keys are refused.")
 DEVICES_HELP = ("Train on N processes of one run (torch DDP: gloo on the CPU, one GPU each on CUDA); under torchrun "
                 "leave it unset. The batch size stays the global batch.")
 
@@ -28,7 +30,9 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
     rank 0 print nothing (rank 0 writes the outputs and the summary)."""
     sig = inspect.signature(cmd)
     own = set(sig.parameters)
+    defaults = {n: getattr(p.default, "default", p.default) for n, p in sig.parameters.items()}
     extra = [(n, o) for n, o in (
+        ("config", typer.Option(None, "--config", help=CONFIG_HELP)),
         ("device", typer.Option("auto", "--device", help=DEVICE_HELP)),
         ("precision", typer.Option(None, "--precision", help=PRECISION_HELP)),
         ("threads", typer.Option(None, "--threads", min=1, help=THREADS_HELP)),
@@ -43,6 +47,12 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
         from .._runtime import runtime
 
         chosen = {n: kwargs.pop(n, None) for n, _ in extra}
+        if chosen.get("config"):
+            kwargs = with_config(cmd, chosen.pop("config"), kwargs, defaults)
+            for n in ("device", "precision", "threads", "devices"):  # the file may set these too
+                if n in kwargs and n not in own:
+                    chosen[n] = chosen.get(n) if chosen.get(n) not in (None, "auto") else kwargs.pop(n)
+                    kwargs.pop(n, None)
         quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if os.environ.get("RANK", "0") != "0" \
             else contextlib.nullcontext()
         with quiet, runtime(chosen.get("device"), chosen.get("precision"), chosen.get("threads"),
@@ -52,5 +62,49 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
     params = list(sig.parameters.values())
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o,
                                  annotation=int if n in ("threads", "devices") else str) for n, o in extra]
+    wrapper._runtime_extra = [n for n, _ in extra]  # type: ignore[attr-defined]
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
+
+
+def with_config(cmd: Callable[..., Any], path: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (the command's arguments) completed from the YAML file ``path``: a key of the file sets an argument
+    left at its default; unknown keys and values of the wrong type are one error naming the key."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ConfigDict, ValidationError, create_model
+
+    from ..errors import TransferlabError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise TransferlabError(f"cannot read the config file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TransferlabError(f"{path}: a config file holds a mapping of option names to values")
+    runtime = {"device": (str | None, None), "precision": (str | None, None), "threads": (int | None, None),
+               "devices": (int | None, None)}
+    import typing
+
+    hints = typing.get_type_hints(cmd)
+    fields: dict[str, Any] = {}
+    for n in inspect.signature(cmd).parameters:
+        ann = hints.get(n, Any)
+        fields[n] = (Any if ann is Any else ann | None, None)
+    fields.update({k: v for k, v in runtime.items() if k not in fields})
+    model = create_model("RunConfig", __config__=ConfigDict(extra="forbid"), **fields)
+    data = {str(k).replace("-", "_").lstrip("_"): v for k, v in raw.items()}
+    try:
+        checked = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(x) for x in first["loc"])
+        raise TransferlabError(f"{path}: {key}: {first['msg']} (the keys are this command's options: "
+                               f"{', '.join(sorted(n.replace('_', '-') for n in fields))})") from None
+    out = dict(given)
+    for k in data:
+        v = getattr(checked, k)
+        if k not in out or out[k] == defaults.get(k) or out[k] is None:
+            out[k] = v
+    return out
