@@ -23,6 +23,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 _device: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferlab_device", default=None)
 _precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferlab_precision", default=None)
 _devices: contextvars.ContextVar[int | None] = contextvars.ContextVar("transferlab_devices", default=None)
+#: run controls of training (``--num-workers``, ``--augment``, ``--log-dir``): read by the loop and the image datasets
+_controls: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("transferlab_controls", default={})
+AUGMENT = ("none", "light", "default")
 
 
 def check_device(spec: str | None) -> str:
@@ -75,6 +78,30 @@ def current_device() -> Any:
 def current_precision() -> str:
     """The precision of the innermost :func:`runtime` (``fp32`` outside one)."""
     return check_precision(_precision.get())
+
+
+def controls() -> dict[str, Any]:
+    """The run controls in force: ``num_workers`` (DataLoader workers of training), ``augment`` (images: ``none``,
+    ``light``: flips only, ``default``: random resized crops and flips), ``log_dir`` (per-epoch CSV and, where the
+    tensorboard package is installed, TensorBoard event files)."""
+    return dict(_controls.get())
+
+
+@contextlib.contextmanager
+def run_controls(num_workers: int | None = None, augment: str | None = None,
+                 log_dir: str | None = None) -> Iterator[None]:
+    """Set the run controls for the block (None keeps the enclosing value)."""
+    if augment is not None and augment not in AUGMENT:
+        raise TransferlabError(f"unknown augmentation {augment!r}: choose {', '.join(AUGMENT)}")
+    if num_workers is not None and num_workers < 0:
+        raise TransferlabError(f"--num-workers must be >= 0, got {num_workers}")
+    new = {**_controls.get(), **{k: v for k, v in (("num_workers", num_workers), ("augment", augment),
+                                                   ("log_dir", log_dir)) if v is not None}}
+    token = _controls.set(new)
+    try:
+        yield
+    finally:
+        _controls.reset(token)
 
 
 def requested_devices() -> int | None:

@@ -20,6 +20,11 @@ THREADS_HELP = ("CPU threads for torch and BLAS (default: every core; on a busy 
 
 CONFIG_HELP = ("A YAML file of this command's options (their names, with - or _: `epochs: 3`, `image-size: 64`); "
                "flags given on the command line win; unknown keys are refused.")
+WORKERS_HELP = "DataLoader worker processes for training batches (default 0: in the main process)."
+AUGMENT_HELP = ("Image augmentation of the training split: default (random resized crops and flips), light (flips "
+                "only), none.")
+LOG_DIR_HELP = ("Write each epoch's values to DIR/train_log.csv and, with the tensorboard package, TensorBoard event "
+                "files (tensorboard --logdir DIR).")
 DEVICES_HELP = ("Train on N processes of one run (torch DDP: gloo on the CPU, one GPU each on CUDA); under torchrun "
                 "leave it unset. The batch size stays the global batch.")
 
@@ -36,7 +41,10 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
         ("device", typer.Option("auto", "--device", help=DEVICE_HELP)),
         ("precision", typer.Option(None, "--precision", help=PRECISION_HELP)),
         ("threads", typer.Option(None, "--threads", min=1, help=THREADS_HELP)),
-        *((("devices", typer.Option(None, "--devices", min=1, help=DEVICES_HELP)),) if devices else ()),
+        *((("devices", typer.Option(None, "--devices", min=1, help=DEVICES_HELP)),
+           ("num_workers", typer.Option(None, "--num-workers", min=0, help=WORKERS_HELP)),
+           ("augment", typer.Option(None, "--augment", help=AUGMENT_HELP)),
+           ("log_dir", typer.Option(None, "--log-dir", help=LOG_DIR_HELP))) if devices else ()),
     ) if n not in own]
 
     @functools.wraps(cmd)
@@ -44,24 +52,27 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
         import contextlib
         import os
 
-        from .._runtime import runtime
+        from .._runtime import run_controls, runtime
 
         chosen = {n: kwargs.pop(n, None) for n, _ in extra}
         if chosen.get("config"):
             kwargs = with_config(cmd, chosen.pop("config"), kwargs, defaults)
-            for n in ("device", "precision", "threads", "devices"):  # the file may set these too
+            for n in ("device", "precision", "threads", "devices", "num_workers", "augment",
+                      "log_dir"):  # the file may set these too
                 if n in kwargs and n not in own:
                     chosen[n] = chosen.get(n) if chosen.get(n) not in (None, "auto") else kwargs.pop(n)
                     kwargs.pop(n, None)
         quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if os.environ.get("RANK", "0") != "0" \
             else contextlib.nullcontext()
         with quiet, runtime(chosen.get("device"), chosen.get("precision"), chosen.get("threads"),
-                            chosen.get("devices")):
+                            chosen.get("devices")), \
+                run_controls(chosen.get("num_workers"), chosen.get("augment"), chosen.get("log_dir")):
             return cmd(*args, **kwargs)
 
     params = list(sig.parameters.values())
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o,
-                                 annotation=int if n in ("threads", "devices") else str) for n, o in extra]
+                                 annotation=int if n in ("threads", "devices", "num_workers") else str)
+               for n, o in extra]
     wrapper._runtime_extra = [n for n, _ in extra]  # type: ignore[attr-defined]
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
@@ -84,7 +95,8 @@ def with_config(cmd: Callable[..., Any], path: str, given: dict[str, Any], defau
     if not isinstance(raw, dict):
         raise TransferlabError(f"{path}: a config file holds a mapping of option names to values")
     runtime = {"device": (str | None, None), "precision": (str | None, None), "threads": (int | None, None),
-               "devices": (int | None, None)}
+               "devices": (int | None, None), "num_workers": (int | None, None), "augment": (str | None, None),
+               "log_dir": (str | None, None)}
     import typing
 
     hints = typing.get_type_hints(cmd)

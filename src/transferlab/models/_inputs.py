@@ -13,8 +13,9 @@ from ..data import Dataset
 class ImageTensors:
     """Map-style torch dataset over an image :class:`~transferlab.data.Dataset`.
 
-    Images become RGB float tensors [3, size, size], normalised with ``mean``/``std``; with ``augment``, a random
-    resized crop (scale 0.7-1) and a horizontal flip (torchvision transforms v2) are applied first.
+    Images become RGB float tensors [3, size, size], normalised with ``mean``/``std``; with ``augment`` (a training
+    split), a random resized crop (scale 0.7-1) and a horizontal flip (torchvision transforms v2) are applied first —
+    or flips only, or nothing, as ``--augment light|none`` asks (:func:`transferlab._runtime.run_controls`).
     """
 
     def __init__(self, ds: Dataset, size: int, mean: tuple[float, ...], std: tuple[float, ...],
@@ -22,10 +23,13 @@ class ImageTensors:
         import torch
         from torchvision.transforms import v2
 
+        from .._runtime import controls
+
         self.ds, self.size = ds, size
-        resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True) if augment
+        level = controls().get("augment", "default") if augment else "none"  # --augment none|light|default
+        resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True) if level == "default"
                   else v2.Resize((size, size), antialias=True))
-        steps = [resize] + ([v2.RandomHorizontalFlip()] if augment else [])
+        steps = [resize] + ([v2.RandomHorizontalFlip()] if level in ("light", "default") else [])
         self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
     def __len__(self) -> int:

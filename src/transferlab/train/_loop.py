@@ -32,6 +32,7 @@ from ._distributed import (
     process_device,
     split,
 )
+from ._log import EpochLog
 from ._objective import Objective, StepContext
 from ._state import read_checkpoint, resume, rng_state, save_checkpoint, seed_everything
 
@@ -125,7 +126,11 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
     resumes on any number of processes). Batch norms normalise by each process's share, and their running
     statistics are rank 0's (as in DDP).
     """
+    from .._runtime import controls
+
     cfg = config or TrainConfig()
+    if cfg.num_workers == 0 and controls().get("num_workers"):  # --num-workers (not part of the fingerprint)
+        cfg = cfg.model_copy(update={"num_workers": int(controls()["num_workers"])})
     mods = dict(modules) if isinstance(modules, Mapping) else {"model": modules}
     dev = process_device(device)
     w = init(dev)
@@ -134,6 +139,7 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
         m.to(dev)
     objective.setup(mods, dev)
     loop = _Loop(cfg, objective, mods, dev, data, w)
+    loop.log = EpochLog(controls().get("log_dir")) if w.main else EpochLog(None)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckdir is not None:
         found = broadcast_object(read_checkpoint(ckdir) if w.main else None)  # rank 0 reads, every process loads
@@ -152,6 +158,8 @@ def train(modules: Mapping[str, Any] | Any, objective: Objective, data: Any, con
 class _Loop:
     """One training run's state: the trainable parameters and their learning-rate scales, the optimiser, schedule
     and gradient scaler, the result so far and the best epoch's weights."""
+
+    log: EpochLog = EpochLog(None)  # --log-dir: set by train()
 
     def __init__(self, cfg: TrainConfig, objective: Objective, mods: dict[str, Any], dev: Any, data: Any,
                  w: World | None = None) -> None:
@@ -230,6 +238,7 @@ class _Loop:
         self.objective.end_epoch(self.mods, _context(cfg, epoch, self.n_batches, self.n_batches,
                                                      self.steps_per_epoch, self.dev, ctx_gen, self.use_amp), row)
         r.history.append(row)
+        self.log.write(row)
         r.epochs_run = epoch + 1
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
         stop = cfg.patience is not None and r.best_epoch is not None and self.bad_epochs >= cfg.patience
