@@ -24,7 +24,8 @@ _device: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferla
 _precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("transferlab_precision", default=None)
 _devices: contextvars.ContextVar[int | None] = contextvars.ContextVar("transferlab_devices", default=None)
 #: run controls of training (``--num-workers``, ``--augment``, ``--log-dir``): read by the loop and the image datasets
-_controls: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("transferlab_controls", default={})
+_controls: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar("transferlab_controls",
+                                                                                       default=())
 AUGMENT = ("none", "light", "default")
 
 
@@ -95,9 +96,9 @@ def run_controls(num_workers: int | None = None, augment: str | None = None,
         raise TransferlabError(f"unknown augmentation {augment!r}: choose {', '.join(AUGMENT)}")
     if num_workers is not None and num_workers < 0:
         raise TransferlabError(f"--num-workers must be >= 0, got {num_workers}")
-    new = {**_controls.get(), **{k: v for k, v in (("num_workers", num_workers), ("augment", augment),
-                                                   ("log_dir", log_dir)) if v is not None}}
-    token = _controls.set(new)
+    new = {**dict(_controls.get()), **{k: v for k, v in (("num_workers", num_workers), ("augment", augment),
+                                                         ("log_dir", log_dir)) if v is not None}}
+    token = _controls.set(tuple(new.items()))
     try:
         yield
     finally:

@@ -34,7 +34,7 @@ def test_a_loop_of_two_manifests_is_one_error(tmp_path):
 def test_a_manifest_of_a_manifest_still_loads(tmp_path):
     from tests.conftest import write_image_folder
 
-    data = write_image_folder(tmp_path / "data", n_per_class=4)
+    write_image_folder(tmp_path / "data", n_per_class=4)
     inner = tmp_path / "inner"
     inner.mkdir()
     (inner / MANIFEST).write_text(json.dumps({"format": 1, "kind": "class_subset", "source": "../data",

@@ -54,8 +54,7 @@ def test_augment_levels():
 def test_num_workers_reaches_the_loop(monkeypatch):
     import torch
 
-    from transferlab.train import Supervised, TrainConfig, train
-    from transferlab.train import _loop
+    from transferlab.train import Supervised, TrainConfig, _loop, train
 
     seen = []
     real = _loop._Loop.__init__
