@@ -30,9 +30,10 @@ def expand_multi(argv: list[str]) -> list[str]:
 
 
 def merge_cmd(
-    config: Path = typer.Option(None, "--config", "-c", help="A merge recipe (YAML: method, base, models, options, "
-                                "out), e.g. OUT/merge.yaml of an earlier merge; flags given with it override its "
-                                "values."),
+    config: Path = typer.Option(None, "--config", "--recipe", "-c", help="A merge recipe (YAML: method, base, "
+                                "models, options, out), e.g. OUT/merge.yaml of an earlier merge, or a mergekit "
+                                "configuration (merge_method, base_model, models[].model; translated, with a note per "
+                                "mapping); flags given with it override its values."),
     method: str = typer.Option(None, "--method", help="Merge method (transferlab merge --list)."),
     base: str = typer.Option(None, "--base", help="The model the fine-tuned models started from: a reference "
                              "(builtin:efficientnet_lite0, timm:..., hf:...), a fit directory, a Hugging Face folder "
@@ -61,8 +62,10 @@ def merge_cmd(
         return
     recipe = resolve_recipe(config, method=method, base=base, models=list(models or []), names=names, data=data,
                             out=out, options=_options(option), head_prefix=head_prefix, reset_norms=reset_norms)
-    r = run_recipe(recipe, overwrite=overwrite, trust_pickle=trust_pickle, progress=not quiet)
     c = console()
+    for line in recipe.notes:  # a mergekit file: what each of its keys became
+        c.print(f"mergekit {line}", highlight=False, soft_wrap=True)
+    r = run_recipe(recipe, overwrite=overwrite, trust_pickle=trust_pickle, progress=not quiet)
     heads = f"; heads: {', '.join(r.heads)}" if r.heads else ""
     c.print(f"{r.method}: {len(r.tasks)} models merged in {r.seconds:.1f} s (peak memory {r.peak_rss_mb:.0f} MB)"
             f"{heads}", highlight=False)

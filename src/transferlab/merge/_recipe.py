@@ -49,6 +49,12 @@ class MergeRecipe(BaseModel):
     reset_examples: int = Field(256, ge=1, description="examples per task for reset_norms")
     transferlab_version: str | None = Field(None, description="the transferlab that wrote it (informational)")
     _source: str | None = PrivateAttr(None)  # the file it was read from, for messages
+    _notes: list[str] = PrivateAttr(default_factory=list)  # a mergekit file: what each of its keys became
+
+    @property
+    def notes(self) -> list[str]:
+        """How a mergekit file was translated: one line per mapping (empty for transferlab's own recipes)."""
+        return list(self._notes)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -88,10 +94,13 @@ class MergeRecipe(BaseModel):
 
 
 def load_recipe(path: str | Path) -> MergeRecipe:
-    """A merge recipe file, validated (unknown keys are errors); its relative paths are read relative to the file."""
+    """A merge recipe file, validated (unknown keys are errors); its relative paths are read relative to the file. A
+    mergekit configuration (it has ``merge_method``) is translated first: :attr:`MergeRecipe.notes` says how, and
+    what has no equivalent is refused by its key."""
     import yaml
 
     from ..models import local_reference
+    from ._mergekit import from_mergekit, is_mergekit
 
     p = Path(path).expanduser()
     try:
@@ -100,6 +109,14 @@ def load_recipe(path: str | Path) -> MergeRecipe:
         raise TransferlabError(f"cannot read the merge recipe {p}: {exc}") from None
     if not isinstance(raw, dict):
         raise TransferlabError(f"{p}: a merge recipe is a mapping (method, base, models, options, out)")
+    notes: list[str] = []
+    if is_mergekit(raw):
+        try:
+            raw, notes = from_mergekit(raw, p.parent)
+        except TransferlabError as exc:
+            raise TransferlabError(f"{p} (a mergekit configuration): {exc}") from None
+        for line in notes:
+            log.info("mergekit %s", line)
     try:
         r = MergeRecipe.model_validate(raw)
     except ValidationError as exc:
@@ -118,7 +135,7 @@ def load_recipe(path: str | Path) -> MergeRecipe:
     r = r.model_copy(update={
         "base": local(r.base), "out": str(p.parent / Path(r.out).expanduser()) if r.out else None,
         "models": [m.model_copy(update={"path": local(m.path), "data": local(m.data)}) for m in r.models]})
-    r._source = str(p)
+    r._source, r._notes = str(p), notes
     return r
 
 
@@ -151,7 +168,7 @@ def resolve_recipe(config: str | Path | None = None, *, method: str | None = Non
         "method": method or r.method, "base": str(base) if base is not None else r.base, "models": entries,
         "options": {**file_options, **(options or {})}, "out": str(out) if out is not None else r.out,
         "head_prefix": head_prefix or r.head_prefix, "reset_norms": reset_norms or r.reset_norms})
-    new._source = r._source
+    new._source, new._notes = r._source, r._notes
     return new
 
 
