@@ -127,3 +127,16 @@ def test_an_explicit_fp32_is_told_apart_from_no_precision():
     assert resolve_precision(TrainConfig(), torch.device("cuda")) == "fp16"  # the default on CUDA, as before
     with runtime(precision="bf16"):
         assert resolve_precision(TrainConfig(), torch.device("cpu")) == "bf16"
+
+
+def test_a_missing_model_folder_is_named_as_such(tmp_path):
+    """A missing teacher or surrogate folder was reported as 'has no scheme' (issue 29)."""
+    from transferlab.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"nope does not exist: give a model folder written by transferlab"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ModelError, match=r"f.txt is a file, not a model folder"):
+        resolve_model(str(tmp_path / "f.txt"))
+    with pytest.raises(ModelError, match="has no scheme"):
+        resolve_model("resnet18")  # a bare name is still a missing scheme

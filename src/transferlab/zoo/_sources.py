@@ -42,6 +42,13 @@ def resolve_model(ref: str, *, trust_pickle: bool = False) -> Backbone:
     Local weights stored as pickle (``.pth``/``.pt``/``.bin``/``.ckpt``) can run code when loaded: they are refused
     unless ``trust_pickle``; safetensors are always accepted.
     """
+    if ":" not in ref and ("/" in ref or ref.startswith((".", "~")) or "\\" in ref):
+        p = Path(ref).expanduser()
+        what = ("does not exist" if not p.exists() else
+                "is a folder without a model (no transferlab.json, config.json or weights)" if p.is_dir() else
+                "is a file, not a model folder or reference")
+        raise ModelError(f"{ref} {what}: give a model folder written by transferlab (fit, distill, zoo build), a "
+                         "Hugging Face model folder, or a reference such as timm:NAME or builtin:NAME")
     if ":" not in ref:
         raise ModelError(
             f"model reference {ref!r} has no scheme: use one of {', '.join(s + ':' for s in MODEL_SOURCES.list())} "
