@@ -156,10 +156,12 @@ def eval_cmd(
     """Accuracy and per-class precision/recall of a fitted model on DATA."""
     from rich.table import Table
 
+    from ..data import Dataset, load_inputs
     from ..models import evaluate as evaluate_model
 
-    r = evaluate_model(model_dir, _load(data, split, limit, text_column, label_column), split=split, head=head,
-                       progress=not quiet)
+    ds = load_inputs(data, split, text_column=text_column, label_column=label_column)  # without labels: refused
+    r = evaluate_model(model_dir, ds.stratified_sample(limit) if limit and isinstance(ds, Dataset) else ds,
+                       split=split, head=head, progress=not quiet)
     if as_json:
         typer.echo(json.dumps(r, indent=2))
         return
