@@ -74,6 +74,13 @@ def test_hf_folders_merge_into_a_folder_automodel_opens(hf: dict[str, Path], tmp
         assert (out / name).read_bytes() == (hf["base"] / name).read_bytes(), name
     assert json.loads((out / "transferlab.json").read_text())["heads"] is None
     assert not (out / "heads").exists() and r.heads == {} and r.tasks == ["ft1", "ft2", "ft3"]
+    # predict on it: one line saying what it is and how to open it (was "architecture: Field required", issue 29)
+    from transferlab.errors import TransferlabError
+    from transferlab.models import read_card
+
+    with pytest.raises(TransferlabError, match=r"merged Hugging Face model without a transferlab head: open it "
+                                               r"with transformers \(AutoModel.from_pretrained"):
+        read_card(out)
 
     # the merge is what task arithmetic says, and what the output folder holds
     b, ts = _tensors(hf["base"]), [_tensors(d) for d in fts]

@@ -154,6 +154,12 @@ def read_card(model_dir: Path) -> ModelCard:
                                "upgrade transferlab")
     if fmt == 1:
         raw = _from_format1(raw)
+    if raw.get("method") == "merge" and "architecture" not in raw:  # a merge of plain Hugging Face folders
+        raise TransferlabError(
+            f"{model_dir} is a merged Hugging Face model without a transferlab head: open it with "
+            f"transformers (AutoModel.from_pretrained('{model_dir}')); predict and eval need a model with a "
+            "classification head (merge transferlab fits of it, or fit a head on it: transferlab fit DATA -m "
+            f"hf:{model_dir})")
     try:
         card = ModelCard.model_validate(raw)
     except ValidationError as exc:
