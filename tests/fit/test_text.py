@@ -67,6 +67,9 @@ def test_every_method_fits_saves_and_reloads_a_text_model(method, options, topic
     cfg = json.loads((out / "transferlab.json").read_text())
     assert cfg["modality"] == "text" and cfg["architecture"]["library"] == "transformers"
     assert cfg["max_length"] == 128 and (out / "tokenizer" / "tokenizer.json").is_file()
+    # no absolute path of the writing machine in the card (a text card stored site-packages' path, issue 29)
+    assert str(tmp_path) not in (out / "transferlab.json").read_text()
+    assert "_name_or_path" not in cfg["architecture"]["config"]
     # the saved model predicts what the fitted one did
     pred, probs, _ = predict(out, te)
     assert np.mean(pred == te.labels) == pytest.approx(m["test_accuracy"])

@@ -144,7 +144,7 @@ def build_text_classifier(backbone: Any, num_classes: int) -> tuple[TextClassifi
                                "builtin torch model); ONNX and baseline models only extract features")
     max_length = int(min(max_length or 128, 512))
     net = TextClassifier(encoder, num_classes, pooling, normalize)
-    net.architecture = {"library": "transformers", "name": type(encoder).__name__, "config": encoder.config.to_dict(),
+    net.architecture = {"library": "transformers", "name": type(encoder).__name__, "config": _portable_config(encoder.config.to_dict()),
                         "pooling": pooling, "normalize": normalize, "max_length": max_length}
     return net, tok
 
@@ -208,3 +208,9 @@ class TextTensors:
 
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         return self.x[i], self.y[i]
+
+
+def _portable_config(cfg: dict) -> dict:
+    """A transformers config as a card keeps it: without ``_name_or_path`` (the folder it was read from, an absolute
+    path of the writing machine: site-packages for the built-in models), which rebuilding does not need."""
+    return {k: v for k, v in cfg.items() if k != "_name_or_path"}
