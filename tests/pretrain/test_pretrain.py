@@ -45,6 +45,8 @@ def test_pretrained_directory_is_a_model_fit_can_start_from(source, tmp_path):
     card = json.loads((tmp_path / "pre" / "transferlab.json").read_text())
     assert card["method"] == "pretrain" and card["class_names"] == sorted(COLOURS)
     assert card["architecture"]["name"] == "test_resnet" and card["image_size"] == 32
+    assert not card["train"]["source"].startswith("/")  # recorded relative to the model folder (issue 29)
+    assert (tmp_path / "pre" / card["train"]["source"]).resolve() == source.resolve()
     assert not (tmp_path / "pre" / "checkpoints").exists()  # the resumable checkpoints go with success
     test = load_dataset(str(source), "test")
     pred, _, _ = predict(tmp_path / "pre", test)  # the saved directory predicts as the trained network did

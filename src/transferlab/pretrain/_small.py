@@ -104,7 +104,7 @@ def pretrain(source: str | Path | Any, arch: str = "resnet", out: str | Path | N
     ``limit``: a class-stratified sample of the source's train split. A killed run resumes from ``OUT/checkpoints``."""
     from ..data import Dataset, load_dataset
     from ..errors import TransferlabError
-    from ..models import RunOutput, architecture_of
+    from ..models import RunOutput, architecture_of, recorded_reference
     from ..train import check_run_arguments, seed_everything
 
     if arch not in ARCHITECTURES:
@@ -137,7 +137,7 @@ def pretrain(source: str | Path | Any, arch: str = "resnet", out: str | Path | N
                                num_classes=train_ds.num_classes, class_names=list(train_ds.class_names),
                                image_size=NATIVE, mean=list(MEAN), std=list(STD), weights="state_dict",
                                train={"epochs": epochs, "lr": 2e-3, "batch_size": 64, "seed": seed,
-                                      "source": str(source)})
+                                      "source": recorded_reference(str(source), output.out)})
             output.write(model, card, metrics, portable_metrics=False)
     return PretrainResult(output.out, accuracy, seconds, metrics, model)
 
