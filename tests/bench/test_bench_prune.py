@@ -70,3 +70,21 @@ def test_bench_prune_bad_input(sets, tmp_path):
         bench_prune(out=tmp_path, source=source, targets=[source])
     with pytest.raises(TransferlabError, match="text data"):
         bench_prune(out=tmp_path, source=source, targets=["builtin:rotten-tomatoes"])
+
+
+def test_a_target_made_of_renamed_source_classes_is_refused(sets, tmp_path):
+    """bench prune compared class-name strings only (issue 29: --targets builtin:shapes-source was accepted): the
+    examples are compared by content."""
+    import shutil
+
+    from transferlab.bench import bench_prune
+
+    source, _ = sets
+    renamed = tmp_path / "renamed"
+    for split in ("train", "test"):
+        shutil.copytree(f"{source}/{split}/red", renamed / split / "crimson")
+        shutil.copytree(f"{source}/{split}/blue", renamed / split / "navy")
+    with pytest.raises(TransferlabError, match=r"holds examples of the source under other names \(crimson = source "
+                                               r"red; navy = source blue\)"):
+        bench_prune(out=tmp_path / "b", source=source, targets=[str(renamed)], seeds=[0], pretrain_epochs=1, epochs=1)
+    assert not (tmp_path / "b").exists()

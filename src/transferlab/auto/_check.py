@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._registry import Registry
+from ..data import item_digests
 
 CHECKS: Registry[Callable[..., list[Finding]]] = Registry("data check")
 
@@ -81,27 +80,12 @@ def _imbalance(train: Any, test: Any | None) -> list[Finding]:
                     {"ratio": ratio, "largest": str(big), "smallest": str(small)})]
 
 
-def _item_digests(ds: Any) -> list[str]:
-    items = ds.items
-    out = []
-    for i in range(len(ds)):
-        it = items[i]
-        if isinstance(it, np.ndarray):
-            b = np.ascontiguousarray(it).tobytes()
-        elif isinstance(it, Path) or (isinstance(it, str) and ds.modality == "image"):
-            b = Path(it).read_bytes()
-        else:
-            b = " ".join(str(it).split()).lower().encode("utf-8")  # texts: the same words, spacing and case aside
-        out.append(hashlib.sha256(b).hexdigest())
-    return out
-
-
 @CHECKS.register("duplicates", summary="the same example in the train and the test split (content, not name)")
 def _duplicates(train: Any, test: Any | None) -> list[Finding]:
     if test is None:
         return []
-    tr = set(_item_digests(train))
-    dup = [i for i, d in enumerate(_item_digests(test)) if d in tr]
+    tr = set(item_digests(train))
+    dup = [i for i, d in enumerate(item_digests(test)) if d in tr]
     if not dup:
         return [Finding("duplicates", "ok", "no test example is also a training example")]
     share = len(dup) / len(test)

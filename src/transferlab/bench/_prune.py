@@ -141,6 +141,18 @@ def _subset(out: Path, target: str, row: str, seed: int, surrogate: Path, keep: 
     return d
 
 
+def _classes_inside(src: Any, tgt: Any) -> str:
+    """The target classes whose examples are source examples (compared by content), described; '' when none."""
+    from ..data import item_digests
+
+    seen = dict(zip(item_digests(src), src.labels.tolist(), strict=True))
+    hits: dict[str, set[str]] = {}
+    for d, y in zip(item_digests(tgt), tgt.labels.tolist(), strict=True):
+        if d in seen:
+            hits.setdefault(str(tgt.class_names[y]), set()).add(str(src.class_names[seen[d]]))
+    return "; ".join(f"{c} = source {', '.join(sorted(s))}" for c, s in sorted(hits.items())[:3])
+
+
 def bench_prune(
     *,
     out: str | Path,
@@ -185,6 +197,10 @@ def bench_prune(
         if shared:
             raise TransferlabError(f"the target {t} shares classes with the source ({', '.join(sorted(shared)[:3])}"
                                    "): the bench asks about transfer to classes outside the source")
+        inside = _classes_inside(src, tgt)  # by content: a renamed copy of source classes is no new target
+        if inside:
+            raise TransferlabError(f"the target {t} holds examples of the source under other names ({inside}): the "
+                                   "bench asks about transfer to classes outside the source")
     out_dir = Path(out)
     model_ref = f"builtin:small_{arch}_shapes"  # the architecture fit builds; --init replaces its weights
     _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)  # the surrogate, before the runs

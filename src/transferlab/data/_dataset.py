@@ -362,3 +362,18 @@ def from_hf(dataset: Any, *, label_column: str = "label", text_column: str | Non
         return from_images(dataset[image_column], dataset[label_column], class_names=names, name=name, split=split)
     raise DataError(f"{name}: name its text or image column (text_column=..., image_column=...); columns: "
                     f"{', '.join(cols)}")
+
+
+def item_digests(ds: Dataset) -> list[str]:
+    """The SHA-256 of every example's content (image bytes or pixels; a text's words, spacing and case aside): the
+    same example under another name or in another split has the same digest."""
+    out = []
+    for it in (ds.items[i] for i in range(len(ds))):
+        if isinstance(it, np.ndarray):
+            b = np.ascontiguousarray(it).tobytes()
+        elif isinstance(it, Path) or (isinstance(it, str) and ds.modality == "image"):
+            b = Path(it).read_bytes()
+        else:
+            b = " ".join(str(it).split()).lower().encode("utf-8")
+        out.append(hashlib.sha256(b).hexdigest())
+    return out
