@@ -158,3 +158,12 @@ def test_a_device_or_precision_runs_each_job_in_that_runtime_under_its_own_key(t
     assert run_jobs(jobs, bench="toy", version=1, cache=tmp_path)[0] == {"precision": "fp32"} and CALLS == [1, 1]
     with pytest.raises(TransferlabError, match="unknown device 'gpu'"):
         run_jobs(jobs, bench="toy", version=1, cache=None, device="gpu")
+
+
+@pytest.mark.parametrize("bench", ["distill", "domain", "continual", "prune"])
+def test_an_empty_seed_list_is_refused_before_any_work(bench, tmp_path, capsys):
+    """`bench distill --seeds ''` started work (issue 29)."""
+    from transferlab.cli import main
+
+    assert main(["bench", bench, "--seeds", "", "--out", str(tmp_path / "b")]) == 2
+    assert "at least one seed" in capsys.readouterr().err and not (tmp_path / "b" / "runs").exists()

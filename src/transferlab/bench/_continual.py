@@ -147,6 +147,8 @@ def bench_continual(
     ``device`` and ``precision``: where and how each run computes, on the machine it runs on."""
     from ..continual import list_strategies
 
+    if not list(seeds):  # an empty --seeds '' would start work and end with no row
+        raise TransferlabError("bench continual needs at least one seed (--seeds 0,1,2)")
     known = list_strategies()
     strats = list(strategies or known)
     unknown = [s for s in strats if s not in known]

@@ -151,8 +151,10 @@ def _split_labels(train: Any, share: float) -> tuple[Any, Any | None]:
 
 
 def _checked(teachers: Sequence[str], students: Sequence[str], label_shares: Sequence[float],
-             rows: Sequence[str] | None) -> tuple[str, ...]:
+             rows: Sequence[str] | None, seeds: Sequence[int]) -> tuple[str, ...]:
     """The row families to run, every argument checked before any work."""
+    if not list(seeds):  # an empty --seeds '' would start work and end with no row
+        raise TransferlabError("bench distill needs at least one seed (--seeds 0,1,2)")
     if len(teachers) < 2:
         raise TransferlabError("bench distill needs at least two teachers (multi-teacher rows, a weaker teacher)")
     if not students:
@@ -200,7 +202,7 @@ def bench_distill(
     run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
     ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
     machine it runs on. The teachers run first, then the labels-only students, then the rows."""
-    wanted = _checked(teachers, students, label_shares, rows)
+    wanted = _checked(teachers, students, label_shares, rows, seeds)
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out_dir = Path(out)
     per_method = dict(method_options or {})

@@ -177,6 +177,8 @@ def bench_domain(
     ``device`` and ``precision``: where and how each run computes, on the machine it runs on."""
     from ..domain import DEFAULT_LR, list_methods
 
+    if not list(seeds):  # an empty --seeds '' would start work and end with no row
+        raise TransferlabError("bench domain needs at least one seed (--seeds 0,1,2)")
     all_methods = list_methods()
     ms = ([m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods or
                                                                                                      all_methods))
