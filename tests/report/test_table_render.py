@@ -92,3 +92,18 @@ def test_registry_table_is_one_look_for_every_list():
     assert t.rows == [{"name": "b_method", "needs_data": "", "summary": "does b_method"},
                       {"name": "a_method", "needs_data": "yes", "summary": "does a_method"}]
     assert "| a_method | yes | does a_method |" in render_markdown(t)
+
+
+def test_one_number_format_and_figures_legible_on_a_phone():
+    """Reports at phone width (issue 29): figures keep their own size in a sideways-scrolling box below 700 px
+    (their text stayed 4-6 px when shrunk to 390 px); numbers are never in e-notation above 0.001."""
+    from transferlab.report._html import CSS, figure_png, fmt, pyplot
+
+    assert [fmt(x) for x in (62.3, 1394.6, 0.8125, 123456.0, 3.0)] == ["62.3", "1,395", "0.8125", "123,456", "3"]
+    assert fmt(62.3, 1) == "62" and "e+" not in fmt(60.0, 1) and fmt(float("nan")).endswith("n/a</span>")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot([0, 1], [0, 1])
+    html = figure_png(fig, "a line")
+    assert html.startswith("<div class='scroll'><img alt='a line' class='fig'")
+    assert "@media (max-width:700px)" in CSS and ".scroll img.fig{max-width:none}" in CSS

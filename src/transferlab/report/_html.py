@@ -11,7 +11,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1280px;color:#222;
 line-height:1.45;padding:0 1rem}.scroll{overflow-x:auto;max-width:100%}.scroll img.wide{max-width:none}
 details{margin:.5rem 0}summary{cursor:pointer;color:#1565c0}h1,p,.note{overflow-wrap:anywhere}
-@media (max-width:700px){body{margin:1rem auto;padding:0 .5rem}table{font-size:.8rem}th,td{padding:.25rem .35rem}}
+@media (max-width:700px){body{margin:1rem auto;padding:0 .5rem}table{font-size:.8rem}th,td{padding:.25rem .35rem}
+.scroll img.fig{max-width:none}}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.88rem;margin:.5rem 0}th,td{padding:.3rem .6rem;border-bottom:1px solid #eee;
 text-align:right}th{background:#f6f6f6}td.l,th.l{text-align:left}.muted{color:#777}.note{background:#fff8e1;
@@ -52,9 +53,10 @@ def figure_png(fig: Any, alt: str, wide: bool = False) -> str:
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    cls = " class='wide'" if wide else ""
-    img = f"<img alt='{esc(alt)}'{cls} src='data:image/png;base64,{data}'>"
-    return f"<div class='scroll'>{img}</div>" if wide else img
+    cls = "wide" if wide else "fig"
+    # every figure in a box that scrolls sideways: on a phone (390 px) a figure keeps its own size, so its text stays
+    # legible, instead of shrinking to the screen's width (4-6 px text)
+    return f"<div class='scroll'><img alt='{esc(alt)}' class='{cls}' src='data:image/png;base64,{data}'></div>"
 
 
 def short_names(names: list[str], width: int = 20) -> list[str]:
@@ -82,8 +84,20 @@ def table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
 
 
 def fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
+    """One number format for the reports: ``digits`` significant digits in fixed notation with thousands separators
+    (62.3 s, 1,394.6 s, 0.8125), never ``6e+01``; scientific notation only below 0.001, where it is the honest form."""
+    import math
+
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "<span class='muted'>n/a</span>"
     if isinstance(v, float):
+        a = abs(v)
+        if a == 0:
+            return "0"
+        if a >= 10 ** digits:
+            return f"{v:,.0f}"
+        if a >= 1e-3:
+            text = f"{v:,.{max(0, digits - 1 - math.floor(math.log10(a)))}f}"
+            return text.rstrip("0").rstrip(".") if "." in text else text
         return f"{v:.{digits}g}"
     return esc(v)
