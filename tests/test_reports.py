@@ -172,3 +172,24 @@ def test_fit_report_epochs_are_whole_numbers_and_gradcam_has_a_colour_scale(monk
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and "Grad-CAM weight" in bars[0].get_ylabel()
     assert fig.get_size_inches()[0] / 2 >= 2.5  # two columns (2 right, 1 wrong), each at least 2.5 in wide
+
+
+def test_auto_report_lists_fitted_candidates_and_a_student_of_the_datas_kind():
+    """auto's report (issue 29): "Candidates fitted" lists only the models a fit stage ran for; the next steps do not
+    tell a text model to distil into an image student."""
+    from transferlab.report import auto_report_html
+
+    def plan(skipped):
+        return {"budget_seconds": 60, "candidates": ["hf:a", "hf:b"], "method": "partial", "method_why": "x",
+                "stages": [{"name": "fit 1", "estimate": 1.0, "measured": 1.0, "what": "", "options": {"model": "hf:a"}},
+                           {"name": "fit 2", "estimate": 1.0, "measured": None, "what": "", "skipped": skipped,
+                            "options": {"model": "hf:b"}}]}
+
+    r = {"metrics": {"model": "hf:a", "method": "partial", "chosen": "fit 1", "max_length": 128, "findings": []},
+         "ranking": {"dataset": {"name": "tickets", "modality": "text"}, "models": []}, "findings": [],
+         "plan": plan("no time left")}
+    html = auto_report_html(r)
+    assert "Candidates fitted: hf:a (" in html
+    assert "--student builtin:minilm_l6" in html and "small_resnet_shapes" not in html
+    r["plan"] = plan(None)
+    assert "Candidates fitted: hf:a, hf:b (" in auto_report_html(r)

@@ -39,9 +39,20 @@ def _next_steps(r: dict[str, Any]) -> list[str]:
         steps.append("With a larger --budget, auto also fits the runner-up and tries their ensemble.")
     steps.append("Deploy: <code>transferlab predict OUT NEW_DATA</code>; measure on other labelled data: "
                  "<code>transferlab eval OUT DATA</code>.")
-    steps.append("Smaller or faster: <code>transferlab distill DATA --teacher OUT --student builtin:small_resnet_shapes"
-                 "</code> (or any small model), then compare with <code>transferlab eval</code>.")
+    small = "builtin:minilm_l6" if (r.get("ranking") or {}).get("dataset", {}).get("modality") == "text" or \
+        m.get("max_length") else "builtin:small_resnet_shapes"  # a student of the data's own kind
+    steps.append(f"Smaller or faster: <code>transferlab distill DATA --teacher OUT --student {small}"
+                 "</code> (or any small model of the same kind), then compare with <code>transferlab eval</code>.")
     return steps
+
+
+def _fitted(m: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    """The candidates a fit stage actually ran for (a stage skipped for time fitted nothing)."""
+    fitted = []
+    for s in plan["stages"]:
+        if s["name"].startswith("fit ") and not s.get("skipped") and s.get("options", {}).get("model"):
+            fitted.append(s["options"]["model"])
+    return fitted or [c for c in plan["candidates"] if c == m.get("model")]
 
 
 def _embedded(fit_report: str | None) -> str:
@@ -73,8 +84,9 @@ def auto_report_html(r: dict[str, Any], fit_report: str | None = None) -> str:
     body += ("<h2>Ranking, and why this model</h2>"
              f"<p>{esc(ranking.get('recommendation', ''))}</p>"
              + table(["model", "rank", "consensus", "parameters"], rows)
-             + f"<p class='muted'>Candidates fitted: {esc(', '.join(plan['candidates']))} (the top of the ranking "
-               "among the models fit can adapt).</p>")
+             + f"<p class='muted'>Candidates fitted: {esc(', '.join(_fitted(m, plan)) or 'none')} (the top of the "
+               "ranking among the models fit can adapt; a candidate whose stage was skipped for time is not listed)"
+               "</p>")
     body += f"<h2>Method, and why</h2><p><b>{esc(plan['method'])}</b>: {esc(plan['method_why'])}</p>"
     body += ("<h2>Plan and measured time</h2>" + table(
         ["stage", "estimate", "measured", "what"],
