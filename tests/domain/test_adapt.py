@@ -177,3 +177,20 @@ def test_killed_run_resumes_to_the_same_network(shift, tiny_model_ref, tmp_path,
         assert torch.equal(a, b), k
     with pytest.raises(TransferlabError, match="already holds this adaptation"):
         adapt(src, tgt, tiny_model_ref, "dann", out=tmp_path / "run", **kw)
+
+
+def test_a_grey_source_and_a_colour_target_are_noted(tmp_path):
+    """Issue 29: a grey source and a colour target are noted in the metrics and the domain report."""
+    from transferlab.data import load_dataset
+    from transferlab.domain._api import _colour_warnings
+    from transferlab.report import domain_report_html
+
+    digits, digits_m = load_dataset("builtin:digits", "train"), load_dataset("builtin:digits-m", "train")
+    (w,) = _colour_warnings(digits, digits_m)
+    assert "greyscale and the target digits-m in colour" in w
+    assert _colour_warnings(digits_m, digits_m) == [] and "in colour and the target" in _colour_warnings(digits_m,
+                                                                                                        digits)[0]
+    m = {"method": "dann", "model": "m", "source": "digits", "target": "digits-m", "n_source": 1, "n_source_val": 1,
+         "n_target": 1, "trade_off": 1.0, "image_size": 32, "epochs": 1, "train_seconds": 1.0, "select": "entropy",
+         "selected_epoch": 1, "target_accuracy_oracle": None, "picks": {}, "warnings": [w]}
+    assert "greyscale and the target digits-m in colour" in domain_report_html(m)

@@ -199,6 +199,7 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
         "n_target_test": len(oracle_ds) if oracle_ds is not None else 0, "epochs": len(history),
         "train_seconds": seconds, "resumed_from_epoch": result.resumed_from_epoch, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,
         "oracle_note": "oracle_* values use target labels; they are reported, never used for training or selection",
+        "warnings": _colour_warnings(src, tgt),
     }
     if output.out is not None:
         from ..models import architecture_of, bottleneck_structure
@@ -212,3 +213,44 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
         output.write(built.net, card, {**metrics, "model": card.model}, files={"report.html": domain_report_html(metrics)})
     return DomainResult(built.net, metrics, output.out, history)
 
+
+
+def _grey_share(ds: Dataset, n: int = 48) -> float | None:
+    """The share of a sample of ``ds``'s images whose three channels are equal (grey); None when unreadable."""
+    import numpy as np
+
+    from ..zoo import read_image
+
+    idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).astype(int)
+    grey = 0
+    for i in idx:
+        item = ds.items[i]
+        try:
+            a = item if isinstance(item, np.ndarray) else read_image(item)
+        except Exception:  # noqa: BLE001  (a damaged image: the loader reports it when training)
+            return None
+        a = np.asarray(a)
+        grey += int(a.ndim == 2 or a.shape[-1] == 1 or (np.array_equal(a[..., 0], a[..., 1])
+                                                          and np.array_equal(a[..., 1], a[..., 2])))
+    return grey / max(1, len(idx))
+
+
+def _colour_warnings(src: Dataset, tgt: Dataset) -> list[str]:
+    """A grey source and a colour target (or the reverse): part of the shift is colour itself, said in the report."""
+    out = _colour_shift(src, tgt)
+    for w in out:
+        log.warning("%s", w)
+    return out
+
+
+def _colour_shift(src: Dataset, tgt: Dataset) -> list[str]:
+    gs, gt = _grey_share(src), _grey_share(tgt)
+    if gs is None or gt is None:
+        return []
+    if gs >= 0.95 and gt <= 0.05:
+        return [f"the source {src.name} is greyscale and the target {tgt.name} in colour: part of the shift is colour "
+                "itself, which a model trained on grey images has never seen (consider converting the target to grey)"]
+    if gt >= 0.95 and gs <= 0.05:
+        return [f"the source {src.name} is in colour and the target {tgt.name} greyscale: part of the shift is the "
+                "missing colour (consider converting the source to grey)"]
+    return []

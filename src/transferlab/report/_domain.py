@@ -54,6 +54,7 @@ def domain_report_html(metrics: dict[str, Any]) -> str:
     rows = [[esc(s), p["epoch"], fmt(p.get("score")), fmt(p.get("oracle_accuracy")), fmt(p.get("regret"))]
             for s, p in m.get("picks", {}).items()]
     picks = table(["selector", "epoch it picks", "its score", "oracle accuracy", "regret (oracle)"], rows)
+    head += "".join(f"<div class='note'>{esc(w)}</div>" for w in m.get("warnings") or [])
     return page(f"transferlab domain — {m['method']}", head + summary + "<h2>What each selector would pick</h2>" + picks
                 + "<p class='muted'>Regret: the best epoch's oracle accuracy minus the picked epoch's. Oracle values "
                   "use target labels; they are shown to judge the selectors, never used by them.</p>"
