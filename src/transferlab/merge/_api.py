@@ -300,6 +300,13 @@ def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) ->
     # after the card: transformers' config.json is the one a Hugging Face folder needs (the first task's when
     # model.safetensors holds its head)
     copy_hf_files([first, job.base, *job.tasks] if heads else [job.base, *job.tasks], tmp)
+    # a merge of transferlab text fits is a Hugging Face folder too: transformers' config.json (in place of an
+    # input's), the tokenizer at the top level, a README.md card
+    import json
+
+    from ..models import CARD_FILE, write_hf_files
+
+    write_hf_files(tmp, json.loads((tmp / CARD_FILE).read_text()))
 
 
 def _write_merge_json(tmp: Path, job: _Job, method: str, heads: dict[str, dict[str, Any]], seconds: float,

@@ -27,6 +27,7 @@ from ._classifier import (
     load_classifier,
     model_dir,
 )
+from ._hf_text import write_hf_files
 from ._infer import HeadInputTap, Inference, features_and_probs, infer, predict_logits
 from ._outdir import claim_output
 from ._output import RunOutput, RunResult
@@ -42,7 +43,7 @@ _LAZY = {
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
     "pooled_dim": "_bottleneck",
-    "TextClassifier": "_text", "TextTensors": "_text", "ImageTensors": "_inputs",
+    "TextClassifier": "_text", "TextTensors": "_text", "to_transformers": "_export", "ImageTensors": "_inputs",
 }
 
 
@@ -62,4 +63,5 @@ __all__ = [
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
+    "to_transformers", "write_hf_files",
 ]

@@ -4,7 +4,9 @@ A model directory holds ``transferlab.json`` (the :class:`~transferlab.models.Mo
 (``model.safetensors``: the whole network, or only what a fit trained over the model reference; or peft's
 ``adapter_model.safetensors`` over it), ``tokenizer/`` for text models and, for merges, ``heads/<task>.safetensors``.
 Where the weights are a whole timm network, a timm ``config.json`` beside them lets plain timm open the directory
-(``timm.create_model("local-dir:" + DIR, pretrained=True)``). Nothing here names a fit method: the card says how to
+(``timm.create_model("local-dir:" + DIR, pretrained=True)``). Text models and peft adapters get a ``README.md`` card
+and text models their tokenizer at the top level too; ``_hf_text.to_transformers`` writes a text model as a plain
+Hugging Face folder. Nothing here names a fit method: the card says how to
 rebuild.
 """
 
@@ -93,13 +95,17 @@ def _write_weights(path: Path, state: dict[str, Any]) -> None:
 
 def save_card(directory: str | Path, card: ModelCard | dict[str, Any]) -> None:
     """Write the card as ``transferlab.json`` and, where ``model.safetensors`` is a whole timm network (no added
-    modules), timm's ``config.json`` beside it (:func:`timm_config`)."""
+    modules), timm's ``config.json`` beside it (:func:`timm_config`); text models get their tokenizer at the top
+    level too, and text models and peft adapters a ``README.md`` card (``_hf_text.write_hf_files``)."""
+    from ._hf_text import write_hf_files
+
     out = Path(directory)
     raw = card.to_json() if isinstance(card, ModelCard) else dict(card)
     write_json_atomic(out / CARD_FILE, raw)
     timm_cfg = timm_config(raw)
     if timm_cfg is not None:
         write_json_atomic(out / OLD_CARD_FILE, timm_cfg)
+    write_hf_files(out, raw)
 
 
 def timm_config(card: dict[str, Any]) -> dict[str, Any] | None:
