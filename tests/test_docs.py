@@ -430,7 +430,7 @@ def test_page_runs(page, tmp_path, monkeypatch, tiny_builtins, tiny_model_ref, t
     if page == "models.md":  # the shell block: the Deploy command of auto, on a fit and a folder of new images
         import shutil
 
-        from conftest import write_image_folder
+        from tests.conftest import write_image_folder
 
         shutil.copytree("runs/digits", "runs/auto")
         write_image_folder(tmp_path / "new_photos" / "x", n_per_class=2, size=8)
