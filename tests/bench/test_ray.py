@@ -168,3 +168,55 @@ def test_bench_rank_on_ray_gives_the_local_results(cluster, tiny_zoo, tmp_path, 
     assert remote.quality["logme"] == local.quality["logme"]
     np.testing.assert_equal(remote.to_dict()["metrics"], local.to_dict()["metrics"])
 
+
+
+def _prune_sets(root):
+    """Tiny colour folders: a 4-class source and a 2-class target outside it (as tests/bench/test_bench_prune.py)."""
+    from PIL import Image
+
+    colours = {"red": (210, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 210), "white": (230, 230, 230),
+               "pink": (240, 60, 60), "orange": (240, 150, 30)}
+    rng = np.random.default_rng(0)
+    for name, classes in (("source", ["red", "green", "blue", "white"]), ("target", ["pink", "orange"])):
+        for split, k in (("train", 8), ("test", 4)):
+            for c in classes:
+                d = root / name / split / c
+                d.mkdir(parents=True, exist_ok=True)
+                for i in range(k):
+                    a = np.clip(np.array(colours[c])[None, None, :] + rng.integers(-20, 20, (12, 12, 3)), 0, 255)
+                    Image.fromarray(a.astype(np.uint8)).save(d / f"{i:02d}.png")
+    return str(root / "source"), str(root / "target")
+
+
+def _bench_rows(kind, model, out, tmp, **backend):
+    """One tiny bench of ``kind`` and the numbers it reports (timings aside)."""
+    from transferlab.bench import bench_distill, bench_domain, bench_merge, bench_prune
+
+    if kind == "domain":
+        r = bench_domain(model, out=out, shifts=[("builtin:digits", "builtin:digits-m")], methods="source_only,mcc",
+                         seeds=(0,), trade_offs=(1.0,), epochs=1, limit=60, test_limit=30, image_size=32,
+                         batch_size=8, supervised=False, **backend)
+        return _rows(r.runs)
+    if kind == "merge":
+        r = bench_merge(model, ["builtin:digits", "builtin:shapes"], out=out, methods="average", epochs=1, limit=40,
+                        test_limit=20, image_size=32, **backend)
+        return {"individual": r.individual, "merged": r.merged}
+    if kind == "distill":
+        r = bench_distill(out=out, targets=["builtin:shapes"], teachers=[model, "builtin:small_resnet_shapes"],
+                          students=[model], seeds=[0], label_shares=[0.5], epochs=1, limit=36, test_limit=12,
+                          image_size=16, batch_size=8, rows=["kd"], **backend)
+        drop = TIMING | {"ms_per_image", "teacher_ms_per_image", "speedup"}
+        return [{k: v for k, v in x.items() if k not in drop} for x in r.runs]
+    source, target = _prune_sets(tmp)
+    r = bench_prune(out=out, source=source, targets=[target], seeds=[0], pretrain_epochs=1, epochs=1, **backend)
+    return [{k: v for k, v in x.items() if not k.endswith("seconds")} for x in r.runs]
+
+
+@pytest.mark.parametrize("kind", ["domain", "merge", "distill", "prune"])
+def test_every_bench_on_two_nodes_gives_the_local_numbers(kind, cluster, tiny_timm_weights, tmp_path):
+    """Every bench runs on the Ray backend with the local backend's numbers (issue 28: "every bench and rank run with
+    --backend ray against a 2-node local cluster in the tests")."""
+    model = f"timm:test_efficientnet@{tiny_timm_weights}"
+    local = _bench_rows(kind, model, tmp_path / "local", tmp_path / "data")
+    on_ray = _bench_rows(kind, model, tmp_path / "ray", tmp_path / "data", backend="ray")
+    assert local and on_ray == local
