@@ -194,6 +194,10 @@ def finish(run: Ledger, result: Any, work: Path, out: Path, fits: dict[str, Any]
         elif p.is_file():
             copy_inside(p, src, tmp)
             tmp.replace(work / name)
+    from ..models import write_hf_files
+
+    # a text model's top-level tokenizer files and README.md card, written for this folder (its paths, its card)
+    write_hf_files(work, json.loads((work / "transferlab.json").read_text()))
     fit_report = (src / "report.html").read_text() if (src / "report.html").is_file() else None
     st.measured = time.perf_counter() - t  # the copy; the writing below adds a fraction of a second
     result.metrics["stages"] = {s.name: {"estimate": s.estimate, "measured": s.measured} for s in result.plan.stages}
