@@ -69,3 +69,17 @@ def test_bench_merge_tunes_lam_on_held_out_training_examples(tiny_model_ref: str
                                for n, v in zip(r.names, vals, strict=True)]))
     assert lam == LAM_GRID[int(np.argmax(scores))]
     assert set(r.merged) == {"base_with_heads", "task_arithmetic", "task_arithmetic+tuned"}
+
+
+def test_fits_at_chance_are_said_beside_the_normalised_accuracies():
+    """bench merge over fits at chance printed "normalised 1.24" with no word (issue 29)."""
+    from transferlab.bench import MergeBenchResult
+    from transferlab.report import render_markdown, tables_of
+
+    r = MergeBenchResult("m", ["a", "b"], ["a", "b"], {"a": 0.11, "b": 0.9}, {"average": {"a": 0.14, "b": 0.8}},
+                         {}, options={"chance": {"a": 0.1, "b": 0.1}})
+    (w,) = r.warnings()
+    assert w.startswith("the individual fit of a is at chance (0.110, chance 0.100)")
+    d = r.to_dict()
+    assert d["warnings"] == [w] and w in render_markdown(tables_of(d)[0])
+    assert MergeBenchResult("m", ["a"], ["a"], {"a": 0.9}, {}, {}, options={"chance": {"a": 0.1}}).warnings() == []

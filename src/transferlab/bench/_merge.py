@@ -17,6 +17,7 @@ from .._io import write_files_atomic
 from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
+from ..train import chance_level
 from ._harness import Job, backend_of, fmt, run_jobs
 from ._tables import merge_tables, with_tables
 
@@ -51,10 +52,23 @@ class MergeBenchResult:
         return [{"method": "individual", "accuracy": dict(self.individual), "mean": float(np.mean(ind)),
                  "normalized": 1.0, "seconds": None}, *out]
 
+    def warnings(self) -> list[str]:
+        """Fits that did not learn their task: a merged accuracy normalised by theirs says nothing (issue 29: bench
+        merge over fits at chance printed "normalised 1.24")."""
+        chance = self.options.get("chance") or {}
+        out = []
+        for n in self.names:
+            c = chance.get(n)
+            if c is not None and self.individual[n] <= c + 0.05:
+                out.append(f"the individual fit of {n} is at chance ({self.individual[n]:.3f}, chance {c:.3f}): "
+                           f"normalised accuracies of {n} say nothing; fit longer or with another method first")
+        return out
+
     def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "model": self.model, "targets": self.targets, "tasks": self.names,
                 "individual": self.individual, "merged": self.merged, "seconds": self.seconds,
-                "rows": self.rows(), "published_vit_b32": PUBLISHED, "options": self.options}
+                "rows": self.rows(), "published_vit_b32": PUBLISHED, "options": self.options,
+                "warnings": self.warnings()}
 
     def to_dict(self) -> dict[str, Any]:
         """Everything measured and the declared tables (:meth:`tables`)."""
@@ -235,5 +249,6 @@ def bench_merge(
                "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},
-               "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)}}
+               "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)},
+               "chance": {n: chance_level(t.labels, t.num_classes) for n, t in zip(names, tests, strict=True)}}
     return MergeBenchResult(model, ts, names, individual, merged, seconds, options=options)

@@ -135,7 +135,8 @@ def merge_tables(d: dict[str, Any]) -> list[Table]:
             "AdaMerging papers (adamerging ~ atlas with the entropy objective).")
     if o.get("tuned_lam"):
         note += f" +tuned rows: lam picked on held-out training examples from {o.get('lam_grid')}: {o['tuned_lam']}."
-    return [Table("Accuracy per task and method", cols, rows, name="methods", notes=[note])]
+    return [Table("Accuracy per task and method", cols, rows, name="methods",
+                  notes=[*(f"⚠ {w}" for w in d.get("warnings") or []), note])]
 
 
 # -- bench domain --------------------------------------------------------------------------------------------------
