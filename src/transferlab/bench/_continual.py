@@ -5,7 +5,6 @@ only (said in the output). Every run is a job of the bench harness, cached in ``
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
-from ._tables import continual_tables, with_tables
+from ._result import DeclaredResult
+from ._tables import continual_tables
 
 TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
 CLASS_SPLIT = "builtin:fashion-mnist:5"
@@ -28,7 +27,7 @@ FORMAT = 1  # of the cached runs: raise it when a run's record changes
 
 
 @dataclass
-class ContinualBenchResult:
+class ContinualBenchResult(DeclaredResult):
     model: str
     streams: list[str]
     strategies: list[str]
@@ -63,25 +62,9 @@ class ContinualBenchResult:
                 "strategies": self.strategies, "seeds": self.seeds, "table": self.table(), "skipped": self.skipped,
                 "runs": self.runs, "options": self.options}
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured and the declared tables (:meth:`tables`)."""
-        d = self._data()
-        return with_tables(d, continual_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench_continual.json"
+    report = "continual_bench_html"
     tables_from = staticmethod(continual_tables)
-
-    def tables(self) -> list[Any]:
-        """One table per stream: ACC, BWT, FWT, time, memory, parameters; skipped strategies in its notes."""
-        return continual_tables(self._data())
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        from ..report import continual_bench_html
-
-        d = self.to_dict()
-        written = write_files_atomic(out_dir, {"bench_continual.json": json.dumps(d, indent=2, allow_nan=False)
-                                               + "\n", "report.html": continual_bench_html(d)})
-        return {"json": written["bench_continual.json"], "html": written["report.html"]}
 
 
 class _PeakRss:

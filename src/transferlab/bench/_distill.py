@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
-from ._tables import distill_checks, distill_tables, with_tables
+from ._result import DeclaredResult
+from ._tables import distill_checks, distill_tables
 
 TARGETS = ("builtin:shapes", "builtin:fashion-mnist")
 TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
@@ -51,7 +51,7 @@ def _short(ref: str) -> str:
 
 
 @dataclass
-class DistillBenchResult:
+class DistillBenchResult(DeclaredResult):
     targets: list[str]
     teachers: list[str]
     students: list[str]
@@ -83,31 +83,14 @@ class DistillBenchResult:
         return out
 
     def _data(self) -> dict[str, Any]:
-        return {"transferlab_version": __version__, "targets": self.targets, "teachers": self.teachers,
-                "students": self.students, "seeds": self.seeds, "label_shares": self.label_shares,
-                "table": self.table(), "teacher_runs": self.teacher_runs, "runs": self.runs, "options": self.options}
+        d = {"transferlab_version": __version__, "targets": self.targets, "teachers": self.teachers,
+             "students": self.students, "seeds": self.seeds, "label_shares": self.label_shares,
+             "table": self.table(), "teacher_runs": self.teacher_runs, "runs": self.runs, "options": self.options}
+        return {**d, "verdicts": {"checks": distill_checks(d)}}  # the issue's checks
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured, the verdicts (the issue's checks) and the declared tables (:meth:`tables`)."""
-        d = self._data()
-        d["verdicts"] = {"checks": distill_checks(d)}
-        return with_tables(d, distill_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench_distill.json"
+    report = "distill_bench_html"
     tables_from = staticmethod(distill_tables)
-
-    def tables(self) -> list[Any]:
-        """The teachers, one table per (target, label share) and the checks: what every output renders."""
-        return distill_tables(self._data())
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """bench_distill.json and report.html, written together or not at all."""
-        from ..report import distill_bench_html
-
-        d = self.to_dict()
-        written = write_files_atomic(out_dir, {"bench_distill.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
-                                               "report.html": distill_bench_html(d)})
-        return {"json": written["bench_distill.json"], "html": written["report.html"]}
 
 
 def _ROW_ORDER(row: str) -> tuple[int, str]:  # noqa: N802

@@ -9,7 +9,6 @@ the run), so a bench resumes run by run.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
-from ._tables import domain_tables, with_tables
+from ._result import DeclaredResult
+from ._tables import domain_tables
 
 SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
 TRADE_OFFS = (0.1, 0.3, 1.0, 3.0)
@@ -35,7 +34,7 @@ def _name(shift: tuple[str, str]) -> str:
 
 
 @dataclass
-class DomainBenchResult:
+class DomainBenchResult(DeclaredResult):
     model: str
     shifts: list[tuple[str, str]]
     methods: list[str]
@@ -98,26 +97,9 @@ class DomainBenchResult:
                 "trade_offs": self.trade_offs, "default_trade_off": self._default_trade_off(), "cells": self.cells(),
                 "selectors": self.selectors(), "bounds": self.bounds, "runs": self.runs, "options": self.options}
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured and the declared tables (:meth:`tables`)."""
-        d = self._data()
-        return with_tables(d, domain_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench_domain.json"
+    report = "domain_bench_html"
     tables_from = staticmethod(domain_tables)
-
-    def tables(self) -> list[Any]:
-        """Per shift, the methods (kept checkpoint, oracle's best epoch, bound) and the label-free selectors."""
-        return domain_tables(self._data())
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """bench_domain.json and report.html, written together or not at all."""
-        from ..report import domain_bench_html
-
-        d = self.to_dict()
-        written = write_files_atomic(out_dir, {"bench_domain.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
-                                               "report.html": domain_bench_html(d)})
-        return {"json": written["bench_domain.json"], "html": written["report.html"]}
 
 
 def _mean(v: list[float]) -> float | None:

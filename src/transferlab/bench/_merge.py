@@ -4,7 +4,6 @@ the individually fine-tuned model, next to the published ordering on ViT-B/32.""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic
 from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
 from ..train import chance_level
 from ._harness import Job, backend_of, fmt, run_jobs
-from ._tables import merge_tables, with_tables
+from ._result import DeclaredResult
+from ._tables import merge_tables
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
@@ -30,7 +29,7 @@ TUNABLE = {"task_arithmetic": LAM_GRID, "ties": LAM_GRID, "dare": LAM_GRID, "tsv
 
 
 @dataclass
-class MergeBenchResult:
+class MergeBenchResult(DeclaredResult):
     model: str
     targets: list[str]
     names: list[str]
@@ -70,26 +69,9 @@ class MergeBenchResult:
                 "rows": self.rows(), "published_vit_b32": PUBLISHED, "options": self.options,
                 "warnings": self.warnings()}
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured and the declared tables (:meth:`tables`)."""
-        d = self._data()
-        return with_tables(d, merge_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench_merge.json"
+    report = "merge_bench_html"
     tables_from = staticmethod(merge_tables)
-
-    def tables(self) -> list[Any]:
-        """Accuracy per task and method next to the published ordering: what every output renders."""
-        return merge_tables(self._data())
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """bench_merge.json and report.html, written together or not at all."""
-        from ..report import merge_bench_html
-
-        d = self.to_dict()
-        written = write_files_atomic(out_dir, {
-            "bench_merge.json": json.dumps(d, indent=2, allow_nan=False) + "\n", "report.html": merge_bench_html(d)})
-        return {"json": written["bench_merge.json"], "html": written["report.html"]}
 
 
 def _short(ref: str) -> str:

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic, write_json_atomic
+from .._io import write_json_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
-from ._tables import prune_checks, prune_tables, with_tables
+from ._result import DeclaredResult
+from ._tables import prune_checks, prune_tables
 
 SOURCE = "builtin:mixed-source"
 TARGETS = ("builtin:shapes", "builtin:textures")
@@ -35,7 +36,7 @@ FORMAT = 1  # of the cached runs: raise it when a run's record changes
 
 
 @dataclass
-class PruneBenchResult:
+class PruneBenchResult(DeclaredResult):
     source: str
     targets: list[str]
     arch: str
@@ -67,31 +68,14 @@ class PruneBenchResult:
         return out
 
     def _data(self) -> dict[str, Any]:
-        return {"transferlab_version": __version__, "source": self.source, "targets": self.targets,
-                "arch": self.arch, "keep": self.keep, "seeds": self.seeds, "table": self.table(), "runs": self.runs,
-                "options": self.options}
+        d = {"transferlab_version": __version__, "source": self.source, "targets": self.targets,
+             "arch": self.arch, "keep": self.keep, "seeds": self.seeds, "table": self.table(), "runs": self.runs,
+             "options": self.options}
+        return {**d, "verdicts": {"checks": prune_checks(d)}}  # the issue's check per target
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured, the verdicts (the issue's check per target) and the declared tables."""
-        d = self._data()
-        d["verdicts"] = {"checks": prune_checks(d)}
-        return with_tables(d, prune_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench_prune.json"
+    report = "prune_bench_html"
     tables_from = staticmethod(prune_tables)
-
-    def tables(self) -> list[Any]:
-        """One table per target and the checks: what every output renders."""
-        return prune_tables(self._data())
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """bench_prune.json and report.html, written together or not at all."""
-        from ..report import prune_bench_html
-
-        d = self.to_dict()
-        written = write_files_atomic(out_dir, {"bench_prune.json": json.dumps(d, indent=2, allow_nan=False) + "\n",
-                                               "report.html": prune_bench_html(d)})
-        return {"json": written["bench_prune.json"], "html": written["report.html"]}
 
 
 def _mean(v: list[float]) -> float | None:

@@ -8,29 +8,27 @@ Kendall tau, Kendall tau and rel@1 per target, with a bootstrap interval over mo
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import write_files_atomic
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
 from ._quality import random_baseline, rank_quality
-from ._tables import rank_tables, rank_verdicts, with_tables
+from ._result import DeclaredResult
+from ._tables import rank_tables, rank_verdicts
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class BenchResult:
+class BenchResult(DeclaredResult):
     zoo: str
     targets: list[str]
     protocol: str
@@ -69,17 +67,9 @@ class BenchResult:
         }
         return {**d, "verdicts": rank_verdicts(d)}  # which score to trust on this zoo
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything measured, the verdicts and the declared tables (:meth:`tables`)."""
-        d = self._data()
-        return with_tables(d, rank_tables(d))
-
-    #: the tables of a ``to_dict()`` (or of a bench JSON file written by an older version)
+    json_name = "bench.json"
+    report = "bench_report_html"
     tables_from = staticmethod(rank_tables)
-
-    def tables(self) -> list[Any]:
-        """The τw table (with the verdict), the ensemble's and the ground truth's: what every output renders."""
-        return rank_tables(self._data())
 
     def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
         """(kind, name, per-target values, mean) rows sorted by mean, metrics then baselines."""
@@ -90,17 +80,6 @@ class BenchResult:
                 finite = [v for v in vals if v is not None]
                 rows.append((kind, name, vals, float(np.mean(finite)) if finite else None))
         return sorted(rows, key=lambda r: (r[0] != "metric", -(r[3] if r[3] is not None else -np.inf)))
-
-    def save(self, out_dir: str | Path, *, html: bool = True) -> dict[str, Path]:
-        """bench.json and (by default) report.html, written together or not at all."""
-        d = self.to_dict()
-        files = {"bench.json": json.dumps(d, indent=2, allow_nan=False) + "\n"}
-        if html:
-            from ..report import bench_report_html
-
-            files["report.html"] = bench_report_html(d)
-        written = write_files_atomic(out_dir, files)
-        return {"json": written["bench.json"], **({"html": written["report.html"]} if html else {})}
 
 
 def bench_rank(
