@@ -244,13 +244,14 @@ def sibling_dir(out: str | os.PathLike[str], kind: str) -> Path:
 def remove_stale_siblings(out: str | os.PathLike[str]) -> list[str]:
     """Remove the temporary siblings of ``out`` (:func:`sibling_dir`) left by a process that no longer runs (kill -9
     during a run: scratch checkpoints, a half-built output, a replaced output's trash); the names removed."""
+    import glob
     import shutil
 
     out = Path(out)
     removed = []
     if not out.parent.is_dir():
         return removed
-    for p in out.parent.glob(f".{glob_escape(out.name)}.*.*.*"):
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*.*.*"):
         parts = p.name[len(out.name) + 2:].split(".")
         if len(parts) < 3 or not parts[1].isdigit() or not p.is_dir() or p.is_symlink():
             continue
@@ -259,12 +260,6 @@ def remove_stale_siblings(out: str | os.PathLike[str]) -> list[str]:
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p.name)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def _alive(pid: int) -> bool:

@@ -208,7 +208,6 @@ def in_runtime(fn: Any) -> Any:
     :func:`runtime`) and run it inside that runtime: one decorator, instead of the three threaded through every
     capability's private functions."""
     import functools
-    import inspect
 
     @functools.wraps(fn)
     def wrapper(*args: Any, device: str | None = None, precision: str | None = None, threads: int | None = None,
@@ -216,13 +215,21 @@ def in_runtime(fn: Any) -> Any:
         with runtime(device, precision, threads):
             return fn(*args, **kwargs)
 
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())
-    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
-             for n, a in (("device", "str | None"), ("precision", "str | None"), ("threads", "int | None"))]
-    var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
-    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    wrapper.__signature__ = sig.replace(parameters=rest + extra + var_kw)  # type: ignore[attr-defined]
+    with_keywords(wrapper, fn, device="str | None", precision="str | None", threads="int | None")
     wrapper.__doc__ = (fn.__doc__ or "") + ("\n\n    ``device`` (auto, cpu, cuda, cuda:N, mps), ``precision`` (fp32, bf16, "
                                             "fp16), ``threads``: where and how it computes (transferlab._runtime).")
     return wrapper
+
+
+def with_keywords(wrapper: Any, fn: Any, **annotations: str) -> None:
+    """Give the decorator ``wrapper`` of ``fn`` the signature of ``fn`` plus keyword-only arguments (default None),
+    before its ``**kwargs``: what ``help()``, the docs and the option checks see."""
+    import inspect
+
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+             for n, a in annotations.items()]
+    var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    wrapper.__signature__ = sig.replace(parameters=rest + extra + var_kw)

@@ -296,7 +296,6 @@ def on_devices(fn: Callable[..., Any]) -> Callable[..., Any]:
     one per GPU on CUDA, else gloo on the CPU) and returns rank 0's result. Under ``torchrun`` every process runs
     ``fn`` and ``devices`` must be unset or the number of processes. Processes other than rank 0 draw no progress
     bars and log only errors."""
-    import inspect
 
     @functools.wraps(fn)
     def run(*args: Any, devices: int | None = None, **kwargs: Any) -> Any:
@@ -321,11 +320,9 @@ def on_devices(fn: Callable[..., Any]) -> Callable[..., Any]:
         _check_devices(devices)
         return spawn(run, devices, args, kwargs)
 
-    sig = inspect.signature(fn)
-    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    extra = inspect.Parameter("devices", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="int | None")
-    var_kw = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
-    run.__signature__ = sig.replace(parameters=[*params, extra, *var_kw])  # type: ignore[attr-defined]
+    from .._runtime import with_keywords
+
+    with_keywords(run, fn, devices="int | None")
     return run
 
 
