@@ -243,12 +243,13 @@ def _health(metrics: dict[str, Any], y: np.ndarray, logits: np.ndarray, names: l
     """What is plainly wrong with the distilled student (train.health_warnings), and a transfer delta measured from
     a student that started at chance (a fresh head: the delta counts everything the training taught, not what the
     teachers added; the labels-only student is the comparison that says that)."""
-    from ..train import chance_level, health_warnings
+    from ..train import CHANCE_MARGIN, chance_level, health_warnings
 
     out = health_warnings(y_true=y, y_pred=logits.argmax(1), class_names=names, history=history,
                           what="the student")
     start = metrics.get("start_test_accuracy")
-    if start is not None and not metrics.get("student_started_trained") and start <= chance_level(y, len(names)) + 0.02:
+    chance = chance_level(y, len(names)) + CHANCE_MARGIN
+    if start is not None and not metrics.get("student_started_trained") and start <= chance:
         out.append(f"the transfer delta ({100 * (metrics.get('transfer_delta') or 0):+.1f} points) is measured from "
                    f"a fresh head at chance ({start:.3f}): it counts what all of the training taught; compare with a "
                    "student fine-tuned on the labels alone (transferlab fit, or bench distill's labels_only row) for "
