@@ -9,24 +9,38 @@ from ._html import esc, figure_png, page, pyplot, short_names
 from ._table import render_html, tables_of
 
 
-def _scatters(result: dict[str, Any]) -> str:
+#: marker shapes of the scatters; with tab10's colours every model of a zoo of up to 60 gets its own (colour, shape)
+_MARKERS = "os^Dv<>pPX*h"
+
+
+def _styles(n: int) -> list[tuple[str, str]]:
+    """(colour, marker) of ``n`` models: distinct pairs (colour i mod 10, shape i mod 12), the same in every panel."""
+    colours = [f"C{i}" for i in range(10)]
+    return [(colours[i % 10], _MARKERS[i % len(_MARKERS)]) for i in range(n)]
+
+
+def scatter_figure(result: dict[str, Any]) -> Any:
+    """One panel per (metric, target): each model a point in its own colour and shape, named once in a legend
+    under the panels (short names). No label beside a point: close points (models with similar scores and
+    accuracies) made their labels overlap into an unreadable blot."""
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     targets = list(result["targets"])
     metrics = list(result["scores"][targets[0]]) if targets else []
     refs = [m["ref"] for m in result["models"]]
-    names = dict(zip(refs, short_names([m["name"] for m in result["models"]]), strict=True))
-    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(3.0 * len(targets) + 0.5, 2.6 * len(metrics)),
-                             squeeze=False)
+    names = short_names([m["name"] for m in result["models"]])
+    style = dict(zip(refs, _styles(len(refs)), strict=True))
+    width = 3.0 * len(targets) + 0.5
+    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(width, 2.6 * len(metrics)), squeeze=False)
     for i, metric in enumerate(metrics):
         for j, t in enumerate(targets):
             ax = axes[i][j]
             gt = result["ground_truth"][t]
-            pts = [(s, gt.get(ref), ref) for ref, s in result["scores"][t][metric].items()
-                   if s is not None and gt.get(ref) is not None]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
-                for s, a, ref in pts:
-                    ax.annotate(names.get(ref, ref), (s, a), fontsize=6, alpha=0.7)
+            for ref, s in result["scores"][t][metric].items():
+                if s is not None and gt.get(ref) is not None and ref in style:
+                    colour, marker = style[ref]
+                    ax.scatter([s], [gt[ref]], s=24, color=colour, marker=marker, alpha=0.85, linewidths=0)
             wt = result["metrics"][metric]["weighted_tau"][t]
             ax.set_title(f"{metric} · {t.removeprefix('builtin:')} (τw {'n/a' if wt is None else f'{wt:.2f}'})",
                          fontsize=8)
@@ -34,7 +48,16 @@ def _scatters(result: dict[str, Any]) -> str:
             ax.set_xlabel(f"{metric} score", fontsize=7)
             ax.set_ylabel("ground-truth accuracy", fontsize=7)
     fig.tight_layout()
-    return figure_png(fig, "metric score against ground-truth accuracy", wide=True)
+    handles = [Line2D([], [], linestyle="", marker=style[r][1], color=style[r][0], markersize=5, label=n)
+               for r, n in zip(refs, names, strict=True)]
+    # columns as many as the figure's width holds at about 1.6 in per entry (a 20-character name at 7 pt + marker)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False,
+               ncol=max(1, min(len(handles), int(width // 1.6))), handletextpad=0.3, columnspacing=1.0)
+    return fig
+
+
+def _scatters(result: dict[str, Any]) -> str:
+    return figure_png(scatter_figure(result), "metric score against ground-truth accuracy", wide=True)
 
 
 def degenerate_warnings(result: dict[str, Any]) -> list[str]:
