@@ -63,3 +63,37 @@ def test_bench_distill_runs_only_the_rows_asked_for(tmp_path, tiny_model_ref):
     with pytest.raises(TransferlabError, match="unknown bench distill row.*'kd_twice'"):
         bench_distill(out=tmp_path / "c", teachers=["builtin:shapes", "builtin:small_resnet_shapes"],
                       rows=["kd_twice"])
+
+
+def test_bench_distill_cache_keys_are_pinned(tmp_path, monkeypatch):
+    """The run cache is keyed by inputs: a refactor must not change a job's cache name nor the model folders the
+    teachers and labels-only students are saved in (a rerun would recompute every run), nor what a job is given
+    (the digest was taken before the private helpers' arguments were grouped). No run executes here:
+    ``run_jobs`` is replaced by a stand-in that records each job and returns a plausible record."""
+    import hashlib
+
+    from transferlab.bench import _distill
+
+    seen = []
+
+    def fake_run_jobs(jobs, *, bench, version, **_):
+        out = []
+        for j in jobs:
+            seen.append((bench, j.label, j.cache_name(bench, version), list(j.needs), sorted(j.kwargs.items())))
+            a = j.kwargs
+            rec = {"target": a["target"], "label_share": a["share"], "dir": f"/m/{j.label}",
+                   "val_accuracy": 0.5 if a.get("ref") == "builtin:b" else 0.9}
+            if "student" in a:
+                rec.update(student=a["student"], seed=a["seed"])
+            out.append(rec)
+        return out
+
+    monkeypatch.setattr(_distill, "run_jobs", fake_run_jobs)
+    monkeypatch.chdir(tmp_path)  # a relative out: the teachers' and students' keys hold it
+    _distill.bench_distill(out="b", targets=["builtin:shapes"], teachers=["builtin:a", "builtin:b"],
+                           students=["builtin:s"], seeds=[0, 1], label_shares=[1.0, 0.2], epochs=2,
+                           teacher_epochs=3, limit=40, test_limit=20, image_size=16, teacher_image_size=24,
+                           batch_size=8, method_options={"kd": {"temperature": 2.0}}, rows=list(_distill.ROWS))
+    assert len(seen) == 4 + 4 + 2 * 2 * 8  # teachers, labels-only students, 8 rows per (setting, seed)
+    digest = hashlib.sha256(repr(seen).encode()).hexdigest()
+    assert digest == "787505e0b6b02b68e6a749233dca051c028593e01581da3bbb752ece1a637166", seen[:3]

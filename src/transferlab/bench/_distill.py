@@ -193,26 +193,26 @@ def bench_distill(
     t_size = teacher_image_size or image_size
     common = {"out": str(out_dir), "limit": limit, "test_limit": test_limit, "batch_size": batch_size}
     settings = [(t, share) for t in targets for share in label_shares]
+    t_training = _Training(t_epochs, t_size, batch_size, limit, test_limit)
     teacher_jobs = [Job(f"{_short(t)} {share:g}: teacher {_short(ref)}", teacher_run,
                         {"target": t, "share": share, "ref": ref, "epochs": t_epochs, "image_size": t_size, **common},
-                        needs=(_model_dir(out_dir, "teacher", _teacher_key(t, share, ref, t_epochs, t_size,
-                                                                           batch_size, limit, test_limit)),))
+                        needs=(_model_dir(out_dir, "teacher", _teacher_key(t, share, ref, t_training)),))
                     for t, share in settings for ref in teachers]
     teacher_runs = run_jobs(teacher_jobs, bench="distill-teacher", version=FORMAT, cache=out_dir / "runs",
                             progress=progress, backend=runner, device=device, precision=precision,
                             figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    s_training = _Training(epochs, image_size, batch_size, limit, test_limit)
     base_jobs = [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} labels only", labels_only_run,
                      {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
                       "image_size": image_size, **common},
-                     needs=(_model_dir(out_dir, "student", _student_key(t, share, sref, seed, epochs, image_size,
-                                                                        batch_size, limit, test_limit)),))
+                     needs=(_model_dir(out_dir, "student", _student_key(t, share, sref, seed, s_training)),))
                  for t, share in settings for sref in students for seed in seeds]
     runs = run_jobs(base_jobs, bench="distill-labels-only", version=FORMAT, cache=out_dir / "runs",
                     progress=progress, backend=runner, device=device, precision=precision,
                     figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
+    plan = _Plan(tuple(teachers), tuple(students), tuple(seeds), wanted, per_method)
     jobs = [job for (t, share), trecs in zip(settings, _chunks(teacher_runs, len(teachers)), strict=True)
-            for job in _row_jobs(t, share, trecs, runs, teachers, students, seeds, wanted,
-                                 {"epochs": epochs, "image_size": image_size, **common}, per_method)]
+            for job in _row_jobs(t, share, trecs, runs, plan, {"epochs": epochs, "image_size": image_size, **common})]
     runs += run_jobs(jobs, bench="distill", version=FORMAT, cache=out_dir / "runs", progress=progress,
                      backend=runner, device=device, precision=precision,
                      figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
@@ -225,11 +225,24 @@ def bench_distill(
                                "method_options": per_method, "rows": list(wanted)})
 
 
-def _row_jobs(t: str, share: float, trecs: list[dict[str, Any]], bases: list[dict[str, Any]],
-              teachers: Sequence[str], students: Sequence[str], seeds: Sequence[int], wanted: Sequence[str],
-              common: dict[str, Any], per_method: dict[str, dict[str, Any]]) -> list[Job]:
+@dataclass(frozen=True)
+class _Plan:
+    """What a bench runs in every (target, label share): its teachers, students and seeds, the row families
+    wanted, and each method's options (``{method: {option: value}}``)."""
+
+    teachers: Sequence[str]
+    students: Sequence[str]
+    seeds: Sequence[int]
+    wanted: Sequence[str]
+    per_method: dict[str, dict[str, Any]]
+
+
+def _row_jobs(t: str, share: float, trecs: list[dict[str, Any]], bases: list[dict[str, Any]], plan: _Plan,
+              common: dict[str, Any]) -> list[Job]:
     """The distillation rows of one (target, label share): ``trecs`` its teachers' records, ``bases`` the
     labels-only students' records; ``common``: the arguments every row shares."""
+    teachers, students, seeds, wanted, per_method = (plan.teachers, plan.students, plan.seeds, plan.wanted,
+                                                     plan.per_method)
     tdirs = [r["dir"] for r in trecs]
     tval = [r["val_accuracy"] or 0.0 for r in trecs]
     order = sorted(range(len(teachers)), key=lambda i: (-tval[i], i))  # ties: the first is the stronger
@@ -279,29 +292,41 @@ def _model_dir(out: Path, name: str, key: str) -> str:
     return str(out / "models" / f"{name}-{key}" / "model.safetensors")
 
 
-def _teacher_key(target: str, share: float, ref: str, epochs: int, image_size: int | None, batch_size: int,
-                 limit: int | None, test_limit: int | None) -> str:
-    return _key(kind="teacher", target=target, share=share, ref=ref, epochs=epochs, image_size=image_size,
-                batch_size=batch_size, limit=limit, test_limit=test_limit)
+@dataclass(frozen=True)
+class _Training:
+    """How a teacher or a labels-only student is fine-tuned, and on which sample of its target (the part of its
+    model folder's key that is not the model, the target or the label share)."""
+
+    epochs: int
+    image_size: int | None
+    batch_size: int
+    limit: int | None
+    test_limit: int | None
 
 
-def _student_key(target: str, share: float, student: str, seed: int, epochs: int, image_size: int | None,
-                 batch_size: int, limit: int | None, test_limit: int | None) -> str:
-    return _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=epochs,
-                image_size=image_size, batch_size=batch_size, limit=limit, test_limit=test_limit)
+def _teacher_key(target: str, share: float, ref: str, training: _Training) -> str:
+    return _key(kind="teacher", target=target, share=share, ref=ref, epochs=training.epochs,
+                image_size=training.image_size, batch_size=training.batch_size, limit=training.limit,
+                test_limit=training.test_limit)
 
 
-def _fitted(d: Path, ref: str, labelled: Any, test: Any, *, epochs: int, image_size: int | None, batch_size: int,
-            seed: int, record: dict[str, Any]) -> dict[str, Any]:
-    """``ref`` fine-tuned on the labelled part into ``d``, with its test accuracy, parameters and latency added to
-    ``record`` (and ``dir``: where later jobs find it)."""
+def _student_key(target: str, share: float, student: str, seed: int, training: _Training) -> str:
+    return _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=training.epochs,
+                image_size=training.image_size, batch_size=training.batch_size, limit=training.limit,
+                test_limit=training.test_limit)
+
+
+def _fitted(d: Path, ref: str, labelled: Any, test: Any, training: _Training, *, seed: int,
+            record: dict[str, Any]) -> dict[str, Any]:
+    """``ref`` fine-tuned on the labelled part into ``d`` (as ``training`` says), with its test accuracy, parameters
+    and latency added to ``record`` (and ``dir``: where later jobs find it)."""
     from ..distill import latency_ms
     from ..fit import fit
     from ..models import load_classifier
 
     t0 = time.perf_counter()
-    r = fit(labelled, ref, "finetune", epochs=epochs, image_size=image_size, batch_size=batch_size, seed=seed,
-            out=d, overwrite=True)  # no test split here: no report to draw; tested below
+    r = fit(labelled, ref, "finetune", epochs=training.epochs, image_size=training.image_size,
+            batch_size=training.batch_size, seed=seed, out=d, overwrite=True)  # no test split here: no report to draw; tested below
     member = load_classifier(d, labelled)  # a frozen copy, to test and time it
     return {**record, "test_accuracy": _accuracy(member, test), "val_accuracy": r.metrics["val_accuracy"],
             "params": member.params, "ms_per_image": latency_ms(member, test), "seconds": time.perf_counter() - t0,
@@ -313,9 +338,9 @@ def teacher_run(out: str, target: str, share: float, ref: str, epochs: int, imag
     """A teacher fine-tuned on the labelled part (a job of the harness), with its test accuracy, parameters and
     latency."""
     labelled, _, test = _samples(target, share, limit, test_limit)
-    key = _teacher_key(target, share, ref, epochs, image_size, batch_size, limit, test_limit)
-    return _fitted(Path(out) / "models" / f"teacher-{key}", ref, labelled, test, epochs=epochs,
-                   image_size=image_size, batch_size=batch_size, seed=0,
+    training = _Training(epochs, image_size, batch_size, limit, test_limit)
+    key = _teacher_key(target, share, ref, training)
+    return _fitted(Path(out) / "models" / f"teacher-{key}", ref, labelled, test, training, seed=0,
                    record={"target": target, "label_share": share, "teacher": ref})
 
 
@@ -329,9 +354,9 @@ def labels_only_run(out: str, target: str, share: float, student: str, seed: int
     """The student fine-tuned on the labelled part alone (a job of the harness): the row every method is compared
     with, and the starting point of the ``*_trained`` rows."""
     labelled, _, test = _samples(target, share, limit, test_limit)
-    key = _student_key(target, share, student, seed, epochs, image_size, batch_size, limit, test_limit)
-    return _fitted(Path(out) / "models" / f"student-{key}", student, labelled, test, epochs=epochs,
-                   image_size=image_size, batch_size=batch_size, seed=seed,
+    training = _Training(epochs, image_size, batch_size, limit, test_limit)
+    key = _student_key(target, share, student, seed, training)
+    return _fitted(Path(out) / "models" / f"student-{key}", student, labelled, test, training, seed=seed,
                    record={"target": target, "label_share": share, "student": student, "seed": seed,
                            "row": "labels_only"})
 

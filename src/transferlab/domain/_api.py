@@ -36,8 +36,21 @@ class DomainResult(RunResult):
     """An adaptation: the network, its metrics (every selector's scores per epoch, the picks), its directory."""
 
 
-def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off: float, batch_size: int,
-           epochs: int, lr: float | None, bottleneck: int, image_size: int | None) -> None:
+@dataclass(frozen=True)
+class _Settings:
+    """How an adaptation trains and selects, as the caller gave them (``lr`` None: :data:`DEFAULT_LR`)."""
+
+    trade_off: float
+    select: str
+    epochs: int
+    lr: float | None
+    batch_size: int
+    image_size: int | None
+    bottleneck: int
+
+
+def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
+    trade_off, select, batch_size, bottleneck = s.trade_off, s.select, s.batch_size, s.bottleneck
     if method not in METHODS:
         raise TransferlabError(f"unknown domain adaptation method {method!r}; known: {', '.join(list_methods())}")
     if select not in SELECTORS:
@@ -46,7 +59,7 @@ def _check(source: Dataset, target: Dataset, method: str, select: str, trade_off
         raise TransferlabError(f"trade_off must be a finite number > 0, got {trade_off!r}")
     from ..train import check_run_arguments
 
-    check_run_arguments(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, min_batch_size=2)
+    check_run_arguments(epochs=s.epochs, batch_size=batch_size, lr=s.lr, image_size=s.image_size, min_batch_size=2)
     if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck < 1:
         raise TransferlabError(f"bottleneck must be a whole number >= 1, got {bottleneck!r}")
     if source.modality != target.modality:
@@ -101,7 +114,9 @@ def adapt(
     directory (``predict``, ``evaluate`` work on it), ``metrics.json`` and ``report.html``."""
     src = load_dataset(source, "train")
     tgt = load_dataset(target, "train")
-    _check(src, tgt, method, select, trade_off, batch_size, epochs, lr, bottleneck, image_size)
+    settings = _Settings(trade_off=trade_off, select=select, epochs=epochs, lr=lr, batch_size=batch_size,
+                         image_size=image_size, bottleneck=bottleneck)
+    _check(src, tgt, method, settings)
     factory = METHODS.get(method)
     options = check_options(method, factory, options, skip=3, caller=("adapt", adapt))
     if target_test is None and isinstance(target, (str, Path)):
@@ -113,9 +128,8 @@ def adapt(
     if oracle_ds is not None:
         log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
                  "selection", oracle_ds.name, len(oracle_ds))
-    run = _Adaptation(src, tgt, oracle_ds, model, method, factory, options, trade_off=trade_off, select=select,
-               epochs=epochs, lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
-               bottleneck=bottleneck, seed=seed, progress=progress, trust_pickle=trust_pickle)
+    run = _Adaptation(src, tgt, oracle_ds, model, method, factory, options, settings, seed=seed, progress=progress,
+                      trust_pickle=trust_pickle)
     with RunOutput(out, model=model, method=f"domain:{method}", what="adaptation", overwrite=overwrite,
                    inputs=[model.split("@")[-1]]) as output:
         return _adapt(run, output)
@@ -132,13 +146,7 @@ class _Adaptation:
     method: str
     factory: Any
     options: dict[str, Any]
-    trade_off: float
-    select: str
-    epochs: int
-    lr: float
-    batch_size: int
-    image_size: int | None
-    bottleneck: int
+    settings: _Settings
     seed: int
     progress: bool
     trust_pickle: bool
@@ -150,14 +158,16 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
     from ._objective import DomainAdaptation
 
     src, tgt, oracle_ds, model, method, options = a.src, a.tgt, a.oracle_ds, a.model, a.method, a.options
-    trade_off, select, epochs, lr, batch_size, seed = a.trade_off, a.select, a.epochs, a.lr, a.batch_size, a.seed
-    bottleneck = a.bottleneck
+    st = a.settings
+    trade_off, select, epochs, batch_size, seed = st.trade_off, st.select, st.epochs, st.batch_size, a.seed
+    lr = st.lr if st.lr is not None else DEFAULT_LR
+    bottleneck = st.bottleneck
     seed_everything(seed)
     backbone = resolve(model, a.trust_pickle)
     built = build(backbone, src.num_classes)
     if built.modality != "image":
         raise TransferlabError(f"{model} is not an image model: domain adaptation takes images")
-    built.image_size = int(a.image_size or backbone.default_size(src))
+    built.image_size = int(st.image_size or backbone.default_size(src))
     install_bottleneck_(built.net, bottleneck, src.num_classes)
     m = a.factory(bottleneck, src.num_classes, seed, **options)
     src_train, src_val = split_validation(src, VAL_FRACTION, seed)
