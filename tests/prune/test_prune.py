@@ -98,3 +98,43 @@ def test_prune_cli(setting, tmp_path, capsys):
     assert main(["prune", str(source), "--target", str(target), "--surrogate", str(surrogate), "--out",
                  str(tmp_path / "p")]) == 2
     assert "already holds a pruned source" in capsys.readouterr().err
+
+
+def test_prune_writes_a_report_with_the_manifest(setting, tmp_path, monkeypatch, capsys):
+    """report.html beside the manifest: what was pruned (classes and training examples, before and after), every
+    class's score and whether it was kept, and where accuracy before and after is measured (prune trains nothing);
+    written together with the manifest or not at all."""
+    import re
+
+    from transferlab.cli import main
+
+    source, target, surrogate = setting
+    out = tmp_path / "p"
+    r = prune(str(source), str(target), str(surrogate), "label_map", keep=2 / 6, out=out)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["report.html",
+                                                                                  "transferlab-dataset.json"]
+    html = (out / "report.html").read_text()
+    assert "<h1>transferlab prune</h1>" in html and "label_map" in html
+    cells = re.findall(r"<td class='[^']*'>([^<]*)</td>", html)
+    n = len(load_dataset(str(source)))  # the train split: 8 of each class's 10 images
+    assert n == 48 and r.info["n_source_examples"] == n and r.info["n_kept_examples"] == 16
+    # classes 6 -> 2 (33.3 %), training examples 48 -> 16 (33.3 %)
+    assert cells[:8] == ["classes", "6", "2", "33.3 %", "training examples", "48", "16", "33.3 %"]
+    for c in COLOURS:  # every class, its training examples, kept or pruned
+        i = cells.index(c)
+        assert cells[i + 2] == "8" and cells[i + 3] == ("kept" if c in ("red", "cyan") else "pruned")
+    assert "it trains nothing, so it measures no accuracy before or after pruning" in html
+    assert "transferlab bench prune" in html
+    # --overwrite replaces a folder holding a report (transferlab's own); the CLI says where the report is
+    assert main(["prune", str(source), "--target", str(target), "--surrogate", str(surrogate), "--keep", "0.5",
+                 "--out", str(out), "--overwrite"]) == 0
+    assert f"report: {(out / 'report.html').resolve()}" in capsys.readouterr().out.replace("\n", "")
+    assert "kept 3 of 6" in (out / "report.html").read_text()
+
+    def broken(result):
+        raise RuntimeError("report failed")
+
+    monkeypatch.setattr("transferlab.report.prune_report_html", broken)
+    with pytest.raises(RuntimeError, match="report failed"):
+        prune(str(source), str(target), str(surrogate), "label_map", keep=2 / 6, out=tmp_path / "q")
+    assert not (tmp_path / "q").exists()  # no manifest without its report

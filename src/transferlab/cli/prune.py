@@ -42,3 +42,4 @@ def prune_cmd(
             f"({100 * r.info['kept_share_of_examples']:.0f} % of the examples): {', '.join(r.kept)}", highlight=False)
     c.print(f"dataset: {out_dir.resolve()} (load_dataset reads it; transferlab fit/rank take it as DATA)",
             highlight=False, soft_wrap=True)
+    c.print(f"report: {(out_dir / 'report.html').resolve()}", highlight=False, soft_wrap=True)

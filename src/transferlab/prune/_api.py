@@ -4,36 +4,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir, check_output, refuse_foreign, write_json_atomic
+from .._io import atomic_dir, check_output, refuse_foreign, write_json_atomic, write_text_atomic
 from .._runtime import in_runtime
 from .._version import __version__
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
 from ._methods import METHODS, Context
+from ._result import PruneResult
 
 
 def list_methods() -> list[str]:
     """The pruning methods (``feature_map``, ``label_map``, ``random``)."""
     return METHODS.list()
-
-
-@dataclass
-class PruneResult:
-    method: str
-    kept: list[str]
-    scores: dict[str, float]
-    manifest: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "kept": self.kept, "scores": self.scores,
-                "manifest": None if self.manifest is None else str(self.manifest), **self.info}
 
 
 @in_runtime
@@ -44,7 +32,10 @@ def prune(source: str | Path | Dataset, target: str | Path | Dataset | Any, surr
     ``method`` and keep the best ``keep`` share (at least one class). ``surrogate``: a classifier for the source's
     classes (a model directory fitted on the source, or a reference whose head predicts them); ``random`` needs none.
     ``limit``: a class-stratified sample of each split for the scoring. With ``out``: ``transferlab-dataset.json`` (a
-    dataset manifest: ``load_dataset(out)`` is the kept classes of the source, every split) with each class's score."""
+    dataset manifest: ``load_dataset(out)`` is the kept classes of the source, every split) with each class's score,
+    and ``report.html`` (what was pruned: classes and training examples before and after, every class's score), the
+    two written together or not at all."""
+    t0 = time.perf_counter()
     if method not in METHODS:
         raise TransferlabError(f"unknown pruning method {method!r}; known: {', '.join(list_methods())}")
     if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
@@ -85,17 +76,30 @@ def prune(source: str | Path | Dataset, target: str | Path | Dataset | Any, surr
     names = [str(c) for c in src.class_names]
     kept = [names[c] for c in kept_idx]
     by_class = {names[c]: float(scores[c]) for c in range(src.num_classes)}
+    sizes = np.bincount(src.labels, minlength=src.num_classes)
     info = {"source": str(source), "target": str(target) if not isinstance(target, Dataset) else tgt.name,
             "surrogate": None if surrogate is None else str(surrogate), "keep": keep, "n_source_classes":
             src.num_classes, "n_kept": n_keep, "n_target_scored": len(t_scored), "seed": seed,
-            "kept_share_of_examples": float(np.isin(src.labels, kept_idx).mean())}
-    manifest = None
-    if out_dir is not None:
-        from ..data import MANIFEST, manifest_dict
+            "kept_share_of_examples": float(np.isin(src.labels, kept_idx).mean()), "n_source_examples": len(src),
+            "n_kept_examples": int(sizes[kept_idx].sum()),
+            "class_sizes": {names[c]: int(sizes[c]) for c in range(src.num_classes)},
+            "seconds": time.perf_counter() - t0}
+    result = PruneResult(method, kept, by_class, None, info)
+    return result if out_dir is None else _write(result, source, out_dir)
 
-        with atomic_dir(out_dir) as stage:
-            body = manifest_dict(source, kept, out_dir, method=method, scores=by_class,
-                                 transferlab_version=__version__, **{k: v for k, v in info.items() if k != "source"})
-            write_json_atomic(stage / MANIFEST, body)
-        manifest = out_dir / MANIFEST
-    return PruneResult(method, kept, by_class, manifest, info)
+
+def _write(result: PruneResult, source: str | Path | Dataset, out_dir: Path) -> PruneResult:
+    """The manifest and report.html into ``out_dir``, together or not at all (built in a temporary sibling, then
+    swapped in)."""
+    from ..data import MANIFEST, manifest_dict
+    from ..report import prune_report_html
+
+    info = {k: v for k, v in result.info.items() if k not in ("source", "class_sizes", "seconds")}
+    result.manifest = out_dir / MANIFEST
+    html = prune_report_html(result.to_dict())  # rendered before anything is written
+    with atomic_dir(out_dir) as stage:
+        write_json_atomic(stage / MANIFEST, manifest_dict(source, result.kept, out_dir, method=result.method,
+                                                          scores=result.scores, transferlab_version=__version__,
+                                                          **info))
+        write_text_atomic(stage / "report.html", html)
+    return result
