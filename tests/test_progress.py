@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+from rich.console import Console as _REAL_CONSOLE  # the class, not the stand-in a test patches in
+
 from transferlab._progress import PlainLines, progress
 
 
@@ -65,3 +67,34 @@ def test_fit_and_predict_in_a_pipe_report_the_steps_after_training(tmp_path, cap
     assert main(["predict", str(out), "builtin:digits", "--limit", "50", "--output-file", str(tmp_path / "q.csv"),
                  "-q"]) == 0
     assert "predicting" not in capsys.readouterr().err
+
+
+def _frame(monkeypatch, width: int) -> list[str]:
+    """The lines a terminal ``width`` columns wide shows for fit's epoch bars: a finished epoch with its validation
+    metrics, and the next one under way."""
+    import rich.console
+
+    term = _REAL_CONSOLE(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(rich.console, "Console", lambda **_: term)
+    with progress(True) as bars:
+        first = bars.add("epoch 1/2", 10)
+        bars.advance(first, 10, note="loss 2.3938 acc 0.141  val loss 2.2769 acc 0.1333")
+        bars.advance(bars.add("epoch 2/2", 10), 3, note="loss 2.2481 acc 0.167")
+        table = bars._bar.make_tasks_table(bars._bar.tasks)
+    shown = _REAL_CONSOLE(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    shown.print(table)
+    return shown.file.getvalue().splitlines()
+
+
+def test_the_bar_on_a_narrow_terminal_keeps_its_count_and_eta(monkeypatch):
+    """At 80 columns the epoch bar with its validation metrics squeezed the count to '10…' and the ETA to '0:0…'
+    (issue 29): the bar and the note give way first, the note ends in an ellipsis on its one line."""
+    import re
+
+    for width in (80, 60):
+        first, second = _frame(monkeypatch, width)
+        assert re.search(r"epoch 1/2 .* 10/10 \d:\d\d:\d\d ETA \d:\d\d:\d\d loss 2\.3938", first), first
+        assert re.search(r"epoch 2/2 .*  3/10 \d:\d\d:\d\d ETA (-:--:--|\d:\d\d:\d\d) loss", second), second
+        assert first.endswith("…") and "val loss" not in first and len(first) <= width
+    wide = _frame(monkeypatch, 160)[0]
+    assert wide.rstrip().endswith("val loss 2.2769 acc 0.1333")  # room enough: the whole note

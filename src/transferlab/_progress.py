@@ -126,16 +126,39 @@ def progress(enabled: bool, transient: bool = False) -> Iterator[Bars]:
     if not console.is_terminal:
         yield Bars(PlainLines(float(os.environ.get("TRANSFERLAB_PROGRESS_SECONDS", "15"))))
         return
+    from rich.progress import Progress
+
+    with Progress(*_columns(), console=console, transient=transient) as bar:
+        yield Bars(bar)
+
+
+def _columns() -> tuple[Any, ...]:
+    """A bar's columns: description, bar, count, elapsed, ETA, note. On a narrow terminal (80 columns, the fit's
+    epoch bar with its validation metrics) the bar and the note give way first and a clipped description or note ends
+    in an ellipsis on its one line; the count, the elapsed time and the ETA keep their width (rich narrows the columns
+    that may wrap first, and all columns evenly only when those are not enough)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console,
-                  transient=transient) as bar:
-        yield Bars(bar)
+    class Clipped(TextColumn):
+        def render(self, task: Any) -> Any:
+            text = super().render(task)
+            text.no_wrap, text.overflow = True, "ellipsis"
+            return text
+
+    def kept() -> Column:
+        return Column(no_wrap=True)
+
+    def gives_way() -> Column:
+        return Column(no_wrap=False)
+
+    return (Clipped("{task.description}", table_column=gives_way()), BarColumn(table_column=gives_way()),
+            MofNCompleteColumn(table_column=kept()), TimeElapsedColumn(table_column=kept()),
+            TextColumn("ETA", table_column=kept()), TimeRemainingColumn(table_column=kept()),
+            Clipped("{task.fields[note]}", table_column=gives_way()))
