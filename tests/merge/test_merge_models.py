@@ -10,6 +10,7 @@ import pytest
 import torch
 from tests.merge.conftest import state_of
 
+from transferlab._io import mark_owned
 from transferlab.errors import TransferlabError
 from transferlab.merge import merge, merge_models
 
@@ -184,12 +185,21 @@ def test_existing_output_needs_overwrite_and_a_foreign_directory_is_never_replac
         merge_models(*args, overwrite=True)
     assert (out / "keep.txt").read_text() == "x"
     merge_models("average", _toy(0), [_toy(1), _toy(2)], tmp_path / "out3")
-    with pytest.raises(TransferlabError, match="already exists.*--overwrite"):  # our own: needs --overwrite
+    with pytest.raises(TransferlabError, match="already holds .*--overwrite"):  # our own: needs --overwrite
         merge_models(*args[:3], tmp_path / "out3")
     out2 = tmp_path / "out2"
     merge_models("task_arithmetic", _toy(0), [_toy(1), _toy(2)], out2)
     merge_models(*args[:3], out2, overwrite=True)  # our own earlier merge: replaced
     assert json.loads((out2 / "merge.json").read_text())["method"] == "average"
+    killed = tmp_path / "killed_fit"  # a killed run's checkpoints: a merge resumes nothing, so it needs --overwrite
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "checkpoints" / "checkpoint.pt").write_bytes(b"x")
+    mark_owned(killed / "checkpoints")
+    with pytest.raises(TransferlabError, match="another transferlab run's files.*--overwrite"):
+        merge_models(*args[:3], killed)
+    assert (killed / "checkpoints" / "checkpoint.pt").is_file()
+    merge_models(*args[:3], killed, overwrite=True)
+    assert (killed / "merge.json").is_file() and not (killed / "checkpoints").exists()
     assert np.allclose(state_of(out2 / "model.safetensors")["l2.weight"].numpy(),
                        ((_toy(1)["l2.weight"] + _toy(2)["l2.weight"]) / 2).numpy())
 

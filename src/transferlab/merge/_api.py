@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_dir, copy_inside, refuse_foreign
+from .._io import copy_inside
 from .._runtime import in_runtime
 from .._version import __version__
 from ..errors import TransferlabError
-from ..models import FORMAT
 from ._arith import compute_dtype
 from ._job import _Job, is_norm_statistic
 from ._registry import MERGE_METHODS
+from ._settings import MergeSettings
 from ._sources import DictSource
 
 log = logging.getLogger(__name__)
@@ -95,25 +95,6 @@ def _safe_name(name: str, taken: set[str]) -> str:
     return out
 
 
-@dataclass(frozen=True)
-class _MergeSettings:
-    """One :func:`merge_models` call's arguments, its method's options checked: what its steps share."""
-
-    method: str
-    base: Any
-    models: Sequence[Any]
-    out: Path
-    options: dict[str, Any]
-    data: Sequence[Any] | None = None
-    names: Sequence[str] | None = None
-    overwrite: bool = False
-    head_prefix: str | None = None
-    trust_pickle: bool = False
-    progress: bool = False
-    reset_norms: bool = False
-    reset_examples: int = 256
-
-
 @in_runtime
 def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path, *,
                  data: Sequence[Any] | None = None, names: Sequence[str] | None = None, overwrite: bool = False,
@@ -132,40 +113,37 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
     ``reset_norms``: re-estimate the merged network's batch-norm statistics on ``data`` (``reset_examples`` per task)
     instead of averaging the fine-tuned models' statistics."""
     from .._registry import check_options
+    from ..models import RunOutput
 
-    out = Path(out)
     options = check_options(method, MERGE_METHODS.get(method), options)  # before any work
-    s = _MergeSettings(method, base, models, out, options, data=data, names=names, overwrite=overwrite,
-                       head_prefix=head_prefix, trust_pickle=trust_pickle, progress=progress,
-                       reset_norms=reset_norms, reset_examples=reset_examples)
-    _check_request(s)
-    t0 = time.perf_counter()
-    job = _open_job(s)
-    try:
-        task_names = _task_names(s.names, job)
-        with atomic_dir(s.out) as tmp:  # built beside out, swapped in only when complete
-            heads, seconds, rss = _write_output(tmp, job, s, task_names, t0)
-        return MergeResult(s.out, method, job.method.options(), heads, seconds, rss, task_names)
-    finally:
-        job.close()
-
-
-def _check_request(s: _MergeSettings) -> None:
-    """Refuse, before any work, an output that cannot or must not be written (one holding anything transferlab did
-    not write is never replaced; our own earlier output only with ``overwrite``) and ``reset_norms`` without data."""
-    from .._io import check_output
-
-    inputs = [s.base, *s.models, *(s.data or [])]
-    check_output(s.out, inputs=[x for x in inputs if isinstance(x, (str, Path))], need_bytes=_size_of(s.base))
-    refuse_foreign(s.out)  # a folder holding anything transferlab did not write is never replaced
-    if s.out.exists() and any(s.out.iterdir()) and not s.overwrite:
-        raise TransferlabError(f"{s.out} already exists; choose another --out or pass --overwrite")
+    s = MergeSettings(method, base, models, Path(out), options, data=data, names=names, head_prefix=head_prefix,
+                      trust_pickle=trust_pickle, progress=progress, reset_norms=reset_norms,
+                      reset_examples=reset_examples)
     if s.reset_norms and not s.data:
         raise TransferlabError("reset_norms re-estimates batch-norm statistics on data: give one dataset per model "
                                "(--data)")
+    t0 = time.perf_counter()
+    # the one owner of an output's lifecycle: a folder holding anything transferlab did not write is never
+    # replaced, our own earlier output only with ``overwrite``; the merge streams into a sibling swapped in when
+    # complete
+    with RunOutput(s.out, model=_identity(base), method="merge", what="merge", overwrite=overwrite,
+                   inputs=[base, *models, *(data or [])], resumable=False, need_bytes=_size_of(base)) as output:
+        job = _open_job(s)
+        try:
+            task_names = _task_names(s.names, job)
+            with output.staged() as tmp:
+                heads, seconds, rss = _write_output(tmp, job, s, task_names, (t0, output))
+            return MergeResult(s.out, method, job.method.options(), heads, seconds, rss, task_names)
+        finally:
+            job.close()
 
 
-def _open_job(s: _MergeSettings) -> _Job:
+def _identity(base: Any) -> str:
+    """The base as the output's card names it (what makes an existing output "this merge")."""
+    return str(base) if isinstance(base, (str, Path)) else "state dict"
+
+
+def _open_job(s: MergeSettings) -> _Job:
     """The merge's job (its inputs opened and checked); with ``reset_norms``, closed and refused unless the merged
     network's batch-norm statistics can be re-estimated."""
     job = _Job(s.method, s.base, s.models, data=s.data, head_prefix=s.head_prefix, trust_pickle=s.trust_pickle,
@@ -191,14 +169,15 @@ def _task_names(names: Sequence[str] | None, job: _Job) -> list[str]:
     return task_names
 
 
-def _write_output(tmp: Path, job: _Job, s: _MergeSettings, task_names: list[str],
-                  t0: float) -> tuple[dict[str, dict[str, Any]], float, float]:
+def _write_output(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str],
+                  run: tuple[float, Any]) -> tuple[dict[str, dict[str, Any]], float, float]:
     """Write the whole merge into the temporary directory ``tmp``, step by step; return its heads' records, the
-    seconds since ``t0`` and the peak resident memory (MiB)."""
+    seconds since the run began and the peak resident memory (MiB). ``run``: when it began, its ``RunOutput``."""
+    t0, output = run
     heads, first_head = _write_heads(tmp, job, task_names)
     _write_network(tmp, job, first_head)
     task_files = _write_task_tensors(tmp, job, task_names)
-    _write_card(tmp, job, s, heads, task_names, task_files)
+    _write_card(tmp, job, s, (heads, task_names, task_files), output)
     _copy_model_files(tmp, job, heads)
     if s.reset_norms:
         from ._stream import overwrite_tensors
@@ -278,15 +257,18 @@ def _write_task_tensors(tmp: Path, job: _Job, task_names: list[str]) -> dict[str
     return task_files
 
 
-def _write_card(tmp: Path, job: _Job, s: _MergeSettings, heads: dict[str, dict[str, Any]], task_names: list[str],
-                task_files: dict[str, str]) -> None:
-    """The merged model's card, ``transferlab.json`` (and timm's ``config.json`` for a timm network)."""
-    from ..models import save_card
+def _write_card(tmp: Path, job: _Job, s: MergeSettings, written: tuple[dict[str, Any], list[str], dict[str, str]],
+                output: Any) -> None:
+    """The merged model's card, ``transferlab.json`` (and timm's ``config.json`` for a timm network): a
+    :class:`~transferlab.models.ModelCard`, or a :class:`~transferlab.models.FolderCard` for a merge of plain
+    Hugging Face folders (no architecture to rebuild). ``written``: the heads, task names and per-task files."""
+    from ..models import FolderCard, ModelCard, save_card
 
-    config = _merged_config(job, heads, task_names, s.options, s.reset_norms, s.out)
+    heads, task_names, task_files = written
+    fields = _merged_fields(job, heads, task_names, s)
     if task_files:
-        config["merge"]["task_weights"] = task_files
-    save_card(tmp, config)
+        fields["merge"]["task_weights"] = task_files
+    save_card(tmp, output.card(ModelCard if "architecture" in fields else FolderCard, **fields))
 
 
 def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) -> None:
@@ -319,14 +301,12 @@ def _write_merge_json(tmp: Path, job: _Job, method: str, heads: dict[str, dict[s
                                            "heads": list(heads), "transferlab_version": __version__})
 
 
-def _write_recipe(tmp: Path, job: _Job, s: _MergeSettings, task_names: list[str]) -> None:
+def _write_recipe(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str]) -> None:
     """``merge.yaml``, the recipe that repeats this merge (``_recipe``)."""
     from .._io import write_text_atomic
-    from ._recipe import RECIPE_FILE, _recipe_of
+    from ._recipe import RECIPE_FILE, recipe_text
 
-    recipe = _recipe_of(s.method, s.base, s.models, task_names, s.data, s.options, job.head_prefix, s.reset_norms,
-                        s.reset_examples, s.out)
-    write_text_atomic(tmp / RECIPE_FILE, recipe)
+    write_text_atomic(tmp / RECIPE_FILE, recipe_text(s, task_names, job.head_prefix))
 
 
 def _size_of(ref: Any) -> int:
@@ -367,19 +347,19 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
             for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
 
 
-def _merged_config(job: _Job, heads: dict[str, Any], names: list[str], options: dict[str, Any],
-                   reset_norms: bool, out: Path) -> dict[str, Any]:
-    """The merged model's card; its local paths relative to ``out`` (``models.recorded_reference``)."""
+def _merged_fields(job: _Job, heads: dict[str, Any], names: list[str], s: MergeSettings) -> dict[str, Any]:
+    """The merged model's card fields (``RunOutput.card`` adds the version and format and records ``model``
+    relative to the output); its local paths relative to the output (``models.recorded_reference``)."""
     from ..models import portable, recorded_path, recorded_reference
 
+    options, reset_norms, out = s.options, s.reset_norms, s.out
     first = (job.tasks[0].config or {}) if not job.tasks[0].hf else {}  # transformers' config is not a card
     keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
     h0 = heads[names[0]] if heads else {"num_classes": 0, "class_names": []}
     base_ref = job.base_ref or first.get("model")
     recorded_heads = {n: {**h, "source": recorded_path(t.path, out) if t.path else t.label}
                       for (n, h), t in zip(heads.items(), job.tasks, strict=True)} if heads else {}
-    return {"model": recorded_reference(base_ref, out) if base_ref else None, "method": "merge",
-            "transferlab_version": __version__, "format": FORMAT, "weights": "state_dict", "structure": {},
+    return {"model": str(base_ref) if base_ref else None, "weights": "state_dict", "structure": {},
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
             "class_names": h0["class_names"], "head": job.head_prefix if heads else None,
             "heads": recorded_heads or None,

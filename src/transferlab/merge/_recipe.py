@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .._version import __version__
 from ..errors import TransferlabError
 from ._registry import MERGE_METHODS
+from ._settings import MergeSettings
 
 log = logging.getLogger(__name__)
 #: the recipe written next to every merge (``transferlab merge --config OUT/merge.yaml --out OTHER`` repeats it)
@@ -172,16 +173,17 @@ def resolve_recipe(config: str | Path | None = None, *, method: str | None = Non
     return new
 
 
-def _recipe_of(method: str, base: Any, models: Sequence[Any], names: list[str], data: Sequence[Any] | None,
-               options: dict[str, Any], head_prefix: str | None, reset_norms: bool, reset_examples: int,
-               out: Path) -> str:
-    """The text of a merge's :data:`RECIPE_FILE`: its resolved values (the method's defaults filled in), local paths
-    relative to ``out``; in-memory inputs named as such (that recipe cannot repeat the merge)."""
+def recipe_text(s: MergeSettings, names: list[str], head_prefix: str | None) -> str:
+    """The text of a merge's :data:`RECIPE_FILE`: its resolved values (the method's defaults filled in; ``names``:
+    the task names, ``head_prefix``: the head found), local paths relative to the output; in-memory inputs named as
+    such (that recipe cannot repeat the merge)."""
     import inspect
 
     import yaml
 
     from ..models import portable, recorded_reference
+
+    method, base, models, data, options, out = s.method, s.base, s.models, s.data, s.options, s.out
 
     def rec(x: Any, what: str = "state dict") -> str:
         return recorded_reference(x, out) if isinstance(x, (str, Path)) else f"{IN_MEMORY}: {what}>"
@@ -194,7 +196,7 @@ def _recipe_of(method: str, base: Any, models: Sequence[Any], names: list[str], 
                for i, (m, n) in enumerate(zip(models, names, strict=True))]
     doc = {"transferlab_version": __version__, "method": method, "base": rec(base), "models": entries,
            "options": _plain(portable({**defaults, **options}, out)), "head_prefix": head_prefix,
-           "reset_norms": bool(reset_norms), "reset_examples": int(reset_examples)}
+           "reset_norms": bool(s.reset_norms), "reset_examples": int(s.reset_examples)}
     return ("# transferlab merge recipe: `transferlab merge --config merge.yaml --out OTHER` repeats this merge\n"
             "# (local paths relative to this file; the method's defaults filled in)\n"
             + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

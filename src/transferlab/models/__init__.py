@@ -19,7 +19,7 @@ from ._build import (
     pretrained,
     resolve,
 )
-from ._card import CARD_FILE, FORMAT, ModelCard, card_file, read_card
+from ._card import CARD_FILE, FORMAT, FolderCard, ModelCard, card_file, read_card
 from ._classifier import (
     Classifier,
     class_order,
@@ -58,7 +58,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
-    "ModelCard", "Predictions", "Predictor", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
+    "FolderCard", "ModelCard", "Predictions", "Predictor", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",

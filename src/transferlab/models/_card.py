@@ -84,6 +84,23 @@ class ModelCard(BaseModel):
         return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
 
 
+class FolderCard(BaseModel):
+    """``transferlab.json`` of a merge of plain Hugging Face folders (no transferlab head, no architecture to
+    rebuild): what was merged and how. The folder opens in transformers; :func:`read_card` refuses it with that
+    advice."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    format: int = FORMAT
+    transferlab_version: str | None = None
+    model: str | None = None
+    method: Literal["merge"] = "merge"
+    merge: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=False)
+
+
 def _from_format1(raw: dict[str, Any]) -> dict[str, Any]:
     """A format-1 config as a format-2 card: the fit method named how weights were stored and what to rebuild."""
     d = dict(raw)

@@ -42,7 +42,8 @@ def claim_output(out: Path, identity: dict[str, Any], overwrite: bool, what: str
         same = all(old.get(k) in (v, identity[k]) for k, v in recorded.items())
         if not same:
             raise TransferlabError(
-                f"{out} already holds a different model ({old.get('model')}, {old.get('method')}); choose another "
+                f"{out} already holds a different model ({old.get('model') or 'no model reference'}, "
+                f"{old.get('method')}); choose another "
                 "--out or pass --overwrite")
         raise TransferlabError(f"{out} already holds this {what}; pass --overwrite to redo it")
     if {p.name for p in out.iterdir()} - {"checkpoints", OWNER_FILE}:  # another transferlab output, not a checkpoint

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._io import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from .._version import __version__
-from ._card import FORMAT, ModelCard
+from ..errors import TransferlabError
+from ._card import FORMAT, FolderCard, ModelCard
 from ._outdir import claim_output
 from ._paths import portable, recorded_reference
 
+CardT = TypeVar("CardT", ModelCard, FolderCard)
 #: an extra file of an output: its text, its bytes, or a function that writes it at the path it is given
 FileContent = str | bytes | Callable[[Path], None]
 
@@ -71,18 +74,23 @@ class RunOutput:
     ``resumable``: False for a run that does not checkpoint (its output is written once, at the end)."""
 
     def __init__(self, out: str | Path | None, *, model: str, method: str, what: str = "run", overwrite: bool = False,
-                 inputs: Iterable[Any] = (), resumable: bool = True) -> None:
+                 inputs: Iterable[Any] = (), resumable: bool = True, need_bytes: int = 0) -> None:
         self.out = Path(out) if out is not None else None
         self.model, self.method, self.what = model, method, what
-        self.overwrite, self.inputs, self.resumable = overwrite, list(inputs), resumable
+        self.overwrite, self.resumable, self.need_bytes = overwrite, resumable, need_bytes
+        self.inputs = [x for x in inputs if isinstance(x, (str, os.PathLike))]
         self._scratch: Path | None = None
         self.main = _main_process()
 
     def __enter__(self) -> RunOutput:
         if self.out is not None and self.main:
-            check_output(self.out, inputs=self.inputs)
+            check_output(self.out, inputs=self.inputs, need_bytes=self.need_bytes)
             self._scratch = claim_output(self.out, {"model": self.model, "method": self.method}, self.overwrite,
                                          self.what)
+            if not self.resumable and not self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
+                # a run that does not checkpoint resumes nothing: what is there (another run's checkpoints) stays
+                raise TransferlabError(f"{self.out} already holds another transferlab run's files; choose another "
+                                       "--out or pass --overwrite")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -99,15 +107,27 @@ class RunOutput:
             return None
         return self._scratch or self.out / "checkpoints"
 
-    def card(self, **fields: Any) -> ModelCard:
-        """The validated card: ``model`` (recorded relative to ``out``), ``method``, the transferlab version and the
-        card format, with ``fields`` (``options`` made portable: local paths relative to ``out``)."""
+    def card(self, kind: type[CardT] = ModelCard, **fields: Any) -> CardT:  # type: ignore[assignment]
+        """The validated card (``kind``: :class:`ModelCard`, or :class:`FolderCard` for a merge of plain Hugging
+        Face folders): ``model`` (recorded relative to ``out``; ``fields`` may name another), ``method``, the
+        transferlab version and the card format, with ``fields`` (``options`` made portable: local paths relative to
+        ``out``)."""
         assert self.out is not None, "card() needs an output directory"
-        body = {"model": recorded_reference(self.model, self.out), "method": self.method,
-                "transferlab_version": __version__, "format": FORMAT, **fields}
+        body = {"model": self.model, "method": self.method, "transferlab_version": __version__, "format": FORMAT,
+                **fields}
+        if body["model"] is not None:
+            body["model"] = recorded_reference(body["model"], self.out)
         if "options" in fields:
             body["options"] = portable(fields["options"], self.out)
-        return ModelCard.model_validate(body)
+        return kind.model_validate(body)
+
+    @contextmanager
+    def staged(self) -> Iterator[Path]:
+        """A temporary sibling of ``out`` for an output written piece by piece (a merge streams its network tensor by
+        tensor), swapped in only when the block completes; removed on failure. Rank 0 of a distributed run only."""
+        assert self.out is not None and self.main, "staged() needs an output directory, on rank 0"
+        with atomic_dir(self.out) as stage:
+            yield stage
 
     def write(self, net: Any, card: ModelCard, metrics: Mapping[str, Any], *,
               files: Mapping[str, FileContent] | None = None, tokenizer: Any = None, base: str | None = None, trust_pickle: bool = False,
