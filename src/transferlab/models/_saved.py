@@ -27,7 +27,7 @@ from .._version import __version__
 from ..data import Dataset, Inputs, load_inputs
 from ..errors import DataError, ModelError, TransferlabError, few
 from ._build import architecture_key, architecture_of, build, head_prefix, net_from_architecture, resolve
-from ._card import CARD_FILE, OLD_CARD_FILE, ModelCard, read_card
+from ._card import CARD_FILE, OLD_CARD_FILE, FolderCard, ModelCard, read_card
 from ._paths import local_reference, peft_base_name, with_base
 from ._predict import class_probabilities, feed
 from ._structures import STRUCTURES
@@ -93,14 +93,14 @@ def _write_weights(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def save_card(directory: str | Path, card: ModelCard | dict[str, Any]) -> None:
+def save_card(directory: str | Path, card: ModelCard | FolderCard | dict[str, Any]) -> None:
     """Write the card as ``transferlab.json`` and, where ``model.safetensors`` is a whole timm network (no added
     modules), timm's ``config.json`` beside it (:func:`timm_config`); text models get their tokenizer at the top
     level too, and text models and peft adapters a ``README.md`` card (``_hf_text.write_hf_files``)."""
     from ._hf_text import write_hf_files
 
     out = Path(directory)
-    raw = card.to_json() if isinstance(card, ModelCard) else dict(card)
+    raw = card.to_json() if isinstance(card, (ModelCard, FolderCard)) else dict(card)
     write_json_atomic(out / CARD_FILE, raw)
     timm_cfg = timm_config(raw)
     if timm_cfg is not None:
