@@ -29,6 +29,8 @@ class Inline(LocalBackend):
 def _comparable(result):  # noqa: ANN001
     d = result.to_dict()
     d.pop("timings")
+    d.pop("timing_summary")
+    d["cache"].pop("cold")  # timings too (the state and the counts stay comparable)
     d["options"].pop("cache_dir")
     for m in d["models"]:
         m.pop("timings")

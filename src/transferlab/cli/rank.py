@@ -75,9 +75,7 @@ def rank_cmd(
         if result.ensemble:
             out_console.print(f"ensemble of {len(result.ensemble['models'])}: "
                               f"{', '.join(result.ensemble['names'])}", highlight=False)
-        t = result.timings
-        out_console.print(f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
-                      f"{t['metrics_seconds']:.1f} s)", highlight=False)
+        out_console.print(result.timing_summary(), highlight=False)  # warm: says so, with the cold run's timings
     out_console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
 
 

@@ -102,17 +102,14 @@ def rank(
     total = time.perf_counter() - t_total
     forward = sum((r.timings["forward_seconds"] for r in runs), 0.0)
     result = RankResult(
-        dataset=ds.info() | {"limit": limit},
-        zoo=z.name,
-        metrics=names,
-        models=models,
+        dataset=ds.info() | {"limit": limit}, zoo=z.name, metrics=names, models=models,
+        cache=_cache_summary(runs, cache is not None),
         timings={"total_seconds": total, "extraction_seconds": sum((r.extract_wall for r in runs), 0.0),
                  "forward_seconds": forward,
                  "metrics_seconds": sum((dt for r in runs for dt in r.timings["metrics"].values()), 0.0),
                  "overhead_seconds": max(0.0, total - forward)},
         options={"image_size": image_size, "batch_size": batch_size, "threads": threads, "seed": seed,
-                 "cache_dir": str(cache.root) if cache is not None else None},
-    )
+                 "cache_dir": str(cache.root) if cache is not None else None})
     result.notes.extend(_baseline_notes(result))
     result.notes.extend(f"{m.name}: {k} failed ({why})" for m in models for k, why in m.failures.items())
     if ensemble:
@@ -189,6 +186,28 @@ def _score_zoo(setup: Setup, threads: int | None, progress: bool) -> list[ModelR
                                      (lambda k, task=task: bars.advance(task, k)) if bars.enabled else None))
             bars.describe(task, f"{entry.display_name} [green]done")
     return runs
+
+
+def _cache_summary(runs: list[ModelRun], cached: bool) -> dict[str, Any]:
+    """Whether the features came from the cache (``warm``), were computed here (``cold``), both (``partly warm``)
+    or no cache was used (``off``); and ``cold``: what computing them and their scores cost, summed over the models
+    (this run's where it computed them, the cache's record where it read them; ``complete`` when every model's
+    was recorded, else ``not_recorded`` names the others)."""
+    colds = [r.timings["cold"] for r in runs]
+    hits = sum(c["features_from_cache"] for c in colds)
+    state = "off" if not cached else "cold" if hits == 0 else "warm" if hits == len(runs) else "partly warm"
+
+    def total(key: str) -> float:
+        return float(sum(c.get(key) or 0.0 for c in colds))
+
+    missing = [r.entry.display_name for r, c in zip(runs, colds, strict=True) if not c["complete"]]
+    dates = sorted(c["recorded_at"] for c in colds if c.get("recorded_at"))
+    return {"state": state, "models": len(runs), "features_from_cache": hits,
+            "scores_from_cache": sum(c["scores_from_cache"] for c in colds),
+            "cold": {"seconds": total("extract_seconds") + total("metrics_seconds"),
+                     "extraction_seconds": total("extract_seconds"), "forward_seconds": total("forward_seconds"),
+                     "metrics_seconds": total("metrics_seconds"), "recorded_at": dates[0] if dates else None,
+                     "complete": not missing, "not_recorded": missing}}
 
 
 def _fail_if_nothing_scored(runs: list[ModelRun], names: list[str]) -> None:

@@ -95,9 +95,10 @@ def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int]
                              progress=advance)
     extract_wall = time.perf_counter() - t0
     model_opts = _with_source_stats(setup.options, setup.metrics, backbone, size, setup.batch_size, setup.cache)
-    scores, failures, seconds = _score_metrics(setup, entry, feats, model_opts)
+    scores, failures, seconds, cold_seconds = _score_metrics(setup, entry, feats, model_opts)
     timings: dict[str, Any] = {"extract_seconds": feats.total_seconds, "forward_seconds": feats.seconds,
-                               "cache_hit": feats.cache_hit, "metrics": seconds}
+                               "cache_hit": feats.cache_hit, "metrics": seconds,
+                               "cold": _cold_timings(feats, cold_seconds, len(seconds))}
     meta = {**backbone.metadata(), **{k: v for k, v in entry.model_dump().items()
                                       if k not in ("ref", "name") and v is not None}}
     meta["feature_dim"] = int(feats.features.shape[1])
@@ -107,16 +108,20 @@ def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int]
 
 
 def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, dict[str, Any]],
-                   ) -> tuple[dict[str, float | None], dict[str, str], dict[str, float]]:
-    """Every metric on one model's features: (scores, failures, seconds per computed metric). None marks a metric
-    that does not apply (no source head, no source statistics) or failed; scores already in the cache are read,
-    fresh ones written to it."""
+                   ) -> tuple[dict[str, float | None], dict[str, str], dict[str, float], dict[str, float | None]]:
+    """Every metric on one model's features: (scores, failures, seconds per computed metric, seconds per metric
+    when it was computed: now, or as the cache recorded it, None where it recorded none). None marks a metric that
+    does not apply (no source head, no source statistics) or failed; scores already in the cache are read, fresh
+    ones written to it with their seconds."""
     cache_entry = setup.cache.entry(feats.meta["cache_key"]) if setup.cache is not None else None
     known = cache_entry.read_scores() if cache_entry is not None else {}
+    known_seconds = cache_entry.read_score_seconds() if known else {}
     scores: dict[str, float | None] = {}
     failures: dict[str, str] = {}
     fresh: dict[str, float | None] = {}
     seconds: dict[str, float] = {}
+    cold: dict[str, float | None] = {}
+    keys: dict[str, str] = {}
     stats = probs = None
     for m in setup.metrics:
         if needs_source_probs(m) and feats.source_probs is None:
@@ -125,9 +130,10 @@ def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, d
         if metric_info(m).get("needs_source_stats") and "source_mean" not in model_opts.get(m, {}):
             scores[m] = None  # not applicable: no source-domain feature statistics for this model
             continue
-        skey = score_key(m, model_opts.get(m, {}), setup.labels_digest)
+        skey = keys[m] = score_key(m, model_opts.get(m, {}), setup.labels_digest)
         if skey in known:
             scores[m] = known[skey]
+            cold[m] = known_seconds.get(skey)
             continue
         t1 = time.perf_counter()
         try:
@@ -142,10 +148,23 @@ def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, d
             if str(exc) not in failures.values():  # broken features fail every metric: one warning
                 log.warning("%s (%s), metric %s failed: %s", entry.display_name, entry.ref, m, exc)
             failures[m] = str(exc)
-        seconds[m] = time.perf_counter() - t1
+        seconds[m] = cold[m] = time.perf_counter() - t1
     if cache_entry is not None and fresh:
-        cache_entry.write_scores(fresh)
-    return scores, failures, seconds
+        cache_entry.write_scores(fresh, {keys[m]: dt for m, dt in seconds.items() if keys[m] in fresh})
+    return scores, failures, seconds, cold
+
+
+def _cold_timings(feats: Any, metric_seconds: dict[str, float | None], computed: int) -> dict[str, Any]:
+    """What this model's features and scores cost when they were computed (cold): this run's where it computed
+    them, the cache's record where it read them. ``complete``: every part was recorded (a cache entry written before
+    timings were recorded, or a resumed extraction, leaves it False)."""
+    rec = feats.cold or {}
+    times = list(metric_seconds.values())
+    return {"features_from_cache": bool(feats.cache_hit), "scores_from_cache": len(times) - computed,
+            "forward_seconds": rec.get("forward_seconds"), "extract_seconds": rec.get("extract_seconds"),
+            "metrics_seconds": float(sum(t for t in times if t is not None)), "recorded_at": rec.get("recorded_at"),
+            "complete": bool(rec) and rec.get("chunks_computed") == rec.get("chunks")
+                        and all(t is not None for t in times)}
 
 
 def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,

@@ -42,6 +42,9 @@ class RankResult:
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     ensemble: dict[str, Any] | None = None  # rank(..., ensemble=K): the chosen set and why
+    #: where the features came from: state (cold, warm, partly warm, off), how many models' features and scores the
+    #: cache gave, and ``cold``: what computing them cost, as recorded when they were computed (rank/_api.py)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def best(self) -> ModelScores:
         return self.models[0]
@@ -119,6 +122,29 @@ class RankResult:
                 f"{e['accuracy']:.3f} in cross-validation (95 % interval {e['low']:.3f}-{e['high']:.3f} over "
                 f"{e['n']:,} examples); fine-tuning usually reaches at least as much.")
 
+    def timing_summary(self) -> str:
+        """One sentence on what this run took; on a warm run (features from the cache), that it was warm and what
+        the cold run cost, as recorded when the features and scores were computed: a rerun never passes its cache
+        reads off as the cost of ranking."""
+        t, c = self.timings, self.cache
+        now = (f"total {t['total_seconds']:.1f} s (forward passes {t['forward_seconds']:.1f} s, metrics "
+               f"{t['metrics_seconds']:.1f} s)")
+        state = c.get("state")
+        if state not in ("warm", "partly warm"):
+            return now + (" (cold: every model's features computed in this run)" if state == "cold" else "")
+        cold = c.get("cold") or {}
+        missing = cold.get("not_recorded") or []
+        which = (f"all {c['models']} models" if state == "warm"
+                 else f"{c['features_from_cache']} of {c['models']} models")
+        out = f"{now}: warm, the features of {which} came from the cache, so this is not what ranking costs; "
+        if len(missing) >= c["models"]:
+            return out + "the cold run's timings were not recorded (cached by an earlier transferlab version)"
+        when = f", from {str(cold['recorded_at'])[:10]}" if cold.get("recorded_at") else ""
+        out += (f"cold (when they were computed{when}): {cold['seconds']:.1f} s, forward passes "
+                f"{cold['forward_seconds']:.1f} s, metrics {cold['metrics_seconds']:.1f} s")
+        return out + (f" (not recorded for {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}: cached "
+                      "by an earlier version or by a resumed run)" if missing else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "transferlab_version": __version__,
@@ -134,6 +160,8 @@ class RankResult:
             "expected_accuracy": self.expected_accuracy(),
             "preferred_metrics": self.preferred_metrics(len(self.metrics)),  # the order compact tables show them
             "ensemble": self.ensemble,
+            "cache": dict(self.cache),
+            "timing_summary": self.timing_summary() if self.timings else None,
         }
 
     def to_csv(self) -> str:

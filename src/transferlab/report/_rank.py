@@ -138,19 +138,40 @@ def _recommendation(result: Any) -> str:
     return out
 
 
+_WARM = ("warm", "partly warm")
+
+
+def _timings_table(result: Any) -> str:
+    """This run's timings; on a warm run (features from the cache) beside the cold run's, as recorded when the
+    features and scores were computed, under a note that says which is which."""
+    t = result.timings
+    c = getattr(result, "cache", None) or {}
+    if c.get("state") not in _WARM:
+        return table(["step", "seconds"], [[esc(k.replace("_", " ")), fmt(float(v))] for k, v in t.items()])
+    cold = c.get("cold") or {}
+    rows = [["total", fmt(t.get("total_seconds")), fmt(cold.get("seconds"))],
+            ["feature extraction", fmt(t.get("extraction_seconds")), fmt(cold.get("extraction_seconds"))],
+            ["forward passes", fmt(t.get("forward_seconds")), fmt(cold.get("forward_seconds"))],
+            ["metrics", fmt(t.get("metrics_seconds")), fmt(cold.get("metrics_seconds"))]]
+    return (f"<div class='note'>{esc(getattr(result, 'timing_summary', None) or '')}</div>"
+            + table(["step", f"this run ({c['state']}), s", "cold, as recorded, s"], rows)
+            + "<p class='muted'>Cold total: feature extraction and metrics, summed over the models (model loading "
+              "is not recorded).</p>")
+
+
 def rank_report_html(result: dict[str, Any]) -> str:
     """``rank`` (its result's ``to_dict()``): the recommendation, the ranking table, charts and timings."""
     result = _view(result)
     ds = result.dataset
+    state = (getattr(result, "cache", None) or {}).get("state")
+    warm = f" · <b>{esc(state)}</b>: features from the cache (timings below)" if state in _WARM else ""
     head = (f"<h1>transferlab rank: {esc(ds.get('name'))}</h1><p class='muted'>zoo <code>{esc(result.zoo)}</code> · "
             f"{ds.get('size')} examples, {ds.get('num_classes')} classes ({esc(ds.get('split'))} split"
             f"{', stratified sample' if ds.get('limit') else ''}) · image size "
             f"{esc(result.options.get('image_size') or 'native')} · fingerprint <code>{esc(ds.get('fingerprint', '')[:12])}"
-            f"</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
+            f"</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}{warm}</p>")
     notes = "".join(
         f"<div class='note{' ok' if n.startswith('Every pretrained') else ''}'>{esc(n)}</div>" for n in result.notes)
-    t = result.timings
-    timing_rows = [[esc(k.replace("_", " ")), f"{v:.2f}"] for k, v in t.items()]
     hits = [m.name for m in result.models if m.timings.get("cache_hit")]
     cache_note = (f"<p class='muted'>Features from the cache (no forward pass) for: {esc(', '.join(hits))}.</p>"
                   if hits else "")
@@ -163,5 +184,5 @@ def rank_report_html(result: dict[str, Any]) -> str:
             + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
-            + "<h2>Timings</h2>" + cache_note + _timings_chart(result) + table(["step", "seconds"], timing_rows))
+            + "<h2>Timings</h2>" + _timings_table(result) + cache_note + _timings_chart(result))
     return page(f"transferlab rank — {ds.get('name')}", body)

@@ -149,6 +149,15 @@ class CacheEntry:
         except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None
 
+    def read_done(self) -> dict[str, Any]:
+        """What ``done.json`` records of the run that completed this entry (model, dataset, shape, and ``cold``: the
+        timings of the extraction that computed the features); {} without one or when it is unreadable."""
+        try:
+            data = json.loads((self.path / "done.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def read_scores(self) -> dict[str, float | None]:
         """Metric scores computed earlier on these features (``score key -> value``)."""
         p = self.path / "scores.json"
@@ -165,10 +174,23 @@ class CacheEntry:
             return {}
         return scores
 
-    def write_scores(self, scores: dict[str, float | None]) -> None:
-        merged = {**self.read_scores(), **scores}
+    def read_score_seconds(self) -> dict[str, float]:
+        """How long each cached score took when it was computed (``score key -> seconds``; what a warm run reports as
+        the cold cost). Not part of the scores' checksum: a time is shown, never ranked on."""
         try:
-            write_json_atomic(self.path / "scores.json", {"scores": merged,
+            data = json.loads((self.path / "scores.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        seconds = data.get("seconds") if isinstance(data, dict) else None
+        return {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float))} \
+            if isinstance(seconds, dict) else {}
+
+    def write_scores(self, scores: dict[str, float | None], seconds: dict[str, float] | None = None) -> None:
+        """Add ``scores`` (and how long each took, ``seconds``) to the entry's scores."""
+        merged = {**self.read_scores(), **scores}
+        times = {k: v for k, v in {**self.read_score_seconds(), **(seconds or {})}.items() if k in merged}
+        try:
+            write_json_atomic(self.path / "scores.json", {"scores": merged, "seconds": times,
                                                            "sha256": _scores_digest(merged, self.features_digest())})
         except (OSError, OutputError) as exc:
             raise _cache_error(exc, self.path) from None

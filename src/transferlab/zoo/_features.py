@@ -32,6 +32,10 @@ class Features:
     seconds: float = 0.0  # wall time of forward passes (0 on a full cache hit)
     total_seconds: float = 0.0  # including cache I/O
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the extraction that computed these features (this one, or the cold run recorded in the cache entry):
+    #: forward_seconds, extract_seconds, chunks_computed of chunks, recorded_at; None when a cache entry written
+    #: before timings were recorded is read whole
+    cold: dict[str, Any] | None = None
 
 
 def extract_features(
@@ -107,10 +111,27 @@ def _extract(backbone: Backbone, dataset: Dataset, image_size: int | None, batch
         probs.append(p)
     features = np.concatenate(feats)
     source_probs = None if any(p is None for p in probs) else np.concatenate(probs)
+    cold = _cold(entry, forward, time.perf_counter() - t_start, computed, len(starts))
     if entry is not None and computed and np.isfinite(np.sum(features, dtype=np.float64)):
         entry.mark_done({"model": backbone.ref, "dataset": dataset.name, "n": n, "dim": int(features.shape[1]),
-                         "identity": backbone.identity(), "preprocessing": backbone.preprocessing(image_size)})
+                         "identity": backbone.identity(), "preprocessing": backbone.preprocessing(image_size),
+                         "cold": cold})
     return Features(features, source_probs, backbone.ref, cache_hit=computed == 0, seconds=forward,
                     total_seconds=time.perf_counter() - t_start,
                     meta={"cache_key": key, "dim": int(features.shape[1]), "chunks": len(starts),
-                          "chunks_computed": computed})
+                          "chunks_computed": computed}, cold=cold)
+
+
+def _cold(entry: Any, forward: float, elapsed: float, computed: int, chunks: int) -> dict[str, Any] | None:
+    """The timings of the extraction that computed these features: this one when it computed every chunk; else
+    the one the cache entry recorded (a warm read, or a damaged chunk recomputed: the cold record is kept); else
+    this one, partial (a resumed run: ``chunks_computed`` < ``chunks``); None for a whole entry that recorded none."""
+    import datetime as dt
+
+    earlier = entry.read_done().get("cold") if entry is not None and computed < chunks else None
+    if isinstance(earlier, dict):
+        return earlier
+    if not computed:
+        return None
+    return {"forward_seconds": forward, "extract_seconds": elapsed, "chunks_computed": computed, "chunks": chunks,
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
