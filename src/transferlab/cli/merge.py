@@ -40,7 +40,9 @@ def merge_cmd(
                              "or a .safetensors file."),
     models: list[str] = typer.Option(None, "--models", help="Fine-tuned models: fit directories (full or LoRA), "
                                      "Hugging Face folders, .safetensors files; --models A B C."),
-    data: list[str] = typer.Option(None, "--data", help="fisher/regmean/atlas: one dataset per model, same order."),
+    data: list[str] = typer.Option(None, "--data", help="One dataset per model, same order: fisher/regmean/atlas "
+                                   "merge on it; with any method, each merged head is checked against its own fit "
+                                   "on that dataset's test split (merge.json, report.html, a warning when far below)."),
     names: list[str] = typer.Option(None, "--names", help="Task (head) names, one per model (default: dir names)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (refused if it exists, unless --overwrite)."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. density=0.1), repeatable."),
@@ -71,3 +73,8 @@ def merge_cmd(
             f"{heads}", highlight=False)
     hint = f"  (transferlab predict {r.out_dir} DATA --head NAME)" if r.heads else ""
     c.print(f"model: {Path(r.out_dir or '.').resolve()}{hint}", highlight=False, soft_wrap=True)
+    for row in r.checks:  # the check on data: each head beside its own fit
+        fit = "no fit to compare" if row["fit"] is None else f"its fit {row['fit']:.3f}"
+        c.print(f"  {row['task']}: merged head {row['merged']:.3f}, {fit} ({row['examples']} {row['split']} "
+                "examples)", highlight=False)
+    c.print(f"report: {Path(r.out_dir or '.').resolve() / 'report.html'}", highlight=False, soft_wrap=True)

@@ -38,11 +38,29 @@ class MergeResult:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     tasks: list[str] = field(default_factory=list)  # the merged models' task names
+    checks: list[dict[str, Any]] = field(default_factory=list)  # each head beside its own fit (``_health``)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": None if self.out_dir is None else str(self.out_dir), "method": self.method,
                 "options": self.options, "heads": self.heads, "seconds": self.seconds,
-                "peak_rss_mb": self.peak_rss_mb, "tasks": self.tasks}
+                "peak_rss_mb": self.peak_rss_mb, "tasks": self.tasks, "checks": self.checks,
+                "warnings": self.warnings, "tables": [t.to_dict() for t in self.tables()]}
+
+    def tables(self) -> list[Any]:
+        """The declared table of the check on data (none without one)."""
+        from ..report import Column, Table
+        from ._health import EXAMPLES, FAR_BELOW
+
+        if not self.checks:
+            return []
+        return [Table("Each head of the merged model beside its own fit", [
+            Column("task", "task"), Column("examples", "examples", "count"), Column("chance", "chance", "number", 3),
+            Column("fit", "its own fit", "number", 3), Column("merged", "merged head", "number", 3, strong=True),
+            Column("delta", "difference", "points", 1)], self.checks, name="merge:check", notes=[
+            f"Accuracy on the same held-out examples (each task's test split, at most {EXAMPLES}, stratified) for the "
+            f"fine-tuned model and the merged model's head of that task; a head {100 * FAR_BELOW:.0f} points or more "
+            "below its fit, or at chance, is warned about."], verdicts=list(self.warnings))]
 
 
 def merge(method: str, base: Any, finetuned: Sequence[Any], *, data: Sequence[Any] | None = None,
@@ -132,8 +150,7 @@ def merge_models(method: str, base: Any, models: Sequence[Any], out: str | Path,
         try:
             task_names = _task_names(s.names, job)
             with output.staged() as tmp:
-                heads, seconds, rss = _write_output(tmp, job, s, task_names, (t0, output))
-            return MergeResult(s.out, method, job.method.options(), heads, seconds, rss, task_names)
+                return _write_output(tmp, job, s, task_names, (t0, output))
         finally:
             job.close()
 
@@ -170,9 +187,13 @@ def _task_names(names: Sequence[str] | None, job: _Job) -> list[str]:
 
 
 def _write_output(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str],
-                  run: tuple[float, Any]) -> tuple[dict[str, dict[str, Any]], float, float]:
-    """Write the whole merge into the temporary directory ``tmp``, step by step; return its heads' records, the
-    seconds since the run began and the peak resident memory (MiB). ``run``: when it began, its ``RunOutput``."""
+                  run: tuple[float, Any]) -> MergeResult:
+    """Write the whole merge into the temporary directory ``tmp``, step by step (the check on data and the report
+    last); return its result. ``run``: when it began, its ``RunOutput``."""
+    from .._io import write_text_atomic
+    from ..report import merge_report_html
+    from ._health import check_heads
+
     t0, output = run
     heads, first_head = _write_heads(tmp, job, task_names)
     _write_network(tmp, job, first_head)
@@ -185,9 +206,12 @@ def _write_output(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str],
         overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, s.reset_examples))
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    _write_merge_json(tmp, job, s.method, heads, seconds, rss)
+    checks, warnings = check_heads(tmp, job, task_names)
+    result = MergeResult(s.out, s.method, job.method.options(), heads, seconds, rss, task_names, checks, warnings)
+    _write_merge_json(tmp, job, result)
     _write_recipe(tmp, job, s, task_names)
-    return heads, seconds, rss
+    write_text_atomic(tmp / "report.html", merge_report_html(result.to_dict()))
+    return result
 
 
 def _write_heads(tmp: Path, job: _Job,
@@ -291,14 +315,15 @@ def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) ->
     write_hf_files(tmp, json.loads((tmp / CARD_FILE).read_text()))
 
 
-def _write_merge_json(tmp: Path, job: _Job, method: str, heads: dict[str, dict[str, Any]], seconds: float,
-                      rss: float) -> None:
-    """``merge.json``: the method, its resolved options, the time and memory taken, the tensors and heads."""
+def _write_merge_json(tmp: Path, job: _Job, r: MergeResult) -> None:
+    """``merge.json``: the method, its resolved options, the time and memory taken, the tensors and heads, the check
+    on data and its warnings."""
     from .._io import write_json_atomic
 
-    write_json_atomic(tmp / "merge.json", {"method": method, "options": job.method.options(),
-                                           "seconds": seconds, "peak_rss_mb": rss, "tensors": len(job.keys),
-                                           "heads": list(heads), "transferlab_version": __version__})
+    write_json_atomic(tmp / "merge.json", {"method": r.method, "options": r.options, "seconds": r.seconds,
+                                           "peak_rss_mb": r.peak_rss_mb, "tensors": len(job.keys),
+                                           "heads": list(r.heads), "checks": r.checks, "warnings": r.warnings,
+                                           "transferlab_version": __version__})
 
 
 def _write_recipe(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str]) -> None:

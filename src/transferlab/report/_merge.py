@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._html import esc, figure_png, page, pyplot
-from ._table import render_html, tables_of
+from ._table import fmt_value, render_html, tables_of
 
 
 def _merge_chart(result: dict[str, Any]) -> str:
@@ -44,3 +44,23 @@ def merge_bench_html(result: dict[str, Any]) -> str:
             + "".join(render_html(t, heading=False) for t in tables_of(result))
             + (_merge_chart(result) if result["rows"] else ""))
     return page("transferlab bench merge", body)
+
+
+def merge_report_html(result: dict[str, Any]) -> str:
+    """``merge`` (its result's ``to_dict()``): what was merged and how, its warnings, and each head beside its own
+    fit when the merge had data (else what to give for that check)."""
+    r = result
+    opts = ", ".join(f"{k}={v}" for k, v in (r.get("options") or {}).items()) or "defaults"
+    heads = r.get("heads") or {}
+    head_rows = "".join(f"<li><code>{esc(n)}</code>: {h.get('num_classes')} classes, from "
+                        f"<code>{esc(h.get('source'))}</code></li>" for n, h in heads.items())
+    body = (f"<h1>transferlab merge</h1><p class='muted'>method <code>{esc(r.get('method'))}</code> ({esc(opts)}) · "
+            f"{len(r.get('tasks') or [])} models · {fmt_value(r.get('seconds'), 'seconds')} s · peak memory "
+            f"{fmt_value(r.get('peak_rss_mb'), 'count')} MB</p>"
+            + "".join(f"<div class='note'>{esc(w)}</div>" for w in r.get("warnings") or [])
+            + (f"<h2>Heads</h2><ul>{head_rows}</ul>" if head_rows else
+               "<p>The models had no heads (Hugging Face folders or state dicts): one merged network.</p>")
+            + ("".join(render_html(t) for t in tables_of(r)) or
+               "<p class='muted'>Not checked on data: give one dataset per model (<code>--data</code>) to see each "
+               "head of the merged model beside its own fit on held-out examples.</p>"))
+    return page(f"transferlab merge — {r.get('method')}", body)
