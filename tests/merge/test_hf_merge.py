@@ -201,3 +201,38 @@ def test_recipe_files_are_strict_and_flags_override_them(tmp_path: Path) -> None
     with pytest.raises(TransferlabError, match="task_arithmetic has no per-model weights"):
         run_recipe(resolve_recipe(f, out=tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+def test_sharded_hf_folders_merge_as_their_single_file_forms(hf: dict[str, Path], tmp_path: Path) -> None:
+    """A model saved in shards (``model.safetensors.index.json``: transformers above its shard size) merges as it
+    does in one file (was "holds no model.safetensors: not a model directory", issue 29); a shard the index names
+    that is missing, or outside the folder, is refused by name."""
+    from transformers import AutoModel
+
+    from transferlab.merge import merge_models
+
+    sharded = []
+    for i in (1, 2):
+        d = tmp_path / f"ft{i}_sharded"
+        AutoModel.from_pretrained(str(hf[f"ft{i}"])).save_pretrained(str(d), max_shard_size="20MB")
+        assert (d / "model.safetensors.index.json").is_file() and not (d / "model.safetensors").exists()
+        assert len(list(d.glob("model-*.safetensors"))) >= 2
+        for name in HF_FILES[1:]:
+            shutil.copyfile(hf["base"] / name, d / name)
+        sharded.append(d)
+    merge_models("average", hf["base"], sharded, tmp_path / "from_shards")
+    merge_models("average", hf["base"], [hf["ft1"], hf["ft2"]], tmp_path / "from_files")
+    a, b = _tensors(tmp_path / "from_shards"), _tensors(tmp_path / "from_files")
+    common = a.keys() & b.keys()
+    assert len(common) > 50 and all(torch.equal(a[k], b[k]) for k in common)
+    assert not (tmp_path / "from_shards" / "model.safetensors.index.json").exists()  # one file out: no stale index
+    AutoModel.from_pretrained(str(tmp_path / "from_shards"))
+
+    shard = next(sharded[1].glob("model-*.safetensors"))
+    shard.unlink()
+    with pytest.raises(TransferlabError, match=f"names the shard '{shard.name}'.*restore"):
+        merge_models("average", hf["base"], sharded, tmp_path / "missing")
+    (tmp_path / "outside.safetensors").write_bytes(b"x")
+    shard.symlink_to(tmp_path / "outside.safetensors")
+    with pytest.raises(TransferlabError, match=f"names the shard '{shard.name}'"):
+        merge_models("average", hf["base"], sharded, tmp_path / "linked")

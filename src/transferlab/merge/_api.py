@@ -298,7 +298,7 @@ def _write_card(tmp: Path, job: _Job, s: MergeSettings, written: tuple[dict[str,
 def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) -> None:
     """The first task's ``tokenizer`` folder and the Hugging Face files (``config.json``, tokenizer files: the
     base's first) of the inputs; ``copy_inside`` and ``copy_hf_files`` refuse links out of an input folder."""
-    from ._sources import copy_hf_files
+    from ._hf_folder import copy_hf_files
 
     first = job.tasks[0]
     if first.path is not None and (first.path / "tokenizer").is_dir():

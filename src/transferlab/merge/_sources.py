@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import TransferlabError
 from ..zoo import weight_kind
+from ._hf_folder import SHARD_INDEX, is_hf_folder, shard_files
 
 log = logging.getLogger(__name__)
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
@@ -110,20 +111,17 @@ class DictSource(Source):
 class SafetensorsSource(Source):
     """Lazy: tensors are read from the file when asked for, one at a time, with ``pread`` where safetensors offers it
     (>= 0.8): a tensor's memory is then the process's own and freed after use, where mapped file pages would stay
-    resident until the file is closed (measured: 1.9 GB of mapped pages for five ViT-B files)."""
+    resident until the file is closed (measured: 1.9 GB of mapped pages for five ViT-B files). ``path``: one file, or
+    the shards of one model (``model-00001-of-00002.safetensors``, ...: each tensor read from the shard holding it)."""
 
-    def __init__(self, path: Path, label: str, config: dict[str, Any] | None = None) -> None:
-        from safetensors import safe_open
-
-        try:
-            try:
-                self._fh = safe_open(str(path), framework="pt", backend="pread")
-            except TypeError:  # safetensors < 0.8: memory-mapped
-                self._fh = safe_open(str(path), framework="pt")
-        except Exception as exc:  # a truncated or foreign file
-            raise TransferlabError(f"{label}: cannot read {path} as safetensors ({exc})") from None
-        self.path, self.label, self.config = path, label, config
-        self._keys = list(self._fh.keys())
+    def __init__(self, path: Path | list[Path], label: str, config: dict[str, Any] | None = None) -> None:
+        paths = path if isinstance(path, list) else [path]
+        self._by_key: dict[str, Any] = {}
+        for f in paths:
+            fh = _open_safetensors(f, label)
+            self._by_key.update((k, fh) for k in fh.keys())
+        self.path, self.label, self.config = paths[0], label, config
+        self._keys = list(self._by_key)
         self._info: dict[str, tuple[tuple[int, ...], Any]] = {}
 
     def keys(self) -> list[str]:
@@ -133,7 +131,7 @@ class SafetensorsSource(Source):
         import torch
 
         if key not in self._info:
-            sl = self._fh.get_slice(key)
+            sl = self._by_key[key].get_slice(key)
             code = sl.get_dtype()
             if code not in _CODES:
                 raise TransferlabError(f"{self.label}: tensor {key} is {code}, a dtype merging does not handle "
@@ -142,16 +140,28 @@ class SafetensorsSource(Source):
         return self._info[key]
 
     def _read(self, key: str) -> Any:
-        return self._fh.get_tensor(key)
+        return self._by_key[key].get_tensor(key)
 
     def rows(self, key: str, step: int) -> Any:
         shape = self.info(key)[0]
         if len(shape) <= 1:
             return self._read(key).reshape(-1)[::step]
-        return self._fh.get_slice(key)[::step]
+        return self._by_key[key].get_slice(key)[::step]
 
     def close(self) -> None:
-        self._fh = None  # type: ignore[assignment]
+        self._by_key = {}
+
+
+def _open_safetensors(path: Path, label: str) -> Any:
+    from safetensors import safe_open
+
+    try:
+        try:
+            return safe_open(str(path), framework="pt", backend="pread")
+        except TypeError:  # safetensors < 0.8: memory-mapped
+            return safe_open(str(path), framework="pt")
+    except Exception as exc:  # a truncated or foreign file
+        raise TransferlabError(f"{label}: cannot read {path} as safetensors ({exc})") from None
 
 
 class LoraSource(Source):
@@ -246,42 +256,6 @@ class LoraSource(Source):
         return d.to(base.dtype)
 
 
-#: a Hugging Face folder's files besides its weights, copied by a merge: AutoModel and AutoTokenizer open the output
-HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model",
-            "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json",
-            "preprocessor_config.json")
-
-
-def is_hf_folder(d: Path) -> bool:
-    """A Hugging Face transformers model folder: its ``config.json`` has a ``model_type`` and there is no transferlab
-    card (a fit directory's own ``config.json`` is timm's, or an older card)."""
-    from ..models import card_file
-
-    p = Path(d) / "config.json"
-    if not p.is_file() or card_file(Path(d)) is not None:
-        return False
-    try:
-        cfg = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and isinstance(cfg.get("model_type"), str)
-
-
-def copy_hf_files(sources: list[Source], dest: Path) -> list[str]:
-    """Copy :data:`HF_FILES` into ``dest``, each from the first of ``sources`` that is a Hugging Face folder holding
-    it (configs, vocabularies; by :func:`transferlab._io.copy_inside`: no link out of its folder); the names copied."""
-    from .._io import copy_inside
-
-    done = []
-    for name in HF_FILES:
-        src = next((s for s in sources if s.hf and s.path is not None and (s.path / name).is_file()), None)
-        if src is not None:
-            copy_inside(src.path / name, src.path, dest / name)
-            done.append(name)
-    return done
-
-
 def _read_config(d: Path, base: Source | None = None) -> dict[str, Any] | None:
     """A fit directory's card (``transferlab.json``, or ``config.json`` of an older transferlab), its model reference
     as this machine opens it; else a Hugging Face folder's own ``config.json`` (timm's string ``architecture``
@@ -359,6 +333,8 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
             src = DictSource({k: v.detach() for k, v in net.state_dict().items()}, label, config=cfg)
         elif (p / "model.safetensors").is_file():
             src = SafetensorsSource(p / "model.safetensors", label, cfg)
+        elif (p / SHARD_INDEX).is_file():  # a Hugging Face folder saved in shards
+            src = SafetensorsSource(shard_files(p, label), label, cfg)
         else:
             found = sorted(f.name for f in p.iterdir() if f.is_file() and weight_kind(f) == "pickle")
             if found:
