@@ -70,6 +70,19 @@ def test_bench_rank_end_to_end(tiny_zoo, tmp_path):
     again = bench_rank(zoo, "builtin:digits", metrics="logme,hscore,knn,transrate", limit=150, image_size=32,
                        n_boot=50)
     assert again.ground_truth == r.ground_truth and again.cost["ground_truth_cells_cached"] == 3
+    # ... and its ranking is warm (features and scores from the cache): it says so, and the ratio uses the cold
+    # figure the cache recorded when the first run computed them, not the warm run's cache reads
+    assert r.cost["ranking_cache"] == "cold" and again.cost["ranking_cache"] == "warm"
+    cold = r.cost["ranking_cold_seconds"]
+    assert 0 < cold <= r.cost["ranking_seconds"] and again.cost["ranking_cold_seconds"] == pytest.approx(cold)
+    assert again.cost["ground_truth_over_ranking"] == pytest.approx(r.cost["ground_truth_over_ranking"])
+    assert again.cost["ground_truth_over_ranking"] == pytest.approx(again.cost["ground_truth_seconds"] / cold)
+    line = again.cost_line()
+    assert f"(warm: features and scores from the cache; cold {cold:.1f} s, recorded " in line
+    assert line.endswith(f"({again.cost['ground_truth_over_ranking']:.1f}× the cold ranking)")
+    assert r.cost_line().startswith(f"ranking {r.cost['ranking_seconds']:.1f} s (cold: features computed in this run")
+    html = again.save(tmp_path / "again")["html"].read_text()
+    assert "This ranking was <b>warm</b>: its features and scores came from the cache" in html
 
 
 def test_linear_probe_ground_truth_equals_fit(tiny_zoo):
@@ -110,3 +123,34 @@ def test_bench_rank_bad_input(tiny_zoo):
         bench_rank(zoo, " , ")
     with pytest.raises(TransferlabError, match="at least 3 models"):
         bench_rank(refs[:2], "builtin:digits")
+
+
+def test_a_warm_ranking_without_a_cold_record_gives_no_ratio():
+    """Features cached by an earlier version (no cold timings recorded): the bench says the ranking was warm and
+    that the cold time is unknown, and divides nothing by its cache reads (it printed 3918× before)."""
+    from types import SimpleNamespace
+
+    from transferlab.bench._rank_cost import cost_line, ranking_cost
+    from transferlab.report._rank_bench import _cost
+
+    warm = SimpleNamespace(cache={"state": "warm", "cold": {"seconds": 0.0, "complete": False,
+                                                            "not_recorded": ["A"]}})
+    c = ranking_cost([warm], 0.4, 1394.6, 56)
+    assert c["ranking_cache"] == "warm" and c["ranking_cold_seconds"] is None and c["ground_truth_over_ranking"] is None
+    assert cost_line(c) == ("ranking 0.4 s (warm: features and scores from the cache; the cold time was not recorded "
+                            "(an earlier version's cache)), ground truth 1394.6 s (no ratio: a warm ranking is not "
+                            "what ranking costs)")
+    html = _cost({"cost": c, "protocol": "linear_probe"})
+    assert "The cold time was not recorded" in html and "×" not in html
+    recorded = SimpleNamespace(cache={"state": "warm", "cold": {"seconds": 212.3, "complete": True,
+                                                                "recorded_at": "2026-12-06T10:00:00+00:00"}})
+    cold = SimpleNamespace(cache={"state": "cold", "cold": {"seconds": 10.0, "complete": True,
+                                                            "recorded_at": "2026-12-07T10:00:00+00:00"}})
+    c = ranking_cost([recorded, cold], 10.4, 1394.6, 0)  # two targets, one warm: partly warm, cold sums both
+    assert c["ranking_cache"] == "partly warm" and c["ranking_cold_seconds"] == pytest.approx(222.3)
+    assert cost_line(c) == ("ranking 10.4 s (partly warm: some features and scores from the cache; cold 222.3 s, "
+                            "recorded 2026-12-06), ground truth 1394.6 s (6.3× the cold ranking)")
+    old = {"ranking_seconds": 200.0, "ground_truth_seconds": 400.0, "ground_truth_over_ranking": 2.0}  # old JSON
+    assert cost_line(old) == ("ranking 200.0 s (cold: features computed in this run), ground truth 400.0 s "
+                              "(2.0× the cold ranking)")
+    assert "<b>2.0×</b> the cold ranking" in _cost({"cost": old, "protocol": "linear_probe"})

@@ -21,6 +21,7 @@ from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import Job, backend_of, fmt, run_jobs
 from ._quality import random_baseline, rank_quality
+from ._rank_cost import cost_line, ranking_cost
 from ._result import DeclaredResult
 from ._tables import rank_tables, rank_verdicts
 
@@ -38,7 +39,7 @@ class BenchResult(DeclaredResult):
     scores: dict[str, dict[str, dict[str, float | None]]]  # target -> metric -> model -> score
     quality: dict[str, dict[str, dict[str, Any]]]  # metric -> target -> quality
     baselines: dict[str, dict[str, dict[str, Any]]]  # baseline -> target -> quality
-    cost: dict[str, float]
+    cost: dict[str, Any]  # :func:`_cost`
     options: dict[str, Any] = field(default_factory=dict)
     ensemble: dict[str, dict[str, Any]] | None = None  # target -> chosen set and its validation
     #: per target, per model: the linear-probe reference, the protocol chosen, the grid's results, the flags
@@ -70,6 +71,10 @@ class BenchResult(DeclaredResult):
     json_name = "bench.json"
     report = "bench_report_html"
     tables_from = staticmethod(rank_tables)
+
+    def cost_line(self) -> str:
+        """One line on what ranking cost against the ground truth (:func:`cost_line`)."""
+        return cost_line(self.cost)
 
     def table(self, key: str = "weighted_tau") -> list[tuple[str, str, list[float | None], float | None]]:
         """(kind, name, per-target values, mean) rows sorted by mean, metrics then baselines."""
@@ -143,7 +148,8 @@ def bench_rank(
            if ensemble else None)
     return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=ranked.metrics,
                        ground_truth=truth.accuracy, scores=ranked.scores, quality=quality, baselines=baselines,
-                       cost=_cost(ranked.seconds, truth),
+                       cost=ranking_cost(list(ranked.results.values()), ranked.seconds, truth.seconds,
+                                         sum(bool(c.get("cached")) for c in truth.cells)),
                        options={"backend": runner.name, "limit": limit, "image_size": image_size, "seed": seed,
                                 "epochs": epochs if training else None, "patience": patience if training else None,
                                 "grid": grids or None, "n_boot": n_boot},
@@ -317,13 +323,6 @@ def _quality(plan: _Plan, ranked: _Ranked, ground_truth: dict[str, dict[str, flo
     if "knn" in ranked.metrics:
         baselines["knn"] = quality["knn"]
     return quality, baselines
-
-
-def _cost(rank_seconds: float, truth: _GroundTruth) -> dict[str, float]:
-    """What ranking cost next to the ground truth it saves."""
-    return {"ranking_seconds": rank_seconds, "ground_truth_seconds": truth.seconds,
-            "ground_truth_over_ranking": truth.seconds / rank_seconds if rank_seconds > 0 else None,
-            "ground_truth_cells_cached": sum(bool(c.get("cached")) for c in truth.cells)}
 
 
 def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, list[Any]]]:

@@ -80,9 +80,7 @@ def bench_rank_cmd(
                 f"{len(ch.get('under_trained', []))} under-trained, {len(ch.get('not_converged', []))} without a "
                 f"plateau, {len(ch.get('fallbacks', []))} linear-probe fallbacks (warnings above; report.html)",
                 highlight=False)
-    ratio = r.cost["ground_truth_over_ranking"]
-    c.print(f"ranking {r.cost['ranking_seconds']:.1f} s, ground truth {r.cost['ground_truth_seconds']:.1f} s"
-            + (f" ({ratio:.1f}x)" if ratio else ""), highlight=False)
+    c.print(r.cost_line(), highlight=False)  # a warm ranking says so and gives the cold figure
     c.print(f"bench.json: {paths['json'].resolve()}", highlight=False, soft_wrap=True)
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from ._html import esc, figure_png, page, pyplot, short_names
+from ._html import esc, figure_png, fmt, page, pyplot, short_names
 from ._table import render_html, tables_of
 
-
-#: marker shapes of the scatters; with tab10's colours every model of a zoo of up to 60 gets its own (colour, shape)
+#: marker shapes of the scatters; with tab10's colours each model of a zoo of up to 60 gets its own (colour, shape)
 _MARKERS = "os^Dv<>pPX*h"
 
 
@@ -99,6 +98,30 @@ def _gt_intro(result: dict[str, Any]) -> str:
             "(<code>cells</code>).</p>")
 
 
+def _cost(result: dict[str, Any]) -> str:
+    """The ranking's time against the ground truth's. A warm ranking (features and scores from the cache) is said
+    to be warm, beside the cold figure the cache recorded, which the ratio uses; without one, no ratio."""
+    c = result["cost"]
+    state = c.get("ranking_cache", "cold")  # an earlier bench.json: its ranking was timed as it ran
+    cold, ratio = c.get("ranking_cold_seconds"), c.get("ground_truth_over_ranking")
+    gt = (f"the ground truth ({esc(result['protocol'])}, one fit per cell) took {fmt(c['ground_truth_seconds'])} s"
+          + (f", <b>{ratio:.1f}×</b> the cold ranking" if ratio else "")
+          + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).")
+    if state == "cold":
+        return (f"<p>Ranking every model on every target took {fmt(c['ranking_seconds'])} s (cold: every feature "
+                "computed in this run" + (f"; extraction and metrics {fmt(cold)} s" if cold else "") + f"); {gt}</p>")
+    when = c.get("ranking_cold_recorded_at")
+    said = (f"Computed cold{' (from ' + esc(str(when)[:10]) + ')' if when else ''}, they took {fmt(cold)} s "
+            "(extraction and metrics, summed over the models, as the cache recorded them): the ratio below uses "
+            "that figure." if cold is not None else
+            "The cold time was not recorded (features cached by an earlier transferlab version), so no ratio is "
+            "given; clear the cache to measure it.")
+    return (f"<div class='note'>This ranking was <b>{esc(state)}</b>: its features and scores came from the cache, so "
+            f"its {fmt(c['ranking_seconds'])} s are cache reads, not what ranking costs. {said}</div>"
+            + (f"<p>Cold, ranking every model on every target took {fmt(cold)} s; {gt}</p>" if cold is not None
+               else f"<p>{gt[0].upper()}{gt[1:]}</p>"))
+
+
 def bench_report_html(result: dict[str, Any]) -> str:
     """``bench rank`` (its result's ``to_dict()``): the verdict and the declared tables (weighted tau per metric and
     target with the baselines, the ensemble, the ground truth), the checks' warnings, the cost, scatters."""
@@ -106,12 +129,7 @@ def bench_report_html(result: dict[str, Any]) -> str:
     head = (f"<h1>transferlab bench rank</h1><p class='muted'>zoo <code>{esc(result['zoo'])}</code> · "
             f"{len(result['models'])} models · targets {esc(', '.join(targets))} · ground truth: "
             f"<code>{esc(result['protocol'])}</code> · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
-    c = result["cost"]
-    ratio = c.get("ground_truth_over_ranking")
-    cost = (f"<p>Ranking every model on every target took {c['ranking_seconds']:.1f} s; the ground truth "
-            f"({esc(result['protocol'])}, one fit per cell) took {c['ground_truth_seconds']:.1f} s"
-            + (f", <b>{ratio:.1f}×</b> as long" if ratio else "")
-            + f" ({c.get('ground_truth_cells_cached', 0)} cells from the cache: their stored time is counted).</p>")
+    cost = _cost(result)
     checks = (result.get("checks") or {}).get("warnings") or []
     warns = "".join(f"<div class='note'>{esc(w)}</div>" for w in [*checks, *degenerate_warnings(result)])
     body = (head + warns + "".join(render_html(t) for t in tables_of(result, "tau"))
