@@ -78,6 +78,9 @@ def check_output(out: str | os.PathLike[str], *, kind: str = "dir", need_bytes: 
 
 
 def _mb(n: int) -> str:
+    """A size in the unit that shows it (never "0 MB" for a few kilobytes)."""
+    if n < 2**20:
+        return f"{max(1, round(n / 2**10)):,} KB" if n else "0 bytes"
     return f"{n / 2**20:,.0f} MB" if n < 2**30 else f"{n / 2**30:,.1f} GB"
 
 

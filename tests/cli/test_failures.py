@@ -183,8 +183,11 @@ def test_too_little_free_space_is_refused_before_compute(no_rank, monkeypatch, t
     from transferlab._io import check_output
     from transferlab.errors import OutputError
 
-    with pytest.raises(OutputError, match="needed, 0 MB free"):
+    with pytest.raises(OutputError, match="needed, 0 bytes free"):
         check_output(tmp_path / "o", need_bytes=10**6)
+    # a small model's size in the unit that shows it (a tiny HF merge said "about 0 MB needed, 0 MB free")
+    with pytest.raises(OutputError, match=r"about 20 KB needed, 0 bytes free"):
+        check_output(tmp_path / "o", need_bytes=20 * 1024)
 
 
 def test_predict_checks_its_output_before_loading(tmp_path, capsys) -> None:
