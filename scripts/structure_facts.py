@@ -1,5 +1,6 @@
 """The house's structural facts, counted: import cycles, imports against the layers, modules over 400 lines without a
-reason, functions over 80 lines outside the CLI, cross-package imports of private modules. The counting is
+reason, functions over 80 lines outside the CLI, cross-package imports of private modules, private functions over 8
+parameters. The counting is
 tests/test_architecture.py's own (one owner): this script loads it and prints the numbers, e.g. for a closing note.
 
     .venv/bin/python scripts/structure_facts.py
@@ -30,6 +31,8 @@ def main() -> int:
                                                                             arch.long_functions()),
         "cross-package private imports": (len(arch.private_imports_across_packages()),
                                           arch.private_imports_across_packages()),
+        f"private functions over {arch.MAX_PRIVATE_PARAMETERS} parameters": (
+            len(arch.private_functions_with_many_parameters()), arch.private_functions_with_many_parameters()),
     }
     bad = 0
     for name, (count, items) in facts.items():

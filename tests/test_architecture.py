@@ -246,6 +246,37 @@ def test_no_long_function_outside_the_cli():
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(long)
 
 
+MAX_PRIVATE_PARAMETERS = 8  # a private step taking more is threading a run's arguments: group them (a settings object)
+#: being regrouped this session (issue 27): each leaves the list when its owner regroups it
+_REGROUPING = {"transferlab.auto._api._ensemble_and_distill", "transferlab.auto._planning._make_plan",
+               "transferlab.bench._distill._row_jobs", "transferlab.bench._distill._student_key",
+               "transferlab.bench._distill._fitted", "transferlab.domain._api._check"}
+
+
+def private_functions_with_many_parameters() -> list[str]:
+    """Private functions (``_name``, methods' ``self``/``cls`` not counted) outside transferlab.cli taking more than
+    MAX_PRIVATE_PARAMETERS parameters (``*args``/``**kwargs`` not counted)."""
+    out = []
+    for m, p in MODULES.items():
+        if m.startswith("transferlab.cli"):
+            continue
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("_") \
+                    and not node.name.startswith("__"):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                n = len(names) - (1 if names[:1] in (["self"], ["cls"]) else 0)
+                if n > MAX_PRIVATE_PARAMETERS and f"{m}.{node.name}" not in _REGROUPING:
+                    out.append(f"{m}.{node.name}: {n} parameters")
+    return sorted(out)
+
+
+def test_no_private_function_threads_more_than_eight_arguments():
+    many = private_functions_with_many_parameters()
+    assert not many, (f"private functions over {MAX_PRIVATE_PARAMETERS} parameters (group what belongs together):\n"
+                      + "\n".join(many))
+
+
 def test_importing_the_packages_does_not_import_torch():
     import subprocess
     import sys
