@@ -76,6 +76,37 @@ def test_timm_hub_weights_offline_fail_with_the_local_alternative(monkeypatch):
         extract_features(b, ds, image_size=32, cache=None)
 
 
+def test_hub_models_without_a_network_fail_at_once_with_one_message(monkeypatch, tmp_path):
+    """No network and HF_HUB_OFFLINE unset: huggingface_hub retried every file five times with back-off (about a
+    minute and 56 log lines per model, issue 29). One probe, refused at once here, puts it offline for the process; a
+    model missing from the (empty) cache then fails at once, with one message that says why."""
+    import time
+
+    from huggingface_hub import constants
+
+    from transferlab.zoo import _hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(_hub, "_probed", {})
+    probes = []
+    real = _hub._reachable
+    monkeypatch.setattr(_hub, "_reachable", lambda endpoint: probes.append(endpoint) or real(endpoint))
+    images = load_dataset("builtin:digits").stratified_sample(20)
+    texts = load_dataset("builtin:rotten-tomatoes").stratified_sample(20)
+    t0 = time.perf_counter()
+    for ref, ds in (("timm:test_resnet", images), ("hf:transferlab-tests/no-such-model", texts)):
+        with pytest.raises(ModelError, match=r"hub \(http://127.0.0.1:9\) cannot be reached from here and the model "
+                                             r"is not in the local cache: give (local weights as timm:test_resnet@|a "
+                                             r"local directory)") as err:
+            extract_features(resolve_model(ref), ds, image_size=32, cache=None)
+        assert "\n" not in str(err.value)
+    assert time.perf_counter() - t0 < 20  # the retries alone took 23 s a file
+    assert probes == ["http://127.0.0.1:9"] and constants.HF_HUB_OFFLINE is True  # asked once
+
+
 @pytest.mark.slow
 def test_hf_mean_pooling_equals_sentence_transformers_before_normalisation():
     """all-MiniLM-L6-v2 is mean pooling + L2 normalisation: our hf: path, normalised, must equal st:."""

@@ -18,6 +18,7 @@ import numpy as np
 from .._runtime import apply_thread_limit, requested_threads, torch_threads  # noqa: F401 (zoo re-exports)
 from ..data import Dataset
 from ..errors import ModelError
+from ._hub import hub_hint, hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,15 @@ class TorchImageBackbone(Backbone):
 
 
 # ------------------------------------------------------------------------------------------------------ text models
+def _from_hub(weights_id: str) -> bool:
+    """Whether a model loads from the Hugging Face hub (``hub:`` weights); if so, the hub is asked first whether it
+    can be reached (no network: the local cache alone, and a missing model fails at once)."""
+    if not weights_id.startswith("hub:"):
+        return False
+    hub_offline()
+    return True
+
+
 class SentenceTransformerBackbone(Backbone):
     modality = "text"
 
@@ -204,13 +214,14 @@ class SentenceTransformerBackbone(Backbone):
             except ImportError as exc:
                 raise ModelError(
                     "st: models need the text extra: pip install 'transferlab[text]'") from exc
+            hub = _from_hub(self._weights_id)
             try:
                 kw = {"model_kwargs": {"use_safetensors": True}} if self._safetensors_only else {}
                 self._model = SentenceTransformer(self.path_or_id, device=str(current_device()), **kw)
             except OSError as exc:
                 raise ModelError(
-                    f"cannot load sentence-transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give "
-                    "a local directory, or unset HF_HUB_OFFLINE and check your network for hub ids"
+                    f"cannot load sentence-transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); "
+                    + (hub_hint() if hub else "the directory must hold a sentence-transformers model")
                 ) from None
             if self.max_length:
                 self._model.max_seq_length = self.max_length
@@ -261,14 +272,15 @@ class HFBackbone(Backbone):
             from transformers import AutoModel, AutoTokenizer
         except ImportError as exc:
             raise ModelError("hf: models need the text extra: pip install 'transferlab[text]'") from exc
+        hub = _from_hub(self._weights_id)
         try:
             self._tok = AutoTokenizer.from_pretrained(self._tokenizer_path)
             kw = {"use_safetensors": True} if self._safetensors_only else {}
             self._model = self._builder() if self._builder else AutoModel.from_pretrained(self.path_or_id, **kw)
         except OSError as exc:
             raise ModelError(
-                f"cannot load transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); give a local "
-                "directory, or unset HF_HUB_OFFLINE and check your network for hub ids"
+                f"cannot load transformers model {self.path_or_id!r} ({str(exc).splitlines()[0]}); "
+                + (hub_hint() if hub else "the directory must hold a transformers model (config.json, weights)")
             ) from None
         self._model.eval()
         self._meta.setdefault("params", int(sum(p.numel() for p in self._model.parameters())))

@@ -22,6 +22,7 @@ from ._backbone import (
     TorchImageBackbone,
     hash_files,
 )
+from ._hub import hub_hint, hub_offline
 from ._raw import RawInputBackbone
 
 #: scheme -> resolver(rest_of_reference, full_reference) -> Backbone
@@ -148,12 +149,13 @@ def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
 
     def build() -> Any:
         if local_path is None:
+            hub_offline()  # no network: fail at once from the cache, not after a minute of retries
             try:
                 return timm.create_model(name, pretrained=True)
             except Exception as exc:  # hub errors come in many types
                 raise ModelError(
                     f"cannot download weights for {ref!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-                    f"offline? give local weights as timm:{name}@/path/model.safetensors"
+                    + hub_hint(f"local weights as timm:{name}@/path/model.safetensors")
                 ) from None
         file = local_path
         if local_path.is_dir():
