@@ -44,8 +44,8 @@ def test_model_labels_do_not_overlap_when_points_are_close(n_models, targets):
     assert len(labels) == len(wanted)  # ... once (in the legend), not beside each of its points in every panel
     assert all(len(t.get_text()) <= 20 for t in labels)  # short names
     boxes = [t.get_window_extent(renderer) for t in labels]
-    clashes = [(a.get_text(), b.get_text()) for (a, ba), (b, bb) in itertools.combinations(zip(labels, boxes), 2)
-               if _overlap(ba, bb)]
+    pairs = itertools.combinations(zip(labels, boxes, strict=True), 2)
+    clashes = [(a.get_text(), b.get_text()) for (a, ba), (b, bb) in pairs if _overlap(ba, bb)]
     assert not clashes
     for ax in fig.axes:  # no model name written inside a panel
         assert not [t for t in ax.texts if t.get_text() in wanted]
