@@ -148,7 +148,15 @@ def test_divergence_is_a_clear_error():
     m = _model()
     with torch.no_grad():
         m[0].weight[0, 0] = float("inf")
-    with pytest.raises(TransferlabError, match="training diverged"):
+    with pytest.raises(TransferlabError, match="training diverged") as err:
+        train({"model": m}, Supervised(), tr, TrainConfig(epochs=1, lr=1.0, clip_grad_norm=None))
+    assert "precision" not in str(err.value)  # fp32 here: nothing to turn off
+    # in mixed precision the message names the flag that turns it off (it said "disable mixed precision", which no
+    # flag could: issue 29)
+    from transferlab._runtime import runtime
+
+    with runtime(precision="bf16"), pytest.raises(TransferlabError, match=r"lower --lr or train in full precision "
+                                                                          r"\(--precision fp32; bf16 mixed"):
         train({"model": m}, Supervised(), tr, TrainConfig(epochs=1, lr=1.0, clip_grad_norm=None))
 
 

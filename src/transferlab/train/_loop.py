@@ -268,7 +268,8 @@ class _Loop:
             if not torch.isfinite(step_loss):
                 raise TransferlabError(
                     f"training diverged: the loss became {float(step_loss.detach())} in epoch {epoch + 1}; lower "
-                    "--lr (or disable mixed precision)")
+                    "--lr" + (f" or train in full precision (--precision fp32; {self.precision} mixed precision was "
+                              "on)" if self.use_amp else ""))
             if share is None:
                 self.scaler.scale(step_loss / cfg.grad_accum).backward()
             else:  # this process's share of the batch's mean: the average over processes is the batch's mean
