@@ -77,7 +77,7 @@ def test_every_method_fits_saves_and_reloads_a_text_model(method, options, topic
     # the frozen parts stayed frozen: the embeddings move only where the method trains them
     state = r.model.state_dict()
     emb = next(k for k in state if k.endswith("word_embeddings.weight") and "lora" not in k)
-    moved = not torch.equal(state[emb], before["encoder.embeddings.word_embeddings.weight"])
+    moved = not torch.equal(state[emb], before["bert.embeddings.word_embeddings.weight"])
     assert moved == (method in ("finetune", "sparse"))
     if method == "head":
         assert m["trainable_params"] == 32 * 3 + 3
@@ -96,7 +96,7 @@ def test_parallel_text_adapter_is_the_unified_view_formula(tiny_text_ref):
     inject_adapters_(net, AdapterConfig(r=4, scaling=2.0))
     with torch.no_grad():
         torch.testing.assert_close(net.eval().forward_features(x), base)  # identity at init (up = 0)
-    block = net.get_submodule("encoder.encoder.layer.1.output")
+    block = net.get_submodule("bert.encoder.layer.1.output")
     assert isinstance(block, ResidualAdapted)
     torch.nn.init.normal_(block.adapter.up.weight)
     h, r = torch.randn(2, 5, 64), torch.randn(2, 5, 32)
@@ -112,7 +112,7 @@ def test_mam_prefix_attention_matches_explicit_attention(tiny_text_ref):
     from transferlab.models._adapters import PrefixSelfAttention
 
     net, _ = build_text_classifier(resolve_model(tiny_text_ref), 3)
-    attn = net.get_submodule("encoder.encoder.layer.0.attention.self")
+    attn = net.get_submodule("bert.encoder.layer.0.attention.self")
     pa = PrefixSelfAttention(attn, 3).eval()
     torch.nn.init.normal_(pa.prefix_v)
     x = torch.randn(1, 4, 32)
@@ -132,8 +132,8 @@ def test_partial_trains_the_last_layers(topics, tiny_text_ref):
     tr, te = topics
     r = fit(tr, tiny_text_ref, "partial", test=te, epochs=1, blocks=1)
     trained = {n for n, p in r.model.named_parameters() if p.requires_grad}
-    assert trained and all(n.startswith(("encoder.encoder.layer.1.", "head.")) for n in trained)
-    assert any(n.startswith("encoder.encoder.layer.1.") for n in trained)
+    assert trained and all(n.startswith(("bert.encoder.layer.1.", "classifier.")) for n in trained)
+    assert any(n.startswith("bert.encoder.layer.1.") for n in trained)
 
 
 def test_scalearn_on_text_and_its_saved_model_needs_no_sources(topics, tiny_text_ref, tmp_path):
@@ -179,7 +179,7 @@ def test_init_continues_a_text_fit(topics, tiny_text_ref, tmp_path):
     fit(tr, tiny_text_ref, "lora", test=te, out=tmp_path / "a", epochs=1, r=2)
     first = load(tmp_path / "a").merge_and_unload().state_dict()
     r = fit(tr, tiny_text_ref, "head", test=te, init=tmp_path / "a", epochs=1)
-    q = "encoder.encoder.layer.0.attention.self.query.weight"
+    q = "bert.encoder.layer.0.attention.self.query.weight"
     torch.testing.assert_close(r.model.state_dict()[q], first[q])  # the LoRA-merged weights were the start
 
 

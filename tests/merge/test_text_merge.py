@@ -24,12 +24,12 @@ def test_text_models_merge_with_heads(tiny_text_ref: str, tmp_path: Path) -> Non
     assert (out / "tokenizer" / "tokenizer.json").is_file()
     rm = merge("regmean", tiny_text_ref, dirs, data=[a, b], examples=16)
     avg = merge("average", tiny_text_ref, dirs)
-    q = "encoder.encoder.layer.0.attention.self.query.weight"
+    q = "bert.encoder.layer.0.attention.self.query.weight"
     assert q in rm and not torch.allclose(rm[q], avg[q])  # a Linear layer: merged by RegMean, not averaged
     net = load(out, head="b")
     sd = net.state_dict()
     assert torch.equal(sd[q], rm[q])
-    lora_head = load(dirs[1]).state_dict()["base_model.model.head.modules_to_save.default.weight"]
-    assert torch.equal(sd["head.weight"], lora_head)
+    lora_head = load(dirs[1]).state_dict()["base_model.model.classifier.modules_to_save.default.weight"]
+    assert torch.equal(sd["classifier.weight"], lora_head)
     pred, probs, cfg = predict(out, b, head="b")
     assert probs.shape == (len(b), 3) and cfg["class_names"] == list(b.class_names)

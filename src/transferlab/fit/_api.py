@@ -263,6 +263,8 @@ def _write_report(path: Path, net: Any, config: dict[str, Any], metrics: dict[st
 
 def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
     """Load an earlier fit's weights into ``net`` in place (same architecture; head only if the shapes match)."""
+    from ..models import rename_modules_
+
     card = read_card(init)
     prev = load(init, trust_pickle=trust_pickle)
     if architecture_key(card.architecture) != architecture_key(architecture_of(net)):
@@ -273,6 +275,7 @@ def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:
     elif card.structure:
         raise TransferlabError(f"--init from an {card.method!r} fit is not supported: its adapters are not part of "
                                "the base architecture")
+    rename_modules_(prev, getattr(net, "names", None))  # a text fit saved before transformers' module names
     state = prev.state_dict()
     own = net.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -302,7 +302,7 @@ def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
 def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickle: bool = False,
                 allow_reference: bool = False) -> Source:
     """A :class:`Source` for a state dict, a file, a fit directory or (``allow_reference``) a model reference."""
-    from ..models import card_file, head_prefix, load, read_card
+    from ..models import card_file, head_prefix, legacy_text_state, load, read_card
 
     if isinstance(obj, dict):
         return DictSource(obj, label)
@@ -315,7 +315,12 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
                 f"{label}: {p} was fitted with {card.method!r}, which adds modules the base architecture lacks; "
                 "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
                 "dora, ia3)")
-        if (p / "adapter_config.json").is_file():
+        legacy = legacy_text_state(p, trust_pickle=trust_pickle) if card is not None and not (
+            base is None and card.weights == "peft") else None
+        if legacy is not None:  # a text fit saved before transformers' module names: read under them, as fits are now
+            cfg = {**(cfg or {}), "architecture": legacy[1]}
+            src = DictSource(legacy[0], label, config=cfg)
+        elif (p / "adapter_config.json").is_file():
             if base is None:
                 raise TransferlabError(f"{label}: {p} is an adapter; it cannot be the base model")
             adapter = json.loads((p / "adapter_config.json").read_text())

@@ -43,7 +43,8 @@ _LAZY = {
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
     "pooled_dim": "_bottleneck",
-    "TextClassifier": "_text", "TextTensors": "_text", "to_transformers": "_export", "ImageTensors": "_inputs",
+    "TextClassifier": "_text", "TextTensors": "_text", "rename_modules_": "_text", "to_transformers": "_export",
+    "legacy_text_state": "_export", "ImageTensors": "_inputs",
 }
 
 
@@ -60,8 +61,8 @@ __all__ = [
     "ImageTensors",
     "FolderCard", "ModelCard", "Predictions", "Predictor", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
-    "inject_adapters_", "install_bottleneck_", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
+    "inject_adapters_", "install_bottleneck_", "legacy_text_state", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
-    "recorded_reference", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
+    "recorded_reference", "rename_modules_", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
     "to_transformers", "write_hf_files",
 ]

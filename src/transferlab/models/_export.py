@@ -1,4 +1,6 @@
-"""``to_transformers``: a text fit or merge written as a plain Hugging Face folder (see ``_hf_text``)."""
+"""``to_transformers``: a text model written as a plain Hugging Face folder (see ``_hf_text``), for the folders that are
+not one themselves: written before text models used transformers' module names, a merge's other heads, a task of a
+merge that keeps per-task tensors."""
 
 from __future__ import annotations
 
@@ -14,15 +16,17 @@ _PEFT = "base_model.model."
 
 
 def to_transformers(model_dir: str | Path, out: str | Path, *, head: str | None = None) -> Path:
-    """Write the text model saved in ``model_dir`` (a fit, or a merge's ``head``) into ``out`` as a Hugging Face
-    folder: ``AutoTokenizer`` and ``AutoModelForSequenceClassification.from_pretrained(out)`` open a whole-network
-    model (``config.json`` with ``id2label``; weights under transformers' names), and ``PeftModel.from_pretrained(
-    AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=C), out)`` a LoRA fit, every adapter
-    tensor by its name. The model's pooling is not transformers' (its pooler): ``out/README.md`` shows the three
-    lines that pool as transferlab does; with them the predictions are transferlab's. Returns ``out``."""
+    """Write the text model saved in ``model_dir`` (a fit, or a merge's ``head``) into ``out`` in the form a text
+    fit's folder has itself (``_hf_text``): ``AutoTokenizer`` and ``AutoModelForSequenceClassification.from_pretrained(
+    out, trust_remote_code=True)`` open a whole network with this model's logits (``config.json`` with
+    ``id2label``, the weights under transformers' names, ``modeling_transferlab.py`` for the pooling); a LoRA fit is
+    peft's adapter under those names, which ``PeftModel.from_pretrained`` loads over that class built on the base
+    (``out/README.md`` shows how). Needed only for folders written before text models used transformers' names,
+    for a merge's other heads, and for a task of a merge with per-task tensors. Returns ``out``."""
     from ._card import read_card
-    from ._hf_text import sequence_classification_names, transformers_config, write_hf_files
+    from ._hf_text import write_hf_files
     from ._saved import load
+    from ._text import transformers_names
 
     d = Path(model_dir)
     card = read_card(d)
@@ -34,31 +38,48 @@ def to_transformers(model_dir: str | Path, out: str | Path, *, head: str | None 
     net = load(d, head=head)
     peft_format = card.weights == "peft"
     inner = net.base_model.model if peft_format else net
-    names = sequence_classification_names(inner.encoder)
-    if names is None:
-        raise TransferlabError(f"transformers has no sequence-classification model with one linear classifier for a "
-                               f"{card.architecture.get('name')}: {d} opens in transferlab only")
+    names, old = transformers_names(inner.encoder), dict(inner.names)
     raw = dict(net.transferlab_config)  # the selected head's classes
+    raw["architecture"] = {**raw["architecture"], "modules": names}
+    if raw.get("merge"):  # the written network is this task's: no per-task tensors
+        raw["merge"] = {k: v for k, v in raw["merge"].items() if k != "task_weights"}
     with atomic_dir(out) as tmp:
         net.transferlab_tokenizer.save_pretrained(str(tmp))
         if peft_format:
-            base = _write_adapter(net, tmp, names[0], raw, d, Path(out))
+            _write_adapter(net, tmp, (old, names), raw, d, Path(out))
         else:
-            state = {_rename(k, names[0]): v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-            _save(state, tmp / "model.safetensors")
-            write_json_atomic(tmp / "config.json", transformers_config(raw, names))
-            base = None
-        write_hf_files(tmp, raw, exported={"names": names, "base": base})
+            _save({_rename(k, old, names): v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                  tmp / "model.safetensors")
+        write_hf_files(tmp, raw, exported=True)
     return Path(out)
 
 
-def _rename(key: str, prefix: str) -> str:
+def legacy_text_state(model_dir: str | Path, *, trust_pickle: bool = False) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """For a text model folder written before text models used transformers' module names (its card's architecture
+    has no ``modules``): its whole network's tensors under those names (a peft adapter folded into its base) and
+    the architecture record that says so, so that it meets models saved now (a merge, a fit's ``init``). None for
+    any other folder."""
+    from ._card import read_card
+    from ._saved import load
+    from ._text import rename_modules_, transformers_names
+
+    card = read_card(Path(model_dir))
+    if card.architecture.get("library") != "transformers" or "modules" in card.architecture or card.structure:
+        return None
+    net = load(model_dir, trust_pickle=trust_pickle)
+    if card.weights == "peft":
+        net = net.merge_and_unload()
+    rename_modules_(net, transformers_names(net.encoder))
+    return {k: v.detach() for k, v in net.state_dict().items()}, dict(net.architecture)
+
+
+def _rename(key: str, old: dict[str, str], new: dict[str, str]) -> str:
+    """A tensor or module name of a text model under ``old`` module names, under ``new`` ones."""
     if key.startswith(_PEFT):
-        return _PEFT + _rename(key[len(_PEFT):], prefix)
-    if key.startswith("encoder."):
-        return prefix + key[len("encoder"):]
-    if key.startswith("head."):
-        return "classifier" + key[len("head"):]
+        return _PEFT + _rename(key[len(_PEFT):], old, new)
+    for part in ("encoder", "head"):
+        if key == old[part] or key.startswith(old[part] + "."):
+            return new[part] + key[len(old[part]):]
     return key
 
 
@@ -68,26 +89,27 @@ def _save(state: dict[str, Any], path: Path) -> None:
     save_file(state, str(path), metadata={"format": "pt", "transferlab_version": __version__})
 
 
-def _write_adapter(net: Any, tmp: Path, prefix: str, card: dict[str, Any], d: Path, out: Path) -> str | None:
-    """peft's two files under transformers' names; the base as transformers opens it (returned)."""
+def _write_adapter(net: Any, tmp: Path, names: tuple[dict[str, str], dict[str, str]], card: dict[str, Any],
+                   d: Path, out: Path) -> None:
+    """peft's two files under transformers' module names (``names``: the model's and those), the base recorded as
+    transformers opens it (a hub id, or a local folder relative to ``out``)."""
     from peft.utils import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(net, save_embedding_layers=False)
-    _save({_rename(k, prefix): v.detach().cpu().contiguous() for k, v in state.items()}, tmp / "adapter_model.safetensors")
-    cfg = net.peft_config["default"]
-    cfg.save_pretrained(str(tmp))
     from ._hf_text import _json
 
+    old, new = names
+    state = get_peft_model_state_dict(net, save_embedding_layers=False)
+    _save({_rename(k, old, new): v.detach().cpu().contiguous() for k, v in state.items()},
+          tmp / "adapter_model.safetensors")
+    net.peft_config["default"].save_pretrained(str(tmp))
     raw = _json(tmp / "adapter_config.json")
     targets = raw.get("target_modules")
     if isinstance(targets, list):
-        raw["target_modules"] = sorted(_rename(t, prefix) for t in targets)
-    raw["modules_to_save"] = ["classifier" if m == "head" else m for m in raw.get("modules_to_save") or []]
-    base = _base_path(card.get("model"), d, out)
-    raw["base_model_name_or_path"] = base
+        raw["target_modules"] = sorted(_rename(t, old, new) for t in targets)
+    raw["modules_to_save"] = [_rename(m, old, new) for m in raw.get("modules_to_save") or []]
+    raw["base_model_name_or_path"] = _base_path(card.get("model"), d, out)
     raw["auto_mapping"] = None
     write_json_atomic(tmp / "adapter_config.json", raw)
-    return base
 
 
 def _base_path(ref: str | None, d: Path, out: Path) -> str | None:

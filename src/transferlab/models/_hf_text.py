@@ -1,61 +1,61 @@
-"""A text model as a Hugging Face folder: the ``README.md`` card of every text model and peft adapter (in place of
-peft's template), the tokenizer at the top level, and :func:`to_transformers`, which writes a fit or merge as a folder
-``AutoModelForSequenceClassification`` (and, for a LoRA fit, ``PeftModel`` over it) loads by itself.
+"""A text model as a Hugging Face folder: a fit or merge directory is one itself.
 
-Why an export and not the fit directory itself: a :class:`~transferlab.models.TextClassifier` names its modules
-``encoder`` and ``head`` where transformers' class has ``bert`` and ``classifier``, and merges read a fit's
-``model.safetensors`` and adapter tensors by those names (over a base built the way fit builds it). One file cannot
-carry both names, so the fit keeps transferlab's and the export writes transformers'.
+A text model's modules carry transformers' names (``_text``: the encoder under its ``base_model_prefix``, the head
+as ``classifier``), so its ``model.safetensors`` and its peft adapter are under the names transformers and peft use.
+Beside them :func:`write_hf_files` puts ``config.json`` (the encoder's config with ``model_type``, ``id2label`` /
+``label2id``, the pooling in ``transferlab``, and an ``auto_map``), ``modeling_transferlab.py`` (``_hf_modeling``:
+the pooling transferlab trained with, which no transformers class has), the tokenizer at the top level and a
+``README.md`` card (in place of peft's template). So, for a whole network (a fit, a merge with its first head):
+``AutoTokenizer.from_pretrained(DIR)`` and ``AutoModelForSequenceClassification.from_pretrained(DIR,
+trust_remote_code=True)``, whose ``logits`` are transferlab's; for a peft adapter: ``PeftModel.from_pretrained``
+over that class built on the base (or over transformers' own class: every adapter tensor loads by its name).
 
-The pooling cannot move with the weights: transferlab pools the encoder's last hidden states (the mean over the
-tokens, or the first token: the zoo's features), while transformers' class feeds its own pooler (BERT:
-``tanh(dense(h[CLS]))``, a layer transferlab drops) to the classifier, and no setting of that class pools otherwise.
-``model(**inputs).logits`` is therefore *not* the model's prediction; the card (and ``config.json``'s
-``transferlab`` entry) says how to pool: three lines over ``model.bert``'s output, then ``model.classifier``.
-Tested: the same classes as ``transferlab.models.predict``, logits equal to float rounding.
+Why custom code: transferlab pools the encoder's last hidden states (the mean over the tokens, or the first token:
+the zoo's features), while transformers' classes classify their own pooler's output (BERT: ``tanh(dense(h[CLS]))``,
+a layer transferlab drops; DistilBERT, RoBERTa, ELECTRA: a dense layer and an activation) and none averages over the
+tokens, so no standard class and no setting of one gives this model's logits.
+
+Folders written before the names were transformers' (cards without ``architecture.modules``) load in transferlab as
+they are; :func:`~transferlab.models.to_transformers` writes them (or a merge's other heads) in this form.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .._io import normal_permissions, write_text_atomic
+from .._io import normal_permissions, write_json_atomic, write_text_atomic
+from ._model_card import MODEL_CLASS, MODELING_FILE
 
 #: files a tokenizer's ``save_pretrained`` writes that are copied to the top level (never the card or the weights)
 _NOT_TOKENIZER = ("config.json", "README.md", "transferlab.json", "model.safetensors", "adapter_config.json",
-                  "adapter_model.safetensors")
+                  "adapter_model.safetensors", MODELING_FILE)
 
 
-def sequence_classification_names(encoder: Any) -> tuple[str, str, str] | None:
-    """(the base model's attribute, ``"classifier"``, the class name) of transformers' sequence-classification
-    model for ``encoder``'s config, where its classifier is one ``Linear`` over the hidden size and its base model
-    is ``encoder``'s class (BERT, DistilBERT, ALBERT, DeBERTa...); None otherwise (RoBERTa's two-layer head...)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    try:
-        cfg = type(encoder.config).from_dict({**encoder.config.to_dict(), "num_labels": 2})
-        with torch.device("meta"):  # no memory, no weights: only the module names
-            model = AutoModelForSequenceClassification.from_config(cfg)
-    except Exception:  # no sequence-classification class for this model type (or it cannot be built)
+def hf_form(card: dict[str, Any]) -> str | None:
+    """How a saved model's folder opens in transformers: ``"model"`` (a text network's whole weights under
+    transformers' names: a fit, or a merge with its first head), ``"adapter"`` (a peft adapter under those names,
+    over its base), or None (an image model; modules transformers' classes lack; only the trained tensors;
+    per-task tensors of a merge; a folder written before the names were transformers')."""
+    arch = card.get("architecture") or {}
+    if arch.get("library") != "transformers" or card.get("structure") or not isinstance(arch.get("modules"), dict):
         return None
-    prefix = getattr(model, "base_model_prefix", "")
-    head = getattr(model, "classifier", None)
-    base = getattr(model, prefix, None) if prefix else None
-    if (type(base) is not type(encoder) or not isinstance(head, torch.nn.Linear)
-            or head.in_features != int(encoder.config.hidden_size) or prefix in ("drop", "classifier")):
-        return None
-    return prefix, "classifier", type(model).__name__
+    if card.get("weights") == "peft":
+        return "adapter"
+    if card.get("weights", "state_dict") == "state_dict" and not (card.get("merge") or {}).get("task_weights"):
+        return "model"
+    return None
 
 
-def transformers_config(card: dict[str, Any], names: tuple[str, str, str]) -> dict[str, Any]:
-    """transformers' ``config.json`` for the exported text model: the encoder's config, ``architectures``,
-    ``id2label``/``label2id``/``num_labels`` from the class names, and ``transferlab`` (the pooling to apply)."""
+def transformers_config(card: dict[str, Any]) -> dict[str, Any]:
+    """transformers' ``config.json`` of a text model: the encoder's config (``model_type`` included),
+    ``id2label``/``label2id``/``num_labels`` from the class names, ``architectures`` and ``auto_map`` naming
+    :data:`MODEL_CLASS`, and ``transferlab`` (the pooling, the token limit)."""
     from transformers import AutoConfig
 
     from ._model_card import pooling_of
@@ -68,32 +68,49 @@ def transformers_config(card: dict[str, Any], names: tuple[str, str, str]) -> di
     cfg = AutoConfig.for_model(model_type, **conf)
     cfg.id2label = dict(enumerate(names))
     cfg.label2id = {c: i for i, c in enumerate(names)}
-    cfg.architectures = [names[2]]
+    cfg.architectures = [MODEL_CLASS]
     cfg.problem_type = "single_label_classification"
-    out = {k: v for k, v in cfg.to_dict().items() if k not in ("_name_or_path", "architecture")}
+    out = {k: v for k, v in cfg.to_dict().items() if k not in ("_name_or_path", "architecture", "auto_map")}
     out["num_labels"] = n
-    out["transferlab"] = {**pooling_of(card), "max_length": card.get("max_length"),
-                          "note": "predict with model.classifier(pool(model." + names[0]
-                                  + "(...).last_hidden_state)), see README.md; model(...).logits uses a pooler "
-                                  "this model does not have"}
+    out["auto_map"] = {"AutoModelForSequenceClassification": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}"}
+    out["transferlab"] = {**pooling_of(card), "max_length": card.get("max_length") or arch.get("max_length"),
+                          "version": card.get("transferlab_version")}
     return out
 
 
-def write_hf_files(out: Path, card: dict[str, Any], *, exported: dict[str, Any] | None = None) -> None:
-    """Into the model directory ``out``: a text model's tokenizer files at the top level (from ``out/tokenizer``)
-    and the ``README.md`` card of text models and peft adapters (it replaces peft's template). ``exported``: what
-    :func:`to_transformers` wrote (the card then shows how transformers and peft open it)."""
+def modeling_source(card: dict[str, Any]) -> str:
+    """``modeling_transferlab.py`` for the card's encoder: ``_hf_modeling``'s source with its model type and the
+    encoder's attribute name."""
+    arch = card.get("architecture") or {}
+    model_type = str((arch.get("config") or {}).get("model_type"))
+    encoder = str(arch["modules"]["encoder"])
+    if not (model_type.replace("-", "_").isidentifier() and encoder.isidentifier()):
+        raise ValueError(f"not a model type and module name: {model_type!r}, {encoder!r}")
+    src = (Path(__file__).with_name("_hf_modeling.py")).read_text()
+    src = re.sub(r'^MODEL_TYPE = ".*"$', f"MODEL_TYPE = {model_type!r}", src, count=1, flags=re.M)
+    return re.sub(r'^ENCODER = ".*"$', f"ENCODER = {encoder!r}", src, count=1, flags=re.M)
+
+
+def write_hf_files(out: Path, card: dict[str, Any], *, exported: bool = False) -> None:
+    """Into the model directory ``out``: a text model's tokenizer files at the top level (from ``out/tokenizer``),
+    ``config.json`` and ``modeling_transferlab.py`` where the folder opens in transformers (:func:`hf_form`), and
+    the ``README.md`` card of text models and peft adapters (it replaces peft's template). ``exported``: the folder
+    is :func:`~transferlab.models.to_transformers`' (no transferlab card: the README shows transformers only)."""
     text = (card.get("architecture") or {}).get("library") == "transformers"
     tok = out / "tokenizer"
     if text and tok.is_dir():
         for f in sorted(tok.iterdir()):
             if f.is_file() and not f.is_symlink() and f.name not in _NOT_TOKENIZER:
                 _copy_atomic(f, out / f.name)
+    form = hf_form(card)
+    if form is not None:
+        write_json_atomic(out / "config.json", transformers_config(card))
+        write_text_atomic(out / MODELING_FILE, modeling_source(card))
     if text or card.get("weights") == "peft":
         from ._model_card import model_card
 
         adapter = _json(out / "adapter_config.json") if card.get("weights") == "peft" else None
-        write_text_atomic(out / "README.md", model_card(card, exported=exported, adapter=adapter))
+        write_text_atomic(out / "README.md", model_card(card, form=form, exported=exported, adapter=adapter))
 
 
 def _json(path: Path) -> Any:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: a text model folder's custom-code file (``_hf_modeling``) and its class, which ``config.json``'s ``auto_map`` names
+MODELING_FILE = "modeling_transferlab.py"
+MODEL_CLASS = "TransferlabForSequenceClassification"
+
 
 def pooling_of(card: dict[str, Any]) -> dict[str, Any]:
     """How the card's text model pools the encoder's output: ``pooling`` (mean or cls) and ``normalize``."""
@@ -15,11 +19,11 @@ def pooling_of(card: dict[str, Any]) -> dict[str, Any]:
     return {"pooling": arch.get("pooling", "mean"), "normalize": bool(arch.get("normalize"))}
 
 
-def model_card(card: dict[str, Any], *, exported: dict[str, Any] | None = None,
+def model_card(card: dict[str, Any], *, form: str | None = None, exported: bool = False,
                adapter: dict[str, Any] | None = None) -> str:
-    """The card's Markdown; ``exported``: the folder is :func:`~transferlab.models.to_transformers`' (``names``:
-    transformers' base attribute, classifier and class; ``base``: the adapter's base as transformers opens it);
-    ``adapter``: peft's ``adapter_config.json``."""
+    """The card's Markdown. ``form``: how the folder opens in transformers (``_hf_text.hf_form``: ``"model"``,
+    ``"adapter"`` or None); ``exported``: the folder is :func:`~transferlab.models.to_transformers`' (it has no
+    transferlab card); ``adapter``: peft's ``adapter_config.json``."""
     arch = card.get("architecture") or {}
     text = arch.get("library") == "transformers"
     classes = [str(c) for c in card.get("class_names") or []]
@@ -36,15 +40,15 @@ def model_card(card: dict[str, Any], *, exported: dict[str, Any] | None = None,
                   f"{card.get('max_length') or arch.get('max_length') or 128} tokens.", ""]
     if not exported:
         lines += _transferlab_section(card)
-    if text and exported and adapter is None:
-        lines += _transformers_section(card, exported["names"])
-    elif text and exported:
-        lines += _peft_text_section(card, exported["names"])
+    if text and form == "model":
+        lines += _transformers_section(card)
+    elif text and form == "adapter":
+        lines += _peft_text_section(card)
     elif text:
         lines += _export_section(card)
     elif adapter is not None:
         lines += _peft_image_section(card)
-    lines += _training_section(card)
+    lines += _training_section(card, exported)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -78,18 +82,6 @@ def _pooling_words(card: dict[str, Any]) -> str:
     return words + (", L2-normalised" if p["normalize"] else "")
 
 
-def _pool_code(card: dict[str, Any]) -> list[str]:
-    p = pooling_of(card)
-    if p["pooling"] == "mean":
-        code = ['    m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)',
-                "    pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)  # the mean over the tokens"]
-    else:
-        code = ["    pooled = hidden[:, 0]  # the first token"]
-    if p["normalize"]:
-        code.append("    pooled = torch.nn.functional.normalize(pooled, dim=-1)")
-    return code
-
-
 def _transferlab_section(card: dict[str, Any]) -> list[str]:
     return ["## In transferlab", "", "```python", "from transferlab.models import Predictor", "",
             "clf = Predictor(DIR)  # DIR: this folder", "labels = clf.predict(texts)" if
@@ -100,59 +92,74 @@ def _transferlab_section(card: dict[str, Any]) -> list[str]:
 def _export_section(card: dict[str, Any]) -> list[str]:
     if card.get("structure") or card.get("weights") == "trained":
         return ["It opens in transferlab only: its method adds modules transformers' classes lack.", ""]
+    tasks = (card.get("merge") or {}).get("task_weights") or {}
+    head = f", head={next(iter(tasks))!r}" if tasks else ""
+    why = ("this folder holds each task's tensors over a shared network, so each task is written on its own"
+           if tasks else "this folder was written by a transferlab whose module names were not transformers' yet")
     return ["## In transformers" + (" and peft" if card.get("weights") == "peft" else ""), "",
-            "Write it as a Hugging Face folder (`config.json` with `id2label`, the tokenizer, the weights or the "
-            "adapter under transformers' names, a card showing how to pool):", "", "```python",
-            "import transferlab", "", "transferlab.models.to_transformers(DIR, OUT)", "```", "",
+            f"Write it as a Hugging Face folder ({why}):", "", "```python", "import transferlab", "",
+            f"transferlab.models.to_transformers(DIR, OUT{head})", "```", "",
             "`OUT/README.md` then shows how `AutoModelForSequenceClassification`"
             + (" and `PeftModel`" if card.get("weights") == "peft" else "") + " open it with this model's predictions.",
             ""]
 
 
-def _forward_code(card: dict[str, Any], model: str, names: Any) -> list[str]:
-    arch = card.get("architecture") or {}
-    enc, head = names[0], names[1]
-    n = card.get("max_length") or arch.get("max_length") or 128
+def _code_logits(card: dict[str, Any], model: str, labels: str) -> list[str]:
+    n = card.get("max_length") or (card.get("architecture") or {}).get("max_length") or 128
     return [f'enc = tok(texts, padding=True, truncation=True, max_length={n}, return_tensors="pt")',
-            "with torch.no_grad():",
-            f'    hidden = {model}.{enc}(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])'
-            ".last_hidden_state", *_pool_code(card), f"    logits = {model}.{head}(pooled)",
-            f"labels = [{model}.config.id2label[i] for i in logits.argmax(-1).tolist()]"]
+            "with torch.no_grad():", f"    logits = {model}(**enc).logits",
+            f"labels = [{labels}.id2label[i] for i in logits.argmax(-1).tolist()]"]
 
 
-def _transformers_section(card: dict[str, Any], names: Any) -> list[str]:
-    enc = names[0]
+def _why_custom_code(card: dict[str, Any]) -> str:
+    enc = ((card.get("architecture") or {}).get("modules") or {}).get("encoder", "encoder")
+    return (f"`trust_remote_code=True` runs this folder's `modeling_transferlab.py` (torch and transformers only): "
+            f"its class pools as this model was trained, {_pooling_words(card)}, which no class of transformers "
+            f"does. Without it transformers builds its own class from the same weights, which classifies the output "
+            f"of its own pooler or head layers, absent here and newly initialised (its load report lists them, e.g. "
+            f"`{enc}.pooler.dense` for BERT): those predictions are not this model's. `AutoModel.from_pretrained(DIR)` "
+            "opens the fine-tuned encoder without custom code; `config.json`'s `transferlab` entry records the pooling.")
+
+
+def _transformers_section(card: dict[str, Any]) -> list[str]:
     heads = card.get("heads") or {}
-    first = f" (with the head of its first task, `{next(iter(heads))}`; the others are in `heads/`)" if heads else ""
+    chosen = card.get("selected_head")
+    first = ""
+    if chosen:
+        first = f" with the head of the task `{chosen}`"
+    elif heads:
+        first = (f" with the head of its first task, `{next(iter(heads))}` (the others are in `heads/`; "
+                 "`transferlab.models.to_transformers(DIR, OUT, head=TASK)` writes a folder with another)")
     return ["## In transformers", "",
-            f"`config.json`, the tokenizer files and `model.safetensors` make this folder a `{names[2]}`{first}:",
-            "", "```python", "import torch", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            f"`config.json`, `modeling_transferlab.py`, the tokenizer files and `model.safetensors` make this folder "
+            f"a sequence-classification model{first}:", "",
+            "```python", "import torch", "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
             "", "tok = AutoTokenizer.from_pretrained(DIR)",
-            "model = AutoModelForSequenceClassification.from_pretrained(DIR).eval()",
-            *_forward_code(card, "model", names), "```", "",
-            f"Pool as above: `model(**enc).logits` is **not** this model's prediction. transformers' class feeds its "
-            f"own pooler (`{enc}.pooler`, a layer this model does not have: transformers reports it as newly "
-            "initialised) to the classifier, and no setting of the class pools the way this model was trained: "
-            f"{_pooling_words(card)}. `model.{enc}` with `model.classifier` are all the weights; "
-            "`config.json`'s `transferlab` entry records the pooling.", ""]
+            "model = AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True).eval()",
+            *_code_logits(card, "model", "model.config"), "```", "", _why_custom_code(card), ""]
 
 
-def _peft_text_section(card: dict[str, Any], names: Any) -> list[str]:
+def _peft_text_section(card: dict[str, Any]) -> list[str]:
     n = card.get("num_classes")
     return ["## In transformers and peft", "",
-            "The adapter loads with peft over the sequence-classification model transformers builds from the base "
-            f"(its classifier is the adapter's trained `modules_to_save` copy: {n} classes):", "",
+            "The adapter's tensors are under transformers' names; it loads with peft over this folder's model class "
+            "built on the base (its classifier is the adapter's trained `modules_to_save` copy):", "",
             "```python", "import torch", "from peft import PeftModel",
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+            "from transformers import AutoConfig, AutoTokenizer",
+            "from transformers.dynamic_module_utils import get_class_from_dynamic_module", "",
             "tok = AutoTokenizer.from_pretrained(DIR)",
-            f"id2label = dict(enumerate({list(card.get('class_names') or [])!r}))",
-            f"base = AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={n}, id2label=id2label)",
-            "net = PeftModel.from_pretrained(base, DIR).eval().base_model.model  # the adapters are in its layers",
-            *_forward_code(card, "net", names), "```", "",
+            "config = AutoConfig.from_pretrained(DIR)  # the base's config, this model's classes and pooling",
+            f'cls = get_class_from_dynamic_module("{MODELING_FILE[:-3]}.{MODEL_CLASS}", DIR)',
+            "model = PeftModel.from_pretrained(cls.from_pretrained(BASE, config=config), DIR).eval()",
+            *_code_logits(card, "model", "config"), "```", "",
             "`BASE` is the base model (`adapter_config.json`'s `base_model_name_or_path`; a relative path is relative "
-            "to this folder). Pool as above: "
-            "`net(**enc).logits` feeds transformers' own pooler, which this model never trained "
-            f"(it classifies {_pooling_words(card)}).", ""]
+            "to this folder); transformers reports the base's pooler as unused and the classifier as new (the "
+            "adapter replaces it). The class comes from this folder's `modeling_transferlab.py` (torch and "
+            f"transformers only): it pools as this model was trained, {_pooling_words(card)}, which no class of "
+            "transformers does. Where transformers' own class for this model type has one linear `classifier` "
+            "(BERT's), plain peft over it loads every adapter tensor by its name as well "
+            f"(`PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={n}), "
+            "DIR)`), but that class classifies its pooler's output, which this model never trained.", ""]
 
 
 def _peft_image_section(card: dict[str, Any]) -> list[str]:
@@ -161,7 +168,7 @@ def _peft_image_section(card: dict[str, Any]) -> list[str]:
             "net = PeftModel.from_pretrained(base, DIR).eval()", "```", ""]
 
 
-def _training_section(card: dict[str, Any]) -> list[str]:
+def _training_section(card: dict[str, Any], exported: bool = False) -> list[str]:
     train = card.get("train") or {}
     opts = card.get("options") or {}
     rows = [f"- {k}: `{v}`" for k, v in train.items() if v is not None]
@@ -170,6 +177,7 @@ def _training_section(card: dict[str, Any]) -> list[str]:
     if merge:
         rows.append(f"- merged with `{merge.get('method', '?')}`; tasks: "
                     + ", ".join(f"`{t}`" for t in (card.get("heads") or {})))
+    where = ("the transferlab folder this was written from holds" if exported else "`metrics.json` beside this card holds")
     return ["## Training and metrics", "", *rows, *([""] if rows else []),
-            "`metrics.json` beside this card holds the test and validation accuracy and the training history "
-            "(`merge.json` for a merge); `transferlab.json` is transferlab's own card.", ""]
+            f"{where} the test and validation accuracy and the training history (`merge.json` for a merge)"
+            + ("" if exported else "; `transferlab.json` is transferlab's own card") + ".", ""]

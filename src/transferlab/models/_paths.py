@@ -131,8 +131,8 @@ def with_base(ref: str | None, base: str | os.PathLike[str]) -> str:
 
 def peft_base_name(ref: str | None) -> str | None:
     """What ``adapter_config.json`` records as ``base_model_name_or_path``: the Hugging Face Hub id of a hub model
-    (``timm:resnet18.a1_in1k`` -> ``timm/resnet18.a1_in1k``; ``hf:``/``st:`` ids as given), else the recorded
-    reference (``builtin:...``, or one with a path relative to the adapter's directory)."""
+    (``timm:resnet18.a1_in1k`` -> ``timm/resnet18.a1_in1k``; ``hf:``/``st:`` ids as given, their local folders as
+    the path, relative to the adapter's directory), else the recorded reference (``builtin:...``, ``timm:NAME@PATH``)."""
     if not ref:
         return ref
     scheme, _, rest = ref.partition(":")
@@ -145,6 +145,6 @@ def peft_base_name(ref: str | None) -> str | None:
         except Exception:  # an unknown tag: keep the reference
             hub = None
         return hub or ref
-    if _split(ref) is None and scheme in _PATH_OR_HUB_SCHEMES:
+    if scheme in _PATH_OR_HUB_SCHEMES:  # a hub id, or a local folder (relative to the adapter's): as peft opens it
         return rest
     return ref

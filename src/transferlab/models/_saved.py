@@ -4,10 +4,10 @@ A model directory holds ``transferlab.json`` (the :class:`~transferlab.models.Mo
 (``model.safetensors``: the whole network, or only what a fit trained over the model reference; or peft's
 ``adapter_model.safetensors`` over it), ``tokenizer/`` for text models and, for merges, ``heads/<task>.safetensors``.
 Where the weights are a whole timm network, a timm ``config.json`` beside them lets plain timm open the directory
-(``timm.create_model("local-dir:" + DIR, pretrained=True)``). Text models and peft adapters get a ``README.md`` card
-and text models their tokenizer at the top level too; ``_hf_text.to_transformers`` writes a text model as a plain
-Hugging Face folder. Nothing here names a fit method: the card says how to
-rebuild.
+(``timm.create_model("local-dir:" + DIR, pretrained=True)``). Text models and peft adapters get a ``README.md`` card;
+text models also transformers' ``config.json``, ``modeling_transferlab.py`` and their tokenizer at the top level
+(``_hf_text``: the folder opens in transformers and peft as it is). Nothing here names a fit method: the card says
+how to rebuild.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def _write_weights(path: Path, state: dict[str, Any]) -> None:
 def save_card(directory: str | Path, card: ModelCard | FolderCard | dict[str, Any]) -> None:
     """Write the card as ``transferlab.json`` and, where ``model.safetensors`` is a whole timm network (no added
     modules), timm's ``config.json`` beside it (:func:`timm_config`); text models get their tokenizer at the top
-    level too, and text models and peft adapters a ``README.md`` card (``_hf_text.write_hf_files``)."""
+    level, transformers' ``config.json`` and ``modeling_transferlab.py`` too, and text models and peft adapters a
+    ``README.md`` card (``_hf_text.write_hf_files``)."""
     from ._hf_text import write_hf_files
 
     out = Path(directory)
@@ -181,6 +182,10 @@ def _base_network(card: ModelCard, ref: str, trust_pickle: bool, what: str, wher
     if card.architecture and architecture_key(got) != architecture_key(card.architecture):
         raise TransferlabError(f"the base {ref} is a {got.get('name')}, but {where} was fitted on a "
                                f"{card.architecture.get('name')}: give the base it was fitted on")
+    if got.get("library") == "transformers":  # the module names its weights were saved under (older: encoder/head)
+        from ._text import module_names, rename_modules_
+
+        rename_modules_(net, module_names(card.architecture))
     return net
 
 

@@ -7,6 +7,11 @@ common length per dataset; each batch is trimmed to its longest sequence before 
 
 Pooling follows the source model: for a sentence-transformers directory, its ``1_Pooling`` (mean or CLS) and
 ``Normalize`` modules; for a plain transformers encoder, the mean over non-padding tokens (the zoo's ``hf:`` features).
+
+Module names are transformers' own: the encoder under its class's ``base_model_prefix`` (``bert``, ``distilbert``...)
+and the head as ``classifier``, as in ``AutoModelForSequenceClassification``; so a fit's ``model.safetensors`` and
+its peft adapter keys are the ones transformers and peft look for (``_hf_text``). The architecture record keeps the
+names (``modules``); a card without them was written before (``encoder`` and ``head``) and rebuilds with those.
 """
 
 from __future__ import annotations
@@ -29,24 +34,53 @@ def _torch() -> Any:
     return torch
 
 
+#: the module names of a text model saved before transformers' names were used (cards without ``modules``)
+LEGACY_NAMES = {"encoder": "encoder", "head": "head"}
+#: names a ``base_model_prefix`` cannot take: the classifier's own attributes
+_TAKEN = {"classifier", "head", "drop", "pooling", "normalize", "num_features", "num_classes", "architecture",
+          "names", "training"}
+
+
+def transformers_names(encoder: Any) -> dict[str, str]:
+    """The module names transformers' sequence-classification model uses around ``encoder``: its class's
+    ``base_model_prefix`` (``bert``...; ``encoder`` where it has none) and ``classifier``."""
+    prefix = str(getattr(encoder, "base_model_prefix", "") or "")
+    if not prefix.isidentifier() or prefix in _TAKEN:
+        prefix = "encoder"
+    return {"encoder": prefix, "head": "classifier"}
+
+
 class TextClassifier(_torch().nn.Module):
-    """``head(dropout(pool(encoder(ids, mask))))``; ``pool`` is ``mean`` or ``cls``, optionally L2-normalised."""
+    """``head(dropout(pool(encoder(ids, mask))))``; ``pool`` is ``mean`` or ``cls``, optionally L2-normalised.
+
+    ``names``: the attribute names of the encoder and the head (default: transformers', :func:`transformers_names`);
+    ``encoder`` and ``head`` reach them whatever they are called."""
 
     def __init__(self, encoder: Any, num_classes: int, pooling: str = "mean", normalize: bool = False,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, names: Mapping[str, str] | None = None) -> None:
         torch = _torch()
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise TransferlabError(f"text pooling must be 'mean' or 'cls', got {pooling!r}")
         if getattr(encoder, "pooler", None) is not None:  # BERT's pooler is unused by mean/CLS pooling: drop it
             encoder.pooler = None
-        self.encoder = encoder
+        self.names = dict(names or transformers_names(encoder))
+        setattr(self, self.names["encoder"], encoder)
         self.pooling, self.normalize = pooling, normalize
         self.num_features = int(encoder.config.hidden_size)
         self.drop = torch.nn.Dropout(dropout)
-        self.head = torch.nn.Linear(self.num_features, num_classes) if num_classes else torch.nn.Identity()
+        setattr(self, self.names["head"],
+                torch.nn.Linear(self.num_features, num_classes) if num_classes else torch.nn.Identity())
         self.num_classes = num_classes
         self.architecture: dict[str, Any] = {}
+
+    @property
+    def encoder(self) -> Any:
+        return self._modules[self.names["encoder"]]
+
+    @property
+    def head(self) -> Any:
+        return self._modules[self.names["head"]]
 
     # timm-style interface used by the methods ------------------------------------------------------------------
     def get_classifier(self) -> Any:
@@ -55,15 +89,17 @@ class TextClassifier(_torch().nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         torch = _torch()
         self.num_classes = num_classes
-        self.head = torch.nn.Linear(self.num_features, num_classes) if num_classes else torch.nn.Identity()
+        setattr(self, self.names["head"],
+                torch.nn.Linear(self.num_features, num_classes) if num_classes else torch.nn.Identity())
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """Embeddings first, then one group per transformer layer (the head is everything left)."""
+        enc = re.escape(self.names["encoder"])
         names = [n for n, _ in self.named_parameters()]
-        layer = next((m.group(1) for n in names if (m := re.match(r"^(encoder\.(?:.*\.)?layers?)\.\d+\.", n))), None)
+        layer = next((m.group(1) for n in names if (m := re.match(rf"^({enc}\.(?:.*\.)?layers?)\.\d+\.", n))), None)
         if layer is None:
             raise TransferlabError(f"cannot find the layers of {type(self.encoder).__name__}")
-        return {"stem": r"^encoder\.(?:.*\.)?embeddings", "blocks": rf"^{re.escape(layer)}\.(\d+)"}
+        return {"stem": rf"^{enc}\.(?:.*\.)?embeddings", "blocks": rf"^{re.escape(layer)}\.(\d+)"}
 
     def example_input(self) -> Any:
         """A one-example dummy input (for shape discovery)."""
@@ -144,8 +180,9 @@ def build_text_classifier(backbone: Any, num_classes: int) -> tuple[TextClassifi
                                "builtin torch model); ONNX and baseline models only extract features")
     max_length = int(min(max_length or 128, 512))
     net = TextClassifier(encoder, num_classes, pooling, normalize)
-    net.architecture = {"library": "transformers", "name": type(encoder).__name__, "config": _portable_config(encoder.config.to_dict()),
-                        "pooling": pooling, "normalize": normalize, "max_length": max_length}
+    net.architecture = {"library": "transformers", "name": type(encoder).__name__,
+                        "config": _portable_config(encoder.config.to_dict()), "pooling": pooling,
+                        "normalize": normalize, "max_length": max_length, "modules": dict(net.names)}
     return net, tok
 
 
@@ -183,8 +220,32 @@ def text_classifier_from_architecture(arch: dict[str, Any], num_classes: int) ->
     if not model_type:
         raise TransferlabError("the saved text architecture has no model_type")
     encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **conf))
-    net = TextClassifier(encoder, num_classes, arch.get("pooling", "mean"), bool(arch.get("normalize")))
+    net = TextClassifier(encoder, num_classes, arch.get("pooling", "mean"), bool(arch.get("normalize")),
+                         names=module_names(arch))
     net.architecture = dict(arch)
+    return net
+
+
+def module_names(arch: Mapping[str, Any]) -> dict[str, str]:
+    """The encoder's and the head's attribute names a text architecture record says (``LEGACY_NAMES`` when it
+    predates them)."""
+    names = arch.get("modules")
+    return dict(names) if isinstance(names, Mapping) and set(names) == {"encoder", "head"} else dict(LEGACY_NAMES)
+
+
+def rename_modules_(net: Any, names: Mapping[str, str]) -> Any:
+    """``net`` (a :class:`TextClassifier`, not yet wrapped) with its encoder and head under ``names``, in place; its
+    architecture record says so. Anything else, or no ``names``, leaves it unchanged."""
+    if not isinstance(net, TextClassifier) or not names or dict(names) == net.names:
+        return net
+    enc, head = net.encoder, net.head
+    del net._modules[net.names["encoder"]], net._modules[net.names["head"]]
+    net.names = dict(names)
+    setattr(net, net.names["encoder"], enc)
+    setattr(net, net.names["head"], head)
+    net.architecture = {**net.architecture, "modules": dict(names)}
+    if names == LEGACY_NAMES:
+        net.architecture.pop("modules")
     return net
 
 
