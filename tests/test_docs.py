@@ -326,7 +326,8 @@ PYTHON_RUNS = {
     ("models.md", 2): ("import timm", []),
     ("models.md", 3): ("net = timm.create_model(NAME", []),
     ("models.md", 4): ("from peft import PeftModel", []),
-    ("models.md", 5): ("transferlab.models.load(DIR", [
+    ("models.md", 5): ("import torch", []),
+    ("models.md", 6): ("transferlab.models.load(DIR", [
         *[("/where/it/is/now/r18.safetensors", "{tiny_weights}")] * 2, ("timm:resnet18@", "timm:test_efficientnet@")]),
     ("prune.md", 1): ("from transferlab.prune import prune", [
         ('"SOURCE", "DATA"', '"builtin:mixed-source", "builtin:shapes"')]),
@@ -347,7 +348,9 @@ BEFORE = {  # (page, index): code run just before that block
     ("models.md", 4): '_fit("builtin:digits", "builtin:small_resnet_shapes", "lora", epochs=1, image_size=32, '
                       'out="runs/lora")\nDIR = "runs/lora"\n_card = _json.load(open(DIR + "/transferlab.json"))\n'
                       'REF, NUM_CLASSES = _card["model"], _card["num_classes"]\n',
-    ("models.md", 5): '_fit("builtin:digits", "{tiny}", "adapter", epochs=1, image_size=32, out="runs/adapter")\n'
+    ("models.md", 5): 'from tests.conftest import make_text_dataset as _texts\n'
+                      '_fit(_texts(6), "{tiny_text}", "finetune", epochs=1, out="runs/reviews")\nDIR = "runs/reviews"\n',
+    ("models.md", 6): '_fit("builtin:digits", "{tiny}", "adapter", epochs=1, image_size=32, out="runs/adapter")\n'
                       'DIR = "runs/adapter"\n'
                       'assert _json.load(open(DIR + "/transferlab.json"))["weights"] == "trained"\n',
 }
@@ -359,7 +362,7 @@ CHECKS = {  # page: files the blocks must have written (relative to the temp wor
     "domain.md": ["runs/dm/metrics.json"],
     "fit.md": ["runs/lora/transferlab.json", "runs/reviews/tokenizer"],
     "merge.md": ["runs/merged/model.safetensors", "runs/merged-fisher/model.safetensors"],
-    "models.md": ["runs/digits/config.json", "runs/lora/adapter_config.json"],
+    "models.md": ["runs/digits/config.json", "runs/lora/adapter_config.json", "runs/reviews/modeling_transferlab.py"],
     "prune.md": ["runs/pruned/transferlab-dataset.json", "runs/pruned-resnet/transferlab.json"],
 }
 

@@ -217,3 +217,13 @@ def test_a_fit_initialised_from_an_old_text_fit_starts_from_its_weights(tmp_path
     new = r.model.state_dict()
     frozen = [k for k in old if k.startswith("encoder.")]
     assert frozen and all(torch.equal(old[k], new["bert." + k[len("encoder."):]]) for k in frozen)
+
+
+def test_transferlab_never_runs_the_folders_modeling_file(fits, tmp_path):
+    """docs/failures.md: modeling_transferlab.py is for transformers (trust_remote_code=True); transferlab rebuilds
+    from its card, so a hostile copy of the file runs nowhere in transferlab."""
+    d = tmp_path / "ft"
+    shutil.copytree(fits["finetune"], d)
+    (d / "modeling_transferlab.py").write_text("raise SystemExit('hostile code ran')\n")
+    idx, _, _ = predict(d, _texts())
+    assert np.array_equal(idx, predict(fits["finetune"], _texts())[0])
