@@ -227,3 +227,21 @@ def test_transferlab_never_runs_the_folders_modeling_file(fits, tmp_path):
     (d / "modeling_transferlab.py").write_text("raise SystemExit('hostile code ran')\n")
     idx, _, _ = predict(d, _texts())
     assert np.array_equal(idx, predict(fits["finetune"], _texts())[0])
+
+
+@pytest.mark.parametrize(("pooling", "normalize"), [("cls", False), ("cls", True), ("mean", True)])
+def test_every_pooling_opens_in_transformers(pooling, normalize, tmp_path, tiny_text_ref):
+    """The folder's class pools as transferlab does for each pooling a fit can have (st: models: CLS, normalised)."""
+    from transferlab.models import ModelCard, resolve, save_model
+    from transferlab.models._text import build_text_classifier
+
+    torch.manual_seed(0)
+    net, tok = build_text_classifier(resolve(tiny_text_ref), 3)
+    net.pooling, net.normalize = pooling, normalize
+    net.architecture.update(pooling=pooling, normalize=normalize)
+    card = ModelCard(model=tiny_text_ref, method="finetune", modality="text", architecture=net.architecture,
+                     num_classes=3, class_names=["x", "y", "z"], max_length=32)
+    save_model(tmp_path / "m", net.eval(), card, tok)
+    agreement, diff = _agreement(tmp_path / "m", tmp_path / "m", _texts())
+    assert agreement == 1.0 and diff < 1e-5
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["transferlab"]["pooling"] == pooling
