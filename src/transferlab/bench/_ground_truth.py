@@ -15,12 +15,12 @@ model) gets its linear-probe accuracy instead, marked as a fallback.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import inspect
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,25 @@ import numpy as np
 
 from .._io import write_json_atomic
 from ..errors import TransferlabError
+from ._cells import (
+    VAL_FRACTION,
+    choose_protocol,
+    converged,
+    fit_point,
+    lr_edge,
+    pack_correct,
+    read_cell,
+)
+from ._cells import unpack_correct as unpack_correct  # where the checks and older callers import it
 
 #: the protocols ``best`` chooses among, per cell, by validation accuracy
 BEST_OF = ("linear_probe", "finetune", "lora", "partial")
 #: the learning rates of the default grid, as multiples of the method's default: upwards, because on the built-in
-#: benchmark (500 examples, 32 px, 10 epochs) the first 16 finetune cells of a {3x, 1x, 1/3x} grid all chose 3x
+#: benchmark (500 examples, 32 px, 10 epochs) the first 16 finetune cells of a {3x, 1x, 1/3x} grid all chose 3x;
+#: a cell whose best is still an edge of this grid tries more beyond it (bench rank's ``lr_extend``, _lr_extend.py)
 LR_FACTORS = (10.0, 3.0, 1.0)
 #: the head's learning-rate multipliers of the default grid (methods with a ``head_lr_scale`` option)
 HEAD_SCALES = (1.0, 10.0)
-VAL_FRACTION = 0.1
 FORMAT = 2  # cells of format 1 (one fit, no grid) are recomputed
 
 
@@ -117,13 +127,21 @@ def preflight(protocol: str, model_refs: list[str], grids: dict[str, dict[str, l
 
 
 def cell_key(model_identity: dict[str, Any], train_fp: str, test_fp: str, protocol: str,
-             options: dict[str, Any], seed: int = 0) -> str:
-    """The cache key of a cell. The seed (validation split, initialisation, the probe) is part of it; seed 0 is left
-    out of the hashed blob so the cells FORMAT 2 wrote before the seed was added stay valid."""
+             options: dict[str, Any], seed: int = 0, replicate: int = 0) -> str:
+    """The cache key of a cell. The seed (the training sample, validation split, initialisation, the probe) is part
+    of it; seed 0 is left out of the hashed blob so the cells FORMAT 2 wrote before the seed was added stay valid.
+    ``replicate`` r > 0 (the same sample, the fit seeded :func:`replicate_seed`) is keyed apart; replicate 0 is left
+    out, so a bench without replicates keeps its keys."""
     blob = json.dumps({"model": model_identity, "train": train_fp, "test": test_fp, "protocol": protocol,
-                       "options": options, "v": FORMAT, **({"seed": seed} if seed else {})}, sort_keys=True,
-                      default=str)
+                       "options": options, "v": FORMAT, **({"seed": seed} if seed else {}),
+                       **({"replicate": replicate} if replicate else {})}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of replicate ``replicate`` of a cell (its validation split, initialisation, data order); the
+    training sample stays the one ``seed`` draws, which the metrics score too."""
+    return seed + 1000 * replicate
 
 
 def feature_pair(backbone: Any, train: Any, test: Any, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -144,15 +162,6 @@ def feature_pair(backbone: Any, train: Any, test: Any, options: dict[str, Any]) 
         return f[:len(train)], f[len(train):]
     return (extract_features(backbone, train, image_size=size, cache=cache).features.astype(np.float64),
             extract_features(backbone, test, image_size=size, cache=cache).features.astype(np.float64))
-
-
-def pack_correct(correct: np.ndarray) -> str:
-    """Which test examples a model got right, as base64 of the packed bits (1,000 examples: 168 characters)."""
-    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
-
-
-def unpack_correct(packed: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8), count=n).astype(bool)
 
 
 def _probe(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: int,
@@ -177,42 +186,32 @@ def _probe(backbone: Any, train: Any, test: Any, options: dict[str, Any], seed: 
 def _train_grid(model_ref: str, protocol: str, train: Any, test: Any, seed: int, options: dict[str, Any],
                 grid: dict[str, list[Any]], trust_pickle: bool) -> dict[str, Any]:
     """Every grid point fitted with early stopping; the best validation accuracy chooses the cell's result."""
-    from ..fit import fit
-
     points = []
     best: tuple[float, int, Any] | None = None
     for i, point in enumerate(grid_points(grid)):
-        t0 = time.perf_counter()
-        r = fit(train, model_ref, protocol, test=test, seed=seed, trust_pickle=trust_pickle,
-                val_fraction=VAL_FRACTION, **{**options, **point})
-        m = r.metrics
-        val = m.get("val_accuracy")
-        points.append({**point, "val_accuracy": val, "test_accuracy": m["test_accuracy"],
-                       "epochs_run": m.get("epochs"), "best_epoch": m.get("best_epoch"),
-                       "stopped_early": bool(m.get("stopped_early")), "seconds": time.perf_counter() - t0})
-        key = -1.0 if val is None else float(val)
+        rec, predictions = fit_point(model_ref, protocol, train, test, seed, options, point, trust_pickle)
+        points.append(rec)
+        key = -1.0 if rec["val_accuracy"] is None else float(rec["val_accuracy"])
         if best is None or key > best[0]:
-            best = (key, i, r.test_predictions)
+            best = (key, i, predictions)
     assert best is not None
     chosen = points[best[1]]
-    lrs = sorted({p["lr"] for p in points if "lr" in p})
-    edge = (None if len(lrs) < 2 or "lr" not in chosen else "highest" if chosen["lr"] == lrs[-1]
-            else "lowest" if chosen["lr"] == lrs[0] else None)
-    # a plateau: the run stopped early, or its best epoch came before the last one
-    converged = chosen["stopped_early"] or (chosen["best_epoch"] is not None and chosen["epochs_run"] is not None
-                                            and chosen["best_epoch"] < chosen["epochs_run"])
     return {"protocol": protocol, "test_accuracy": chosen["test_accuracy"], "val_accuracy": chosen["val_accuracy"],
             "correct": pack_correct(best[2] == test.labels), "grid": points, "chosen": best[1],
-            "converged": bool(converged), "lr_at_grid_edge": edge,
+            "converged": converged(chosen), "lr_at_grid_edge": lr_edge(points, best[1]),
             "train_seconds": float(sum(p["seconds"] for p in points))}
 
 
 def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int | None, seed: int,
                       options: dict[str, Any], cache_root: str, grid: dict[str, dict[str, list[Any]]] | None = None,
-                      trust_pickle: bool = False) -> dict[str, Any]:
+                      trust_pickle: bool = False, replicate: int = 0, lr_extend: int = 0) -> dict[str, Any]:
     """``model_ref`` on ``target``'s train split (a stratified ``limit`` sample when given) with ``protocol``: its
     test accuracy, the linear-probe reference, the grid's results and the cost. ``grid``: protocol -> grid (default:
-    :func:`default_grid`). Cached under ``cache_root/ground_truth``. Runs in a worker process too."""
+    :func:`default_grid`). ``replicate`` r: the same cell fitted with the seed :func:`replicate_seed` (another
+    validation split, initialisation and data order; the same training sample). ``lr_extend``: when the chosen
+    learning rate is the grid's largest or smallest, try up to this many more beyond it
+    (:func:`~transferlab.bench._lr_extend.extended_cell`). Cached under ``cache_root/ground_truth``. Runs in a worker
+    process too."""
     import os
 
     from ..data import load_dataset
@@ -227,42 +226,65 @@ def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int 
     runs = list(BEST_OF) if protocol == "best" else [protocol]
     grids = {p: (grid or {}).get(p) or default_grid(p) for p in runs if p != "linear_probe"}
     key = cell_key(backbone.identity(), train.fingerprint, test.fingerprint, protocol,
-                   {**options, "grids": grids, "val_fraction": VAL_FRACTION}, seed)
+                   {**options, "grids": grids, "val_fraction": VAL_FRACTION}, seed, replicate)
     path = Path(cache_root) / "ground_truth" / f"{key}.json"
-    if path.is_file():
-        try:
-            return {**json.loads(path.read_text()), "cached": True}
-        except ValueError:
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed
+    cell = read_cell(path)
+    if cell is None:
+        cell = _computed_cell(_CellTask(model_ref, target, protocol, backbone, train, test, seed, replicate, options,
+                                        grids, trust_pickle))
+        write_json_atomic(path, cell)
+        cell = {**cell, "cached": False}
+    if lr_extend and any(r.get("lr_at_grid_edge") for r in cell["runs"].values()):
+        from ._lr_extend import Extension, extended_cell
+
+        cell = extended_cell(cell, Extension(model_ref, train, test, replicate_seed(seed, replicate), options,
+                                             trust_pickle, lr_extend, path.with_name(f"{key}-lr{lr_extend}.json")))
+    return cell
+
+
+@dataclass(frozen=True)
+class _CellTask:
+    """What computing one cell reads."""
+
+    model_ref: str
+    target: str
+    protocol: str
+    backbone: Any
+    train: Any
+    test: Any
+    seed: int  # the training sample's
+    replicate: int
+    options: dict[str, Any]
+    grids: dict[str, dict[str, list[Any]]]
+    trust_pickle: bool
+
+
+def _computed_cell(c: _CellTask) -> dict[str, Any]:
+    """The probe and every training protocol's grid of one cell, the protocol chosen, its flags and cost."""
     t0 = time.perf_counter()
-    fallback = untrainable_reason(backbone) if protocol != "linear_probe" else None
+    fallback = untrainable_reason(c.backbone) if c.protocol != "linear_probe" else None
+    fit_seed = replicate_seed(c.seed, c.replicate)
     try:
-        feature_options = {k: v for k, v in options.items() if k == "image_size"}
-        probe = _probe(backbone, train, test, feature_options, seed, whole=protocol == "linear_probe")
+        feature_options = {k: v for k, v in c.options.items() if k == "image_size"}
+        probe = _probe(c.backbone, c.train, c.test, feature_options, fit_seed, whole=c.protocol == "linear_probe")
         results = {"linear_probe": probe}
         if fallback is None:
-            for p in runs:
-                if p != "linear_probe":
-                    results[p] = _train_grid(model_ref, p, train, test, seed, options, grids[p], trust_pickle)
+            for p in c.grids:
+                results[p] = _train_grid(c.model_ref, p, c.train, c.test, fit_seed, c.options, c.grids[p],
+                                         c.trust_pickle)
     except TransferlabError as exc:
-        raise TransferlabError(f"ground truth for {model_ref} on {target} ({protocol}): {exc}") from None
-    if fallback is not None or protocol == "linear_probe":
-        chosen = "linear_probe"
-    elif protocol == "best":  # what a practitioner would deploy: the best validation accuracy
-        chosen = max(results, key=lambda p: -1.0 if results[p]["val_accuracy"] is None else results[p]["val_accuracy"])
-    else:
-        chosen = protocol
+        raise TransferlabError(f"ground truth for {c.model_ref} on {c.target} ({c.protocol}): {exc}") from None
+    chosen = ("linear_probe" if fallback is not None or c.protocol == "linear_probe"
+              else choose_protocol(results) if c.protocol == "best" else c.protocol)
     r = results[chosen]
     trained = chosen != "linear_probe"
-    cell = {"format": FORMAT, "model": model_ref, "target": target, "protocol": protocol, "chosen_protocol": chosen,
-            "test_accuracy": r["test_accuracy"], "val_accuracy": r["val_accuracy"], "correct": r["correct"],
-            "probe_accuracy": probe["test_accuracy"], "fallback": fallback,
+    return {"format": FORMAT, "model": c.model_ref, "target": c.target, "protocol": c.protocol,
+            "chosen_protocol": chosen, "test_accuracy": r["test_accuracy"], "val_accuracy": r["val_accuracy"],
+            "correct": r["correct"], "probe_accuracy": probe["test_accuracy"], "fallback": fallback,
             "under_trained": bool(trained and r["test_accuracy"] < probe["test_accuracy"]),
             "converged": r.get("converged") if trained else None,
             "lr_at_grid_edge": r.get("lr_at_grid_edge") if trained else None,
             "runs": {p: {k: v for k, v in res.items() if k != "correct"} for p, res in results.items()},
             "seconds": time.perf_counter() - t0,
             "train_seconds": sum(res.get("train_seconds", 0.0) for res in results.values()) or None,
-            "n_train": len(train), "n_test": len(test)}
-    write_json_atomic(path, cell)
-    return {**cell, "cached": False}
+            "n_train": len(c.train), "n_test": len(c.test), **({"replicate": c.replicate} if c.replicate else {})}

@@ -19,9 +19,10 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import backend_of
 from ._quality import random_baseline, rank_quality
 from ._rank_cost import cost_line, ranking_cost
+from ._rank_truth import ground_truth
 from ._result import DeclaredResult
 from ._tables import rank_tables, rank_verdicts
 
@@ -45,6 +46,8 @@ class BenchResult(DeclaredResult):
     #: per target, per model: the linear-probe reference, the protocol chosen, the grid's results, the flags
     cells: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)  # ground_truth_checks(): intervals, ties, flags, warnings
+    #: with replicates K > 1: per replicate, target -> model -> test accuracy (``ground_truth`` is their mean)
+    replicates: list[dict[str, dict[str, float | None]]] | None = None
 
     @staticmethod
     def _summary(per_target: dict[str, dict[str, Any]], targets: list[str]) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class BenchResult(DeclaredResult):
             "baselines": {b: self._summary(self.baselines[b], self.targets) for b in self.baselines},
             "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
             "ensemble": self.ensemble, "cells": self.cells, "checks": self.checks,
+            "ground_truth_replicates": self.replicates,
         }
         return {**d, "verdicts": rank_verdicts(d)}  # which score to trust on this zoo
 
@@ -111,6 +115,8 @@ def bench_rank(
     trust_pickle: bool = False,
     ensemble: int | None = None,
     random_ensembles: int = 10,
+    replicates: int = 1,
+    lr_extend: int = 2,
 ) -> BenchResult:
     """Measure every metric's ranking quality on ``targets`` (dataset references) against ground truth from the
     ``fit`` method ``protocol`` (``linear_probe``: logistic regression on the cached features, seconds; ``finetune``,
@@ -127,22 +133,28 @@ def bench_rank(
     ensemble's validation runs here, on the default device).
     ``ensemble``: also choose K models per target (``rank(..., ensemble=K)``) and validate the choice: the test
     accuracy of a linear probe on their concatenated (standardised) features, against the best single model, the
-    top-K by consensus and ``random_ensembles`` random K-sets."""
+    top-K by consensus and ``random_ensembles`` random K-sets. ``replicates`` K: fit every ground-truth cell K times
+    with different seeds (validation split, initialisation, data order) to measure the ground truth's own noise (the
+    noise ceiling); the ground truth is then the mean over the replicates. ``lr_extend``: a training cell whose best
+    learning rate is the grid's largest or smallest tries up to this many more beyond it (0: the grid only)."""
     if ray_address is not None:
         warnings.warn("bench_rank(ray_address=) is deprecated: use address=", DeprecationWarning, stacklevel=2)
         address = address or ray_address
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # an unknown one is refused before any work
     target_list, grids, z = _checked(zoo, targets, protocol, epochs, patience, grid)
+    for name, value, least in (("replicates", replicates, 1), ("lr_extend", lr_extend, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise TransferlabError(f"{name} must be a whole number >= {least}, got {value!r}")
     training = protocol != "linear_probe"
     plan = _Plan(zoo=z, targets=target_list, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
                  seed=seed, n_boot=n_boot, grids=grids, fit_options=_fit_options(training, image_size, epochs, patience),
                  trust_pickle=trust_pickle, progress=progress, runner=runner, device=device, precision=precision,
-                 ensemble=ensemble, random_ensembles=random_ensembles)
+                 ensemble=ensemble, random_ensembles=random_ensembles, replicates=replicates, lr_extend=lr_extend)
     if training:  # before any work: the protocol applies, and which models get the fallback
         _warn_fallbacks(plan)
     ranked = _rank_targets(plan)
     models = _models(ranked.results[target_list[0]], z)
-    truth = _ground_truth(plan, models)
+    truth = ground_truth(plan, models)
     quality, baselines = _quality(plan, ranked, truth.accuracy, models)
     ens = ({t: _validate_ensemble(plan, ranked.results[t], t, truth.accuracy[t]) for t in target_list}
            if ensemble else None)
@@ -152,8 +164,10 @@ def bench_rank(
                                          sum(bool(c.get("cached")) for c in truth.cells)),
                        options={"backend": runner.name, "limit": limit, "image_size": image_size, "seed": seed,
                                 "epochs": epochs if training else None, "patience": patience if training else None,
-                                "grid": grids or None, "n_boot": n_boot},
-                       ensemble=ens, cells=truth.details, checks=truth.checks)
+                                "grid": grids or None, "n_boot": n_boot, "replicates": replicates,
+                                "lr_extend": lr_extend if training else None},
+                       ensemble=ens, cells=truth.details, checks=truth.checks,
+                       replicates=truth.replicates if replicates > 1 else None)
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,8 @@ class _Plan:
     precision: str | None
     ensemble: int | None  # K models chosen per target and validated; None: no ensemble
     random_ensembles: int  # random K-sets the chosen one is compared with
+    replicates: int  # fits per ground-truth cell, each with its own seed
+    lr_extend: int  # learning rates a cell at the grid's edge tries beyond it
 
 
 @dataclass(frozen=True)
@@ -188,17 +204,6 @@ class _Ranked:
     consensus: dict[str, dict[str, float | None]]  # target -> model -> consensus score
     metrics: list[str]
     seconds: float
-
-
-@dataclass(frozen=True)
-class _GroundTruth:
-    """The ground-truth cells of every (model, target), as the harness returned them, and what they say."""
-
-    cells: list[dict[str, Any]]
-    accuracy: dict[str, dict[str, float | None]]  # target -> model -> test accuracy
-    details: dict[str, dict[str, dict[str, Any]]]  # target -> model -> the cell, less its bulky parts
-    seconds: float
-    checks: dict[str, Any]  # ground_truth_checks()
 
 
 def _checked(zoo: Any, targets: Sequence[str] | str, protocol: str, epochs: int, patience: int,
@@ -272,37 +277,6 @@ def _models(first: Any, z: Any) -> list[dict[str, Any]]:
     return [{"ref": ms.model, "name": ms.name, "metadata": {k: v for k, v in ms.metadata.items()
                                                              if isinstance(v, (int, float, str, bool))}}
             for ms in sorted(first.models, key=lambda m: order.index(m.model))]
-
-
-def _ground_truth(plan: _Plan, models: list[dict[str, Any]]) -> _GroundTruth:
-    """One fit per (model, target), run by the harness; the cells cache themselves (in the shared feature cache's
-    ground_truth/, keyed by the models' identities and the data's fingerprints, which only a worker that resolves the
-    model knows). Then their checks (intervals, ties, flags), whose warnings are logged."""
-    from ..zoo import default_cache_dir
-    from ._checks import ground_truth_checks
-    from ._ground_truth import ground_truth_cell
-
-    cache_root = str(default_cache_dir())
-    cells = [{"model_ref": m["ref"], "target": t, "protocol": plan.protocol, "limit": plan.limit, "seed": plan.seed,
-              "options": plan.fit_options, "cache_root": cache_root, "grid": plan.grids,
-              "trust_pickle": plan.trust_pickle}
-             for t in plan.targets for m in models]
-    jobs = [Job(f"{c['model_ref']} on {c['target']}", ground_truth_cell, c) for c in cells]
-    gt_cells = run_jobs(jobs, bench="rank ground truth", version=1, cache=None, progress=plan.progress,
-                        backend=plan.runner, device=plan.device, precision=plan.precision,
-                        figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
-                                         + (" (cached)" if c.get("cached") else ""))
-    accuracy: dict[str, dict[str, float | None]] = {t: {} for t in plan.targets}
-    details: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in plan.targets}
-    seconds = 0.0
-    for c in gt_cells:
-        accuracy[c["target"]][c["model"]] = c["test_accuracy"]
-        details[c["target"]][c["model"]] = {k: v for k, v in c.items() if k not in ("correct", "model", "target")}
-        seconds += c["seconds"]
-    checks = ground_truth_checks(gt_cells, {m["ref"]: m["name"] for m in models}, n_boot=plan.n_boot, seed=plan.seed)
-    for w in checks["warnings"]:
-        log.warning("%s", w)
-    return _GroundTruth(cells=gt_cells, accuracy=accuracy, details=details, seconds=seconds, checks=checks)
 
 
 def _quality(plan: _Plan, ranked: _Ranked, ground_truth: dict[str, dict[str, float | None]],
