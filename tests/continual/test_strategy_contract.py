@@ -12,7 +12,7 @@ from transferlab.continual import STRATEGIES, Stream, Task, run
 from transferlab.data import Dataset
 from transferlab.errors import TransferlabError
 
-OPTIONS = {"replay": {"buffer_size": 4}, "supsup": {"density": 0.3}, "exssnet": {"density": 0.3}}
+OPTIONS = {"replay": {"buffer_size": 4}, "supsup": {"density": 0.3}, "exssnet": {"density": 0.3}, "ranpac": {"dim": 64}}
 
 
 def _two_tasks() -> Stream:

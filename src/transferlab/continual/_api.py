@@ -173,7 +173,6 @@ def _save(output: RunOutput, r: Any, s: Stream, options: dict[str, Any], metrics
     incremental; ``load(DIR, head=TASK)``), or with the one head over every class (class-incremental)."""
     import copy
 
-    import torch
     from safetensors.torch import save_file
 
     from ..models import architecture_of, head_module_name
@@ -183,9 +182,7 @@ def _save(output: RunOutput, r: Any, s: Stream, options: dict[str, Any], metrics
     heads = r.modules["heads"]
     first = heads["0"]
     per_task = r.strategy.export_tasks_(net, len(s.tasks))  # what each task's head file carries beside its head
-    net.reset_classifier(first.out_features)
-    with torch.no_grad():
-        net.get_classifier().load_state_dict({k: v.cpu() for k, v in first.state_dict().items()})
+    structure = _install_head(net, first)
     prefix = head_module_name(net)
     names = [str(c) for c in (s.class_names if s.kind == "class" else s.tasks[0].class_names)]
     task_names = _file_names([t.name for t in s.tasks])
@@ -197,14 +194,32 @@ def _save(output: RunOutput, r: Any, s: Stream, options: dict[str, Any], metrics
                       for i, (n, t) in enumerate(zip(task_names, s.tasks, strict=True))}
         for i, n in enumerate(task_names):
             h = heads[str(i)]
-            tensors = {f"{prefix}.weight": h.weight.detach().contiguous().cpu(),
-                       f"{prefix}.bias": h.bias.detach().contiguous().cpu(), **per_task[i]}
+            tensors = {**{f"{prefix}.{k}": v.detach().contiguous().cpu() for k, v in h.state_dict().items()},
+                       **per_task[i]}
             files[f"heads/{n}.safetensors"] = (lambda t: lambda path: save_file(
                 t, str(path), metadata={"transferlab_version": __version__}))(tensors)
     card = output.card(modality=built.modality, architecture=architecture_of(net), num_classes=first.out_features,
-                       class_names=names, **built.preprocessing(), weights="state_dict", structure={},
+                       class_names=names, **built.preprocessing(), weights="state_dict", structure=structure,
                        options=options, head=prefix, heads=task_heads)
     output.write(net, card, metrics, files=files, tokenizer=built.tokenizer, base=output.model)
+
+
+def _install_head(net: Any, head: Any) -> dict[str, Any]:
+    """Put task 0's ``head`` in the saved network's classifier slot; return the card's ``structure``: ``{}`` for a
+    linear head (timm's own classifier), else the head module's (e.g. RanPAC's projection head)."""
+    import copy
+
+    import torch
+
+    if isinstance(head, torch.nn.Linear):
+        net.reset_classifier(head.out_features)
+        with torch.no_grad():
+            net.get_classifier().load_state_dict({k: v.cpu() for k, v in head.state_dict().items()})
+        return {}
+    from ..models import head_module_name, replace_module_
+
+    replace_module_(net, head_module_name(net), copy.deepcopy(head).cpu())
+    return head.structure()
 
 
 def _file_names(names: list[str]) -> list[str]:

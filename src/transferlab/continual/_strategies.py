@@ -20,7 +20,9 @@ from ._strategy import Strategy
 from ._streams import Stream
 from ._supermasks import Supermasks
 
-STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy")
+#: the modules beside this one that register strategies (closed-form heads: ``_closed_form``)
+STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy",
+                                                         modules=("transferlab.continual._closed_form",))
 __all__ = ["STRATEGIES", "Strategy", "Supermasks"]
 
 

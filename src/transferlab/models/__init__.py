@@ -42,7 +42,7 @@ _LAZY = {
     "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "mam_config": "_adapters", "replace_module_": "_adapters",
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
-    "pooled_dim": "_bottleneck",
+    "pooled_dim": "_bottleneck", "ProjectionHead": "_projection",
     "TextClassifier": "_text", "TextTensors": "_text", "rename_modules_": "_text", "to_transformers": "_export",
     "legacy_text_state": "_export", "ImageTensors": "_inputs",
 }
@@ -59,7 +59,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
     "ImageTensors",
-    "FolderCard", "ModelCard", "Predictions", "Predictor", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
+    "FolderCard", "ModelCard", "Predictions", "Predictor", "ProjectionHead", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "legacy_text_state", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
