@@ -54,6 +54,9 @@ SKIP = {
     ("bench.md", 6): ("python", "needs a Ray cluster (`address=\"auto\"`): its calls are bound to the signatures"),
     ("merge.md", 3): ("python", "plain transformers on the output of the previous block's Hugging Face folders "
                                 "(./minilm, ./ft-news, ...): tests/merge/test_hf_merge.py does this"),
+    ("merge.md", 5): ("python", "merges fits of the built-in Lite0 (runs/a, runs/b: made by the page's first block on "
+                                "full data): tests/merge/test_merge_check.py runs the check on tiny fits; its calls "
+                                "are bound to the signatures"),
     ("scale.md", 2): ("python", "starts two DDP processes (devices=2): tests/train covers DDP; its calls are bound "
                                 "to the signatures"),
 }
@@ -61,6 +64,7 @@ BOUND_ONLY = {  # skipped Python blocks whose calls are bound to the signatures:
     ("architecture.md", 1): "",
     ("architecture.md", 3): "from transferlab.models import RunOutput\n",
     ("bench.md", 6): "",
+    ("merge.md", 5): "",
     ("scale.md", 2): "",
 }
 
