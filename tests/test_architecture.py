@@ -248,9 +248,7 @@ def test_no_long_function_outside_the_cli():
 
 MAX_PRIVATE_PARAMETERS = 8  # a private step taking more is threading a run's arguments: group them (a settings object)
 #: being regrouped this session (issue 27): each leaves the list when its owner regroups it
-_REGROUPING = {"transferlab.auto._api._ensemble_and_distill", "transferlab.auto._planning._make_plan",
-               "transferlab.bench._distill._row_jobs", "transferlab.bench._distill._student_key",
-               "transferlab.bench._distill._fitted", "transferlab.domain._api._check"}
+_REGROUPING = {"transferlab.auto._api._ensemble_and_distill", "transferlab.auto._planning._make_plan"}
 
 
 def private_functions_with_many_parameters() -> list[str]:
