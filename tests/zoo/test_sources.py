@@ -1,5 +1,6 @@
 """Model references, zoos, and real backbones on local files (no network)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,28 @@ def test_tfidf_without_any_word_is_a_model_error(tmp_path):
     ds = load_dataset(p)
     with pytest.raises(ModelError, match="hold no words to count"):
         extract_features(resolve_model("builtin:tfidf"), ds, cache=None)
+
+
+def test_a_path_where_a_model_reference_goes_is_named_by_what_it_holds(tmp_path, monkeypatch):
+    """A fitted model given as ``--model`` was 'a folder without a model (no transferlab.json, ...)' though it held
+    one, and a folder named without ./ was 'has no scheme' (issue 29, Messages): each says what it is and what to give."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myfit").mkdir()
+    (tmp_path / "myfit" / "transferlab.json").write_text("{}")
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    for ref in ("myfit", "./myfit", str(tmp_path / "myfit")):
+        with pytest.raises(ModelError, match=rf"{re.escape(ref)} is a model transferlab wrote, not a pretrained model: "
+                                             rf"fit goes on from it with --init {re.escape(ref)}"):
+            resolve_model(ref)
+    with pytest.raises(ModelError, match=r"bert is a Hugging Face model folder: give it as hf:bert"):
+        resolve_model("bert")
+    with pytest.raises(ModelError, match=r"w.safetensors is a weights file: give it with its architecture, as "
+                                         r"timm:ARCH@w.safetensors"):
+        resolve_model("w.safetensors")
+    with pytest.raises(ModelError, match=r"empty is a folder without a model"):
+        resolve_model("empty")
+    with pytest.raises(ModelError, match="has no scheme"):
+        resolve_model("resnet18")  # a bare name that is no path is still a missing scheme

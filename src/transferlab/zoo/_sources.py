@@ -17,12 +17,12 @@ from ..errors import ModelError
 from ._backbone import (
     Backbone,
     HFBackbone,
-    OnnxBackbone,
     SentenceTransformerBackbone,
     TorchImageBackbone,
     hash_files,
 )
 from ._hub import hub_hint, hub_offline
+from ._onnx import OnnxBackbone
 from ._raw import RawInputBackbone
 
 #: scheme -> resolver(rest_of_reference, full_reference) -> Backbone
@@ -43,13 +43,8 @@ def resolve_model(ref: str, *, trust_pickle: bool = False) -> Backbone:
     Local weights stored as pickle (``.pth``/``.pt``/``.bin``/``.ckpt``) can run code when loaded: they are refused
     unless ``trust_pickle``; safetensors are always accepted.
     """
-    if ":" not in ref and ("/" in ref or ref.startswith((".", "~")) or "\\" in ref):
-        p = Path(ref).expanduser()
-        what = ("does not exist" if not p.exists() else
-                "is a folder without a model (no transferlab.json, config.json or weights)" if p.is_dir() else
-                "is a file, not a model folder or reference")
-        raise ModelError(f"{ref} {what}: give a model folder written by transferlab (fit, distill, zoo build), a "
-                         "Hugging Face model folder, or a reference such as timm:NAME or builtin:NAME")
+    if ":" not in ref and ("/" in ref or ref.startswith((".", "~")) or "\\" in ref or Path(ref).exists()):
+        raise _not_a_reference(ref)
     if ":" not in ref:
         raise ModelError(
             f"model reference {ref!r} has no scheme: use one of {', '.join(s + ':' for s in MODEL_SOURCES.list())} "
@@ -106,6 +101,27 @@ def check_pickle(path: str | os.PathLike[str], ref: str, trust_pickle: bool) -> 
             f"{ref!r} points at pickle weights ({', '.join(pickles[:3])}), which can run arbitrary code when loaded: "
             "convert them to safetensors, or pass --trust-pickle (trust_pickle=True) if you trust their source")
     return True
+
+
+def _not_a_reference(ref: str) -> ModelError:
+    """Why a path given where a model reference goes is not one, by what it holds, and what to give instead."""
+    p = Path(ref).expanduser()
+    tail = (": give a model folder written by transferlab (fit, distill, zoo build), a Hugging Face model folder, or "
+            "a reference such as timm:NAME or builtin:NAME")
+    if not p.exists():
+        return ModelError(f"{ref} does not exist{tail}")
+    if p.is_file():
+        if p.suffix.lower() in _WEIGHT_SUFFIXES:
+            return ModelError(f"{ref} is a weights file: give it with its architecture, as timm:ARCH@{ref}")
+        return ModelError(f"{ref} is a file, not a model folder or reference{tail}")
+    if (p / "transferlab.json").is_file():
+        return ModelError(f"{ref} is a model transferlab wrote, not a pretrained model: fit goes on from it with "
+                          f"--init {ref} (and its pretrained model as --model); predict, eval, merge and distill's "
+                          "--teacher take it as it is")
+    if (p / "config.json").is_file():
+        return ModelError(f"{ref} is a Hugging Face model folder: give it as hf:{ref} (a transformers encoder) or "
+                          f"st:{ref} (a sentence-transformers model)")
+    return ModelError(f"{ref} is a folder without a model (no transferlab.json, config.json or weights){tail}")
 
 
 def _local_weights_id(path: Path) -> str:
