@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Batch:
-    features: np.ndarray  # [B, D] float32
+    features: np.ndarray  # [B, D] float32 (all layers: every layer's pooled features side by side)
     source_probs: np.ndarray | None  # [B, Cs] float32 or None
+    layer_dims: tuple[int, ...] | None = None  # all layers: each one's width, in order (the last: the output); else None
 
 
 def hash_files(paths: list[Path], root: Path | None = None) -> str:
@@ -68,9 +69,18 @@ class Backbone:
                 f"{ds.modality} model (see `transferlab zoo list builtin:{'text' if ds.modality == 'text' else 'vision'}`)"
             )
 
-    def batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int, image_size: int | None) -> Iterator[Batch]:
-        """Features for ``ds[indices]`` in batches of ``batch_size`` (in order)."""
+    def batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int, image_size: int | None,
+                all_layers: bool = False) -> Iterator[Batch]:
+        """Features for ``ds[indices]`` in batches of ``batch_size`` (in order). ``all_layers``: every layer's pooled
+        features side by side (:mod:`transferlab.zoo._layers`; ``Batch.layer_dims``); one layer, the output, where
+        the backbone has no inner layers to read."""
         apply_thread_limit()
+        if all_layers:
+            return self._layer_batches(ds, indices, batch_size=batch_size, image_size=image_size)
+        return self._batches(ds, indices, batch_size=batch_size, image_size=image_size)
+
+    def _layer_batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                       image_size: int | None) -> Iterator[Batch]:
         return self._batches(ds, indices, batch_size=batch_size, image_size=image_size)
 
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
@@ -156,6 +166,18 @@ class TorchImageBackbone(Backbone):
 
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
                  image_size: int | None) -> Iterator[Batch]:
+        return self._encoded(ds, indices, batch_size, image_size, lambda x: (*self.encode(x), None))
+
+    def _layer_batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                       image_size: int | None) -> Iterator[Batch]:
+        from ._layers import image_layers
+
+        timm_encode = type(self).encode is TorchImageBackbone.encode
+        return self._encoded(ds, indices, batch_size, image_size,
+                             lambda x: image_layers(self.model, x, self.encode, self.has_head, timm_encode))
+
+    def _encoded(self, ds: Dataset, indices: np.ndarray, batch_size: int, image_size: int | None,
+                 encode: Callable[[Any], tuple[Any, Any, tuple[int, ...] | None]]) -> Iterator[Batch]:
         import torch
 
         from .._runtime import autocast, current_device
@@ -173,10 +195,10 @@ class TorchImageBackbone(Backbone):
         with torch.inference_mode(), autocast(dev):
             for x in image_batches(ds, indices, batch_size=batch_size, size=size, mean=self.mean, std=self.std):
                 x = (x.pin_memory() if pin else x).to(dev, non_blocking=pin)
-                feats, logits = self.encode(x)
+                feats, logits, dims = encode(x)
                 probs = (torch.softmax(logits.double(), dim=1).float().cpu().numpy() if logits is not None
                          else None)
-                yield Batch(feats.float().cpu().numpy(), probs)
+                yield Batch(feats.float().cpu().numpy(), probs, dims)
 
 
 # ------------------------------------------------------------------------------------------------------ text models
@@ -239,6 +261,21 @@ class SentenceTransformerBackbone(Backbone):
                 emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
                 yield Batch(np.asarray(emb, dtype=np.float32), None)
 
+    def _layer_batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                       image_size: int | None) -> Iterator[Batch]:
+        import torch
+
+        from .._runtime import autocast
+        from ._layers import sentence_transformer_layers
+
+        model = self._load()
+        with torch.inference_mode(), autocast(model.device):
+            for start in range(0, len(indices), batch_size):
+                layers = sentence_transformer_layers(model, [ds.items[i] for i in indices[start:start + batch_size]],
+                                                     model.device)
+                yield Batch(torch.cat([t.float() for t in layers], 1).cpu().numpy(), None,
+                            tuple(int(t.shape[1]) for t in layers))
+
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         model = self._load()
         enc = model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)["input_ids"]
@@ -287,9 +324,18 @@ class HFBackbone(Backbone):
 
     def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
                  image_size: int | None) -> Iterator[Batch]:
+        return self._pooled(ds, indices, batch_size, all_layers=False)
+
+    def _layer_batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
+                       image_size: int | None) -> Iterator[Batch]:
+        return self._pooled(ds, indices, batch_size, all_layers=True)
+
+    def _pooled(self, ds: Dataset, indices: np.ndarray, batch_size: int, all_layers: bool) -> Iterator[Batch]:
+        """Mean-pooled output (or, ``all_layers``, every hidden layer after the embeddings, each mean-pooled)."""
         import torch
 
         from .._runtime import autocast, current_device
+        from ._layers import masked_mean
 
         self._load()
         dev = current_device()
@@ -300,76 +346,13 @@ class HFBackbone(Backbone):
                 texts = [ds.items[i] for i in indices[start:start + batch_size]]
                 enc = self._tok(texts, padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt").to(dev)
-                hidden = self._model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden.float() * mask.float()).sum(1) / mask.float().sum(1).clamp_min(1e-9)
-                yield Batch(pooled.cpu().numpy(), None)
+                out = self._model(**enc, output_hidden_states=all_layers)
+                states = out.hidden_states[1:] if all_layers else (out.last_hidden_state,)
+                pooled = [masked_mean(h, enc["attention_mask"]) for h in states]
+                yield Batch(torch.cat(pooled, 1).cpu().numpy(), None,
+                            tuple(int(p.shape[1]) for p in pooled) if all_layers else None)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         self._load()
         enc = self._tok(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         return np.array([len(e) for e in enc], dtype=np.int64)
-
-
-class OnnxBackbone(Backbone):
-    """An ONNX text encoder taking ``input_ids``/``attention_mask``; features are a 2-D output or the mean-pooled
-    3-D one (``output_name`` picks which)."""
-
-    modality = "text"
-
-    def __init__(self, ref: str, path: Path, tokenizer_file: Path, *, weights_id: str, output_name: str | None = None,
-                 max_length: int = 256, meta: dict[str, Any] | None = None) -> None:
-        self.ref, self.path, self.tokenizer_file = ref, Path(path), Path(tokenizer_file)
-        self._weights_id, self.output_name, self.max_length = weights_id, output_name, max_length
-        self._meta = dict(meta or {})
-        self._sess: Any = None
-        self._tok: Any = None
-
-    def identity(self) -> dict[str, Any]:
-        return {"ref": self.ref, "weights": self._weights_id, "output": self.output_name,
-                "max_length": self.max_length}
-
-    def _load(self) -> None:
-        if self._sess is not None:
-            return
-        try:
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise ModelError("onnx: models need the text extra: pip install 'transferlab[text]'") from exc
-        opts = ort.SessionOptions()
-        if requested_threads():  # the --threads limit, as for torch models
-            opts.intra_op_num_threads = requested_threads()
-        try:
-            self._sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load ONNX model {str(self.path)!r}: {exc}") from None
-        self._tok = Tokenizer.from_file(str(self.tokenizer_file))
-        self._tok.enable_truncation(self.max_length)
-        self._tok.enable_padding(pad_id=self._tok.token_to_id("[PAD]") or 0)
-        names = [i.name for i in self._sess.get_inputs()]
-        missing = {"input_ids", "attention_mask"} - set(names)
-        if missing:
-            raise ModelError(f"ONNX model {self.path.name} lacks input(s) {sorted(missing)} (has {names}); "
-                             "transferlab feeds input_ids and attention_mask")
-
-    def _batches(self, ds: Dataset, indices: np.ndarray, *, batch_size: int,
-                 image_size: int | None) -> Iterator[Batch]:
-        self._load()
-        wanted = {i.name for i in self._sess.get_inputs()}
-        for start in range(0, len(indices), batch_size):
-            enc = self._tok.encode_batch([ds.items[i] for i in indices[start:start + batch_size]])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in wanted:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            out = self._sess.run([self.output_name] if self.output_name else None, feeds)[0]
-            if out.ndim == 3:
-                m = mask[..., None].astype(out.dtype)
-                out = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-            yield Batch(np.asarray(out, dtype=np.float32), None)
-
-    def token_lengths(self, texts: list[str]) -> np.ndarray:
-        self._load()
-        return np.array([sum(e.attention_mask) for e in self._tok.encode_batch(list(texts))], dtype=np.int64)

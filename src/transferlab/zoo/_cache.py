@@ -1,8 +1,10 @@
 """Content-addressed, chunked, atomic on-disk feature cache.
 
 Key = SHA-256 of (backbone identity: model reference + weights hash, preprocessing, dataset fingerprint, format
-version). Features are written in chunks, each atomically (temporary file + rename), so a killed run resumes at the
-first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry.
+version; and, for ``rank --layers mean|best``, the layer mode: ``last`` adds nothing, so the keys of the model's
+output are those of before). Features are written in chunks, each atomically (temporary file + rename), so a killed
+run resumes at the first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry;
+an entry of several layers records their widths in ``layers.json``.
 
 Every chunk carries the SHA-256 of its arrays, and the scores file the SHA-256 of its scores bound to the chunks'
 checksums (a score edited and re-hashed alone does not match); both are verified on read. A chunk or scores file that is damaged (truncated, flipped bytes) or altered is a warning and a recompute,
@@ -157,6 +159,25 @@ class CacheEntry:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def write_layers(self, layout: dict[str, Any]) -> None:
+        """Record how an entry of several layers is laid out (``dims``: each layer's width, in order), before its
+        first chunk: chunks of every layer side by side are split by it."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path / "layers.json", layout)
+        except (OSError, OutputError) as exc:
+            raise _cache_error(exc, self.path) from None
+
+    def read_layers(self) -> dict[str, Any] | None:
+        """The layout :meth:`write_layers` recorded; None without one (or when it is unreadable)."""
+        try:
+            data = json.loads((self.path / "layers.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        dims = data.get("dims") if isinstance(data, dict) else None
+        ok = isinstance(dims, list) and dims and all(isinstance(d, int) and d > 0 for d in dims)
+        return data if ok else None
 
     def read_scores(self) -> dict[str, float | None]:
         """Metric scores computed earlier on these features (``score key -> value``)."""

@@ -14,6 +14,7 @@ from ..data import Dataset
 from ..errors import ModelError
 from ._backbone import Backbone
 from ._cache import FeatureCache, cache_key
+from ._layers import averaged_layers, check_layers, mean_of_layers, split_layers
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Features:
     #: forward_seconds, extract_seconds, chunks_computed of chunks, recorded_at; None when a cache entry written
     #: before timings were recorded is read whole
     cold: dict[str, Any] | None = None
+    #: ``layers="best"``: every layer's features, in order (the last is ``features``, the output); else None
+    layers: list[np.ndarray] | None = None
 
 
 def extract_features(
@@ -49,6 +52,7 @@ def extract_features(
     progress: Progress | None = None,
     device: str | None = None,
     precision: str | None = None,
+    layers: str = "last",
 ) -> Features:
     """Features of ``dataset`` under ``backbone``; read from / written to ``cache`` (``None``: no cache).
 
@@ -57,26 +61,45 @@ def extract_features(
     current runtime's, else CUDA when available) and ``precision`` (fp32, bf16, fp16): where and how the forward
     passes run; the features always come back as float32 on the CPU. The cache key does not depend on the device
     (features agree across devices and memory formats to float tolerance); it does on a precision other than fp32.
+    ``layers`` (:mod:`transferlab.zoo._layers`): ``last``, the model's output; ``mean``, the mean of its layers'
+    pooled features; ``best``, every layer's (``Features.layers``, in order; ``features`` is the last, the output).
+    Each mode is its own cache entry; ``last`` keeps the keys of before.
     """
     from .._runtime import check_precision, runtime
 
     with runtime(device, precision):
-        return _extract(backbone, dataset, image_size, batch_size, chunk_size, cache, progress,
-                        check_precision(precision) if precision is not None else None)
+        return _extract(backbone, dataset, _Request(image_size, batch_size, chunk_size,
+                                                    check_precision(precision) if precision is not None else None,
+                                                    check_layers(layers)), cache, progress)
 
 
-def _extract(backbone: Backbone, dataset: Dataset, image_size: int | None, batch_size: int, chunk_size: int,
-             cache: FeatureCache | None, progress: Progress | None, precision: str | None) -> Features:
+@dataclass(frozen=True)
+class _Request:
+    image_size: int | None
+    batch_size: int
+    chunk_size: int
+    precision: str | None
+    layers: str  # last | mean | best
+
+    @property
+    def all_layers(self) -> bool:
+        return self.layers != "last"
+
+
+def _extract(backbone: Backbone, dataset: Dataset, req: _Request, cache: FeatureCache | None,
+             progress: Progress | None) -> Features:
     from .._runtime import current_precision
 
     t_start = time.perf_counter()
     backbone.check_dataset(dataset)
     n = len(dataset)
-    prec = precision or current_precision()
-    key = cache_key({"model": backbone.identity(), "preprocessing": backbone.preprocessing(image_size),
-                     "dataset": dataset.fingerprint, "n": n, **({"precision": prec} if prec != "fp32" else {})})
+    prec = req.precision or current_precision()
+    key = cache_key({"model": backbone.identity(), "preprocessing": backbone.preprocessing(req.image_size),
+                     "dataset": dataset.fingerprint, "n": n, **({"precision": prec} if prec != "fp32" else {}),
+                     **({"layers": _STORED[req.layers]} if req.all_layers else {})})
     entry = cache.entry(key) if cache is not None else None
-    step = n if backbone.dataset_level else max(1, chunk_size)
+    layout = entry.read_layers() if entry is not None and req.all_layers else None
+    step = n if backbone.dataset_level else max(1, req.chunk_size)
     starts = list(range(0, n, step))
     feats: list[np.ndarray] = []
     probs: list[np.ndarray | None] = []
@@ -84,24 +107,19 @@ def _extract(backbone: Backbone, dataset: Dataset, image_size: int | None, batch
     computed = 0
     for ci, start in enumerate(starts):
         idx = np.arange(start, min(start + step, n))
-        hit = entry.read_chunk(ci) if entry is not None else None
-        if hit is not None and len(hit[0]) == len(idx):
+        hit = entry.read_chunk(ci) if entry is not None and (layout or not req.all_layers) else None
+        if hit is not None and len(hit[0]) == len(idx) and _fits(hit[0], layout, req.layers):
             f, p = hit
             if progress:
                 progress(len(idx))
         else:
             t0 = time.perf_counter()
-            fb, pb = [], []
-            for batch in backbone.batches(dataset, idx, batch_size=batch_size, image_size=image_size):
-                fb.append(batch.features)
-                pb.append(batch.source_probs)
-                if progress:
-                    progress(len(batch.features))
+            f, p, dims = _compute(backbone, dataset, idx, req, progress)
             forward += time.perf_counter() - t0
-            f = np.concatenate(fb).astype(np.float32, copy=False)
-            p = None if any(b is None for b in pb) else np.concatenate(pb).astype(np.float32, copy=False)
-            if len(f) != len(idx):
-                raise ModelError(f"{backbone.ref} returned {len(f)} feature rows for {len(idx)} inputs")
+            if req.all_layers and (layout is None or layout["dims"] != list(dims)):
+                layout = {"dims": list(dims)}
+                if entry is not None:
+                    entry.write_layers(layout)
             if entry is not None and np.isfinite(np.sum(f, dtype=np.float64)):
                 entry.write_chunk(ci, f, p)
             elif entry is not None:  # never cache broken outputs: a rerun after a fix must recompute them
@@ -112,14 +130,56 @@ def _extract(backbone: Backbone, dataset: Dataset, image_size: int | None, batch
     features = np.concatenate(feats)
     source_probs = None if any(p is None for p in probs) else np.concatenate(probs)
     cold = _cold(entry, forward, time.perf_counter() - t_start, computed, len(starts))
+    layer_info = _layer_info(req.layers, layout)
     if entry is not None and computed and np.isfinite(np.sum(features, dtype=np.float64)):
         entry.mark_done({"model": backbone.ref, "dataset": dataset.name, "n": n, "dim": int(features.shape[1]),
-                         "identity": backbone.identity(), "preprocessing": backbone.preprocessing(image_size),
-                         "cold": cold})
+                         "identity": backbone.identity(), "preprocessing": backbone.preprocessing(req.image_size),
+                         "cold": cold, **({"layers": layer_info} if layer_info else {})})
+    per_layer = split_layers(features, layout["dims"]) if req.layers == "best" and layout else None
+    features = per_layer[-1] if per_layer else features
+    meta = {"cache_key": key, "dim": int(features.shape[1]), "chunks": len(starts), "chunks_computed": computed}
     return Features(features, source_probs, backbone.ref, cache_hit=computed == 0, seconds=forward,
                     total_seconds=time.perf_counter() - t_start,
-                    meta={"cache_key": key, "dim": int(features.shape[1]), "chunks": len(starts),
-                          "chunks_computed": computed}, cold=cold)
+                    meta={**meta, "layers": layer_info} if layer_info else meta, cold=cold, layers=per_layer)
+
+
+#: what the cache entry of each layer mode holds (part of its key): the mean, or every layer side by side
+_STORED = {"mean": "mean", "best": "all"}
+
+
+def _compute(backbone: Backbone, dataset: Dataset, idx: np.ndarray, req: _Request,
+             progress: Progress | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """One chunk's forward passes: (features as the mode stores them, source probabilities, the layers' widths)."""
+    fb, pb, dims = [], [], None
+    kw = {"all_layers": True} if req.all_layers else {}
+    for batch in backbone.batches(dataset, idx, batch_size=req.batch_size, image_size=req.image_size, **kw):
+        fb.append(batch.features)
+        pb.append(batch.source_probs)
+        dims = batch.layer_dims or dims
+        if progress:
+            progress(len(batch.features))
+    f = np.concatenate(fb).astype(np.float32, copy=False)
+    p = None if any(b is None for b in pb) else np.concatenate(pb).astype(np.float32, copy=False)
+    if len(f) != len(idx):
+        raise ModelError(f"{backbone.ref} returned {len(f)} feature rows for {len(idx)} inputs")
+    dims = tuple(dims or (f.shape[1],))  # a backbone without inner layers: its output, one layer
+    return (mean_of_layers(f, dims) if req.layers == "mean" else f), p, dims
+
+
+def _fits(f: np.ndarray, layout: dict[str, Any] | None, mode: str) -> bool:
+    """Whether a cached chunk has the width its mode's layout says (the mean: the output's; best: all layers')."""
+    if layout is None:
+        return mode == "last"
+    return f.shape[1] == (sum(layout["dims"]) if mode == "best" else layout["dims"][-1])
+
+
+def _layer_info(mode: str, layout: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a mode other than ``last`` read: its layers' widths and, for the mean, which layers it averaged."""
+    if mode == "last" or layout is None:
+        return None
+    dims = list(layout["dims"])
+    return {"mode": mode, "count": len(dims), "dims": dims,
+            **({"averaged": averaged_layers(dims)} if mode == "mean" else {})}
 
 
 def _cold(entry: Any, forward: float, elapsed: float, computed: int, chunks: int) -> dict[str, Any] | None:
