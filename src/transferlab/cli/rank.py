@@ -45,6 +45,9 @@ def rank_cmd(
     gpus_per_run: float = typer.Option(None, "--gpus-per-run", min=0, help="GPUs Ray gives each model (default 0)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " With --backend ray: on each model's worker."),
     precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    layers: str = typer.Option("last", "--layers", help="Which features to score: last (the model's output), mean "
+                               "(the mean of its layers' pooled features) or best (every layer scored, each metric's "
+                               "best kept)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
     wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
                               "table of the most informative ones that fits the terminal; the files hold them all)."),
@@ -63,7 +66,8 @@ def rank_cmd(
     zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
     result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
                   cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
-                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner, device=device, precision=precision)
+                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner, device=device, precision=precision,
+                  layers=layers)
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))

@@ -58,6 +58,7 @@ def rank(
     backend: str | Any = "local",
     device: str | None = None,
     precision: str | None = None,
+    layers: str = "last",
 ) -> RankResult:
     """Rank the models of ``zoo`` for ``dataset`` without fine-tuning.
 
@@ -74,8 +75,9 @@ def rank(
     ``device`` (auto, cpu, cuda, cuda:N, mps; None: the enclosing runtime's, else auto) and ``precision`` (fp32,
     bf16, fp16): where and how the forward passes run (:func:`transferlab.zoo.extract_features`); on another
     backend, on the machine each model's job runs on (checked there: the driver may have no GPU).
+    ``layers``: last (the output), mean (of the layers' pooled features), best (each metric's best layer; zoo._layers).
     """
-    from ..zoo import FeatureCache
+    from ..zoo import FeatureCache, check_layers
 
     t_total = time.perf_counter()
     ds = _target(dataset, limit, seed)
@@ -88,7 +90,8 @@ def rank(
     y, _ = as_labels(ds.labels, len(ds))
     setup = Setup(ds=ds, zoo=z, backbones=backbones, metrics=names, options=opts, cache=cache, y=y,
                    labels_digest=hashlib.sha256(y.tobytes()).hexdigest(), image_size=image_size,
-                   batch_size=batch_size, ens_rows=_ensemble_rows(len(ds), seed) if ensemble else None)
+                   batch_size=batch_size, ens_rows=_ensemble_rows(len(ds), seed) if ensemble else None,
+                   layers=check_layers(layers))
     if _is_local(backend):
         with runtime(device, precision):
             runs = _score_zoo(setup, threads, progress)
@@ -109,7 +112,7 @@ def rank(
                  "metrics_seconds": sum((dt for r in runs for dt in r.timings["metrics"].values()), 0.0),
                  "overhead_seconds": max(0.0, total - forward)},
         options={"image_size": image_size, "batch_size": batch_size, "threads": threads, "seed": seed,
-                 "cache_dir": str(cache.root) if cache is not None else None})
+                 "cache_dir": str(cache.root) if cache is not None else None, "layers": layers})
     result.notes.extend(_baseline_notes(result))
     result.notes.extend(f"{m.name}: {k} failed ({why})" for m in models for k, why in m.failures.items())
     if ensemble:

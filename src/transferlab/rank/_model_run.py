@@ -70,6 +70,7 @@ class Setup:
     image_size: int | None
     batch_size: int
     ens_rows: np.ndarray | None  # the target subsample the ensemble compares models on; None without an ensemble
+    layers: str = "last"  # which layers' features are scored: last | mean | best (transferlab.zoo._layers)
 
 
 @dataclass(frozen=True)
@@ -92,27 +93,37 @@ def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int]
     t0 = time.perf_counter()
     size = setup.image_size or (backbone.default_size(setup.ds) if hasattr(backbone, "default_size") else None)
     feats = extract_features(backbone, setup.ds, image_size=size, batch_size=setup.batch_size, cache=setup.cache,
-                             progress=advance)
+                             progress=advance, layers=setup.layers)
     extract_wall = time.perf_counter() - t0
-    model_opts = _with_source_stats(setup.options, setup.metrics, backbone, size, setup.batch_size, setup.cache)
-    scores, failures, seconds, cold_seconds = _score_metrics(setup, entry, feats, model_opts)
+    layer_opts = _with_source_stats(setup, backbone, size)
+    if feats.layers is not None:  # layers="best": every layer scored, each metric's best kept
+        from ._layers import score_layers
+
+        scores, failures, seconds, cold_seconds, layer_meta = score_layers(setup, entry, feats, layer_opts,
+                                                                           _score_metrics)
+    else:
+        scores, failures, seconds, cold_seconds = _score_metrics(setup, entry, feats, layer_opts[-1])
+        layer_meta = {}
     timings: dict[str, Any] = {"extract_seconds": feats.total_seconds, "forward_seconds": feats.seconds,
                                "cache_hit": feats.cache_hit, "metrics": seconds,
                                "cold": _cold_timings(feats, cold_seconds, len(seconds))}
     meta = {**backbone.metadata(), **{k: v for k, v in entry.model_dump().items()
                                       if k not in ("ref", "name") and v is not None}}
     meta["feature_dim"] = int(feats.features.shape[1])
+    if "layers" in feats.meta:
+        meta["layers"] = {**feats.meta["layers"], **layer_meta}
     ens = (np.asarray(feats.features[setup.ens_rows], dtype=np.float64) if setup.ens_rows is not None else None)
     return ModelRun(entry=entry, scores=scores, failures=failures, timings=timings, meta=meta,
                      extract_wall=extract_wall, ens_features=ens)
 
 
-def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, dict[str, Any]],
+def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, dict[str, Any]], key_suffix: str = "",
                    ) -> tuple[dict[str, float | None], dict[str, str], dict[str, float], dict[str, float | None]]:
     """Every metric on one model's features: (scores, failures, seconds per computed metric, seconds per metric
     when it was computed: now, or as the cache recorded it, None where it recorded none). None marks a metric that
     does not apply (no source head, no source statistics) or failed; scores already in the cache are read, fresh
-    ones written to it with their seconds."""
+    ones written to it with their seconds, under their score keys plus ``key_suffix`` (one layer's, for
+    ``layers="best"``)."""
     cache_entry = setup.cache.entry(feats.meta["cache_key"]) if setup.cache is not None else None
     known = cache_entry.read_scores() if cache_entry is not None else {}
     known_seconds = cache_entry.read_score_seconds() if known else {}
@@ -130,7 +141,7 @@ def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, d
         if metric_info(m).get("needs_source_stats") and "source_mean" not in model_opts.get(m, {}):
             scores[m] = None  # not applicable: no source-domain feature statistics for this model
             continue
-        skey = keys[m] = score_key(m, model_opts.get(m, {}), setup.labels_digest)
+        skey = keys[m] = score_key(m, model_opts.get(m, {}), setup.labels_digest) + key_suffix
         if skey in known:
             scores[m] = known[skey]
             cold[m] = known_seconds.get(skey)
@@ -167,32 +178,38 @@ def _cold_timings(feats: Any, metric_seconds: dict[str, float | None], computed:
                         and all(t is not None for t in times)}
 
 
-def _with_source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,
-                       batch_size: int, cache: Any) -> dict[str, dict[str, Any]]:
+def _with_source_stats(setup: Setup, backbone: Any, size: int | None) -> list[dict[str, dict[str, Any]]]:
     """Metric options plus, for metrics that need them (PED), the model's source-domain feature statistics, when the
     model knows its source data (``backbone.source_data()``, e.g. the small zoo's built-in pretraining sets). The
-    source features are extracted at the target's input size and cached like any other."""
+    source features are extracted at the target's input size, with the same layers, and cached like any other. One
+    set of options, or with ``layers="best"`` and source statistics, one per layer (the statistics of that layer)."""
+    opts, names = setup.options, setup.metrics
     wanted = [m for m in names if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {})]
     source = getattr(backbone, "source_data", None)
     if not wanted or source is None:
-        return opts
+        return [opts]
     from ..zoo import extract_features
 
-    sf = np.asarray(extract_features(backbone, source(), image_size=size, batch_size=batch_size, cache=cache).features,
-                    dtype=np.float64)
-    found = {"source_mean": sf.mean(0), "source_std": sf.std(0)}
-    return {**opts, **{m: {**opts.get(m, {}), **found} for m in wanted}}
+    sf = extract_features(backbone, source(), image_size=size, batch_size=setup.batch_size, cache=setup.cache,
+                          layers=setup.layers)
+    out = []
+    for layer in (sf.layers if sf.layers is not None else [sf.features]):
+        x = np.asarray(layer, dtype=np.float64)
+        found = {"source_mean": x.mean(0), "source_std": x.std(0)}
+        out.append({**opts, **{m: {**opts.get(m, {}), **found} for m in wanted}})
+    return out
 
 
 def score_model_run(ref: str, entry: dict[str, Any], dataset: Any, metrics: list[str],
                     options: dict[str, dict[str, Any]], image_size: int | None, batch_size: int,
                     cache_dir: str | None, use_cache: bool, threads: int | None, trust_pickle: bool,
                     ens_rows: np.ndarray | None, device: str | None = None,
-                    precision: str | None = None) -> dict[str, Any]:
+                    precision: str | None = None, layers: str = "last") -> dict[str, Any]:
     """One model of a rank, as a job: ``ref`` resolved here, ``dataset`` (a Dataset, already sampled) checked,
     features extracted with this machine's feature cache (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user
-    cache directory; none without ``use_cache``) on ``device`` at ``precision`` (None: auto, fp32), every metric
-    scored (scores cached next to the features). Returns what :class:`ModelRun` holds, less the zoo entry."""
+    cache directory; none without ``use_cache``) on ``device`` at ``precision`` (None: auto, fp32), from the
+    ``layers`` the rank asked for, every metric scored (scores cached next to the features). Returns what
+    :class:`ModelRun` holds, less the zoo entry."""
     from .._runtime import runtime
     from ..zoo import FeatureCache, ZooModel, resolve_model
 
@@ -202,7 +219,7 @@ def score_model_run(ref: str, entry: dict[str, Any], dataset: Any, metrics: list
     setup = Setup(ds=dataset, zoo=None, backbones=[backbone], metrics=list(metrics), options=options,
                   cache=FeatureCache(cache_dir) if use_cache else None, y=y,
                   labels_digest=hashlib.sha256(y.tobytes()).hexdigest(), image_size=image_size,
-                  batch_size=batch_size, ens_rows=ens_rows)
+                  batch_size=batch_size, ens_rows=ens_rows, layers=layers)
     with runtime(device, precision), thread_limit(threads):
         run = score_model(setup, ZooModel(**entry), backbone, None)
     return {"scores": run.scores, "failures": run.failures, "timings": run.timings, "meta": run.meta,
@@ -229,7 +246,7 @@ def score_zoo_on(backend: Any, setup: Setup, run_args: dict[str, Any], progress:
     jobs = [_Job(e.display_name, score_model_run,
                  {"ref": e.ref, "entry": e.model_dump(), "dataset": setup.ds, "metrics": setup.metrics,
                   "options": setup.options, "image_size": setup.image_size, "batch_size": setup.batch_size,
-                  "ens_rows": setup.ens_rows, **run_args}) for e in entries]
+                  "ens_rows": setup.ens_rows, "layers": setup.layers, **run_args}) for e in entries]
     records: dict[int, dict[str, Any]] = {}
     errors: dict[int, BaseException] = {}
     with progress_bars(progress) as bars:
