@@ -143,9 +143,12 @@ def stage_distill(run: Ledger, st: P.Stage, data: Any, test: Dataset | None, fit
     if d is not None and (d / "metrics.json").is_file() and (d / "transferlab.json").is_file():
         m = json.loads((d / "metrics.json").read_text())  # finished before a kill
     else:
-        m = distill(data, [run.path(fits["fit 1"]["dir"]), run.path(fits["fit 2"]["dir"])],
-                    run.path(fits[student]["dir"]), "multi_avg", test=test, epochs=P.DISTILL_EPOCHS, out=d,
-                    seed=seed, image_size=image_size, progress=progress).metrics
+        # the student starts from a copy of the better fit: distill refuses a student that is also a teacher
+        start = run.path("work/distill-student")
+        _copy_model(run.path(fits[student]["dir"]), start, start)
+        m = distill(data, [run.path(fits["fit 1"]["dir"]), run.path(fits["fit 2"]["dir"])], start, "multi_avg",
+                    test=test, epochs=P.DISTILL_EPOCHS, out=d, seed=seed, image_size=image_size,
+                    progress=progress).metrics
     secs = time.perf_counter() - t
     st.measured = secs
     res = {"model": fits[student]["model"], "method": f"{fits[student]['method']} + distilled (multi_avg)",
@@ -173,6 +176,25 @@ def _card_for(src: Path, dest: Path) -> dict[str, Any]:
     return card
 
 
+def _copy_model(src: Path, dest: Path, card_for: Path) -> None:
+    """The model files of the directory ``src`` copied into ``dest``, each through a temporary name, the card last
+    (with its local paths recorded relative to ``card_for``, where the copy will be read)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _MODEL_FILES:
+        p = src / name
+        tmp = dest / f".{name}.tmp"
+        if p.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            copy_inside(p, src, tmp)
+            shutil.rmtree(dest / name, ignore_errors=True)
+            tmp.replace(dest / name)
+        elif name == "transferlab.json":
+            write_json_atomic(dest / name, _card_for(src, card_for))
+        elif p.is_file():
+            copy_inside(p, src, tmp)
+            tmp.replace(dest / name)
+
+
 def finish(run: Ledger, result: Any, work: Path, out: Path, fits: dict[str, Any]) -> None:
     """Copy the chosen model to the root (the card last), write metrics.json and report.html, record the run as
     finished; a sibling work directory then replaces ``out``."""
@@ -181,19 +203,7 @@ def finish(run: Ledger, result: Any, work: Path, out: Path, fits: dict[str, Any]
     st = result.plan.stage("report")
     t = time.perf_counter()
     src = run.path(fits[result.chosen]["dir"])
-    for name in _MODEL_FILES:
-        p = src / name
-        tmp = work / f".{name}.tmp"
-        if p.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-            copy_inside(p, src, tmp)
-            shutil.rmtree(work / name, ignore_errors=True)
-            tmp.replace(work / name)
-        elif name == "transferlab.json":
-            write_json_atomic(work / name, _card_for(src, out))
-        elif p.is_file():
-            copy_inside(p, src, tmp)
-            tmp.replace(work / name)
+    _copy_model(src, work, out)
     from ..models import write_hf_files
 
     # a text model's top-level tokenizer files and README.md card, written for this folder (its paths, its card)
