@@ -288,15 +288,18 @@ def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
 
 
 @pytest.mark.slow
-def test_a_text_model_kept_by_auto_carries_its_card_and_tokenizer(tiny_text_ref, tmp_path):
+def test_a_text_model_kept_by_auto_carries_its_card_and_tokenizer(tiny_text_ref, tmp_path, capfd):
     """auto copied the chosen fit without its README.md card and top-level tokenizer files (text models open in
-    plain transformers tooling from them): written for the auto folder itself."""
+    plain transformers tooling from them): written for the auto folder itself. transformers' "Loading weights" bar
+    of each of the run's loads of the model stays out of its output."""
     from tests.conftest import make_text_dataset
 
     from transferlab.auto import auto
 
     out = tmp_path / "out"
+    capfd.readouterr()
     auto(make_text_dataset(12), tiny_text_ref, budget="40s", out=out, test=make_text_dataset(6, "test", 1))
+    assert "Loading weights" not in capfd.readouterr().err
     readme = (out / "README.md").read_text()
     assert "[More Information Needed]" not in readme and str(tmp_path) not in readme
     assert (out / "tokenizer.json").is_file() or (out / "vocab.txt").is_file()

@@ -1,4 +1,5 @@
-"""``transferlab auto``: the distillation starts from a copy of the better fit."""
+"""``transferlab auto``: transformers' per-load bars stay out of auto's output; the distillation starts from a copy of
+the better fit."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ from tests.conftest import write_image_folder
 
 from transferlab.auto import _plan as P
 from transferlab.auto._ledger import Ledger
+
+
+def test_transformers_load_bars_are_quiet_in_auto_and_restored_after(tiny_text_model_dir, capfd):
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from transferlab.auto._ledger import quiet_transformers
+
+    before = (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity())
+    AutoModel.from_pretrained(str(tiny_text_model_dir))
+    assert "Loading weights" in capfd.readouterr().err  # what each load prints otherwise
+    with quiet_transformers():
+        AutoModel.from_pretrained(str(tiny_text_model_dir))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == before
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from ..data import Dataset, train_and_test
 from ..errors import TransferlabError
 from . import _plan as P
 from ._check import Finding, check_data
-from ._ledger import STATE, Ledger
+from ._ledger import STATE, Ledger, quiet_transformers
 from ._planning import make_initial_plan, replan
 from ._stages import finish, stage_distill, stage_ensemble, stage_fit, stage_rank
 
@@ -83,6 +83,7 @@ def _candidates(zoo: Any, modality: str) -> list[str]:
 
 
 @in_runtime
+@quiet_transformers()  # a run loads each text model a dozen times: no "Loading weights" bar for each
 def auto(
     data: Dataset | str | Path | Any,
     zoo: Any = None,

@@ -3,9 +3,11 @@ from), the budget's clock, the progress lines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,31 @@ class Ledger:
     def path(self, recorded: str | None) -> Path | None:
         """A stage directory recorded relative to the work directory, as a path."""
         return None if recorded is None or self.work is None else self.work / recorded
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' per-load progress bars ("Loading weights", for each of the dozen loads of a text model in one
+    run) and its load reports and warnings off while a run loads models; the caller's settings back after, and the
+    Hugging Face hub's download bars kept (a first download is long). transferlab's own progress is not
+    transformers': it stays. Usable as a decorator."""
+    try:
+        from huggingface_hub import utils as hub
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no text extra: nothing to quiet
+        yield
+        return
+    bars, level, downloads = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity(), \
+        not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # transformers' own bars, and the hub's with them
+    if downloads:
+        hub.enable_progress_bars()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not downloads:
+            hub.disable_progress_bars()
