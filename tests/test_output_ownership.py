@@ -268,3 +268,37 @@ def test_a_full_disk_at_the_end_of_a_run_is_one_line(command, tiny_model_ref, pr
     # no half-written model; a resumable run keeps its epoch checkpoints, so a rerun after freeing space resumes
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"checkpoints"}
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "o") == [".training-done"]
+
+
+def test_a_full_disk_while_a_checkpoint_is_saved_is_one_line(tmp_path):
+    """A disk that fills while an epoch checkpoint is written: torch.save's zip writer turns the OSError into its own
+    ``RuntimeError: ... unexpected pos`` and domain and distill ended in a traceback (issue 29, seen on a 600 KB
+    tmpfs); the disk's error behind it is one OutputError naming the file, and no temporary file is left."""
+    import errno
+
+    import torch
+
+    from transferlab._io import atomic_open
+    from transferlab.errors import OutputError
+
+    class FillingFile:  # a file on a disk with 1000 bytes left
+        def __init__(self, fh):
+            self.fh, self.left = fh, 1000
+
+        def write(self, data):
+            if len(data) > self.left:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.left -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    target = tmp_path / "checkpoints" / "checkpoint.pt"
+    with pytest.raises(OutputError, match=r"cannot write .*checkpoint\.pt: no space left on the device"):
+        with atomic_open(target, "wb") as fh:
+            torch.save({"w": torch.zeros(10_000)}, FillingFile(fh))
+    assert list(target.parent.iterdir()) == []
+    with pytest.raises(RuntimeError, match="not the disk"):  # an error the disk did not cause stays what it is
+        with atomic_open(target, "wb"):
+            raise RuntimeError("not the disk")

@@ -139,9 +139,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise output_error(exc, path) from None
+        disk = exc if isinstance(exc, OSError) else _disk_cause(exc)
+        if disk is not None:
+            raise output_error(disk, path) from None
         raise
+
+
+def _disk_cause(exc: BaseException) -> OSError | None:
+    """The disk's own error behind ``exc``, where a writer wrapped it in one of its own (torch.save's zip writer
+    turns a full disk into ``RuntimeError: ... unexpected pos``); None when the disk is not the cause."""
+    seen: set[int] = set()
+    cur = exc.__cause__ or exc.__context__
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError) and cur.errno in _DISK_ERRNOS:
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
