@@ -1,13 +1,79 @@
-"""``transferlab auto``: transformers' per-load bars stay out of auto's output; the distillation starts from a copy of
-the better fit."""
+"""``transferlab auto``'s costs and stages: the probe fits measure an epoch in steady state on batches like the real
+fit's (fixed and first-call costs cancel; texts in whole length-sorted batches); transformers' per-load bars stay out
+of auto's output; the distillation starts from a copy of the better fit."""
 
 from __future__ import annotations
 
-import pytest
-from tests.conftest import write_image_folder
+import types
 
+import numpy as np
+import pytest
+from tests.conftest import make_text_dataset, write_image_folder
+
+from transferlab.auto import _costs as C
 from transferlab.auto import _plan as P
 from transferlab.auto._ledger import Ledger
+from transferlab.data import Dataset
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_probe_fits_cancel_fixed_and_first_call_costs(monkeypatch):
+    """A fake fit with known costs: set-up 1.5 s, 0.3 s before training, 10 ms per example and epoch, 4 ms per test
+    example, and 2 s the first time a batch shape trains (the former probes at 64 and 192 examples put it on one of
+    two sizes; on a small split they differed by a fraction of a batch)."""
+    clock, shapes = _Clock(), set()
+
+    def fake_fit(ds, model, method, *, test=None, epochs=1, **kw):
+        batches = {min(len(ds), C.FIT_BATCH), len(ds) % C.FIT_BATCH} - {0}
+        first = 2.0 * len(batches - shapes)
+        shapes.update(batches)
+        train = 0.3 + first + epochs * len(ds) * 0.01
+        clock.now += 1.5 + train + (len(test) * 0.004 if test is not None else 0.0)
+        return types.SimpleNamespace(metrics={"train_seconds": train, "total_params": 1234})
+
+    monkeypatch.setattr(C, "time", clock)
+    monkeypatch.setattr("transferlab.fit.fit", fake_fit)
+    rng = np.random.default_rng(0)
+    for n in (72, 900):  # a split smaller than the probe sample, and a larger one
+        shapes.clear()
+        train = Dataset("t", "image", rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8), np.arange(n) % 3,
+                        ("a", "b", "c"))
+        c = C.fit_cost(train, "m", "partial", None, 0)
+        assert c.train_per_example == pytest.approx(0.01) and c.eval_per_example == pytest.approx(0.004)
+        assert c.setup == pytest.approx(1.8) and c.params == 1234
+        assert c.estimate(900, 100, 300, 5) - c.estimate(900, 100, 300, 4) == pytest.approx(900 * 0.01 + 100 * 0.004)
+
+
+def _padded_per_text(lengths: np.ndarray, batch: int = C.FIT_BATCH) -> float:
+    """Padded tokens per text when the texts are sorted by length and cut into batches (the loop's grouping)."""
+    s = np.sort(lengths)[::-1]
+    return sum(len(b) * int(b.max()) for b in (s[i:i + batch] for i in range(0, len(s), batch))) / len(s)
+
+
+def test_text_probe_fits_train_on_batches_like_the_real_fits(tiny_text_ref, tiny_text_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_text_model_dir))
+    train = make_text_dataset(n_per_class=200)
+
+    def lengths(ds):
+        return np.array([len(tok(t, truncation=True, max_length=C.FIT_MAX_LENGTH)["input_ids"]) for t in ds.items])
+
+    sample, scale = C.probe_sample(train, tiny_text_ref, seed=0)
+    assert len(sample) == C.PROBE_BATCHES * C.FIT_BATCH and len(set(sample.labels)) > 1
+    whole, probe = _padded_per_text(lengths(train)), _padded_per_text(lengths(sample))
+    stratified = _padded_per_text(lengths(train.stratified_sample(len(sample), seed=0)))
+    assert stratified / whole > 1.05  # a sample of its own pads more than the real fit does
+    assert abs(probe / whole - 1) < 0.03 and scale == pytest.approx(whole / probe, rel=0.02)
+    images = Dataset("i", "image", np.zeros((600, 8, 8, 3), np.uint8), np.arange(600) % 3, ("a", "b", "c"))
+    assert C.probe_sample(images, "m", 0)[1] == 1.0 and len(C.probe_sample(images, "m", 0)[0]) == 128
 
 
 def test_transformers_load_bars_are_quiet_in_auto_and_restored_after(tiny_text_model_dir, capfd):

@@ -1,21 +1,22 @@
 """The measured costs of ``transferlab auto``'s plan: a probe ranking on a small stratified sample gives each model's
-load time, forward time per example (per padded token for text) and metric time; two one-epoch probe fits of a
-candidate give its training time per example (the slope: fixed costs cancel) and its set-up time. ``_plan`` makes
-the plan from them."""
+load time, forward time per example (per padded token for text) and metric time; probe fits of one and two epochs
+on the same batches of a candidate give its training time per example (the difference: fixed costs cancel), its
+evaluation time and its set-up time. ``_planning`` makes the plan from them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
-#: examples of the probe ranking and of the bigger probe fit
+#: examples of the two probe rankings
 PROBE_RANK = (32, 128)
-PROBE_FIT = (64, 192)
 #: most examples ranked: beyond this a ranking hardly changes (issue 11's many-class runs)
 RANK_LIMIT = 2000
 
@@ -62,27 +63,26 @@ class RankCost:
                                          + self.metrics[m] * scale for m in (models or list(self.load))))
 
 
-def rank_cost(train: Any, zoo: Any, image_size: int | None, seed: int) -> RankCost:
+def rank_cost(train: Any, zoo: Any, image_size: int | None, seed: int, step: Any = None) -> RankCost:
     """Rank two small stratified samples (no feature cache) after a warm-up: each model's costs from the two (the
     slope per example; weights load lazily on the first batch, so the intercept is the load), and a provisional
-    order (the bigger probe's)."""
+    order (the bigger probe's). ``step(what)``: told before each probe (the calibration's progress)."""
     from ..rank import rank
     from ..zoo import load_zoo
 
     z = load_zoo(zoo) if not hasattr(zoo, "models") else zoo
-    quiet = logging.getLogger("transferlab.rank")  # a metric that fails on a probe's few examples per class is
-    level = quiet.level                            # expected there; the real ranking reports its own failures
-    quiet.setLevel(logging.ERROR)
-    try:
+    say = step or (lambda what: None)
+    # a metric that fails on a probe's few examples per class is expected; the real ranking reports its own failures
+    with _quiet("transferlab.rank"):
+        say(f"probe ranking 1/3 ({z.models[0].ref}, warm-up)")
         rank(train.stratified_sample(min(2 * train.num_classes, len(train)), seed=seed), [z.models[0].ref],
              image_size=image_size, use_cache=False, seed=seed)  # imports and first-call costs, paid once per process
         runs = []
-        for n in PROBE_RANK:
+        for k, n in enumerate(PROBE_RANK, 2):
             probe = train.stratified_sample(min(n, len(train)), seed=seed)
+            say(f"probe ranking {k}/3 ({len(z.models)} models on {len(probe)} examples)")
             res = rank(probe, z, image_size=image_size, use_cache=False, seed=seed)
             runs.append((len(probe), {m.model: m for m in res.models}))
-    finally:
-        quiet.setLevel(level)
     t = res.timings  # what the ranking spends outside extracting features and the metrics (zoo, consensus)
     overhead = max(0.0, float(t["total_seconds"]) - float(t["extraction_seconds"]) - float(t["metrics_seconds"]))
     (na, ra), (nb, rb) = runs
@@ -102,6 +102,18 @@ def rank_cost(train: Any, zoo: Any, image_size: int | None, seed: int) -> RankCo
         load[ref] = max(0.0, fb - fwd[ref] * wb) + max(0.0, float(tb.get("extract_seconds", 0.0)) - fb)
     order = [m.model for m in sorted(rb.values(), key=lambda m: m.consensus_rank) if not m.metadata.get("baseline")]
     return RankCost(load, fwd, met, {}, order, nb, overhead, tokens)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from ``logger`` while probes run (what a probe's few examples make it say is expected)."""
+    quiet = logging.getLogger(logger)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
 
 
 def sample_sizes(n_train: int, n_probe: int) -> list[int]:
@@ -179,30 +191,81 @@ class FitCost:
                      + n_test * self.eval_per_example + report)
 
 
-def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int) -> FitCost:
-    """A warm-up fit, then two one-epoch probe fits (64 and 192 stratified examples, no validation split, tested on
-    their own examples): the slope of the training time is the training time per example, the slope of the rest
-    (the test pass) the evaluation time per example, and what is left at 192 examples the set-up."""
+def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int,
+             step: Any = None) -> FitCost:
+    """Three probe fits on the same :func:`probe_sample` (no validation split): a warm-up on its batch shapes (the
+    process's and the shapes' first-call costs), one epoch, then two epochs tested on their own examples. Two epochs
+    less one is one epoch in steady state: the training time per example, whatever the fixed costs (they cancel:
+    same examples, same batches). The test pass's seconds are the evaluation time per example; what the one-epoch
+    fit spent besides its epoch is the set-up. ``step(what)``: told before each probe (the calibration's progress).
+
+    (The slope between one-epoch fits on 64 and 192 examples it replaces put a batch shape's first-call costs on one
+    of the two, and on a training split under 192 examples compared two sizes less than a batch apart: a 72-image
+    split at 128 px was costed 8 ms per image and epoch for 32 measured.)"""
     from ..fit import fit
 
-    pts, params = [], 0
-    for k, n in enumerate((2 * train.num_classes, *PROBE_FIT)):
-        ds = train.stratified_sample(min(n, len(train)), seed=seed)
-        t0 = time.perf_counter()
-        r = fit(ds, model, method, test=ds, epochs=1, val_fraction=0.0, image_size=image_size, seed=seed)
-        wall = time.perf_counter() - t0
-        if k:  # the first is the warm-up
-            tr = float(r.metrics["train_seconds"])
-            pts.append((len(ds), tr, wall - tr))
-        params = int(r.metrics.get("total_params") or 0)
-    (n1, t1, e1), (n2, t2, e2) = pts
+    sample, scale = probe_sample(train, model, seed)
+    n = len(sample)
+    # the warm-up trains on the sample's batch shapes (a full batch and its last, shorter one), spread over classes
+    warm = sample.subset(np.unique(np.linspace(0, n - 1, FIT_BATCH + n % FIT_BATCH if n > FIT_BATCH else n).round()
+                                   .astype(int)))
+    say = step or (lambda what: None)
+    runs = []
+    with _quiet("transferlab.fit"):  # a one-epoch probe at chance is expected: no health warnings
+        for k, (ds, epochs, test) in enumerate(((warm, 1, warm), (sample, 1, None), (sample, 2, sample)), 1):
+            say(f"probe fit {k}/3 of {model} ({method}, " + ("warm-up)" if k == 1 else
+                f"{epochs} epoch{'s' if epochs > 1 else ''} on {n} examples)"))
+            t0 = time.perf_counter()
+            r = fit(ds, model, method, test=test, epochs=epochs, val_fraction=0.0, image_size=image_size, seed=seed)
+            runs.append((float(r.metrics["train_seconds"]), time.perf_counter() - t0))
+    _, (t1, wall1), (t2, wall2) = runs
+    per = max(t2 - t1, 0.3 * t1) / n  # a noisy difference never far below the one-epoch fit's own average
+    ev = max(0.0, (wall2 - t2) - (wall1 - t1)) / n
+    setup = max(0.0, wall1 - per * n)
+    params = int(r.metrics.get("total_params") or 0)
+    return FitCost(setup, per * scale, ev if method != "linear_probe" else per, params)
 
-    def slope(a: float, b: float) -> float:
-        s = (b - a) / (n2 - n1) if n2 > n1 else b / max(n2, 1)
-        return max(s, 0.3 * b / max(n2, 1))  # a noisy slope never far below the plain average
 
-    per, ev = slope(t1, t2), slope(e1, e2)
-    setup = max(0.0, e2 - ev * n2)
-    return FitCost(setup, per, ev if method != "linear_probe" else per, params)
+#: the batch size of auto's fits (fit's default) and how many of its batches the probe fits train on
+FIT_BATCH = 32
+PROBE_BATCHES = 4
+#: fit's default truncation of texts (tokens)
+FIT_MAX_LENGTH = 128
 
 
+def probe_sample(train: Any, model: str, seed: int) -> tuple[Any, float]:
+    """The probe fits' examples, and what a training example of the whole split costs against one of them.
+
+    Images: a stratified sample of PROBE_BATCHES batches (at least two examples per class). Texts: the training
+    loop batches texts of similar length (pools of 1,600 sorted by length, each batch padded to its longest), so a
+    small sample of its own pads far more than the real fit does (Rotten Tomatoes: 77 padded tokens per text for 64
+    texts, 44 for 192, 32 for 1,024 or more; one batch at 128 tokens costs as much as seven short ones). The sample
+    is PROBE_BATCHES whole batches of the split's own length-sorted batches, evenly spaced from the shortest to the
+    longest; the ratio is the split's padded tokens per text over the sample's (close to 1)."""
+    n = max(PROBE_BATCHES * FIT_BATCH, -(-2 * train.num_classes // FIT_BATCH) * FIT_BATCH)
+    if n >= len(train):
+        return train, 1.0
+    lengths = _fit_lengths(train, model) if train.modality == "text" else None
+    if lengths is not None:
+        order = np.argsort(-lengths, kind="stable")
+        batches = [order[i:i + FIT_BATCH] for i in range(0, len(order), FIT_BATCH)]
+        k = n // FIT_BATCH
+        chosen = [batches[int((j + 0.5) * len(batches) / k)] for j in range(k)]
+        idx = np.sort(np.concatenate(chosen))
+        if len(np.unique(train.labels[idx])) >= 2:
+            def per_text(b: list[np.ndarray]) -> float:
+                return sum(len(x) * float(lengths[x].max()) for x in b) / sum(len(x) for x in b)
+
+            return train.subset(idx), per_text(batches) / per_text(chosen)
+    return train.stratified_sample(n, seed=seed), 1.0
+
+
+def _fit_lengths(train: Any, model: str) -> np.ndarray | None:
+    """Each training text's length in tokens as fit truncates it; None where unknown (then sampled as images)."""
+    from ..zoo import resolve_model
+
+    try:
+        lengths = resolve_model(model).token_lengths(list(train.items))
+    except Exception:  # an estimate only
+        return None
+    return None if lengths is None else np.minimum(np.asarray(lengths), FIT_MAX_LENGTH)
