@@ -161,7 +161,7 @@ def test_bad_input(tmp_path, zoo):
         auto(str(data), str(tmp_path / "empty.yaml"), budget="5m", dry_run=True)
     with pytest.raises(TransferlabError, match="no pretrained image model"):
         auto(str(data), "builtin:pixels", budget="5m", dry_run=True)
-    with pytest.raises(TransferlabError, match=r"too small for even the cheapest plan.*needs about .*--budget \d+m"):
+    with pytest.raises(TransferlabError, match=r"too small for even the cheapest plan.*needs about .*--budget \d+[sm]"):
         auto(str(data), zoo, budget="1s", image_size=32, dry_run=True)
     for bad in ("", "soon", "-5m", "0s"):
         with pytest.raises(TransferlabError, match="--budget"):
@@ -254,7 +254,7 @@ def test_text_token_table_follows_each_sample(tiny_text_ref, tiny_text_model_dir
 def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
     from transferlab.auto._api import keep
     from transferlab.auto._ledger import Ledger
-    from transferlab.auto._planning import _make_plan
+    from transferlab.auto._planning import Costing, _make_plan
 
     train = Dataset("t", "image", np.zeros((1000, 8, 8, 3), np.uint8), np.repeat(np.arange(4), 250), tuple("abcd"))
     rank = C.RankCost(load={"m": 1.0}, forward={"m": 0.001}, metrics={"m": 1.0}, cached={}, probe_order=["m"],
@@ -263,8 +263,8 @@ def test_a_cheap_probe_is_planned_beside_the_fine_tune_and_kept_on_a_tie():
     costs = {"m|linear_probe": probe, "m|partial": partial}
 
     def plan(budget):
-        return _make_plan(Ledger(None, {}, budget, lambda *_: None), train, None, rank, 500, ["m"], dict(costs), None,
-                          0, 0.0)
+        return _make_plan(Ledger(None, {}, budget, lambda *_: None), Costing(train, None, rank, dict(costs), None, 0),
+                          500, ["m"], 0.0)
 
     p = plan(600.0)
     names = [s.name for s in p.stages]

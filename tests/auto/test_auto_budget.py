@@ -1,9 +1,11 @@
-"""``transferlab auto``'s costs and stages: the probe fits measure an epoch in steady state on batches like the real
-fit's (fixed and first-call costs cancel; texts in whole length-sorted batches); transformers' per-load bars stay out
-of auto's output; the distillation starts from a copy of the better fit."""
+"""``transferlab auto``'s budget: the calibration shows what it measures while it runs and its seconds count against
+the plan; the probe fits measure an epoch in steady state on batches like the real fit's (fixed and first-call costs
+cancel; texts in whole length-sorted batches); transformers' per-load bars stay out of auto's output; the
+distillation starts from a copy of the better fit."""
 
 from __future__ import annotations
 
+import re
 import types
 
 import numpy as np
@@ -12,8 +14,56 @@ from tests.conftest import make_text_dataset, write_image_folder
 
 from transferlab.auto import _costs as C
 from transferlab.auto import _plan as P
+from transferlab.auto import auto
 from transferlab.auto._ledger import Ledger
+from transferlab.auto._planning import Costing, _make_plan
 from transferlab.data import Dataset
+
+ZOO = "builtin:small_resnet_shapes,builtin:small_convnext_textures,builtin:pixels"
+
+
+@pytest.mark.slow
+def test_calibration_shows_what_it_measures_and_counts_in_the_plan(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("TRANSFERLAB_PROGRESS_SECONDS", "0")  # a pipe: a plain line at every step
+    data = write_image_folder(tmp_path / "data", n_per_class=20)
+    lines: list[str] = []
+    r = auto(str(data), ZOO, budget="5m", image_size=32, dry_run=True, progress=True, say=lines.append)
+    err = capfd.readouterr().err
+    assert re.search(r"^calibrate: \d+.*probe ranking 2/3 \(3 models on \d+ examples\)", err, re.M), err
+    assert re.search(r"^calibrate: .*probe fit 3/3 of builtin:\w+ \(partial, 2 epochs on \d+ examples\)", err, re.M)
+    cal = r.plan.stage("calibrate")
+    assert cal.measured == cal.estimate > 0  # what the calibration spent is part of the plan's total
+    assert r.plan.estimate >= cal.measured + r.plan.stage("fit 1").estimate
+    assert any(line.startswith(f"calibrated in {P.fmt_seconds(cal.measured)}") for line in lines)
+
+
+def _plan_with_slow_calibration(monkeypatch, cands, spent):
+    """A plan whose missing fit costs take ``spent`` seconds of the budget's clock to measure."""
+    train = Dataset("t", "image", np.zeros((1000, 8, 8, 3), np.uint8), np.repeat(np.arange(4), 250), tuple("abcd"))
+    rank = C.RankCost(load={"m": 1.0, "n": 1.0}, forward={"m": 0.001, "n": 0.001}, metrics={"m": 1.0, "n": 1.0},
+                      cached={}, probe_order=["m", "n"], n_probe=128)
+    partial = C.FitCost(5.0, 0.01, 0.002, 10**6)
+    run = Ledger(None, {}, 900.0, lambda *_: None)
+
+    def probe_fits(train, ref, method, image_size, seed, step=None):
+        run.t0 -= spent  # the probe fits' seconds, on the run's clock
+        return partial
+
+    monkeypatch.setattr(C, "fit_cost", probe_fits)
+    costs = {"m|linear_probe": C.FitCost(4.0, 0.001, 0.001, 0), "n|linear_probe": C.FitCost(4.0, 0.001, 0.001, 0)}
+    return _make_plan(run, Costing(train, None, rank, costs, None, 0), 500, cands, 0.0), rank, partial
+
+
+def test_the_probe_fits_seconds_count_against_the_budget(monkeypatch):
+    plan, rank, _ = _plan_with_slow_calibration(monkeypatch, ["m"], 100.0)
+    left = 900.0 - 100.0 - rank.estimate(500) - P.RESERVE_SHARE * 900.0  # what the fit may take after them
+    assert plan.stage("fit 1").options["budget_seconds"] == pytest.approx(left, abs=0.5)
+    # the runner-up's probe fits run after the first fit's estimate: its time is read again
+    plan, rank, partial = _plan_with_slow_calibration(monkeypatch, ["m", "n"], 100.0)
+    assert plan.stage("fit 2") is not None
+    left = 900.0 - 200.0 - rank.estimate(500) - P.RESERVE_SHARE * 900.0
+    later = sum(plan.stage(n).estimate for n in ("fit 2", "ensemble", "distill"))
+    assert plan.stage("fit 1").options["budget_seconds"] == pytest.approx(left - later, abs=0.5)
 
 
 class _Clock:

@@ -125,7 +125,7 @@ def auto(
                 "limit": limit,
                 "budget": B, "seed": seed, "image_size": image_size,
                 "test": str(test) if isinstance(test, (str, Path)) else None}
-    run = Ledger(work, identity, B, say)
+    run = Ledger(work, identity, B, say, progress)
 
     # ---- check
     t = time.perf_counter()
@@ -148,8 +148,7 @@ def auto(
     fits = _fit_candidates(stages)
     ens = None
     if plan.stage("ensemble") is not None and "fit 2" in fits:
-        student = keep({k: fits[k] for k in ("fit 1", "fit 2")})
-        ens = _ensemble_and_distill(run, plan, train, test_ds, fits, fit_data, student, image_size, seed, progress)
+        ens = _ensemble_and_distill(stages, train, fits, keep({k: fits[k] for k in ("fit 1", "fit 2")}))
     _probe(stages, fits)  # in the time the fits left (early stopping): never at the cost of a fit's epochs
     chosen = keep(fits)
     # ---- the output
@@ -266,9 +265,9 @@ def _skip(run: Ledger, plan: P.Plan, names: list[str], why: str) -> None:
     plan.notes.append(f"{', '.join(n for n in names if plan.stage(n) is not None)} skipped: {why}")
 
 
-def _ensemble_and_distill(run: Ledger, plan: P.Plan, train: Dataset, test: Dataset | None, fits: dict[str, Any],
-                          fit_data: Any, chosen: str, image_size: int | None, seed: int,
-                          progress: bool) -> dict[str, Any] | None:
+def _ensemble_and_distill(s: _Stages, train: Dataset, fits: dict[str, Any], student: str) -> dict[str, Any] | None:
+    """The two fits' ensemble and, when it gains enough, its distillation into ``student`` (the better fit)."""
+    run, plan, test = s.run, s.plan, s.test
     reserve = P.RESERVE_SHARE * run.budget
     _restore_skipped(run, plan, ["ensemble", "distill"])
     if plan.stage("ensemble").skipped:
@@ -276,7 +275,7 @@ def _ensemble_and_distill(run: Ledger, plan: P.Plan, train: Dataset, test: Datas
     if run.done("ensemble") is None and run.left() - reserve < plan.stage("ensemble").estimate:
         _skip(run, plan, ["ensemble", "distill"], "no time left")
         return None
-    ens = stage_ensemble(run, plan, train, test, fits, seed)
+    ens = stage_ensemble(run, plan, train, test, fits, s.seed)
     dist = plan.stage("distill")
     if dist.skipped:
         return ens
@@ -287,7 +286,7 @@ def _ensemble_and_distill(run: Ledger, plan: P.Plan, train: Dataset, test: Datas
         _skip(run, plan, ["distill"], f"no time left ({P.fmt_seconds(max(0.0, run.left()))} for a "
               f"{P.fmt_seconds(dist.estimate)} stage)")
     else:
-        fits["distill"] = stage_distill(run, dist, fit_data, test, fits, chosen, image_size, seed, progress)
+        fits["distill"] = stage_distill(run, dist, s.data, test, fits, student, s.image_size, s.seed, s.progress)
     return ens
 
 

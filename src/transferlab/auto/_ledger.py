@@ -20,10 +20,12 @@ STATE = "auto.json"
 
 
 class Ledger:
-    """The bookkeeping of one run: the stage records in ``auto.json``, the clock, the console."""
+    """The bookkeeping of one run: the stage records in ``auto.json``, the clock, the console (``say`` prints a line;
+    ``progress``: whether long steps show a bar)."""
 
-    def __init__(self, work: Path | None, identity: dict[str, Any], budget: float, say: Any) -> None:
-        self.work, self.identity, self.budget, self.say = work, identity, budget, say
+    def __init__(self, work: Path | None, identity: dict[str, Any], budget: float, say: Any,
+                 progress: bool = False) -> None:
+        self.work, self.identity, self.budget, self.say, self.progress = work, identity, budget, say, progress
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = {"identity": identity, "stages": {}, "transferlab_version": __version__}
         if work is not None and (work / STATE).is_file():

@@ -59,6 +59,11 @@ def parse_budget(budget: str | float | int) -> float:
     return s
 
 
+def budget_text(seconds: float) -> str:
+    """A ``--budget`` value of at least ``seconds``: whole seconds under two minutes, else whole minutes."""
+    return f"{math.ceil(seconds)}s" if seconds < 120 else f"{math.ceil(seconds / 60)}m"
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "-"
