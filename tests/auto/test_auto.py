@@ -112,6 +112,10 @@ def test_estimates_come_from_measured_probes(finished):
     cost = C.FitCost(**cal["fit_cost"][f"{fit1.options['model']}|{fit1.options['method']}"])
     assert cost.train_per_example > 0
     assert fit1.estimate == pytest.approx(cost.estimate(*_sizes(finished[2]), fit1.options["epochs"]))
+    # the bound a budget is refused by before calibrating stays under what the cheapest plan's stages really took
+    n_train, _, n_test = _sizes(finished[2])
+    spent = sum(r.plan.stage(s).measured for s in ("check", "calibrate", "rank"))
+    assert P.floor_seconds(len(cal["rank_cost"]["load"]), n_train, n_test) < spent / 10
 
 
 def _sizes(data):

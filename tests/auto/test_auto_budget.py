@@ -1,7 +1,7 @@
 """``transferlab auto``'s budget: the calibration shows what it measures while it runs and its seconds count against
-the plan; the probe fits measure an epoch in steady state on batches like the real fit's (fixed and first-call costs
-cancel; texts in whole length-sorted batches); transformers' per-load bars stay out of auto's output; the
-distillation starts from a copy of the better fit."""
+the plan; a budget no machine could keep is refused before calibrating; the probe fits measure an epoch in steady
+state on batches like the real fit's (fixed and first-call costs cancel; texts in whole length-sorted batches);
+transformers' per-load bars stay out of auto's output; the distillation starts from a copy of the better fit."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from transferlab.auto import auto
 from transferlab.auto._ledger import Ledger
 from transferlab.auto._planning import Costing, _make_plan
 from transferlab.data import Dataset
+from transferlab.errors import TransferlabError
 
 ZOO = "builtin:small_resnet_shapes,builtin:small_convnext_textures,builtin:pixels"
 
@@ -64,6 +65,22 @@ def test_the_probe_fits_seconds_count_against_the_budget(monkeypatch):
     left = 900.0 - 200.0 - rank.estimate(500) - P.RESERVE_SHARE * 900.0
     later = sum(plan.stage(n).estimate for n in ("fit 2", "ensemble", "distill"))
     assert plan.stage("fit 1").options["budget_seconds"] == pytest.approx(left - later, abs=0.5)
+
+
+def test_a_budget_no_machine_could_keep_is_refused_before_calibrating(tmp_path, monkeypatch, capsys):
+    from transferlab.cli import main
+
+    data = write_image_folder(tmp_path / "data", n_per_class=12)
+    monkeypatch.setattr(C, "rank_cost", lambda *a, **k: pytest.fail("calibrated before refusing"))
+    with pytest.raises(TransferlabError, match=r"a budget of 0\.1 s is too small for even the cheapest plan "
+                       r"\(calibrate, rank 3 models, a linear probe\): it needs at least 0\.\d s on any machine; "
+                       r"give --budget 1s or more"):
+        auto(str(data), ZOO, budget="0.1s", image_size=32, dry_run=True)
+    assert main(["auto", str(data), "--zoo", ZOO, "--budget", "0.1s", "--dry-run"]) == 2
+    assert "too small for even the cheapest plan" in capsys.readouterr().err
+    # more models and more data need more; a budget that could fit is never refused (tests/auto/test_auto.py
+    # checks the bound against a real run's measured stages)
+    assert P.floor_seconds(14, 60_000, 10_000) > P.floor_seconds(3, 30, 6) > 0
 
 
 class _Clock:

@@ -64,6 +64,26 @@ def budget_text(seconds: float) -> str:
     return f"{math.ceil(seconds)}s" if seconds < 120 else f"{math.ceil(seconds / 60)}m"
 
 
+#: what the cheapest plan's least work costs at least, on any machine: a tenth of the fastest we measured (warm
+#: process, the built-in tiny models at 32 px on a busy 2-core CPU: a ranking call 0.11 s beside its models, each
+#: model in a ranking 25 ms, a fit 0.1 s) — per-call overheads are Python's, and no machine runs them ten times
+#: faster — and 5 microseconds per example a torch model reads (a tenth of the tiny models' ~0.25 ms at 32 px)
+FLOOR_RANK_CALL = 0.01
+FLOOR_MODEL_RUN = 0.0025
+FLOOR_FIT_CALL = 0.01
+FLOOR_EXAMPLE = 5e-6
+
+
+def floor_seconds(n_models: int, n_train: int, n_test: int) -> float:
+    """A lower bound of the cheapest plan's seconds, known before calibrating: the calibration (a warm-up ranking of
+    one model, two probe rankings of every model, three probe fits), the ranking, and a linear probe that reads
+    every training and test example, each at floor prices."""
+    rank_calls, model_runs, fit_calls = 4, 1 + 3 * n_models, 4
+    examples = n_models * (32 + 128 + min(n_train, 128)) + 4 * min(n_train, 128) + n_train + n_test
+    return (rank_calls * FLOOR_RANK_CALL + model_runs * FLOOR_MODEL_RUN + fit_calls * FLOOR_FIT_CALL
+            + examples * FLOOR_EXAMPLE)
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "-"

@@ -69,13 +69,15 @@ def _calibrating(run: Ledger) -> Iterator[Any]:
 
 def make_initial_plan(run: Ledger, train: Dataset, test: Dataset | None, zoo: Any, candidates_all: list[str],
                       image_size: int | None, seed: int, check_s: float) -> P.Plan:
-    """The saved plan of a resumed run, or a new one from the calibration (measured now, or recorded before)."""
+    """The saved plan of a resumed run, or a new one from the calibration (measured now, or recorded before). A
+    budget that even the cheapest plan cannot keep on any machine is refused before calibrating."""
     saved = run.state.get("plan")
     if saved is not None and run.done("calibrate") is not None:
         return P.Plan.from_dict(saved)
     rec = run.done("calibrate")
     t = time.perf_counter()
     if rec is None:
+        _refuse_hopeless(run, train, test, zoo)
         run.say("calibrating: probe rankings and probe fits time every stage")
     with _calibrating(run) as step:
         cost = C.rank_cost(train, zoo, image_size, seed, step) if rec is None else C.RankCost(**rec["rank_cost"])
@@ -95,6 +97,19 @@ def make_initial_plan(run: Ledger, train: Dataset, test: Dataset | None, zoo: An
     plan.stages[1].measured = plan.stages[1].estimate = secs
     run.save_plan(plan)
     return plan
+
+
+def _refuse_hopeless(run: Ledger, train: Dataset, test: Dataset | None, zoo: Any) -> None:
+    """Refuse, before calibrating, a budget below the lower bound of the cheapest plan (:func:`P.floor_seconds`)."""
+    from ..zoo import load_zoo
+
+    n_models = len((load_zoo(zoo) if not hasattr(zoo, "models") else zoo).models)
+    floor = run.elapsed() + P.floor_seconds(n_models, len(train), len(test) if test is not None else 0)
+    if floor > run.budget:
+        raise TransferlabError(f"a budget of {_secs(run.budget)} is too small for even the cheapest plan "
+                               f"(calibrate, rank {n_models} models, a linear probe): it needs at least "
+                               f"{_secs(floor)} on any machine; give --budget {P.budget_text(floor)} or more "
+                               "(the calibration then measures what this machine needs)")
 
 
 def _secs(s: float) -> str:
