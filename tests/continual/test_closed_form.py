@@ -150,3 +150,24 @@ def test_prototypes_on_a_frozen_backbone_beat_naive_fine_tuning_and_keep_every_t
         m = out[name].matrix
         assert m[-1, 0] == m[0, 0] and out[name].metrics["bwt"] == 0.0
         assert out[name].metrics["acc"] >= out["naive"].metrics["acc"]
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_ranpac_changes_the_backbone_only_when_asked_to_adapt_on_the_first_task(epochs, tiny_model_ref):
+    from tests.continual.test_strategy_contract import _two_tasks
+
+    from transferlab.models import build, resolve
+
+    s = _two_tasks()
+    before = build(resolve(tiny_model_ref), 0).net.state_dict()
+    r = run(s, tiny_model_ref, "ranpac", epochs=1, lr=5e-2, image_size=16, batch_size=4, dim=64,
+            first_task_epochs=epochs)
+    after = r.modules["backbone"].state_dict()
+    changed = [k for k, v in after.items() if k in before and not torch.equal(v, before[k])]
+    assert bool(changed) == (epochs > 0), changed[:3]
+    phases = [row.get("phase") for row in r.history[0]]
+    assert phases == ["first-task adaptation"] * epochs + ["closed form"]
+    assert r.metrics["bwt"] == 0.0  # adapted before any statistics: old heads still never change
+    assert not any(p.requires_grad for p in r.modules["backbone"].parameters())
+    with pytest.raises(TransferlabError, match="first_task_epochs"):
+        run(s, tiny_model_ref, "ranpac", first_task_epochs=-1)

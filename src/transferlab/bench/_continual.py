@@ -1,6 +1,8 @@
 """``bench continual``: every continual strategy on the built-in task-incremental stream (the four built-in targets)
-and on class-incremental Fashion-MNIST (5 × 2 classes): ACC, BWT, FWT, training time, peak memory and the extra
-parameters each task adds. Supermask strategies need the task at test time, so they run on task-incremental streams
+and on class-incremental Fashion-MNIST (5 × 2 classes), or on the streams given (``builtin:stream-long``, its class
+split ``builtin:stream-long:12``): ACC, BWT, FWT, the whole run's time and each task's learning time (seconds per
+task: the accuracy matrix's measurements left out), peak memory, the extra parameters each task adds and the bytes a
+strategy keeps per class and for all classes together. Supermask strategies need the task at test time, so they run on task-incremental streams
 only (said in the output). Every run is a job of the bench harness, cached in ``out/runs/<key>.json``: a bench resumes run by run."""
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ._tables import continual_tables
 
 TASK_STREAM = "builtin:fashion-mnist,builtin:digits,builtin:shapes,builtin:textures"
 CLASS_SPLIT = "builtin:fashion-mnist:5"
-FORMAT = 1  # of the cached runs: raise it when a run's record changes
+FORMAT = 2  # of the cached runs: raise it when a run's record changes (2: seconds per task, bytes per class)
 
 
 @dataclass
@@ -50,6 +52,10 @@ class ContinualBenchResult(DeclaredResult):
                     row[k] = float(np.mean(v)) if v else None
                     row[f"{k}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
                 row["seconds"] = float(np.mean([r["seconds"] for r in rs]))
+                row["seconds_per_task"] = _mean([r.get("seconds_per_task") for r in rs])
+                row["eval_seconds"] = _mean([r.get("eval_seconds") for r in rs])
+                row["bytes_per_class"] = rs[0].get("bytes_per_class")
+                row["shared_bytes"] = rs[0].get("shared_bytes")
                 row["peak_mb"] = float(np.max([r["peak_mb"] for r in rs]))
                 row["peak_growth_mb"] = float(np.max([r.get("peak_growth_mb", 0.0) for r in rs]))
                 row["extra_params_per_task"] = rs[0]["extra_params_per_task"]
@@ -159,6 +165,11 @@ def bench_continual(
                                  "batch_size": batch_size, "lr": lr, "strategy_options": per})
 
 
+def _mean(values: list[Any]) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
 def _is_split(stream: str) -> bool:
     return "," not in stream and stream.rsplit(":", 1)[-1].isdigit()
 
@@ -180,4 +191,7 @@ def continual_run(stream: str, strategy: str, seed: int, model: str, epochs: int
             "accuracy_matrix": m["accuracy_matrix"], "before": m["before"], "seconds": time.perf_counter() - t0,
             "peak_mb": mem.peak, "peak_growth_mb": mem.peak - mem.start,
             "extra_params_per_task": m["extra_params_per_task"],
-            "mask_bits_per_task": m.get("mask_bits_per_task", 0), "tasks": m["tasks"]}
+            "mask_bits_per_task": m.get("mask_bits_per_task", 0), "tasks": m["tasks"],
+            "seconds_per_task": m["seconds_per_task"], "task_seconds": m["task_seconds"],
+            "eval_seconds": m["eval_seconds"], "bytes_per_class": m.get("bytes_per_class"),
+            "shared_bytes": m.get("shared_bytes")}

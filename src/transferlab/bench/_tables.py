@@ -10,6 +10,8 @@ import numpy as np
 
 from .._published import merge_published
 from ..report import Column, Table, interval
+from ._priors import PRIORS
+from ._rank_evidence_tables import evidence_tables, prior_verdict
 
 
 def _short(t: str) -> str:
@@ -56,7 +58,9 @@ def trust(d: dict[str, Any]) -> str:
 
 
 def rank_verdicts(d: dict[str, Any]) -> dict[str, Any]:
-    return {"trust": trust(d)}
+    out = {"trust": trust(d)}
+    priors = prior_verdict(d)
+    return {**out, "priors": priors} if priors else out
 
 
 def _gt_detail(d: dict[str, Any], target: str, ref: str) -> str:
@@ -87,7 +91,8 @@ def rank_tables(d: dict[str, Any]) -> list[Table]:
     for kind, name, summ in _tau_rows(d):
         if kind == "baseline" and name in d["metrics"]:
             continue  # knn: the same numbers as its metric row
-        row = {"score": name + (" (baseline)" if kind == "baseline" else ""), "mean": summ["weighted_tau"]["mean"],
+        label = " (prior)" if name in PRIORS else " (baseline)" if kind == "baseline" else ""
+        row = {"score": name + label, "mean": summ["weighted_tau"]["mean"],
                "rel_at_1": summ["rel_at_1"]["mean"]}
         for t in targets:
             row[t], row[f"{t} ci"] = summ["weighted_tau"][t], interval(summ["weighted_tau_ci"].get(t))
@@ -95,7 +100,8 @@ def rank_tables(d: dict[str, Any]) -> list[Table]:
     out = [Table("Weighted Kendall τ per target", tau_cols, rows, name="tau", verdicts=[trust(d)], notes=[
         "τw: scipy.stats.weightedtau(score, accuracy) (top models weigh more); [95 % bootstrap interval over "
         "models]; rel@1: accuracy of the top-scored model / best accuracy. Baselines: random scores (mean of 1000 "
-        "draws), parameter count, source accuracy, kNN (a cross-validated probe)."])]
+        "draws), kNN (a cross-validated probe); priors: parameter count, source accuracy, ImageNet accuracy, "
+        "size_prior (FLOPs), each ranking the models it has no value for last."]), *evidence_tables(d)]
     names = {m["ref"]: m["name"] for m in d["models"]}
     if d.get("ensemble"):
         cols = [Column("target", "target"), Column("chosen", "chosen set"),

@@ -132,11 +132,16 @@ def _run(s: Stream, j: _ContinualJob, output: RunOutput) -> ContinualResult:
     history: list[list[dict[str, Any]]] = []
     training = Training(name, options, epochs, lr, batch_size, seed, j.progress)
     t0 = time.perf_counter()
+    task_seconds, eval_seconds = [], 0.0
     for k in strat.steps(t_n):
+        t1 = time.perf_counter()
         strat.before_task(r, k)
         history.append(strat.train_task(r, k, strat.task_data(r, k), training))
         strat.after_task(r, k)
+        t2 = time.perf_counter()
         row = [r.accuracy(j, k) for j in range(t_n)]
+        task_seconds.append(t2 - t1)
+        eval_seconds += time.perf_counter() - t2
         rows.append(row)
         log.info("after task %d of %d (%s): %s", k + 1, t_n, s.tasks[k].name, " ".join(f"{a:.3f}" for a in row))
     seconds = time.perf_counter() - t0
@@ -147,12 +152,16 @@ def _run(s: Stream, j: _ContinualJob, output: RunOutput) -> ContinualResult:
         "strategy": name, "model": model, "options": options, "stream": s.describe(), "kind": s.kind,
         "tasks": [t.name for t in s.tasks], "accuracy_matrix": mat.tolist(), "before": before, **sm,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "train_seconds": seconds,
+        "task_seconds": task_seconds, "seconds_per_task": float(np.sum(task_seconds)) / t_n,
+        "eval_seconds": eval_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "extra_params_per_task": extra_params, **strat.metrics(r), "n_train": [len(t.train) for t in s.tasks],
         "n_test": [len(t.test) for t in s.tasks], "history": history,
         "metric_note": "GEM definitions (docs/continual.md): R[i][j] = accuracy on task j after training task i; "
                        "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
-                       "of R[j-1][j] - b[j] (task-incremental streams)",
+                       "of R[j-1][j] - b[j] (task-incremental streams). train_seconds: the whole stream, the accuracy "
+                       "matrix's measurements included (eval_seconds of it); task_seconds: each step's learning alone "
+                       "(before_task to after_task); seconds_per_task: their sum over the stream's tasks",
     }
     if output.out is not None:
         _save(output, r, s, options, metrics, built)

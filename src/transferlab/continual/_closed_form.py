@@ -33,26 +33,67 @@ RIDGES = tuple(10.0 ** k for k in range(-8, 9))
 
 
 class ClosedForm(Strategy):
-    """A frozen backbone whose heads are set from feature statistics after each task; the one loop never runs."""
+    """A frozen backbone whose heads are set from feature statistics after each task; the one loop never runs,
+    except for the optional first-task adaptation (``first_task_epochs``): the backbone fine-tuned on the first task
+    with a temporary linear head, before any statistics. Once the backbone is final, each task's test features are
+    computed once and kept for the accuracy matrix's later rows."""
+
+    first_task_epochs = 0
 
     def check(self, stream: Stream, name: str) -> None:
         if any(len(t.train) < 2 for t in stream.tasks):
             raise TransferlabError(f"{name} needs at least two training examples per task")
 
     def install(self, run: Any) -> None:
-        for p in run.modules["backbone"].parameters():
+        self._adapt = [p for p in run.modules["backbone"].parameters() if p.requires_grad]
+        self._adapting, self._final = False, self.first_task_epochs == 0
+        self._test: dict[int, tuple[Any, Any]] = {}
+        for p in self._adapt:
             p.requires_grad_(False)
 
     def trainable(self, run: Any, i: int, modules: Any) -> list[Any]:
-        return []
+        if not self._adapting:
+            return []
+        return self._adapt + list(modules["heads"].parameters())  # the temporary head's
 
     def train_task(self, run: Any, i: int, data: dict[str, Any], training: Any) -> list[dict[str, Any]]:
         import time
 
+        history = self.adapt_first_task(run, data, training) if i == 0 and self.first_task_epochs > 0 else []
         t0 = time.perf_counter()
         f, y = task_features(run, i)
         self.add_task(run, i, f, y)
-        return [{"epoch": 1, "task": i, "examples": len(y), "seconds": time.perf_counter() - t0}]
+        return history + [{"epoch": len(history) + 1, "task": i, "examples": len(y),
+                           "seconds": time.perf_counter() - t0, "phase": "closed form"}]
+
+    def adapt_first_task(self, run: Any, data: dict[str, Any], training: Any) -> list[dict[str, Any]]:
+        """RanPAC's first-session adaptation, as a full fine-tune: the backbone's trainable parameters and a
+        temporary linear head (seeded) train ``first_task_epochs`` epochs on the first task (the run's learning rate
+        and batch size, the one loop); then the backbone is frozen for good and the head dropped."""
+        import torch
+
+        n = len(run.stream.class_names) if run.stream.kind == "class" else len(run.stream.tasks[0].classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed + 7919)
+            temp = torch.nn.ModuleDict({"0": torch.nn.Linear(run.dim, n)}).to(run.device())
+        for p in self._adapt:
+            p.requires_grad_(True)
+        self._adapting = True
+        try:
+            with run.swapped("heads", temp):
+                history = training(run, 0, data, "first-task adaptation", epochs=self.first_task_epochs)
+        finally:
+            self._adapting, self._final = False, True
+            for p in self._adapt:
+                p.requires_grad_(False)
+        return [{**row, "phase": "first-task adaptation"} for row in history]
+
+    def eval_features(self, run: Any, j: int, compute: Any) -> tuple[Any, Any]:
+        if not self._final:
+            return compute()
+        if j not in self._test:
+            self._test[j] = compute()
+        return self._test[j]
 
     def add_task(self, run: Any, i: int, features: Any, labels: np.ndarray) -> None:
         raise NotImplementedError
@@ -107,8 +148,9 @@ def ridge_solve(g: Any, q: Any, ridge: float) -> Any:
 
 def choose_ridge(h: Any, y: Any, seed: int) -> float:
     """RanPAC's λ: the ridge of :data:`RIDGES` whose solution on the first 80 % of the (seeded-shuffled) examples
-    predicts the one-hot targets of the other 20 % with the least mean squared error; one eigendecomposition serves
-    every λ."""
+    predicts the one-hot targets of the other 20 % with the least mean squared error. One decomposition serves every
+    λ: the thin SVD of the n fitting examples' features when n < M (the solution lies in their row space, so it is
+    the same ``(G + λI)⁻¹ Q`` at n²M instead of M³), else the eigendecomposition of G."""
     import torch
 
     order = torch.as_tensor(np.random.default_rng(seed).permutation(len(h)))
@@ -116,22 +158,36 @@ def choose_ridge(h: Any, y: Any, seed: int) -> float:
     n = int(len(h) * 0.8)
     if n < 1 or n == len(h):
         return 1.0
-    g, q = h[:n].T @ h[:n], h[:n].T @ y[:n]
-    vals, vecs = torch.linalg.eigh(g)
-    vq = vecs.T @ q
-    losses = [float(((h[n:] @ (vecs @ (vq / (vals + r).unsqueeze(1))) - y[n:]) ** 2).mean()) for r in RIDGES]
+    if n < h.shape[1]:
+        u, sv, vt = torch.linalg.svd(h[:n], full_matrices=False)
+        hv, uy = h[n:] @ vt.T, u.T @ y[:n]
+        losses = [float(((hv @ ((sv / (sv ** 2 + r)).unsqueeze(1) * uy) - y[n:]) ** 2).mean()) for r in RIDGES]
+    else:
+        vals, vecs = torch.linalg.eigh(h[:n].T @ h[:n])
+        hv, vq = h[n:] @ vecs, vecs.T @ (h[:n].T @ y[:n])
+        losses = [float(((hv @ (vq / (vals + r).unsqueeze(1)) - y[n:]) ** 2).mean()) for r in RIDGES]
     return RIDGES[int(np.argmin(losses))]
 
 
+def ridge_fit(h: Any, y: Any, ridge: float) -> Any:
+    """The ridge solution ``(hᵀh + λI)⁻¹ hᵀy`` of one set of examples, as ``hᵀ(hhᵀ + λI)⁻¹y`` when there are fewer
+    examples than features (the same matrix: an n×n solve instead of an M×M one)."""
+    import torch
+
+    if len(h) < h.shape[1]:
+        return h.T @ torch.linalg.solve(h @ h.T + ridge * torch.eye(len(h), dtype=h.dtype), y)
+    return ridge_solve(h.T @ h, h.T @ y, ridge)
+
+
 class RanPAC(ClosedForm):
-    def __init__(self, dim: int, ridge: float | None) -> None:
-        self.dim, self.ridge = dim, ridge
+    def __init__(self, dim: int, ridge: float | None, first_task_epochs: int = 0) -> None:
+        self.dim, self.ridge, self.first_task_epochs = dim, ridge, first_task_epochs
         self.g: Any = None
         self.q: Any = None
         self.ridges: list[float] = []
 
     def config(self) -> dict[str, Any]:
-        return {"dim": self.dim, "ridge": self.ridge}
+        return {"dim": self.dim, "ridge": self.ridge, "first_task_epochs": self.first_task_epochs}
 
     def install(self, run: Any) -> None:
         """Freeze the backbone; every head becomes a :class:`~transferlab.models.ProjectionHead` over one shared
@@ -164,15 +220,17 @@ class RanPAC(ClosedForm):
             self.g, self.q = self.g + h.T @ h, self.q + h.T @ y
             w = ridge_solve(self.g, self.q, ridge)
         else:  # this task's head from this task's statistics: old heads never change
-            w = ridge_solve(h.T @ h, h.T @ y, ridge)
+            w = ridge_fit(h, y, ridge)
         with torch.no_grad():
             head.fc.weight.copy_(w.T.to(head.fc.weight.dtype))
             head.fc.bias.zero_()
 
     def metrics(self, run: Any) -> dict[str, Any]:
-        # kept per class: its column of Q (G is shared: dim² float64 whatever the number of classes)
-        return {**super().metrics(run), "ridges": list(self.ridges), "bytes_per_class": 8 * self.dim,
-                "shared_bytes": 8 * self.dim * self.dim}
+        """Class-incremental: kept per class its column of Q, and G (dim² float64 whatever the number of classes);
+        task-incremental streams keep no statistics between tasks."""
+        kept = run.stream.kind == "class"
+        return {**super().metrics(run), "ridges": list(self.ridges), "bytes_per_class": 8 * self.dim * kept,
+                "shared_bytes": 8 * self.dim * self.dim * kept}
 
 
 @STRATEGIES.register("prototype", summary="a frozen pretrained backbone; each class is the mean of its features, "
@@ -186,13 +244,17 @@ def prototype() -> Strategy:
                      "ridge-regression head over every task's statistics (λ searched per task)",
                      paper="McDonnell et al., RanPAC: Random Projections and Pre-trained Models for Continual "
                            "Learning, NeurIPS 2023")
-def ranpac(dim: int = 2048, ridge: float | None = None) -> Strategy:
+def ranpac(dim: int = 2048, ridge: float | None = None, first_task_epochs: int = 0) -> Strategy:
     """``dim``: the projection's width M (the paper uses 10,000; its memory is M² float64 for G); ``ridge``: a fixed
-    λ instead of the per-task search (the head then does not depend on the task order at all)."""
+    λ instead of the per-task search (the head then does not depend on the task order at all);
+    ``first_task_epochs``: the paper's first-session adaptation, off by default: the backbone fine-tuned that many
+    epochs on the first task with a temporary linear head, then frozen before any statistics."""
     import math
 
     if not isinstance(dim, int) or dim < 1:
         raise TransferlabError(f"dim must be a positive integer, got {dim!r}")
     if ridge is not None and not (math.isfinite(ridge) and ridge > 0):
         raise TransferlabError(f"ridge must be a finite number > 0 (or None: searched), got {ridge!r}")
-    return RanPAC(dim, ridge)
+    if not isinstance(first_task_epochs, int) or first_task_epochs < 0:
+        raise TransferlabError(f"first_task_epochs must be an integer >= 0, got {first_task_epochs!r}")
+    return RanPAC(dim, ridge, first_task_epochs)

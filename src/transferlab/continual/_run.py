@@ -5,6 +5,7 @@ accuracy matrix."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,24 +146,44 @@ class Run:
             m.train(was[name])
         return {k: v / max(n, 1) for k, v in fisher.items()}
 
+    def test_features(self, j: int, batch_size: int = 64) -> tuple[Any, Any]:
+        """Task ``j``'s test examples through the backbone as it is now (eval mode): (features, labels)."""
+        import torch
+
+        net, dev = self.modules["backbone"], self.device()
+        net.eval()
+        feats, labels = [], []
+        with torch.inference_mode():
+            for x, y in torch.utils.data.DataLoader(self.built.tensors(self.stream.tasks[j].test),
+                                                    batch_size=batch_size):
+                feats.append(net(x.to(dev)))
+                labels.append(y)
+        return torch.cat(feats), torch.cat(labels)
+
     def accuracy(self, j: int, upto: int, batch_size: int = 64) -> float:
         """Accuracy on task ``j``'s test split after training up to task ``upto`` (class-incremental: among the
-        classes seen so far; a task whose classes are not seen yet scores 0)."""
+        classes seen so far; a task whose classes are not seen yet scores 0). The features come through the
+        strategy's ``eval_features`` (one that knows they cannot have changed may keep them)."""
         import torch
 
         mods = self.modules
         for m in mods.values():
             m.eval()
         self.set_task(j)
-        data = self.built.tensors(self.stream.tasks[j].test)
-        dev = self.device()
-        right = total = 0
+        f, y = self.strategy.eval_features(self, j, lambda: self.test_features(j, batch_size))
         with torch.inference_mode():
-            for x, y in torch.utils.data.DataLoader(data, batch_size=batch_size):
-                z = self.logits(mods, mods["backbone"](x.to(dev)), j, upto)
-                right += int((z.argmax(1).cpu() == y).sum())
-                total += len(y)
-        return right / max(total, 1)
+            z = self.logits(mods, f.to(self.device()), j, upto)
+        return int((z.argmax(1).cpu() == y).sum()) / max(len(y), 1)
+
+    @contextmanager
+    def swapped(self, name: str, module: Any) -> Iterator[None]:
+        """``modules[name]`` is ``module`` inside the block (a temporary head that trains on the one loop)."""
+        old = self.modules[name]
+        self.modules[name] = module
+        try:
+            yield
+        finally:
+            self.modules[name] = old
 
 
 def _feature_dim(backbone: Any, built: Any) -> int:
@@ -204,6 +225,9 @@ class ContinualObjective(Objective):
             logs.update(more)
         return loss, logs
 
+    def after_step(self, modules: Any, ctx: StepContext) -> None:
+        self.run.strategy.after_step(self.run, self.i, modules)
+
     def config(self) -> dict[str, Any]:
         return {"strategy": self.name, "task": self.i, "phase": self.phase, **self.options}
 
@@ -211,7 +235,7 @@ class ContinualObjective(Objective):
 @dataclass(frozen=True)
 class Training:
     """One call of the one training loop on a task's data: what a strategy's ``train_task`` calls (once, or once
-    per phase with its own ``TrainConfig`` fields)."""
+    per phase with its own ``TrainConfig`` fields, ``epochs`` included)."""
 
     name: str
     options: dict[str, Any]
@@ -224,6 +248,7 @@ class Training:
     def __call__(self, run: Run, i: int, data: dict[str, Any], phase: str = "", **config: Any) -> list[dict[str, Any]]:
         from ..train import TrainConfig, train
 
-        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + i, **config)
+        cfg = TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed + i,
+                             **config})
         objective = ContinualObjective(run, i, self.name, self.options, phase)
         return train(dict(run.modules), objective, data, cfg, progress=self.progress).history

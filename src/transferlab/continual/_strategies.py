@@ -83,6 +83,11 @@ class Replay(Strategy):
         loss = run.task_loss(modules, f, rb["y"], rb["task"], i)
         return self.weight * loss, {"replay_loss": loss.detach()}
 
+    def metrics(self, run: Any) -> dict[str, Any]:
+        """The buffer's examples as stored (an image array's bytes, a text's UTF-8 bytes), per class of the stream."""
+        total = sum(_item_bytes(run.stream.tasks[t].train.items[j]) for t, j in self.buffer)
+        return {**super().metrics(run), "bytes_per_class": int(round(total / _n_classes(run.stream)))}
+
     def after_task(self, run: Any, i: int) -> None:
         """Reservoir sampling (Vitter's algorithm R) over every training example seen so far."""
         for j in range(len(run.stream.tasks[i].train)):
@@ -93,6 +98,23 @@ class Replay(Strategy):
                 k = int(self.rng.integers(0, self.seen))
                 if k < self.size:
                     self.buffer[k] = (i, j)
+
+
+def _item_bytes(item: Any) -> int:
+    if isinstance(item, np.ndarray):
+        return int(item.nbytes)
+    if isinstance(item, str):
+        return len(item.encode())
+    try:
+        import os
+
+        return int(os.path.getsize(item))  # an image file
+    except (OSError, TypeError):
+        return 0
+
+
+def _n_classes(stream: Stream) -> int:
+    return max(1, len(stream.class_names) if stream.kind == "class" else sum(len(t.classes) for t in stream.tasks))
 
 
 @STRATEGIES.register("replay", summary="a reservoir buffer of earlier examples replayed beside each batch",
@@ -139,6 +161,10 @@ class EWC(Strategy):
         else:
             self.terms.append((fisher, anchor))
 
+    def metrics(self, run: Any) -> dict[str, Any]:  # each term's Fisher and anchor
+        return {**super().metrics(run), "shared_bytes": int(sum(t.element_size() * t.numel() for f, a in self.terms
+                                                                for d in (f, a) for t in d.values()))}
+
 
 @STRATEGIES.register("ewc", summary="elastic weight consolidation: a quadratic penalty on moving weights the earlier "
                      "tasks needed", paper="Kirkpatrick et al., PNAS 2017; online: Schwarz et al., ICML 2018",
@@ -172,6 +198,10 @@ class LwF(Strategy):
             for p in old.parameters():
                 p.requires_grad_(False)
             run.modules[f"old_{name}"] = old
+
+    def metrics(self, run: Any) -> dict[str, Any]:  # the frozen copy of the backbone and heads, during a task
+        return {**super().metrics(run), "shared_bytes": int(sum(p.element_size() * p.numel() for n in ("backbone",
+                                                                "heads") for p in run.modules[n].parameters()))}
 
     def after_task(self, run: Any, i: int) -> None:
         if i == len(run.stream.tasks) - 1:  # the frozen copy served its purpose

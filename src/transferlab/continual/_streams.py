@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..data import Dataset, load_dataset
 from ..errors import TransferlabError
+from ._tasks import Stream, Task
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class Task:
-    """One task: its train and test splits (labels: the task's own 0..C-1 in task-incremental streams, the dataset's
-    global class ids in class-incremental ones) and the classes it brings."""
-
-    name: str
-    train: Dataset
-    test: Dataset
-    classes: list[int]  # class-incremental: global ids; task-incremental: 0..C-1
-    class_names: list[str]
-
-
-@dataclass
-class Stream:
-    kind: str  # "task" (one head per task) or "class" (one growing head)
-    tasks: list[Task]
-    class_names: list[str] = field(default_factory=list)  # class-incremental: every class of the dataset
-    source: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def modality(self) -> str:
-        return self.tasks[0].train.modality
-
-    def describe(self) -> str:
-        if self.kind == "class":
-            return f"class-incremental, {len(self.tasks)} tasks of {len(self.tasks[0].classes)} classes"
-        left_out = self.source.get("excluded")
-        return (f"task-incremental, {len(self.tasks)} tasks: {', '.join(t.name for t in self.tasks)}"
-                + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+__all__ = ["Stream", "Task", "class_split", "parse_stream", "task_stream"]
 
 
 def _sample(ds: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -112,19 +83,30 @@ def class_split(ref: Any, n_tasks: int, limit: int | None = None, test_limit: in
 
 def parse_stream(stream: str | Sequence[Any] | None = None, split: str | None = None, *, limit: int | None = None,
                  test_limit: int | None = None) -> Stream:
-    """``stream``: comma-separated dataset references, a list of datasets, or a YAML file (``tasks: [...]`` or
-    ``split: REF`` with ``groups: K``); ``split``: ``REF:K`` (class-incremental)."""
+    """``stream``: comma-separated dataset references, a list of datasets, a YAML file (``tasks: [...]`` or
+    ``split: REF`` with ``groups: K``), or ``builtin:stream-long`` (twelve tasks, ``_long``); ``split``: ``REF:K``
+    (class-incremental; ``builtin:stream-long:12``: the long stream's tasks over one head)."""
     if (stream is None) == (split is None):
         raise TransferlabError("give either a task stream (--stream A,B,...) or a class split (--split DATA:K)")
     if split is not None:
         ref, sep, k = str(split).rpartition(":")
         if not sep or not k.isdigit() or not ref:
             raise TransferlabError(f"--split takes DATA:K (K groups of classes), got {split!r}")
+        if _long().is_long(ref):
+            return _long().long_split(ref, int(k), limit, test_limit)
         return class_split(ref, int(k), limit, test_limit)
+    if isinstance(stream, str) and _long().is_long(stream):
+        return _long().long_stream("task", limit, test_limit)
     if isinstance(stream, str) and stream.endswith((".yaml", ".yml")):
         return _yaml(Path(stream), limit, test_limit)
     refs = [s.strip() for s in stream.split(",") if s.strip()] if isinstance(stream, str) else list(stream or [])
     return task_stream(refs, limit, test_limit)
+
+
+def _long() -> Any:
+    from . import _long
+
+    return _long
 
 
 def _yaml(path: Path, limit: int | None, test_limit: int | None) -> Stream:

@@ -267,7 +267,12 @@ class Supermasks(Strategy):
         return h
 
     def metrics(self, run: Any) -> dict[str, Any]:
-        return {"mask_bits_per_task": int(sum(m.scores[0].numel() for m in self.masks.values()))}
+        """A task's mask bits; kept for all tasks: every task's bits (as bytes) and batch-norm statistics."""
+        bits = int(sum(m.scores[0].numel() for m in self.masks.values()))
+        stats = sum(t.element_size() * t.numel() for j in range(len(run.stream.tasks))
+                    for t in (self.control.norm_state(j).values() if self.control else []))
+        return {**super().metrics(run), "mask_bits_per_task": bits,
+                "shared_bytes": int(len(run.stream.tasks) * bits // 8 + stats)}
 
     def export_tasks_(self, net: Any, n_tasks: int) -> list[dict[str, Any]]:
         """Each task's network is its masked weights: every task's go beside its head; ``net`` (a copy of the
