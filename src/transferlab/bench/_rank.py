@@ -20,6 +20,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import TransferlabError
 from ._harness import backend_of
+from ._priors import prior_values
 from ._quality import random_baseline, rank_quality
 from ._rank_cost import cost_line, ranking_cost
 from ._rank_truth import ground_truth
@@ -48,6 +49,8 @@ class BenchResult(DeclaredResult):
     checks: dict[str, Any] = field(default_factory=dict)  # ground_truth_checks(): intervals, ties, flags, warnings
     #: with replicates K > 1: per replicate, target -> model -> test accuracy (``ground_truth`` is their mean)
     replicates: list[dict[str, dict[str, float | None]]] | None = None
+    priors: dict[str, dict[str, Any]] | None = None  # prior -> values and sources per model (bench/_priors.py)
+    evidence: dict[str, Any] | None = None  # Δτw over the best prior; the noise ceiling (bench/_evidence.py)
 
     @staticmethod
     def _summary(per_target: dict[str, dict[str, Any]], targets: list[str]) -> dict[str, Any]:
@@ -68,7 +71,7 @@ class BenchResult(DeclaredResult):
             "baselines": {b: self._summary(self.baselines[b], self.targets) for b in self.baselines},
             "ground_truth": self.ground_truth, "scores": self.scores, "cost": self.cost, "options": self.options,
             "ensemble": self.ensemble, "cells": self.cells, "checks": self.checks,
-            "ground_truth_replicates": self.replicates,
+            "ground_truth_replicates": self.replicates, "priors": self.priors, "evidence": self.evidence,
         }
         return {**d, "verdicts": rank_verdicts(d)}  # which score to trust on this zoo
 
@@ -155,7 +158,8 @@ def bench_rank(
     ranked = _rank_targets(plan)
     models = _models(ranked.results[target_list[0]], z)
     truth = ground_truth(plan, models)
-    quality, baselines = _quality(plan, ranked, truth.accuracy, models)
+    priors = prior_values(models, image_size, trust_pickle)
+    quality, baselines = _quality(plan, ranked, truth.accuracy, priors)
     ens = ({t: _validate_ensemble(plan, ranked.results[t], t, truth.accuracy[t]) for t in target_list}
            if ensemble else None)
     return BenchResult(zoo=z.name, targets=target_list, protocol=protocol, models=models, metrics=ranked.metrics,
@@ -167,7 +171,8 @@ def bench_rank(
                                 "grid": grids or None, "n_boot": n_boot, "replicates": replicates,
                                 "lr_extend": lr_extend if training else None},
                        ensemble=ens, cells=truth.details, checks=truth.checks,
-                       replicates=truth.replicates if replicates > 1 else None)
+                       replicates=truth.replicates if replicates > 1 else None, priors=priors,
+                       evidence=_evidence(plan, ranked, truth, priors, models))
 
 
 @dataclass(frozen=True)
@@ -280,9 +285,11 @@ def _models(first: Any, z: Any) -> list[dict[str, Any]]:
 
 
 def _quality(plan: _Plan, ranked: _Ranked, ground_truth: dict[str, dict[str, float | None]],
-             models: list[dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, dict[str, Any]]]]:
+             priors: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, dict[str, Any]]]]:
     """(quality, baselines): every metric's and the consensus' ranking quality per target; the baselines' (random
-    scores; parameter count and source accuracy where at least 3 models have them; kNN)."""
+    scores; every prior a model has a value for, the others ranked last (:func:`._priors.filled`); kNN)."""
+    from ._priors import filled
+
     targets, n_boot, seed = plan.targets, plan.n_boot, plan.seed
     quality = {m: {t: rank_quality(ranked.scores[t][m], ground_truth[t], n_boot=n_boot, seed=seed) for t in targets}
                for m in ranked.metrics}
@@ -290,13 +297,26 @@ def _quality(plan: _Plan, ranked: _Ranked, ground_truth: dict[str, dict[str, flo
                             for t in targets}
     baselines: dict[str, dict[str, dict[str, Any]]] = {
         "random": {t: random_baseline(ground_truth[t], seed=seed) for t in targets}}
-    for key, name in (("params", "parameter_count"), ("source_accuracy", "source_accuracy")):
-        vals = {m["ref"]: m["metadata"].get(key) for m in models}
-        if sum(v is not None for v in vals.values()) >= 3:
+    for name, prior in priors.items():
+        vals = filled(prior["values"])
+        if vals is not None:
             baselines[name] = {t: rank_quality(vals, ground_truth[t], n_boot=n_boot, seed=seed) for t in targets}
     if "knn" in ranked.metrics:
         baselines["knn"] = quality["knn"]
     return quality, baselines
+
+
+def _evidence(plan: _Plan, ranked: _Ranked, truth: Any, priors: dict[str, dict[str, Any]],
+              models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Δτw of every score over the best prior, and with replicates the noise ceiling (:func:`rank_evidence`)."""
+    from ._evidence import rank_evidence
+    from ._priors import filled
+
+    scores = {m: {t: ranked.scores[t][m] for t in plan.targets} for m in ranked.metrics}
+    scores["consensus"] = {t: ranked.consensus[t] for t in plan.targets}
+    return rank_evidence(scores, {p: filled(v["values"]) for p, v in priors.items()}, truth.accuracy,
+                         truth.replicates if plan.replicates > 1 else None, [m["ref"] for m in models],
+                         n_boot=plan.n_boot, seed=plan.seed)
 
 
 def _grids(protocol: str, grid: dict[str, Any] | None) -> dict[str, dict[str, list[Any]]]:

@@ -79,7 +79,7 @@ def bench_rank_cmd(
                    ensemble=ensemble, replicates=replicates, lr_extend=lr_extend,
                    **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
-    c = _print_tables(r.tables(), ("tau", "ensemble"))
+    c = _print_tables(r.tables(), ("tau", "priors", "noise", "ensemble"))
     ch = r.checks or {}
     if r.protocol != "linear_probe":
         c.print(f"ground truth ({r.protocol}): {sum(len(v) for v in r.cells.values())} cells, "

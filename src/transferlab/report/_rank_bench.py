@@ -132,7 +132,8 @@ def bench_report_html(result: dict[str, Any]) -> str:
     cost = _cost(result)
     checks = (result.get("checks") or {}).get("warnings") or []
     warns = "".join(f"<div class='note'>{esc(w)}</div>" for w in [*checks, *degenerate_warnings(result)])
-    body = (head + warns + "".join(render_html(t) for t in tables_of(result, "tau"))
+    body = (head + warns + "".join(render_html(t) for name in ("tau", "priors", "prior_sources", "noise")
+                                   for t in tables_of(result, name))
             + "".join(render_html(t) for t in tables_of(result, "ensemble"))
             + "<h2>Cost</h2>" + cost
             + "".join(f"<h2>{esc(t.title)}</h2>" + _gt_intro(result) + render_html(t, heading=False)

@@ -21,6 +21,8 @@ class ZooModel(BaseModel):
     params: int | None = Field(default=None, description="number of parameters")
     source_dataset: str | None = Field(default=None, description="what the model was pretrained on")
     source_accuracy: float | None = Field(default=None, description="accuracy on its source task, in %")
+    imagenet_accuracy: float | None = Field(default=None, description="ImageNet-1k top-1 accuracy in %, where known "
+                                            "(bench rank's imagenet_accuracy prior)")
 
     @field_validator("ref")
     @classmethod
