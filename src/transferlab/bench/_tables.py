@@ -281,18 +281,24 @@ def distill_tables(d: dict[str, Any]) -> list[Table]:
 def continual_tables(d: dict[str, Any]) -> list[Table]:
     cols = [Column("strategy", "strategy"), Column("acc", "ACC", "mean_sd", sd="acc_sd"),
             Column("bwt", "BWT", "signed_sd", sd="bwt_sd"), Column("fwt", "FWT", "signed_sd", sd="fwt_sd"),
-            Column("seconds", "train s", "seconds"), Column("peak_growth_mb", "peak memory growth (MB)", "number", 0),
+            Column("seconds", "run s", "seconds"), Column("seconds_per_task", "s / task", "seconds"),
+            Column("peak_growth_mb", "peak memory growth (MB)", "number", 0),
             Column("extra_params_per_task", "extra parameters / task", "count"),
-            Column("mask_bits_per_task", "mask bits / task", "count")]
+            Column("mask_bits_per_task", "mask bits / task", "count"),
+            Column("bytes_per_class", "bytes / class", "count"), Column("shared_bytes", "shared bytes", "count")]
     out = []
     for stream in dict.fromkeys(r["stream"] for r in d["table"]):
         rows = sorted((r for r in d["table"] if r["stream"] == stream), key=lambda r: -_mean_or(r["acc"]))
         out.append(Table(stream, cols, rows, name=f"stream:{stream}", notes=[
             f"{s['strategy']}: not run ({s['why']})." for s in d.get("skipped", []) if s["stream"] == stream]))
     if out:
-        out[-1].notes.append("GEM's ACC, BWT, FWT (docs/continual.md). Peak memory growth: the largest resident set "
+        out[-1].notes.append("GEM's ACC, BWT, FWT (docs/continual.md). run s: the whole run, the accuracy matrix's "
+                             "measurements included; s / task: each task's learning alone, averaged over the tasks. "
+                             "Peak memory growth: the largest resident set "
                              "during the run minus the one before it, sampled every 50 ms (one process: memory freed "
-                             "by an earlier run may be reused).")
+                             "by an earlier run may be reused). bytes / class: what the strategy keeps per class "
+                             "(a prototype, a column of statistics, buffered examples); shared bytes: what it keeps "
+                             "for every class together (a Gram matrix, bases, masks, a penalty's anchors).")
     return out
 
 
