@@ -42,8 +42,9 @@ def ground_truth(plan: Any, models: list[dict[str, Any]]) -> GroundTruth:
     base = {"protocol": plan.protocol, "limit": plan.limit, "seed": plan.seed, "options": plan.fit_options,
             "cache_root": str(default_cache_dir()), "grid": plan.grids, "trust_pickle": plan.trust_pickle,
             **({"lr_extend": plan.lr_extend} if training and plan.lr_extend else {})}
+    # a cell's replicates one after the other: a bench stopped half-way has whole pairs (a partial noise ceiling)
     cells = [{"model_ref": m["ref"], "target": t, **base, **({"replicate": r} if r else {})}
-             for r in range(plan.replicates) for t in plan.targets for m in models]
+             for t in plan.targets for m in models for r in range(plan.replicates)]
     gt_cells = run_jobs([_job(c) for c in cells], bench="rank ground truth", version=1, cache=None,
                         progress=plan.progress, backend=plan.runner, device=plan.device, precision=plan.precision,
                         figure=lambda c: f"test accuracy {fmt(c.get('test_accuracy'))}"
