@@ -151,3 +151,21 @@ def test_a_backbone_without_inner_layers_gives_its_output_in_every_mode(tmp_path
 def test_an_unknown_mode_is_refused(digits):
     with pytest.raises(TransferlabError, match="last, mean, best"):
         extract_features(resolve_model("builtin:pixels"), digits, layers="middle")
+
+
+def test_a_chunk_whose_layer_widths_were_altered_is_recomputed(digits, tmp_path, caplog):
+    backbone = resolve_model("builtin:small_resnet_shapes")
+    cache = FeatureCache(tmp_path)
+    first = extract_features(backbone, digits, image_size=32, cache=cache, layers="best")
+    chunk = cache.entry(first.meta["cache_key"]).path / "chunk-000000.npz"
+    with np.load(chunk) as z:
+        arrays = dict(z)
+    arrays["layer_dims"] = arrays["layer_dims"][::-1].copy()  # same total width, other layers: a wrong split
+    with open(chunk, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = extract_features(resolve_model("builtin:small_resnet_shapes"), digits, image_size=32, cache=cache,
+                             layers="best")
+    assert not again.cache_hit and "does not match its checksum" in caplog.text
+    assert [x.shape[1] for x in again.layers] == [x.shape[1] for x in first.layers]
+    for x, y in zip(again.layers, first.layers, strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -3,8 +3,8 @@
 Key = SHA-256 of (backbone identity: model reference + weights hash, preprocessing, dataset fingerprint, format
 version; and, for ``rank --layers mean|best``, the layer mode: ``last`` adds nothing, so the keys of the model's
 output are those of before). Features are written in chunks, each atomically (temporary file + rename), so a killed
-run resumes at the first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry;
-an entry of several layers records their widths in ``layers.json``.
+run resumes at the first missing chunk and a reader never sees a torn file. A ``done.json`` marks a complete entry.
+A chunk of several layers carries their widths too (under its checksum).
 
 Every chunk carries the SHA-256 of its arrays, and the scores file the SHA-256 of its scores bound to the chunks'
 checksums (a score edited and re-hashed alone does not match); both are verified on read. A chunk or scores file that is damaged (truncated, flipped bytes) or altered is a warning and a recompute,
@@ -56,9 +56,9 @@ def _cache_error(exc: OSError | OutputError, where: Path) -> CacheError:
     )
 
 
-def _digest(features: np.ndarray, probs: np.ndarray | None) -> str:
+def _digest(features: np.ndarray, probs: np.ndarray | None, layer_dims: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
-    for a in (features, probs):
+    for a in (features, probs, layer_dims):
         if a is not None:
             a = np.ascontiguousarray(a)
             h.update(f"{a.dtype.str}{a.shape}".encode())
@@ -107,7 +107,9 @@ class CacheEntry:
     def done(self) -> bool:
         return (self.path / "done.json").is_file()
 
-    def read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None] | None:
+        """(features, source probabilities or None, the layers' widths or None) of chunk ``i``; None when it is
+        missing, damaged or altered."""
         p = self._chunk(i)
         if not p.is_file():
             return None
@@ -115,18 +117,25 @@ class CacheEntry:
             with np.load(p, allow_pickle=False) as z:
                 f = z["features"]
                 probs = z["source_probs"] if "source_probs" in z.files else None
+                dims = z["layer_dims"] if "layer_dims" in z.files else None
                 stored = bytes(z["sha256"]).hex() if "sha256" in z.files else None
         except Exception as exc:  # noqa: BLE001  (zipfile.BadZipFile, OSError, ValueError, ...: damaged or foreign)
             log.warning("cache chunk %s is damaged (%s: %s); recomputing it", p, type(exc).__name__, exc)
             return None
-        if stored != _digest(f, probs):
+        if stored != _digest(f, probs, dims):
             log.warning("cache chunk %s does not match its checksum (altered or damaged); recomputing it", p)
             return None
-        return f, probs
+        return f, probs, (tuple(int(d) for d in dims) if dims is not None else None)
 
-    def write_chunk(self, i: int, features: np.ndarray, probs: np.ndarray | None) -> None:
+    def write_chunk(self, i: int, features: np.ndarray, probs: np.ndarray | None,
+                    layer_dims: tuple[int, ...] | None = None) -> None:
+        """Chunk ``i``, atomically, with its checksum; ``layer_dims``: the widths of the layers it holds (layer
+        modes other than ``last``)."""
         arrays = {"features": features} if probs is None else {"features": features, "source_probs": probs}
-        arrays["sha256"] = np.frombuffer(bytes.fromhex(_digest(features, probs)), dtype=np.uint8)
+        dims = np.asarray(layer_dims, dtype=np.int64) if layer_dims is not None else None
+        if dims is not None:
+            arrays["layer_dims"] = dims
+        arrays["sha256"] = np.frombuffer(bytes.fromhex(_digest(features, probs, dims)), dtype=np.uint8)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             with atomic_open(self._chunk(i), "wb") as fh:
@@ -159,25 +168,6 @@ class CacheEntry:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
-
-    def write_layers(self, layout: dict[str, Any]) -> None:
-        """Record how an entry of several layers is laid out (``dims``: each layer's width, in order), before its
-        first chunk: chunks of every layer side by side are split by it."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path / "layers.json", layout)
-        except (OSError, OutputError) as exc:
-            raise _cache_error(exc, self.path) from None
-
-    def read_layers(self) -> dict[str, Any] | None:
-        """The layout :meth:`write_layers` recorded; None without one (or when it is unreadable)."""
-        try:
-            data = json.loads((self.path / "layers.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        dims = data.get("dims") if isinstance(data, dict) else None
-        ok = isinstance(dims, list) and dims and all(isinstance(d, int) and d > 0 for d in dims)
-        return data if ok else None
 
     def read_scores(self) -> dict[str, float | None]:
         """Metric scores computed earlier on these features (``score key -> value``)."""

@@ -98,7 +98,7 @@ def _extract(backbone: Backbone, dataset: Dataset, req: _Request, cache: Feature
                      "dataset": dataset.fingerprint, "n": n, **({"precision": prec} if prec != "fp32" else {}),
                      **({"layers": _STORED[req.layers]} if req.all_layers else {})})
     entry = cache.entry(key) if cache is not None else None
-    layout = entry.read_layers() if entry is not None and req.all_layers else None
+    dims: tuple[int, ...] | None = None  # the layers' widths (modes other than last), from a chunk
     step = n if backbone.dataset_level else max(1, req.chunk_size)
     starts = list(range(0, n, step))
     feats: list[np.ndarray] = []
@@ -107,21 +107,17 @@ def _extract(backbone: Backbone, dataset: Dataset, req: _Request, cache: Feature
     computed = 0
     for ci, start in enumerate(starts):
         idx = np.arange(start, min(start + step, n))
-        hit = entry.read_chunk(ci) if entry is not None and (layout or not req.all_layers) else None
-        if hit is not None and len(hit[0]) == len(idx) and _fits(hit[0], layout, req.layers):
-            f, p = hit
+        hit = entry.read_chunk(ci) if entry is not None else None
+        if hit is not None and len(hit[0]) == len(idx) and _fits(hit, dims, req.layers):
+            f, p, dims = hit
             if progress:
                 progress(len(idx))
         else:
             t0 = time.perf_counter()
             f, p, dims = _compute(backbone, dataset, idx, req, progress)
             forward += time.perf_counter() - t0
-            if req.all_layers and (layout is None or layout["dims"] != list(dims)):
-                layout = {"dims": list(dims)}
-                if entry is not None:
-                    entry.write_layers(layout)
             if entry is not None and np.isfinite(np.sum(f, dtype=np.float64)):
-                entry.write_chunk(ci, f, p)
+                entry.write_chunk(ci, f, p, dims)
             elif entry is not None:  # never cache broken outputs: a rerun after a fix must recompute them
                 log.warning("%s: non-finite features in examples %d-%d; not cached", backbone.ref, idx[0], idx[-1])
             computed += 1
@@ -130,12 +126,12 @@ def _extract(backbone: Backbone, dataset: Dataset, req: _Request, cache: Feature
     features = np.concatenate(feats)
     source_probs = None if any(p is None for p in probs) else np.concatenate(probs)
     cold = _cold(entry, forward, time.perf_counter() - t_start, computed, len(starts))
-    layer_info = _layer_info(req.layers, layout)
+    layer_info = _layer_info(req.layers, dims)
     if entry is not None and computed and np.isfinite(np.sum(features, dtype=np.float64)):
         entry.mark_done({"model": backbone.ref, "dataset": dataset.name, "n": n, "dim": int(features.shape[1]),
                          "identity": backbone.identity(), "preprocessing": backbone.preprocessing(req.image_size),
                          "cold": cold, **({"layers": layer_info} if layer_info else {})})
-    per_layer = split_layers(features, layout["dims"]) if req.layers == "best" and layout else None
+    per_layer = split_layers(features, dims) if req.layers == "best" and dims else None
     features = per_layer[-1] if per_layer else features
     meta = {"cache_key": key, "dim": int(features.shape[1]), "chunks": len(starts), "chunks_computed": computed}
     return Features(features, source_probs, backbone.ref, cache_hit=computed == 0, seconds=forward,
@@ -148,8 +144,9 @@ _STORED = {"mean": "mean", "best": "all"}
 
 
 def _compute(backbone: Backbone, dataset: Dataset, idx: np.ndarray, req: _Request,
-             progress: Progress | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """One chunk's forward passes: (features as the mode stores them, source probabilities, the layers' widths)."""
+             progress: Progress | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None]:
+    """One chunk's forward passes: (features as the mode stores them, source probabilities, the layers' widths;
+    None for ``last``)."""
     fb, pb, dims = [], [], None
     kw = {"all_layers": True} if req.all_layers else {}
     for batch in backbone.batches(dataset, idx, batch_size=req.batch_size, image_size=req.image_size, **kw):
@@ -162,23 +159,27 @@ def _compute(backbone: Backbone, dataset: Dataset, idx: np.ndarray, req: _Reques
     p = None if any(b is None for b in pb) else np.concatenate(pb).astype(np.float32, copy=False)
     if len(f) != len(idx):
         raise ModelError(f"{backbone.ref} returned {len(f)} feature rows for {len(idx)} inputs")
+    if not req.all_layers:
+        return f, p, None
     dims = tuple(dims or (f.shape[1],))  # a backbone without inner layers: its output, one layer
     return (mean_of_layers(f, dims) if req.layers == "mean" else f), p, dims
 
 
-def _fits(f: np.ndarray, layout: dict[str, Any] | None, mode: str) -> bool:
-    """Whether a cached chunk has the width its mode's layout says (the mean: the output's; best: all layers')."""
-    if layout is None:
-        return mode == "last"
-    return f.shape[1] == (sum(layout["dims"]) if mode == "best" else layout["dims"][-1])
+def _fits(hit: tuple[np.ndarray, np.ndarray | None, tuple[int, ...] | None], dims: tuple[int, ...] | None,
+          mode: str) -> bool:
+    """Whether a cached chunk is what its mode stores: no layers for ``last``; else the layers' widths (the same as
+    the other chunks') and the width they make (the mean: the output's; best: all layers')."""
+    f, _, got = hit
+    if mode == "last" or got is None:
+        return mode == "last" and got is None
+    return (dims is None or got == dims) and f.shape[1] == (sum(got) if mode == "best" else got[-1])
 
 
-def _layer_info(mode: str, layout: dict[str, Any] | None) -> dict[str, Any] | None:
+def _layer_info(mode: str, dims: tuple[int, ...] | None) -> dict[str, Any] | None:
     """What a mode other than ``last`` read: its layers' widths and, for the mean, which layers it averaged."""
-    if mode == "last" or layout is None:
+    if mode == "last" or dims is None:
         return None
-    dims = list(layout["dims"])
-    return {"mode": mode, "count": len(dims), "dims": dims,
+    return {"mode": mode, "count": len(dims), "dims": list(dims),
             **({"averaged": averaged_layers(dims)} if mode == "mean" else {})}
 
 
