@@ -1,5 +1,6 @@
 """Markdown tables of one or two ``bench rank`` runs (issue 13): weighted τ of every metric, the consensus and the
 baselines per target and their mean, side by side for two ground truths (e.g. fine-tuning and the linear probe); the
+priors, Δτw over the best prior and the noise ceiling (issue 30: add --replicates 2 to the first command); the
 ground-truth accuracies with the linear-probe reference; the checks (under-trained cells, cells without a plateau,
 the test split's power to separate the models); and the cost (ranking time against ground-truth time).
 
@@ -46,6 +47,13 @@ def tau_table(first: dict[str, Any], second: dict[str, Any] | None) -> str:
     return render_markdown(t, title=False)
 
 
+def evidence(b: dict[str, Any]) -> str:
+    """The priors (where their values come from), Δτw over the best prior with its verdict, and the noise ceiling
+    (with --replicates), where the run has them (issue 30)."""
+    names = {t.name for t in BenchResult.tables_from(b)}
+    return "\n\n".join(render_markdown(_table(b, n)) for n in ("prior_sources", "priors", "noise") if n in names)
+
+
 def ground_truth_table(b: dict[str, Any]) -> str:
     return render_markdown(_table(b, "ground_truth"), title=False)
 
@@ -60,6 +68,11 @@ def checks(b: dict[str, Any]) -> str:
         out.append(f"- {_short(t)}: {tc.get('n_test')} test examples; 95 % intervals overlap for "
                    f"{'n/a' if ov is None else f'{ov:.0%}'} of model pairs; ties: {len(tc.get('ties') or [])}")
     c = b["cost"]
+    reps = ch.get("replicates")
+    if reps:
+        out.append(f"- replicates: {reps['k']} per cell; {reps['lr_at_grid_edge']} of {reps['trained_cells']} trained "
+                   f"cells chose a learning rate at the (extended) grid's edge; the largest spread of one cell's "
+                   f"accuracy across its replicates: {reps['largest_spread']:.3f}")
     out.append(f"- cost: ranking {c['ranking_seconds']:.0f} s, ground truth {c['ground_truth_seconds']:.0f} s "
                f"({c['ground_truth_over_ranking']:.1f}× the ranking)")
     return "\n".join(out)
@@ -72,7 +85,7 @@ def main() -> None:
     a = ap.parse_args()
     first = json.loads(a.bench.read_text())
     second = json.loads(a.other.read_text()) if a.other else None
-    print(tau_table(first, second), "", ground_truth_table(first), "", checks(first), sep="\n")
+    print(tau_table(first, second), "", evidence(first), "", ground_truth_table(first), "", checks(first), sep="\n")
 
 
 if __name__ == "__main__":
