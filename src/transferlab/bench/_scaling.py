@@ -121,14 +121,15 @@ def scaling_tables(d: dict[str, Any]) -> list[Table]:
                                           "pretrain_seconds": p["pretrain_seconds"],
                                           "role": "held back" if p["held_back"] else "fitted"})
         row[f"acc {p['finetune']}"], row[f"sd {p['finetune']}"] = p["accuracy_mean"], p["accuracy_sd"]
-    fit_cols = [Column("finetune", "fine-tuning examples", "count"), Column("A", "A", "number", 4),
-                Column("alpha", "α", "number", 4), Column("beta", "β", "number", 3),
+    fit_cols = [Column("finetune", "fine-tuning examples", "count"),
+                *(Column(k, label, align="right") for k, label in (("A", "A"), ("alpha", "α"), ("beta", "β"))),
                 Column("rmse", "fit RMSE", "number", 4), Column("n_points", "points fitted", "count"),
                 Column("predicted", "predicted", "number"),
                 Column("measured", "measured", "mean_sd", sd="measured_sd"),
                 Column("error", "error (points)", "points"), Column("loglinear_error", "β = 1 error", "points"),
                 Column("flat_error", "no-growth error", "points")]
-    frows = [{**{k: (f.get("fit") or {}).get(k) for k in ("A", "alpha", "beta", "rmse", "n_points")},
+    frows = [{**{k: _sig((f.get("fit") or {}).get(k)) for k in ("A", "alpha", "beta")},
+              **{k: (f.get("fit") or {}).get(k) for k in ("rmse", "n_points")},
               **{c.key: f.get(c.key) for c in fit_cols[6:]}, "finetune": f["finetune"],
               "measured_sd": f.get("measured_sd")} for f in d["fits"]]
     return [Table(f"Target accuracy by pretraining size ({d['target']}; source {d['source']}, {d['arch']}, seeds "
@@ -138,6 +139,11 @@ def scaling_tables(d: dict[str, Any]) -> list[Table]:
             Table(f"Log law {d['law']} per fine-tuning size: fitted below {d['held_back_size']:,} pretraining "
                   f"examples, predicting {d['held_back_size']:,}", fit_cols, frows, name="fit",
                   verdicts=scaling_verdicts(d), notes=_fit_notes(d))]
+
+
+def _sig(v: float | None) -> str | None:
+    """A parameter to 4 significant digits (α can be 4e-05: fixed decimals would show 0.0000)."""
+    return None if v is None else f"{v:.4g}"
 
 
 def scaling_verdicts(d: dict[str, Any]) -> list[str]:
