@@ -18,16 +18,20 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
                 errno.EEXIST, errno.ENAMETOOLONG}
 
 
-def output_error(exc: OSError, path: str | os.PathLike[str]) -> Exception:
-    """``exc`` as an :class:`OutputError` naming ``path`` when the disk is the cause; else ``exc`` itself."""
+def output_error(exc: BaseException, path: str | os.PathLike[str]) -> BaseException:
+    """``exc`` as an :class:`OutputError` naming ``path`` when the disk is the cause, also behind a writer's own error
+    (torch.save's zip writer turns a full disk into ``RuntimeError: ... unexpected pos``); else ``exc`` itself."""
     from .errors import OutputError
 
-    if exc.errno not in _DISK_ERRNOS:
-        return exc
-    why = "no space left on the device" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (
-        exc.strerror or str(exc)).lower()
+    disk, hops = exc, 0
+    while not (isinstance(disk, OSError) and disk.errno in _DISK_ERRNOS):
+        disk, hops = disk.__cause__ or disk.__context__, hops + 1
+        if disk is None or hops > 8:
+            return exc
+    why = "no space left on the device" if disk.errno in (errno.ENOSPC, errno.EDQUOT) else (
+        disk.strerror or str(disk)).lower()
     err = OutputError(f"cannot write {path}: {why}")
-    err.errno = exc.errno  # type: ignore[attr-defined]  (callers that explain it their own way: the cache)
+    err.errno = disk.errno  # type: ignore[attr-defined]  (callers that explain it their own way: the cache)
     return err
 
 
@@ -139,23 +143,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        disk = exc if isinstance(exc, OSError) else _disk_cause(exc)
-        if disk is not None:
-            raise output_error(disk, path) from None
+        err = output_error(exc, path)
+        if err is not exc:
+            raise err from None
         raise
-
-
-def _disk_cause(exc: BaseException) -> OSError | None:
-    """The disk's own error behind ``exc``, where a writer wrapped it in one of its own (torch.save's zip writer
-    turns a full disk into ``RuntimeError: ... unexpected pos``); None when the disk is not the cause."""
-    seen: set[int] = set()
-    cur = exc.__cause__ or exc.__context__
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, OSError) and cur.errno in _DISK_ERRNOS:
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
