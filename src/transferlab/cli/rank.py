@@ -48,6 +48,12 @@ def rank_cmd(
     layers: str = typer.Option("last", "--layers", help="Which features to score: last (the model's output), mean "
                                "(the mean of its layers' pooled features) or best (every layer scored, each metric's "
                                "best kept)."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Rank in rounds over growing class-stratified subsets, "
+                                  "dropping after each round the models whose consensus is below the leader's with "
+                                  "--confidence: the forward passes go to the contenders (dropped models are listed "
+                                  "below the survivors, the latest dropped first)."),
+    confidence: float = typer.Option(0.95, "--confidence", help="With --adaptive: drop a model when its consensus is "
+                                     "below the leader's in at least this share of half-samples (0.5 < c < 1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
     wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
                               "table of the most informative ones that fits the terminal; the files hold them all)."),
@@ -60,14 +66,23 @@ def rank_cmd(
 
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # a bad option fails before any work
     metrics = alias("--metrics", "-m", metrics, metrics_m)  # -m is --model everywhere else
+    if adaptive:
+        _check_adaptive(confidence, ensemble, runner, layers)
     out_console = console()
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
     out_dir = check_output(out or Path("runs") / f"rank-{ds.name}")  # before any forward pass
     zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
-    result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
-                  cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
-                  trust_pickle=trust_pickle, ensemble=ensemble, backend=runner, device=device, precision=precision,
-                  layers=layers)
+    if adaptive:
+        from ..rank import rank_adaptive
+
+        result = rank_adaptive(ds, zoo, metrics, confidence=confidence, image_size=image_size, limit=limit,
+                               batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, threads=threads,
+                               progress=not quiet, trust_pickle=trust_pickle, device=device, precision=precision)
+    else:
+        result = rank(ds, zoo, metrics, image_size=image_size, limit=limit, batch_size=batch_size,
+                      cache_dir=cache_dir, use_cache=not no_cache, threads=threads, progress=not quiet,
+                      trust_pickle=trust_pickle, ensemble=ensemble, backend=runner, device=device,
+                      precision=precision, layers=layers)
     paths = result.save(out_dir)
     if not quiet:
         out_console.print(_table(result, None if wide else _compact_metrics(result, out_console.width)))
@@ -81,6 +96,17 @@ def rank_cmd(
                               f"{', '.join(result.ensemble['names'])}", highlight=False)
         out_console.print(result.timing_summary(), highlight=False)  # warm: says so, with the cold run's timings
     out_console.print(f"report: {paths['html'].resolve()}", highlight=False, soft_wrap=True)
+
+
+def _check_adaptive(confidence: float, ensemble: int | None, runner, layers: str) -> None:  # noqa: ANN001
+    """--adaptive's options, before any work: its confidence; no option it does not take."""
+    from ..errors import TransferlabError
+    from ..rank import adaptive_settings
+
+    adaptive_settings(confidence)
+    if ensemble or runner.name != "local" or layers != "last":
+        raise TransferlabError("--adaptive ranks in this process on each model's output features: it takes no "
+                               "--ensemble, --backend ray or --layers")
 
 
 def _compact_metrics(result, width: int) -> list[str]:  # noqa: ANN001

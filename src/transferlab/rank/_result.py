@@ -45,6 +45,9 @@ class RankResult:
     #: where the features came from: state (cold, warm, partly warm, off), how many models' features and scores the
     #: cache gave, and ``cold``: what computing them cost, as recorded when they were computed (rank/_api.py)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: rank_adaptive: the rounds (models, consensus, P(below the leader), dropped and why, forward passes) and the
+    #: forward passes against a full ranking's (rank/_adaptive_rank.py); None for a full ranking
+    adaptive: dict[str, Any] | None = None
 
     def best(self) -> ModelScores:
         return self.models[0]
@@ -106,7 +109,8 @@ class RankResult:
         example is predicted once, out of fold). Fine-tuning usually reaches at least as much."""
         from scipy.stats import binomtest
 
-        acc, n = self.models[0].scores.get("linear_probe"), int(self.dataset.get("size") or 0)
+        acc = self.models[0].scores.get("linear_probe")
+        n = int(self.models[0].timings.get("examples") or self.dataset.get("size") or 0)  # adaptive: those it saw
         if acc is None or n < 1:
             return None
         ci = binomtest(int(round(acc * n)), n).proportion_ci(0.95, method="wilson")
@@ -162,6 +166,7 @@ class RankResult:
             "ensemble": self.ensemble,
             "cache": dict(self.cache),
             "timing_summary": self.timing_summary() if self.timings else None,
+            "adaptive": self.adaptive,
         }
 
     def to_csv(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._html import esc, figure_png, fmt, page, pyplot, table
+from ._rank_adaptive import adaptive_section
 
 
 def _consensus_chart(result: Any) -> str:
@@ -161,7 +162,7 @@ def _timings_table(result: Any) -> str:
 
 def rank_report_html(result: dict[str, Any]) -> str:
     """``rank`` (its result's ``to_dict()``): the recommendation, the ranking table, charts and timings."""
-    result = _view(result)
+    raw, result = result, _view(result)
     ds = result.dataset
     state = (getattr(result, "cache", None) or {}).get("state")
     warm = f" · <b>{esc(state)}</b>: features from the cache (timings below)" if state in _WARM else ""
@@ -181,7 +182,7 @@ def rank_report_html(result: dict[str, Any]) -> str:
               "does not apply (LEEP and NCE need a source classifier head); failed: the metric could not be computed on "
               "this model's features (the notes say why). Consensus: 1 − mean normalised rank (higher is better). "
               "Baselines (grey in the charts) are not pretrained: a model below them does not help.</p>"
-            + _ensemble_section(result)
+            + adaptive_section(raw) + _ensemble_section(result)
             + "<h2>Consensus</h2>" + _consensus_chart(result)
             + "<h2>Metric × model</h2>" + _heatmap(result)
             + "<h2>Timings</h2>" + _timings_table(result) + cache_note + _timings_chart(result))
