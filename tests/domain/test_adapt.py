@@ -141,6 +141,24 @@ def test_domain_cli(tmp_path, tiny_model_ref, capsys):
     assert "same classes" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_domain_cli_loads_pickle_weights_only_with_trust_pickle(tmp_path, capsys):
+    """``domain --trust-pickle`` (issue 29: adapt() took trust_pickle, the command had no flag for it)."""
+    import timm
+
+    from transferlab.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "weights.pt"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
+    args = ["domain", "builtin:digits", "builtin:digits-m", "-m", f"timm:test_efficientnet@{weights}", "--epochs",
+            "1", "--limit", "100", "--image-size", "32", "--batch-size", "16", "--out", str(tmp_path / "out"), "-q"]
+    assert main(args) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main([*args, "--trust-pickle"]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
 class _Killed(Exception):
     pass
 

@@ -35,6 +35,7 @@ def domain_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/domain-SOURCE-TARGET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model transferlab wrote in --out."),
     seed: int = typer.Option(0, "--seed"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (they can run code)."),
     list_: bool = typer.Option(False, "--list", help="List the methods and selectors and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -68,7 +69,7 @@ def domain_cmd(
     out_dir = out or Path("runs") / f"domain-{name(source)}-{name(target)}-{method}"
     r = adapt(src_ds, tgt_ds, model, method, trade_off=trade_off, select=select, epochs=epochs, lr=lr,
               batch_size=batch_size, image_size=image_size, target_test=target_test, out=out_dir,
-              overwrite=overwrite, seed=seed, progress=not quiet, **_options(option))
+              overwrite=overwrite, seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
     m = r.metrics
     c = console()
     oracle = m.get("target_accuracy_oracle")
