@@ -102,7 +102,7 @@ def test_the_imagenet_prior_says_where_its_number_comes_from():
     v, src = imagenet_accuracy("timm:resnet18.a1_in1k", {})
     assert v is None and "pretrained cfg of resnet18.a1_in1k carries no accuracy" in src
     v, src = imagenet_accuracy("builtin:small_vit_shapes", {"source_dataset": "shapes", "source_accuracy": 67.2})
-    assert v is None and src.startswith("none") and "shapes" in src  # a source accuracy on another task is not it
+    assert v is None and src.startswith("none") and "ImageNet-1k" in src  # an accuracy on another task is not it
     v, _ = imagenet_accuracy("x:y", {"source_dataset": "ImageNet-21k", "source_accuracy": 80.0})
     assert v is None
 

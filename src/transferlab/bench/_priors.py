@@ -47,8 +47,8 @@ def imagenet_accuracy(ref: str, meta: dict[str, Any]) -> tuple[float | None, str
                 f"the model's metadata: its source accuracy, measured on {meta['source_dataset']}")
     if ref.startswith("timm:"):
         return _timm_accuracy(ref)
-    return None, ("none: not in the zoo entry (imagenet_accuracy) and the model's metadata names no ImageNet "
-                  f"accuracy (source: {meta.get('source_dataset') or 'not stated'})")
+    return None, ("none: no imagenet_accuracy in the zoo entry, and the model's metadata gives no accuracy measured "
+                  "on ImageNet-1k")
 
 
 #: pretrained-cfg fields that would hold an ImageNet top-1 (none of timm 1.0's cfgs has one)
