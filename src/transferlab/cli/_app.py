@@ -43,6 +43,7 @@ def _root(
 def _register() -> None:
     from . import auto as _auto
     from . import bench as _bench
+    from . import bench_adaptive as _bench_adaptive
     from . import continual as _continual
     from . import data as _data
     from . import distill as _distill
@@ -67,6 +68,7 @@ def _register() -> None:
     app.add_typer(_data.app, name="data")
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
+    _bench.app.command("rank-adaptive")(_bench_adaptive.bench_rank_adaptive_cmd)
     app.add_typer(_bench.app, name="bench")
 
 
