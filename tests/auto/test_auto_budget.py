@@ -31,7 +31,7 @@ def test_calibration_shows_what_it_measures_and_counts_in_the_plan(tmp_path, mon
     r = auto(str(data), ZOO, budget="5m", image_size=32, dry_run=True, progress=True, say=lines.append)
     err = capfd.readouterr().err
     assert re.search(r"^calibrate: \d+.*probe ranking 2/3 \(3 models on \d+ examples\)", err, re.M), err
-    assert re.search(r"^calibrate: .*probe fit 3/3 of builtin:\w+ \(partial, 2 epochs on \d+ examples\)", err, re.M)
+    assert re.search(r"^calibrate: .*probe fit 3/3 of builtin:\w+ \(partial, [2-5] epochs on \d+ examples\)", err, re.M)
     cal = r.plan.stage("calibrate")
     assert cal.measured == cal.estimate > 0  # what the calibration spent is part of the plan's total
     assert r.plan.estimate >= cal.measured + r.plan.stage("fit 1").estimate
@@ -92,30 +92,33 @@ class _Clock:
 
 
 def test_probe_fits_cancel_fixed_and_first_call_costs(monkeypatch):
-    """A fake fit with known costs: set-up 1.5 s, 0.3 s before training, 10 ms per example and epoch, 4 ms per test
+    """A fake fit with known costs: set-up 1.5 s, 0.3 s before training, a time per example and epoch, 4 ms per test
     example, and 2 s the first time a batch shape trains (the former probes at 64 and 192 examples put it on one of
     two sizes; on a small split they differed by a fraction of a batch)."""
-    clock, shapes = _Clock(), set()
+    clock, shapes, epochs_run = _Clock(), set(), []
 
     def fake_fit(ds, model, method, *, test=None, epochs=1, **kw):
         batches = {min(len(ds), C.FIT_BATCH), len(ds) % C.FIT_BATCH} - {0}
         first = 2.0 * len(batches - shapes)
         shapes.update(batches)
-        train = 0.3 + first + epochs * len(ds) * 0.01
+        train = 0.3 + first + epochs * len(ds) * per
         clock.now += 1.5 + train + (len(test) * 0.004 if test is not None else 0.0)
+        epochs_run.append(epochs)
         return types.SimpleNamespace(metrics={"train_seconds": train, "total_params": 1234})
 
     monkeypatch.setattr(C, "time", clock)
     monkeypatch.setattr("transferlab.fit.fit", fake_fit)
     rng = np.random.default_rng(0)
-    for n in (72, 900):  # a split smaller than the probe sample, and a larger one
+    # a split smaller than the probe sample, a larger one, and a fast model (its epoch well under PROBE_SECONDS)
+    for n, per, last in ((72, 0.01, 3), (900, 0.01, 3), (900, 0.0005, 1 + C.PROBE_MAX_EXTRA)):
         shapes.clear()
         train = Dataset("t", "image", rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8), np.arange(n) % 3,
                         ("a", "b", "c"))
         c = C.fit_cost(train, "m", "partial", None, 0)
-        assert c.train_per_example == pytest.approx(0.01) and c.eval_per_example == pytest.approx(0.004)
+        assert epochs_run[-3:] == [1, 1, last]
+        assert c.train_per_example == pytest.approx(per) and c.eval_per_example == pytest.approx(0.004)
         assert c.setup == pytest.approx(1.8) and c.params == 1234
-        assert c.estimate(900, 100, 300, 5) - c.estimate(900, 100, 300, 4) == pytest.approx(900 * 0.01 + 100 * 0.004)
+        assert c.estimate(900, 100, 300, 5) - c.estimate(900, 100, 300, 4) == pytest.approx(900 * per + 100 * 0.004)
 
 
 def _padded_per_text(lengths: np.ndarray, batch: int = C.FIT_BATCH) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -194,10 +195,11 @@ class FitCost:
 def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: int,
              step: Any = None) -> FitCost:
     """Three probe fits on the same :func:`probe_sample` (no validation split): a warm-up on its batch shapes (the
-    process's and the shapes' first-call costs), one epoch, then two epochs tested on their own examples. Two epochs
-    less one is one epoch in steady state: the training time per example, whatever the fixed costs (they cancel:
-    same examples, same batches). The test pass's seconds are the evaluation time per example; what the one-epoch
-    fit spent besides its epoch is the set-up. ``step(what)``: told before each probe (the calibration's progress).
+    process's and the shapes' first-call costs), one epoch, then two epochs or more (:data:`PROBE_SECONDS`) tested
+    on their own examples. The difference is epochs in steady state: the training time per example, whatever the
+    fixed costs (they cancel: same examples, same batches). The test pass's seconds are the evaluation time per
+    example; what the one-epoch fit spent besides its epoch is the set-up. ``step(what)``: told before each probe
+    (the calibration's progress).
 
     (The slope between one-epoch fits on 64 and 192 examples it replaces put a batch shape's first-call costs on one
     of the two, and on a training split under 192 examples compared two sizes less than a batch apart: a 72-image
@@ -210,16 +212,19 @@ def fit_cost(train: Any, model: str, method: str, image_size: int | None, seed: 
     warm = sample.subset(np.unique(np.linspace(0, n - 1, FIT_BATCH + n % FIT_BATCH if n > FIT_BATCH else n).round()
                                    .astype(int)))
     say = step or (lambda what: None)
-    runs = []
+    runs: list[tuple[float, float]] = []
     with _quiet("transferlab.fit"):  # a one-epoch probe at chance is expected: no health warnings
-        for k, (ds, epochs, test) in enumerate(((warm, 1, warm), (sample, 1, None), (sample, 2, sample)), 1):
+        for k, (ds, test) in enumerate(((warm, warm), (sample, None), (sample, sample)), 1):
+            # the last probe trains more epochs when one is short: the difference spans PROBE_SECONDS or more
+            extra = min(PROBE_MAX_EXTRA, max(1, math.ceil(PROBE_SECONDS / max(runs[1][0], 1e-3)))) if k == 3 else 0
+            epochs = 1 + extra
             say(f"probe fit {k}/3 of {model} ({method}, " + ("warm-up)" if k == 1 else
                 f"{epochs} epoch{'s' if epochs > 1 else ''} on {n} examples)"))
             t0 = time.perf_counter()
             r = fit(ds, model, method, test=test, epochs=epochs, val_fraction=0.0, image_size=image_size, seed=seed)
             runs.append((float(r.metrics["train_seconds"]), time.perf_counter() - t0))
     _, (t1, wall1), (t2, wall2) = runs
-    per = max(t2 - t1, 0.3 * t1) / n  # a noisy difference never far below the one-epoch fit's own average
+    per = max((t2 - t1) / (epochs - 1), 0.3 * t2 / epochs) / n  # a noisy difference never far below the average
     ev = max(0.0, (wall2 - t2) - (wall1 - t1)) / n
     setup = max(0.0, wall1 - per * n)
     params = int(r.metrics.get("total_params") or 0)
@@ -231,6 +236,10 @@ FIT_BATCH = 32
 PROBE_BATCHES = 4
 #: fit's default truncation of texts (tokens)
 FIT_MAX_LENGTH = 128
+#: the probe fits' difference spans at least this many seconds of training (at most PROBE_MAX_EXTRA extra epochs): a
+#: tiny model's epoch of 128 examples takes a few tenths of a second, within the noise of a busy machine
+PROBE_SECONDS = 2.0
+PROBE_MAX_EXTRA = 4
 
 
 def probe_sample(train: Any, model: str, seed: int) -> tuple[Any, float]:
