@@ -98,3 +98,24 @@ def test_a_bad_run_config_is_one_error_naming_the_key(tmp_path, capsys, body, me
     cfg.write_text(body)
     assert main(["domain", "builtin:digits", "builtin:digits-m", "--config", str(cfg)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_benches_and_data_info_take_a_config_file_of_their_own_options(tmp_path, capsys):
+    """--config on every bench and on data info too (the audit of issue 29 found "No such option: --config"): their
+    own options only, validated the same way."""
+    import json
+
+    from transferlab.cli._app import app
+
+    bench = next(g.typer_instance for g in app.registered_groups if g.name == "bench")
+    for c in bench.registered_commands:
+        assert main(["bench", c.name or c.callback.__name__, "--help"]) == 0
+        assert "--config" in capsys.readouterr().out, c.name
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("seeds: ''\nbogus: 1\n")
+    assert main(["bench", "prune", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "bogus: Extra inputs are not permitted" in err and "device" in err and "threads" not in err
+    cfg.write_text("split: test\njson: true\n")
+    assert main(["data", "info", "builtin:digits", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "test"

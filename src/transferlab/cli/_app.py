@@ -53,7 +53,7 @@ def _register() -> None:
     from . import prune as _prune
     from . import rank as _rank
     from . import zoo as _zoo
-    from ._runtime import runtime_options
+    from ._runtime import config_option, runtime_options
 
     app.command("rank")(runtime_options(_rank.rank_cmd))
     app.command("fit")(runtime_options(_fit.fit_cmd, devices=True))
@@ -69,6 +69,8 @@ def _register() -> None:
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
     _bench.app.command("rank-adaptive")(_bench_adaptive.bench_rank_adaptive_cmd)
+    for sub in (*_bench.app.registered_commands, *_data.app.registered_commands):  # --config, their options only
+        sub.callback = config_option(sub.callback)
     app.add_typer(_bench.app, name="bench")
 
 

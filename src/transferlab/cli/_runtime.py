@@ -78,9 +78,32 @@ def runtime_options(cmd: Callable[..., Any], devices: bool = False) -> Callable[
     return wrapper
 
 
-def with_config(cmd: Callable[..., Any], path: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def config_option(cmd: Callable[..., Any]) -> Callable[..., Any]:
+    """``cmd`` with ``--config`` alone, for commands that take their device options themselves (the benches) or
+    compute nothing (``data info``): its keys are the command's own options only."""
+    sig = inspect.signature(cmd)
+    if "config" in sig.parameters:
+        return cmd
+    defaults = {n: getattr(p.default, "default", p.default) for n, p in sig.parameters.items()}
+
+    @functools.wraps(cmd)
+    def wrapper(*args: Any, config: str | None = None, **kwargs: Any) -> Any:
+        if config:
+            kwargs = with_config(cmd, config, kwargs, defaults, runtime_keys=False)
+        return cmd(*args, **kwargs)
+
+    option = typer.Option(None, "--config", help=CONFIG_HELP)
+    wrapper.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
+        *sig.parameters.values(), inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=option,
+                                                    annotation=str)])
+    return wrapper
+
+
+def with_config(cmd: Callable[..., Any], path: str, given: dict[str, Any], defaults: dict[str, Any],
+                runtime_keys: bool = True) -> dict[str, Any]:
     """``given`` (the command's arguments) completed from the YAML file ``path``: a key of the file sets an argument
-    left at its default; unknown keys and values of the wrong type are one error naming the key."""
+    left at its default; unknown keys and values of the wrong type are one error naming the key. ``runtime_keys``:
+    the file may also set the runtime options (``device``, ``threads``, ...) the command does not define itself."""
     from pathlib import Path
 
     import yaml
@@ -104,16 +127,20 @@ def with_config(cmd: Callable[..., Any], path: str, given: dict[str, Any], defau
     for n in inspect.signature(cmd).parameters:
         ann = hints.get(n, Any)
         fields[n] = (Any if ann is Any else ann | None, None)
-    fields.update({k: v for k, v in runtime.items() if k not in fields})
+    fields.update({k: v for k, v in runtime.items() if k not in fields and runtime_keys})
     model = create_model("RunConfig", __config__=ConfigDict(extra="forbid"), **fields)
-    data = {str(k).replace("-", "_").lstrip("_"): v for k, v in raw.items()}
+    # a key is an option's name as the command line spells it (--json -> as_json) or its parameter's name
+    flags = {d.lstrip("-").replace("-", "_"): n for n, p in inspect.signature(cmd).parameters.items()
+             for d in (getattr(p.default, "param_decls", None) or ()) if d.startswith("--")}
+    data = {flags.get(k, k): v for k, v in ((str(k).replace("-", "_").lstrip("_"), v) for k, v in raw.items())}
     try:
         checked = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(x) for x in first["loc"])
+        names = {n: f for f, n in flags.items()}  # the command line's spelling of each parameter
         raise TransferlabError(f"{path}: {key}: {first['msg']} (the keys are this command's options: "
-                               f"{', '.join(sorted(n.replace('_', '-') for n in fields))})") from None
+                               f"{', '.join(sorted(names.get(n, n).replace('_', '-') for n in fields))})") from None
     out = dict(given)
     for k in data:
         v = getattr(checked, k)
