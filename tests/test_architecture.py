@@ -247,8 +247,8 @@ def test_no_long_function_outside_the_cli():
 
 
 MAX_PRIVATE_PARAMETERS = 8  # a private step taking more is threading a run's arguments: group them (a settings object)
-#: being regrouped this session (issue 27): each leaves the list when its owner regroups it
-_REGROUPING = {"transferlab.auto._api._ensemble_and_distill", "transferlab.auto._planning._make_plan"}
+#: none left: every private step over the limit was regrouped (issue 27)
+_REGROUPING: set[str] = set()
 
 
 def private_functions_with_many_parameters() -> list[str]:
