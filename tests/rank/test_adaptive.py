@@ -15,6 +15,7 @@ from transferlab.rank._adaptive import (
     Grown,
     Rounds,
     _final_order,
+    _zoo_consensus,
     check_settings,
     half_sample,
     run_rounds,
@@ -145,7 +146,23 @@ def test_a_half_sample_has_half_of_every_class_and_no_duplicate():
 
 def test_dropped_models_rank_below_the_survivors_latest_dropped_first():
     r = Rounds(sizes=[64, 128, 256])
-    r.models = {0: {"round": 3, "consensus": 0.4, "dropped": False}, 1: {"round": 1, "consensus": 0.9, "dropped": True},
-                2: {"round": 2, "consensus": 0.1, "dropped": True}, 3: {"round": 3, "consensus": 0.6, "dropped": False},
-                4: {"round": 1, "consensus": 0.95, "dropped": True}}
-    assert _final_order(r, [0, 3]) == [3, 0, 2, 4, 1]
+    r.models = {0: {"round": 3, "consensus": 0.6, "zoo_consensus": 0.4}, 1: {"round": 1, "consensus": 0.9},
+                2: {"round": 2, "consensus": 0.1}, 3: {"round": 3, "consensus": 0.4, "zoo_consensus": 0.7},
+                4: {"round": 1, "consensus": 0.95}}
+    assert _final_order(r, [0, 3]) == [3, 0, 2, 4, 1]  # survivors by the zoo's consensus, not their last round's
+
+
+def test_the_dropped_models_place_the_survivors_as_in_a_full_ranking():
+    """Two survivors each first on one metric tie among themselves; over the whole zoo, B's lead on m2 (two models
+    between them) outweighs A's on m1 (none between), as in a full ranking."""
+    scores = {"a": {"m1": 10.0, "m2": 7.0}, "b": {"m1": 9.0, "m2": 10.0}, "c": {"m1": 8.9, "m2": 9.0},
+              "d": {"m1": 8.8, "m2": 8.0}}
+    r = Rounds(sizes=[64, 128])
+    r.models = {i: {"scores": scores[k], "round": 2 if k in "ab" else 1, "consensus": 0.5}
+                for i, k in enumerate("abcd")}
+    among_two, _ = consensus({m: [scores["a"][m], scores["b"][m]] for m in ("m1", "m2")}, 2)
+    assert among_two[0] == among_two[1]
+    _zoo_consensus(r, ["m1", "m2"])
+    assert r.models[1]["zoo_consensus"] > r.models[0]["zoo_consensus"]
+    assert _final_order(r, [0, 1])[:2] == [1, 0]
+    assert r.models[0]["zoo_ranks"] == {"m1": 1, "m2": 4}

@@ -26,8 +26,11 @@ accuracies rise towards 1 for every model alike), and TMI's nearest-neighbour en
 distance. A half-sample without replacement has no duplicates, and for a mean-like score it has the variance of the
 whole subset's (sigma^2/m * (1 - m/n) = sigma^2/n at m = n/2: the half-sampling of Efron and Tibshirani, 1993, ch. 10).
 
-The ranking: the survivors by their consensus in the last round, then the dropped models in the reverse order of
-dropping (a model dropped later was a contender for longer), those dropped in one round by their consensus in it.
+The ranking: the survivors by the consensus over the whole zoo, every model at the scores of the largest subset it
+was scored on (the survivors at the last round's, the dropped models at the scores of the round that dropped them:
+they place the survivors as the other models of a full ranking do, where a consensus among two or three survivors
+alone ties whenever each is first on half the metrics); then the dropped models in the reverse order of dropping (a
+model dropped later was a contender for longer), those dropped in one round by their consensus in it.
 """
 
 from __future__ import annotations
@@ -227,6 +230,7 @@ def run_rounds(grow: Grow, names: list[str], y: np.ndarray, metrics: list[str],
         alive = [i for i in alive if i not in drop]
         if last or len(alive) == 1:
             break
+    _zoo_consensus(out, metrics)
     out.order = _final_order(out, alive)
     return out
 
@@ -295,11 +299,30 @@ def _below(scores: list[dict[str, float | None]], tol: dict[str, float], lead: i
     return np.array([int(j != lead and (c is None or c < top)) for j, c in enumerate(cscore)])
 
 
+def _zoo_consensus(out: Rounds, metrics: list[str]) -> None:
+    """The consensus over the whole zoo, every model at the scores of the largest subset it was scored on (the
+    dropped ones at their last round's), and its per-metric ranks: ``zoo_consensus`` and ``zoo_ranks`` of each model.
+    The dropped models place the survivors as a full ranking's other models do: a rank-based consensus among the
+    survivors alone forgets how far apart they are on each metric (two of them first on half the metrics each tie,
+    whatever their margins)."""
+    idx = sorted(out.models)
+    table = {m: [out.models[i]["scores"][m] for i in idx] for m in metrics}
+    cscore, _ = consensus(table, len(idx))
+    ranks = {m: metric_ranks(table[m]) for m in metrics}
+    for j, i in enumerate(idx):
+        out.models[i]["zoo_consensus"] = cscore[j]
+        out.models[i]["zoo_ranks"] = {m: ranks[m][j] for m in metrics}
+
+
 def _final_order(out: Rounds, alive: list[int]) -> list[int]:
-    """The survivors by their consensus in their last round, then the dropped models, the latest dropped first and
-    those of one round by their consensus in it (ties: the zoo's order)."""
-    def key(i: int) -> tuple[int, float, int]:
+    """The survivors by the consensus over the whole zoo (:func:`_zoo_consensus`), then the dropped models, the latest
+    dropped first and those of one round by their consensus in it (ties: the zoo's order)."""
+    def best(i: int) -> tuple[float, int]:
+        c = out.models[i]["zoo_consensus"]
+        return (-(c if c is not None else -1.0), i)
+
+    def dropped(i: int) -> tuple[int, float, int]:
         c = out.models[i]["consensus"]
         return (-out.models[i]["round"], -(c if c is not None else -1.0), i)
 
-    return sorted(alive, key=key) + sorted((i for i in out.models if i not in alive), key=key)
+    return sorted(alive, key=best) + sorted((i for i in out.models if i not in alive), key=dropped)

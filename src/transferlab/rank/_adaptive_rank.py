@@ -195,8 +195,8 @@ def _result(ds: Dataset, z: Any, names: list[str], rounds: Rounds, grower: _Grow
         timings = grower.timings(i) | {"metrics": {"all metrics, every round": m["metric_seconds"]},
                                         "examples": m["examples"], "round": m["round"]}
         timings["cold"]["metrics_seconds"] = m["metric_seconds"]
-        models.append(ModelScores(model=e.ref, name=e.display_name, scores=m["scores"], ranks=m["ranks"],
-                                  consensus_rank=pos + 1, consensus_score=m["consensus"], metadata=meta,
+        models.append(ModelScores(model=e.ref, name=e.display_name, scores=m["scores"], ranks=m["zoo_ranks"],
+                                  consensus_rank=pos + 1, consensus_score=m["zoo_consensus"], metadata=meta,
                                   timings=timings, failures=m["failures"]))
     colds = [mm.timings["cold"] for mm in models]
     hits = sum(c["features_from_cache"] for c in colds)
