@@ -16,7 +16,7 @@ from transferlab.bench._evidence import (
     rank_evidence,
     resamples,
 )
-from transferlab.bench._priors import filled, forward_flops, imagenet_accuracy, prior_values
+from transferlab.bench._priors import filled, imagenet_accuracy, network_size, prior_values
 from transferlab.bench._quality import weighted_tau_rows
 from transferlab.bench._rank_evidence_tables import evidence_tables, prior_verdict
 
@@ -110,6 +110,7 @@ def test_the_imagenet_prior_says_where_its_number_comes_from():
 def test_prior_values_count_flops_once_and_rank_missing_values_last(tiny_zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
     _, refs = tiny_zoo
+    # the first states no parameters (a timm model a warm cache never loaded): they are counted on its network
     models = [{"ref": r, "name": r, "metadata": {"params": 10 * i} if i else {}} for i, r in enumerate(refs)]
     pv = prior_values(models, 32)
     flops = pv["size_prior"]["values"]
@@ -119,8 +120,11 @@ def test_prior_values_count_flops_once_and_rank_missing_values_last(tiny_zoo, tm
     assert len(list((tmp_path / "priors").glob("*.json"))) == 2  # one per model identity (weights), cached
     assert prior_values(models, 32)["size_prior"]["values"] == flops
     assert len(list((tmp_path / "priors").glob("*.json"))) == 2
-    assert forward_flops(refs[0], 64)[0] > 3 * flops[refs[0]]  # 4x the pixels
-    assert pv["parameter_count"]["values"][refs[0]] is None and pv["parameter_count"]["sources"][refs[0]].startswith("none")
+    assert network_size(refs[0], 64)["flops"] > 3 * flops[refs[0]]  # 4x the pixels
+    counted = network_size(refs[0], 32)["params"]
+    assert counted > 1000 and pv["parameter_count"]["values"][refs[0]] == counted
+    assert pv["parameter_count"]["sources"][refs[0]] == "counted on the loaded network"
+    assert pv["parameter_count"]["values"][refs[1]] == 10 and pv["parameter_count"]["values"]["builtin:pixels"] == 20
     assert filled({"a": 3.0, "b": None, "c": 1.0}) == {"a": 3.0, "b": 0.0, "c": 1.0}
     assert filled({"a": None}) is None
 

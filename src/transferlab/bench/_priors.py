@@ -1,7 +1,8 @@
 """The trivial priors a ranking must beat, as first-class rows of ``bench rank``: what a practitioner would pick
 without any transferability metric.
 
-- ``parameter_count``: the model's parameters (its metadata or zoo entry);
+- ``parameter_count``: the model's parameters (its metadata or zoo entry, else counted on the loaded network: a
+  model whose network a warm cache never loaded states none);
 - ``source_accuracy``: its accuracy on its own source task (tasks of different difficulty: a weak prior);
 - ``imagenet_accuracy``: its ImageNet-1k top-1, where the zoo entry (``imagenet_accuracy``), the model's metadata
   (a source accuracy measured on ImageNet) or timm's pretrained cfg gives one; each model's value says where it
@@ -71,32 +72,40 @@ def _timm_accuracy(ref: str) -> tuple[float | None, str]:
                   "results table; give it as imagenet_accuracy in the zoo entry")
 
 
-def forward_flops(ref: str, image_size: int | None, trust_pickle: bool = False) -> tuple[float | None, str]:
-    """(FLOPs of one forward pass of one image at ``image_size``, how they were counted), cached per (model, size)
-    under the cache's ``priors/``; (None, why) for a model that is not an image network."""
+def network_size(ref: str, image_size: int | None, trust_pickle: bool = False,
+                 count_params: bool = True) -> dict[str, Any]:
+    """The loaded network's size: ``flops`` of one forward pass of one image at ``image_size`` (image networks; else
+    None), ``params`` counted on its parameters (None without a torch network), ``how`` the FLOPs were counted or
+    why not. Cached per (model, size) under the cache's ``priors/``. ``count_params`` False: a network that is not an
+    image network is not loaded (nothing to count)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from ..zoo import TorchImageBackbone, default_cache_dir, resolve_model
 
     backbone = resolve_model(ref, trust_pickle=trust_pickle)
-    if not isinstance(backbone, TorchImageBackbone):
-        return None, f"none: not a torch image network ({type(backbone).__name__}; FLOPs are counted for those only)"
-    size = int(image_size or backbone.native_size)
-    key = hashlib.sha256(json.dumps({"model": backbone.identity(), "size": size, "v": 1}, sort_keys=True,
+    image = isinstance(backbone, TorchImageBackbone)
+    why = f"none: not a torch image network ({type(backbone).__name__}; FLOPs are counted for those only)"
+    if not image and not count_params:
+        return {"flops": None, "params": None, "how": why}
+    size = int(image_size or backbone.native_size) if image else None
+    key = hashlib.sha256(json.dumps({"model": backbone.identity(), "size": size, "v": 2}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:24]
-    path = default_cache_dir() / "priors" / f"flops-{key}.json"
-    how = f"FlopCounterMode on one {size}x{size} image"
+    path = default_cache_dir() / "priors" / f"size-{key}.json"
     if path.is_file():
         try:
-            return float(json.loads(path.read_text())["flops"]), how
+            return json.loads(path.read_text())["size"]
         except (ValueError, KeyError):
             path.unlink(missing_ok=True)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        backbone.encode(torch.zeros(1, 3, size, size))
-    flops = float(counter.get_total_flops())
-    write_json_atomic(path, {"flops": flops, "size": size, "model": backbone.identity()})
-    return flops, how
+    net = getattr(backbone, "model", None) if hasattr(type(backbone), "model") else None
+    params = int(sum(p.numel() for p in net.parameters())) if isinstance(net, torch.nn.Module) else None
+    out: dict[str, Any] = {"flops": None, "params": params, "how": why}
+    if image:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            backbone.encode(torch.zeros(1, 3, size, size))
+        out.update(flops=float(counter.get_total_flops()), how=f"FlopCounterMode on one {size}x{size} image")
+    write_json_atomic(path, {"size": out, "model": backbone.identity(), "image_size": size})
+    return out
 
 
 def prior_values(models: list[dict[str, Any]], image_size: int | None,
@@ -105,19 +114,24 @@ def prior_values(models: list[dict[str, Any]], image_size: int | None,
     out: dict[str, dict[str, Any]] = {p: {"values": {}, "sources": {}} for p in PRIORS}
     for m in models:
         ref, meta = m["ref"], m.get("metadata") or {}
-        for prior, key, what in (("parameter_count", "params", "parameters"),
-                                 ("source_accuracy", "source_accuracy", "source accuracy")):
-            v = meta.get(key)
-            out[prior]["values"][ref] = None if v is None else float(v)
-            out[prior]["sources"][ref] = f"the model's {what}" if v is not None else f"none: no {what} stated"
+        try:
+            size = network_size(ref, image_size, trust_pickle, count_params=meta.get("params") is None)
+        except Exception as exc:  # a prior is evidence, not a reason to lose the bench
+            log.warning("size_prior: could not load %s to count its size (%s)", ref, str(exc).splitlines()[0])
+            size = {"flops": None, "params": None, "how": f"none: loading failed ({exc.__class__.__name__})"}
+        params = meta.get("params")
+        out["parameter_count"]["values"][ref] = float(params) if params is not None else (
+            None if size["params"] is None else float(size["params"]))
+        out["parameter_count"]["sources"][ref] = (
+            "the model's stated parameters" if params is not None else "counted on the loaded network"
+            if size["params"] is not None else "none: no parameters stated and no torch network to count")
+        acc = meta.get("source_accuracy")
+        out["source_accuracy"]["values"][ref] = None if acc is None else float(acc)
+        out["source_accuracy"]["sources"][ref] = ("the model's source accuracy" if acc is not None
+                                                  else "none: no source accuracy stated")
         out["imagenet_accuracy"]["values"][ref], out["imagenet_accuracy"]["sources"][ref] = \
             imagenet_accuracy(ref, meta)
-        try:
-            flops, how = forward_flops(ref, image_size, trust_pickle)
-        except Exception as exc:  # a prior is evidence, not a reason to lose the bench
-            log.warning("size_prior: could not count the FLOPs of %s (%s)", ref, str(exc).splitlines()[0])
-            flops, how = None, f"none: counting failed ({exc.__class__.__name__})"
-        out["size_prior"]["values"][ref], out["size_prior"]["sources"][ref] = flops, how
+        out["size_prior"]["values"][ref], out["size_prior"]["sources"][ref] = size["flops"], size["how"]
     return out
 
 
