@@ -27,7 +27,7 @@ KW = dict(epochs=2, image_size=32, batch_size=8, bottleneck=16)
 
 
 def test_registries():
-    assert list_methods() == ["cdan", "cdan_e", "dann", "mcc", "source_only"]
+    assert list_methods() == ["aad", "cdan", "cdan_e", "dann", "mcc", "nrc", "shot", "source_only"]
     assert list_selectors() == ["dev", "entropy", "im", "snd", "source_val", "transfer_score"]
 
 
@@ -114,7 +114,7 @@ def test_bad_input_is_one_clear_error(shift, tiny_model_ref, tmp_path):
         (dict(target=shapes), "same classes in the same order: only the source has 0, 1, 2"),
         (dict(target=texts), "holds image data, the target rotten-tomatoes text"),
         (dict(target=tgt.subset(np.arange(10))), "fewer than two batches of 8"),
-        (dict(method="dan"), "unknown domain adaptation method 'dan'; known: cdan, cdan_e, dann, mcc, source_only"),
+        (dict(method="dan"), "unknown domain adaptation method 'dan'; known: aad, cdan, cdan_e, dann, mcc, nrc, shot, source_only"),
         (dict(select="oracle"), "unknown selector 'oracle'; known: dev, entropy"),
         (dict(trade_off=0.0), "trade_off must be a finite number > 0"),
         (dict(lr=0.0), "lr must be a finite number > 0"),

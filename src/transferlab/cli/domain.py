@@ -22,7 +22,11 @@ def domain_cmd(
     target: str = typer.Argument(None, help="Target dataset from the shifted domain (its train split, labels "
                                  "unused; a labelled test split only fills the oracle column)."),
     model: str = typer.Option(None, "--model", "-m", help="Image model reference, e.g. builtin:efficientnet_lite0."),
-    method: str = typer.Option("dann", "--method", help="source_only, dann, cdan, cdan_e, mcc (--list)."),
+    source_model: Path = typer.Option(None, "--source-model", help="Source-free: a saved source model (a fit or "
+                                      "domain output) adapted on TARGET alone (then give only TARGET, no --model; "
+                                      "--method shot, nrc or aad)."),
+    method: str = typer.Option(None, "--method", help="source_only, dann, cdan, cdan_e, mcc; source-free: shot, "
+                               "nrc, aad (--list). Default dann, or shot with --source-model."),
     trade_off: float = typer.Option(1.0, "--trade-off", help="Weight of the transfer loss (> 0)."),
     select: str = typer.Option("transfer_score", "--select", help="Label-free checkpoint selector (--list)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
@@ -45,18 +49,26 @@ def domain_cmd(
     if list_:
         _list()
         return
-    for value, hint, kind in ((source, "'SOURCE'", "argument"), (target, "'TARGET'", "argument"),
-                              (model, "'--model' / '-m'", "option")):
+    if source_model is not None:  # domain --source-model M TARGET: the one argument is the target
+        if target is not None:
+            raise typer.BadParameter("with --source-model give only TARGET (no source dataset)", param_hint="SOURCE")
+        source, target = None, source
+    method = method or ("shot" if source_model is not None else "dann")
+    needed = ((target, "'TARGET'", "argument"),) if source_model is not None else (
+        (source, "'SOURCE'", "argument"), (target, "'TARGET'", "argument"), (model, "'--model' / '-m'", "option"))
+    for value, hint, kind in needed:
         if value is None:
             raise MissingParameter(param_hint=hint, param_type=kind)
     from ..data import load_dataset
     from ..domain import adapt
 
-    src_ds, tgt_ds = load_dataset(source, "train"), load_dataset(target, "train")
+    src_ds = load_dataset(source, "train") if source is not None else None
+    tgt_ds = load_dataset(target, "train")
     if limit:
         import numpy as np
 
-        src_ds = src_ds.stratified_sample(limit, seed=seed)
+        if src_ds is not None:
+            src_ds = src_ds.stratified_sample(limit, seed=seed)
         if limit < len(tgt_ds):  # not stratified: that would read the target's labels
             tgt_ds = tgt_ds.subset(np.sort(np.random.default_rng(seed).choice(len(tgt_ds), limit, replace=False)))
     from ..errors import TransferlabError
@@ -66,14 +78,18 @@ def domain_cmd(
     except TransferlabError:  # no labelled test split: no oracle column
         target_test = None
     name = lambda ref: ref.removeprefix("builtin:").replace("/", "-").replace(":", "-")  # noqa: E731
-    out_dir = out or Path("runs") / f"domain-{name(source)}-{name(target)}-{method}"
-    r = adapt(src_ds, tgt_ds, model, method, trade_off=trade_off, select=select, epochs=epochs, lr=lr,
+    origin = name(source) if source is not None else Path(source_model).name
+    out_dir = out or Path("runs") / f"domain-{origin}-{name(target)}-{method}"
+    r = adapt(src_ds, tgt_ds, model, method, source_model=source_model, trade_off=trade_off, select=select, epochs=epochs, lr=lr,
               batch_size=batch_size, image_size=image_size, target_test=target_test, out=out_dir,
               overwrite=overwrite, seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
     m = r.metrics
     c = console()
     oracle = m.get("target_accuracy_oracle")
-    c.print(f"{method} {source} -> {target}: kept epoch {m['selected_epoch']} by {select} (no target labels)"
+    src_acc = m.get("source_val_accuracy")
+    c.print(f"{method} {source or source_model} -> {target}: kept epoch {m['selected_epoch']} by {select} (no "
+            "target labels)"
             + (f"; target accuracy {oracle:.4f} (oracle: labels used only to report it)" if oracle is not None else "")
-            + f"; source hold-out accuracy {m['source_val_accuracy']:.4f}", highlight=False)
+            + (f"; source hold-out accuracy {src_acc:.4f}" if src_acc is not None else "; source-free"),
+            highlight=False)
     c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)

@@ -12,28 +12,25 @@ from .._registry import check_options
 from .._runtime import in_runtime
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import TransferlabError, few
-from ..models import RunOutput, RunResult
+from ..models import RunOutput
 from ..train import on_devices
 from ._methods import METHODS
+from ._records import DEFAULT_LR, DomainResult, picks_of
 from ._selectors import SELECTORS
 
 log = logging.getLogger(__name__)
-DEFAULT_LR = 1e-2  # head and discriminator (backbone 0.1x); chosen on the built-in shift: docs/domain.md
 VAL_FRACTION = 0.1
 
 
 def list_methods() -> list[str]:
-    """The domain adaptation methods (``source_only``, ``dann``, ``cdan``, ``cdan_e``, ``mcc``)."""
+    """The domain adaptation methods (``source_only``, ``dann``, ``cdan``, ``cdan_e``, ``mcc``; source-free:
+    ``shot``, ``nrc``, ``aad``)."""
     return METHODS.list()
 
 
 def list_selectors() -> list[str]:
     """The label-free selectors (``transfer_score``, ``entropy``, ``im``, ``snd``, ``dev``, ``source_val``)."""
     return SELECTORS.list()
-
-
-class DomainResult(RunResult):
-    """An adaptation: the network, its metrics (every selector's scores per epoch, the picks), its directory."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class _Settings:
     bottleneck: int
 
 
-def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
+def _check_settings(target: Dataset, method: str, s: _Settings) -> None:
     trade_off, select, batch_size, bottleneck = s.trade_off, s.select, s.batch_size, s.bottleneck
     if method not in METHODS:
         raise TransferlabError(f"unknown domain adaptation method {method!r}; known: {', '.join(list_methods())}")
@@ -62,9 +59,21 @@ def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
     check_run_arguments(epochs=s.epochs, batch_size=batch_size, lr=s.lr, image_size=s.image_size, min_batch_size=2)
     if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck < 1:
         raise TransferlabError(f"bottleneck must be a whole number >= 1, got {bottleneck!r}")
+    if target.modality != "image":
+        raise TransferlabError(f"domain adaptation takes images; {target.name} holds {target.modality} data")
+    if len(target) < 2 * batch_size:
+        raise TransferlabError(f"the target {target.name} has {len(target)} examples, fewer than two batches of "
+                               f"{batch_size}: add target examples or lower batch_size")
+
+
+def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
     if source.modality != target.modality:
         raise TransferlabError(f"the source {source.name} holds {source.modality} data, the target {target.name} "
                                f"{target.modality}: both domains must be the same kind of data")
+    _check_settings(target, method, s)
+    if METHODS.meta(method).get("source_free"):
+        raise TransferlabError(f"{method} is source-free: it adapts a trained source model on the target alone; "
+                               "give source_model= (--source-model) and no source data")
     if source.modality != "image":
         raise TransferlabError(f"domain adaptation takes images; {source.name} holds {source.modality} data")
     if list(source.class_names) != list(target.class_names):
@@ -75,9 +84,6 @@ def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
         raise TransferlabError(f"the source {source.name} and the target {target.name} must have the same classes in "
                                f"the same order: {what or 'the order differs'} ({len(source.class_names)} vs "
                                f"{len(target.class_names)} classes)")
-    if len(target) < 2 * batch_size:
-        raise TransferlabError(f"the target {target.name} has {len(target)} examples, fewer than two batches of "
-                               f"{batch_size}: add target examples or lower batch_size")
 
 
 @on_devices
@@ -85,9 +91,10 @@ def _check(source: Dataset, target: Dataset, method: str, s: _Settings) -> None:
 def adapt(
     source: Dataset | str | Path | Any,
     target: Dataset | str | Path | Any,
-    model: str,
+    model: str | None = None,
     method: str = "dann",
     *,
+    source_model: str | Path | None = None,
     trade_off: float = 1.0,
     select: str = "transfer_score",
     epochs: int = 10,
@@ -111,12 +118,26 @@ def adapt(
     examples (``metrics.json``: each score and its parts per epoch, and which epoch each would pick). Target labels are
     never used for training or selection: where the target has a labelled test split (``target_test``, default the
     reference's test split) its accuracy fills an oracle column, marked as such. With ``out``: an ordinary model
-    directory (``predict``, ``evaluate`` work on it), ``metrics.json`` and ``report.html``."""
-    src = load_dataset(source, "train")
+    directory (``predict``, ``evaluate`` work on it), ``metrics.json`` and ``report.html``.
+
+    Source-free (``source_model``: a saved model directory, e.g. a ``fit`` output; ``source`` and ``model`` None):
+    a source-free ``method`` (``shot``, ``nrc``, ``aad``) adapts that model on the target alone; its own head is
+    kept (no bottleneck is installed) and the selectors that need the source hold-out (``source_val``, ``dev``) are
+    skipped (``metrics.json``: ``skipped_selectors``)."""
     tgt = load_dataset(target, "train")
     settings = _Settings(trade_off=trade_off, select=select, epochs=epochs, lr=lr, batch_size=batch_size,
                          image_size=image_size, bottleneck=bottleneck)
-    _check(src, tgt, method, settings)
+    if source_model is not None:
+        from ._source_free import check_source_free
+
+        check_source_free(method, select, source, model)
+        _check_settings(tgt, method, settings)
+    else:
+        if source is None or model is None:
+            raise TransferlabError("adapt needs a source dataset and a model, or source_model= (a saved source "
+                                   "model) for source-free adaptation")
+        src = load_dataset(source, "train")
+        _check(src, tgt, method, settings)
     factory = METHODS.get(method)
     options = check_options(method, factory, options, skip=3, caller=("adapt", adapt))
     if target_test is None and isinstance(target, (str, Path)):
@@ -128,6 +149,13 @@ def adapt(
     if oracle_ds is not None:
         log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
                  "selection", oracle_ds.name, len(oracle_ds))
+    if source_model is not None:
+        from ._source_free import adapt_source_free
+
+        return adapt_source_free(tgt, oracle_ds, source_model, method, factory, options, settings,
+                                 {"out": out, "overwrite": overwrite, "seed": seed, "progress": progress,
+                                  "trust_pickle": trust_pickle})
+    assert model is not None
     run = _Adaptation(src, tgt, oracle_ds, model, method, factory, options, settings, seed=seed, progress=progress,
                       trust_pickle=trust_pickle)
     with RunOutput(out, model=model, method=f"domain:{method}", what="adaptation", overwrite=overwrite,
@@ -185,20 +213,7 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
                    checkpoint_dir=output.checkpoints, progress=a.progress)  # a rerun resumes after the last epoch
     seconds = result.train_seconds  # with the epochs before an interruption, on a resumed run
     history = result.history
-    picks = {}
-    for s in selectors:
-        key = "val_accuracy" if s == "source_val" else s
-        vals = [(row.get(key), row["epoch"]) for row in history if row.get(key) is not None
-                and math.isfinite(row[key])]
-        if vals:
-            best_epoch = max(vals, key=lambda v: (v[0], -v[1]))[1]
-            row = history[best_epoch - 1]
-            picks[s] = {"epoch": best_epoch, "score": row.get(key), "oracle_accuracy": row.get("oracle_accuracy")}
-    oracle_best = max((r.get("oracle_accuracy") for r in history if r.get("oracle_accuracy") is not None),
-                      default=None)
-    for p in picks.values():
-        if oracle_best is not None and p["oracle_accuracy"] is not None:
-            p["regret"] = oracle_best - p["oracle_accuracy"]
+    picks, oracle_best = picks_of(history, selectors)
     chosen = picks.get(select, {})
     metrics = {
         "method": method, "model": model, "source": src.name, "target": tgt.name, "trade_off": trade_off,

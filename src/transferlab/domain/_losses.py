@@ -121,3 +121,94 @@ def mcc_loss(logits_t: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
     conf = conf / conf.sum(dim=1)  # confusion is symmetric: row sums are column sums
     k = p.shape[1]
     return (conf.sum() - torch.trace(conf)) / k
+
+
+# -- source-free: the target alone, from a source model ------------------------------------------------------------
+
+
+def information_maximisation_loss(logits: torch.Tensor) -> torch.Tensor:
+    """SHOT's IM loss: mean H(p_i) − H(mean p) of p = softmax(logits) (entropy + diversity; ≥ −log K)."""
+    p = F.softmax(logits, dim=1)
+    return entropy(p).mean() - entropy(p.mean(0, keepdim=True)).squeeze(0)
+
+
+def shot_pseudo_labels(probs: Any, features: Any, threshold: int = 0, rounds: int = 2) -> Any:
+    """SHOT's self-supervised pseudo-labels (NumPy): the features with a column of ones appended, L2-normalised;
+    centroids weighted by the predictions, each example labelled by the nearest centroid in cosine distance; then once
+    more with the hard labels as weights (``rounds`` = 2: one refinement). Classes the current labels give at most
+    ``threshold`` examples get no centroid."""
+    import numpy as np
+
+    p = np.asarray(probs, dtype=np.float64)
+    z = np.asarray(features, dtype=np.float64)
+    z = np.hstack([z, np.ones((len(z), 1))])
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    k = p.shape[1]
+    label, aff = p.argmax(1), p
+    for _ in range(rounds):
+        centres = aff.T @ z / (1e-8 + aff.sum(0)[:, None])
+        kept = np.flatnonzero(np.bincount(label, minlength=k) > threshold)
+        c = centres[kept]
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        label = kept[np.argmax(z @ c.T, axis=1)]  # the nearest in cosine distance: the largest cosine
+        aff = np.eye(k)[label]
+    return label
+
+
+def shot_loss(logits: torch.Tensor, pseudo: torch.Tensor | None, weight: float = 0.3) -> torch.Tensor:
+    """IM + ``weight`` x cross-entropy against the pseudo-labels (SHOT-IM: ``pseudo`` None)."""
+    loss = information_maximisation_loss(logits)
+    return loss if pseudo is None else loss + weight * F.cross_entropy(logits, pseudo)
+
+
+def _neighbours(query: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [.., k] of each query's k most cosine-similar bank rows, the most similar (itself) left out."""
+    return torch.topk(query @ bank.T, k=k + 1, dim=-1, largest=True).indices[..., 1:]
+
+
+def update_banks_(features: torch.Tensor, probs: torch.Tensor, index: torch.Tensor, fea_bank: torch.Tensor,
+                  score_bank: torch.Tensor) -> torch.Tensor:
+    """Write the batch's L2-normalised features and its predictions into the banks (in place, no gradient); returns
+    the normalised features."""
+    with torch.no_grad():
+        z = F.normalize(features.detach(), dim=1)
+        fea_bank[index] = z
+        score_bank[index] = probs.detach()
+    return z
+
+
+def nrc_loss(probs: torch.Tensor, z: torch.Tensor, index: torch.Tensor, fea_bank: torch.Tensor,
+             score_bank: torch.Tensor, k: int = 5, kk: int = 5, weak: float = 0.1) -> torch.Tensor:
+    """Neighbourhood reciprocity clustering (Yang et al., NeurIPS 2021) of a batch's predictions ``probs`` with its
+    normalised features ``z`` already in the banks: −mean_i Σ_k A_ik p_i·s_k over the K nearest neighbours (A = 1
+    where i is among the neighbour's own KK nearest, ``weak`` otherwise) − mean_i Σ_(k,m) weak·p_i·s_km over their KK
+    nearest (the expanded neighbours) + Σ_c p̄_c log p̄_c (diversity). The reference writes the two affinity terms as
+    ``kl_div`` of probabilities, which adds a constant (the banks' Σ s log s) and has the same gradient."""
+    with torch.no_grad():
+        near = _neighbours(z, fea_bank, k)  # [B, K]
+        near_near = _neighbours(fea_bank[near], fea_bank, kk)  # [B, K, KK]
+        reciprocal = (near_near == index.view(-1, 1, 1)).any(-1)
+        a = torch.where(reciprocal, torch.ones_like(near, dtype=probs.dtype), torch.full_like(near, weak,
+                                                                                             dtype=probs.dtype))
+        s_near, s_expanded = score_bank[near], score_bank[near_near].flatten(1, 2)  # [B, K, C], [B, K·KK, C]
+    attract = (torch.einsum("bc,bkc->bk", probs, s_near) * a).sum(1).mean()
+    expanded = (torch.einsum("bc,bkc->bk", probs, s_expanded) * weak).sum(1).mean()
+    mean = probs.mean(0)
+    return -attract - expanded + (mean * torch.log(mean + EPS)).sum()
+
+
+def aad_coefficient(progress: float, alpha: float = 1.0, beta: float = 5.0) -> float:
+    """AaD's dispersion weight λ = α(1 + 10·p)^−β over training progress p."""
+    return float(alpha * (1.0 + 10.0 * float(progress)) ** (-beta))
+
+
+def aad_loss(probs: torch.Tensor, z: torch.Tensor, fea_bank: torch.Tensor, score_bank: torch.Tensor, k: int = 5,
+             coeff: float = 1.0) -> torch.Tensor:
+    """Attracting and dispersing (Yang et al., NeurIPS 2022): −mean_i Σ_k p_i·s_k over the K nearest neighbours in
+    the banks + ``coeff`` x mean_i Σ_(j≠i) p_i·p_j over the batch's others (gradient through both)."""
+    with torch.no_grad():
+        s_near = score_bank[_neighbours(z, fea_bank, k)]
+    attract = torch.einsum("bc,bkc->b", probs, s_near).mean()
+    dot = probs @ probs.T
+    disperse = (dot.sum(1) - dot.diagonal()).mean()
+    return -attract + coeff * disperse

@@ -2,7 +2,9 @@
 discriminator) and a transfer loss on the bottleneck features and logits of a paired (source, target) batch.
 
 A method is ``factory(dim, num_classes, seed, **options) -> Method``; register one with ``@METHODS.register(name,
-summary=..., paper=...)``.
+summary=..., paper=...)``. Source-free methods (``source_free=True``: ``shot``, ``nrc``, ``aad``, in
+:mod:`._source_free_methods`) adapt a trained source model on the target alone: their loss is the whole objective and
+sees no source batch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from .._registry import Registry
 
-METHODS: Registry[Callable[..., Method]] = Registry("domain adaptation method")
+METHODS: Registry[Callable[..., Method]] = Registry("domain adaptation method",
+                                                    modules=("transferlab.domain._methods",
+                                                             "transferlab.domain._source_free_methods"))
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Batch:
     logits_s: Any
     logits_t: Any
     progress: float  # fraction of training done (DANN's schedule)
+    index_t: Any = None  # the target examples' positions in the target set (source-free methods' banks)
 
 
 @dataclass
@@ -34,6 +39,10 @@ class Method:
 
     modules: dict[str, Any] = field(default_factory=dict)
     loss: Callable[[Batch, dict[str, Any]], tuple[Any, dict[str, float]]] | None = None
+    #: source-free methods: called with the whole target's (probabilities [N, K], classifier-input features [N, d])
+    #: in eval mode before the first step and after every epoch (pseudo-labels, feature and score banks)
+    on_target: Callable[[Any, Any], None] | None = None
+    frozen_classifier: bool = False  # the final linear layer keeps the source model's weights
 
 
 @METHODS.register("source_only", summary="the source cross-entropy alone: the baseline every method must beat")

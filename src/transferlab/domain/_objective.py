@@ -67,8 +67,11 @@ class DomainAdaptation(Objective):
     def epoch_scores(self, modules: Mapping[str, Any], device: Any) -> dict[str, float]:
         net = modules["model"]
         probs_t, z_t, _ = predict_with_features(net, self.target_eval, self.batch_size, device)
-        probs_s, z_s, y_s = predict_with_features(net, self.source_eval, self.batch_size, device)
-        ev = Evidence(probs_t, z_t, net.get_classifier().fc.weight.detach().cpu().double().numpy(), probs_s, y_s,
+        probs_s = z_s = y_s = None
+        if self.source_eval is not None:
+            probs_s, z_s, y_s = predict_with_features(net, self.source_eval, self.batch_size, device)
+        self.last_target = (probs_t, z_t)
+        ev = Evidence(probs_t, z_t, final_linear(net).weight.detach().cpu().double().numpy(), probs_s, y_s,
                       z_s, self.seed)
         out: dict[str, float] = {}
         for name in self.selectors:
@@ -91,6 +94,80 @@ def predict_with_features(net: Any, data: Any, batch_size: int, device: Any) -> 
     ``device``: where ``net`` is (the loop's)."""
     from ..models import infer
 
-    r = infer(net, data, batch_size, probs=True, features=net.get_classifier().fc, check_finite=False)
+    r = infer(net, data, batch_size, probs=True, features=final_linear(net), check_finite=False)
     assert r.features is not None
     return r.outputs, r.features, r.labels
+
+
+def final_linear(net: Any) -> Any:
+    """The network's last linear layer: the bottleneck head's ``fc``, or the classifier itself (a fit output's)."""
+    import torch
+
+    head = net.get_classifier()
+    fc = getattr(head, "fc", head)
+    if not isinstance(fc, torch.nn.Linear):
+        from ..errors import TransferlabError
+
+        raise TransferlabError(f"the classifier of {type(net).__name__} is a {type(fc).__name__}, not a linear layer: "
+                               "domain adaptation reads the features a linear classifier receives")
+    return fc
+
+
+def logits_and_features(net: Any, x: Any) -> tuple[Any, Any]:
+    """(logits, the features the final linear layer received, with their gradient) of one forward pass."""
+    seen: dict[str, Any] = {}
+    hook = final_linear(net).register_forward_pre_hook(lambda m, inputs: seen.__setitem__("z", inputs[0]))
+    try:
+        logits = net(x)
+    finally:
+        hook.remove()
+    return logits, seen["z"]
+
+
+class SourceFreeAdaptation(DomainAdaptation):
+    """The target alone, from a trained source model: each step is the method's loss on a target batch (no source
+    batch, no source hold-out: the selectors that need one are undefined). Before the first step and after every
+    epoch the method's ``on_target`` sees the whole target's predictions and features in eval mode. The classifier
+    is frozen where the method says so; the backbone learns at ``backbone_lr_scale`` x the head's rate."""
+
+    def __init__(self, method_name: str, method: Method, *, selectors: Iterable[str], select: str, target_eval: Any,
+                 oracle: Any = None, batch_size: int = 64, seed: int = 0, backbone_lr_scale: float = 0.1,
+                 options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(method_name, method, trade_off=1.0, selectors=selectors, select=select,
+                         target_eval=target_eval, source_eval=None, oracle=oracle, batch_size=batch_size, seed=seed,
+                         backbone_lr_scale=backbone_lr_scale, options=options)
+        self._refresh = True
+        self.last_target: tuple[Any, Any] | None = None
+
+    def trainable(self, modules: Mapping[str, Any]) -> list[Any]:
+        net = modules["model"]
+        frozen = {id(p) for p in final_linear(net).parameters()} if self.method.frozen_classifier else set()
+        head = {id(p) for p in net.get_classifier().parameters()}
+        return [(p, 1.0 if id(p) in head else self.backbone_lr_scale) for p in net.parameters()
+                if p.requires_grad and id(p) not in frozen]
+
+    def step(self, batch: Any, modules: Mapping[str, Any], ctx: StepContext) -> tuple[Any, dict[str, Any]]:
+        net = modules["model"]
+        if self._refresh and self.method.on_target is not None:
+            probs, z, _ = predict_with_features(net, self.target_eval, self.batch_size, None)
+            self.method.on_target(probs, z)
+        self._refresh = False
+        logits, z = logits_and_features(net, batch["x"])  # the target's labels are never read
+        assert self.method.loss is not None
+        loss, extra = self.method.loss(Batch(None, z, None, logits.float(), ctx.progress, batch["index"]),
+                                       dict(modules))
+        return loss, {"transfer_loss": loss.detach(), **extra}
+
+    def evaluate(self, batch: Any, modules: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def end_epoch(self, modules: Mapping[str, Any], ctx: StepContext, row: dict[str, float]) -> None:
+        # SHOT's pseudo-labels: recomputed from the model of the epoch that ended (its scores' target pass)
+        if self.method.on_target is not None and self.last_target is not None:
+            self.method.on_target(*self.last_target)
+            self._refresh = False
+        else:
+            self._refresh = True
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "source_free": True}

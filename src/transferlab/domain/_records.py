@@ -1,0 +1,36 @@
+"""What an adaptation returns and records of its per-epoch history: which epoch each selector would pick, and its
+regret."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..models import RunResult
+
+DEFAULT_LR = 1e-2  # head and discriminator (backbone 0.1x); chosen on the built-in shift: docs/domain.md
+
+
+class DomainResult(RunResult):
+    """An adaptation: the network, its metrics (every selector's scores per epoch, the picks), its directory."""
+
+
+def picks_of(history: list[dict[str, Any]], selectors: list[str]) -> tuple[dict[str, dict[str, Any]], float | None]:
+    """(selector -> {epoch, score, oracle_accuracy, regret}, the oracle-best epoch's accuracy): each selector's best
+    epoch (ties: the earliest); a selector with no finite score in any epoch (undefined, e.g. ``source_val``
+    without a source hold-out) picks nothing."""
+    picks = {}
+    for s in selectors:
+        key = "val_accuracy" if s == "source_val" else s
+        vals = [(row.get(key), row["epoch"]) for row in history if row.get(key) is not None
+                and math.isfinite(row[key])]
+        if vals:
+            best_epoch = max(vals, key=lambda v: (v[0], -v[1]))[1]
+            row = history[best_epoch - 1]
+            picks[s] = {"epoch": best_epoch, "score": row.get(key), "oracle_accuracy": row.get("oracle_accuracy")}
+    oracle_best = max((r.get("oracle_accuracy") for r in history if r.get("oracle_accuracy") is not None),
+                      default=None)
+    for p in picks.values():
+        if oracle_best is not None and p["oracle_accuracy"] is not None:
+            p["regret"] = oracle_best - p["oracle_accuracy"]
+    return picks, oracle_best
