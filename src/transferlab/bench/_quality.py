@@ -75,22 +75,18 @@ def rank_quality(scores: dict[str, float | None], accuracy: dict[str, float], *,
                  seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
     """Weighted tau, Kendall tau and rel@1 of ``scores`` against ground-truth ``accuracy`` (both keyed by model),
     with a percentile bootstrap interval of the weighted tau over models (resamples with fewer than 3 distinct
-    models are skipped). Models without a score or accuracy are left out (``n`` says how many remain)."""
+    models are skipped; every resample's τ in one vectorised pass, :func:`weighted_tau_rows`). Models without a
+    score or accuracy are left out (``n`` says how many remain)."""
     models, s, a = _paired(scores, accuracy)
     out: dict[str, Any] = {"n": len(models), "weighted_tau": weighted_tau(s, a), "kendall_tau": kendall_tau(s, a),
                            "rel_at_1": rel_at_1(s, a), "top_model": models[int(np.argmax(s))] if models else None,
                            "weighted_tau_ci": None}
     if len(models) >= 3 and n_boot > 0:
-        rng = np.random.default_rng(seed)
-        taus = []
-        for _ in range(n_boot):
-            idx = rng.integers(0, len(models), len(models))
-            if len(np.unique(idx)) < 3:
-                continue
-            t = weighted_tau(s[idx], a[idx])
-            if t is not None:
-                taus.append(t)
-        if taus:
+        idx = np.random.default_rng(seed).integers(0, len(models), (n_boot, len(models)))
+        idx = idx[[len(np.unique(row)) >= 3 for row in idx]]
+        taus = weighted_tau_rows(s[idx], a[idx]) if len(idx) else np.empty(0)
+        taus = taus[np.isfinite(taus)]
+        if len(taus):
             lo, hi = np.quantile(taus, [(1 - ci) / 2, 1 - (1 - ci) / 2])
             out["weighted_tau_ci"] = [float(lo), float(hi)]
     return out
