@@ -20,9 +20,11 @@ from ._strategy import Strategy
 from ._streams import Stream
 from ._supermasks import Supermasks
 
-#: the modules beside this one that register strategies (closed-form heads: ``_closed_form``)
+#: the modules beside this one that register strategies (closed-form heads: ``_closed_form``; gradient projection:
+#: ``_gpm``)
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy",
-                                                         modules=("transferlab.continual._closed_form",))
+                                                         modules=("transferlab.continual._closed_form",
+                                                                  "transferlab.continual._gpm"))
 __all__ = ["STRATEGIES", "Strategy", "Supermasks"]
 
 

@@ -1,0 +1,356 @@
+"""Gradient projection: ``gpm`` (Saha et al., "Gradient Projection Memory for Continual Learning", ICLR 2021) and
+``cuber`` (Lin et al., "Beyond Not-Forgetting: Continual Learning with Backward Knowledge Transfer", NeurIPS 2022).
+
+After each task, every convolution (ungrouped) and linear layer of the backbone keeps a basis of the inputs it saw
+on that task: the eigenvectors of the inputs' second-moment matrix (a conv's input patches, as ``unfold`` lays them
+out in the weight's order) that hold the ``threshold`` share of their energy. GPM grows one basis per layer by the
+paper's criterion (new directions from the part of the new task's inputs the basis misses, until the basis holds
+``threshold`` of the new inputs' energy); a later task's weight updates are projected out of it:
+ΔW ← ΔW − ΔW M Mᵀ, so W x is unchanged for every x in span(M). The one loop's optimiser is AdamW, whose per-
+coordinate scaling and weight decay would leave that span: the gradient is projected (as the paper) and so is each
+step's update (``after_step``), which makes the guarantee exact for any optimiser. Every other backbone parameter
+(batch norms and their statistics, biases, grouped convolutions) keeps its pretrained value: they would move every
+old task's outputs. Each task trains its own head freely.
+
+CUBER keeps each task's own basis and, per layer, the mean gradient of the task's loss at the end of its training.
+A new task trains one epoch with every old basis protected; then, per layer and old task j, the new task's gradient
+there g_t is compared with j's subspace: *sufficient projection* ‖g_t M_j M_jᵀ‖ ≥ ``epsilon`` ‖g_t‖ and *positive
+correlation* ⟨g_t M_j M_jᵀ, g_j⟩ > 0 (a step against g_t lowers j's loss to first order; g_j is j's stored
+gradient, as no old data is kept). For those tasks the update inside span(M_j) is allowed in the remaining epochs
+(backward transfer), every other old basis stays protected; each step also drops its component in an allowed
+span(M_j) when that component would raise j's loss to first order (⟨ΔW M_j M_jᵀ, g_j⟩ > 0)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import TransferlabError
+from ._strategies import STRATEGIES
+from ._strategy import Strategy
+from ._streams import Stream
+
+
+def projected_layers(backbone: Any) -> dict[str, Any]:
+    """The layers whose inputs get a basis: ungrouped convolutions and linear layers."""
+    import torch
+
+    return {n: m for n, m in backbone.named_modules()
+            if isinstance(m, torch.nn.Linear) or (isinstance(m, torch.nn.Conv2d) and m.groups == 1)}
+
+
+def _inputs_2d(mod: Any, x: Any, max_positions: int, gen: Any) -> Any:
+    """A layer's input as rows in its weight's input space: a linear layer's (tokens flattened), a conv's patches
+    (``unfold`` with its geometry; at most ``max_positions`` positions per example, the same seeded ones)."""
+    import torch
+
+    if isinstance(mod, torch.nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    cols = torch.nn.functional.unfold(x, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # B, d, L
+    if cols.shape[2] > max_positions:
+        cols = cols[:, :, torch.randperm(cols.shape[2], generator=gen)[:max_positions]]
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def input_moments(backbone: Any, layers: dict[str, Any], batches: Any, max_positions: int = 64,
+                  seed: int = 0) -> dict[str, Any]:
+    """Σ xᵀx (float64, d × d) of every layer's inputs over ``batches`` (input tensors), the backbone in eval mode."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, Any] = {}
+
+    def hook(name: str) -> Any:
+        def f(mod: Any, inp: Any, _out: Any) -> None:
+            rows = _inputs_2d(mod, inp[0].detach(), max_positions, gen).double().cpu()
+            out[name] = out.get(name, 0) + rows.T @ rows
+        return f
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    was = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                backbone(x)
+    finally:
+        for h in handles:
+            h.remove()
+        backbone.train(was)
+    return out
+
+
+def _top(vals: Any, need: float) -> int:
+    """How many of the (descending) eigenvalues it takes for their sum to reach ``need``."""
+    c = np.cumsum(np.clip(vals, 0, None))
+    return int(min(len(c), np.searchsorted(c, need * (1 - 1e-12)) + 1)) if need > 0 else 0
+
+
+def _eig_desc(moment: Any) -> tuple[Any, Any]:
+    """Eigenvalues (descending) and eigenvectors of a symmetric positive semi-definite matrix, scaled to unit trace
+    first (the values are relative); an SVD where the eigensolver does not converge (a projected, rank-deficient
+    matrix can make it fail)."""
+    import torch
+
+    m = (moment + moment.T) / 2
+    scale = max(float(torch.trace(m)), 1e-300)
+    try:
+        vals, vecs = torch.linalg.eigh(m / scale)
+        return vals.flip(0) * scale, vecs.flip(1)
+    except RuntimeError:
+        u, sv, _ = torch.linalg.svd(m / scale)
+        return sv * scale, u
+
+
+def energy_basis(moment: Any, threshold: float) -> Any:
+    """The leading eigenvectors of a second-moment matrix that hold ``threshold`` of its energy (d × k)."""
+    vals, vecs = _eig_desc(moment)
+    return vecs[:, : _top(vals.numpy(), threshold * float(vals.clamp_min(0).sum()))]
+
+
+def grow_basis(basis: Any, moment: Any, threshold: float) -> Any:
+    """GPM's update: the new inputs' part outside ``basis``, its leading directions added until the basis holds
+    ``threshold`` of the new inputs' energy (ε‖R‖² ≤ ‖Mᵀ R‖² + Σ σ̂²)."""
+    import torch
+
+    if basis is None or basis.shape[1] == 0:
+        return energy_basis(moment, threshold)
+    total = float(torch.trace(moment))
+    p = torch.eye(len(moment), dtype=moment.dtype) - basis @ basis.T
+    rest = p @ moment @ p
+    vals, vecs = _eig_desc(rest)
+    need = threshold * total - (total - float(torch.trace(rest)))
+    k = _top(vals.numpy(), need)
+    if k == 0:
+        return basis
+    q, _ = torch.linalg.qr(torch.cat([basis, p @ vecs[:, :k]], 1))
+    return q
+
+
+def union_basis(bases: list[Any], dim: int) -> Any:
+    """An orthonormal basis of the span of several bases (d × k; k = 0 for none)."""
+    import torch
+
+    cols = [b for b in bases if b is not None and b.shape[1]]
+    if not cols:
+        return torch.zeros(dim, 0, dtype=torch.float64)
+    u, s, _ = torch.linalg.svd(torch.cat(cols, 1), full_matrices=False)
+    return u[:, : int((s > s[0] * 1e-10).sum())]
+
+
+def project_out(delta: Any, basis: Any) -> Any:
+    """``delta`` (out × d, or a conv weight's shape) without its component in span(basis): Δ − Δ M Mᵀ."""
+    if basis is None or basis.shape[1] == 0:
+        return delta
+    m = basis.to(delta.dtype)
+    d2 = delta.reshape(delta.shape[0], -1)
+    return (d2 - (d2 @ m) @ m.T).reshape(delta.shape)
+
+
+class GradientProjection(Strategy):
+    """GPM (``backward=False``) and CUBER (``backward=True``) on the one loop."""
+
+    def __init__(self, threshold: float, threshold_step: float, n_examples: int, backward: bool,
+                 epsilon: float = 0.5) -> None:
+        self.threshold, self.threshold_step, self.n_examples = threshold, threshold_step, n_examples
+        self.backward, self.epsilon = backward, epsilon
+        self.layers: dict[str, Any] = {}
+        self.union: dict[str, Any] = {}  # GPM's basis per layer
+        self.bases: list[dict[str, Any]] = []  # each task's own basis per layer (CUBER)
+        self.grads: list[dict[str, Any]] = []  # each task's mean gradient per layer at its end (CUBER)
+        self.blocked: dict[str, Any] = {}  # per layer: the span updates may not enter now
+        self.allowed: dict[str, list[int]] = {}  # per layer: the old tasks whose span is open (CUBER)
+        self.transfers: list[dict[str, list[int]]] = []
+        self._prev: dict[str, Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        out = {"threshold": self.threshold, "threshold_step": self.threshold_step, "n_examples": self.n_examples}
+        return {**out, "epsilon": self.epsilon} if self.backward else out
+
+    def check(self, stream: Stream, name: str) -> None:
+        if self.threshold + self.threshold_step * (len(stream.tasks) - 1) > 1 + 1e-9:
+            raise TransferlabError(f"{name}: threshold {self.threshold} + {self.threshold_step} per task passes 1 "
+                                   f"within the stream's {len(stream.tasks)} tasks; lower threshold_step")
+
+    def install(self, run: Any) -> None:
+        backbone = run.modules["backbone"]
+        self.layers = projected_layers(backbone)
+        keep = {id(m.weight) for m in self.layers.values()}
+        for p in backbone.parameters():
+            if id(p) not in keep:
+                p.requires_grad_(False)
+        if not any(m.weight.requires_grad for m in self.layers.values()):
+            raise TransferlabError(f"{type(backbone).__name__} has no trainable convolution or linear weight for "
+                                   "gradient projection (gpm, cuber)")
+
+    def train_task(self, run: Any, i: int, data: dict[str, Any], training: Any) -> list[dict[str, Any]]:
+        self.blocked = {n: union_basis([t[n] for t in self.bases] if self.backward else [self.union.get(n)],
+                                       _in_dim(m)) for n, m in self.layers.items()}
+        self.allowed = {}
+        self._prev = {n: m.weight.detach().clone() for n, m in self.layers.items()}
+        if not self.backward or i == 0 or training.epochs < 2:
+            return self._projected(training, run, i, data)
+        h = self._projected(training, run, i, data, "protected", epochs=1)
+        self.open_correlated(run, i)  # on the loss's own gradient: no projection hook meanwhile
+        h2 = self._projected(training, run, i, data, "transfer", epochs=training.epochs - 1)
+        return h + [{**row, "epoch": row["epoch"] + len(h), "phase": "transfer"} for row in h2]
+
+    def _projected(self, training: Any, run: Any, i: int, data: dict[str, Any], *args: Any,
+                   **config: Any) -> list[dict[str, Any]]:
+        """One call of the loop with each projected weight's gradient projected out of its blocked span."""
+        hooks = [m.weight.register_hook(lambda g, n=n: project_out(g, self.blocked[n]))
+                 for n, m in self.layers.items() if m.weight.requires_grad]
+        try:
+            return training(run, i, data, *args, **config)
+        finally:
+            for hk in hooks:
+                hk.remove()
+
+    def after_step(self, run: Any, i: int, modules: Any) -> None:
+        """Each projected layer's step, less its component in the blocked span (and, for CUBER, in an allowed old
+        task's span where it would raise that task's loss to first order)."""
+        import torch
+
+        with torch.no_grad():
+            for n, m in self.layers.items():
+                w = m.weight
+                if not w.requires_grad:
+                    continue
+                delta = project_out(w - self._prev[n], self.blocked[n])
+                for j in self.allowed.get(n, []):
+                    inside = delta - project_out(delta, self.bases[j][n])
+                    delta = delta - inside + _descent_part(inside, self.grads[j][n])
+                w.copy_(self._prev[n] + delta)
+                self._prev[n] = w.detach().clone()
+
+    def after_task(self, run: Any, i: int) -> None:
+        if i == len(run.stream.tasks) - 1:
+            return  # no later task to protect it from
+        moments = input_moments(run.modules["backbone"], self.layers, self._sample(run, i), seed=run.seed + i)
+        eps = min(1.0, self.threshold + self.threshold_step * i)
+        for n, c in moments.items():
+            self.union[n] = grow_basis(self.union.get(n), c, eps)
+        if self.backward:
+            self.bases.append({n: energy_basis(c, eps) for n, c in moments.items()})
+            self.grads.append(self.mean_gradients(run, i))
+
+    def _sample(self, run: Any, i: int, batch_size: int = 64) -> Any:
+        """Up to ``n_examples`` of task ``i``'s training examples (seeded, un-augmented), in batches of inputs."""
+        import torch
+
+        n = len(run.stream.tasks[i].train)
+        keep = sorted(np.random.default_rng(run.seed * 1000 + i).choice(n, min(n, self.n_examples),
+                                                                         replace=False).tolist())
+        dev = run.device()
+        run.set_task(i)
+        for b in torch.utils.data.DataLoader(run.examples([(i, j) for j in keep], augment=False), batch_size):
+            yield b["x"].to(dev)
+
+    def mean_gradients(self, run: Any, i: int, batch_size: int = 64) -> dict[str, Any]:
+        """The mean over task ``i``'s sampled training batches of the gradient of its loss, per projected layer."""
+        import torch
+
+        mods = run.modules
+        for m in mods.values():
+            m.eval()
+        ws = {n: m.weight for n, m in self.layers.items()}
+        was = {n: w.requires_grad for n, w in ws.items()}
+        grads = {n: torch.zeros_like(w, dtype=torch.float64) for n, w in ws.items()}
+        k = 0
+        n = len(run.stream.tasks[i].train)
+        keep = sorted(np.random.default_rng(run.seed * 1000 + i).choice(n, min(n, self.n_examples),
+                                                                         replace=False).tolist())
+        for w in ws.values():
+            w.requires_grad_(True)
+        try:
+            for b in torch.utils.data.DataLoader(run.examples([(i, j) for j in keep], augment=False), batch_size):
+                g = torch.autograd.grad(run.task_loss(mods, mods["backbone"](b["x"].to(run.device())),
+                                                      b["y"].to(run.device()), b["task"].to(run.device()), i),
+                                        list(ws.values()))
+                for name, gi in zip(ws, g, strict=True):
+                    grads[name] += gi.double().cpu()
+                k += 1
+        finally:
+            for name, w in ws.items():
+                w.requires_grad_(was[name])
+        return {name: g / max(k, 1) for name, g in grads.items()}
+
+    def open_correlated(self, run: Any, i: int) -> None:
+        """CUBER's test per layer and old task, on the new task's mean gradient after its protected epoch: the old
+        tasks whose span gets a sufficient projection of it, positively correlated with their own gradient, are
+        opened; the span of the others stays blocked."""
+        g_new = self.mean_gradients(run, i)
+        opened: dict[str, list[int]] = {}
+        for n, m in self.layers.items():
+            g = g_new[n]
+            ok = []
+            for j in range(len(self.bases)):
+                inside = g - project_out(g, self.bases[j][n])
+                strong = float(inside.norm()) >= self.epsilon * float(g.norm()) > 0
+                if strong and float(inside.flatten() @ self.grads[j][n].flatten()) > 0:
+                    ok.append(j)
+            self.allowed[n] = ok
+            self.blocked[n] = union_basis([self.bases[j][n] for j in range(len(self.bases)) if j not in ok],
+                                          _in_dim(m))
+            opened[n] = ok
+        self.transfers.append(opened)
+
+    def metrics(self, run: Any) -> dict[str, Any]:
+        """Kept for every class together: the bases (and CUBER's per-task bases and gradients), as float32."""
+        floats = sum(b.numel() for b in self.union.values())
+        floats += sum(b.numel() for t in self.bases for b in t.values())
+        floats += sum(g.numel() for t in self.grads for g in t.values())
+        dims = {n: int(b.shape[1]) for n, b in self.union.items()}
+        out = {**super().metrics(run), "shared_bytes": int(4 * floats), "basis_dims": dims}
+        if self.backward:
+            out["opened"] = [{n: v for n, v in t.items() if v} for t in self.transfers]
+        return out
+
+
+def _descent_part(step: Any, grad: Any) -> Any:
+    """The part of ``step`` along the descent direction −``grad`` (zero when the step climbs): a move that lowers
+    the loss whose gradient ``grad`` is, to first order, as continuing that task's own training would."""
+    g = grad.to(step.dtype).reshape(step.shape)
+    norm2 = float((g * g).sum())
+    along = -float((step * g).sum()) / norm2 if norm2 > 0 else 0.0
+    return -max(along, 0.0) * g
+
+
+def _in_dim(m: Any) -> int:
+    return int(math.prod(m.weight.shape[1:]))
+
+
+def _options(threshold: float, threshold_step: float, n_examples: int) -> None:
+    if not (math.isfinite(threshold) and 0 < threshold <= 1):
+        raise TransferlabError(f"threshold must lie in (0, 1], got {threshold}")
+    if not (math.isfinite(threshold_step) and threshold_step >= 0):
+        raise TransferlabError(f"threshold_step must be a finite number >= 0, got {threshold_step}")
+    if not isinstance(n_examples, int) or n_examples < 1:
+        raise TransferlabError(f"n_examples must be a positive integer, got {n_examples!r}")
+
+
+@STRATEGIES.register("gpm", summary="gradient projection memory: each layer keeps a basis of the inputs earlier "
+                     "tasks gave it (SVD, energy threshold); new updates are projected out of it",
+                     paper="Saha, Garg & Roy, Gradient Projection Memory for Continual Learning, ICLR 2021",
+                     reference="sahagobinda/GPM (threshold 0.97 + 0.003 per task, 125 examples per task)")
+def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125) -> Strategy:
+    """``threshold``: the share of a task's input energy its layers' bases hold (task t: threshold + t ×
+    ``threshold_step``); ``n_examples``: the training examples per task whose inputs make the bases."""
+    _options(threshold, threshold_step, n_examples)
+    return GradientProjection(threshold, threshold_step, n_examples, backward=False)
+
+
+@STRATEGIES.register("cuber", summary="gradient projection that opens an old task's subspace to a new task whose "
+                     "gradient there is large and positively correlated with the old task's (backward transfer)",
+                     paper="Lin, Yang, Fan & Zhang, Beyond Not-Forgetting: Continual Learning with Backward "
+                           "Knowledge Transfer, NeurIPS 2022")
+def cuber(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125,
+          epsilon: float = 0.5) -> Strategy:
+    """GPM's bases, per task; ``epsilon``: the share of the new task's gradient norm that must lie in an old task's
+    subspace (sufficient projection) for that subspace to open, if the two tasks' gradients there agree in sign."""
+    _options(threshold, threshold_step, n_examples)
+    if not (math.isfinite(epsilon) and 0 <= epsilon <= 1):
+        raise TransferlabError(f"epsilon must lie in [0, 1], got {epsilon}")
+    return GradientProjection(threshold, threshold_step, n_examples, backward=True, epsilon=epsilon)

@@ -1,0 +1,89 @@
+"""Gradient projection (issue 31): GPM's bases against the paper's criterion computed directly, its projection keeping
+a linear layer's outputs on an old task's inputs unchanged while AdamW trains it on a new task, and CUBER's
+descent-only part of a step inside an opened subspace."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.continual._gpm import (
+    GradientProjection,
+    _descent_part,
+    energy_basis,
+    grow_basis,
+    input_moments,
+    project_out,
+)
+
+
+def _low_rank(n: int, d: int, rank: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g,
+                                                                               dtype=torch.float64)
+
+
+def test_the_bases_follow_gpms_energy_criterion_computed_directly():
+    r1 = _low_rank(40, 12, 6, 0).numpy() + 0.05 * np.random.default_rng(1).normal(size=(40, 12))
+    r2 = _low_rank(30, 12, 5, 2).numpy()
+    m1 = energy_basis(torch.tensor(r1.T @ r1), 0.9).numpy()
+    s = np.linalg.svd(r1, compute_uv=False) ** 2
+    k = int(np.argmax(np.cumsum(s) / s.sum() >= 0.9)) + 1  # the paper's k for the first task
+    assert m1.shape == (12, k)
+    assert np.allclose(m1.T @ m1, np.eye(k), atol=1e-10)
+    m2 = grow_basis(torch.tensor(m1), torch.tensor(r2.T @ r2), 0.95).numpy()
+    # the paper's rule for a later task: the part of R outside M, its leading directions added until
+    # ||M^T R||^2 + sum(sigma_hat^2) >= eps ||R||^2
+    total, inside = (r2 ** 2).sum(), ((m1.T @ r2.T) ** 2).sum()
+    s_hat = np.linalg.svd(r2 - r2 @ m1 @ m1.T, compute_uv=False) ** 2
+    k2 = 0 if inside >= 0.95 * total else int(np.argmax(inside + np.cumsum(s_hat) >= 0.95 * total)) + 1
+    assert m2.shape == (12, k + k2) and np.allclose(m2.T @ m2, np.eye(k + k2), atol=1e-10)
+    assert np.allclose(m2 @ m2.T @ m1, m1, atol=1e-10)  # the old directions are kept
+
+
+def test_gpm_keeps_a_linear_layers_outputs_on_old_inputs_while_adamw_trains_it():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 8, bias=False)
+    backbone = torch.nn.Sequential(layer)
+    old = _low_rank(24, 16, 6, 3).float()  # the old task's inputs span 6 of 16 dimensions
+    s = GradientProjection(threshold=1.0, threshold_step=0.0, n_examples=24, backward=False)
+    run = SimpleNamespace(modules={"backbone": backbone})
+    s.install(run)
+    s.union["0"] = grow_basis(None, input_moments(backbone, s.layers, [old[:12], old[12:]])["0"], 1.0)
+    assert s.union["0"].shape[1] == 6
+    s.blocked = {"0": s.union["0"]}
+    s._prev = {"0": layer.weight.detach().clone()}
+    before = layer(old).detach()
+    w0 = layer.weight.detach().clone()
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.05, weight_decay=0.1)  # per-coordinate steps and decay
+    new_x, new_y = torch.randn(64, 16), torch.randn(64, 8)
+    hook = layer.weight.register_hook(lambda g: project_out(g, s.blocked["0"]))
+    for _ in range(50):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(layer(new_x), new_y).backward()
+        opt.step()
+        s.after_step(run, 1, run.modules)
+    hook.remove()
+    assert (layer.weight - w0).abs().max() > 0.1  # it learned
+    assert (layer(old).detach() - before).abs().max() <= 1e-6
+
+
+def test_cuber_keeps_of_a_step_only_its_descent_along_the_old_gradient():
+    g = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    down = torch.tensor([[-0.5, 0.3], [0.1, -1.0]])  # <step, g> = -0.5 - 2 < 0: it descends
+    part = _descent_part(down, g)
+    assert torch.allclose(part, -(2.5 / 5.0) * g) and float((part * g).sum()) < 0
+    assert torch.equal(_descent_part(-down, g), torch.zeros_like(g))  # a climbing step keeps nothing
+
+
+def test_options_are_checked():
+    from transferlab.continual import STRATEGIES
+    from transferlab.errors import TransferlabError
+
+    for name, bad in (("gpm", {"threshold": 0.0}), ("gpm", {"threshold_step": -1.0}), ("cuber", {"epsilon": 2.0}),
+                      ("gpm", {"n_examples": 0})):
+        with pytest.raises(TransferlabError):
+            STRATEGIES.get(name)(**bad)
