@@ -34,7 +34,8 @@ def test_bench_domain_tiny(tiny_model_ref, tmp_path):
     assert sel["spearman"] == (None if constant else pytest.approx(spearmanr(ts, oracle).statistic))
     paths = r.save(tmp_path / "b")
     data = json.loads(paths["json"].read_text())
-    assert set(data["selectors"]["digits→digits-m"]) == {"dev", "entropy", "im", "snd", "source_val", "transfer_score"}
+    assert set(data["selectors"]["digits→digits-m"]) == {"dev", "entropy", "guarded", "im", "snd", "source_val",
+                                                         "transfer_score"}
     assert "Label-free selection over every checkpoint" in paths["html"].read_text()
     again = bench_domain(tiny_model_ref, **kw)  # every run and the bound from the cache
     assert again.runs == json.loads(json.dumps(r.runs)) and again.bounds == r.bounds

@@ -28,14 +28,15 @@ KW = dict(epochs=2, image_size=32, batch_size=8, bottleneck=16)
 
 def test_registries():
     assert list_methods() == ["aad", "cdan", "cdan_e", "dann", "mcc", "nrc", "shot", "source_only"]
-    assert list_selectors() == ["dev", "entropy", "im", "snd", "source_val", "transfer_score"]
+    assert list_selectors() == ["dev", "entropy", "guarded", "im", "snd", "source_val", "transfer_score"]
 
 
 def test_dann_end_to_end_writes_a_model_that_loads_and_predicts(shift, tiny_model_ref, tmp_path):
     from transferlab.models import ImageTensors, load, read_card
 
     src, tgt, test = shift
-    r = adapt(src, tgt, tiny_model_ref, "dann", target_test=test, out=tmp_path / "m", hidden=32, **KW)
+    r = adapt(src, tgt, tiny_model_ref, "dann", target_test=test, out=tmp_path / "m", hidden=32,
+              select="transfer_score", **KW)
     m = r.metrics
     rows = r.history
     assert len(rows) == 2 and all("transfer_score.hopkins" in row and "oracle_accuracy" in row for row in rows)

@@ -90,6 +90,8 @@ def test_unknown_option_is_refused_before_anything_is_written(name, shift, tiny_
 ORDER_SAMPLED = {
     "transfer_score": ("its Hopkins term scores a seeded sample of target rows chosen by position; its other terms "
                        "(IM, uniformity) are order-free", ("im", "uniformity")),
+    "guarded": ("its base score is transfer_score's (a seeded sample by position); its guard is order-free",
+                ("balance", "source_accuracy", "passed")),
     "dev": ("its domain classifier is cross-fitted on folds drawn by position (StratifiedKFold, shuffled, seeded)",
             ()),
 }

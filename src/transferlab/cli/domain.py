@@ -28,7 +28,9 @@ def domain_cmd(
     method: str = typer.Option(None, "--method", help="source_only, dann, cdan, cdan_e, mcc; source-free: shot, "
                                "nrc, aad (--list). Default dann, or shot with --source-model."),
     trade_off: float = typer.Option(1.0, "--trade-off", help="Weight of the transfer loss (> 0)."),
-    select: str = typer.Option("transfer_score", "--select", help="Label-free checkpoint selector (--list)."),
+    select: str = typer.Option("guarded", "--select", help="Label-free checkpoint selector (--list); guarded: "
+                               "the best transfer score among epochs that keep the source accuracy and do not "
+                               "collapse, else the source (-only) checkpoint."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default 1e-2; backbone: 0.1x)."),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Examples per domain per step."),
@@ -92,4 +94,6 @@ def domain_cmd(
             + (f"; target accuracy {oracle:.4f} (oracle: labels used only to report it)" if oracle is not None else "")
             + (f"; source hold-out accuracy {src_acc:.4f}" if src_acc is not None else "; source-free"),
             highlight=False)
+    if m.get("guarded_fallback"):
+        c.print(f"guarded: no epoch passed the guard; fell back to {m['guarded_fallback']['to']}", highlight=False)
     c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from ..errors import TransferlabError, few
 from ..models import RunOutput
 from ..train import on_devices
 from ._methods import METHODS
-from ._records import DEFAULT_LR, DomainResult, picks_of
+from ._records import DEFAULT_LR, DomainResult, kept_checkpoint, picks_of
 from ._selectors import SELECTORS
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def adapt(
     *,
     source_model: str | Path | None = None,
     trade_off: float = 1.0,
-    select: str = "transfer_score",
+    select: str = "guarded",
     epochs: int = 10,
     lr: float | None = None,
     batch_size: int = 32,
@@ -214,12 +214,13 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
     seconds = result.train_seconds  # with the epochs before an interruption, on a resumed run
     history = result.history
     picks, oracle_best = picks_of(history, selectors)
-    chosen = picks.get(select, {})
+    selected, kept_acc, fallback = kept_checkpoint(select, result.best_epoch, picks, objective.guard, built.net,
+                                                   history, oracle_best)
     metrics = {
         "method": method, "model": model, "source": src.name, "target": tgt.name, "trade_off": trade_off,
-        "options": options, "select": select, "selected_epoch": result.best_epoch,
-        "target_accuracy_oracle": chosen.get("oracle_accuracy"), "oracle_best_epoch_accuracy": oracle_best,
-        "source_val_accuracy": history[result.best_epoch - 1].get("val_accuracy") if result.best_epoch else None,
+        "options": options, "select": select, "selected_epoch": selected, "guarded_fallback": fallback,
+        "target_accuracy_oracle": kept_acc, "oracle_best_epoch_accuracy": oracle_best,
+        "source_val_accuracy": history[selected - 1].get("val_accuracy") if selected else None,
         "picks": picks, "n_source": len(src_train), "n_source_val": len(src_val), "n_target": len(tgt),
         "n_target_test": len(oracle_ds) if oracle_ds is not None else 0, "epochs": len(history),
         "train_seconds": seconds, "resumed_from_epoch": result.resumed_from_epoch, "image_size": built.image_size, "bottleneck": bottleneck, "history": history,

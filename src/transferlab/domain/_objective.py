@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..train import Objective, StepContext, accuracy
+from ._guard import Guard
 from ._methods import Batch, Method
 from ._selectors import SELECTORS, Evidence
 
@@ -30,6 +31,7 @@ class DomainAdaptation(Objective):
         self.target_eval, self.source_eval, self.oracle = target_eval, source_eval, oracle
         self.batch_size, self.seed, self.backbone_lr_scale = batch_size, seed, float(backbone_lr_scale)
         self.options = dict(options or {})
+        self.guard = Guard(keep_weights=select == "guarded")
 
     def trainable(self, modules: Mapping[str, Any]) -> list[Any]:
         net = modules["model"]
@@ -71,16 +73,22 @@ class DomainAdaptation(Objective):
         if self.source_eval is not None:
             probs_s, z_s, y_s = predict_with_features(net, self.source_eval, self.batch_size, device)
         self.last_target = (probs_t, z_t)
+        source_acc = None if y_s is None or not len(y_s) else float(np.mean(probs_s.argmax(1) == y_s))
         ev = Evidence(probs_t, z_t, final_linear(net).weight.detach().cpu().double().numpy(), probs_s, y_s,
-                      z_s, self.seed)
+                      z_s, self.seed, reference=self.guard.observe(net, probs_t, source_acc))
         out: dict[str, float] = {}
         for name in self.selectors:
             for part, v in SELECTORS.get(name)(ev).items():
                 out[name if part == "score" else f"{name}.{part}"] = float(v)
+        if not np.isfinite(out.get(self.select[0], 0.0)):
+            del out[self.select[0]]  # undefined or not passing (guarded): the loop does not keep this epoch
         if self.oracle is not None:
-            probs_o, _, y_o = predict_with_features(net, self.oracle, self.batch_size, device)
-            out["oracle_accuracy"] = float(np.mean(probs_o.argmax(1) == y_o))
+            out["oracle_accuracy"] = self.oracle_accuracy(net, device)
         return out
+
+    def oracle_accuracy(self, net: Any, device: Any) -> float:
+        probs_o, _, y_o = predict_with_features(net, self.oracle, self.batch_size, device)
+        return float(np.mean(probs_o.argmax(1) == y_o))
 
     def config(self) -> dict[str, Any]:
         return {"method": self.method_name, "trade_off": self.trade_off, "select": self.select[0],
@@ -138,6 +146,12 @@ class SourceFreeAdaptation(DomainAdaptation):
                          backbone_lr_scale=backbone_lr_scale, options=options)
         self._refresh = True
         self.last_target: tuple[Any, Any] | None = None
+
+    def setup(self, modules: Mapping[str, Any], device: Any) -> None:
+        """The source model before adaptation (epoch 0): the guard's reference, and the source-only accuracy."""
+        net = modules["model"]
+        probs, _, _ = predict_with_features(net, self.target_eval, self.batch_size, device)
+        self.guard.start(net, probs, self.oracle_accuracy(net, device) if self.oracle is not None else None)
 
     def trainable(self, modules: Mapping[str, Any]) -> list[Any]:
         net = modules["model"]

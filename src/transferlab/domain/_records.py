@@ -34,3 +34,19 @@ def picks_of(history: list[dict[str, Any]], selectors: list[str]) -> tuple[dict[
         if oracle_best is not None and p["oracle_accuracy"] is not None:
             p["regret"] = oracle_best - p["oracle_accuracy"]
     return picks, oracle_best
+
+
+def kept_checkpoint(select: str, best_epoch: int | None, picks: dict[str, dict[str, Any]], guard: Any, net: Any,
+                    history: list[dict[str, Any]], oracle_best: float | None) -> tuple[int | None, float | None,
+                                                                                      dict[str, Any] | None]:
+    """(the kept epoch, its oracle accuracy, the fallback note or None). ``guarded`` with no passing epoch falls
+    back to the guard's reference (its weights restored into ``net``; epoch 0: the source model) and says so."""
+    if select == "guarded" and best_epoch is None:
+        note = guard.fall_back_(net)
+        e = guard.epoch
+        acc = guard.oracle_accuracy if e == 0 else (history[e - 1].get("oracle_accuracy") if e else None)
+        picks["guarded"] = {"epoch": e, "score": None, "oracle_accuracy": acc, **note}
+        if oracle_best is not None and acc is not None:
+            picks["guarded"]["regret"] = oracle_best - acc
+        return e, acc, note
+    return best_epoch, picks.get(select, {}).get("oracle_accuracy"), None

@@ -11,7 +11,12 @@ data, its classifier weights, its predictions on a labelled source hold-out) and
 - ``dev`` (You et al., ICML 2019): deep embedded validation, −(importance-weighted source hold-out loss with a
   control variate), the weights p(target|z)/p(source|z) from a logistic domain classifier on the features
   (cross-fitted);
-- ``source_val``: accuracy on the source hold-out.
+- ``source_val``: accuracy on the source hold-out;
+- ``guarded`` (the default): a label-free score (``transfer_score``) only for a checkpoint whose source hold-out
+  accuracy stays within ``tolerance`` of the reference checkpoint's and whose target predictions are not collapsed
+  (effective share of classes ≥ ``min_balance`` x the reference's); NaN (not a candidate) otherwise. The reference
+  (:attr:`Evidence.reference`) is the model before adaptation in a source-free run, the most source-accurate epoch so
+  far in a run with source data (``adapt`` falls back to it when no epoch passes).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class Evidence:
     labels_s: np.ndarray | None = None
     features_s: np.ndarray | None = None
     seed: int = 0
+    #: the checkpoint ``guarded`` compares against: ``source_accuracy`` (absent without a source hold-out) and
+    #: ``balance`` (its target predictions' effective share of classes); None: no reference (uniform balance)
+    reference: dict[str, float] | None = None
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -160,3 +168,29 @@ def source_val(ev: Evidence) -> dict[str, float]:
     if ev.probs_s is None or ev.labels_s is None or not len(ev.labels_s):
         return {"score": float("nan")}
     return {"score": float(np.mean(np.asarray(ev.probs_s).argmax(1) == ev.labels_s))}
+
+
+def balance(probs: np.ndarray) -> float:
+    """exp(H(mean prediction)) / K: the effective share of classes the predictions spread over (1: balanced,
+    1/K: every example given one class, a collapse)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return float(np.exp(_entropy(p.mean(0))) / p.shape[1])
+
+
+@SELECTORS.register("guarded", paper="transferlab: a label-free score among checkpoints that keep the source "
+                                     "accuracy and do not collapse, else the source model (issue 32)",
+                    tolerance=0.02, min_balance=0.5, base="transfer_score")
+def guarded(ev: Evidence, tolerance: float = 0.02, min_balance: float = 0.5,
+            base: str = "transfer_score") -> dict[str, float]:
+    """``base``'s score where the checkpoint passes the guard, else NaN; ``passed`` 1/0, and the parts it tested."""
+    ref = ev.reference or {}
+    score = float(SELECTORS.get(base)(ev)["score"])
+    bal = balance(ev.probs_t)
+    ok = bal >= min_balance * float(ref.get("balance", 1.0))
+    out = {"base": score, "balance": bal}
+    if ev.probs_s is not None and ev.labels_s is not None and len(ev.labels_s):
+        acc = float(np.mean(np.asarray(ev.probs_s).argmax(1) == ev.labels_s))
+        out["source_accuracy"] = acc
+        if ref.get("source_accuracy") is not None:
+            ok = ok and acc >= float(ref["source_accuracy"]) - tolerance
+    return {"score": score if ok else float("nan"), "passed": float(ok), **out}

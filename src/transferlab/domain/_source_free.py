@@ -51,7 +51,7 @@ def adapt_source_free(tgt: Dataset, oracle_ds: Dataset | None, source_model: str
     from ..models import Built
     from ..train import TrainConfig, seed_everything, train
     from ._objective import SourceFreeAdaptation, final_linear
-    from ._records import DEFAULT_LR, DomainResult, picks_of
+    from ._records import DEFAULT_LR, DomainResult, kept_checkpoint, picks_of
     from ._selectors import SELECTORS
 
     seed = run["seed"]
@@ -73,11 +73,13 @@ def adapt_source_free(tgt: Dataset, oracle_ds: Dataset | None, source_model: str
                        checkpoint_dir=output.checkpoints, progress=run["progress"])
         history = result.history
         picks, oracle_best = picks_of(history, selectors)
+        selected, kept_acc, fallback = kept_checkpoint(settings.select, result.best_epoch, picks, objective.guard,
+                                                       net, history, oracle_best)
         metrics = {
             "method": method, "source_model": str(source_model), "model": card.model, "source": None,
             "target": tgt.name, "source_free": True, "options": options, "select": settings.select,
-            "selected_epoch": result.best_epoch,
-            "target_accuracy_oracle": picks.get(settings.select, {}).get("oracle_accuracy"),
+            "selected_epoch": selected, "guarded_fallback": fallback, "target_accuracy_oracle": kept_acc,
+            "source_model_accuracy_oracle": objective.guard.oracle_accuracy,
             "oracle_best_epoch_accuracy": oracle_best, "source_val_accuracy": None, "picks": picks,
             "skipped_selectors": {s: "needs a labelled source hold-out" for s in NEEDS_SOURCE},
             "trade_off": 1.0, "n_source": 0, "n_source_val": 0, "n_target": len(tgt), "n_target_test": len(oracle_ds) if oracle_ds is not None else 0,
