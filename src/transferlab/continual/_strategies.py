@@ -21,10 +21,11 @@ from ._streams import Stream
 from ._supermasks import Supermasks
 
 #: the modules beside this one that register strategies (closed-form heads: ``_closed_form``; gradient projection:
-#: ``_gpm``)
+#: ``_gpm``; per-task adapters: ``_ease``)
 STRATEGIES: Registry[Callable[..., Strategy]] = Registry("continual strategy",
                                                          modules=("transferlab.continual._closed_form",
-                                                                  "transferlab.continual._gpm"))
+                                                                  "transferlab.continual._gpm",
+                                                                  "transferlab.continual._ease"))
 __all__ = ["STRATEGIES", "Strategy", "Supermasks"]
 
 

@@ -42,7 +42,8 @@ _LAZY = {
     "adapters_structure": "_adapters", "inject_adapters_": "_adapters", "mam_config": "_adapters", "replace_module_": "_adapters",
     "ScaledSources": "_scaled", "scaled_structure": "_scaled",
     "BottleneckHead": "_bottleneck", "bottleneck_structure": "_bottleneck", "install_bottleneck_": "_bottleneck",
-    "pooled_dim": "_bottleneck", "ProjectionHead": "_projection",
+    "pooled_dim": "_bottleneck", "ProjectionHead": "_projection", "EaseHead": "_ease",
+    "adapter_parameters": "_ease", "inject_task_adapters_": "_ease",
     "TextClassifier": "_text", "TextTensors": "_text", "rename_modules_": "_text", "to_transformers": "_export",
     "legacy_text_state": "_export", "ImageTensors": "_inputs",
 }
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CARD_FILE", "FORMAT", "Classifier", "HeadInputTap", "STRUCTURES", "Adapted", "AdapterConfig", "Bottleneck", "BottleneckHead", "Built",
+    "EaseHead", "adapter_parameters", "inject_task_adapters_",
     "ImageTensors",
     "FolderCard", "ModelCard", "Predictions", "Predictor", "ProjectionHead", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",

@@ -12,4 +12,5 @@ from .._registry import Registry
 #: decorator) and writes ``{"kind": ..., ...options}`` as the card's ``structure``.
 STRUCTURES: Registry[Callable[[Any, dict[str, Any], dict[str, Any]], Any]] = Registry(
     "model structure", modules=("transferlab.models._adapters", "transferlab.models._scaled",
-                                "transferlab.models._bottleneck", "transferlab.models._projection"))
+                                "transferlab.models._bottleneck", "transferlab.models._projection",
+                                "transferlab.models._ease"))
