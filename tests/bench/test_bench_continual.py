@@ -21,6 +21,11 @@ def test_bench_continual_tiny(tmp_path, tiny_model_ref, monkeypatch):
     assert rows[("builtin:shapes,builtin:textures", "supsup")]["bwt"] == 0.0
     assert rows[("builtin:shapes,builtin:textures", "supsup")]["mask_bits_per_task"] > 0
     assert all(x["peak_mb"] > 0 and x["seconds"] > 0 for x in rows.values())
+    # each task's learning alone (the accuracy matrix's measurements apart): less than the whole run
+    assert all(0 < x["seconds_per_task"] * 2 < x["seconds"] for x in rows.values())
+    assert rows[("builtin:shapes,builtin:textures", "naive")]["bytes_per_class"] == 0
+    sup = rows[("builtin:shapes,builtin:textures", "supsup")]
+    assert sup["shared_bytes"] >= 2 * sup["mask_bits_per_task"] // 8  # two tasks' masks
     paths = r.save(tmp_path / "b")
     assert "not run" in paths["html"].read_text()
 

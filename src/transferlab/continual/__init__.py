@@ -1,5 +1,7 @@
-"""Continual transfer: one model on a stream of tasks (task- or class-incremental) with ``naive``, ``joint``,
-``replay``, ``ewc``, ``lwf``, ``supsup`` and ``exssnet`` on the one training loop, and the GEM metrics of the accuracy matrix."""
+"""Continual transfer: one model on a stream of tasks (task- or class-incremental; ``builtin:stream-long``) with
+``naive``, ``joint``, ``replay``, ``ewc``, ``lwf``, ``supsup``, ``exssnet``, ``gpm`` and ``cuber`` on the one training
+loop, the closed-form heads ``prototype`` and ``ranpac`` on a frozen backbone, and ``ease``'s per-task adapters; the
+GEM metrics of the accuracy matrix."""
 
 from ._api import ContinualResult, list_strategies, run
 from ._metrics import summary

@@ -27,7 +27,8 @@ DEFAULT_LR = 1e-3
 
 
 def list_strategies() -> list[str]:
-    """The continual strategies (``ewc``, ``exssnet``, ``joint``, ``lwf``, ``naive``, ``replay``, ``supsup``)."""
+    """The continual strategies (``cuber``, ``ease``, ``ewc``, ``exssnet``, ``gpm``, ``joint``, ``lwf``, ``naive``,
+    ``prototype``, ``ranpac``, ``replay``, ``supsup``)."""
     return STRATEGIES.list()
 
 
