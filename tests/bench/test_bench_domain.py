@@ -36,6 +36,11 @@ def test_bench_domain_tiny(tiny_model_ref, tmp_path):
     data = json.loads(paths["json"].read_text())
     assert set(data["selectors"]["digits→digits-m"]) == {"dev", "entropy", "guarded", "im", "snd", "source_val",
                                                          "transfer_score"}
+    from transferlab.bench._domain import guarded_pick
+
+    g = guarded_pick(r.runs)  # one seed: every run is seed 0's
+    assert data["selectors"]["digits→digits-m"]["guarded"]["pick_accuracy"] == g["accuracy"]
+    assert data["selectors"]["digits→digits-m"]["guarded"]["fell_back"] == int(g["fell_back"])
     assert "Label-free selection over every checkpoint" in paths["html"].read_text()
     again = bench_domain(tiny_model_ref, **kw)  # every run and the bound from the cache
     assert again.runs == json.loads(json.dumps(r.runs)) and again.bounds == r.bounds
@@ -53,3 +58,26 @@ def test_bench_domain_cli_refuses_a_malformed_shift(tmp_path, capsys):
 
     assert main(["bench", "domain", "--shifts", "builtin:digits", "--out", str(tmp_path / "b"), "-q"]) == 2
     assert "SOURCE>TARGET pairs" in capsys.readouterr().err
+
+
+def _run(method, rows, val_pick=None):
+    history = [{"epoch": i + 1, **r} for i, r in enumerate(rows)]
+    picks = {"source_val": val_pick} if val_pick else {}
+    return {"method": method, "history": history, "picks": picks}
+
+
+def test_guarded_pick_across_runs_keeps_the_source_accuracy_and_falls_back():
+    from transferlab.bench._domain import guarded_pick
+
+    so = _run("source_only", [{"transfer_score": 0.1, "val_accuracy": 0.90, "oracle_accuracy": 0.30,
+                               "guarded.balance": 0.9}],
+              {"epoch": 1, "score": 0.90, "oracle_accuracy": 0.30})
+    good = {"transfer_score": 0.5, "val_accuracy": 0.89, "oracle_accuracy": 0.45, "guarded.balance": 0.9}
+    destroying = {"transfer_score": 0.9, "val_accuracy": 0.60, "oracle_accuracy": 0.20, "guarded.balance": 0.9}
+    collapsed = {"transfer_score": 0.8, "val_accuracy": 0.90, "oracle_accuracy": 0.10, "guarded.balance": 0.2}
+    p = guarded_pick([so, _run("mcc", [destroying, collapsed, good])])
+    assert p == {"accuracy": 0.45, "regret": 0.0, "fell_back": False, "source_only": 0.30}
+    so_fail = _run("source_only", [{**so["history"][0], "guarded.balance": 0.2}], so["picks"]["source_val"])
+    p = guarded_pick([so_fail, _run("mcc", [destroying, collapsed])])  # nothing passes: the source-only checkpoint
+    assert p["fell_back"] and p["accuracy"] == 0.30 and p["regret"] == pytest.approx(0.0)
+    assert guarded_pick([_run("mcc", [good])]) is None  # no source_only run: no reference

@@ -73,6 +73,9 @@ class DomainBenchResult(DeclaredResult):
             out[shift] = {}
             for s in names:
                 key = "val_accuracy" if s == "source_val" else s
+                if s == "guarded":
+                    out[shift][s] = self._guarded(shift)
+                    continue
                 acc, regret, rho = [], [], []
                 for seed in self.seeds:
                     pts = [(row[key], row["oracle_accuracy"]) for r in self.runs
@@ -91,6 +94,18 @@ class DomainBenchResult(DeclaredResult):
                                  "spearman": _mean(rho), "seeds": len(acc)}
         return out
 
+    def _guarded(self, shift: str) -> dict[str, Any]:
+        """``guarded`` across a seed's checkpoints: the reference is the seed's ``source_only`` run at its
+        ``source_val`` pick; see :func:`guarded_pick`."""
+        picks = [guarded_pick([r for r in self.runs if r["shift"] == shift and r["seed"] == seed])
+                 for seed in self.seeds]
+        picks = [p for p in picks if p is not None]
+        acc, regret = [p["accuracy"] for p in picks], [p["regret"] for p in picks]
+        below = [p["accuracy"] - p["source_only"] for p in picks]
+        return {"pick_accuracy": _mean(acc), "regret": _mean(regret), "regret_sd": _sd(regret), "spearman": None,
+                "seeds": len(picks), "fell_back": sum(p["fell_back"] for p in picks),
+                "vs_source_only": _mean(below)}
+
     def _data(self) -> dict[str, Any]:
         return {"transferlab_version": __version__, "model": self.model,
                 "shifts": [list(s) for s in self.shifts], "methods": self.methods, "seeds": self.seeds,
@@ -100,6 +115,27 @@ class DomainBenchResult(DeclaredResult):
     json_name = "bench_domain.json"
     report = "domain_bench_html"
     tables_from = staticmethod(domain_tables)
+
+
+GUARD_TOLERANCE, GUARD_MIN_BALANCE = 0.02, 0.5  # as the guarded selector's defaults (domain/_selectors.py)
+
+
+def guarded_pick(runs: list[dict[str, Any]], tolerance: float = GUARD_TOLERANCE,
+                 min_balance: float = GUARD_MIN_BALANCE) -> dict[str, Any] | None:
+    """The guarded pick among every checkpoint of one seed's runs: the best ``transfer_score`` among checkpoints whose
+    source hold-out accuracy is at least the ``source_only`` run's (at its ``source_val`` pick) minus ``tolerance``
+    and whose target balance is at least ``min_balance``; none: the ``source_only`` checkpoint (fell back). None
+    when the seed has no ``source_only`` run or no oracle."""
+    ref = next((r["picks"].get("source_val") for r in runs if r["method"] == "source_only"), None)
+    rows = [row for r in runs for row in r["history"] if row.get("oracle_accuracy") is not None]
+    if not ref or ref.get("oracle_accuracy") is None or not rows:
+        return None
+    cands = [(row["transfer_score"], -row["epoch"], row["oracle_accuracy"]) for row in rows
+             if np.isfinite(row.get("transfer_score", np.nan)) and row.get("val_accuracy") is not None
+             and row["val_accuracy"] >= ref["score"] - tolerance and row.get("guarded.balance", 1.0) >= min_balance]
+    acc = max(cands)[2] if cands else ref["oracle_accuracy"]
+    best = max(row["oracle_accuracy"] for row in rows)
+    return {"accuracy": acc, "regret": best - acc, "fell_back": not cands, "source_only": ref["oracle_accuracy"]}
 
 
 def _mean(v: list[float]) -> float | None:
