@@ -166,7 +166,7 @@ def domain_tables(d: dict[str, Any]) -> list[Table]:
             rows.append({"method": "target-supervised (upper bound)", "kept": float(np.mean(sup)),
                          "kept_sd": float(np.std(sup, ddof=1)) if len(sup) > 1 else None})
         out.append(Table(f"{shift}: target accuracy per method (trade-off {trade:g}, mean ± sd over seeds)", [
-            Column("method", "method"), Column("kept", "kept by transfer_score", "mean_sd", sd="kept_sd"),
+            Column("method", "method"), Column("kept", "kept by guarded", "mean_sd", sd="kept_sd"),
             Column("best", "oracle's best epoch", "mean_sd", sd="best_sd"),
             Column("delta", "vs source_only (kept, points)", "points"),
             Column("seconds", "seconds per run", "seconds", 0)], rows, name=f"methods:{shift}", notes=[

@@ -10,7 +10,7 @@ import numpy as np
 from ._html import esc, figure_png, fmt, page, pyplot, table
 from ._table import render_html, tables_of
 
-SELECTORS_SHOWN = ("transfer_score", "entropy", "im", "snd", "dev", "source_val")
+SELECTORS_SHOWN = ("guarded", "transfer_score", "entropy", "im", "snd", "dev", "source_val")
 
 
 def _curves(history: list[dict[str, Any]]) -> str:
