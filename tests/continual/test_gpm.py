@@ -15,7 +15,7 @@ from transferlab.continual._gpm import (
     _descent_part,
     energy_basis,
     grow_basis,
-    input_moments,
+    input_rows,
     project_out,
 )
 
@@ -29,12 +29,16 @@ def _low_rank(n: int, d: int, rank: int, seed: int) -> torch.Tensor:
 def test_the_bases_follow_gpms_energy_criterion_computed_directly():
     r1 = _low_rank(40, 12, 6, 0).numpy() + 0.05 * np.random.default_rng(1).normal(size=(40, 12))
     r2 = _low_rank(30, 12, 5, 2).numpy()
-    m1 = energy_basis(torch.tensor(r1.T @ r1), 0.9).numpy()
+    m1 = energy_basis(torch.tensor(r1), 0.9).numpy()
     s = np.linalg.svd(r1, compute_uv=False) ** 2
     k = int(np.argmax(np.cumsum(s) / s.sum() >= 0.9)) + 1  # the paper's k for the first task
     assert m1.shape == (12, k)
     assert np.allclose(m1.T @ m1, np.eye(k), atol=1e-10)
-    m2 = grow_basis(torch.tensor(m1), torch.tensor(r2.T @ r2), 0.95).numpy()
+    m2 = grow_basis(torch.tensor(m1), torch.tensor(r2), 0.95).numpy()
+    # fewer rows than dimensions (a thin SVD) and more (the d x d moment): the same span
+    r3 = torch.tensor(r2[:8])
+    thin, wide = grow_basis(torch.tensor(m1), r3, 0.95), grow_basis(torch.tensor(m1), torch.cat([r3, r3]), 0.95)
+    assert thin.shape == wide.shape and torch.allclose(thin @ thin.T, wide @ wide.T, atol=1e-8)
     # the paper's rule for a later task: the part of R outside M, its leading directions added until
     # ||M^T R||^2 + sum(sigma_hat^2) >= eps ||R||^2
     total, inside = (r2 ** 2).sum(), ((m1.T @ r2.T) ** 2).sum()
@@ -52,7 +56,7 @@ def test_gpm_keeps_a_linear_layers_outputs_on_old_inputs_while_adamw_trains_it()
     s = GradientProjection(threshold=1.0, threshold_step=0.0, n_examples=24, backward=False)
     run = SimpleNamespace(modules={"backbone": backbone})
     s.install(run)
-    s.union["0"] = grow_basis(None, input_moments(backbone, s.layers, [old[:12], old[12:]])["0"], 1.0)
+    s.union["0"] = grow_basis(None, input_rows(backbone, s.layers, [old[:12], old[12:]])["0"], 1.0)
     assert s.union["0"].shape[1] == 6
     s.blocked = {"0": s.union["0"]}
     s._prev = {"0": layer.weight.detach().clone()}

@@ -2,8 +2,8 @@
 ``cuber`` (Lin et al., "Beyond Not-Forgetting: Continual Learning with Backward Knowledge Transfer", NeurIPS 2022).
 
 After each task, every convolution (ungrouped) and linear layer of the backbone keeps a basis of the inputs it saw
-on that task: the eigenvectors of the inputs' second-moment matrix (a conv's input patches, as ``unfold`` lays them
-out in the weight's order) that hold the ``threshold`` share of their energy. GPM grows one basis per layer by the
+on that task: the leading right singular vectors of its representation matrix (a conv's input patches, as
+``unfold`` lays them out in the weight's order) that hold the ``threshold`` share of their energy. GPM grows one basis per layer by the
 paper's criterion (new directions from the part of the new task's inputs the basis misses, until the basis holds
 ``threshold`` of the new inputs' energy); a later task's weight updates are projected out of it:
 ΔW ← ΔW − ΔW M Mᵀ, so W x is unchanged for every x in span(M). The one loop's optimiser is AdamW, whose per-
@@ -30,7 +30,6 @@ import numpy as np
 from ..errors import TransferlabError
 from ._strategies import STRATEGIES
 from ._strategy import Strategy
-from ._streams import Stream
 
 
 def projected_layers(backbone: Any) -> dict[str, Any]:
@@ -54,18 +53,18 @@ def _inputs_2d(mod: Any, x: Any, max_positions: int, gen: Any) -> Any:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
-def input_moments(backbone: Any, layers: dict[str, Any], batches: Any, max_positions: int = 64,
-                  seed: int = 0) -> dict[str, Any]:
-    """Σ xᵀx (float64, d × d) of every layer's inputs over ``batches`` (input tensors), the backbone in eval mode."""
+def input_rows(backbone: Any, layers: dict[str, Any], batches: Any, max_positions: int = 64,
+               seed: int = 0) -> dict[str, Any]:
+    """Every layer's inputs over ``batches`` (input tensors) as rows in its weight's input space (float64, n × d;
+    the paper's representation matrix, transposed), the backbone in eval mode."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    out: dict[str, Any] = {}
+    out: dict[str, list[Any]] = {}
 
     def hook(name: str) -> Any:
         def f(mod: Any, inp: Any, _out: Any) -> None:
-            rows = _inputs_2d(mod, inp[0].detach(), max_positions, gen).double().cpu()
-            out[name] = out.get(name, 0) + rows.T @ rows
+            out.setdefault(name, []).append(_inputs_2d(mod, inp[0].detach(), max_positions, gen).double().cpu())
         return f
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
@@ -79,53 +78,55 @@ def input_moments(backbone: Any, layers: dict[str, Any], batches: Any, max_posit
         for h in handles:
             h.remove()
         backbone.train(was)
-    return out
+    return {n: torch.cat(v) for n, v in out.items()}
 
 
-def _top(vals: Any, need: float) -> int:
-    """How many of the (descending) eigenvalues it takes for their sum to reach ``need``."""
-    c = np.cumsum(np.clip(vals, 0, None))
-    return int(min(len(c), np.searchsorted(c, need * (1 - 1e-12)) + 1)) if need > 0 else 0
-
-
-def _eig_desc(moment: Any) -> tuple[Any, Any]:
-    """Eigenvalues (descending) and eigenvectors of a symmetric positive semi-definite matrix, scaled to unit trace
-    first (the values are relative); an SVD where the eigensolver does not converge (a projected, rank-deficient
-    matrix can make it fail)."""
+def _principal(rows: Any) -> tuple[Any, Any]:
+    """The energies (descending) and directions (d × m) of ``rows``' input space: the squared singular values and
+    right singular vectors (a thin SVD when there are fewer rows than dimensions, else an eigendecomposition of the
+    d × d second moment, scaled to unit trace; an SVD where the eigensolver does not converge)."""
     import torch
 
-    m = (moment + moment.T) / 2
+    if len(rows) < rows.shape[1]:
+        _, sv, vt = torch.linalg.svd(rows, full_matrices=False)
+        return sv ** 2, vt.T
+    m = rows.T @ rows
     scale = max(float(torch.trace(m)), 1e-300)
     try:
         vals, vecs = torch.linalg.eigh(m / scale)
-        return vals.flip(0) * scale, vecs.flip(1)
+        return vals.flip(0).clamp_min(0) * scale, vecs.flip(1)
     except RuntimeError:
         u, sv, _ = torch.linalg.svd(m / scale)
         return sv * scale, u
 
 
-def energy_basis(moment: Any, threshold: float) -> Any:
-    """The leading eigenvectors of a second-moment matrix that hold ``threshold`` of its energy (d × k)."""
-    vals, vecs = _eig_desc(moment)
-    return vecs[:, : _top(vals.numpy(), threshold * float(vals.clamp_min(0).sum()))]
+def _top(vals: Any, need: float) -> int:
+    """How many of the (descending) energies it takes for their sum to reach ``need``."""
+    c = np.cumsum(np.clip(vals, 0, None))
+    return int(min(len(c), np.searchsorted(c, need * (1 - 1e-12)) + 1)) if need > 0 else 0
 
 
-def grow_basis(basis: Any, moment: Any, threshold: float) -> Any:
+def energy_basis(rows: Any, threshold: float) -> Any:
+    """The leading directions of ``rows`` (n × d) that hold ``threshold`` of their energy (d × k)."""
+    vals, vecs = _principal(rows)
+    return vecs[:, : _top(vals.numpy(), threshold * float((rows ** 2).sum()))]
+
+
+def grow_basis(basis: Any, rows: Any, threshold: float) -> Any:
     """GPM's update: the new inputs' part outside ``basis``, its leading directions added until the basis holds
     ``threshold`` of the new inputs' energy (ε‖R‖² ≤ ‖Mᵀ R‖² + Σ σ̂²)."""
     import torch
 
     if basis is None or basis.shape[1] == 0:
-        return energy_basis(moment, threshold)
-    total = float(torch.trace(moment))
-    p = torch.eye(len(moment), dtype=moment.dtype) - basis @ basis.T
-    rest = p @ moment @ p
-    vals, vecs = _eig_desc(rest)
-    need = threshold * total - (total - float(torch.trace(rest)))
-    k = _top(vals.numpy(), need)
+        return energy_basis(rows, threshold)
+    total = float((rows ** 2).sum())
+    rest = rows - (rows @ basis) @ basis.T
+    vals, vecs = _principal(rest)
+    k = _top(vals.numpy(), threshold * total - (total - float((rest ** 2).sum())))
     if k == 0:
         return basis
-    q, _ = torch.linalg.qr(torch.cat([basis, p @ vecs[:, :k]], 1))
+    new = vecs[:, :k] - basis @ (basis.T @ vecs[:, :k])  # orthogonal to the basis up to rounding: make it exact
+    q, _ = torch.linalg.qr(torch.cat([basis, new], 1))
     return q
 
 
@@ -168,11 +169,6 @@ class GradientProjection(Strategy):
     def config(self) -> dict[str, Any]:
         out = {"threshold": self.threshold, "threshold_step": self.threshold_step, "n_examples": self.n_examples}
         return {**out, "epsilon": self.epsilon} if self.backward else out
-
-    def check(self, stream: Stream, name: str) -> None:
-        if self.threshold + self.threshold_step * (len(stream.tasks) - 1) > 1 + 1e-9:
-            raise TransferlabError(f"{name}: threshold {self.threshold} + {self.threshold_step} per task passes 1 "
-                                   f"within the stream's {len(stream.tasks)} tasks; lower threshold_step")
 
     def install(self, run: Any) -> None:
         backbone = run.modules["backbone"]
@@ -228,12 +224,12 @@ class GradientProjection(Strategy):
     def after_task(self, run: Any, i: int) -> None:
         if i == len(run.stream.tasks) - 1:
             return  # no later task to protect it from
-        moments = input_moments(run.modules["backbone"], self.layers, self._sample(run, i), seed=run.seed + i)
+        rows = input_rows(run.modules["backbone"], self.layers, self._sample(run, i), seed=run.seed + i)
         eps = min(1.0, self.threshold + self.threshold_step * i)
-        for n, c in moments.items():
-            self.union[n] = grow_basis(self.union.get(n), c, eps)
+        for n, r in rows.items():
+            self.union[n] = grow_basis(self.union.get(n), r, eps)
         if self.backward:
-            self.bases.append({n: energy_basis(c, eps) for n, c in moments.items()})
+            self.bases.append({n: energy_basis(r, eps) for n, r in rows.items()})
             self.grads.append(self.mean_gradients(run, i))
 
     def _sample(self, run: Any, i: int, batch_size: int = 64) -> Any:
@@ -337,7 +333,7 @@ def _options(threshold: float, threshold_step: float, n_examples: int) -> None:
                      reference="sahagobinda/GPM (threshold 0.97 + 0.003 per task, 125 examples per task)")
 def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125) -> Strategy:
     """``threshold``: the share of a task's input energy its layers' bases hold (task t: threshold + t ×
-    ``threshold_step``); ``n_examples``: the training examples per task whose inputs make the bases."""
+    ``threshold_step``, at most 1); ``n_examples``: the training examples per task whose inputs make the bases."""
     _options(threshold, threshold_step, n_examples)
     return GradientProjection(threshold, threshold_step, n_examples, backward=False)
 
