@@ -70,7 +70,7 @@ BOUND_ONLY = {  # skipped Python blocks whose calls are bound to the signatures:
 
 # Values for the placeholders of synopsis lines: strings that make_context accepts where the doc's value would go.
 PLACEHOLDERS = {
-    "DATA": "builtin:digits", "DATA2": "builtin:shapes", "SOURCE": "builtin:digits", "TARGET": "builtin:shapes",
+    "DATA": "builtin:digits", "DATA2": "builtin:shapes", "SAVED_MODEL": "runs/fit-digits", "SOURCE": "builtin:digits", "TARGET": "builtin:shapes",
     "A": "builtin:shapes", "B": "builtin:textures", "K": "5", "ZOO": "builtin:vision", "REF": "builtin:tiny",
     "DIR": "runs/x", "MODEL_DIR": "runs/x", "FITTED": "runs/y", "T": "16", "T2": "17", "N": "10", "PX": "32",
     "S": "0", "M": "1", "LR": "0.001", "NAME": "head", "COL": "id", "KEY": "a", "VALUE": "1", "METHOD": "kd",

@@ -133,7 +133,7 @@ def test_task_incremental_heads_save_and_load(tiny_model_ref, tmp_path):
 def test_bad_input_is_one_clear_error(tiny_model_ref):
     names = list_strategies()  # sorted, and a new strategy joins it (never an exact list that a new one breaks)
     assert names == sorted(names) and {"ewc", "exssnet", "joint", "lwf", "naive", "replay", "supsup"} <= set(names)
-    with pytest.raises(TransferlabError, match="unknown continual strategy 'gem'; known: ewc, exssnet, joint"):
+    with pytest.raises(TransferlabError, match=r"unknown continual strategy 'gem'; known: (\w+, )*ewc, "):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "gem")
     with pytest.raises(TransferlabError, match=r"replay buffer \(5000\) is larger than the data"):
         run("builtin:shapes,builtin:textures", tiny_model_ref, "replay", buffer_size=5000, limit=30)

@@ -373,8 +373,8 @@ def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, A
 
 
 def _merged_fields(job: _Job, heads: dict[str, Any], names: list[str], s: MergeSettings) -> dict[str, Any]:
-    """The merged model's card fields (``RunOutput.card`` adds the version and format and records ``model``
-    relative to the output); its local paths relative to the output (``models.recorded_reference``)."""
+    """The merged model's card fields (``RunOutput.card`` adds the version and format); its local paths relative to
+    the output (``models.recorded_reference``)."""
     from ..models import portable, recorded_path, recorded_reference
 
     options, reset_norms, out = s.options, s.reset_norms, s.out
@@ -384,7 +384,7 @@ def _merged_fields(job: _Job, heads: dict[str, Any], names: list[str], s: MergeS
     base_ref = job.base_ref or first.get("model")
     recorded_heads = {n: {**h, "source": recorded_path(t.path, out) if t.path else t.label}
                       for (n, h), t in zip(heads.items(), job.tasks, strict=True)} if heads else {}
-    return {"model": str(base_ref) if base_ref else None, "weights": "state_dict", "structure": {},
+    return {"model": recorded_reference(base_ref, out) if base_ref else None, "weights": "state_dict", "structure": {},
             **{k: first[k] for k in keep if k in first}, "num_classes": h0["num_classes"],
             "class_names": h0["class_names"], "head": job.head_prefix if heads else None,
             "heads": recorded_heads or None,

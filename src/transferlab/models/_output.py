@@ -109,14 +109,13 @@ class RunOutput:
 
     def card(self, kind: type[CardT] = ModelCard, **fields: Any) -> CardT:  # type: ignore[assignment]
         """The validated card (``kind``: :class:`ModelCard`, or :class:`FolderCard` for a merge of plain Hugging
-        Face folders): ``model`` (recorded relative to ``out``; ``fields`` may name another), ``method``, the
+        Face folders): ``model`` (recorded relative to ``out``; a ``model`` in ``fields``, already recorded by the
+        caller, replaces it), ``method``, the
         transferlab version and the card format, with ``fields`` (``options`` made portable: local paths relative to
         ``out``)."""
         assert self.out is not None, "card() needs an output directory"
-        body = {"model": self.model, "method": self.method, "transferlab_version": __version__, "format": FORMAT,
-                **fields}
-        if body["model"] is not None:
-            body["model"] = recorded_reference(body["model"], self.out)
+        body = {"model": recorded_reference(self.model, self.out), "method": self.method,
+                "transferlab_version": __version__, "format": FORMAT, **fields}
         if "options" in fields:
             body["options"] = portable(fields["options"], self.out)
         return kind.model_validate(body)
