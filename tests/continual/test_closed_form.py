@@ -168,6 +168,7 @@ def test_ranpac_changes_the_backbone_only_when_asked_to_adapt_on_the_first_task(
     phases = [row.get("phase") for row in r.history[0]]
     assert phases == ["first-task adaptation"] * epochs + ["closed form"]
     assert r.metrics["bwt"] == 0.0  # adapted before any statistics: old heads still never change
+    assert r.metrics["extra_params_per_task"] == 64 * 2 + 2  # a task's own fc, not the projection all heads share
     assert not any(p.requires_grad for p in r.modules["backbone"].parameters())
     with pytest.raises(TransferlabError, match="first_task_epochs"):
         run(s, tiny_model_ref, "ranpac", first_task_epochs=-1)

@@ -170,11 +170,15 @@ def _run(s: Stream, j: _ContinualJob, output: RunOutput) -> ContinualResult:
 
 
 def _extra_params_per_task(r: Any) -> int:
-    """Parameters a new task adds: its head (task-incremental); 0 for the one shared head."""
+    """Parameters a new task adds: its head's own (task-incremental; not those it shares with another head, as
+    RanPAC's one projection); 0 for the one shared head. A strategy's ``metrics`` may add its own (EASE's
+    adapters)."""
     if r.stream.kind == "class":
         return 0
-    h = r.modules["heads"]["1"] if len(r.modules["heads"]) > 1 else r.modules["heads"]["0"]
-    return int(sum(p.numel() for p in h.parameters()))
+    heads = r.modules["heads"]
+    h = heads["1"] if len(heads) > 1 else heads["0"]
+    shared = {id(p) for k, o in heads.items() if o is not h for p in o.parameters()}
+    return int(sum(p.numel() for p in h.parameters() if id(p) not in shared))
 
 
 def _save(output: RunOutput, r: Any, s: Stream, options: dict[str, Any], metrics: dict[str, Any],

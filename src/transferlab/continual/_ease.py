@@ -206,12 +206,14 @@ class Ease(Strategy):
         return torch.cat(parts), y
 
     def metrics(self, run: Any) -> dict[str, Any]:
-        """Per class its prototype in every subspace; for all classes the adapters (float32)."""
+        """A task adds its adapters' parameters (its head has none: prototypes); kept per class its prototype in
+        every subspace, for all classes the adapters (float32)."""
         from ..models import adapter_parameters
 
         n = len(run.stream.tasks)
-        adapters = sum(p.numel() for t in range(n) for p in adapter_parameters(run.modules["backbone"], t))
-        return {**super().metrics(run), "bytes_per_class": 4 * n * run.dim, "shared_bytes": int(4 * adapters)}
+        per_task = sum(p.numel() for p in adapter_parameters(run.modules["backbone"], 0))
+        return {**super().metrics(run), "extra_params_per_task": int(per_task), "bytes_per_class": 4 * n * run.dim,
+                "shared_bytes": int(4 * n * per_task)}
 
 
 @STRATEGIES.register("ease", summary="one adapter per task on a frozen backbone (trained with a temporary cosine "
