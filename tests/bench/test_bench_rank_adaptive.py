@@ -29,6 +29,9 @@ def test_rows_summary_tables_and_cache(tiny_zoo, tmp_path, monkeypatch):
         assert x["same_top1"] == (a["order"][0] == f["order"][0])
         assert x["same_top3"] == (set(a["order"][:3]) == set(f["order"][:3]))
         assert x["forward_passes_full"] == 120 * 3 and x["share"] == a["forward_passes"] / (120 * 3)
+        assert 0 < x["share_seconds"] <= 1 and set(f["model_forward_seconds"]) == set(refs)
+        if len(a["survivors"]) == 3:  # nothing dropped: every model ran every example, at the full ranking's cost
+            assert x["share_seconds"] == pytest.approx(1.0)
     s = r.summary()
     assert s["top1_agreement"] == sum(x["same_top1"] for x in rows) / 2
     assert s["met"]["share"] == (s["share"] <= 0.3)
@@ -64,3 +67,12 @@ def test_the_command_writes_json_and_report(tiny_zoo, tmp_path, capsys):
     assert "same top-1" in printed and "bench_rank_adaptive.json" in printed
     assert json.loads((out / "bench_rank_adaptive.json").read_text())["seeds"] == [0]
     assert (out / "report.html").is_file()
+
+
+def test_forward_seconds_price_each_models_examples_at_its_full_cost():
+    from transferlab.bench._rank_adaptive import _seconds_share
+
+    adaptive = {"survivors": ["A"], "rounds": [{"examples": 10, "dropped": ["B"]}, {"examples": 40, "dropped": []}]}
+    full = {"names": ["A", "B"], "order": ["a", "b"], "examples": 100, "model_forward_seconds": {"a": 9.0, "b": 1.0}}
+    assert _seconds_share(adaptive, full) == pytest.approx((0.4 * 9.0 + 0.1 * 1.0) / 10.0)
+    assert _seconds_share(adaptive, {**full, "model_forward_seconds": {"a": None, "b": 1.0}}) is None
