@@ -244,6 +244,7 @@ def adaptive_tables(d: dict[str, Any]) -> list[Any]:
                       "value": s["top1_agreement_own_consensus"], "verdict": ""}],
                     notes=["full top-1 among the survivors: runs whose adaptive ranking never dropped the full "
                            "ranking's first; survivors by their own consensus: the same top-1 had the survivors been "
-                           "ordered by their consensus among themselves (the last round's) instead of the zoo's."],
+                           "ordered by their consensus among themselves (the last round's; its ties as the zoo's consensus "
+                           "orders them) instead of the zoo's."],
                     verdicts=[f"misses: {m}" for m in s["misses"]] or ["every run met every goal"], name="summary")
     return [per_run, summary]
