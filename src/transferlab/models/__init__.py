@@ -46,6 +46,8 @@ _LAZY = {
     "adapter_parameters": "_ease", "inject_task_adapters_": "_ease",
     "TextClassifier": "_text", "TextTensors": "_text", "rename_modules_": "_text", "to_transformers": "_export",
     "legacy_text_state": "_export", "ImageTensors": "_inputs",
+    "Coordinator": "_prompter", "install_prompter_": "_prompter", "prompter_structure": "_prompter",
+    "inject_petal_": "_petal", "petal_structure": "_petal", "quality_proxy": "_petal",
 }
 
 
@@ -67,4 +69,5 @@ __all__ = [
     "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
     "recorded_reference", "rename_modules_", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
     "to_transformers", "write_hf_files",
+    "Coordinator", "install_prompter_", "prompter_structure", "inject_petal_", "petal_structure", "quality_proxy",
 ]

@@ -13,4 +13,5 @@ from .._registry import Registry
 STRUCTURES: Registry[Callable[[Any, dict[str, Any], dict[str, Any]], Any]] = Registry(
     "model structure", modules=("transferlab.models._adapters", "transferlab.models._scaled",
                                 "transferlab.models._bottleneck", "transferlab.models._projection",
-                                "transferlab.models._ease"))
+                                "transferlab.models._ease",
+                                "transferlab.models._prompter", "transferlab.models._petal"))
