@@ -5,12 +5,14 @@ Per (target, label setting): each teacher is fine-tuned on the labelled part (ca
 student cannot). Per student and seed: the labels-only student (``fit`` finetune on the labelled part), then
 
 - ``kd[T]`` from each teacher T, ``multi_avg`` and ``multi_weighted`` over all teachers, ``feature`` from the
-  strongest teacher (by held-out accuracy): fresh students; ``dkd`` from the strongest teacher (a fresh student; run
-  only when asked for: ``rows=[..., "dkd"]``);
+  strongest teacher (by held-out accuracy): fresh students; ``dkd``, ``dist`` and ``kd_zscore`` (kd on standardised
+  logits, the reference's T = 2 and CE : KD = 0.1 : 9) from the strongest teacher (fresh students; run only when
+  asked for: ``rows=[..., "dkd", "dist", "kd_zscore"]``);
 - ``kd_trained[weak]`` and ``kl_dp_trained[weak]``: the labels-only student distilled further from the weakest
   teacher — the case KL+DP exists for (a weaker teacher must not pull a good student down).
 
-Every run is a job of the bench harness, cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student
+Each run records its test accuracy at the selected epoch (best held-out accuracy) and at the last epoch (the
+labels-only rows: the selected one only; ``fit`` keeps no other). Every run is a job of the bench harness, cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student
 in ``out/models``: a bench resumes run by run."""
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ TEACHERS = ("builtin:efficientnet_lite0", "builtin:small_convnext_fashion")
 STUDENTS = ("builtin:small_resnet_shapes",)
 LABEL_SHARES = (1.0, 0.2)
 #: the row families a bench may run (``labels_only`` always runs: every delta is against it)
-ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained", "dkd")
+ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained", "dkd", "dist", "kd_zscore")
 #: the families a bench runs when none are named: the published tables' (dkd is asked for by name)
 DEFAULT_ROWS = ("kd", "multi_avg", "multi_weighted", "feature", "kd_trained", "kl_dp_trained")
-FORMAT = 1  # of the cached runs: raise it when a record changes
+FORMAT = 2  # of the cached runs: raise it when a record changes (2: last-epoch accuracy)
+#: the kd_zscore rows' options: logit-standardization-KD's README runs KD with --logit-stand --base-temp 2
+#: --kd-weight 9 beside mdistiller's CE weight 0.1: 0.1·CE + 9·T²·KL is our kd_weight 9 / 9.1 (AdamW: the scale is moot)
+ZSCORE_OPTIONS = {"zscore": True, "temperature": 2.0, "kd_weight": round(9 / 9.1, 4)}
 
 
 def _short(ref: str) -> str:
@@ -72,9 +77,12 @@ class DistillBenchResult(DeclaredResult):
             base = {r["seed"]: r["test_accuracy"] for r in self.runs if (r["target"], r["label_share"], r["student"],
                                                                           r["row"]) == (t, share, s, "labels_only")}
             acc = [r["test_accuracy"] for r in rs]
+            last = [r["last_epoch_test_accuracy"] for r in rs if r.get("last_epoch_test_accuracy") is not None]
             delta = [r["test_accuracy"] - base[r["seed"]] for r in rs if r["seed"] in base]
             out.append({"target": t, "label_share": share, "student": s, "row": row, "n": len(rs),
                         "accuracy_mean": _mean(acc), "accuracy_sd": _sd(acc), "delta_vs_labels_only": _mean(delta),
+                        "last_accuracy_mean": _mean(last), "last_accuracy_sd": _sd(last),
+                        "selected_epoch": _mean([r["selected_epoch"] for r in rs if r.get("selected_epoch")]),
                         "transfer_delta": _mean([r["transfer_delta"] for r in rs if r.get("transfer_delta") is not None]),
                         "knowledge_gain": _mean([r["knowledge_gain"] for r in rs if r.get("knowledge_gain") is not None]),
                         "knowledge_loss": _mean([r["knowledge_loss"] for r in rs if r.get("knowledge_loss") is not None]),
@@ -94,8 +102,8 @@ class DistillBenchResult(DeclaredResult):
 
 
 def _ROW_ORDER(row: str) -> tuple[int, str]:  # noqa: N802
-    for i, p in enumerate(("labels_only", "kd[", "multi_avg", "multi_weighted", "feature", "dkd", "kd_trained",
-                           "kl_dp")):
+    for i, p in enumerate(("labels_only", "kd[", "multi_avg", "multi_weighted", "feature", "dkd", "dist",
+                           "kd_zscore", "kd_trained", "kl_dp")):
         if row.startswith(p):
             return i, row
     return 99, row
@@ -256,13 +264,18 @@ def _row_jobs(t: str, share: float, trecs: list[dict[str, Any]], bases: list[dic
             plan += [("multi_avg", "multi_avg", tdirs, sref), ("multi_weighted", "multi_weighted", tdirs, sref),
                      (f"feature[{strong}]", "feature", [tdirs[order[0]]], sref),
                      (f"dkd[{strong}]", "dkd", [tdirs[order[0]]], sref),
+                     (f"dist[{strong}]", "dist", [tdirs[order[0]]], sref),
+                     (f"kd_zscore[{strong}]", "kd", [tdirs[order[0]]], sref),
                      (f"kd_trained[{weak}]", "kd", [tdirs[order[-1]]], base),
                      (f"kl_dp_trained[{weak}]", "kl_dp", [tdirs[order[-1]]], base)]
             for row, method, tds, start in plan:
-                if row.split("[")[0] not in wanted:  # the row's family: its label before the teacher
+                family = row.split("[")[0]  # the row's family: its label before the teacher
+                if family not in wanted:
                     continue
+                opts = ({**per_method.get(method, {}), **ZSCORE_OPTIONS, **per_method.get(family, {})}
+                        if family == "kd_zscore" else per_method.get(method, {}))
                 args = {"target": t, "share": share, "student": sref, "seed": seed, "row": row, "method": method,
-                        "options": per_method.get(method, {}), **common}
+                        "options": opts, **common}
                 key = {**{k: v for k, v in args.items() if k != "out"}, "teachers": [Path(d).name for d in tds],
                        "start": Path(start).name}
                 jobs.append(Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} {row}", distill_run,
@@ -328,7 +341,10 @@ def _fitted(d: Path, ref: str, labelled: Any, test: Any, training: _Training, *,
     r = fit(labelled, ref, "finetune", epochs=training.epochs, image_size=training.image_size,
             batch_size=training.batch_size, seed=seed, out=d, overwrite=True)  # no test split here: no report to draw; tested below
     member = load_classifier(d, labelled)  # a frozen copy, to test and time it
-    return {**record, "test_accuracy": _accuracy(member, test), "val_accuracy": r.metrics["val_accuracy"],
+    acc, best = _accuracy(member, test), r.metrics.get("best_epoch")
+    last = acc if best in (None, r.metrics.get("epochs")) else None  # fit keeps only the selected weights
+    return {**record, "test_accuracy": acc, "val_accuracy": r.metrics["val_accuracy"], "selected_epoch": best,
+            "last_epoch_test_accuracy": last,
             "params": member.params, "ms_per_image": latency_ms(member, test), "seconds": time.perf_counter() - t0,
             "dir": str(d)}
 
@@ -375,6 +391,7 @@ def distill_run(out: str, target: str, share: float, student: str, seed: int, ep
     m = r.metrics
     return {"target": target, "label_share": share, "student": student, "seed": seed, "row": row, "method": method,
             "test_accuracy": m["test_accuracy"], "start_test_accuracy": m.get("start_test_accuracy"),
+            "last_epoch_test_accuracy": m.get("last_epoch_test_accuracy"), "selected_epoch": m.get("selected_epoch"),
             "transfer_delta": m.get("transfer_delta"), "knowledge_gain": m.get("knowledge_gain"),
             "knowledge_loss": m.get("knowledge_loss"), "teacher_weights": m.get("teacher_weights"),
             "params": m["student_params"], "ms_per_image": m.get("student_ms_per_image"),

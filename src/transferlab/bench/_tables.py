@@ -234,6 +234,7 @@ def distill_checks(d: dict[str, Any]) -> list[dict[str, Any]]:
                                                     f"{_pts(kl['delta_vs_labels_only'])}",
                         "verdict": ("met" if ok else "not met") if loses else
                         "kd does not lose here; kl_dp " + ("≥ −0.2" if ok else "< −0.2")})
+        out += _beyond_kd_check(mine, where)
     # the big teacher the student replaces: the runs that distil from it (its kd and feature rows, the multi rows)
     s = [r for r in d["runs"] if r.get("teacher_ms_per_image") and r.get("ms_per_image")
          and ("efficientnet_lite0" in r["row"] or r["row"].startswith("multi"))]
@@ -243,6 +244,24 @@ def distill_checks(d: dict[str, Any]) -> list[dict[str, Any]]:
                     "where": f"{len(s)} runs", "measured": f"median {float(np.median(sp)):.1f}× (min {min(sp):.1f}×)",
                     "verdict": "met" if np.median(sp) >= 5 else "not met"})
     return out
+
+
+def _beyond_kd_check(mine: dict[str, dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """Issue 33: the best of dkd / dist / kd_zscore ≥ kd from the same (strongest) teacher + 2 points, and none of
+    them below labels-only."""
+    newer = [r for row, r in mine.items() if row.split("[")[0] in ("dkd", "dist", "kd_zscore")]
+    base = mine.get("labels_only")
+    kd = next((mine[row] for row in mine if newer and row == "kd[" + newer[0]["row"].split("[", 1)[1]), None)
+    if not (newer and kd and base):
+        return []
+    best = max(newer, key=lambda r: r["accuracy_mean"])
+    low = [r["row"] for r in newer if r["accuracy_mean"] < base["accuracy_mean"]]
+    return [{"check": "best of dkd/dist/kd_zscore ≥ kd + 2 points", "where": where,
+             "measured": f"{best['row']} {best['accuracy_mean']:.3f} vs {kd['row']} {kd['accuracy_mean']:.3f}",
+             "verdict": "met" if best["accuracy_mean"] >= kd["accuracy_mean"] + 0.02 else "not met"},
+            {"check": "dkd/dist/kd_zscore ≥ labels-only", "where": where,
+             "measured": "below: " + ", ".join(low) if low else f"all ≥ {base['accuracy_mean']:.3f}",
+             "verdict": "not met" if low else "met"}]
 
 
 _CHECK_COLUMNS = [Column("check", "check"), Column("where", "target, labels"), Column("measured", "measured"),
@@ -257,6 +276,7 @@ def distill_tables(d: dict[str, Any]) -> list[Table]:
         [{**t, "teacher": _short(t["teacher"])} for t in d.get("teacher_runs", [])], name="teachers")]
     cols = [Column("student", "student"), Column("row", "row"),
             Column("accuracy_mean", "test accuracy (mean ± sd)", "mean_sd", sd="accuracy_sd"),
+            Column("last_accuracy_mean", "last epoch (mean ± sd)", "mean_sd", sd="last_accuracy_sd"),
             Column("delta_vs_labels_only", "Δ vs labels only (points)", "points"),
             Column("transfer_delta", "transfer Δ vs its start (points)", "points"),
             Column("knowledge_gain", "knowledge gain", "percent"), Column("knowledge_loss", "knowledge loss", "percent"),

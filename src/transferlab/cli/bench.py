@@ -243,8 +243,8 @@ def bench_distill_cmd(
     teacher_image_size: int = typer.Option(None, "--teacher-image-size", min=8, help="Default: --image-size."),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
     option: list[str] = typer.Option([], "--option", help="METHOD.KEY=VALUE, e.g. kd.temperature=2 (repeatable)."),
-    rows: str = typer.Option("", "--rows", help="Comma-separated row families to run (default: all): kd, multi_avg, "
-                             "multi_weighted, feature, kd_trained, kl_dp_trained; labels_only always runs."),
+    rows: str = typer.Option("", "--rows", help="Row families (default: all but dkd, dist, kd_zscore): kd, multi_avg, "
+                             "multi_weighted, feature, kd_trained, kl_dp_trained, dkd, dist, kd_zscore."),
     backend: str = BACKEND,
     address: str = ADDRESS,
     cpus_per_run: float = CPUS_PER_RUN,

@@ -43,11 +43,12 @@ def hard_ce(z_s: Any, y: Any) -> Any:
     return F.cross_entropy(_f(z_s[labelled]), y[labelled])
 
 
-def kd_loss(z_s: Any, p_t: Any, y: Any, temperature: float, kd_weight: float) -> Any:
-    """Hinton et al.: (1 − w) · CE(z_s, y) + w · T² · KL(p_t ‖ softmax(z_s / T)), ``w`` = ``kd_weight``.
+def kd_loss(z_s: Any, p_t: Any, y: Any, temperature: float, kd_weight: float, z_soft: Any = None) -> Any:
+    """Hinton et al.: (1 − w) · CE(z_s, y) + w · T² · KL(p_t ‖ softmax(z_s / T)), ``w`` = ``kd_weight``; ``z_soft``:
+    other student logits for the soft term (the standardised ones under ``zscore``; the CE keeps ``z_s``).
 
     torchdistill's ``KDLoss`` writes α·CE + (1 − α)·T²·KL: its α is our 1 − w (and at α = 0 it drops the T²)."""
-    kl = soft_kl(z_s, p_t, temperature)
+    kl = soft_kl(z_s if z_soft is None else z_soft, p_t, temperature)
     if kd_weight >= 1.0:
         return kl
     return (1.0 - kd_weight) * hard_ce(z_s, y) + kd_weight * kl
@@ -124,3 +125,29 @@ def dkd_terms(z_s: Any, z_t: Any, target: Any, temperature: float) -> tuple[Any,
     nckd = t2 * F.kl_div(torch.log_softmax(zs - lowered, dim=1), torch.log_softmax(zt - lowered, dim=1),
                          reduction="batchmean", log_target=True)
     return tckd, nckd
+
+
+def standardised(z: Any) -> Any:
+    """Sun et al., CVPR 2024 (logit standardisation): (z − mean) / (std + 1e-7) over each row's classes, with the
+    unbiased (n − 1) standard deviation, as the reference's ``normalize`` (``torch.std``'s default) computes it."""
+    z = _f(z)
+    return (z - z.mean(dim=1, keepdim=True)) / (z.std(dim=1, keepdim=True) + 1e-7)
+
+
+def _pearson_rows(a: Any, b: Any, eps: float = 1e-8) -> Any:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` [B]: the cosine of the centred rows, with
+    ``eps`` added to the product of the norms (a constant row correlates 0)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_loss(z_s: Any, p_t: Any, temperature: float, beta: float = 1.0, gamma: float = 1.0) -> Any:
+    """Huang et al., NeurIPS 2022 (DIST): T²·(β·(1 − mean_i ρ(p_s[i,:], p_t[i,:])) + γ·(1 − mean_c ρ(p_s[:,c],
+    p_t[:,c]))), p_s = softmax(z_s / T), ``p_t`` the teacher's probabilities at T; ρ = Pearson. The first term is the
+    inter-class relation (per example, over classes), the second the intra-class one (per class, over the batch)."""
+    p_s = tempered(z_s, temperature)
+    p_t = p_t.to(p_s.dtype)
+    inter = 1.0 - _pearson_rows(p_s, p_t).mean()
+    intra = 1.0 - _pearson_rows(p_s.t(), p_t.t()).mean()
+    return temperature ** 2 * (beta * inter + gamma * intra)

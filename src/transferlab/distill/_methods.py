@@ -87,21 +87,31 @@ def _one_teacher(name: str, n_teachers: int) -> None:
 Targets = Callable[[Step, Mapping[str, Any]], tuple[Any, dict[str, Any]]]
 
 
-def _mixed(temperature: float) -> Targets:
-    """The teachers' Σ_k w_k·softmax(z_k/T) as the soft targets."""
+def _soft_logits(z: Any, zscore: bool) -> Any:
+    """The logits a soft term reads: as they are, or standardised per example (``zscore``: Sun et al., CVPR 2024)."""
+    from ._losses import standardised
+
+    return standardised(z) if zscore else z
+
+
+def _mixed(temperature: float, zscore: bool = False) -> Targets:
+    """The teachers' Σ_k w_k·softmax(z_k/T) as the soft targets (each z_k standardised first under ``zscore``)."""
     from ._losses import mixed_teacher
 
-    return lambda s, modules: (mixed_teacher(s.teacher_logits, temperature, s.weights), {})
+    return lambda s, modules: (mixed_teacher([_soft_logits(z, zscore) for z in s.teacher_logits], temperature,
+                                             s.weights), {})
 
 
-def _soft(targets: Targets, temperature: float, kd_weight: float) -> Loss:
-    """The kd family: (1 − w)·CE + w·T²·KL(targets ‖ softmax(z_s/T)), the soft term logged as ``kl``."""
+def _soft(targets: Targets, temperature: float, kd_weight: float, zscore: bool = False) -> Loss:
+    """The kd family: (1 − w)·CE + w·T²·KL(targets ‖ softmax(z_s/T)), the soft term logged as ``kl``; under
+    ``zscore`` the soft term reads the standardised student logits (the CE the raw ones, as the reference)."""
     from ._losses import kd_loss, soft_kl
 
     def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         p_t, logs = targets(s, modules)
-        value = kd_loss(s.student_logits, p_t, s.y, temperature, kd_weight)
-        return value, {**logs, "kl": soft_kl(s.student_logits.detach(), p_t, temperature)}
+        z_soft = _soft_logits(s.student_logits, zscore)
+        value = kd_loss(s.student_logits, p_t, s.y, temperature, kd_weight, z_soft=z_soft)
+        return value, {**logs, "kl": soft_kl(z_soft.detach(), p_t, temperature)}
 
     return loss
 
@@ -109,26 +119,27 @@ def _soft(targets: Targets, temperature: float, kd_weight: float) -> Loss:
 @METHODS.register("kd", summary="Hinton's knowledge distillation from one teacher",
                   paper="Hinton, Vinyals & Dean, Distilling the Knowledge in a Neural Network, 2015",
                   reference="yoshitomo-matsubara/torchdistill KDLoss (alpha = 1 - kd_weight)")
-def kd(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9) -> Method:
-    """(1 − ``kd_weight``)·CE + ``kd_weight``·T²·KL(teacher_T ‖ student_T)."""
+def kd(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9, zscore: bool = False) -> Method:
+    """(1 − ``kd_weight``)·CE + ``kd_weight``·T²·KL(teacher_T ‖ student_T); ``zscore``: both logit vectors
+    standardised before the softmax at T (the reference's setting: T = 2, CE : KD = 0.1 : 9, kd_weight ≈ 0.989)."""
     _check(temperature, kd_weight)
     _one_teacher("kd", n_teachers)
-    return Method(_soft(_mixed(temperature), temperature, kd_weight))
+    return Method(_soft(_mixed(temperature, zscore), temperature, kd_weight, zscore))
 
 
 @METHODS.register("multi_avg", summary="several teachers: their tempered probabilities averaged (an ensemble "
                   "teacher)", paper="e.g. Hinton et al. 2015 (ensembles); multi-teacher distillation of LMs")
-def multi_avg(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9) -> Method:
-    """kd with the mean of the teachers' softmax(z/T) as the teacher."""
+def multi_avg(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9, zscore: bool = False) -> Method:
+    """kd with the mean of the teachers' softmax(z/T) as the teacher (``zscore``: as kd's)."""
     _check(temperature, kd_weight)
-    return Method(_soft(_mixed(temperature), temperature, kd_weight))
+    return Method(_soft(_mixed(temperature, zscore), temperature, kd_weight, zscore))
 
 
 @METHODS.register("multi_weighted", summary="several teachers weighted by how well each transfers to the data "
                   "(rank scores of their features)",
                   paper="in the spirit of DistillWeighted, Borup et al., ICCV 2023 (weights from transferability)")
 def multi_weighted(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9,
-                   weight_metric: str = "consensus", weight_temperature: float = 1.0) -> Method:
+                   weight_metric: str = "consensus", weight_temperature: float = 1.0, zscore: bool = False) -> Method:
     """kd with Σ_k w_k·softmax(z_k/T) as the teacher, w = softmax(score / ``weight_temperature``) over the teachers'
     ``weight_metric`` scores on the training data (``consensus``: the rank consensus, in [0, 1], of logme, leep,
     nce, sfda, gbc and knn; or one metric's name)."""
@@ -143,7 +154,7 @@ def multi_weighted(n_teachers: int, temperature: float = 4.0, kd_weight: float =
                                    f"{', '.join(list_metrics())}")
     from ._weights import by_rank_scores
 
-    return Method(_soft(_mixed(temperature), temperature, kd_weight),
+    return Method(_soft(_mixed(temperature, zscore), temperature, kd_weight, zscore),
                   teacher_weights=by_rank_scores(weight_metric, weight_temperature))
 
 
@@ -221,11 +232,12 @@ def feature(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9, f
                   paper="Zhao et al., Decoupled Knowledge Distillation, CVPR 2022",
                   reference="megvii-research/mdistiller mdistiller/distillers/DKD.py @ e8c5bb3")
 def dkd(n_teachers: int, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0,
-        warmup_epochs: float = 1.0, pseudo_labels: bool = False) -> Method:
+        warmup_epochs: float = 1.0, pseudo_labels: bool = False, zscore: bool = False) -> Method:
     """CE(z_s, y) + r·(``alpha``·TCKD + ``beta``·NCKD)·T², r = min(epochs done / ``warmup_epochs``, 1) (fractional,
     from 0 at the first step; 0: no ramp; the paper ramps over 20 of 240 epochs). An unlabelled example has no target
     class: it takes no part in the DKD terms (nor the CE), unless ``pseudo_labels``: then the teacher's top class is
-    its target in the DKD terms (never in the CE)."""
+    its target in the DKD terms (never in the CE). ``zscore``: the DKD terms read both logit vectors standardised
+    (Sun et al.; the CE the raw ones)."""
     _check(temperature)
     _one_teacher("dkd", n_teachers)
     for name, v in (("alpha", alpha), ("beta", beta), ("warmup_epochs", warmup_epochs)):
@@ -235,11 +247,12 @@ def dkd(n_teachers: int, temperature: float = 4.0, alpha: float = 1.0, beta: flo
     def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         import torch
 
-        z_s, z_t, y = s.student_logits, s.teacher_logits[0], s.y
+        z_t, y = _soft_logits(s.teacher_logits[0], zscore), s.y
+        z_s = _soft_logits(s.student_logits, zscore)
         target = torch.where(y >= 0, y, z_t.argmax(1)) if pseudo_labels else y
         rows = target >= 0
         ramp = min(s.ctx.progress * s.ctx.epochs / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
-        value = hard_ce(z_s, y)
+        value = hard_ce(s.student_logits, y)
         logs: dict[str, Any] = {"kl": soft_kl(z_s.detach(), tempered(z_t, temperature), temperature),
                                 "warmup": ramp}
         n = int(rows.sum())
@@ -248,5 +261,31 @@ def dkd(n_teachers: int, temperature: float = 4.0, alpha: float = 1.0, beta: flo
             value = value + ramp * (alpha * tckd + beta * nckd)
             logs.update(tckd=(float(tckd.detach()) * n, n), nckd=(float(nckd.detach()) * n, n))
         return value, logs
+
+    return Method(loss)
+
+
+@METHODS.register("dist", summary="DIST: the student's tempered probabilities correlated (Pearson) with the "
+                  "teacher's per example and per class, plus the labels' cross-entropy; meant for strong teachers",
+                  paper="Huang et al., Knowledge Distillation from A Stronger Teacher, NeurIPS 2022",
+                  reference="hunto/image_classification_sota lib/models/losses/dist_kd.py @ 6f7a70a")
+def dist(n_teachers: int, temperature: float = 1.0, beta: float = 1.0, gamma: float = 1.0, ce_weight: float = 1.0,
+         dist_weight: float = 1.0, zscore: bool = False) -> Method:
+    """``ce_weight``·CE + ``dist_weight``·T²·(β·inter + γ·intra) (the reference's weights are 1 and 1, T = 1 on
+    ImageNet: its ``dist``; ``dist_t4`` on CIFAR); ``zscore``: both logit vectors standardised first."""
+    _check(temperature)
+    _one_teacher("dist", n_teachers)
+    for name, v in (("beta", beta), ("gamma", gamma), ("ce_weight", ce_weight), ("dist_weight", dist_weight)):
+        _non_negative(name, v)
+    from ._losses import dist_loss, hard_ce, soft_kl
+
+    targets = _mixed(temperature, zscore)
+
+    def loss(s: Step, modules: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        p_t, _ = targets(s, modules)
+        z_soft = _soft_logits(s.student_logits, zscore)
+        d = dist_loss(z_soft, p_t, temperature, beta, gamma)
+        value = ce_weight * hard_ce(s.student_logits, s.y) + dist_weight * d
+        return value, {"dist": d.detach(), "kl": soft_kl(z_soft.detach(), p_t, temperature)}
 
     return Method(loss)

@@ -29,6 +29,7 @@ class Distillation(Objective):
         self.keys, self.orders, self.weights = list(keys), list(orders), [float(w) for w in weights]
         self.options = dict(options or {})
         self._taps: dict[str, FeatureTap] = {}
+        self.last_state: dict[str, Any] | None = None  # the student's weights after the latest epoch (on the CPU)
 
     def setup(self, modules: Mapping[str, Any], device: Any) -> None:
         if not self._taps:
@@ -74,6 +75,11 @@ class Distillation(Objective):
 
         logits = modules["model"](batch["x"])
         return {"loss": F.cross_entropy(logits.float(), batch["y"]), "accuracy": accuracy(logits, batch["y"])}
+
+    def end_epoch(self, modules: Mapping[str, Any], ctx: StepContext, row: dict[str, float]) -> None:
+        """Keep the student's weights as this epoch left them: the loop restores the selected epoch's at the end,
+        and the report gives the last epoch's test accuracy beside it."""
+        self.last_state = {k: v.detach().to("cpu", copy=True) for k, v in modules["model"].state_dict().items()}
 
     def close(self) -> None:
         for tap in self._taps.values():
