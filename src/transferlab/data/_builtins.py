@@ -113,6 +113,22 @@ def _rotten_tomatoes(split: str = "train") -> Dataset:
                    {"source": "builtin:rotten-tomatoes"})
 
 
+@BUILTIN_DATASETS.register("rotten_tomatoes_pairs", source="built from builtin:rotten-tomatoes (transferlab.data._pairs)",
+                           description="sentence pairs (text_a, text_b): a snippet's first half and 5 candidate second "
+                                       "halves, its own (match) and 4 others' (other); 300 train / 100 test queries: "
+                                       "a matching task (accuracy@k)")
+def _rotten_tomatoes_pairs(split: str = "train") -> Dataset:
+    from ._pairs import CONTINUATION, continuation_pairs, pair_dataset
+
+    if split not in CONTINUATION["queries"]:
+        raise DataError(f"builtin:rotten-tomatoes-pairs has the splits train and test, not {split!r}")
+    texts = _rotten_tomatoes(split).items
+    a, b, y = continuation_pairs(texts, split, queries=CONTINUATION["queries"][split],
+                                 candidates=CONTINUATION["candidates"], min_words=CONTINUATION["min_words"], seed=0)
+    return pair_dataset("rotten-tomatoes-pairs", a, b, y, ("other", "match"), split,
+                        {"source": "builtin:rotten-tomatoes-pairs (built)", "positive": "match"})
+
+
 _SYNTHETIC = {  # name: (family, classes attribute, train/test per class, role)
     "shapes": ("shapes", "SHAPES_TARGET", 150, 50, "a target for the small zoo"),
     "textures": ("textures", "TEXTURES_TARGET", 150, 50, "a target for the small zoo"),

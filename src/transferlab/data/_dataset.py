@@ -15,7 +15,7 @@ from ..errors import DataError, few
 
 Modality = Literal["image", "text", "array"]
 #: ``meta`` entries with one value per item (a table's row numbers, identifiers): a subset keeps those of its items
-_PER_ITEM = ("rows", "ids")
+_PER_ITEM = ("rows", "ids", "text_a", "text_b")
 
 
 @dataclass(frozen=True, eq=False)

@@ -251,6 +251,8 @@ def _load_jsonl(path: Path, split: str, *, text_column: str, label_column: str, 
 
 def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_column: str, label_column: str,
                   test_fraction: float) -> Dataset:
+    if rows and text_column not in rows[0] and all(c in rows[0] for c in ("text_a", "text_b")):
+        return _pair_table(rows, path, split, label_column, test_fraction)
     _need_columns(rows, path, {"--text-column": text_column, "--label-column": label_column})
     first = 1 if ".jsonl" in path.suffixes or path.suffix == ".ndjson" else 2  # CSV: line 1 is the header
     no_text = [i for i, r in enumerate(rows) if r.get(text_column) is None]
@@ -267,6 +269,26 @@ def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_colum
         raise DataError(f"{path.name}: the {split} split is empty")
     return Dataset(path.name.split(".")[0], "text", [texts[i] for i in keep], labels[keep], names, split,
                    {"source": str(path), "rows": keep.tolist()})
+
+
+def _pair_table(rows: list[dict[str, Any]], path: Path, split: str, label_column: str,
+                test_fraction: float) -> Dataset:
+    """A table of sentence pairs (``text_a``, ``text_b``, a label): :mod:`transferlab.data._pairs`."""
+    from ._pairs import PAIR_SEP, pair_dataset
+
+    _need_columns(rows, path, {"--label-column": label_column})
+    first = 1 if ".jsonl" in path.suffixes or path.suffix == ".ndjson" else 2
+    gaps = [i for i, r in enumerate(rows) if r.get("text_a") is None or r.get("text_b") is None]
+    if gaps:
+        raise DataError(f"{path.name}: {_rows_list(gaps, first)} {'lacks' if len(gaps) == 1 else 'lack'} text_a or "
+                        "text_b")
+    labels, names = _encode_labels([r.get(label_column) for r in rows], path.name, first_line=first)
+    a, b = [str(r["text_a"]) for r in rows], [str(r["text_b"]) for r in rows]
+    keep = _split_rows(rows, [x + PAIR_SEP + y for x, y in zip(a, b, strict=True)], labels, split, test_fraction)
+    if len(keep) == 0:
+        raise DataError(f"{path.name}: the {split} split is empty")
+    return pair_dataset(path.name.split(".")[0], [a[i] for i in keep], [b[i] for i in keep], labels[keep], names,
+                        split, {"source": str(path), "rows": keep.tolist()})
 
 
 # ---------------------------------------------------------------------------------------------------------------- NPZ

@@ -152,6 +152,8 @@ def _table(rows: list[dict[str, Any]], name: str, base: Path | None, cols: dict[
             raise DataError(f"{name}: {_rows_list(empty, first_line)} {'has' if len(empty) == 1 else 'have'} no "
                             f"image path in column {path_c!r}")
         return _image_rows(raw, ids if id_column or index else raw, name, base, strict)
+    if text_c not in rows[0] and all(c in rows[0] for c in ("text_a", "text_b")):
+        return _pair_rows(rows, name, ids, first_line)
     if text_c not in rows[0]:
         raise DataError(f"{name} has no column {text_c!r} (texts) or {path_c!r} (image paths) (columns: "
                         f"{', '.join(map(str, rows[0]))}); name the text column with --text-column")
@@ -162,6 +164,20 @@ def _table(rows: list[dict[str, Any]], name: str, base: Path | None, cols: dict[
     texts = [str(r[text_c]) for r in rows]
     return Inputs(name.split(".")[0], "text", texts, ids,
                   {"source": name, "order": f"{len(texts)} texts of {name} without labels, in row order"})
+
+
+def _pair_rows(rows: list[dict[str, Any]], name: str, ids: list[str], first_line: int) -> Inputs:
+    """Sentence pairs without labels: ``text_a`` and ``text_b`` joined as a pair dataset joins them."""
+    from ._pairs import PAIR_SEP
+
+    gaps = [i for i, r in enumerate(rows) if r.get("text_a") is None or r.get("text_b") is None]
+    if gaps:
+        raise DataError(f"{name}: {_rows_list(gaps, first_line)} {'lacks' if len(gaps) == 1 else 'lack'} text_a or "
+                        "text_b")
+    a, b = [str(r["text_a"]) for r in rows], [str(r["text_b"]) for r in rows]
+    return Inputs(name.split(".")[0], "text", [x + PAIR_SEP + y for x, y in zip(a, b, strict=True)], ids,
+                  {"source": name, "order": f"{len(a)} text pairs of {name} without labels, in row order",
+                   "pair": True, "text_a": a, "text_b": b})
 
 
 def _image_rows(raw: list[str], ids: list[str], name: str, base: Path | None, strict: bool) -> Inputs:
