@@ -100,3 +100,20 @@ def shapes_sketch(n_per_class: int, split: str) -> tuple[np.ndarray, np.ndarray]
             labels.append(c)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
+
+
+def quality_mixed(images: np.ndarray, split: str, share: float = 0.5, factor: int = 4) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """``images`` (uint8 [N, H, W] or [N, H, W, C]) with a ``share`` of them (each drawn from its own seed) heavily
+    down-sampled: box-averaged to ``H / factor`` and blown up again bilinearly, the way a low-resolution capture is
+    upscaled to a model's input size (PETALface's low-quality inputs). Returns (images, low: bool [N])."""
+    from PIL import Image
+
+    out, low = images.copy(), np.zeros(len(images), dtype=bool)
+    for i, im in enumerate(images):
+        if _rng("quality-mixed", split, i).random() < share:
+            h, w = im.shape[:2]
+            small = Image.fromarray(im).resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
+            out[i] = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+            low[i] = True
+    return out, low
