@@ -39,6 +39,9 @@ NOT_IDENTITY = {
            "models come back only if their task vector's spectrum is already flat",
     "atlas": "learns one free coefficient per task vector per tensor; nothing makes the coefficients of equal task "
              "vectors sum to 1",
+    "wudi": "starts from the sum of the task vectors (N tau for N equal models) and takes a fixed number of Adam steps "
+            "of a fixed size towards its minimiser (tau itself for equal models): the reference's 400 steps of 1e-5 "
+            "stop on the way",
 }
 
 
@@ -46,6 +49,7 @@ def _options(name: str) -> dict[str, object]:
     params = inspect.signature(MERGE_METHODS.get(name)).parameters
     opts: dict[str, object] = {"examples": 6} if "examples" in params else {}  # tiny statistics / training sets
     opts.update({"epochs": 1} if "epochs" in params else {})
+    opts.update({"steps": 20} if "steps" in params else {})  # wudi: few optimiser steps per matrix
     opts.update(IDENTITY_OPTIONS.get(name, {}))
     return opts
 
