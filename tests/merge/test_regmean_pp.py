@@ -22,7 +22,7 @@ def _nets_and_batches(n_tasks: int):
 
 def _np_regmean(ws, grams, alpha):
     gs = [alpha * g + (1 - alpha) * np.diag(np.diag(g)) for g in grams]
-    return np.linalg.solve(sum(gs), sum(g @ w.T for g, w in zip(gs, ws))).T
+    return np.linalg.solve(sum(gs), sum(g @ w.T for g, w in zip(gs, ws, strict=True))).T
 
 
 def test_regmean_pp_equals_a_numpy_computation_of_the_procedure() -> None:
@@ -47,7 +47,7 @@ def test_regmean_pp_equals_a_numpy_computation_of_the_procedure() -> None:
     np.testing.assert_allclose(got["2.weight"].numpy(), w2, rtol=1e-5, atol=1e-6)  # the solver's 1e-8 ridge
     np.testing.assert_allclose(got["2.bias"].numpy(), (p[0]["2.bias"] + p[1]["2.bias"]) / 2, atol=1e-12)
     # plain RegMean: layer 2's Gram matrices on each task's OWN layer 1 -- another answer
-    own = [np.maximum(x @ q["0.weight"].T + q["0.bias"], 0) for x, q in zip(xs, p)]
+    own = [np.maximum(x @ q["0.weight"].T + q["0.bias"], 0) for x, q in zip(xs, p, strict=True)]
     plain = _np_regmean([q["2.weight"] for q in p], [h.T @ h / len(h) for h in own], alpha)
     assert np.abs(plain - w2).max() > 1e-3
     for n in nets:  # the nets now hold the merged network
