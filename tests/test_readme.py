@@ -77,6 +77,8 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     elif sub == "auto":
         argv += ["--zoo", "builtin:small_resnet_shapes", "--budget", "2m", "--limit", "60",
                  "--image-size", "32", "-q"]
+    elif sub == "rank":  # the sentence-pair example
+        argv += ["--limit", "60", "-q"]
     elif sub == "prune":
         argv += ["--limit", "60"]
     elif sub == "zoo" and "--source" in argv:  # pretraining: a quick one
@@ -102,3 +104,4 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
     assert (tmp_path / "merged-digits.csv").is_file() and (tmp_path / "predictions.csv").is_file()
     assert (tmp_path / "runs" / "auto-digits" / "report.html").is_file()
     assert (tmp_path / "runs" / "shapes-pruned" / "transferlab.json").is_file()
+    assert (tmp_path / "runs" / "pairs-rank" / "ranking.json").is_file() and (tmp_path / "pair-predictions.csv").is_file()
