@@ -37,6 +37,14 @@ def domain_cmd(
     image_size: int = typer.Option(None, "--image-size", min=8),
     limit: int = typer.Option(None, "--limit", min=1, help="Use this many examples of each domain's training split "
                               "(source: class-stratified; target: a random sample, its labels unread)."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing", min=0.0, max=0.999, help="Of the source "
+                                          "cross-entropy (default 0.1 for source_only, SHOT's source recipe; 0 "
+                                          "for the adaptation methods)."),
+    sam: float = typer.Option(None, "--sam", help="SDAT: sharpness-aware minimisation of the task loss with radius "
+                              "RHO (the paper: 0.02) for dann, cdan, cdan_e; the discriminator steps plainly."),
+    weighting: str = typer.Option("fixed", "--weighting", help="fixed (cross-entropy + trade-off x transfer loss) "
+                                  "or pareto (ParetoDA: a Pareto-optimal direction of the source, transfer and "
+                                  "target objectives' gradients per step)."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. temperature=2.5)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/domain-SOURCE-TARGET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model transferlab wrote in --out."),
@@ -83,7 +91,7 @@ def domain_cmd(
     origin = name(source) if source is not None else Path(source_model).name
     out_dir = out or Path("runs") / f"domain-{origin}-{name(target)}-{method}"
     r = adapt(src_ds, tgt_ds, model, method, source_model=source_model, trade_off=trade_off, select=select, epochs=epochs, lr=lr,
-              batch_size=batch_size, image_size=image_size, target_test=target_test, out=out_dir,
+              label_smoothing=label_smoothing, sam=sam, weighting=weighting, batch_size=batch_size, image_size=image_size, target_test=target_test, out=out_dir,
               overwrite=overwrite, seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
     m = r.metrics
     c = console()

@@ -44,6 +44,42 @@ class _Settings:
     batch_size: int
     image_size: int | None
     bottleneck: int
+    label_smoothing: float = 0.0
+    sam: float | None = None
+    weighting: str = "fixed"
+
+
+WEIGHTINGS = ("fixed", "pareto")
+
+
+def _check_step_options(method: str, s: _Settings, source_free: bool) -> None:
+    """``sam`` (adversarial methods with source data) and ``weighting`` (methods with source data)."""
+    if s.weighting not in WEIGHTINGS:
+        raise TransferlabError(f"unknown weighting {s.weighting!r}; known: {', '.join(WEIGHTINGS)}")
+    if s.sam is not None:
+        if isinstance(s.sam, bool) or not isinstance(s.sam, (int, float)) or not 0 < s.sam < math.inf:
+            raise TransferlabError(f"sam is the radius rho of sharpness-aware minimisation, a number > 0 (SDAT: "
+                                   f"0.02), got {s.sam!r}")
+        if not METHODS.meta(method).get("adversarial"):
+            adv = [m for m in METHODS.list() if METHODS.meta(m).get("adversarial")]
+            raise TransferlabError(f"sam (SDAT) is an option of the adversarial methods ({', '.join(adv)}), not "
+                                   f"of {method}")
+        if s.weighting != "fixed":
+            raise TransferlabError("sam and weighting='pareto' each replace the step's gradient: choose one")
+    if source_free and s.weighting != "fixed":
+        raise TransferlabError("weighting='pareto' weighs the source, transfer and target objectives: a source-free "
+                               "method has no source objective")
+
+
+def source_label_smoothing(method: str, label_smoothing: float | None) -> float:
+    """The source cross-entropy's label smoothing: as given, else 0.1 when the run trains a source model
+    (``source_only``, SHOT's source recipe) and 0 for the adaptation methods (the TLlib references use none)."""
+    if label_smoothing is None:
+        return 0.1 if method == "source_only" else 0.0
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0 <= label_smoothing < 1:
+        raise TransferlabError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    return float(label_smoothing)
 
 
 def _check_settings(target: Dataset, method: str, s: _Settings) -> None:
@@ -102,6 +138,9 @@ def adapt(
     batch_size: int = 32,
     image_size: int | None = None,
     bottleneck: int = 256,
+    label_smoothing: float | None = None,
+    sam: float | None = None,
+    weighting: str = "fixed",
     target_test: Dataset | str | Path | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -123,10 +162,17 @@ def adapt(
     Source-free (``source_model``: a saved model directory, e.g. a ``fit`` output; ``source`` and ``model`` None):
     a source-free ``method`` (``shot``, ``nrc``, ``aad``) adapts that model on the target alone; its own head is
     kept (no bottleneck is installed) and the selectors that need the source hold-out (``source_val``, ``dev``) are
-    skipped (``metrics.json``: ``skipped_selectors``)."""
+    skipped (``metrics.json``: ``skipped_selectors``).
+
+    ``label_smoothing``: of the source cross-entropy; default 0.1 for ``source_only`` (a source model for
+    source-free adaptation, as SHOT trains its own), 0 for the adaptation methods."""
     tgt = load_dataset(target, "train")
+    if source_model is not None and label_smoothing is not None:
+        raise TransferlabError("label_smoothing smooths the source cross-entropy: a source-free run has none")
     settings = _Settings(trade_off=trade_off, select=select, epochs=epochs, lr=lr, batch_size=batch_size,
-                         image_size=image_size, bottleneck=bottleneck)
+                         image_size=image_size, bottleneck=bottleneck,
+                         label_smoothing=source_label_smoothing(method, label_smoothing), sam=sam,
+                         weighting=weighting)
     if source_model is not None:
         from ._source_free import check_source_free
 
@@ -138,17 +184,10 @@ def adapt(
                                    "model) for source-free adaptation")
         src = load_dataset(source, "train")
         _check(src, tgt, method, settings)
+    _check_step_options(method, settings, source_model is not None)
     factory = METHODS.get(method)
     options = check_options(method, factory, options, skip=3, caller=("adapt", adapt))
-    if target_test is None and isinstance(target, (str, Path)):
-        try:
-            target_test = load_dataset(target, "test")
-        except TransferlabError:
-            target_test = None  # no labelled test split: no oracle column
-    oracle_ds = load_dataset(target_test, "test") if target_test is not None else None
-    if oracle_ds is not None:
-        log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
-                 "selection", oracle_ds.name, len(oracle_ds))
+    oracle_ds = _oracle(target, target_test)
     if source_model is not None:
         from ._source_free import adapt_source_free
 
@@ -161,6 +200,20 @@ def adapt(
     with RunOutput(out, model=model, method=f"domain:{method}", what="adaptation", overwrite=overwrite,
                    inputs=[model.split("@")[-1]]) as output:
         return _adapt(run, output)
+
+
+def _oracle(target: Any, target_test: Any) -> Dataset | None:
+    """The labelled target examples of the oracle column: ``target_test``, else the target reference's test split."""
+    if target_test is None and isinstance(target, (str, Path)):
+        try:
+            target_test = load_dataset(target, "test")
+        except TransferlabError:
+            target_test = None  # no labelled test split: no oracle column
+    oracle_ds = load_dataset(target_test, "test") if target_test is not None else None
+    if oracle_ds is not None:
+        log.info("target labels (%s, %d examples) are used only for the oracle column, never for training or "
+                 "selection", oracle_ds.name, len(oracle_ds))
+    return oracle_ds
 
 
 @dataclass(frozen=True)
@@ -207,7 +260,8 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
     objective = DomainAdaptation(method, m, trade_off=trade_off, selectors=selectors, select=select,
                                  target_eval=built.tensors(tgt), source_eval=built.tensors(src_val),
                                  oracle=built.tensors(oracle_ds) if oracle_ds is not None else None,
-                                 batch_size=max(64, batch_size), seed=seed, options=options)
+                                 batch_size=max(64, batch_size), seed=seed, options=options,
+                                 label_smoothing=st.label_smoothing, sam=st.sam, weighting=st.weighting)
     cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     result = train({"model": built.net, **m.modules}, objective, data, cfg, val_data=built.tensors(src_val),
                    checkpoint_dir=output.checkpoints, progress=a.progress)  # a rerun resumes after the last epoch
@@ -218,7 +272,7 @@ def _adapt(a: _Adaptation, output: RunOutput) -> DomainResult:
                                                    history, oracle_best)
     metrics = {
         "method": method, "model": model, "source": src.name, "target": tgt.name, "trade_off": trade_off,
-        "options": options, "select": select, "selected_epoch": selected, "guarded_fallback": fallback,
+        "label_smoothing": st.label_smoothing, "sam": st.sam, "weighting": st.weighting, "options": options, "select": select, "selected_epoch": selected, "guarded_fallback": fallback,
         "target_accuracy_oracle": kept_acc, "oracle_best_epoch_accuracy": oracle_best,
         "source_val_accuracy": history[selected - 1].get("val_accuracy") if selected else None,
         "picks": picks, "n_source": len(src_train), "n_source_val": len(src_val), "n_target": len(tgt),

@@ -50,7 +50,7 @@ def source_only(dim: int, num_classes: int, seed: int = 0) -> Method:
     return Method()
 
 
-@METHODS.register("dann", summary="domain-adversarial training through gradient reversal",
+@METHODS.register("dann", adversarial=True, summary="domain-adversarial training through gradient reversal",
                   paper="Ganin & Lempitsky, ICML 2015; Ganin et al., JMLR 2016",
                   reference="thuml/Transfer-Learning-Library tllib/alignment/dann.py @ c4aa59e")
 def dann(dim: int, num_classes: int, seed: int = 0, hidden: int = 1024, gamma: float = 10.0) -> Method:
@@ -82,7 +82,7 @@ def _cdan(dim: int, num_classes: int, seed: int, hidden: int, gamma: float, rand
     return Method({"discriminator": disc}, loss)
 
 
-@METHODS.register("cdan", summary="conditional adversarial: the discriminator sees features x predictions",
+@METHODS.register("cdan", adversarial=True, summary="conditional adversarial: the discriminator sees features x predictions",
                   paper="Long et al., Conditional Adversarial Domain Adaptation, NeurIPS 2018",
                   reference="thuml/Transfer-Learning-Library tllib/alignment/cdan.py @ c4aa59e")
 def cdan(dim: int, num_classes: int, seed: int = 0, hidden: int = 1024, gamma: float = 10.0,
@@ -92,7 +92,7 @@ def cdan(dim: int, num_classes: int, seed: int = 0, hidden: int = 1024, gamma: f
     return _cdan(dim, num_classes, seed, hidden, gamma, randomized_dim, entropy_conditioning=False)
 
 
-@METHODS.register("cdan_e", summary="CDAN with entropy conditioning: confident examples weigh more",
+@METHODS.register("cdan_e", adversarial=True, summary="CDAN with entropy conditioning: confident examples weigh more",
                   paper="Long et al., NeurIPS 2018 (CDAN+E)",
                   reference="thuml/Transfer-Learning-Library tllib/alignment/cdan.py @ c4aa59e")
 def cdan_e(dim: int, num_classes: int, seed: int = 0, hidden: int = 1024, gamma: float = 10.0,

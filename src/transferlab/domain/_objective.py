@@ -20,12 +20,16 @@ class DomainAdaptation(Objective):
     method's modules beside it. ``target_eval``: un-augmented target examples (labels unused) the selectors score;
     ``source_eval``: the labelled source hold-out (validation data too); ``oracle``: labelled target examples or
     None. ``backbone_lr_scale``: the backbone's learning rate relative to the head's and the discriminator's (0.1, as
-    the references)."""
+    the references). ``label_smoothing``: of the source cross-entropy (SHOT's source stage uses 0.1). ``sam``: ρ of
+    sharpness-aware minimisation on the task loss (SDAT; None: plain steps); ``weighting``: ``fixed`` (the
+    cross-entropy + ``trade_off`` x the transfer loss) or ``pareto`` (:mod:`._weighting`)."""
 
     def __init__(self, method_name: str, method: Method, *, trade_off: float, selectors: Iterable[str], select: str,
                  target_eval: Any, source_eval: Any, oracle: Any = None, batch_size: int = 64, seed: int = 0,
-                 backbone_lr_scale: float = 0.1, options: Mapping[str, Any] | None = None) -> None:
+                 backbone_lr_scale: float = 0.1, options: Mapping[str, Any] | None = None,
+                 label_smoothing: float = 0.0, sam: float | None = None, weighting: str = "fixed") -> None:
         self.method_name, self.method, self.trade_off = method_name, method, float(trade_off)
+        self.label_smoothing, self.sam, self.weighting = float(label_smoothing), sam or None, weighting
         self.selectors = list(selectors)
         self.select = ("val_accuracy", True) if select == "source_val" else (select, True)
         self.target_eval, self.source_eval, self.oracle = target_eval, source_eval, oracle
@@ -48,17 +52,53 @@ class DomainAdaptation(Objective):
 
         net = modules["model"]
         xs, ys, xt = batch["source"]["x"], batch["source"]["y"], batch["target"]["x"]
-        logits = net(torch.cat([xs, xt]))  # one pass: batch norms see both domains, as the references
+        x, n = torch.cat([xs, xt]), len(xs)  # one pass: batch norms see both domains, as the references
+        if self.sam:
+            from ._weighting import sam_step
+
+            params = [p for p, _ in self.trainable(modules)]
+            own = {id(p) for p in net.parameters()}
+
+            def full() -> tuple[Any, dict[str, Any]]:
+                ce, transfer, _, logs = self._parts(net, modules, x, n, ys, ctx)
+                return ce + self.trade_off * transfer if transfer is not None else ce, logs
+
+            return sam_step(lambda: F.cross_entropy(net(x)[:n].float(), ys, label_smoothing=self.label_smoothing),
+                            full, [p for p in params if id(p) in own], [p for p in params if id(p) not in own],
+                            self.sam)
+        ce, transfer, logits_t, logs = self._parts(net, modules, x, n, ys, ctx)
+        plain = ce if transfer is None else ce + self.trade_off * transfer
+        if self.weighting == "pareto":
+            from ._losses import information_maximisation_loss
+            from ._weighting import pareto_step
+
+            head = {id(p) for p in net.get_classifier().parameters()}
+            params = [p for p, _ in self.trainable(modules)]
+            own = {id(p) for p in net.parameters()}
+            shared = [p for p in params if id(p) in own and id(p) not in head]  # the backbone
+            half = max(1, len(logits_t) // 2)  # the target objective on one half, its guide on the other
+            objectives = [ce, *([transfer] if transfer is not None else []),
+                          information_maximisation_loss(logits_t[:half])]
+            value, extra = pareto_step(objectives, information_maximisation_loss(logits_t[half:]), plain, shared,
+                                       [p for p in params if id(p) not in {id(q) for q in shared}])
+            return value, {**logs, **extra}
+        return plain, logs
+
+    def _parts(self, net: Any, modules: Mapping[str, Any], x: Any, n: int, ys: Any,
+               ctx: StepContext) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """(source cross-entropy, transfer loss or None, target logits, logs) of one forward pass."""
+        import torch.nn.functional as F  # noqa: N812
+
+        logits = net(x)
         z = net.get_classifier().last_features
-        n = len(xs)
-        ce = F.cross_entropy(logits[:n].float(), ys)
+        ce = F.cross_entropy(logits[:n].float(), ys, label_smoothing=self.label_smoothing)
         logs: dict[str, Any] = {"accuracy": accuracy(logits[:n], ys), "source_loss": ce.detach()}
         if self.method.loss is None:
-            return ce, logs
+            return ce, None, logits[n:].float(), logs
         transfer, extra = self.method.loss(Batch(z[:n], z[n:], logits[:n].float(), logits[n:].float(), ctx.progress),
                                            dict(modules))
         logs.update({"transfer_loss": transfer.detach(), **extra})
-        return ce + self.trade_off * transfer, logs
+        return ce, transfer, logits[n:].float(), logs
 
     def evaluate(self, batch: Any, modules: Mapping[str, Any]) -> dict[str, Any]:
         import torch.nn.functional as F  # noqa: N812
@@ -91,8 +131,16 @@ class DomainAdaptation(Objective):
         return float(np.mean(probs_o.argmax(1) == y_o))
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.method_name, "trade_off": self.trade_off, "select": self.select[0],
-                "selectors": self.selectors, "backbone_lr_scale": self.backbone_lr_scale, **self.options}
+        out = {"method": self.method_name, "trade_off": self.trade_off, "select": self.select[0],
+               "selectors": self.selectors, "backbone_lr_scale": self.backbone_lr_scale, **self.options}
+        # each absent at its default: the checkpoints of runs before the option still resume
+        if self.label_smoothing:
+            out["label_smoothing"] = self.label_smoothing
+        if self.sam:
+            out["sam"] = self.sam
+        if self.weighting != "fixed":
+            out["weighting"] = self.weighting
+        return out
 
 
 def predict_with_features(net: Any, data: Any, batch_size: int, device: Any) -> tuple[np.ndarray, np.ndarray,
