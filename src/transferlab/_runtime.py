@@ -136,8 +136,8 @@ def runtime(device: str | None = None, precision: str | None = None, threads: in
     """Run the block on ``device`` (checked now: a missing GPU fails before any work) at ``precision`` with at most
     ``threads`` CPU threads (torch and BLAS; None: torch's default, every core); ``devices``: a training run in it
     uses that many processes (``transferlab.train.on_devices``). ``None`` keeps the enclosing runtime's value."""
-    if device is not None:
-        resolve_device(check_device(device))  # fail now, not after loading the data
+    if device is not None and check_device(device) != "auto":  # auto always resolves: no torch import for it
+        resolve_device(device)  # fail now, not after loading the data
     if precision is not None:
         check_precision(precision)
     if threads is not None and threads < 1:

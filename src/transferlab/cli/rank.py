@@ -60,11 +60,14 @@ def rank_cmd(
 ) -> None:
     """Rank pretrained models for DATA without fine-tuning; write ranking.json, ranking.csv, report.html."""
     from .._io import check_output
-    from ..bench import backend_of
     from ..data import load_dataset
     from ..rank import rank
 
-    runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # a bad option fails before any work
+    runner = "local"  # the plain local run imports no bench (a warm rerun's start-up)
+    if backend != "local" or cpus_per_run is not None or gpus_per_run:
+        from ..bench import backend_of
+
+        runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # a bad option fails before any work
     metrics = alias("--metrics", "-m", metrics, metrics_m)  # -m is --model everywhere else
     if adaptive:
         _check_adaptive(confidence, ensemble, runner, layers)
@@ -104,7 +107,7 @@ def _check_adaptive(confidence: float, ensemble: int | None, runner, layers: str
     from ..rank import adaptive_settings
 
     adaptive_settings(confidence)
-    if ensemble or runner.name != "local" or layers != "last":
+    if ensemble or getattr(runner, "name", runner) != "local" or layers != "last":
         raise TransferlabError("--adaptive ranks in this process on each model's output features: it takes no "
                                "--ensemble, --backend ray or --layers")
 

@@ -25,9 +25,8 @@ from .._runtime import runtime
 from ..data import Dataset
 from ._adaptive import AdaptiveSettings, Grown, Rounds, check_settings, run_rounds, stratified_order
 from ._api import _as_zoo, _backbones, _baseline_notes, _checked_metrics, _target
-from ._model_run import thread_limit
+from ._model_run import source_stat_options, thread_limit
 from ._result import ModelScores, RankResult
-from ._score import metric_info
 
 
 def rank_adaptive(
@@ -78,7 +77,7 @@ def rank_adaptive(
     with runtime(device, precision), thread_limit(threads), progress_bars(progress) as bars:
         grower = _Grower(ds, order, backbones, [e.display_name for e in z.models], (image_size, batch_size, cache,
                                                                                     bars))
-        model_opts = [_source_stats(opts, names, b, grower.sizes[i], (batch_size, cache))
+        model_opts = [source_stat_options(opts, names, b, grower.sizes[i], batch_size, cache)[0]
                       for i, b in enumerate(backbones)]
         rounds = run_rounds(grower.grow, [e.display_name for e in z.models], ds.labels[order], names, model_opts,
                             settings, bars)
@@ -93,22 +92,6 @@ def rank_adaptive(
     result.notes.extend(_baseline_notes(result))
     result.notes.extend(f"{m.name}: {k} failed ({why})" for m in result.models for k, why in m.failures.items())
     return result
-
-
-def _source_stats(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,
-                  how: tuple[int, Any]) -> dict[str, dict[str, Any]]:
-    """The metric options plus, for a metric that needs them (PED), the source-domain feature statistics of a model
-    that knows its source data, as ``rank`` adds them (its source features extracted at the target's input size, with
-    the cache). ``how``: the batch size and the cache."""
-    wanted = [m for m in names if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {})]
-    source = getattr(backbone, "source_data", None)
-    if not wanted or source is None:
-        return opts
-    from ..zoo import extract_features
-
-    f = np.asarray(extract_features(backbone, source(), image_size=size, batch_size=how[0], cache=how[1]).features,
-                   dtype=np.float64)
-    return {**opts, **{m: {**opts.get(m, {}), "source_mean": f.mean(0), "source_std": f.std(0)} for m in wanted}}
 
 
 def adaptive_settings(confidence: float = 0.95, *, start: int = 64, growth: float = 2.0, resamples: int | None = None,

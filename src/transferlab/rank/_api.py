@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import progress as progress_bars
 from .._runtime import check_device, check_precision, runtime
 from ..data import Dataset, check_rankable, load_dataset
 from ..errors import MetricError, TransferlabError
 from ._consensus import consensus, metric_ranks
-from ._model_run import ModelRun, Setup, score_model, score_zoo_on, thread_limit
+from ._model_run import ModelRun, Setup, score_zoo_on
 from ._pairs import add_retrieval, pair_backbones
+from ._pipeline import score_zoo_local
 from ._result import ModelScores, RankResult
 from ._score import check_metric_options, list_metrics, metric_info
 from ._validate import as_labels
@@ -69,7 +69,7 @@ def rank(
     Features are cached (``cache_dir``, else ``$TRANSFERLAB_CACHE``, else the user cache directory).
     ``ensemble``: also choose that many models that transfer well together (``result.ensemble``; see
     :mod:`transferlab.rank._ensemble` for the objective). ``backend``: ``local`` (default: every model in this
-    process, one after the other) or a backend of the bench harness (``transferlab.bench.backend_of("ray",
+    process, pipelined: rank._pipeline) or a backend of the bench harness (``transferlab.bench.backend_of("ray",
     address, cpus_per_run)``): one job per model, which extracts its features with the feature cache of the machine
     it runs on (``cache_dir`` as given, else that machine's default) and returns the scores; the same scores as
     local. There, a model that fails is reported and the others go on, then one error names the failed ones.
@@ -95,7 +95,7 @@ def rank(
                    layers=check_layers(layers))
     if _is_local(backend):
         with runtime(device, precision):
-            runs = _score_zoo(setup, threads, progress)
+            runs = score_zoo_local(setup, threads, progress)  # metrics of a model while the next extracts
     else:
         runs = score_zoo_on(backend, setup, {"cache_dir": str(cache_dir) if cache_dir is not None else None,
                                              "use_cache": use_cache, "threads": threads, "trust_pickle": trust_pickle,
@@ -178,18 +178,6 @@ def _is_local(backend: Any) -> bool:
     if not callable(getattr(backend, "run", None)):
         raise TransferlabError(f"rank(backend=...) takes 'local' or a backend with a run() method, got {backend!r}")
     return getattr(backend, "name", None) == "local"
-
-
-def _score_zoo(setup: Setup, threads: int | None, progress: bool) -> list[ModelRun]:
-    """Every model of the zoo scored, in the zoo's order, under the thread limit, with a progress bar per model."""
-    runs = []
-    with thread_limit(threads), progress_bars(progress) as bars:
-        for entry, backbone in zip(setup.zoo.models, setup.backbones, strict=True):
-            task = bars.add(entry.display_name, len(setup.ds))
-            runs.append(score_model(setup, entry, backbone,
-                                     (lambda k, task=task: bars.advance(task, k)) if bars.enabled else None))
-            bars.describe(task, f"{entry.display_name} [green]done")
-    return runs
 
 
 def _cache_summary(runs: list[ModelRun], cached: bool) -> dict[str, Any]:

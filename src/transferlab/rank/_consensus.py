@@ -10,7 +10,6 @@ consensus rank orders models by it, ties broken by the zoo order.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def metric_ranks(scores: list[float | None]) -> list[int | None]:
@@ -18,7 +17,8 @@ def metric_ranks(scores: list[float | None]) -> list[int | None]:
     idx = [i for i, s in enumerate(scores) if s is not None]
     out: list[int | None] = [None] * len(scores)
     if idx:
-        r = rankdata([-float(scores[i]) for i in idx], method="min")
+        neg = np.array([-float(scores[i]) for i in idx])
+        r = np.searchsorted(np.sort(neg), neg, side="left") + 1  # scipy's rankdata(method="min"), without its import
         for i, ri in zip(idx, r, strict=True):
             out[i] = int(ri)
     return out

@@ -86,8 +86,23 @@ class ModelRun:
     ens_features: np.ndarray | None  # float64 features of the ensemble's subsample
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """The first stage of scoring a model: its features and the metric options they need (with its source
+    statistics), ready for :func:`score_extracted` (in this thread or a pipeline's worker)."""
+
+    feats: Any  # transferlab.zoo.Features
+    layer_opts: list[dict[str, dict[str, Any]]]  # metric options: one set, or one per layer (layers="best")
+    extract_wall: float  # seconds spent in extract_features, cache reads included
+
+
 def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int], None] | None) -> ModelRun:
     """One model: its features (cached), then every metric on them; ``advance(k)`` reports k examples done."""
+    return score_extracted(setup, entry, backbone, extract_model(setup, backbone, advance))
+
+
+def extract_model(setup: Setup, backbone: Any, advance: Callable[[int], None] | None) -> Extracted:
+    """One model's features (cached) and its metric options; ``advance(k)`` reports k examples done."""
     from ..zoo import extract_features
 
     t0 = time.perf_counter()
@@ -95,7 +110,14 @@ def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int]
     feats = extract_features(backbone, setup.ds, image_size=size, batch_size=setup.batch_size, cache=setup.cache,
                              progress=advance, layers=setup.layers)
     extract_wall = time.perf_counter() - t0
-    layer_opts = _with_source_stats(setup, backbone, size)
+    layer_opts = source_stat_options(setup.options, setup.metrics, backbone, size, setup.batch_size, setup.cache,
+                                     setup.layers)
+    return Extracted(feats=feats, layer_opts=layer_opts, extract_wall=extract_wall)
+
+
+def score_extracted(setup: Setup, entry: Any, backbone: Any, got: Extracted) -> ModelRun:
+    """Every metric on one model's extracted features: the second stage of scoring a model."""
+    feats, layer_opts = got.feats, got.layer_opts
     if feats.layers is not None:  # layers="best": every layer scored, each metric's best kept
         from ._layers import score_layers
 
@@ -114,7 +136,7 @@ def score_model(setup: Setup, entry: Any, backbone: Any, advance: Callable[[int]
         meta["layers"] = {**feats.meta["layers"], **layer_meta}
     ens = (np.asarray(feats.features[setup.ens_rows], dtype=np.float64) if setup.ens_rows is not None else None)
     return ModelRun(entry=entry, scores=scores, failures=failures, timings=timings, meta=meta,
-                     extract_wall=extract_wall, ens_features=ens)
+                     extract_wall=got.extract_wall, ens_features=ens)
 
 
 def _score_metrics(setup: Setup, entry: Any, feats: Any, model_opts: dict[str, dict[str, Any]], key_suffix: str = "",
@@ -178,20 +200,20 @@ def _cold_timings(feats: Any, metric_seconds: dict[str, float | None], computed:
                         and all(t is not None for t in times)}
 
 
-def _with_source_stats(setup: Setup, backbone: Any, size: int | None) -> list[dict[str, dict[str, Any]]]:
-    """Metric options plus, for metrics that need them (PED), the model's source-domain feature statistics, when the
-    model knows its source data (``backbone.source_data()``, e.g. the small zoo's built-in pretraining sets). The
-    source features are extracted at the target's input size, with the same layers, and cached like any other. One
-    set of options, or with ``layers="best"`` and source statistics, one per layer (the statistics of that layer)."""
-    opts, names = setup.options, setup.metrics
+def source_stat_options(opts: dict[str, dict[str, Any]], names: list[str], backbone: Any, size: int | None,
+                        batch_size: int, cache: Any, layers: str = "last") -> list[dict[str, dict[str, Any]]]:
+    """Metric options ``opts`` plus, for the metrics of ``names`` that need them (PED), the model's source-domain
+    feature statistics, when the model knows its source data (``backbone.source_data()``, e.g. the small zoo's
+    built-in pretraining sets). The source features are extracted at the target's input size ``size``, with the same
+    ``layers``, and cached like any other. One set of options, or with ``layers="best"`` and source statistics, one
+    per layer (the statistics of that layer). ``rank`` and ``rank_adaptive`` both add them here."""
     wanted = [m for m in names if metric_info(m).get("needs_source_stats") and "source_mean" not in opts.get(m, {})]
     source = getattr(backbone, "source_data", None)
     if not wanted or source is None:
         return [opts]
     from ..zoo import extract_features
 
-    sf = extract_features(backbone, source(), image_size=size, batch_size=setup.batch_size, cache=setup.cache,
-                          layers=setup.layers)
+    sf = extract_features(backbone, source(), image_size=size, batch_size=batch_size, cache=cache, layers=layers)
     out = []
     for layer in (sf.layers if sf.layers is not None else [sf.features]):
         x = np.asarray(layer, dtype=np.float64)
