@@ -231,3 +231,37 @@ def test_domain_cli_source_free(target, source_model, tmp_path, capsys):
                                  "--select", "entropy", "--out", str(tmp_path / "o"), "-q"])
     assert r.exit_code == 0, r.output
     assert "source-free" in r.output and (tmp_path / "o" / "metrics.json").is_file()
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", ["nrc"])  # SHOT's pseudo-labels resume by the same Method.state
+def test_killed_source_free_run_resumes_with_its_banks_and_pseudo_labels(name, target, source_model, tmp_path,
+                                                                         monkeypatch):
+    """Killed in epoch 2 and rerun: the same final weights and history as an uninterrupted run (NRC's banks and
+    SHOT's pseudo-labels come from the checkpoint, not from the source model)."""
+    from transferlab.domain._objective import SourceFreeAdaptation
+    from transferlab.models import load
+
+    tgt, test = target
+    kw = {**KW, "epochs": 2, "target_test": test, "source_model": source_model, "method": name}
+    ref = adapt(None, tgt, out=tmp_path / "ref", **kw)
+    step, calls = SourceFreeAdaptation.step, {"n": 0}
+
+    def killing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == len(tgt) // KW["batch_size"] + 2:  # in epoch 2
+            raise _Killed
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(SourceFreeAdaptation, "step", killing_step)
+    with pytest.raises(_Killed):
+        adapt(None, tgt, out=tmp_path / "run", **kw)
+    monkeypatch.setattr(SourceFreeAdaptation, "step", step)
+    r = adapt(None, tgt, out=tmp_path / "run", **kw)
+    assert r.metrics["resumed_from_epoch"] == 1 and r.history == ref.history
+    for (k, a), b in zip(load(tmp_path / "ref").state_dict().items(), load(tmp_path / "run").state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k

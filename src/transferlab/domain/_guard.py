@@ -5,8 +5,8 @@
 - Run with source data: the network starts from a fresh bottleneck head, so epoch 0 is no source-only model; every
   method trains the source cross-entropy, and the run's most source-accurate epoch so far is the reference (its
   source hold-out accuracy; the target balance is judged against uniform predictions, since that epoch may itself
-  have collapsed). Falling back keeps that epoch (``source_val``'s pick). A resumed run's reference starts again at
-  the resume.
+  have collapsed). Falling back keeps that epoch (``source_val``'s pick). The reference (and its weights) is part
+  of every epoch's checkpoint: a resumed run judges by the same one.
 """
 
 from __future__ import annotations
@@ -51,6 +51,17 @@ class Guard:
             self.epoch = self._seen
             self._keep(net)
         return self.reference
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the reference, its epoch and weights (a resumed run judges by the same)."""
+        return {"reference": self.reference, "epoch": self.epoch, "oracle_accuracy": self.oracle_accuracy,
+                "fixed": self.fixed, "seen": self._seen, "weights": self._state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.reference, self.epoch, self.oracle_accuracy = state["reference"], state["epoch"], \
+                state["oracle_accuracy"]
+            self.fixed, self._seen, self._state = state["fixed"], state["seen"], state["weights"]
 
     def fall_back_(self, net: Any) -> dict[str, Any]:
         """Restore the reference's weights into ``net`` (in place); what the report says about it."""

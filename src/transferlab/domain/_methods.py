@@ -43,6 +43,9 @@ class Method:
     #: in eval mode before the first step and after every epoch (pseudo-labels, feature and score banks)
     on_target: Callable[[Any, Any], None] | None = None
     frozen_classifier: bool = False  # the final linear layer keeps the source model's weights
+    #: what the method carries from step to step (banks, pseudo-labels): an object with ``state_dict()`` and
+    #: ``load_state_dict(state)`` (tensors, numbers), saved in every epoch's checkpoint so a killed run resumes with it
+    state: Any = None
 
 
 @METHODS.register("source_only", summary="the source cross-entropy alone: the baseline every method must beat")

@@ -130,6 +130,19 @@ class DomainAdaptation(Objective):
         probs_o, _, y_o = predict_with_features(net, self.oracle, self.batch_size, device)
         return float(np.mean(probs_o.argmax(1) == y_o))
 
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's reference and the method's carried state (banks, pseudo-labels): a resumed run goes on with
+        them."""
+        out: dict[str, Any] = {"guard": self.guard.state_dict()}
+        if self.method.state is not None:
+            out["method"] = self.method.state.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.guard.load_state_dict(state.get("guard") or {})
+        if self.method.state is not None and state.get("method") is not None:
+            self.method.state.load_state_dict(state["method"])
+
     def config(self) -> dict[str, Any]:
         out = {"method": self.method_name, "trade_off": self.trade_off, "select": self.select[0],
                "selectors": self.selectors, "backbone_lr_scale": self.backbone_lr_scale, **self.options}
@@ -230,6 +243,13 @@ class SourceFreeAdaptation(DomainAdaptation):
             self._refresh = False
         else:
             self._refresh = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "refresh": self._refresh}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._refresh = bool(state.get("refresh", True))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "source_free": True}

@@ -29,14 +29,14 @@ def shot(dim: int, num_classes: int, seed: int = 0, pseudo_label_weight: float =
 
     from ._losses import shot_loss, shot_pseudo_labels
 
-    state: dict[str, Any] = {"labels": None}
+    state = _State(labels=None)
 
     def on_target(probs: Any, features: Any) -> None:
         if pseudo_labels:
-            state["labels"] = torch.as_tensor(shot_pseudo_labels(probs, features, threshold), dtype=torch.long)
+            state.labels = torch.as_tensor(shot_pseudo_labels(probs, features, threshold), dtype=torch.long)
 
     def loss(b: Batch, mods: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-        labels = state["labels"]
+        labels = state.labels
         pseudo = None if labels is None else labels[b.index_t.cpu()].to(b.logits_t.device)
         value = shot_loss(b.logits_t, pseudo, pseudo_label_weight)
         logs = {}
@@ -44,16 +44,28 @@ def shot(dim: int, num_classes: int, seed: int = 0, pseudo_label_weight: float =
             logs["pseudo_agreement"] = float(np.mean((b.logits_t.argmax(1) == pseudo).cpu().numpy()))
         return value, logs
 
-    return Method({}, loss, on_target=on_target, frozen_classifier=True)
+    return Method({}, loss, on_target=on_target, frozen_classifier=True, state=state)
 
 
-class _Banks:
+class _State:
+    """Named tensors a method carries across steps; its ``state_dict`` is what a checkpoint keeps (on the CPU)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: None if v is None else v.detach().cpu().clone() for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({k: state[k] for k in vars(self) if k in state})
+
+
+class _Banks(_State):
     """The feature bank (L2-normalised classifier-input features) and score bank (predictions) over the target,
     filled once from the source model before the first step and updated with every batch (NRC, AaD)."""
 
     def __init__(self) -> None:
-        self.features: Any = None
-        self.scores: Any = None
+        super().__init__(features=None, scores=None)
 
     def fill(self, probs: Any, features: Any) -> None:
         import torch
@@ -92,7 +104,7 @@ def nrc(dim: int, num_classes: int, seed: int = 0, k: int = 5, kk: int = 5, weak
         probs, z = banks.update(b)
         return nrc_loss(probs, z, b.index_t.to(z.device), banks.features, banks.scores, k, kk, weak), {}
 
-    return Method({}, loss, on_target=banks.fill)
+    return Method({}, loss, on_target=banks.fill, state=banks)
 
 
 @METHODS.register("aad", source_free=True, summary="source-free: attract the nearest neighbours' predictions, "
@@ -111,4 +123,4 @@ def aad(dim: int, num_classes: int, seed: int = 0, k: int = 5, alpha: float = 1.
         lam = aad_coefficient(b.progress, alpha, beta)
         return aad_loss(probs, z, banks.features, banks.scores, k, lam), {"dispersion_weight": lam}
 
-    return Method({}, loss, on_target=banks.fill)
+    return Method({}, loss, on_target=banks.fill, state=banks)
