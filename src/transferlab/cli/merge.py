@@ -53,6 +53,9 @@ def merge_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle checkpoints (can run code)."),
     list_: bool = typer.Option(False, "--list", help="List the merge methods and exit."),
+    check: bool = typer.Option(False, "--check", help="Only check that the models can be merged (same base, "
+                               "tokenizers, task-vector sizes, cosines, sign conflicts) and exit; every merge "
+                               "prints the short form."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Merge fine-tuned models of one architecture into one network that keeps every task's head."""
@@ -65,6 +68,9 @@ def merge_cmd(
     recipe = resolve_recipe(config, method=method, base=base, models=list(models or []), names=names, data=data,
                             out=out, options=_options(option), head_prefix=head_prefix, reset_norms=reset_norms)
     c = console()
+    if check:
+        _print_check(recipe, trust_pickle, quiet)
+        return
     for line in recipe.notes:  # a mergekit file: what each of its keys became
         c.print(f"mergekit {line}", highlight=False, soft_wrap=True)
     r = run_recipe(recipe, overwrite=overwrite, trust_pickle=trust_pickle, progress=not quiet)
@@ -73,8 +79,40 @@ def merge_cmd(
             f"{heads}", highlight=False)
     hint = f"  (transferlab predict {r.out_dir} DATA --head NAME)" if r.heads else ""
     c.print(f"model: {Path(r.out_dir or '.').resolve()}{hint}", highlight=False, soft_wrap=True)
+    if r.mergeability is not None:
+        c.print(r.mergeability.short(), highlight=False, soft_wrap=True)
+        for w in r.mergeability.warnings:
+            c.print(f"[bold yellow]warning[/]: {w}", soft_wrap=True)
     for row in r.checks:  # the check on data: each head beside its own fit
         fit = "no fit to compare" if row["fit"] is None else f"its fit {row['fit']:.3f}"
         c.print(f"  {row['task']}: merged head {row['merged']:.3f}, {fit} ({row['examples']} {row['split']} "
                 "examples)", highlight=False)
     c.print(f"report: {Path(r.out_dir or '.').resolve() / 'report.html'}", highlight=False, soft_wrap=True)
+
+
+def _print_check(recipe: object, trust_pickle: bool, quiet: bool) -> None:
+    """``merge --check``: the mergeability of the recipe's models over its base, printed."""
+    from ..errors import TransferlabError
+    from ..merge import check_models
+
+    if not getattr(recipe, "base", None) or len(recipe.models) < 2:  # type: ignore[attr-defined]
+        raise TransferlabError("--check needs --base and at least two --models")
+    r = check_models(recipe.base, [m.path for m in recipe.models],  # type: ignore[attr-defined]
+                     head_prefix=recipe.head_prefix, trust_pickle=trust_pickle, progress=not quiet)  # type: ignore[attr-defined]
+    c = console()
+    c.print(r.short(), highlight=False, soft_wrap=True)
+    c.print(f"base weights hash: {r.base_hash}", highlight=False)
+    for m in r.models:
+        c.print(f"  {m['model']}: task vector {100 * (m['relative_norm'] or 0):.2f} % of the base's norm, "
+                f"{100 * (m['norm_vs_largest'] or 0):.0f} % of the largest's; "
+                f"{100 * (m['untouched_tensors'] or 0):.0f} % of tensors as the base's", highlight=False)
+    for p in r.pairs:
+        cos = "n/a" if p["cosine"] is None else f"{p['cosine']:.3f}"
+        c.print(f"  cosine {p['a']} / {p['b']}: {cos}", highlight=False)
+    worst = sorted((x for x in r.layers if x["sign_conflict"] is not None), key=lambda x: -x["sign_conflict"])[:5]
+    for x in worst:
+        c.print(f"  sign conflicts {100 * x['sign_conflict']:.0f} %: {x['tensor']}", highlight=False)
+    for w in r.warnings:
+        c.print(f"[bold yellow]warning[/]: {w}", soft_wrap=True)
+    if not r.warnings:
+        c.print("no warning: the models look fine-tuned from this base, with one tokenizer", highlight=False)

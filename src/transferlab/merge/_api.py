@@ -40,12 +40,14 @@ class MergeResult:
     tasks: list[str] = field(default_factory=list)  # the merged models' task names
     checks: list[dict[str, Any]] = field(default_factory=list)  # each head beside its own fit (``_health``)
     warnings: list[str] = field(default_factory=list)
+    mergeability: Any = None  # ``_compat.MergeCheck``: the task vectors' sizes, cosines, sign conflicts
 
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": None if self.out_dir is None else str(self.out_dir), "method": self.method,
                 "options": self.options, "heads": self.heads, "seconds": self.seconds,
                 "peak_rss_mb": self.peak_rss_mb, "tasks": self.tasks, "checks": self.checks,
-                "warnings": self.warnings, "tables": [t.to_dict() for t in self.tables()]}
+                "warnings": self.warnings, "tables": [t.to_dict() for t in self.tables()],
+                "mergeability": None if self.mergeability is None else self.mergeability.to_dict()}
 
     def tables(self) -> list[Any]:
         """The declared table of the check on data (none without one)."""
@@ -192,22 +194,29 @@ def _write_output(tmp: Path, job: _Job, s: MergeSettings, task_names: list[str],
     last); return its result. ``run``: when it began, its ``RunOutput``."""
     from .._io import write_text_atomic
     from ..report import merge_report_html
+    from ._compat import Observer
     from ._health import check_heads
 
     t0, output = run
     heads, first_head = _write_heads(tmp, job, task_names)
+    job.observer = Observer(task_names)
     _write_network(tmp, job, first_head)
+    compat = job.observer.result([job.base, *job.tasks], job.base_ref)
     task_files = _write_task_tensors(tmp, job, task_names)
     _write_card(tmp, job, s, (heads, task_names, task_files), output)
     _copy_model_files(tmp, job, heads)
     if s.reset_norms:
+        from ._norms import reestimated_norms
         from ._stream import overwrite_tensors
 
-        overwrite_tensors(tmp / "model.safetensors", _reestimated_norms(tmp, job, s.reset_examples))
+        overwrite_tensors(tmp / "model.safetensors", reestimated_norms(tmp, job, s.reset_examples))
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    for w in compat.warnings:
+        log.warning("%s", w)
     checks, warnings = check_heads(tmp, job, task_names)
-    result = MergeResult(s.out, s.method, job.method.options(), heads, seconds, rss, task_names, checks, warnings)
+    result = MergeResult(s.out, s.method, job.method.options(), heads, seconds, rss, task_names, checks, warnings,
+                         compat)
     _write_merge_json(tmp, job, result)
     _write_recipe(tmp, job, s, task_names)
     write_text_atomic(tmp / "report.html", merge_report_html(result.to_dict()))
@@ -323,6 +332,7 @@ def _write_merge_json(tmp: Path, job: _Job, r: MergeResult) -> None:
     write_json_atomic(tmp / "merge.json", {"method": r.method, "options": r.options, "seconds": r.seconds,
                                            "peak_rss_mb": r.peak_rss_mb, "tensors": len(job.keys),
                                            "heads": list(r.heads), "checks": r.checks, "warnings": r.warnings,
+                                           "mergeability": r.mergeability.to_dict() if r.mergeability else None,
                                            "transferlab_version": __version__})
 
 
@@ -343,33 +353,6 @@ def _size_of(ref: Any) -> int:
     if p.is_file():
         return p.stat().st_size
     return sum(f.stat().st_size for f in p.glob("*.safetensors"))
-
-
-def _reestimated_norms(model_dir: Path, job: _Job, examples: int) -> dict[str, Any]:
-    """Batch-norm running statistics of the merged network, recomputed on ``examples`` of each task's data (a
-    cumulative average over every batch of every task; the merged weights change the features the statistics of the
-    fine-tuned models were computed on)."""
-    import torch
-
-    from .._runtime import current_device
-    from ..models import load
-    from ..train import norm_layers, reestimate_norms_
-
-    dev = current_device()
-    net = load(model_dir).to(dev)
-    norms = norm_layers(net)
-    if not norms:
-        raise TransferlabError("reset_norms: this model has no batch-norm layer")
-
-    def batches() -> Any:  # every batch of every task's data
-        for i in range(len(job.tasks)):
-            for x, _ in torch.utils.data.DataLoader(job.task_data(i, net, examples, 0), batch_size=32):
-                yield x
-
-    reestimate_norms_(net, batches(), device=dev)
-    state = net.state_dict()
-    return {f"{n}.{s}": state[f"{n}.{s}"].cpu().to(job.base.info(f"{n}.{s}")[1]).contiguous() for n in norms
-            for s in ("running_mean", "running_var", "num_batches_tracked") if f"{n}.{s}" in state}
 
 
 def _merged_fields(job: _Job, heads: dict[str, Any], names: list[str], s: MergeSettings) -> dict[str, Any]:

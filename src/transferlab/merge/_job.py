@@ -31,6 +31,7 @@ class _Job:
             raise TransferlabError(f"nothing to merge: {n} fine-tuned model given; merging needs at least two")
         self.show = progress
         self.trust_pickle = trust_pickle
+        self.observer: Callable[[str, Any, list[Any]], None] | None = None  # sees every weight tensor's task vectors
         self.sources: list[Source] = []
         try:
             self._setup(method, entry, base, finetuned, data, head_prefix, options)
@@ -244,6 +245,8 @@ class _Job:
                 if hasattr(self.method, "observe_norm_statistic"):  # a method that keeps every task's own
                     self.method.observe_norm_statistic(key, b, deltas)
             else:
+                if self.observer is not None:  # the mergeability check (``_compat``), in the same pass
+                    self.observer(key, b, deltas)
                 out = self.method.merge_tensor(key, b, deltas)
             out = out.to(b.dtype).contiguous()
             if key in self.aliased:
