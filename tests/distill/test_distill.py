@@ -23,7 +23,7 @@ def student_ref(tiny_timm_weights):
 
 
 def test_registry():
-    assert list_methods() == ["dkd", "feature", "kd", "kl_dp", "multi_avg", "multi_weighted"]
+    assert list_methods() == ["dist", "dkd", "feature", "kd", "kl_dp", "multi_avg", "multi_weighted"]
 
 
 def test_views_share_one_crop_at_each_networks_size(colour_data):
@@ -169,7 +169,7 @@ def test_bad_input_is_one_clear_error(colour_data, teacher_dir, student_ref, tmp
         distill(train, [teacher_dir], student_ref, "kd", kd_weight=1.5, **KW)
     with pytest.raises(TransferlabError, match="kd distils one teacher"):
         distill(train, [teacher_dir, teacher_dir], student_ref, "kd", **KW)
-    with pytest.raises(TransferlabError, match="unknown distillation method 'dark'; known: dkd, feature, kd"):
+    with pytest.raises(TransferlabError, match="unknown distillation method 'dark'; known: dist, dkd, feature, kd"):
         distill(train, [teacher_dir], student_ref, "dark", **KW)
     texts = Dataset("texts", "text", ["a b"] * 6, np.zeros(6, dtype=int), ("x",), split="train")
     with pytest.raises(TransferlabError, match="unlabelled data texts holds text data"):

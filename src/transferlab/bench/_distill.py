@@ -2,7 +2,8 @@
 seeds, with all the training labels and with only a share of them (the rest given as unlabelled examples).
 
 Per (target, label setting): each teacher is fine-tuned on the labelled part (cached; a teacher never sees labels the
-student cannot). Per student and seed: the labels-only student (``fit`` finetune on the labelled part), then
+student cannot; with ``multi_weighted`` rows, on all but a 10 % hold-out that row scores them on). Per student and
+seed: the labels-only student (``fit`` finetune on the labelled part), then
 
 - ``kd[T]`` from each teacher T, ``multi_avg`` and ``multi_weighted`` over all teachers, ``feature`` from the
   strongest teacher (by held-out accuracy): fresh students; ``dkd``, ``dist`` and ``kd_zscore`` (kd on standardised
@@ -11,9 +12,9 @@ student cannot). Per student and seed: the labels-only student (``fit`` finetune
 - ``kd_trained[weak]`` and ``kl_dp_trained[weak]``: the labels-only student distilled further from the weakest
   teacher — the case KL+DP exists for (a weaker teacher must not pull a good student down).
 
-Each run records its test accuracy at the selected epoch (best held-out accuracy) and at the last epoch (the
-labels-only rows: the selected one only; ``fit`` keeps no other). Every run is a job of the bench harness, cached in ``out/runs/<key>.json``, every fitted teacher and labels-only student
-in ``out/models``: a bench resumes run by run."""
+Each run records its test accuracy at the selected epoch (best held-out accuracy) and at the last (labels-only
+rows: when it is the selected one; ``fit`` keeps no other). Every run is a job of the bench harness, cached in
+``out/runs/<key>.json``, every fitted teacher and labels-only student in ``out/models``: it resumes run by run."""
 
 from __future__ import annotations
 
@@ -67,8 +68,7 @@ class DistillBenchResult(DeclaredResult):
     options: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> list[dict[str, Any]]:
-        """Per (target, share, student, row): accuracy mean ± sd over seeds, the mean per-seed delta against the
-        labels-only student, knowledge gain/loss, parameters and the student's latency."""
+        """Per (target, share, student, row): means (± sd) over seeds, the mean per-seed delta vs labels-only."""
         out = []
         keys = sorted({(r["target"], r["label_share"], r["student"], r["row"]) for r in self.runs},
                       key=lambda k: (k[0], -k[1], k[2], _ROW_ORDER(k[3])))
@@ -77,17 +77,14 @@ class DistillBenchResult(DeclaredResult):
             base = {r["seed"]: r["test_accuracy"] for r in self.runs if (r["target"], r["label_share"], r["student"],
                                                                           r["row"]) == (t, share, s, "labels_only")}
             acc = [r["test_accuracy"] for r in rs]
-            last = [r["last_epoch_test_accuracy"] for r in rs if r.get("last_epoch_test_accuracy") is not None]
             delta = [r["test_accuracy"] - base[r["seed"]] for r in rs if r["seed"] in base]
+            means = {k: _mean([r[k] for r in rs if r.get(k) is not None]) for k in (
+                "selected_epoch", "transfer_delta", "knowledge_gain", "knowledge_loss", "seconds")}
+            last = [r["last_epoch_test_accuracy"] for r in rs if r.get("last_epoch_test_accuracy") is not None]
             out.append({"target": t, "label_share": share, "student": s, "row": row, "n": len(rs),
                         "accuracy_mean": _mean(acc), "accuracy_sd": _sd(acc), "delta_vs_labels_only": _mean(delta),
-                        "last_accuracy_mean": _mean(last), "last_accuracy_sd": _sd(last),
-                        "selected_epoch": _mean([r["selected_epoch"] for r in rs if r.get("selected_epoch")]),
-                        "transfer_delta": _mean([r["transfer_delta"] for r in rs if r.get("transfer_delta") is not None]),
-                        "knowledge_gain": _mean([r["knowledge_gain"] for r in rs if r.get("knowledge_gain") is not None]),
-                        "knowledge_loss": _mean([r["knowledge_loss"] for r in rs if r.get("knowledge_loss") is not None]),
-                        "params": rs[0].get("params"), "ms_per_image": _median([r.get("ms_per_image") for r in rs]),
-                        "seconds": _mean([r.get("seconds") for r in rs if r.get("seconds") is not None])})
+                        "last_accuracy_mean": _mean(last), "last_accuracy_sd": _sd(last), **means,
+                        "params": rs[0].get("params"), "ms_per_image": _median([r.get("ms_per_image") for r in rs])})
         return out
 
     def _data(self) -> dict[str, Any]:
@@ -113,7 +110,7 @@ def _mean(v: Sequence[float]) -> float | None:
     return float(np.mean(v)) if len(v) else None
 
 
-def _sd(v: Sequence[float]) -> float | None:
+def _sd(v: Sequence[float]) -> float | None:  # the sample sd (n − 1)
     return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
 
@@ -185,14 +182,12 @@ def bench_distill(
     gpus_per_run: float | None = None,
     progress: bool = False,
 ) -> DistillBenchResult:
-    """Every method against the labels-only student (see the module's docstring). ``limit``/``test_limit``:
-    class-stratified samples of each target's splits; ``image_size``: the students' input size,
-    ``teacher_image_size``: the teachers' (default: the same); ``method_options``: ``{method: {option: value}}``;
-    ``rows``: which row families of :data:`ROWS` to run (default: :data:`DEFAULT_ROWS`, all but ``dkd``; a big
-    student costs an hour a row here). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
-    run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
-    ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
-    machine it runs on. The teachers run first, then the labels-only students, then the rows."""
+    """Every method against the labels-only student (the module's docstring). ``limit``/``test_limit``: stratified
+    samples of each target's splits; ``image_size``/``teacher_image_size``: the students'/teachers' input size;
+    ``method_options``: ``{method or row family: {option: value}}``; ``rows``: families of :data:`ROWS` (default
+    :data:`DEFAULT_ROWS`). ``backend``: ``local`` or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and
+    ``gpus_per_run`` GPUs at ``address``, default ``$RAY_ADDRESS``, else a local Ray); ``device``, ``precision``:
+    each run's, on its machine. Teachers first, then the labels-only students, then the rows."""
     wanted = _checked(teachers, students, label_shares, rows, seeds)
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out_dir = Path(out)
@@ -201,9 +196,10 @@ def bench_distill(
     t_size = teacher_image_size or image_size
     common = {"out": str(out_dir), "limit": limit, "test_limit": test_limit, "batch_size": batch_size}
     settings = [(t, share) for t in targets for share in label_shares]
-    t_training = _Training(t_epochs, t_size, batch_size, limit, test_limit)
+    t_training = _Training(t_epochs, t_size, batch_size, limit, test_limit, "multi_weighted" in wanted)
     teacher_jobs = [Job(f"{_short(t)} {share:g}: teacher {_short(ref)}", teacher_run,
-                        {"target": t, "share": share, "ref": ref, "epochs": t_epochs, "image_size": t_size, **common},
+                        {"target": t, "share": share, "ref": ref, "epochs": t_epochs, "image_size": t_size,
+                         **({"holdout": True} if t_training.holdout else {}), **common},
                         needs=(_model_dir(out_dir, "teacher", _teacher_key(t, share, ref, t_training)),))
                     for t, share in settings for ref in teachers]
     teacher_runs = run_jobs(teacher_jobs, bench="distill-teacher", version=FORMAT, cache=out_dir / "runs",
@@ -235,8 +231,7 @@ def bench_distill(
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a bench runs in every (target, label share): its teachers, students and seeds, the row families
-    wanted, and each method's options (``{method: {option: value}}``)."""
+    """What a bench runs in every (target, label share): teachers, students, seeds, row families, options."""
 
     teachers: Sequence[str]
     students: Sequence[str]
@@ -307,20 +302,27 @@ def _model_dir(out: Path, name: str, key: str) -> str:
 
 @dataclass(frozen=True)
 class _Training:
-    """How a teacher or a labels-only student is fine-tuned, and on which sample of its target (the part of its
-    model folder's key that is not the model, the target or the label share)."""
+    """How a teacher or a labels-only student is fine-tuned, and on which sample (its folder key's other parts)."""
 
     epochs: int
     image_size: int | None
     batch_size: int
     limit: int | None
     test_limit: int | None
+    holdout: bool = False  # a teacher: fitted without the 10 % hold-out (:func:`_heldout`)
+
+
+def _heldout(labelled: Any) -> tuple[Any, Any]:
+    """(the labelled part less a stratified 10 %, that 10 %: multi_weighted scores teachers fitted without it)."""
+    from ..data import split_validation
+
+    return split_validation(labelled, 0.1, 0)
 
 
 def _teacher_key(target: str, share: float, ref: str, training: _Training) -> str:
     return _key(kind="teacher", target=target, share=share, ref=ref, epochs=training.epochs,
                 image_size=training.image_size, batch_size=training.batch_size, limit=training.limit,
-                test_limit=training.test_limit)
+                test_limit=training.test_limit, **({"holdout": True} if training.holdout else {}))
 
 
 def _student_key(target: str, share: float, student: str, seed: int, training: _Training) -> str:
@@ -350,12 +352,12 @@ def _fitted(d: Path, ref: str, labelled: Any, test: Any, training: _Training, *,
 
 
 def teacher_run(out: str, target: str, share: float, ref: str, epochs: int, image_size: int | None,
-                batch_size: int, limit: int | None, test_limit: int | None) -> dict[str, Any]:
-    """A teacher fine-tuned on the labelled part (a job of the harness), with its test accuracy, parameters and
-    latency."""
+                batch_size: int, limit: int | None, test_limit: int | None, holdout: bool = False) -> dict[str, Any]:
+    """A teacher fine-tuned on the labelled part (a job of the harness): test accuracy, parameters, latency."""
     labelled, _, test = _samples(target, share, limit, test_limit)
-    training = _Training(epochs, image_size, batch_size, limit, test_limit)
+    training = _Training(epochs, image_size, batch_size, limit, test_limit, holdout)
     key = _teacher_key(target, share, ref, training)
+    labelled = _heldout(labelled)[0] if holdout else labelled
     return _fitted(Path(out) / "models" / f"teacher-{key}", ref, labelled, test, training, seed=0,
                    record={"target": target, "label_share": share, "teacher": ref})
 
@@ -367,8 +369,7 @@ def _accuracy(member: Any, test: Any) -> float:
 def labels_only_run(out: str, target: str, share: float, student: str, seed: int, epochs: int,
                     image_size: int | None, batch_size: int, limit: int | None,
                     test_limit: int | None) -> dict[str, Any]:
-    """The student fine-tuned on the labelled part alone (a job of the harness): the row every method is compared
-    with, and the starting point of the ``*_trained`` rows."""
+    """The student fine-tuned on the labelled part alone (a job): every row's comparison, ``*_trained``'s start."""
     labelled, _, test = _samples(target, share, limit, test_limit)
     training = _Training(epochs, image_size, batch_size, limit, test_limit)
     key = _student_key(target, share, student, seed, training)
@@ -386,8 +387,8 @@ def distill_run(out: str, target: str, share: float, student: str, seed: int, ep
     labelled, unlabelled, test = _samples(target, share, limit, test_limit)
     t0 = time.perf_counter()
     r = distill(labelled, teacher_dirs, student_ref if fresh else Path(student_ref), method, unlabelled=unlabelled,
-                test=test, epochs=epochs, batch_size=batch_size, image_size=image_size if fresh else None, seed=seed,
-                **options)
+                heldout=_heldout(labelled)[1] if method == "multi_weighted" else None, test=test, epochs=epochs,
+                batch_size=batch_size, image_size=image_size if fresh else None, seed=seed, **options)
     m = r.metrics
     return {"target": target, "label_share": share, "student": student, "seed": seed, "row": row, "method": method,
             "test_accuracy": m["test_accuracy"], "start_test_accuracy": m.get("start_test_accuracy"),

@@ -45,6 +45,7 @@ def distill(
     method: str = "kd",
     *,
     unlabelled: Dataset | str | Path | Any | None = None,
+    heldout: Dataset | str | Path | None = None,
     test: Dataset | str | Path | None = None,
     epochs: int = 10,
     lr: float | None = None,
@@ -61,7 +62,8 @@ def distill(
     """Distil ``teachers`` (model directories, or references whose head predicts the data's classes) into
     ``student`` (a model reference: pretrained body, fresh head; or a fitted directory) on ``data`` (its train
     split; 10 % held out for selecting the epoch) by ``method``; ``unlabelled``: more examples that are only
-    distilled. ``test`` (default: the data's test split) gives the evidence. With ``out``: an ordinary model directory
+    distilled; ``heldout``: labelled examples of the data's classes that no teacher trained on (``multi_weighted``
+    scores its teachers on them; its train split). ``test`` (default: the data's test split) gives the evidence. With ``out``: an ordinary model directory
     (``predict``, ``evaluate``, ``merge`` work on it), ``metrics.json`` and ``report.html``; an interrupted run
     resumes from ``out/checkpoints``."""
     if method not in METHODS:
@@ -84,12 +86,13 @@ def distill(
     if extra is not None and extra.modality != ds.modality:
         raise TransferlabError(f"the unlabelled data {extra.name} holds {extra.modality} data, {ds.name} "
                                f"{ds.modality}: both must be the same kind")
+    held = _heldout(heldout, ds)
     job = _DistillJob(teacher_refs, student, method, m, options, epochs=epochs,
                       lr=lr if lr is not None else DEFAULT_LR, batch_size=batch_size, image_size=image_size,
                       patience=patience, seed=seed, progress=progress, trust_pickle=trust_pickle)
     with RunOutput(out, model=_recorded_model(student), method=f"distill:{method}", what="distillation",
                    overwrite=overwrite, inputs=[str(student).split("@")[-1], *map(str, teacher_refs)]) as output:
-        return _distill(ds, extra, test_ds, job, output)
+        return _distill(ds, extra, test_ds, job, output, held)
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,19 @@ def latency_ms(member: Member, ds: Dataset, n: int = 32, repeats: int = 5) -> fl
     return 1000.0 * statistics.median(times) / len(x)
 
 
+def _heldout(heldout: Dataset | str | Path | None, ds: Dataset) -> Dataset | None:
+    """The held-out examples, checked: the data's classes, the same kind of data."""
+    if heldout is None:
+        return None
+    held = load_dataset(heldout, "train")
+    if held.modality != ds.modality or [str(c) for c in held.class_names] != [str(c) for c in ds.class_names]:
+        raise TransferlabError(f"the held-out data {held.name} must hold {ds.name}'s kind of data and classes "
+                               f"({', '.join(map(str, ds.class_names))}), in that order")
+    return held
+
+
 def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, j: _DistillJob,
-             output: RunOutput) -> DistillResult:
+             output: RunOutput, heldout: Dataset | None = None) -> DistillResult:
     from ..train import TrainConfig, seed_everything, train
     from ._inputs import Views, feed_keys
     from ._methods import Setup
@@ -184,7 +198,8 @@ def _distill(ds: Dataset, extra: Dataset | None, test_ds: Dataset | None, j: _Di
     data = Views(parts, feeds, toks, augment=True)
     val_data = Views([(val_ds, True)], [student.feed], [student.tokenizer]) if val_ds is not None else None
 
-    setup = Setup(student, str(student_ref), teachers, ds, train_ds, batch_size, seed)
+    setup = Setup(student, str(student_ref), teachers, ds, train_ds, batch_size, seed, val=val_ds, unlabelled=extra,
+                  heldout=heldout)
     weights, weight_table = [1.0 / len(teachers)] * len(teachers), {}
     if m.teacher_weights is not None:
         weights, weight_table = m.teacher_weights(setup)

@@ -36,8 +36,10 @@ class Step:
 @dataclass
 class Setup:
     """What a method's hooks are given, once before training: the student and the teachers (``Member``: ``net``,
-    ``inputs(ds)``, ``order``, ``meta``), the labelled data (``data``: before the hold-out; ``train``: after it), the
-    batch size and the seed; a hook may add to ``warnings`` (logged, and kept in metrics.json)."""
+    ``inputs(ds)``, ``order``, ``meta``), the labelled data (``data``: before the hold-out; ``train``: after it;
+    ``val``: the hold-out, never trained on by the student), the ``unlabelled`` examples, ``heldout`` (labelled
+    examples the caller vouches no teacher trained on), the batch size and the seed; a hook may add to ``warnings``
+    (logged, and kept in metrics.json)."""
 
     student: Any
     student_ref: str
@@ -47,6 +49,9 @@ class Setup:
     batch_size: int
     seed: int
     warnings: list[str] = field(default_factory=list)
+    val: Any = None
+    unlabelled: Any = None
+    heldout: Any = None
 
 
 Loss = Callable[[Step, Mapping[str, Any]], tuple[Any, dict[str, Any]]]
@@ -139,11 +144,17 @@ def multi_avg(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9,
                   "(rank scores of their features)",
                   paper="in the spirit of DistillWeighted, Borup et al., ICCV 2023 (weights from transferability)")
 def multi_weighted(n_teachers: int, temperature: float = 4.0, kd_weight: float = 0.9,
-                   weight_metric: str = "consensus", weight_temperature: float = 1.0, zscore: bool = False) -> Method:
+                   weight_metric: str = "consensus", weight_temperature: float = 1.0, zscore: bool = False,
+                   weight_data: str = "auto") -> Method:
     """kd with Σ_k w_k·softmax(z_k/T) as the teacher, w = softmax(score / ``weight_temperature``) over the teachers'
-    ``weight_metric`` scores on the training data (``consensus``: the rank consensus, in [0, 1], of logme, leep,
-    nce, sfda, gbc and knn; or one metric's name)."""
+    ``weight_metric`` scores (``consensus``: the rank consensus, in [0, 1], of logme, leep, nce, sfda, gbc and knn;
+    or one metric's name) on data the teachers did not train on, never their own training examples (which flatter
+    the teacher that overfit them): ``weight_data`` ``heldout`` (``distill(heldout=...)``), ``unlabelled`` (the
+    unlabelled examples, labelled by the teachers' :func:`~._weights.pseudo_labels`), ``val`` (the student's hold-out: unseen by
+    teachers fitted on other data) or ``auto`` (the first of these that exists)."""
     _check(temperature, kd_weight)
+    if weight_data not in ("auto", "heldout", "unlabelled", "val"):
+        raise TransferlabError(f"weight_data must be auto, heldout, unlabelled or val, got {weight_data!r}")
     if not (math.isfinite(weight_temperature) and weight_temperature > 0):
         raise TransferlabError(f"weight_temperature must be a finite number > 0, got {weight_temperature!r}")
     if weight_metric != "consensus":
@@ -155,7 +166,7 @@ def multi_weighted(n_teachers: int, temperature: float = 4.0, kd_weight: float =
     from ._weights import by_rank_scores
 
     return Method(_soft(_mixed(temperature, zscore), temperature, kd_weight, zscore),
-                  teacher_weights=by_rank_scores(weight_metric, weight_temperature))
+                  teacher_weights=by_rank_scores(weight_metric, weight_temperature, weight_data))
 
 
 def _frozen_start(b: Setup) -> dict[str, Any]:

@@ -55,18 +55,52 @@ def teacher_scores(features: Sequence[np.ndarray], probs: Sequence[np.ndarray], 
     return out, table
 
 
-def by_rank_scores(metric: str, temperature: float) -> Callable[[Any], tuple[list[float], dict[str, Any]]]:
-    """A method's ``teacher_weights`` hook: each teacher's pooled features and class probabilities on the training
-    examples (un-augmented), scored by ``metric``, turned into softmax(score / ``temperature``)."""
+def pseudo_labels(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """Labels for unlabelled examples: the argmax of the teachers' averaged *standardised* log-probabilities (each
+    row z-scored, so that a confident teacher does not outvote the others by its confidence alone). A heuristic:
+    two teachers that disagree cannot be told apart without labels; the majority of several can."""
+    z = [np.log(np.clip(p, 1e-12, None)) for p in probs]
+    z = [(x - x.mean(1, keepdims=True)) / (x.std(1, ddof=1, keepdims=True) + 1e-7) for x in z]
+    return np.mean(z, axis=0).argmax(1)
+
+
+def scoring_data(setup: Any, on: str) -> tuple[Any, str, bool]:
+    """(the examples multi_weighted scores its teachers on, their name, whether their labels are the teachers'
+    averaged prediction): ``on`` ``heldout``, ``unlabelled``, ``val`` or ``auto`` (the first that exists). Never
+    the student's training part: teachers fitted on the same data have seen it."""
+    from ..errors import TransferlabError
+
+    order = ("heldout", "unlabelled", "val") if on == "auto" else (on,)
+    for name in order:
+        ds = getattr(setup, name)
+        if ds is not None and len(ds):
+            if name == "val":
+                setup.warnings.append("multi_weighted scored its teachers on the student's 10 % hold-out: unseen "
+                                      "only if no teacher was fitted on this data; give heldout= (examples no "
+                                      "teacher trained on) or unlabelled examples")
+            return ds, name, name == "unlabelled"
+    raise TransferlabError(f"multi_weighted has no data to score its teachers on (weight_data={on}): give heldout "
+                           "examples no teacher trained on (--heldout), unlabelled examples (--unlabelled), or "
+                           "enough labelled data for a hold-out")
+
+
+def by_rank_scores(metric: str, temperature: float,
+                   on: str = "auto") -> Callable[[Any], tuple[list[float], dict[str, Any]]]:
+    """A method's ``teacher_weights`` hook: each teacher's pooled features and class probabilities on the examples
+    :func:`scoring_data` picks (un-augmented), scored by ``metric``, turned into softmax(score / ``temperature``).
+    Unlabelled examples take the teachers' averaged prediction as their labels."""
 
     def weights(setup: Any) -> tuple[list[float], dict[str, Any]]:
         from ..models import features_and_probs
 
-        train, bs = setup.train, max(64, setup.batch_size)
-        fp = [features_and_probs(t.net, t.inputs(train), t.order, bs) for t in setup.teachers]
-        scores, per_metric = teacher_scores([f for f, _ in fp], [p for _, p in fp], np.asarray(train.labels), metric)
+        ds, name, pseudo = scoring_data(setup, on)
+        bs = max(64, setup.batch_size)
+        fp = [features_and_probs(t.net, t.inputs(ds), t.order, bs) for t in setup.teachers]
+        labels = pseudo_labels([p for _, p in fp]) if pseudo else np.asarray(ds.labels)
+        scores, per_metric = teacher_scores([f for f, _ in fp], [p for _, p in fp], labels, metric)
         w = softmax_weights(scores, temperature)
-        log.info("teacher weights (%s): %s", metric, ", ".join(f"{x:.3f}" for x in w))
-        return w, {"metric": metric, "scores": scores, "per_metric": per_metric}
+        log.info("teacher weights (%s on %s): %s", metric, name, ", ".join(f"{x:.3f}" for x in w))
+        return w, {"metric": metric, "scores": scores, "per_metric": per_metric, "scored_on": name,
+                   "n_scored": len(ds)}
 
     return weights
