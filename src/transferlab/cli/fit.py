@@ -73,6 +73,11 @@ def fit_cmd(
                                    "test examples (a quick look)."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    label_augmentation: str = typer.Option(None, "--label-augmentation", help="SLA (images): train on joint labels "
+                                           "(class x 4 rotations) and predict by aggregating them: rotation. Writes "
+                                           "metrics.json only."),
+    sla_head: str = typer.Option("aggregate", "--sla-head", help="With --label-augmentation: aggregate (4 forward "
+                                 "passes) or single (a self-distilled single head, one pass)."),
     list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -91,6 +96,16 @@ def fit_cmd(
     train = _load(data, "train", limit, text_column, label_column)
     test = _load(data, "test", test_limit, text_column, label_column)
     out_dir = out or Path("runs") / f"fit-{train.name}-{method}"
+    if label_augmentation:  # SLA: the method on joint labels, aggregated prediction (transferlab.fit._sla)
+        from ..fit import fit_label_augmented
+
+        a = fit_label_augmented(train, model, method, augmentation=label_augmentation, head=sla_head, test=test,
+                                out=out_dir, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
+                                seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
+        console().print(f"{method} + SLA ({label_augmentation}) on {model}: aggregated test accuracy "
+                        f"{a.metrics.get('test_accuracy', float('nan')):.4f}; metrics: {out_dir.resolve()}",
+                        highlight=False, soft_wrap=True)
+        return
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,
             progress=not quiet,

@@ -8,5 +8,6 @@ Methods are registry entries (``METHODS``): ``linear_probe`` (logistic regressio
 
 from ._api import FitResult, fit, list_methods
 from ._registry import METHODS, FitContext, Prepared
+from ._sla import fit_label_augmented
 
-__all__ = ["METHODS", "FitContext", "FitResult", "Prepared", "fit", "list_methods"]
+__all__ = ["METHODS", "FitContext", "FitResult", "Prepared", "fit", "fit_label_augmented", "list_methods"]

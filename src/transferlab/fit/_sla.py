@@ -1,0 +1,220 @@
+"""Self-supervised label augmentation, SLA (Lee, Hwang & Shin, ICML 2020): ``fit`` any image method on joint labels
+(class x transformation) and predict by aggregating the joint logits over the transformations.
+
+The training split is augmented with the 4 rotations of every image (0, 90, 180, 270 degrees); the image of class
+``c`` rotated by ``m`` quarter turns gets the joint label ``c * 4 + m`` and the chosen method trains a ``4C``-way
+classifier on them (the method itself is unchanged: it sees a ``4C``-class dataset). At test time an image ``x`` is
+classified by the paper's aggregated inference (SLA+AG, its eq. 5):
+
+    s_c(x) = 1/4 * sum_m z_(c, m)(rot_m(x)),    P(c | x) = softmax_c(s(x))
+
+where ``z`` are the joint logits. The paper's single head (SLA+SD: a C-way head distilled from the aggregated
+predictions, one forward pass at test time) is ``head="single"``: a C-way linear head trained through the one loop
+on the fitted network's frozen features of the unrotated training images, against the aggregated predictions
+(KL divergence, temperature 1) plus the labels' cross-entropy, as the paper's self-distillation loss does; trained
+after the joint fit rather than jointly with it (our simplification). The paper's own code:
+github.com/hankook/SLA (``train.py``: ``joint`` labels ``y * 4 + k`` and the aggregated ``sum_k`` of the joint
+logits at ``[k::4]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset, train_and_test
+from ..errors import TransferlabError
+
+#: the transformations of ``--label-augmentation``: name -> how many (rotations by quarter turns)
+AUGMENTATIONS = {"rotation": 4}
+
+
+def rotated_dataset(ds: Dataset, m: int = 4) -> Dataset:
+    """``ds`` with every image in its ``m`` quarter-turn rotations (the unrotated first), labels ``c * m + k``
+    (class ``c``, ``k`` quarter turns counter-clockwise, as ``np.rot90`` and ``torch.rot90`` turn them)."""
+    if ds.modality != "image":
+        raise TransferlabError(f"label augmentation by rotation takes images; {ds.name} holds {ds.modality} data")
+    x = _image_array(ds)
+    if x.shape[1] != x.shape[2]:
+        raise TransferlabError(f"{ds.name}: rotation needs square images, these are {x.shape[1]}x{x.shape[2]}")
+    xs = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(m)])
+    ys = np.concatenate([ds.labels * m + k for k in range(m)])
+    names = tuple(f"{c}@{90 * k}" for c in ds.class_names for k in range(m))
+    return Dataset(f"{ds.name}-rot{m}", "image", np.ascontiguousarray(xs), ys, names, ds.split,
+                   {"source": f"{ds.meta.get('source', ds.name)} x {m} rotations"})
+
+
+def _image_array(ds: Dataset) -> np.ndarray:
+    if isinstance(ds.items, np.ndarray):
+        return ds.items
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in ds.items]
+    if len({a.shape for a in arrays}) > 1:
+        raise TransferlabError(f"{ds.name}: images of several sizes; resize them to one size for label augmentation")
+    return np.stack(arrays)
+
+
+def aggregate(joint_logits: Any, m: int = 4) -> Any:
+    """Aggregated logits ``[B, C]`` from the joint logits of the ``m`` rotations, ``[m, B, C * m]`` (rotation ``k``
+    of every image at ``[k]``): ``s_c = 1/m * sum_k z[k, :, c * m + k]``. numpy or torch in, the same out."""
+    z = joint_logits
+    per_rotation = [z[k][:, k::m] for k in range(m)]  # rotation k's logits of (c, k) for every class c
+    total = per_rotation[0]
+    for p in per_rotation[1:]:
+        total = total + p
+    return total / m
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+class Aggregated(_torch().nn.Module):
+    """``net`` (a ``C * m``-way joint classifier) seen as a C-way one: each input in its ``m`` rotations, the joint
+    logits aggregated (:func:`aggregate`). ``get_classifier`` is the joint head."""
+
+    def __init__(self, net: Any, m: int = 4) -> None:
+        super().__init__()
+        self.net, self.m = net, int(m)
+
+    def get_classifier(self) -> Any:
+        return self.net.get_classifier()
+
+    def forward(self, x: Any) -> Any:
+        torch = _torch()
+        z = self.net(torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(self.m)]))
+        return aggregate(z.view(self.m, len(x), -1), self.m)
+
+
+@dataclass
+class SLAResult:
+    """An SLA fit: the joint fit's result, the aggregated network (and the single head's, with ``head="single"``),
+    and the metrics (aggregated test accuracy, the joint head's accuracy on unrotated images, the single head's)."""
+
+    fit: Any
+    model: Any
+    metrics: dict[str, Any]
+    single: Any = None
+
+
+def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: str = "rotation",
+                        head: str = "aggregate", test: Any = None, batch_size: int = 32, seed: int = 0,
+                        **fit_kwargs: Any) -> SLAResult:
+    """``fit`` with self-supervised label augmentation (see the module): ``method`` trains on the joint labels of
+    ``dataset``'s training split; the test split is scored with the aggregated prediction (``test_accuracy``), the
+    joint head on the unrotated image alone (``joint_identity_accuracy``) and, with ``head="single"``, the
+    self-distilled single head (``single_head_accuracy``). ``fit_kwargs`` go to :func:`~transferlab.fit.fit`
+    (``out`` is not taken: the aggregated model is returned, not written)."""
+    from ._api import fit
+
+    if augmentation not in AUGMENTATIONS:
+        raise TransferlabError(f"unknown label augmentation {augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
+    if head not in ("aggregate", "single"):
+        raise TransferlabError(f"head must be 'aggregate' or 'single', got {head!r}")
+    out = fit_kwargs.pop("out", None)
+    m = AUGMENTATIONS[augmentation]
+    train, test_ds = train_and_test(dataset, test)
+    joint = fit(rotated_dataset(train, m), model, method, batch_size=batch_size, seed=seed, **fit_kwargs)
+    net = joint.model
+    if hasattr(net, "merge_and_unload"):  # peft: the adapted network as one
+        net = net.merge_and_unload()
+    agg = Aggregated(net.eval(), m)
+    metrics = {"label_augmentation": augmentation, "transforms": m, "method": method, "model": model,
+               "n_train": len(train), "joint_fit": {k: v for k, v in joint.metrics.items() if k != "history"}}
+    single = None
+    if head == "single":
+        single = distil_single_head(net, agg, train, joint.metrics, batch_size=batch_size, seed=seed)
+    if test_ds is not None:
+        metrics.update(_test_metrics(net, agg, single, test_ds, joint.metrics, batch_size, m))
+    if out is not None:
+        from pathlib import Path
+
+        from .._io import write_json_atomic
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out) / "metrics.json", metrics)
+    return SLAResult(joint, agg, metrics, single)
+
+
+def _test_metrics(net: Any, agg: Any, single: Any, test_ds: Dataset, joint_metrics: dict[str, Any],
+                  batch_size: int, m: int) -> dict[str, Any]:
+    """Aggregated, joint-at-identity and single-head accuracies on ``test_ds``."""
+    from ..models import ImageTensors, predict_logits
+
+    data = ImageTensors(test_ds, joint_metrics["image_size"], tuple(joint_metrics["mean"]),
+                        tuple(joint_metrics["std"]))
+    y = test_ds.labels
+    out = {"test_accuracy": float(np.mean(predict_logits(agg, data, batch_size).argmax(1) == y)),
+           "joint_identity_accuracy": float(np.mean(predict_logits(net, data, batch_size)[:, 0::m].argmax(1) == y)),
+           "n_test": len(test_ds)}
+    if single is not None:
+        out["single_head_accuracy"] = float(np.mean(predict_logits(single, data, batch_size).argmax(1) == y))
+    return out
+
+
+class SingleHead(_torch().nn.Module):
+    """SLA+SD's single head: a C-way linear layer on ``net``'s frozen pooled features (timm's pre-logits)."""
+
+    def __init__(self, net: Any, num_features: int, num_classes: int) -> None:
+        torch = _torch()
+        super().__init__()
+        self.net = net
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.head = torch.nn.Linear(num_features, num_classes)
+
+    def forward(self, x: Any) -> Any:
+        self.net.eval()
+        with _torch().no_grad():
+            f = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        return self.head(f)
+
+
+def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[str, Any], *, batch_size: int,
+                       seed: int, epochs: int = 10, lr: float = 1e-2) -> SingleHead:
+    """The self-distilled single head (SLA+SD, see the module), trained through the one loop: the loss of a
+    training image ``i`` is ``KL(P_agg(i) || softmax(head(i))) + CE(head(i), y_i)``, ``P_agg`` the aggregated
+    prediction (computed once)."""
+    import torch
+
+    from ..models import ImageTensors, predict_logits
+    from ..train import Supervised, TrainConfig, seed_everything
+    from ..train import train as train_loop
+
+    data = ImageTensors(train, joint_metrics["image_size"], tuple(joint_metrics["mean"]), tuple(joint_metrics["std"]))
+    teacher = torch.softmax(torch.from_numpy(predict_logits(agg, data, batch_size)), 1)
+    labels = torch.as_tensor(train.labels)
+    seed_everything(seed)
+    with torch.no_grad():
+        net.eval()
+        dim = net.forward_head(net.forward_features(data[0][0][None]), pre_logits=True).shape[1]
+    single = SingleHead(net, int(dim), train.num_classes)
+
+    def loss(logits: Any, idx: Any) -> Any:  # the batch's "labels" are the examples' indices (see _Indexed)
+        logp = torch.log_softmax(logits.float(), 1)
+        t = teacher.to(logits.device)[idx]
+        return torch.nn.functional.kl_div(logp, t, reduction="batchmean") + \
+            torch.nn.functional.nll_loss(logp, labels.to(logits.device)[idx])
+
+    train_loop({"model": single}, Supervised(params=list(single.head.parameters()), loss=loss,
+                                        options={"sla": "single_head"}),
+          _Indexed(data), TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+    return single.eval()
+
+
+class _Indexed:
+    """``data``'s inputs with each example's index as its label (the single head's loss looks its targets up)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.data[i][0], i

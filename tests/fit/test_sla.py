@@ -1,0 +1,77 @@
+"""Self-supervised label augmentation (issue 34 item 3): the aggregation by hand, the rotations of training and of
+inference agree, and an SLA fit's test accuracy is the aggregated joint logits' (computed here with numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transferlab.data import Dataset
+from transferlab.fit._sla import aggregate, fit_label_augmented, rotated_dataset
+
+
+def test_aggregate_by_hand():
+    # 2 classes x 4 rotations; joint logit index c * 4 + k. One image; rotation k's logits z[k, 0, :].
+    z = np.zeros((4, 1, 8))
+    z[0, 0] = [1, 9, 9, 9, 2, 9, 9, 9]  # rotation 0 reads (c=0, k=0) = 1 and (c=1, k=0) = 2
+    z[1, 0] = [9, 3, 9, 9, 9, 0, 9, 9]  # rotation 1 reads index 1 (c=0) = 3 and index 5 (c=1) = 0
+    z[2, 0] = [9, 9, 5, 9, 9, 9, 1, 9]  # rotation 2: indices 2 and 6
+    z[3, 0] = [9, 9, 9, -1, 9, 9, 9, 4]  # rotation 3: indices 3 and 7
+    # s_0 = (1 + 3 + 5 - 1) / 4 = 2, s_1 = (2 + 0 + 1 + 4) / 4 = 1.75: the 9s (other rotations' slots) never count
+    np.testing.assert_allclose(aggregate(z), [[2.0, 1.75]])
+    import torch
+
+    torch.testing.assert_close(aggregate(torch.from_numpy(z)), torch.tensor([[2.0, 1.75]], dtype=torch.float64))
+
+
+def _tiny_images(n_per_class: int = 8, size: int = 12, seed: int = 0) -> Dataset:
+    """Two classes: a bright bar at the top (0) or on the left (1): rotations tell the classes' orientations apart."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, (2 * n_per_class, size, size), dtype=np.uint8)
+    x[:n_per_class, :3, :] = 250
+    x[n_per_class:, :, :3] = 250
+    return Dataset("bars", "image", x, np.repeat([0, 1], n_per_class), ("top", "left"))
+
+
+def test_training_rotations_are_the_inference_rotations():
+    import torch
+
+    from transferlab.models import ImageTensors
+
+    ds = _tiny_images(3)
+    rot = rotated_dataset(ds)
+    assert len(rot) == 4 * len(ds) and rot.class_names[:4] == ("top@0", "top@90", "top@180", "top@270")
+    np.testing.assert_array_equal(rot.labels, np.concatenate([ds.labels * 4 + k for k in range(4)]))
+    plain, turned = ImageTensors(ds, 16, (0.5,) * 3, (0.25,) * 3), ImageTensors(rot, 16, (0.5,) * 3, (0.25,) * 3)
+    for k in range(4):
+        for i in range(len(ds)):
+            # equal up to one grey level (1/255 over std 0.25): resizing then rounding is not exactly rotation-symmetric
+            torch.testing.assert_close(turned[k * len(ds) + i][0], torch.rot90(plain[i][0], k, dims=(1, 2)),
+                                       atol=1 / 255 / 0.25 + 1e-6, rtol=0)
+
+
+def test_sla_test_accuracy_is_the_aggregated_joint_prediction(tiny_model_ref):
+    import torch
+
+    from transferlab.models import ImageTensors
+
+    train, test = _tiny_images(10), _tiny_images(6, seed=1)
+    r = fit_label_augmented(train, tiny_model_ref, "head", test=test, epochs=1, image_size=16, batch_size=16,
+                            val_fraction=0)
+    m = r.metrics
+    assert m["joint_fit"]["n_train"] == 4 * len(train)
+    data = ImageTensors(test, 16, tuple(m["joint_fit"]["mean"]), tuple(m["joint_fit"]["std"]))
+    x = torch.stack([data[i][0] for i in range(len(test))])
+    with torch.no_grad():
+        z = np.stack([r.fit.model.eval()(torch.rot90(x, k, dims=(2, 3))).numpy() for k in range(4)])
+    s = np.stack([sum(z[k, i, c * 4 + k] for k in range(4)) / 4 for i in range(len(test)) for c in range(2)])
+    assert m["test_accuracy"] == pytest.approx(np.mean(s.reshape(-1, 2).argmax(1) == test.labels))
+    assert m["joint_identity_accuracy"] == pytest.approx(np.mean(z[0].reshape(-1, 2, 4)[:, :, 0].argmax(1) == test.labels))
+
+
+def test_single_head_is_distilled(tiny_model_ref):
+    train, test = _tiny_images(10), _tiny_images(6, seed=1)
+    r = fit_label_augmented(train, tiny_model_ref, "head", test=test, epochs=1, image_size=16, batch_size=16,
+                            val_fraction=0, head="single")
+    assert r.single is not None and 0.0 <= r.metrics["single_head_accuracy"] <= 1.0
+    assert not any(p.requires_grad for p in r.single.net.parameters())
