@@ -110,3 +110,18 @@ def test_tsv_compress_rebuilds_each_task_from_its_low_rank_factors(merge_zoo, tm
     assert r.options == {"share": None}
     with pytest.raises(TransferlabError, match="share must lie in"):
         merge_models("tsv_compress", merge_zoo["ref"], dirs, tmp_path / "d", share=0)
+
+
+def test_iso_keeps_a_rank_deficient_sum_in_its_range() -> None:
+    """3 e1 e1^T + its copy x 2 (rank 1, as a sum of LoRA products is rank <= T r): its one non-zero singular value is
+    its own mean, so iso returns the sum itself, 9 e1 e1^T -- not the mean over all four singular values (9/4) along
+    e1 plus 9/4 along three directions the SVD picks at random."""
+    import torch
+
+    from transferlab.merge import merge
+
+    e = torch.zeros(4, 4, dtype=torch.float64)
+    e[0, 0] = 1.0
+    base = {"w": torch.eye(4, dtype=torch.float64)}
+    got = merge("iso", base, [{"w": base["w"] + 3 * e}, {"w": base["w"] + 6 * e}])["w"]
+    assert torch.allclose(got, base["w"] + 9 * e, atol=1e-12)

@@ -6,7 +6,8 @@
   ``V``'s; the merged delta is ``U_⊥ · blockdiag(Σ_1..Σ_T) · V_⊥ᵀ`` — the tasks' singular directions decorrelated,
   their singular values kept.
 - ``iso`` (isotropic merging, Iso-C, Marczak et al., ICML 2025): the task-arithmetic sum of the deltas with its
-  singular values replaced by their mean — a flat spectrum, so no task's dominant directions drown the others.
+  singular values replaced by their mean — a flat spectrum, so no task's dominant directions drown the others. On the
+  sum's numerical range only: a rank-deficient sum (LoRA products) keeps its zero singular values.
 
 Both scale the merged delta by ``lam``. Tensors of two or more dimensions are matrices ``[out, rest]`` (a conv kernel
 ``[out, in, kh, kw]`` is ``[out, in·kh·kw]``; the papers merge the 2-D weights of transformers); 1-D tensors (biases,
@@ -28,6 +29,14 @@ def polar(a: Any) -> Any:
 
     p, _, qh = torch.linalg.svd(a, full_matrices=False)
     return p @ qh
+
+
+def _rank(s: Any, shape: Any) -> int:
+    """The numerical rank from the singular values ``s`` (descending) of a matrix of ``shape``: those above
+    ``max(shape) * eps * s[0]`` (numpy's ``matrix_rank`` tolerance)."""
+    import torch
+
+    return int((s > s[0] * max(shape) * torch.finfo(s.dtype).eps).sum()) if len(s) and s[0] > 0 else 0
 
 
 class _Spectral(Method):
@@ -62,18 +71,28 @@ class _Spectral(Method):
         us, ss, vs = [], [], []
         for m in mats:
             u, s, vh = torch.linalg.svd(m, full_matrices=False)
-            us.append(u[:, :k])
-            ss.append(s[:k])
-            vs.append(vh[:k].T)
+            kt = min(k, _rank(s, m.shape))  # a LoRA product's zero singular values have arbitrary vectors: left out
+            us.append(u[:, :kt])
+            ss.append(s[:kt])
+            vs.append(vh[:kt].T)
+        if not sum(len(x) for x in ss):
+            return torch.zeros_like(mats[0])
         u_perp, v_perp = polar(torch.cat(us, 1)), polar(torch.cat(vs, 1))
         return (u_perp * torch.cat(ss)) @ v_perp.T
 
     @staticmethod
     def _iso(mats: list[Any]) -> Any:
+        """The flat spectrum on the sum's numerical range: singular values below ``max(m, n) * eps * s_max`` (the
+        rounding noise of the task vectors: numpy's ``matrix_rank`` tolerance) are zero, and stay zero. A sum of
+        LoRA products has rank at most T * r; flattening its zero singular values too (the papers' formula on a
+        full-rank sum) would add full-size components along directions the SVD picks arbitrarily."""
         import torch
 
         u, s, vh = torch.linalg.svd(torch.stack(mats).sum(0), full_matrices=False)
-        return s.mean() * (u @ vh)
+        k = _rank(s, mats[0].shape)
+        if k == 0:
+            return torch.zeros_like(mats[0])
+        return s[:k].mean() * (u[:, :k] @ vh[:k])
 
 
 @MERGE_METHODS.register("tsv", summary="per weight matrix: each task's top 1/T singular components, their singular "
