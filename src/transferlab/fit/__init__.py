@@ -8,6 +8,14 @@ Methods are registry entries (``METHODS``): ``linear_probe`` (logistic regressio
 
 from ._api import FitResult, fit, list_methods
 from ._registry import METHODS, FitContext, Prepared
-from ._sla import fit_label_augmented
 
 __all__ = ["METHODS", "FitContext", "FitResult", "Prepared", "fit", "fit_label_augmented", "list_methods"]
+
+
+def __getattr__(name: str) -> object:
+    """``fit_label_augmented`` (SLA) on first use: its module defines torch modules (importing fit imports no torch)."""
+    if name == "fit_label_augmented":
+        from ._sla import fit_label_augmented
+
+        return fit_label_augmented
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
