@@ -46,6 +46,18 @@ def test_bench_domain_tiny(tiny_model_ref, tmp_path):
     assert again.runs == json.loads(json.dumps(r.runs)) and again.bounds == r.bounds
 
 
+def test_bench_domain_runs_a_source_free_method_from_the_seeds_source_model(tiny_model_ref, tmp_path):
+    """A source-free job trains the seed's source_only model again (the same run: its source_val pick is the source
+    job's) and adapts it on the target alone, at trade-off 1 only."""
+    r = bench_domain(tiny_model_ref, out=tmp_path / "b", shifts=[("builtin:digits", "builtin:digits-m")],
+                     methods="source_only,nrc", seeds=(0,), trade_offs=(0.3, 1.0), epochs=1, limit=60, test_limit=30,
+                     image_size=32, batch_size=8, supervised=False)
+    so, nrc = r.runs
+    assert (so["method"], nrc["method"], nrc["trade_off"]) == ("source_only", "nrc", 1.0)
+    assert nrc["source_model_accuracy"] == so["picks"]["source_val"]["oracle_accuracy"]
+    assert "val_accuracy" not in nrc["history"][0] and "nrc" in r.cells()["digits→digits-m"]
+
+
 def test_bench_domain_bad_input(tiny_model_ref, tmp_path):
     with pytest.raises(TransferlabError, match="unknown domain adaptation method\\(s\\) dan"):
         bench_domain(tiny_model_ref, out=tmp_path, methods="dan")

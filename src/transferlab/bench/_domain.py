@@ -26,7 +26,8 @@ from ._tables import domain_tables
 SHIFTS = (("builtin:digits", "builtin:digits-m"), ("builtin:shapes", "builtin:shapes-sketch"))
 TRADE_OFFS = (0.1, 0.3, 1.0, 3.0)
 DEFAULT_TRADE_OFF = 1.0
-FORMAT = 2  # of the cached runs: raise it when a run's record changes (2: guarded, the default selector)
+FORMAT = 3  # of the cached runs: raise it when a run's record changes (2: guarded, the default selector; 3: source_only
+# trains with label smoothing 0.1 by default)
 
 
 def _name(shift: tuple[str, str]) -> str:
@@ -117,23 +118,26 @@ class DomainBenchResult(DeclaredResult):
     tables_from = staticmethod(domain_tables)
 
 
-GUARD_TOLERANCE, GUARD_MIN_BALANCE = 0.02, 0.5  # as the guarded selector's defaults (domain/_selectors.py)
+# as the guarded selector's defaults (domain/_selectors.py)
+GUARD_TOLERANCE, GUARD_MIN_BALANCE, GUARD_ORDER = 0.02, 0.5, "score"
 
 
 def guarded_pick(runs: list[dict[str, Any]], tolerance: float = GUARD_TOLERANCE,
-                 min_balance: float = GUARD_MIN_BALANCE) -> dict[str, Any] | None:
+                 min_balance: float = GUARD_MIN_BALANCE, order: str = GUARD_ORDER) -> dict[str, Any] | None:
     """The guarded pick among every checkpoint of one seed's runs: the best ``transfer_score`` among checkpoints whose
     source hold-out accuracy is at least the ``source_only`` run's (at its ``source_val`` pick) minus ``tolerance``
-    and whose target balance is at least ``min_balance``; none: the ``source_only`` checkpoint (fell back). None
-    when the seed has no ``source_only`` run or no oracle."""
+    and whose target balance is at least ``min_balance`` (``order="source_first"``: the most source-accurate of them,
+    ``transfer_score`` breaking ties); none: the ``source_only`` checkpoint (fell back). None when the seed has no
+    ``source_only`` run or no oracle."""
     ref = next((r["picks"].get("source_val") for r in runs if r["method"] == "source_only"), None)
     rows = [row for r in runs for row in r["history"] if row.get("oracle_accuracy") is not None]
     if not ref or ref.get("oracle_accuracy") is None or not rows:
         return None
-    cands = [(row["transfer_score"], -row["epoch"], row["oracle_accuracy"]) for row in rows
+    first = (lambda row: (row["val_accuracy"],)) if order == "source_first" else (lambda row: ())
+    cands = [(*first(row), row["transfer_score"], -row["epoch"], row["oracle_accuracy"]) for row in rows
              if np.isfinite(row.get("transfer_score", np.nan)) and row.get("val_accuracy") is not None
              and row["val_accuracy"] >= ref["score"] - tolerance and row.get("guarded.balance", 1.0) >= min_balance]
-    acc = max(cands)[2] if cands else ref["oracle_accuracy"]
+    acc = max(cands)[-1] if cands else ref["oracle_accuracy"]
     best = max(row["oracle_accuracy"] for row in rows)
     return {"accuracy": acc, "regret": best - acc, "fell_back": not cands, "source_only": ref["oracle_accuracy"]}
 
@@ -147,17 +151,29 @@ def _sd(v: list[float]) -> float | None:
 
 
 def domain_run(shift: tuple[str, str], method: str, seed: int, trade_off: float, model: str,
-               options: dict[str, Any], limit: int | None, test_limit: int | None) -> dict[str, Any]:
-    """One adaptation run (a job of the harness: plain arguments, its record)."""
+               options: dict[str, Any], limit: int | None, test_limit: int | None,
+               source_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One adaptation run (a job of the harness: plain arguments, its record). ``source_options``: a source-free
+    method's run trains its source model first (``source_only`` with these options, kept by ``source_val``: the
+    seed's source_only job's model), then adapts it on the target alone."""
+    import tempfile
+
     from ..data import load_dataset
     from ..domain import adapt
 
     src, tgt, test = _data(tuple(shift), limit, test_limit, load_dataset)
     t0 = time.perf_counter()
-    r = adapt(src, tgt, model, method, trade_off=trade_off, target_test=test, seed=seed, **options)
+    with tempfile.TemporaryDirectory(prefix="bench-domain-source-") as tmp:
+        if source_options is None:
+            r = adapt(src, tgt, model, method, trade_off=trade_off, target_test=test, seed=seed, **options)
+        else:
+            adapt(src, tgt, model, "source_only", target_test=test, seed=seed, select="source_val",
+                  out=f"{tmp}/source", **source_options)
+            r = adapt(None, tgt, method=method, source_model=f"{tmp}/source", target_test=test, seed=seed, **options)
     m = r.metrics
     return {"shift": _name(shift), "method": method, "seed": seed, "trade_off": trade_off,
             "kept_accuracy": m["target_accuracy_oracle"], "oracle_best": m["oracle_best_epoch_accuracy"],
+            "source_model_accuracy": m.get("source_model_accuracy_oracle"),
             "picks": m["picks"], "history": m["history"], "seconds": time.perf_counter() - t0}
 
 
@@ -193,19 +209,15 @@ def bench_domain(
     ``local`` (one run after the other, here) or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and
     ``gpus_per_run`` GPUs on the cluster at ``address``, default ``$RAY_ADDRESS``, else a local Ray);
     ``device`` and ``precision``: where and how each run computes, on the machine it runs on."""
-    from ..domain import DEFAULT_LR, list_methods
+    from ..domain import DEFAULT_LR, SOURCE_FREE_LR, list_methods
 
     if not list(seeds):  # an empty --seeds '' would start work and end with no row
         raise TransferlabError("bench domain needs at least one seed (--seeds 0,1,2)")
     from ..domain import METHODS
 
-    all_methods = [m for m in list_methods() if not METHODS.meta(m).get("source_free")]
+    all_methods = list_methods()
     ms = ([m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods or
                                                                                                      all_methods))
-    free = [m for m in ms if m in METHODS and METHODS.meta(m).get("source_free")]
-    if free:  # they adapt a saved source model, which this bench does not keep yet
-        raise TransferlabError(f"bench domain does not run the source-free method(s) {', '.join(free)} yet; run "
-                               "them with transferlab domain --source-model")
     unknown = [m for m in ms if m not in all_methods]
     if unknown:
         raise TransferlabError(f"unknown domain adaptation method(s) {', '.join(unknown)}; known: "
@@ -218,11 +230,16 @@ def bench_domain(
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr if lr is not None else DEFAULT_LR,
                **({"image_size": image_size} if image_size else {})}  # the effective lr keys the run cache
     per_method = dict(method_options or {})
+    free = {m for m in ms if METHODS.meta(m).get("source_free")}  # from the seed's source model, on the target alone
     plan = [(s, m, seed, t) for s in shift_list for seed in seeds for m in ms
-            for t in ((DEFAULT_TRADE_OFF,) if m == "source_only" else trade_offs)]
+            for t in ((DEFAULT_TRADE_OFF,) if m == "source_only" or m in free else trade_offs)]
+    source_options = {**options, **per_method.get("source_only", {})}
+    free_options = {**options, "lr": lr if lr is not None else SOURCE_FREE_LR}
     jobs = [Job(f"{_name(s)} {m} seed {seed} λ {t:g}", domain_run,
                 {"shift": list(s), "method": m, "seed": seed, "trade_off": t, "model": model,
-                 "options": {**options, **per_method.get(m, {})}, "limit": limit, "test_limit": test_limit})
+                 "options": {**(free_options if m in free else options), **per_method.get(m, {})},
+                 "limit": limit, "test_limit": test_limit,
+                 **({"source_options": source_options} if m in free else {})})
             for s, m, seed, t in plan]
     if supervised:
         jobs += [Job(f"{_name(s)} target-supervised seed {seed}", supervised_run,

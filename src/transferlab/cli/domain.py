@@ -32,7 +32,7 @@ def domain_cmd(
                                "the best transfer score among epochs that keep the source accuracy and do not "
                                "collapse, else the source (-only) checkpoint."),
     epochs: int = typer.Option(10, "--epochs", min=1),
-    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default 1e-2; backbone: 0.1x)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default 1e-2, source-free 1e-3; backbone: 0.1x)."),
     batch_size: int = typer.Option(32, "--batch-size", min=2, help="Examples per domain per step."),
     image_size: int = typer.Option(None, "--image-size", min=8),
     limit: int = typer.Option(None, "--limit", min=1, help="Use this many examples of each domain's training split "

@@ -23,7 +23,7 @@ class Guard:
 
     def __init__(self, keep_weights: bool) -> None:
         self.keep_weights = keep_weights
-        self.reference: dict[str, float] | None = None
+        self.reference: dict[str, Any] | None = None
         self.epoch: int | None = None  # the reference's epoch (0: the model before adaptation)
         self.oracle_accuracy: float | None = None
         self.fixed = False
@@ -36,8 +36,8 @@ class Guard:
 
     def start(self, net: Any, probs_t: np.ndarray, oracle_accuracy: float | None) -> None:
         """Source-free: the model before adaptation is the reference, for the whole run."""
-        self.reference, self.epoch, self.oracle_accuracy, self.fixed = {"balance": balance(probs_t)}, 0, \
-            oracle_accuracy, True
+        self.reference = {"balance": balance(probs_t), "predictions": [int(c) for c in np.argmax(probs_t, 1)]}
+        self.epoch, self.oracle_accuracy, self.fixed = 0, oracle_accuracy, True
         self._keep(net)
 
     def observe(self, net: Any, probs_t: np.ndarray, source_accuracy: float | None) -> dict[str, float] | None:

@@ -9,6 +9,9 @@ from typing import Any
 from ..models import RunResult
 
 DEFAULT_LR = 1e-2  # head and discriminator (backbone 0.1x); chosen on the built-in shift: docs/domain.md
+#: source-free runs (head; backbone 0.1x): a trained model is adapted, not trained; AdamW at 1e-2 moved it away from
+#: its source knowledge within an epoch (docs/benchmarks.md, issue 32: -10 points; 1e-3: above the source model)
+SOURCE_FREE_LR = 1e-3
 
 
 class DomainResult(RunResult):

@@ -45,8 +45,9 @@ class Evidence:
     features_s: np.ndarray | None = None
     seed: int = 0
     #: the checkpoint ``guarded`` compares against: ``source_accuracy`` (absent without a source hold-out) and
-    #: ``balance`` (its target predictions' effective share of classes); None: no reference (uniform balance)
-    reference: dict[str, float] | None = None
+    #: ``balance`` (its target predictions' effective share of classes), ``predictions`` (its target classes, a
+    #: source-free run's source model); None: no reference (uniform balance)
+    reference: dict[str, Any] | None = None
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -179,18 +180,27 @@ def balance(probs: np.ndarray) -> float:
 
 @SELECTORS.register("guarded", paper="transferlab: a label-free score among checkpoints that keep the source "
                                      "accuracy and do not collapse, else the source model (issue 32)",
-                    tolerance=0.02, min_balance=0.5, base="transfer_score")
-def guarded(ev: Evidence, tolerance: float = 0.02, min_balance: float = 0.5,
-            base: str = "transfer_score") -> dict[str, float]:
-    """``base``'s score where the checkpoint passes the guard, else NaN; ``passed`` 1/0, and the parts it tested."""
+                    tolerance=0.02, min_balance=0.5, base="transfer_score", order="score", min_agreement=0.0)
+def guarded(ev: Evidence, tolerance: float = 0.02, min_balance: float = 0.5, base: str = "transfer_score",
+            order: str = "score", min_agreement: float = 0.0) -> dict[str, float]:
+    """``base``'s score where the checkpoint passes the guard, else NaN; ``passed`` 1/0, and the parts it tested.
+    ``order="source_first"``: the passing checkpoints rank by source hold-out accuracy first, ``base`` breaking
+    ties (lexicographic). ``min_agreement``: where the reference holds its target predictions (a source-free run's
+    source model), the share of target examples whose predicted class stays the reference's must reach it."""
     ref = ev.reference or {}
     score = float(SELECTORS.get(base)(ev)["score"])
     bal = balance(ev.probs_t)
     ok = bal >= min_balance * float(ref.get("balance", 1.0))
     out = {"base": score, "balance": bal}
+    if ref.get("predictions") is not None:
+        agreement = float(np.mean(np.asarray(ev.probs_t).argmax(1) == np.asarray(ref["predictions"])))
+        out["agreement"] = agreement
+        ok = ok and agreement >= min_agreement
     if ev.probs_s is not None and ev.labels_s is not None and len(ev.labels_s):
         acc = float(np.mean(np.asarray(ev.probs_s).argmax(1) == ev.labels_s))
         out["source_accuracy"] = acc
         if ref.get("source_accuracy") is not None:
             ok = ok and acc >= float(ref["source_accuracy"]) - tolerance
+        if order == "source_first":  # steps of the source accuracy (1/N >= 1e-4) outrank any base difference
+            score = acc + 1e-5 * (0.5 + math.atan(score) / math.pi)
     return {"score": score if ok else float("nan"), "passed": float(ok), **out}

@@ -51,7 +51,7 @@ def adapt_source_free(tgt: Dataset, oracle_ds: Dataset | None, source_model: str
     from ..models import Built
     from ..train import TrainConfig, seed_everything, train
     from ._objective import SourceFreeAdaptation, final_linear
-    from ._records import DEFAULT_LR, DomainResult, kept_checkpoint, picks_of
+    from ._records import SOURCE_FREE_LR, DomainResult, kept_checkpoint, picks_of
     from ._selectors import SELECTORS
 
     seed = run["seed"]
@@ -65,7 +65,7 @@ def adapt_source_free(tgt: Dataset, oracle_ds: Dataset | None, source_model: str
                                      target_eval=built.tensors(tgt),
                                      oracle=built.tensors(oracle_ds) if oracle_ds is not None else None,
                                      batch_size=max(64, settings.batch_size), seed=seed, options=options)
-    lr = settings.lr if settings.lr is not None else DEFAULT_LR
+    lr = settings.lr if settings.lr is not None else SOURCE_FREE_LR
     cfg = TrainConfig(epochs=settings.epochs, lr=lr, batch_size=settings.batch_size, seed=seed)
     with RunOutput(run["out"], model=card.model, method=f"domain:{method}", what="adaptation",
                    overwrite=run["overwrite"], inputs=[str(source_model)]) as output:
