@@ -320,8 +320,10 @@ def _copy_model_files(tmp: Path, job: _Job, heads: dict[str, dict[str, Any]]) ->
     import json
 
     from ..models import CARD_FILE, write_hf_files
+    from ._hf_folder import record_heads
 
     write_hf_files(tmp, json.loads((tmp / CARD_FILE).read_text()))
+    record_heads(tmp, heads)  # its config.json says there is one head per task, and which one it holds
 
 
 def _write_merge_json(tmp: Path, job: _Job, r: MergeResult) -> None:

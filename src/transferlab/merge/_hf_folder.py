@@ -69,3 +69,29 @@ def shard_files(d: Path, label: str) -> list[Path]:
     if not out:
         raise TransferlabError(f"{label}: {d / SHARD_INDEX} names no shard")
     return out
+
+
+#: the key of a merged folder's ``config.json`` that lists every task's head
+HEADS_KEY = "transferlab_task_heads"
+
+
+def record_heads(dest: Path, heads: dict[str, dict[str, Any]]) -> None:
+    """Into ``dest/config.json`` (a merged Hugging Face or timm folder), :data:`HEADS_KEY`: one head per task, each
+    with its file and labels, whether their label sets differ, and which head the folder's own weights and
+    ``id2label`` are (the first task's). Nothing without a ``config.json`` or heads."""
+    from .._io import write_json_atomic
+
+    p = dest / "config.json"
+    if not heads or not p.is_file():
+        return
+    cfg = json.loads(p.read_text())
+    first = next(iter(heads))
+    differ = len({tuple(h["class_names"]) for h in heads.values()}) > 1
+    cfg[HEADS_KEY] = {
+        "note": (f"one classification head per task{' (their label sets differ)' if differ else ''}: this folder's "
+                 f"weights and labels (id2label, num_labels) are task {first!r}'s head; every task's head is "
+                 "heads/<task>.safetensors: transferlab.models.load(folder, head=task), transferlab predict --head"),
+        "default": first, "label_sets_differ": differ,
+        "heads": {n: {"file": h["file"], "num_labels": h["num_classes"],
+                      "id2label": {str(i): c for i, c in enumerate(h["class_names"])}} for n, h in heads.items()}}
+    write_json_atomic(p, cfg)
