@@ -120,6 +120,7 @@ def bench_rank(
     random_ensembles: int = 10,
     replicates: int = 1,
     lr_extend: int = 2,
+    layers: str = "last",
 ) -> BenchResult:
     """Measure every metric's ranking quality on ``targets`` (dataset references) against ground truth from the
     ``fit`` method ``protocol`` (``linear_probe``: logistic regression on the cached features, seconds; ``finetune``,
@@ -139,20 +140,20 @@ def bench_rank(
     top-K by consensus and ``random_ensembles`` random K-sets. ``replicates`` K: fit every ground-truth cell K times
     with different seeds (validation split, initialisation, data order) to measure the ground truth's own noise (the
     noise ceiling); the ground truth is then the mean over the replicates. ``lr_extend``: a training cell whose best
-    learning rate is the grid's largest or smallest tries up to this many more beyond it (0: the grid only)."""
+    learning rate is the grid's largest or smallest tries up to this many more beyond it (0: the grid only).
+    ``layers``: which features every ranking scores (``rank(layers=...)``: last, mean, best)."""
     if ray_address is not None:
         warnings.warn("bench_rank(ray_address=) is deprecated: use address=", DeprecationWarning, stacklevel=2)
         address = address or ray_address
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)  # an unknown one is refused before any work
     target_list, grids, z = _checked(zoo, targets, protocol, epochs, patience, grid)
-    for name, value, least in (("replicates", replicates, 1), ("lr_extend", lr_extend, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise TransferlabError(f"{name} must be a whole number >= {least}, got {value!r}")
+    _check_options(replicates, lr_extend, layers)
     training = protocol != "linear_probe"
     plan = _Plan(zoo=z, targets=target_list, protocol=protocol, metrics=metrics, limit=limit, image_size=image_size,
                  seed=seed, n_boot=n_boot, grids=grids, fit_options=_fit_options(training, image_size, epochs, patience),
                  trust_pickle=trust_pickle, progress=progress, runner=runner, device=device, precision=precision,
-                 ensemble=ensemble, random_ensembles=random_ensembles, replicates=replicates, lr_extend=lr_extend)
+                 ensemble=ensemble, random_ensembles=random_ensembles, replicates=replicates, lr_extend=lr_extend,
+                 layers=layers)
     if training:  # before any work: the protocol applies, and which models get the fallback
         _warn_fallbacks(plan)
     ranked = _rank_targets(plan)
@@ -169,7 +170,7 @@ def bench_rank(
                        options={"backend": runner.name, "limit": limit, "image_size": image_size, "seed": seed,
                                 "epochs": epochs if training else None, "patience": patience if training else None,
                                 "grid": grids or None, "n_boot": n_boot, "replicates": replicates,
-                                "lr_extend": lr_extend if training else None},
+                                "lr_extend": lr_extend if training else None, "layers": layers},
                        ensemble=ens, cells=truth.details, checks=truth.checks,
                        replicates=truth.replicates if replicates > 1 else None, priors=priors,
                        evidence=_evidence(plan, ranked, truth, priors, models))
@@ -198,6 +199,7 @@ class _Plan:
     random_ensembles: int  # random K-sets the chosen one is compared with
     replicates: int  # fits per ground-truth cell, each with its own seed
     lr_extend: int  # learning rates a cell at the grid's edge tries beyond it
+    layers: str = "last"  # which features every ranking scores (rank --layers)
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,16 @@ def _checked(zoo: Any, targets: Sequence[str] | str, protocol: str, epochs: int,
     if len(z.models) < 3:
         raise TransferlabError(f"bench rank needs at least 3 models to rank; the zoo {z.name} has {len(z.models)}")
     return target_list, grids, z
+
+
+def _check_options(replicates: int, lr_extend: int, layers: str) -> None:
+    """The replicates, the learning rates beyond the grid and the layer mode, checked before any work."""
+    from ..zoo import check_layers
+
+    check_layers(layers)
+    for name, value, least in (("replicates", replicates, 1), ("lr_extend", lr_extend, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise TransferlabError(f"{name} must be a whole number >= {least}, got {value!r}")
 
 
 def _fit_options(training: bool, image_size: int | None, epochs: int, patience: int) -> dict[str, Any]:
@@ -267,7 +279,7 @@ def _rank_targets(plan: _Plan) -> _Ranked:
         t0 = time.perf_counter()
         r = rank(t, plan.zoo, plan.metrics, image_size=plan.image_size, limit=plan.limit, seed=plan.seed,
                  progress=plan.progress, trust_pickle=plan.trust_pickle, ensemble=plan.ensemble,
-                 backend=plan.runner, device=plan.device, precision=plan.precision)
+                 backend=plan.runner, device=plan.device, precision=plan.precision, layers=plan.layers)
         seconds += time.perf_counter() - t0
         results[t] = r
         scores[t] = {m: {ms.model: ms.scores.get(m) for ms in r.models} for m in r.metrics}

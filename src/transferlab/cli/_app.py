@@ -44,6 +44,7 @@ def _register() -> None:
     from . import auto as _auto
     from . import bench as _bench
     from . import bench_adaptive as _bench_adaptive
+    from . import bench_scaling as _bench_scaling
     from . import continual as _continual
     from . import data as _data
     from . import distill as _distill
@@ -69,6 +70,7 @@ def _register() -> None:
     app.add_typer(_zoo.app, name="zoo")
     app.add_typer(_rank.metrics_app, name="metrics")
     _bench.app.command("rank-adaptive")(_bench_adaptive.bench_rank_adaptive_cmd)
+    _bench.app.command("scaling")(_bench_scaling.bench_scaling_cmd)
     for sub in (*_bench.app.registered_commands, *_data.app.registered_commands):  # --config, their options only
         sub.callback = config_option(sub.callback)
     app.add_typer(_bench.app, name="bench")
