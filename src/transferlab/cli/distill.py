@@ -40,6 +40,9 @@ def distill_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model transferlab wrote in --out."),
     seed: int = typer.Option(0, "--seed"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickle weight files (they can run code)."),
+    novel_classes: str = typer.Option(None, "--novel-classes", help="Novel-class discovery: comma-separated classes "
+                                      "of DATA whose labels are hidden; the model clusters them (class-relation KD "
+                                      "at --option kd_weight=0.1; 0: without it). --teacher is not used."),
     list_: bool = typer.Option(False, "--list", help="List the methods and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -52,6 +55,9 @@ def distill_cmd(
     for value, hint, kind in ((data, "'DATA'", "argument"), (student, "'--student' / '-s'", "option")):
         if value is None:
             raise MissingParameter(param_hint=hint, param_type=kind)
+    if novel_classes is not None:
+        _discover(data, novel_classes, student, epochs, lr, batch_size, image_size, limit, option, out, seed, quiet)
+        return
     from ..data import load_dataset
     from ..distill import distill
     from ..errors import TransferlabError
@@ -81,3 +87,22 @@ def distill_cmd(
             line += f"; {min(sp):.1f}x faster per image than the fastest teacher"
         c.print(line, highlight=False)
     c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)
+
+
+def _discover(data: str, novel: str, student: str, epochs: int, lr: float | None, batch_size: int,
+              image_size: int | None, limit: int | None, option: list[str], out: Path | None, seed: int,
+              quiet: bool) -> None:
+    from ..distill import discover
+
+    opts = _options(option)
+    name = data.removeprefix("builtin:").replace("/", "-").replace(":", "-").strip("-.") or "data"
+    out_dir = out or Path("runs") / f"discover-{name}"
+    m = discover(data, [c.strip() for c in novel.split(",") if c.strip()], student, epochs=epochs,
+                 known_epochs=int(opts.pop("known_epochs", epochs)), lr=lr or 1e-3, batch_size=batch_size,
+                 image_size=image_size, limit=limit, seed=seed, out=out_dir, progress=not quiet, **opts).metrics
+    line = f"novel classes {', '.join(m['novel_classes'])}: kd_weight {m['kd_weight']:g}"
+    if m.get("novel_cluster_accuracy") is not None:
+        line += (f"; clustering accuracy {m['novel_cluster_accuracy']:.4f} on {m['n_test_novel']} test examples, "
+                 f"known-class accuracy {m['known_accuracy']:.4f}")
+    console().print(line, highlight=False)
+    console().print(f"metrics: {(out_dir / 'metrics.json').resolve()}", highlight=False, soft_wrap=True)
