@@ -73,6 +73,8 @@ def fit_cmd(
                                    "test examples (a quick look)."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),
+    as_image: bool = typer.Option(False, "--as-image", help="Texts as images for the vision zoo: each text's "
+                                  "builtin:minilm_l6 embedding as a grey square (docs/fit.md#texts-as-images)."),
     label_augmentation: str = typer.Option(None, "--label-augmentation", help="SLA (images): train on joint labels "
                                            "(class x 4 rotations) and predict by aggregating them: rotation. Writes "
                                            "metrics.json only."),
@@ -95,6 +97,10 @@ def fit_cmd(
         raise MissingParameter(param_hint="'--model' / '-m'", param_type="option")
     train = _load(data, "train", limit, text_column, label_column)
     test = _load(data, "test", test_limit, text_column, label_column)
+    if as_image:  # texts as images of their embeddings, for the vision zoo (transferlab.models._as_image)
+        from ..models import texts_as_images
+
+        train, test = texts_as_images(train), texts_as_images(test) if test is not None else None
     out_dir = out or Path("runs") / f"fit-{train.name}-{method}"
     if label_augmentation:  # SLA: the method on joint labels, aggregated prediction (transferlab.fit._sla)
         from ..fit import fit_label_augmented

@@ -54,6 +54,8 @@ def rank_cmd(
                                   "below the survivors, the latest dropped first)."),
     confidence: float = typer.Option(0.95, "--confidence", help="With --adaptive: drop a model when its consensus is "
                                      "below the leader's in at least this share of half-samples (0.5 < c < 1)."),
+    as_image: bool = typer.Option(False, "--as-image", help="Texts as images for the vision zoo: each text's "
+                                  "builtin:minilm_l6 embedding as a grey square (docs/fit.md#texts-as-images)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or table."),
     wide: bool = typer.Option(False, "--wide", "--metrics-table", help="Print every metric (default: a compact "
                               "table of the most informative ones that fits the terminal; the files hold them all)."),
@@ -73,6 +75,10 @@ def rank_cmd(
         _check_adaptive(confidence, ensemble, runner, layers)
     out_console = console()
     ds = load_dataset(data, "train", text_column=text_column, label_column=label_column, strict=strict)
+    if as_image:  # texts as images of their embeddings, for the vision zoo (transferlab.models._as_image)
+        from ..models import texts_as_images
+
+        ds = texts_as_images(ds, cache_dir=cache_dir, use_cache=not no_cache)
     out_dir = check_output(out or Path("runs") / f"rank-{ds.name}")  # before any forward pass
     zoo = zoo or {"text": "builtin:text", "array": "builtin:pixels"}.get(ds.modality, "builtin:vision")
     if adaptive:
