@@ -19,7 +19,7 @@ def main() -> None:
     p.add_argument("--zoo", default="builtin:text")
     p.add_argument("--model", default="builtin:minilm_l6")
     p.add_argument("--method", default="lora")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="0: rank only")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     from transferlab.data import accuracy_at_k, load_dataset
@@ -32,13 +32,15 @@ def main() -> None:
     rows = [{"model": m.name, "consensus_rank": m.consensus_rank, **{k: v for k, v in m.scores.items()},
              "zero_shot": m.metadata.get("retrieval")} for m in r.models]
     t1 = time.perf_counter()
+    print(json.dumps({"rank": rows, "rank_seconds": t1 - t0}, default=float), flush=True)
+    if args.epochs == 0:
+        return
     test = load_dataset("builtin:rotten-tomatoes-pairs", "test")
     with tempfile.TemporaryDirectory() as d:
         f = fit("builtin:rotten-tomatoes-pairs", args.model, args.method, epochs=args.epochs, seed=args.seed,
                 out=f"{d}/m")
         _, probs, _ = predict(f"{d}/m", test)
-    out = {"rank": rows, "rank_seconds": t1 - t0,
-           "fit": {"model": args.model, "method": args.method, "epochs": args.epochs,
+    out = {"fit": {"model": args.model, "method": args.method, "epochs": args.epochs,
                    "test_accuracy": f.metrics.get("test_accuracy"), "retrieval": accuracy_at_k(test, probs),
                    "seconds": time.perf_counter() - t1}}
     print(json.dumps(out, indent=1, default=float))
