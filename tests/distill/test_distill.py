@@ -206,6 +206,9 @@ def test_distill_cli(teacher_dir, student_ref, tmp_path, capsys):
     assert main(args) == 2 and "already holds this distillation" in capsys.readouterr().err
     assert main(["distill", str(tmp_path / "imgs"), "-s", student_ref, "-q"]) == 2
     assert "no teacher" in capsys.readouterr().err
+    # --zscore reaches the method as its option: feature has none, refused before any work
+    assert main([*args[:-1], str(tmp_path / "z"), "--method", "feature", "--zscore"]) == 2
+    assert "feature: no option 'zscore'" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_text_teacher_into_a_peft_student_with_unlabelled_texts(tiny_text_ref, tmp_path):

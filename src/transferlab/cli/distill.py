@@ -23,7 +23,8 @@ def distill_cmd(
                                       "Repeatable."),
     student: str = typer.Option(None, "--student", "-s", help="The student: a model reference (fresh head) or a "
                                 "fitted directory."),
-    method: str = typer.Option("kd", "--method", help="kd, multi_avg, multi_weighted, kl_dp, feature (--list)."),
+    method: str = typer.Option("kd", "--method", help="kd, multi_avg, multi_weighted, kl_dp, feature, dkd, dist "
+                               "(--list)."),
     unlabelled: str = typer.Option(None, "--unlabelled", help="More examples (their train split) that are only "
                                    "distilled: their labels, if any, are not read."),
     epochs: int = typer.Option(10, "--epochs", min=1),
@@ -36,6 +37,8 @@ def distill_cmd(
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of DATA's train split."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. temperature=4, "
                                      "kd_weight=0.9)."),
+    zscore: bool = typer.Option(False, "--zscore", help="Logit standardisation (Sun et al., CVPR 2024) before the "
+                                "softmax at T: the same as --option zscore=true (kd, multi_*, dkd, dist)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/distill-DATA-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model transferlab wrote in --out."),
     seed: int = typer.Option(0, "--seed"),
@@ -73,7 +76,8 @@ def distill_cmd(
     out_dir = out or Path("runs") / f"distill-{name}-{method}"
     r = distill(ds, teacher, student, method, unlabelled=unlabelled, test=test, epochs=epochs, lr=lr,
                 batch_size=batch_size, image_size=image_size, patience=patience, out=out_dir, overwrite=overwrite,
-                seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
+                seed=seed, progress=not quiet, trust_pickle=trust_pickle,
+                **{**_options(option), **({"zscore": True} if zscore else {})})
     m = r.metrics
     c = console()
     if m.get("test_accuracy") is not None:
