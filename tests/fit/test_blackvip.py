@@ -103,3 +103,13 @@ def test_bad_options_are_clear_errors(digits, tiny_model_ref):
         fit(digits, tiny_model_ref, "blackvip", epochs=1, image_size=32, val_fraction=0, estimator="adam")
     with pytest.raises(TransferlabError, match="query_budget"):
         fit(digits, tiny_model_ref, "blackvip", epochs=1, image_size=32, val_fraction=0, query_budget=3)
+
+
+def test_cli_black_box_goes_with_blackvip_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from transferlab.cli import app
+
+    r = CliRunner().invoke(app, ["fit", "builtin:digits", "-m", "builtin:small_resnet_shapes", "--method", "lora",
+                                 "--black-box", str(tmp_path)])
+    assert r.exit_code == 2 and "--black-box" in r.output and "blackvip" in r.output

@@ -62,6 +62,8 @@ def fit_cmd(
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: stop after this many epochs "
                                  "without a better validation accuracy (the best epoch is kept either way)."),
     init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
+    black_box: Path = typer.Option(None, "--black-box", help="A fitted classifier of DATA's classes to adapt with "
+                                   "--method blackvip through its predicted probabilities only (it is the fit's --init)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default: runs/fit-DATASET-METHOD)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different model in --out."),
     option: list[str] = typer.Option([], "--option", help="Method option KEY=VALUE (e.g. r=16), repeatable."),
@@ -95,6 +97,10 @@ def fit_cmd(
         raise MissingParameter(param_hint="'DATA'", param_type="argument")
     if model is None:
         raise MissingParameter(param_hint="'--model' / '-m'", param_type="option")
+    if black_box is not None:  # blackvip's black box: queried only through predict_proba (transferlab.fit._blackvip)
+        if method != "blackvip" or init is not None:
+            raise typer.BadParameter("goes with --method blackvip and without --init", param_hint="'--black-box'")
+        init = black_box
     train = _load(data, "train", limit, text_column, label_column)
     test = _load(data, "test", test_limit, text_column, label_column)
     if as_image:  # texts as images of their embeddings, for the vision zoo (transferlab.models._as_image)
@@ -121,6 +127,8 @@ def fit_cmd(
     c.print(f"{method} on {model}: test accuracy {m['test_accuracy']:.4f}, val accuracy "
             f"{(m['val_accuracy'] or float('nan')):.4f}, {m['trainable_params']:,} of {m['total_params']:,} parameters "
             f"trained, {m['train_seconds']:.1f} s", highlight=False)
+    if "queries" in m:
+        c.print(f"black-box queries: {m['queries_train']:,} training, {m['queries_eval']:,} validation", highlight=False)
     c.print(f"model: {out_dir.resolve()}", highlight=False, soft_wrap=True)
 
 

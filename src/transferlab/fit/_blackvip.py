@@ -82,7 +82,7 @@ def spsa_gradient(loss: Callable[[Any], Any], w: Any, c: float, n: int = 1,
 
     g, total = torch.zeros_like(w), 0.0
     for _ in range(n):
-        d = perturbation(len(w), generator, w.device).to(w.dtype)
+        d = perturbation(len(w), generator, generator.device if generator is not None else w.device).to(w)
         lp, lm = float(loss(w + c * d)), float(loss(w - c * d))
         g += (lp - lm) / (2 * c * d)
         total += lp + lm
@@ -164,12 +164,14 @@ class BlackVIPObjective(Objective):
             logits = self.net(coord(x, z))
             return _ce(logits, y), {"accuracy": accuracy(logits, y)}
         params = coord.trained()
-        cost = 2 * self.spsa.sp_avg * len(x)
-        if self.budget is None or self.queries_train + cost <= self.budget:
+        acc: tuple[int, int] = (0, 0)  # a step the budget skips adds nothing to the epoch's training accuracy
+        if self.budget is None or self.queries_train + 2 * self.spsa.sp_avg * len(x) <= self.budget:
             def loss(w: Any) -> Any:
+                nonlocal acc
                 _assign_(params, w)
                 p, n = self._ask(coord(x, z))
                 self.queries_train += n
+                acc = accuracy(p, y)  # of the last perturbed query
                 return nll(p, y)
 
             import torch
@@ -178,7 +180,7 @@ class BlackVIPObjective(Objective):
                 w, self._last = self.spsa.step(loss, _flat(params), ctx.generator)
                 _assign_(params, w)
         # the loop's optimiser sees a zero gradient (and no weight decay): the SPSA step above is the update
-        return sum(p.sum() for p in params) * 0.0 + self._last, {"queries": float(self.queries_train)}
+        return sum(p.sum() for p in params) * 0.0 + self._last, {"accuracy": acc}
 
     def evaluate(self, batch: Any, modules: Any) -> dict[str, Any]:
         from ..train import accuracy

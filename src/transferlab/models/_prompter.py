@@ -42,6 +42,9 @@ class Coordinator(nn.Module):
         self.trigger = nn.Parameter(torch.empty(1, t).uniform_(0.0, 0.1))  # the reference's initialisation
         self.decoder = nn.Sequential(nn.ConvTranspose2d(channels, hidden, 4, stride=2, padding=1), nn.GELU(),
                                      nn.ConvTranspose2d(hidden, 3, 4, stride=2, padding=1))
+        with torch.no_grad():  # the prompt starts at zero: training starts from the network as it is
+            self.decoder[-1].weight.zero_()
+            self.decoder[-1].bias.zero_()
         self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32).view(1, -1, 1, 1))
 
