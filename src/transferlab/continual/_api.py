@@ -162,7 +162,7 @@ def _run(s: Stream, j: _ContinualJob, output: RunOutput) -> ContinualResult:
                        "ACC = mean of the last row; BWT = mean over j < T of R[T][j] - R[j][j]; FWT = mean over j >= 2 "
                        "of R[j-1][j] - b[j] (task-incremental streams). train_seconds: the whole stream, the accuracy "
                        "matrix's measurements included (eval_seconds of it); task_seconds: each step's learning alone "
-                       "(before_task to after_task); seconds_per_task: their sum over the stream's tasks",
+                       "(before_task to after_task); seconds_per_task: their sum / the number of tasks",
     }
     if output.out is not None:
         _save(output, r, s, options, metrics, built)
