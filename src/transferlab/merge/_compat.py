@@ -2,12 +2,13 @@
 mergekit's most reported silent failure is a merge of models that were not fine-tuned from one base, or whose
 tokenizers differ: arcee-ai/mergekit#47, #139, #425, #469).
 
-Measured per model: the task vector's norm relative to the base's weights (fine-tuning moves them by a few percent;
+Measured per model (exactly): the task vector's norm relative to the base's weights (fine-tuning moves them by a few percent;
 a model trained from another starting point differs by about as much as the weights themselves), its norm against
 the largest model's (a task vector many times larger dominates every sum), and the share of tensors left exactly
 as the base's. Per pair: the cosine of the task vectors. Per weight tensor: the sign-conflict ratio (of the entries
-where some task vector is non-zero, those where one is positive and another negative; on at most
-:data:`SAMPLE` evenly spaced entries per tensor), the pairwise cosine and the norm ratio. Across inputs: the
+where some task vector is non-zero, those where one is positive and another negative), the pairwise cosine and the
+norm ratio. Cross products and sign conflicts are measured on at most :data:`SAMPLE` evenly spaced entries per tensor
+(every entry of a smaller one), scaled to the tensor: estimates, so that the check costs the merge little. Across inputs: the
 tokenizer files (vocabulary, merges, sentencepiece model) and the models' recorded base. ``merge --check`` also hashes
 the base's weights (the hash names the base a merge assumes: equal hashes, the same weights).
 
@@ -28,7 +29,7 @@ from typing import Any
 log = logging.getLogger("transferlab.merge._api")
 
 #: entries per tensor the sign-conflict ratio is measured on (evenly spaced)
-SAMPLE = 1 << 16
+SAMPLE = 1 << 14
 #: a task vector this large relative to the base's weights was not fine-tuned from that base
 FOREIGN = 0.5
 #: a task vector this many times smaller than the largest one is drowned by it in a sum
@@ -54,31 +55,31 @@ class Observer:
         self.digest = hashlib.blake2b(digest_size=8) if hash_base else None
 
     def __call__(self, key: str, base: Any, deltas: list[Any]) -> None:
+        """Exact norms (one pass per task vector and one over the base); the cross products and sign conflicts on
+        every ``step``-th entry (at most :data:`SAMPLE`), scaled by ``step``: the merge pass stays about as fast."""
         import torch
 
         self.tensors += 1
-        b = base.to(torch.float64) if base.dtype == torch.float64 else base.float()
-        self.base_sq += float(torch.linalg.vector_norm(b, dtype=torch.float64)) ** 2
+        self.base_sq += _sq(base)
         if self.digest is not None:
             self.digest.update(key.encode())
             self.digest.update(base.contiguous().view(torch.uint8).reshape(-1).numpy() if base.numel() else b"")
-        zero = torch.zeros((), dtype=b.dtype)
-        flat = [d.reshape(-1).to(b.dtype) if d is not None else zero.expand(b.numel()) for d in deltas]
-        for t, d in enumerate(deltas):
-            self.untouched[t] += int(d is None or not bool(d.any()))
-        D = torch.stack(flat)
-        g = (D @ D.T).double()
+        n = base.numel()
+        step = max(1, n // SAMPLE)
+        sq = [0.0 if d is None else _sq(d) for d in deltas]
+        zero = torch.zeros(len(range(0, n, step)), dtype=torch.float64)
+        s = torch.stack([zero if d is None else d.reshape(-1)[::step].to(torch.float64) for d in deltas])
+        g = (s @ s.T) * step
+        g.diagonal().copy_(torch.tensor(sq, dtype=torch.float64))
         self.gram += g
-        step = max(1, D.shape[1] // SAMPLE)
-        s = D[:, ::step]
+        for t, v in enumerate(sq):
+            self.untouched[t] += int(v == 0)
         pos, neg = (s > 0).any(0), (s < 0).any(0)
         held, both = int((pos | neg).sum()), int((pos & neg).sum())
         self.conflicts[0] += both * step
         self.conflicts[1] += held * step
-        norms = torch.sqrt(torch.diagonal(g))
-        self.layers.append({"tensor": key, "entries": int(b.numel()),
-                            "sign_conflict": both / held if held else None,
-                            "cosine": _mean_cosine(g), "norm_ratio": _ratio(norms)})
+        self.layers.append({"tensor": key, "entries": n, "sign_conflict": both / held if held else None,
+                            "cosine": _mean_cosine(g), "norm_ratio": _ratio(torch.sqrt(torch.diagonal(g)))})
 
     def result(self, sources: Sequence[Any] = (), base_ref: str | None = None) -> MergeCheck:
         import math
@@ -98,6 +99,15 @@ class Observer:
                            self.digest.hexdigest() if self.digest is not None else None)
         check.warnings = _warnings(check, sources, base_ref)
         return check
+
+
+def _sq(t: Any) -> float:
+    """The squared norm of ``t`` (one BLAS dot product; float32 unless ``t`` is float64)."""
+    import torch
+
+    v = t.reshape(-1)
+    v = v if v.dtype in (torch.float32, torch.float64) else v.float()
+    return float(torch.dot(v, v))
 
 
 def _mean_cosine(g: Any) -> float | None:
