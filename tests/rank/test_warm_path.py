@@ -1,5 +1,5 @@
-"""What a warm rerun pays: no torch, no scipy.stats, no bench harness; the two stand-ins for scipy that keep it so
-(the consensus' ranks, the expected accuracy's Wilson interval) equal scipy's own results."""
+"""What a warm rerun pays: no torch, no scipy (stats, linalg), no bench harness; the two stand-ins for scipy that
+keep it so (the consensus' ranks, the expected accuracy's Wilson interval) equal scipy's own results."""
 
 import json
 import os
@@ -32,12 +32,12 @@ def test_wilson_interval_equals_scipys(k, n):
     assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-15)
 
 
-def test_a_warm_cli_rerun_imports_no_torch_scipy_stats_or_bench(tmp_path):
+def test_a_warm_cli_rerun_imports_no_torch_scipy_or_bench(tmp_path):
     cache = tmp_path / "cache"
     rank("builtin:fashion-mnist", ["builtin:pixels"], "logme,linear_probe", limit=100, cache_dir=cache)  # cold, here
     code = ("import sys; from transferlab.cli import main; sys.argv = ['transferlab'] + sys.argv[1:]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'scipy.stats', 'transferlab.bench') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'scipy.stats', 'scipy.linalg', 'transferlab.bench') if m in sys.modules))")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-c", code, "rank", "builtin:fashion-mnist", "--zoo", "builtin:pixels", "--metrics",
                            "logme,linear_probe", "--limit", "100", "--out", str(out), "--quiet"],

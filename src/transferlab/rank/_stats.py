@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
-from scipy.linalg import lapack
+
+# scipy.linalg and scipy.sparse are imported where they are used: a warm rerun (every score cached) never needs
+# them, and they were half of `import transferlab.rank`
 
 
 class SymmetricSpectrum:
@@ -27,6 +27,9 @@ class SymmetricSpectrum:
     """
 
     def __init__(self, a: np.ndarray) -> None:
+        import scipy.linalg
+        from scipy.linalg import lapack
+
         n = a.shape[0]
         self.n = n
         self._v: np.ndarray | None = None
@@ -44,6 +47,8 @@ class SymmetricSpectrum:
 
     def qt(self, b: np.ndarray) -> np.ndarray:
         """``Q^T b``: coordinates in the tridiagonal basis."""
+        from scipy.linalg import lapack
+
         z = np.array(b, dtype=np.float64, order="F", copy=True)
         if self._v is not None:
             return z
@@ -57,6 +62,8 @@ class SymmetricSpectrum:
 
     def project(self, b: np.ndarray) -> np.ndarray:
         """``V^T b`` for ``b`` of shape [n, k] (rows in the order of ``self.w``, ascending)."""
+        import scipy.linalg
+
         if self._v is not None:
             return self._v.T @ np.asarray(b, dtype=np.float64)
         if self._wt is None:
@@ -71,6 +78,9 @@ class SymmetricSpectrum:
     def top_vectors(self, k: int) -> np.ndarray:
         """The eigenvectors [n, k] of the k largest eigenvalues (ascending order): those of T (MRRR on a subset),
         brought back with Q's reflectors, O(n^2 k) instead of a full back-transformation."""
+        import scipy.linalg
+        from scipy.linalg import lapack
+
         k = min(k, self.n)
         if self._v is not None:
             return self._v[:, self.n - k:]
@@ -87,6 +97,8 @@ class SymmetricSpectrum:
     def solve_shifted_qt(self, zb: np.ndarray, t: float) -> np.ndarray:
         """``(T + t I)^{-1} zb`` for ``zb = Q^T b``: the solve ``(A + t I)^{-1} b`` in Q's basis (norms and inner
         products with ``zb`` are those of the original basis)."""
+        from scipy.linalg import lapack
+
         if self._v is not None:
             return (self._v / (self.w + t)) @ (self._v.T @ zb)
         _, _, x, info = lapack.dptsv(self._d + t, self._e, zb)
@@ -112,6 +124,8 @@ def block_rows(width: int, budget: int | None = None) -> int:
 def class_sums(x: np.ndarray, labels: np.ndarray, c: int) -> np.ndarray:
     """Per-class sums [C, D] of the rows of ``x`` (labels in 0..C-1), in O(N D) time and O(N + C D) memory: the
     [C, N] indicator is sparse (one entry per example), never a dense matrix."""
+    import scipy.sparse
+
     n = len(labels)
     indicator = scipy.sparse.csc_matrix((np.ones(n), np.asarray(labels), np.arange(n + 1)), shape=(c, n))
     return np.asarray(indicator @ x)

@@ -18,7 +18,6 @@ Posteriors are taken a block of rows at a time (memory O(N D + C D), never [N, C
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from ._registry import METRICS
 from ._stats import FeatureStats, block_rows, class_means
@@ -53,6 +52,8 @@ def shrink(sw: np.ndarray, lam: float) -> np.ndarray:
 def discriminant(means: np.ndarray, counts: np.ndarray, sw_shrunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coef [C, D], intercept [C]) of the linear discriminant with covariance ``sw_shrunk``: the class logits of a
     row x are ``x @ coef.T + intercept``."""
+    import scipy.linalg  # here: importing the metric (the registry) needs no scipy
+
     try:
         coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(sw_shrunk, lower=True, check_finite=False),
                                       means.T, check_finite=False).T  # [C, D] = M S^-1
