@@ -2,7 +2,7 @@
 the SAM (SDAT) and Pareto (ParetoDA) rows, from small `bench domain` runs (cached: a rerun only reads them).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_domain_guarded_rules.py --out runs/bench-domain-32 \
-        [--seeds 0,1] [--epochs 4] [--limit 600]
+        [--seeds 0,1] [--epochs 4] [--limit 600] [--trade-offs 1,3] [--no-extras]
 
 Rules (each picks one checkpoint among a seed's source_only, dann and mcc runs x epochs; the reference is the seed's
 source_only run at its source_val pick, its checkpoint the fallback): the tolerance on the source hold-out accuracy
@@ -33,7 +33,8 @@ RULES = {"tol 0.02 (old default)": dict(tolerance=0.02), "tol 0.01": dict(tolera
 def source_val_pick(runs: list[dict]) -> dict:
     rows = [row for r in runs for row in r["history"] if row.get("oracle_accuracy") is not None]
     best = max(row["oracle_accuracy"] for row in rows)
-    acc = max((row["val_accuracy"], -row["epoch"], row["oracle_accuracy"]) for row in rows)[-1]
+    vals = [row["val_accuracy"] for row in rows]
+    acc = rows[int(np.argmax(vals))]["oracle_accuracy"]  # ties: the first in run order, as bench domain's table
     so = next(r["picks"]["source_val"]["oracle_accuracy"] for r in runs if r["method"] == "source_only")
     return {"accuracy": acc, "regret": best - acc, "fell_back": False, "source_only": so}
 
@@ -44,13 +45,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--limit", type=int, default=600)
+    ap.add_argument("--trade-offs", default="1", help="of the base runs (dann, mcc); the SAM and Pareto runs: 1")
     ap.add_argument("--no-extras", action="store_true", help="skip the SAM and Pareto runs")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     common = dict(seeds=seeds, trade_offs=[1.0], epochs=a.epochs, limit=a.limit, image_size=32, supervised=False)
     r = bench_domain("builtin:small_resnet_shapes", out=Path(a.out) / "base", shifts=SHIFTS,
                      methods="source_only,dann,mcc", method_options={"dann": {"hidden": 256}}, progress=True,
-                     **common)
+                     **{**common, "trade_offs": [float(t) for t in a.trade_offs.split(",")]})
     out: dict = {"rules": {}, "extras": {}}
     for shift in {run["shift"] for run in r.runs}:
         per = {}
@@ -81,14 +83,14 @@ def main() -> None:
                                     "seconds": run["seconds"]} for run in x.runs]
         base = {m: [{"seed": run["seed"], "kept": run["kept_accuracy"], "best": run["oracle_best"],
                      "seconds": run["seconds"]} for run in r.runs if run["method"] == m
-                    and run["shift"] == "digits→digits-m"] for m in ("source_only", "dann")}
+                    and run["shift"] == "digits→digits-m" and run["trade_off"] == 1.0] for m in ("source_only", "dann")}
         print("\ndigits→digits-m: kept (guarded) / oracle-best epoch, mean over seeds; seconds per run (median)")
         for name, rows in {**base, **out["extras"]}.items():
             print(f"| {name} | {np.mean([x['kept'] for x in rows]):.3f} | {np.mean([x['best'] for x in rows]):.3f} "
                   f"| {[round(x['kept'], 3) for x in rows]} | {np.median([x['seconds'] for x in rows]):.0f} |")
         out["extras"].update({f"base {k}": v for k, v in base.items()})
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "rules.json").write_text(json.dumps(out, indent=1))
+    (Path(a.out) / f"rules-t{a.trade_offs}.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,21 @@ def _run(out: Path, **kw) -> dict:
     return adapt(out=out, overwrite=True, **kw).metrics
 
 
+AGREEMENT = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _agreement_picks(m: dict) -> dict[str, float]:
+    """The target accuracy `guarded` would keep with each ``min_agreement`` (recomputed from the run's per-epoch
+    parts: the best base score among epochs whose balance passed and whose agreement with the source model's
+    predictions reaches it; none: the source model)."""
+    out = {}
+    for t in AGREEMENT:
+        ok = [(x["guarded.base"], -x["epoch"], x["oracle_accuracy"]) for x in m["history"]
+              if x.get("guarded.passed", 0) >= 1 and x.get("guarded.agreement", 1.0) >= t]
+        out[f"{t:g}"] = max(ok)[-1] if ok else m["source_model_accuracy_oracle"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/sfda-32")
@@ -63,6 +78,7 @@ def main() -> None:
                             "kept": r["target_accuracy_oracle"], "best": max(x["oracle_accuracy"] for x in h),
                             "fell_back": bool(r.get("guarded_fallback")), "seconds": r["train_seconds"],
                             "agreement": [x.get("guarded.agreement") for x in h],
+                            "guarded": _agreement_picks(r),
                             "per_epoch": [round(x["oracle_accuracy"], 4) for x in h]})
     print(f"\nlabel smoothing {a.label_smoothing:g}, lr {a.lr or 'default'}, {a.epochs} epochs, {a.limit} examples\n")
     print("| method | seeds | source model | kept by guarded | oracle's best epoch | kept vs source model (points; per "
@@ -72,6 +88,11 @@ def main() -> None:
         print(f"| {m} | {len(rs)} | {np.mean([x['source'] for x in rs]):.3f} | {np.mean([x['kept'] for x in rs]):.3f}"
               f" | {np.mean([x['best'] for x in rs]):.3f} | {np.mean(d):+.1f} ({', '.join(f'{v:+.1f}' for v in d)})"
               f" | {sum(x['fell_back'] for x in rs)} | {np.median([x['seconds'] for x in rs]):.0f} |")
+    print("\nguarded with min_agreement t (kept target accuracy minus the source model's, points, mean over seeds)\n")
+    print("| method | " + " | ".join(f"t = {t:g}" for t in AGREEMENT) + " |\n|---|" + "---|" * len(AGREEMENT))
+    for m, rs in rows.items():
+        print(f"| {m} | " + " | ".join(f"{np.mean([100 * (x['guarded'][f'{t:g}'] - x['source']) for x in rs]):+.1f}"
+                                      for t in AGREEMENT) + " |")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"summary-ls{a.label_smoothing:g}-lr{a.lr or 'default'}.json").write_text(json.dumps(rows, indent=1))
 
