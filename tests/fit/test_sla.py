@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from transferlab.data import Dataset
-from transferlab.fit._sla import aggregate, fit_label_augmented, rotated_dataset
+from transferlab.fit._sla import fit_label_augmented, rotated_dataset
+from transferlab.models import sla_aggregate as aggregate
 
 
 def test_aggregate_by_hand():
@@ -75,3 +76,15 @@ def test_single_head_is_distilled(tiny_model_ref):
                             val_fraction=0, head="single")
     assert r.single is not None and 0.0 <= r.metrics["single_head_accuracy"] <= 1.0
     assert not any(p.requires_grad for p in r.single.net.parameters())
+
+
+def test_a_saved_sla_fit_reloads_to_the_same_aggregated_predictions(tiny_model_ref, tmp_path):
+    from transferlab.models import load, predict
+
+    train, test = _tiny_images(10), _tiny_images(6, seed=1)
+    r = fit_label_augmented(train, tiny_model_ref, "head", test=test, epochs=1, image_size=16, batch_size=16,
+                            val_fraction=0, out=tmp_path / "sla")
+    pred, probs, card = predict(tmp_path / "sla", test)
+    assert card["structure"]["kind"] == "sla" and probs.shape == (len(test), 2)
+    assert np.mean(pred == test.labels) == pytest.approx(r.metrics["test_accuracy"])
+    assert type(load(tmp_path / "sla")).__name__ == "Aggregated"

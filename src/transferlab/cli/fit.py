@@ -78,8 +78,7 @@ def fit_cmd(
     as_image: bool = typer.Option(False, "--as-image", help="Texts as images for the vision zoo: each text's "
                                   "builtin:minilm_l6 embedding as a grey square (docs/fit.md#texts-as-images)."),
     label_augmentation: str = typer.Option(None, "--label-augmentation", help="SLA (images): train on joint labels "
-                                           "(class x 4 rotations) and predict by aggregating them: rotation. Writes "
-                                           "metrics.json only."),
+                                           "(class x 4 rotations) and predict by aggregating them: rotation."),
     sla_head: str = typer.Option("aggregate", "--sla-head", help="With --label-augmentation: aggregate (4 forward "
                                  "passes) or single (a self-distilled single head, one pass)."),
     list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
@@ -112,10 +111,10 @@ def fit_cmd(
         from ..fit import fit_label_augmented
 
         a = fit_label_augmented(train, model, method, augmentation=label_augmentation, head=sla_head, test=test,
-                                out=out_dir, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
+                                out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
                                 seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
         console().print(f"{method} + SLA ({label_augmentation}) on {model}: aggregated test accuracy "
-                        f"{a.metrics.get('test_accuracy', float('nan')):.4f}; metrics: {out_dir.resolve()}",
+                        f"{a.metrics.get('test_accuracy', float('nan')):.4f}; model: {out_dir.resolve()}",
                         highlight=False, soft_wrap=True)
         return
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,

@@ -57,40 +57,6 @@ def _image_array(ds: Dataset) -> np.ndarray:
     return np.stack(arrays)
 
 
-def aggregate(joint_logits: Any, m: int = 4) -> Any:
-    """Aggregated logits ``[B, C]`` from the joint logits of the ``m`` rotations, ``[m, B, C * m]`` (rotation ``k``
-    of every image at ``[k]``): ``s_c = 1/m * sum_k z[k, :, c * m + k]``. numpy or torch in, the same out."""
-    z = joint_logits
-    per_rotation = [z[k][:, k::m] for k in range(m)]  # rotation k's logits of (c, k) for every class c
-    total = per_rotation[0]
-    for p in per_rotation[1:]:
-        total = total + p
-    return total / m
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
-class Aggregated(_torch().nn.Module):
-    """``net`` (a ``C * m``-way joint classifier) seen as a C-way one: each input in its ``m`` rotations, the joint
-    logits aggregated (:func:`aggregate`). ``get_classifier`` is the joint head."""
-
-    def __init__(self, net: Any, m: int = 4) -> None:
-        super().__init__()
-        self.net, self.m = net, int(m)
-
-    def get_classifier(self) -> Any:
-        return self.net.get_classifier()
-
-    def forward(self, x: Any) -> Any:
-        torch = _torch()
-        z = self.net(torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(self.m)]))
-        return aggregate(z.view(self.m, len(x), -1), self.m)
-
-
 @dataclass
 class SLAResult:
     """An SLA fit: the joint fit's result, the aggregated network (and the single head's, with ``head="single"``),
@@ -108,15 +74,18 @@ def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: 
     """``fit`` with self-supervised label augmentation (see the module): ``method`` trains on the joint labels of
     ``dataset``'s training split; the test split is scored with the aggregated prediction (``test_accuracy``), the
     joint head on the unrotated image alone (``joint_identity_accuracy``) and, with ``head="single"``, the
-    self-distilled single head (``single_head_accuracy``). ``fit_kwargs`` go to :func:`~transferlab.fit.fit`
-    (``out`` is not taken: the aggregated model is returned, not written)."""
+    self-distilled single head (``single_head_accuracy``). ``fit_kwargs`` go to :func:`~transferlab.fit.fit`;
+    with ``out`` the aggregated model is written there (the ``sla`` model structure: ``load``/``predict`` give the
+    aggregated C-way prediction) with ``metrics.json``, for methods that keep the network's architecture (``head``,
+    ``linear_probe``, ``bitfit``, ``partial``, ``finetune``, peft methods, merged)."""
+    from ..models import Aggregated
     from ._api import fit
 
     if augmentation not in AUGMENTATIONS:
         raise TransferlabError(f"unknown label augmentation {augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
     if head not in ("aggregate", "single"):
         raise TransferlabError(f"head must be 'aggregate' or 'single', got {head!r}")
-    out = fit_kwargs.pop("out", None)
+    out, overwrite = fit_kwargs.pop("out", None), bool(fit_kwargs.pop("overwrite", False))
     m = AUGMENTATIONS[augmentation]
     train, test_ds = train_and_test(dataset, test)
     joint = fit(rotated_dataset(train, m), model, method, batch_size=batch_size, seed=seed, **fit_kwargs)
@@ -132,12 +101,7 @@ def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: 
     if test_ds is not None:
         metrics.update(_test_metrics(net, agg, single, test_ds, joint.metrics, batch_size, m))
     if out is not None:
-        from pathlib import Path
-
-        from .._io import write_json_atomic
-
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(out) / "metrics.json", metrics)
+        _write(out, overwrite, agg, train, joint, metrics, model, method)
     return SLAResult(joint, agg, metrics, single)
 
 
@@ -155,6 +119,12 @@ def _test_metrics(net: Any, agg: Any, single: Any, test_ds: Dataset, joint_metri
     if single is not None:
         out["single_head_accuracy"] = float(np.mean(predict_logits(single, data, batch_size).argmax(1) == y))
     return out
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
 
 
 class SingleHead(_torch().nn.Module):
@@ -218,3 +188,27 @@ class _Indexed:
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         return self.data[i][0], i
+
+
+def _write(out: Any, overwrite: bool, agg: Any, train: Dataset, joint: Any, metrics: dict[str, Any], model: str,
+           method: str) -> None:
+    """The aggregated model as a model directory (card structure ``sla``) with ``metrics.json``; refused for a
+    network whose modules the recorded architecture cannot rebuild (a method's own structure)."""
+    import torch
+
+    from ..models import RunOutput, architecture_of, net_from_architecture, sla_structure
+
+    arch = architecture_of(agg.net)
+    structure = sla_structure(agg.m, train.num_classes)
+    with torch.device("meta"):
+        plain = net_from_architecture(arch, structure["joint_classes"])
+    if {f"net.{k}" for k in plain.state_dict()} != set(agg.state_dict()):
+        raise TransferlabError(f"{method} adds modules to the network: an SLA fit with it cannot be saved yet (use "
+                               "head, linear_probe, bitfit, partial, finetune or a peft method, or drop --out)")
+    j = joint.metrics
+    with RunOutput(out, model=model, method=f"{method}+sla", what="fit", overwrite=overwrite) as output:
+        card = output.card(modality="image", architecture=arch, num_classes=train.num_classes,
+                           class_names=list(train.class_names), image_size=j["image_size"], mean=j["mean"],
+                           std=j["std"], weights="state_dict", structure=structure,
+                           options={"label_augmentation": metrics["label_augmentation"]})
+        output.write(agg, card, metrics)

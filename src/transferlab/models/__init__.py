@@ -49,6 +49,7 @@ _LAZY = {
     "Coordinator": "_prompter", "install_prompter_": "_prompter", "prompter_structure": "_prompter",
     "inject_petal_": "_petal", "petal_structure": "_petal", "quality_proxy": "_petal",
     "texts_as_images": "_as_image", "embedding_images": "_as_image",
+    "Aggregated": "_sla", "sla_aggregate": "_sla", "sla_structure": "_sla",
 }
 
 
@@ -71,5 +72,5 @@ __all__ = [
     "recorded_reference", "rename_modules_", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
     "to_transformers", "write_hf_files",
     "Coordinator", "install_prompter_", "prompter_structure", "inject_petal_", "petal_structure", "quality_proxy",
-    "texts_as_images", "embedding_images",
+    "texts_as_images", "embedding_images", "Aggregated", "sla_aggregate", "sla_structure",
 ]

@@ -14,4 +14,5 @@ STRUCTURES: Registry[Callable[[Any, dict[str, Any], dict[str, Any]], Any]] = Reg
     "model structure", modules=("transferlab.models._adapters", "transferlab.models._scaled",
                                 "transferlab.models._bottleneck", "transferlab.models._projection",
                                 "transferlab.models._ease",
-                                "transferlab.models._prompter", "transferlab.models._petal"))
+                                "transferlab.models._prompter", "transferlab.models._petal",
+                                "transferlab.models._sla"))
