@@ -21,6 +21,7 @@ def main() -> None:
     p.add_argument("--method", default="lora")
     p.add_argument("--epochs", type=int, default=3, help="0: rank only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="default: the method's")
     args = p.parse_args()
     from transferlab.data import accuracy_at_k, load_dataset
     from transferlab.fit import fit
@@ -37,10 +38,10 @@ def main() -> None:
         return
     test = load_dataset("builtin:rotten-tomatoes-pairs", "test")
     with tempfile.TemporaryDirectory() as d:
-        f = fit("builtin:rotten-tomatoes-pairs", args.model, args.method, epochs=args.epochs, seed=args.seed,
+        f = fit("builtin:rotten-tomatoes-pairs", args.model, args.method, epochs=args.epochs, seed=args.seed, lr=args.lr,
                 out=f"{d}/m")
         _, probs, _ = predict(f"{d}/m", test)
-    out = {"fit": {"model": args.model, "method": args.method, "epochs": args.epochs,
+    out = {"fit": {"model": args.model, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                    "test_accuracy": f.metrics.get("test_accuracy"), "retrieval": accuracy_at_k(test, probs),
                    "seconds": time.perf_counter() - t1}}
     print(json.dumps(out, indent=1, default=float))

@@ -17,7 +17,7 @@ ANSWERS = ["To reset your password open settings", "Parcels arrive within three 
 def _faq() -> Dataset:
     a, b, y = [], [], []
     for i, q in enumerate(QUESTIONS):
-        for j, ans in enumerate(ANSWERS[:4] if i < 4 else ANSWERS[2:]):
+        for ans in ANSWERS[:4] if i < 4 else ANSWERS[2:]:
             a.append(q)
             b.append(ans)
             y.append(int(ANSWERS.index(ans) == i))
