@@ -4,8 +4,8 @@ alone (``shot``, ``nrc``, ``aad``: ``adapt(None, target, method=..., source_mode
 training loop, with label-free checkpoint selection (``transfer_score``, ``entropy``, ``im``, ``snd``, ``dev``, ``source_val``)."""
 
 from ._api import DEFAULT_LR, DomainResult, adapt, list_methods, list_selectors
-from ._records import SOURCE_FREE_LR
 from ._methods import METHODS
+from ._records import SOURCE_FREE_LR
 from ._selectors import SELECTORS
 
 __all__ = ["DEFAULT_LR", "METHODS", "SELECTORS", "SOURCE_FREE_LR", "DomainResult", "adapt", "list_methods", "list_selectors"]

@@ -26,7 +26,7 @@ import numpy as np
 def surrogate(value: Any, params: Sequence[Any], grads: Sequence[Any]) -> Any:
     """A scalar equal to ``value`` whose gradient with respect to ``params`` is ``grads`` (None: zero) and nothing
     else."""
-    dot = sum(((p * g).sum() for p, g in zip(params, grads) if g is not None), value.new_zeros(()))
+    dot = sum(((p * g).sum() for p, g in zip(params, grads, strict=True) if g is not None), value.new_zeros(()))
     return value.detach() + dot - dot.detach()
 
 
@@ -49,7 +49,7 @@ def sam_step(task_loss: Callable[[], Any], full_loss: Callable[[], tuple[Any, di
             else torch.zeros(())
         scale = rho / (float(norm) + 1e-12)
         eps = [None if x is None else x * scale for x in g]
-        for p, e in zip(perturbed, eps):
+        for p, e in zip(perturbed, eps, strict=True):
             if e is not None:
                 p.add_(e)
     try:
@@ -58,7 +58,7 @@ def sam_step(task_loss: Callable[[], Any], full_loss: Callable[[], tuple[Any, di
         grads = _grads(loss, params)
     finally:
         with torch.no_grad():
-            for p, e in zip(perturbed, eps):
+            for p, e in zip(perturbed, eps, strict=True):
                 if e is not None:
                     p.sub_(e)
     return surrogate(loss, params, grads), {**logs, "sam_grad_norm": float(norm)}
@@ -124,10 +124,10 @@ def pareto_step(objectives: Sequence[Any], guide: Any, plain: Any, shared: Seque
     for loss in objectives:
         g = _grads(loss, shared, retain=True)
         flat.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                               for x, p in zip(g, shared)]))
+                               for x, p in zip(g, shared, strict=True)]))
     gm = torch.stack(flat).detach().double()
     gv = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                    for x, p in zip(_grads(guide, shared, retain=True), shared)]).detach().double()
+                    for x, p in zip(_grads(guide, shared, retain=True), shared, strict=True)]).detach().double()
     alpha = pareto_weights((gm @ gm.T).cpu().numpy(), (gm @ gv).cpu().numpy())
     m = len(objectives)
     direction = (torch.as_tensor(alpha, dtype=gm.dtype, device=gm.device) @ gm) * m
