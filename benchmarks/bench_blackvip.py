@@ -5,7 +5,7 @@ visual prompting) and a white-box ``linear_probe`` on the target. Prints a Markd
 digits-m test split, queries) and writes ``results.json`` into ``--out``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_blackvip.py --out runs/bench-blackvip \\
-        --model builtin:small_resnet_shapes --limit 600 --budget 60000 --seeds 0
+        --model builtin:small_resnet_shapes --limit 300 --budget 48000 --seeds 1,2
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("runs/bench-blackvip"))
     ap.add_argument("--model", default="builtin:small_resnet_shapes")
-    ap.add_argument("--limit", type=int, default=600, help="target training examples (class-stratified)")
-    ap.add_argument("--budget", type=int, default=60000, help="training queries (images sent to the black box)")
+    ap.add_argument("--limit", type=int, default=300, help="target training examples (class-stratified)")
+    ap.add_argument("--budget", type=int, default=48000, help="training queries (images sent to the black box)")
     ap.add_argument("--epochs", type=int, default=100, help="epoch cap (the budget ends the zeroth-order runs first)")
-    ap.add_argument("--lr", type=float, default=None, help="SPSA's gain a (default: the method's, 0.01)")
-    ap.add_argument("--bp-epochs", type=int, default=10, help="epochs of the backprop baseline")
-    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--lr-gc", type=float, default=1e-4, help="SPSA-GC's gain a")
+    ap.add_argument("--lr-spsa", type=float, default=3e-4, help="SPSA's gain a")
+    ap.add_argument("--sp-avg", type=int, default=1, help="perturbations per SPSA step")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--bp-epochs", type=int, default=15, help="epochs of the backprop baseline")
+    ap.add_argument("--seeds", default="1,2")
     args = ap.parse_args()
 
     from transferlab.data import load_dataset
@@ -42,17 +45,18 @@ def main() -> None:
     rows = {"black box (digits classifier), as is": {
         "test_accuracy": evaluate(box, test)["accuracy"], "queries": 0,
         "source_test_accuracy": json.loads((box / "metrics.json").read_text())["test_accuracy"]}}
-    runs = {"blackvip spsa_gc": {"estimator": "spsa_gc", "query_budget": args.budget},
-            "blackvip spsa": {"estimator": "spsa", "query_budget": args.budget},
-            "coordinator by backprop (white box)": {"estimator": "backprop"}}
+    zo = {"query_budget": args.budget, "sp_avg": args.sp_avg}
+    runs = {"blackvip spsa_gc": {"estimator": "spsa_gc", "lr": args.lr_gc, **zo},
+            "blackvip spsa": {"estimator": "spsa", "lr": args.lr_spsa, **zo},
+            "coordinator by backprop (white box)": {"estimator": "backprop", "lr": None}}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name, opts in runs.items():
             d = out / f"{name.split(' (')[0].replace(' ', '-')}-s{seed}"
             t = time.perf_counter()
             backprop = opts["estimator"] == "backprop"
             r = fit(target, args.model, "blackvip", test=test, out=d, overwrite=True, init=box, image_size=32,
-                    epochs=args.bp_epochs if backprop else args.epochs, lr=None if backprop else args.lr,
-                    seed=seed, **opts)
+                    epochs=args.bp_epochs if backprop else args.epochs, batch_size=args.batch_size, seed=seed,
+                    val_fraction=0.2, **opts)
             m = r.metrics
             rows[f"{name}, seed {seed}"] = {"test_accuracy": m["test_accuracy"], "queries": m["queries_train"],
                                             "queries_eval": m["queries_eval"], "epochs": m["epochs"],
