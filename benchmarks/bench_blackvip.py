@@ -48,7 +48,7 @@ def main() -> None:
     zo = {"query_budget": args.budget, "sp_avg": args.sp_avg}
     runs = {"blackvip spsa_gc": {"estimator": "spsa_gc", "lr": args.lr_gc, **zo},
             "blackvip spsa": {"estimator": "spsa", "lr": args.lr_spsa, **zo},
-            "coordinator by backprop (white box)": {"estimator": "backprop", "lr": None}}
+            "coordinator by backprop (white box)": {"estimator": "backprop", "lr": 1e-2}}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name, opts in runs.items():
             d = out / f"{name.split(' (')[0].replace(' ', '-')}-s{seed}"
