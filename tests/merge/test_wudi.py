@@ -50,7 +50,7 @@ def test_loss_at_most_task_arithmetic_and_the_closed_form_reached() -> None:
     a = sum(t.T @ t / (t * t).sum() for t in taus)
     b = sum(t @ t.T @ t / (t * t).sum() for t in taus)
     best = b @ torch.linalg.inv(a)
-    got = wudi_matrix(taus, steps=3000, lr=1e-2)
+    got = wudi_matrix(taus, steps=1500, lr=1e-2)
     assert wudi_loss(got, taus) <= wudi_loss(best, taus) + 1e-3 < wudi_loss(ta, taus)
     assert torch.allclose(got, best, atol=2e-2)
 
@@ -66,7 +66,7 @@ def test_hand_worked_minimisers() -> None:
 
     t1 = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
     t2 = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    got = wudi_matrix([t1, t2], steps=4000, lr=1e-3)
+    got = wudi_matrix([t1, t2], steps=1500, lr=2e-3)
     assert torch.allclose(got, torch.tensor([[0.5, 0.0], [0.5, 0.0]], dtype=torch.float64), atol=5e-3)
     assert abs(wudi_loss(got, [t1, t2]) - 1.0) < 1e-3  # |c - t_i e1|^2 = 2 (1/2)^2 per task at the minimum
     s2 = torch.tensor([[0.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
