@@ -214,8 +214,7 @@ def _coordinator(ctx: FitContext, encoder: str | None, eps: float) -> tuple[Any,
     """The coordinator with a fresh pretrained copy of ``encoder`` (default: the fitted model's reference)."""
     import torch
 
-    from ..models import architecture_of, pretrained
-    from ..models import Coordinator, prompter_structure
+    from ..models import Coordinator, architecture_of, pretrained, prompter_structure
 
     enc = pretrained(encoder or ctx.backbone.ref, 0)
     size = int(ctx.image_size or 32)

@@ -23,8 +23,7 @@ def calibrate(ctx: FitContext, n: int = 512) -> tuple[float, float]:
     preprocessed as the model sees them (no augmentation)."""
     import torch
 
-    from ..models import ImageTensors
-    from ..models import quality_proxy
+    from ..models import ImageTensors, quality_proxy
 
     ds = ctx.dataset
     if len(ds) > n:

@@ -74,10 +74,10 @@ def _mixer_pre_hook(net: nn.Module, args: tuple[Any, ...]) -> None:
 def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: float, hi: float) -> list[Any]:
     """Two peft LoRA sets (``hq``, ``lq``) on ``targets`` of ``net`` (in place), both active and mixed per example
     by quality; returns the adapters' parameters."""
+    import warnings
+
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
-
-    import warnings
 
     with warnings.catch_warnings():  # peft warns that a second adapter joins the first: that is the point
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
