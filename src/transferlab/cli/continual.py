@@ -22,7 +22,8 @@ def continual_cmd(
     split: str = typer.Option(None, "--split", help="Class-incremental: DATA:K, K equal groups of DATA's classes "
                               "(one growing head)."),
     model: str = typer.Option(None, "--model", "-m", help="Model reference, e.g. builtin:small_resnet_shapes."),
-    strategy: str = typer.Option("naive", "--strategy", help="naive, joint, replay, ewc, lwf, supsup, exssnet (--list)."),
+    strategy: str = typer.Option("naive", "--strategy", help="naive, joint, replay, ewc, lwf, supsup, exssnet, "
+                                  "prototype, ranpac, ease, gpm, cuber (--list: what each does)."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs per task."),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
