@@ -88,6 +88,59 @@ def test_options_are_checked():
     from transferlab.errors import TransferlabError
 
     for name, bad in (("gpm", {"threshold": 0.0}), ("gpm", {"threshold_step": -1.0}), ("cuber", {"epsilon": 2.0}),
-                      ("gpm", {"n_examples": 0})):
+                      ("gpm", {"n_examples": 0}), ("gpm", {"sgd_lr": 0.0}), ("cuber", {"momentum": 1.0})):
         with pytest.raises(TransferlabError):
             STRATEGIES.get(name)(**bad)
+
+
+def _old_task_layer(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor, GradientProjection, SimpleNamespace]:
+    """A 16 -> 8 linear layer whose old task's inputs span 6 of its 16 input dimensions, that span blocked."""
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(16, 8, bias=False)
+    old = _low_rank(24, 16, 6, 3).float()
+    s = GradientProjection(threshold=1.0, threshold_step=0.0, n_examples=24, backward=False, sgd_lr=0.1,
+                           momentum=0.9)
+    run = SimpleNamespace(modules={"backbone": torch.nn.Sequential(layer)})
+    s.install(run)
+    s.blocked = {"0": grow_basis(None, input_rows(run.modules["backbone"], s.layers, [old])["0"], 1.0)}
+    s._prev = {"0": layer.weight.detach().clone()}
+    return layer, old, s, run
+
+
+def test_adamw_on_a_projected_gradient_leaves_the_span_and_sgd_with_momentum_does_not():
+    """Issue 31's hypothesis, on the gradient projection alone (no projection of the step): AdamW's per-coordinate
+    scaling and decay move the old task's outputs; SGD with momentum, whose steps are sums of projected gradients,
+    keeps them to 1e-6. GPM therefore projects the step as well (``after_step``), whatever the optimiser."""
+    for opt_of, keeps in ((lambda ps: torch.optim.AdamW(ps, lr=0.05, weight_decay=0.1), False),
+                          (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), True)):
+        layer, old, s, _ = _old_task_layer()
+        before = layer(old).detach()
+        opt = opt_of(layer.parameters())
+        x, y = torch.randn(64, 16), torch.randn(64, 8)
+        hook = layer.weight.register_hook(lambda g, m=s.blocked["0"]: project_out(g, m))
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(layer(x), y).backward()
+            opt.step()
+        hook.remove()
+        drift = float((layer(old).detach() - before).abs().max())
+        assert (drift <= 1e-6) == keeps, drift
+
+
+def test_the_strategys_own_sgd_step_is_the_projected_gradient_with_momentum():
+    layer, old, s, run = _old_task_layer()
+    heads = {"0": torch.nn.Linear(8, 2)}
+    ps = s.trainable(SimpleNamespace(stream=SimpleNamespace(kind="task")), 0,
+                     {"backbone": run.modules["backbone"], "heads": heads})
+    assert ps and all(p is not layer.weight for p in ps)  # the loop's AdamW steps the head, not the layer
+    m = s.blocked["0"].numpy()
+    before, w0 = layer(old).detach(), layer.weight.detach().double().numpy()
+    g1, g2 = np.random.default_rng(0).normal(size=(2, 8, 16))
+    for g in (g1, g2):  # gradients as the loop leaves them: projected by the hook
+        layer.weight.grad = torch.tensor(g - g @ m @ m.T, dtype=torch.float32)
+        s.after_step(run, 1, run.modules)
+        assert layer.weight.grad is None
+    p1, p2 = g1 - g1 @ m @ m.T, g2 - g2 @ m @ m.T
+    want = w0 - 0.1 * p1 - 0.1 * (0.9 * p1 + p2)  # SGD with momentum 0.9 at lr 0.1, by hand
+    assert np.allclose(layer.weight.detach().double().numpy(), want, atol=1e-5)
+    assert (layer(old).detach() - before).abs().max() <= 1e-6

@@ -154,8 +154,10 @@ class GradientProjection(Strategy):
     """GPM (``backward=False``) and CUBER (``backward=True``) on the one loop."""
 
     def __init__(self, threshold: float, threshold_step: float, n_examples: int, backward: bool,
-                 epsilon: float = 0.5) -> None:
+                 epsilon: float = 0.5, sgd_lr: float | None = None, momentum: float = 0.0) -> None:
         self.threshold, self.threshold_step, self.n_examples = threshold, threshold_step, n_examples
+        self.sgd_lr, self.momentum = sgd_lr, momentum
+        self._velocity: dict[str, Any] = {}
         self.backward, self.epsilon = backward, epsilon
         self.layers: dict[str, Any] = {}
         self.union: dict[str, Any] = {}  # GPM's basis per layer
@@ -167,7 +169,8 @@ class GradientProjection(Strategy):
         self._prev: dict[str, Any] = {}
 
     def config(self) -> dict[str, Any]:
-        out = {"threshold": self.threshold, "threshold_step": self.threshold_step, "n_examples": self.n_examples}
+        out = {"threshold": self.threshold, "threshold_step": self.threshold_step, "n_examples": self.n_examples,
+               "sgd_lr": self.sgd_lr, "momentum": self.momentum}
         return {**out, "epsilon": self.epsilon} if self.backward else out
 
     def install(self, run: Any) -> None:
@@ -180,6 +183,14 @@ class GradientProjection(Strategy):
         if not any(m.weight.requires_grad for m in self.layers.values()):
             raise TransferlabError(f"{type(backbone).__name__} has no trainable convolution or linear weight for "
                                    "gradient projection (gpm, cuber)")
+
+    def trainable(self, run: Any, i: int, modules: Any) -> list[Any]:
+        """The loop's parameters: with ``sgd_lr`` the projected weights are left out (``after_step`` steps them)."""
+        ps = super().trainable(run, i, modules)
+        if self.sgd_lr is None:
+            return ps
+        own = {id(m.weight) for m in self.layers.values()}
+        return [p for p in ps if id(p) not in own]
 
     def train_task(self, run: Any, i: int, data: dict[str, Any], training: Any) -> list[dict[str, Any]]:
         self.blocked = {n: union_basis([t[n] for t in self.bases] if self.backward else [self.union.get(n)],
@@ -198,6 +209,9 @@ class GradientProjection(Strategy):
         """One call of the loop with each projected weight's gradient projected out of its blocked span."""
         hooks = [m.weight.register_hook(lambda g, n=n: project_out(g, self.blocked[n]))
                  for n, m in self.layers.items() if m.weight.requires_grad]
+        self._velocity = {}
+        if self.sgd_lr is not None:
+            config = {"precision": "fp32", **config}  # the weights it steps itself get unscaled gradients
         try:
             return training(run, i, data, *args, **config)
         finally:
@@ -214,6 +228,12 @@ class GradientProjection(Strategy):
                 w = m.weight
                 if not w.requires_grad:
                     continue
+                if self.sgd_lr is not None and w.grad is not None:  # the paper's optimiser: SGD (with momentum)
+                    v = self._velocity.get(n)
+                    v = w.grad.clone() if v is None else v.mul_(self.momentum).add_(w.grad)
+                    self._velocity[n] = v
+                    w.sub_(self.sgd_lr * v)
+                    w.grad = None
                 delta = project_out(w - self._prev[n], self.blocked[n])
                 for j in self.allowed.get(n, []):
                     inside = delta - project_out(delta, self.bases[j][n])
@@ -318,24 +338,30 @@ def _in_dim(m: Any) -> int:
     return int(math.prod(m.weight.shape[1:]))
 
 
-def _options(threshold: float, threshold_step: float, n_examples: int) -> None:
+def _options(threshold: float, threshold_step: float, n_examples: int, sgd_lr: float | None,
+             momentum: float) -> None:
     if not (math.isfinite(threshold) and 0 < threshold <= 1):
         raise TransferlabError(f"threshold must lie in (0, 1], got {threshold}")
     if not (math.isfinite(threshold_step) and threshold_step >= 0):
         raise TransferlabError(f"threshold_step must be a finite number >= 0, got {threshold_step}")
     if not isinstance(n_examples, int) or n_examples < 1:
         raise TransferlabError(f"n_examples must be a positive integer, got {n_examples!r}")
+    if sgd_lr is not None and not (math.isfinite(sgd_lr) and sgd_lr > 0):
+        raise TransferlabError(f"sgd_lr must be a positive number (or None: the loop's AdamW), got {sgd_lr}")
+    if not (math.isfinite(momentum) and 0 <= momentum < 1):
+        raise TransferlabError(f"momentum must lie in [0, 1), got {momentum}")
 
 
 @STRATEGIES.register("gpm", summary="gradient projection memory: each layer keeps a basis of the inputs earlier "
                      "tasks gave it (SVD, energy threshold); new updates are projected out of it",
                      paper="Saha, Garg & Roy, Gradient Projection Memory for Continual Learning, ICLR 2021",
                      reference="sahagobinda/GPM (threshold 0.97 + 0.003 per task, 125 examples per task)")
-def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125) -> Strategy:
+def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125, sgd_lr: float | None = None,
+        momentum: float = 0.0) -> Strategy:
     """``threshold``: the share of a task's input energy its layers' bases hold (task t: threshold + t ×
     ``threshold_step``, at most 1); ``n_examples``: the training examples per task whose inputs make the bases."""
-    _options(threshold, threshold_step, n_examples)
-    return GradientProjection(threshold, threshold_step, n_examples, backward=False)
+    _options(threshold, threshold_step, n_examples, sgd_lr, momentum)
+    return GradientProjection(threshold, threshold_step, n_examples, backward=False, sgd_lr=sgd_lr, momentum=momentum)
 
 
 @STRATEGIES.register("cuber", summary="gradient projection that opens an old task's subspace to a new task whose "
@@ -343,10 +369,11 @@ def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int 
                      paper="Lin, Yang, Fan & Zhang, Beyond Not-Forgetting: Continual Learning with Backward "
                            "Knowledge Transfer, NeurIPS 2022")
 def cuber(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125,
-          epsilon: float = 0.5) -> Strategy:
+          epsilon: float = 0.5, sgd_lr: float | None = None, momentum: float = 0.0) -> Strategy:
     """GPM's bases, per task; ``epsilon``: the share of the new task's gradient norm that must lie in an old task's
     subspace (sufficient projection) for that subspace to open, if the two tasks' gradients there agree in sign."""
-    _options(threshold, threshold_step, n_examples)
+    _options(threshold, threshold_step, n_examples, sgd_lr, momentum)
     if not (math.isfinite(epsilon) and 0 <= epsilon <= 1):
         raise TransferlabError(f"epsilon must lie in [0, 1], got {epsilon}")
-    return GradientProjection(threshold, threshold_step, n_examples, backward=True, epsilon=epsilon)
+    return GradientProjection(threshold, threshold_step, n_examples, backward=True, epsilon=epsilon, sgd_lr=sgd_lr,
+                              momentum=momentum)
