@@ -185,7 +185,7 @@ def bench_domain_cmd(
     trade_offs: str = typer.Option("0.1,0.3,1,3", "--trade-offs", help="Comma-separated trade-offs (> 0)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     lr: float = typer.Option(None, "--lr", help="Learning rate of the head and discriminator (default: domain's, "
-                             "1e-2; backbone 0.1x)."),
+                             "1e-2, backbone 0.1x; 1e-3 for shot, nrc, aad)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Examples of each training split (target: random)."),
     test_limit: int = typer.Option(None, "--test-limit", min=1, help="Examples of the target's test split."),
     image_size: int = typer.Option(None, "--image-size", min=8),
