@@ -10,7 +10,8 @@ paper's criterion (new directions from the part of the new task's inputs the bas
 coordinate scaling and weight decay would leave that span: the gradient is projected (as the paper) and so is each
 step's update (``after_step``), which makes the guarantee exact for any optimiser. Every other backbone parameter
 (batch norms and their statistics, biases, grouped convolutions) keeps its pretrained value: they would move every
-old task's outputs. Each task trains its own head freely.
+old task's outputs. Each task trains its own head freely. With ``sgd_lr`` the projected weights leave the loop's
+optimiser and ``after_step`` steps them by SGD (momentum of projected gradients stays outside the blocked span).
 
 CUBER keeps each task's own basis and, per layer, the mean gradient of the task's loss at the end of its training.
 A new task trains one epoch with every old basis protected; then, per layer and old task j, the new task's gradient
@@ -359,7 +360,9 @@ def _options(threshold: float, threshold_step: float, n_examples: int, sgd_lr: f
 def gpm(threshold: float = 0.97, threshold_step: float = 0.003, n_examples: int = 125, sgd_lr: float | None = None,
         momentum: float = 0.0) -> Strategy:
     """``threshold``: the share of a task's input energy its layers' bases hold (task t: threshold + t ×
-    ``threshold_step``, at most 1); ``n_examples``: the training examples per task whose inputs make the bases."""
+    ``threshold_step``, at most 1); ``n_examples``: the training examples per task whose inputs make the bases;
+    ``sgd_lr``: the projected layers step by SGD at this rate (with ``momentum``), as the paper, instead of the
+    loop's AdamW (which gives the small gradients left outside the bases full-size steps)."""
     _options(threshold, threshold_step, n_examples, sgd_lr, momentum)
     return GradientProjection(threshold, threshold_step, n_examples, backward=False, sgd_lr=sgd_lr, momentum=momentum)
 
