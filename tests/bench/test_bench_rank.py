@@ -74,7 +74,9 @@ def test_bench_rank_end_to_end(tiny_zoo, tmp_path):
     # figure the cache recorded when the first run computed them, not the warm run's cache reads
     assert r.cost["ranking_cache"] == "cold" and again.cost["ranking_cache"] == "warm"
     cold = r.cost["ranking_cold_seconds"]
-    assert 0 < cold <= r.cost["ranking_seconds"] and again.cost["ranking_cold_seconds"] == pytest.approx(cold)
+    # the cold figure sums each model's extraction and metric seconds; the pipeline runs a model's metrics while the
+    # next model extracts (two stages at once), so the sum may exceed the wall clock, by at most the second stage
+    assert 0 < cold <= 2 * r.cost["ranking_seconds"] and again.cost["ranking_cold_seconds"] == pytest.approx(cold)
     assert again.cost["ground_truth_over_ranking"] == pytest.approx(r.cost["ground_truth_over_ranking"])
     assert again.cost["ground_truth_over_ranking"] == pytest.approx(again.cost["ground_truth_seconds"] / cold)
     line = again.cost_line()

@@ -12,7 +12,8 @@ def ranking_cost(results: list[Any], ranking_seconds: float, ground_truth_second
     whether its features came from the cache (``warm``, ``partly warm``) or were computed (``cold``);
     ``ranking_cold_seconds``: what computing them and their scores cost, per model, as recorded when they were
     computed (this run's on a cold run, the cache's on a warm one), summed like the ground truth's cell times (whose
-    cached cells count their stored time); None when the cache recorded none for some model. The ratio is against
+    cached cells count their stored time; rank's pipeline runs a model's metrics while the next model extracts, so
+    this sum can exceed the wall clock); None when the cache recorded none for some model. The ratio is against
     that cold figure, never against a warm run's cache reads; None without it."""
     caches = [r.cache for r in results]
     states = {c.get("state") for c in caches}
