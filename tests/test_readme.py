@@ -90,12 +90,25 @@ def _shrink(cmd: str, tiny: str) -> list[str]:
     return argv
 
 
+def _is_pair_command(cmd: str) -> bool:
+    """The sentence-pair example: its own chain (rank, fit, predict), run as its own test so that the two chains can
+    run on two workers."""
+    return "pairs" in cmd
+
+
+def test_the_commands_split_into_the_two_chains():
+    cmds = _commands()
+    assert 0 < sum(map(_is_pair_command, cmds)) < len(cmds)
+
+
 @pytest.mark.slow  # over 10 s on one core (issue 27)
 def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
     from transferlab.cli import main
 
     monkeypatch.chdir(tmp_path)
     for cmd in _commands():
+        if _is_pair_command(cmd):
+            continue
         argv = _shrink(cmd, tiny_model_ref)
         assert main(argv) == 0, cmd
     assert (tmp_path / "runs" / "merged" / "model.safetensors").is_file()
@@ -104,4 +117,13 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, tiny_model_ref):
     assert (tmp_path / "merged-digits.csv").is_file() and (tmp_path / "predictions.csv").is_file()
     assert (tmp_path / "runs" / "auto-digits" / "report.html").is_file()
     assert (tmp_path / "runs" / "shapes-pruned" / "transferlab.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_readme_pair_commands_run(tmp_path, monkeypatch, tiny_model_ref):
+    from transferlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for cmd in filter(_is_pair_command, _commands()):
+        assert main(_shrink(cmd, tiny_model_ref)) == 0, cmd
     assert (tmp_path / "runs" / "pairs-rank" / "ranking.json").is_file() and (tmp_path / "pair-predictions.csv").is_file()
