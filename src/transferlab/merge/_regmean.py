@@ -85,10 +85,7 @@ class RegMean(Method):
     _grams: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise TransferlabError(f"regmean: alpha must lie in [0, 1], got {self.alpha}")
-        if self.examples < 1:
-            raise TransferlabError(f"regmean: examples must be >= 1, got {self.examples}")
+        check_gram_options("regmean", self.alpha, self.examples)
 
     def options(self) -> dict[str, Any]:
         return {"examples": self.examples, "alpha": self.alpha, "seed": self.seed}
@@ -111,6 +108,14 @@ class RegMean(Method):
         if key not in self._grams[0]:
             return torch.stack(thetas).mean(0)
         return regmean_solve(thetas, [g[key] for g in self._grams]).reshape(base.shape).to(thetas[0].dtype)
+
+
+def check_gram_options(method: str, alpha: float, examples: int) -> None:
+    """The options every Gram-matrix merge takes (regmean, regmean_pp): one clear error for each bad value."""
+    if not 0 <= alpha <= 1:
+        raise TransferlabError(f"{method}: alpha must lie in [0, 1], got {alpha}")
+    if examples < 1:
+        raise TransferlabError(f"{method}: examples must be >= 1, got {examples}")
 
 
 def regularised(g: Any, alpha: float) -> Any:

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import TransferlabError
 from ._arith import Method, thetas_of
 from ._registry import MERGE_METHODS
-from ._regmean import input_grams, is_linear_map, regmean_solve, regularised
+from ._regmean import check_gram_options, input_grams, is_linear_map, regmean_solve, regularised
 
 
 def block_of(module: str) -> str:
@@ -95,10 +94,7 @@ class RegMeanPlusPlus(Method):
     _merged: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise TransferlabError(f"regmean_pp: alpha must lie in [0, 1], got {self.alpha}")
-        if self.examples < 1:
-            raise TransferlabError(f"regmean_pp: examples must be >= 1, got {self.examples}")
+        check_gram_options("regmean_pp", self.alpha, self.examples)
 
     def options(self) -> dict[str, Any]:
         return {"examples": self.examples, "alpha": self.alpha, "seed": self.seed}
