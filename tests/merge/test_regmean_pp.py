@@ -5,7 +5,10 @@ returns the single task's weights when given one task."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 
 
 def _nets_and_batches(n_tasks: int):
@@ -70,3 +73,14 @@ def test_layers_are_blocks_in_forward_order() -> None:
     assert block_of("blocks.3.2.conv_pw") == "blocks.3.2"
     assert block_of("encoder.layer.1.attention.self.query") == "encoder.layer.1"
     assert block_of("conv_head") == "conv_head" and block_of("0") == "0"
+
+
+@pytest.mark.parametrize("name", ["regmean", "regmean_pp"])
+@pytest.mark.parametrize(("option", "value", "message"), [("alpha", 1.5, "alpha must lie in [0, 1]"),
+                                                          ("examples", 0, "examples must be >= 1")])
+def test_gram_merges_refuse_bad_options_with_one_clear_error(name, option, value, message):
+    from transferlab.errors import TransferlabError
+    from transferlab.merge._registry import MERGE_METHODS
+
+    with pytest.raises(TransferlabError, match=rf"^{name}: {re.escape(message)}"):
+        MERGE_METHODS.get(name)(**{option: value})
