@@ -96,6 +96,12 @@ def test_bench_distill_cache_keys_are_pinned(tmp_path, monkeypatch):
                            batch_size=8, method_options={"kd": {"temperature": 2.0}}, rows=list(_distill.ROWS))
     assert len(seen) == 4 + 4 + 2 * 2 * 10  # teachers, labels-only students, 10 rows per (setting, seed)
     # re-pinned for issue 33: run format 2 (last-epoch accuracy), the dist and kd_zscore rows, and teachers fitted
-    # without multi_weighted's 10 % hold-out when that row runs (their folder key says holdout)
+    # without multi_weighted's 10 % hold-out when that row runs (their folder key says holdout); then the dist rows'
+    # options (DIST_OPTIONS: the reference's CIFAR recipe; with DIST_OPTIONS = {} the digest was 558c6829...)
     digest = hashlib.sha256(repr(seen).encode()).hexdigest()
-    assert digest == "558c68291e74de9c9db0f38af5bd2b4896c7c87c620998d096f7aad7b0329923", seen[:3]
+    assert digest == "b7a6593e0bc4e6363cd7ad8f948663be2f0449f913726d1cb18fbdfa5affa900", seen[:3]
+    dist_opts = [dict(kw)["options"] for _, label, _, _, kw in seen if "dist[" in label]
+    zscore_opts = [dict(kw)["options"] for _, label, _, _, kw in seen if "kd_zscore[" in label]
+    assert dist_opts and all(o == {"temperature": 4.0, "dist_weight": 2.0} for o in dist_opts)
+    # kd_zscore: kd's own options under the zscore recipe (which sets its temperature)
+    assert all(o == {"temperature": 2.0, "zscore": True, "kd_weight": 0.989} for o in zscore_opts)

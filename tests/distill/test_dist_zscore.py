@@ -109,8 +109,10 @@ def test_methods_put_zscore_on_the_soft_term_only():
     assert _method_loss("multi_avg", temperature=t, kd_weight=0.5, zscore=True) == pytest.approx(kd, rel=1e-12)
     dkd = _method_loss("dkd", temperature=t, warmup_epochs=0.0, zscore=True)
     assert dkd == pytest.approx(ce + c["dkd_zscore_a1_b8"], rel=1e-6)
-    dist = _method_loss("dist", temperature=t)
-    assert dist == pytest.approx(ce + c["dist"], rel=1e-9)
+    dist = _method_loss("dist", temperature=t)  # the reference's weights: CE 1, DIST 2 (its configs' kd_loss_weight)
+    assert dist == pytest.approx(ce + 2.0 * c["dist"], rel=1e-9)
+    assert _method_loss("dist", temperature=t, ce_weight=0.5, dist_weight=1.0) == pytest.approx(
+        0.5 * ce + c["dist"], rel=1e-9)
     with pytest.raises(TransferlabError, match="dist distils one teacher"):
         METHODS.get("dist")(2)
     with pytest.raises(TransferlabError, match="gamma must be a finite number >= 0"):

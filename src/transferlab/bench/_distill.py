@@ -6,9 +6,8 @@ student cannot; with ``multi_weighted`` rows, on all but a 10 % hold-out that ro
 seed: the labels-only student (``fit`` finetune on the labelled part), then
 
 - ``kd[T]`` from each teacher T, ``multi_avg`` and ``multi_weighted`` over all teachers, ``feature`` from the
-  strongest teacher (by held-out accuracy): fresh students; ``dkd``, ``dist`` and ``kd_zscore`` (kd on standardised
-  logits, the reference's T = 2 and CE : KD = 0.1 : 9) from the strongest teacher (fresh students; run only when
-  asked for: ``rows=[..., "dkd", "dist", "kd_zscore"]``);
+  strongest teacher (by held-out accuracy): fresh students; ``dkd``, ``dist`` (:data:`DIST_OPTIONS`) and ``kd_zscore``
+  (:data:`ZSCORE_OPTIONS`) from the strongest teacher (fresh students; only when asked for: ``rows=[..., "dkd"]``);
 - ``kd_trained[weak]`` and ``kl_dp_trained[weak]``: the labels-only student distilled further from the weakest
   teacher — the case KL+DP exists for (a weaker teacher must not pull a good student down).
 
@@ -46,6 +45,7 @@ FORMAT = 2  # of the cached runs: raise it when a record changes (2: last-epoch 
 #: the kd_zscore rows' options: logit-standardization-KD's README runs KD with --logit-stand --base-temp 2
 #: --kd-weight 9 beside mdistiller's CE weight 0.1: 0.1·CE + 9·T²·KL is our kd_weight 9 / 9.1 (AdamW: the scale is moot)
 ZSCORE_OPTIONS = {"zscore": True, "temperature": 2.0, "kd_weight": round(9 / 9.1, 4)}
+DIST_OPTIONS = {"temperature": 4.0, "dist_weight": 2.0}  #: the reference's CIFAR recipe: dist_t4, CE 1, DIST 2
 
 
 def _short(ref: str) -> str:
@@ -267,8 +267,8 @@ def _row_jobs(t: str, share: float, trecs: list[dict[str, Any]], bases: list[dic
                 family = row.split("[")[0]  # the row's family: its label before the teacher
                 if family not in wanted:
                     continue
-                opts = ({**per_method.get(method, {}), **ZSCORE_OPTIONS, **per_method.get(family, {})}
-                        if family == "kd_zscore" else per_method.get(method, {}))
+                own = {"kd_zscore": ZSCORE_OPTIONS, "dist": DIST_OPTIONS}.get(family, {})  # the user's options win
+                opts = {**(per_method.get(method, {}) if family != method else {}), **own, **per_method.get(family, {})}
                 args = {"target": t, "share": share, "student": sref, "seed": seed, "row": row, "method": method,
                         "options": opts, **common}
                 key = {**{k: v for k, v in args.items() if k != "out"}, "teachers": [Path(d).name for d in tds],

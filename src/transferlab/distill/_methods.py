@@ -281,9 +281,11 @@ def dkd(n_teachers: int, temperature: float = 4.0, alpha: float = 1.0, beta: flo
                   paper="Huang et al., Knowledge Distillation from A Stronger Teacher, NeurIPS 2022",
                   reference="hunto/image_classification_sota lib/models/losses/dist_kd.py @ 6f7a70a")
 def dist(n_teachers: int, temperature: float = 1.0, beta: float = 1.0, gamma: float = 1.0, ce_weight: float = 1.0,
-         dist_weight: float = 1.0, zscore: bool = False) -> Method:
-    """``ce_weight``·CE + ``dist_weight``·T²·(β·inter + γ·intra) (the reference's weights are 1 and 1, T = 1 on
-    ImageNet: its ``dist``; ``dist_t4`` on CIFAR); ``zscore``: both logit vectors standardised first."""
+         dist_weight: float = 2.0, zscore: bool = False) -> Method:
+    """``ce_weight``·CE + ``dist_weight``·T²·(β·inter + γ·intra): the reference's weights, 1 and 2 (every one of its
+    DIST configs, configs/strategies/distill/{resnet_dist,dist_b2,dist_cifar}.yaml: ``ori_loss_weight: 1``,
+    ``kd_loss_weight: 2``), β = γ = 1, T = 1 on ImageNet (its ``dist``) and 4 on CIFAR (``dist_t4``); ``zscore``:
+    both logit vectors standardised first."""
     _check(temperature)
     _one_teacher("dist", n_teachers)
     for name, v in (("beta", beta), ("gamma", gamma), ("ce_weight", ce_weight), ("dist_weight", dist_weight)):
