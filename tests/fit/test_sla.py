@@ -88,3 +88,31 @@ def test_a_saved_sla_fit_reloads_to_the_same_aggregated_predictions(tiny_model_r
     assert card["structure"]["kind"] == "sla" and probs.shape == (len(test), 2)
     assert np.mean(pred == test.labels) == pytest.approx(r.metrics["test_accuracy"])
     assert type(load(tmp_path / "sla")).__name__ == "Aggregated"
+
+
+def test_a_saved_single_head_fit_reloads_and_predicts_with_its_single_head(tiny_model_ref, tmp_path):
+    import torch
+
+    from transferlab.models import ImageTensors, load, predict
+
+    train, test = _tiny_images(10), _tiny_images(6, seed=1)
+    r = fit_label_augmented(train, tiny_model_ref, "head", test=test, epochs=1, image_size=16, batch_size=16,
+                            val_fraction=0, head="single", out=tmp_path / "sd")
+    m = r.metrics["joint_fit"]
+    x = torch.stack([ImageTensors(test, 16, tuple(m["mean"]), tuple(m["std"]))[i][0] for i in range(len(test))])
+    net, w, b = r.fit.model.eval(), r.single.head.weight.detach().cpu(), r.single.head.bias.detach().cpu()
+    with torch.no_grad():  # by hand: the single head is a linear layer on the joint network's pre-logits features
+        feats = net.forward_head(net.forward_features(x), pre_logits=True)
+        want = torch.softmax(feats @ w.T + b, 1).numpy()
+        z = torch.stack([net(torch.rot90(x, k, dims=(2, 3))) for k in range(4)])
+    agg = torch.softmax(sum(z[k][:, k::4] for k in range(4)) / 4, 1).numpy()
+    _, probs, card = predict(tmp_path / "sd", test)
+    assert card["structure"]["head"] == "single"
+    np.testing.assert_allclose(probs, want, atol=1e-5)
+    assert np.abs(want - agg).max() > 1e-3  # the two heads differ: the check above tells them apart
+    loaded = load(tmp_path / "sd")
+    loaded.head = "aggregate"  # the aggregated prediction stays available
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(loaded(x), 1).numpy(), agg, atol=1e-5)
+    with pytest.raises(Exception, match="'aggregate' or 'single'"):
+        loaded.head = "joint"

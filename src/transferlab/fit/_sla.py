@@ -59,8 +59,9 @@ def _image_array(ds: Dataset) -> np.ndarray:
 
 @dataclass
 class SLAResult:
-    """An SLA fit: the joint fit's result, the aggregated network (and the single head's, with ``head="single"``),
-    and the metrics (aggregated test accuracy, the joint head's accuracy on unrotated images, the single head's)."""
+    """An SLA fit: the joint fit's result, the model (:class:`~transferlab.models.Aggregated`; with
+    ``head="single"`` it holds the single head and predicts with it), the single head's network, and the metrics
+    (aggregated test accuracy, the joint head's accuracy on unrotated images, the single head's)."""
 
     fit: Any
     model: Any
@@ -75,9 +76,11 @@ def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: 
     ``dataset``'s training split; the test split is scored with the aggregated prediction (``test_accuracy``), the
     joint head on the unrotated image alone (``joint_identity_accuracy``) and, with ``head="single"``, the
     self-distilled single head (``single_head_accuracy``). ``fit_kwargs`` go to :func:`~transferlab.fit.fit`;
-    with ``out`` the aggregated model is written there (the ``sla`` model structure: ``load``/``predict`` give the
-    aggregated C-way prediction) with ``metrics.json``, for methods that keep the network's architecture (``head``,
-    ``linear_probe``, ``bitfit``, ``partial``, ``finetune``, peft methods, merged)."""
+    with ``out`` the model is written there (the ``sla`` model structure: ``load``/``predict`` give the aggregated
+    C-way prediction, or with ``head="single"`` the single head's, its weights saved beside the joint network's;
+    ``model.head = "aggregate"`` on the loaded model switches back) with ``metrics.json``, for methods that keep
+    the network's architecture (``head``, ``linear_probe``, ``bitfit``, ``partial``, ``finetune``, peft methods,
+    merged)."""
     from ..models import Aggregated
     from ._api import fit
 
@@ -100,6 +103,8 @@ def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: 
         single = distil_single_head(net, agg, train, joint.metrics, batch_size=batch_size, seed=seed)
     if test_ds is not None:
         metrics.update(_test_metrics(net, agg, single, test_ds, joint.metrics, batch_size, m))
+    if single is not None:  # the model predicts with its single head (one pass); model.head = "aggregate" switches
+        agg = Aggregated(net, m, single.head, "single")
     if out is not None:
         _write(out, overwrite, agg, train, joint, metrics, model, method)
     return SLAResult(joint, agg, metrics, single)
@@ -199,10 +204,12 @@ def _write(out: Any, overwrite: bool, agg: Any, train: Dataset, joint: Any, metr
     from ..models import RunOutput, architecture_of, net_from_architecture, sla_structure
 
     arch = architecture_of(agg.net)
-    structure = sla_structure(agg.m, train.num_classes)
+    single = None if agg.single is None else agg.single.in_features
+    structure = sla_structure(agg.m, train.num_classes, single, agg.head)
     with torch.device("meta"):
         plain = net_from_architecture(arch, structure["joint_classes"])
-    if {f"net.{k}" for k in plain.state_dict()} != set(agg.state_dict()):
+    expected = {f"net.{k}" for k in plain.state_dict()} | {f"single.{k}" for k in ("weight", "bias") if single}
+    if expected != set(agg.state_dict()):
         raise TransferlabError(f"{method} adds modules to the network: an SLA fit with it cannot be saved yet (use "
                                "head, linear_probe, bitfit, partial, finetune or a peft method, or drop --out)")
     j = joint.metrics
