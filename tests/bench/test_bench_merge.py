@@ -83,3 +83,38 @@ def test_fits_at_chance_are_said_beside_the_normalised_accuracies():
     d = r.to_dict()
     assert d["warnings"] == [w] and w in render_markdown(tables_of(d)[0])
     assert MergeBenchResult("m", ["a"], ["a"], {"a": 0.9}, {}, {}, options={"chance": {"a": 0.1}}).warnings() == []
+
+
+
+def test_bench_merge_passes_fit_options_to_every_fit(tiny_model_ref: str, tiny_timm_weights: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fit_options`` reach the fit: at lr 1e-12 (head at 1e11 x that) the backbone's weights stay the base's to
+    float precision (each Adam step moves a weight by at most ~lr), and the fit's card records both options; and
+    bench_merge hands them to every fit job."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from transferlab.bench import _merge, bench_merge
+
+    a = str(write_image_folder(tmp_path / "a", n_per_class=4))
+    opts = {"lr": 1e-12, "head_lr_scale": 1e11}
+    _merge.merge_fit_run(a, tiny_model_ref, "finetune", str(tmp_path / "fit"), 1, 32, 0, None, None, opts)
+    card = json.loads((tmp_path / "fit" / "transferlab.json").read_text())
+    assert card["train"]["lr"] == 1e-12 and card["options"]["head_lr_scale"] == 1e11
+    base, fitted = load_file(str(tiny_timm_weights)), load_file(str(tmp_path / "fit" / "model.safetensors"))
+    convs = [k for k in fitted if k.endswith(("conv_stem.weight", "conv_pw.weight"))]
+    assert convs
+    for k in convs:
+        np.testing.assert_allclose(fitted[k], base[k if k in base else k.split(".", 1)[-1]], atol=1e-9)
+
+    seen = []
+
+    def fake_fit(**kw: object) -> dict:
+        seen.append(kw.get("fit_options"))
+        raise RuntimeError("stop after the fit jobs")
+
+    monkeypatch.setattr(_merge, "merge_fit_run", fake_fit)
+    b = str(write_image_folder(tmp_path / "b", n_per_class=4, classes=("p", "q")))
+    with pytest.raises(Exception, match="stop after the fit jobs"):
+        bench_merge(tiny_model_ref, [a, b], out=tmp_path / "bench", methods="average", fit_options=opts)
+    assert seen and all(o == opts for o in seen)

@@ -96,13 +96,15 @@ def _samples(targets: Sequence[str], limit: int | None, test_limit: int | None,
 
 
 def merge_fit_run(target: str, model: str, method: str, out: str, epochs: int, image_size: int | None, seed: int,
-                  limit: int | None, test_limit: int | None) -> dict[str, Any]:
-    """One task's fine-tune into ``out`` (a job of the harness): its test accuracy and seconds."""
+                  limit: int | None, test_limit: int | None, fit_options: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """One task's fine-tune into ``out`` (a job of the harness): its test accuracy and seconds. ``fit_options`` go
+    to ``fit`` (``lr``, ``batch_size``, ``max_length``, a method's options such as LoRA's ``r``)."""
     from ..fit import fit
 
     (train,), (test,) = _samples([target], limit, test_limit, seed)
     r = fit(train, model, method, test=test, out=out, overwrite=True, epochs=epochs, image_size=image_size,
-            seed=seed)
+            seed=seed, **(fit_options or {}))
     return {"test_accuracy": float(r.metrics["test_accuracy"]), "train_seconds": float(r.metrics["train_seconds"])}
 
 
@@ -166,6 +168,7 @@ def bench_merge(
     out: str | Path,
     methods: str | Sequence[str] | None = None,
     fit_method: str = "finetune",
+    fit_options: dict[str, Any] | None = None,
     epochs: int = 3,
     limit: int | None = None,
     test_limit: int | None = None,
@@ -191,14 +194,17 @@ def bench_merge(
     sample (rows ``<method>+tuned``). ``backend``: ``local`` (one run after the other, here) or ``ray`` (each
     run a Ray task of ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs on the cluster at ``address``, default
     ``$RAY_ADDRESS``, else a local Ray); ``device`` and ``precision``: where and how each run computes, on the
-    machine it runs on. The fits run first, then the merges."""
+    machine it runs on. ``fit_options``: passed to every fit (e.g. ``{"lr": 3e-5}``: a smaller step keeps the task
+    vectors nearer the base, as the merging papers fine-tune). The fits run first, then the merges."""
     ts, names, ms = _checked(targets, methods)
     opts = method_options or {}
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out = Path(out)
     trains, tests = _samples(ts, limit, test_limit, seed)
-    fit_kw = {"model": model, "method": fit_method, "epochs": epochs, "image_size": image_size, "seed": seed,
-              "limit": limit, "test_limit": test_limit}
+    fit_kw: dict[str, Any] = {"model": model, "method": fit_method, "epochs": epochs, "image_size": image_size,
+                              "seed": seed, "limit": limit, "test_limit": test_limit}
+    if fit_options:  # only when given: the cache keys of earlier fits stay valid
+        fit_kw["fit_options"] = dict(fit_options)
     fit_jobs = [Job(f"fit {n}", merge_fit_run, {"target": t, "out": str(out / "fits" / n), **fit_kw},
                     key={"target": t, **fit_kw}, needs=(str(out / "fits" / n / "model.safetensors"),))
                 for t, n in zip(ts, names, strict=True)]  # a fit whose model was removed is fitted again
@@ -227,7 +233,7 @@ def bench_merge(
         merged[m], seconds[m] = r["accuracy"], r["seconds"]
         if "tune" in j.kwargs:
             tuned[j.kwargs["method"]] = r["lam"]
-    options = {"fit_method": fit_method, "tuned_lam": tuned, "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
+    options = {"fit_method": fit_method, "fit_options": dict(fit_options or {}), "tuned_lam": tuned, "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
                "reset_norms": reset_norms,
                "image_size": image_size, "seed": seed, "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},

@@ -142,6 +142,8 @@ def bench_merge_cmd(
     targets: str = typer.Option(..., "--targets", "-t", help="Comma-separated target datasets (>= 2)."),
     methods: str = typer.Option(None, "--methods", help="Comma-separated merge methods (default: all)."),
     fit_method: str = typer.Option("finetune", "--fit-method", help="How each task is fine-tuned."),
+    fit_option: list[str] = typer.Option([], "--fit-option", help="KEY=VALUE for every fit, e.g. lr=3e-5 "
+                                         "(repeatable)."),
     epochs: int = typer.Option(3, "--epochs", min=1),
     limit: int = typer.Option(None, "--limit", min=1, help="Class-stratified sample of each train split."),
     test_limit: int = typer.Option(None, "--test-limit", min=1, help="Class-stratified sample of each test split."),
@@ -164,10 +166,12 @@ def bench_merge_cmd(
     """Fine-tune one model on each target, merge with every method, report per-task and normalised accuracy."""
     from .._io import check_output
     from ..bench import bench_merge
+    from .fit import _options
 
     check_output(out)
     per = _method_options(option)
     r = bench_merge(model, targets, out=out, methods=methods, fit_method=fit_method, epochs=epochs, limit=limit,
+                    fit_options=_options(fit_option),
                     test_limit=test_limit, image_size=image_size, method_options=per, seed=seed, progress=not quiet,
                     reset_norms=reset_norms, tune=tune, **_backend(backend, address, cpus_per_run, gpus_per_run, device, precision))
     paths = r.save(out)
