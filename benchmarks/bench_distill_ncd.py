@@ -44,6 +44,9 @@ def main() -> None:
             rec = {"seed": seed, "kd_weight": kd, "novel_cluster_accuracy": m["novel_cluster_accuracy"],
                    "known_accuracy": m["known_accuracy"], "n_known": m["n_known"], "n_unlabelled": m["n_unlabelled"],
                    "n_test_novel": m["n_test_novel"], "seconds": time.perf_counter() - t0,
+                   # the last discovery epoch's means: the swapped-prediction loss, the class-relation term and the
+                   # known classes' probability mass on unlabelled examples (the term's weight before normalising)
+                   **{k: m["history"][-1].get(f"train_{k}") for k in ("swapped", "relation_kd", "relation_weight")},
                    "settings": vars(a)}
             print(json.dumps({k: v for k, v in rec.items() if k != "settings"}), flush=True)
             done.append(rec)

@@ -49,13 +49,31 @@ def test_relation_kd_by_hand():
         return e / e.sum(1, keepdims=True)
 
     p, q, w = sm(old), sm(new[:, :2]), sm(new)[:, :2].sum(1)
-    w = w / w.mean()
-    expected = np.mean(-(p * np.log(q)).sum(1) * w)
-    got = relation_kd(torch.tensor(new), torch.tensor(old), 2, temperature=1.0)
+    expected = np.mean(-(p * np.log(q)).sum(1) * w / w.mean())
+    got, mass = relation_kd(torch.tensor(new), torch.tensor(old), 2, temperature=1.0)
     assert float(got) == pytest.approx(expected, rel=1e-9)
-    t2 = relation_kd(torch.tensor(new), torch.tensor(old), 2, temperature=2.0)
+    assert float(mass) == pytest.approx(w.mean(), rel=1e-12)  # (e² + 1)/(e² + e + 1), (1 + e)/(1 + e + e³)
+    t2, _ = relation_kd(torch.tensor(new), torch.tensor(old), 2, temperature=2.0)
     p, q, w = sm(old / 2), sm(new[:, :2] / 2), sm(new / 2)[:, :2].sum(1)
     assert float(t2) == pytest.approx(4 * np.mean(-(p * np.log(q)).sum(1) * w / w.mean()), rel=1e-9)
+
+
+def test_relation_kd_over_two_views_divides_by_the_joint_mean():
+    """Two views stacked [V, B, C] (kleinzcy/Cr-KD-NCD @ 0f55bea model/losses.py KD: the weight is divided by its mean
+    over views and examples together, the loss averaged over both): not the mean of the two views' own terms."""
+    new = np.array([[[2.0, 0.0, 1.0], [0.0, 1.0, 3.0]], [[4.0, 0.0, -2.0], [1.0, 1.0, 0.0]]])
+    old = np.array([[[1.0, -1.0], [0.5, 0.5]], [[0.0, 2.0], [1.0, 0.0]]])
+
+    def sm(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    p, q, w = sm(old), sm(new[..., :2]), sm(new)[..., :2].sum(-1)  # [2, 2] weights, one mean over all four
+    expected = np.mean(-(p * np.log(q)).sum(-1) * w / w.mean())
+    got, mass = relation_kd(torch.tensor(new), torch.tensor(old), 2, temperature=1.0)
+    assert float(got) == pytest.approx(expected, rel=1e-9) and float(mass) == pytest.approx(w.mean(), rel=1e-12)
+    per_view = np.mean([np.mean(-(p[v] * np.log(q[v])).sum(-1) * w[v] / w[v].mean()) for v in range(2)])
+    assert abs(expected - per_view) > 1e-3  # the case tells the two normalisations apart
 
 
 def test_swapped_prediction_by_hand():
@@ -85,6 +103,7 @@ def test_tiny_discovery_learns_the_known_head_and_logs_the_relation_term(tiny_ti
     assert m["n_known"] == 16 and m["n_unlabelled"] == 8 and len(m["known_history"]) == 3
     assert m["known_history"][-1]["train_accuracy"] > 0.6  # red vs green, separable
     assert m["history"][0]["train_relation_kd"] > 0
+    assert 0 < m["history"][0]["train_relation_weight"] < 1  # the known classes' mass on unlabelled examples
     plain = discover(train, ["blue"], f"timm:test_efficientnet@{tiny_timm_weights}", kd_weight=0.0, **kw).metrics
     assert "train_relation_kd" not in plain["history"][0]
     assert plain["known_history"] == m["known_history"]  # the same pretraining: only the discovery run differs

@@ -100,11 +100,11 @@ class _Discovery(Objective):
         loss = swapped_prediction(views, targets, TAU)
         logs: dict[str, Any] = {"swapped": loss.detach()}
         if self.kd_weight > 0 and bool((~lab).any()):
-            with torch.no_grad():
-                old = modules["known_model"](batch["x"])[:, :nk] / TAU
-            kd = relation_kd(views[0][~lab] / TAU, old[~lab], nk, self.kd_temperature)
+            with torch.no_grad():  # the known-class model on each view, as the reference (rKD.py: its large crops)
+                old = torch.stack([modules["known_model"](batch[k])[~lab, :nk] for k in ("x", "x2")]) / TAU
+            kd, mass = relation_kd(torch.stack([z[~lab] for z in views]) / TAU, old, nk, self.kd_temperature)
             loss = loss + self.kd_weight * kd
-            logs["relation_kd"] = kd.detach()
+            logs.update(relation_kd=kd.detach(), relation_weight=mass)
         return loss, logs
 
     def config(self) -> dict[str, Any]:

@@ -46,22 +46,23 @@ def swapped_prediction(logits: Sequence[Any], targets: Sequence[Any], temperatur
     return total / (n * (n - 1))
 
 
-def relation_kd(student: Any, teacher_known: Any, n_known: int, temperature: float = 4.0) -> Any:
+def relation_kd(student: Any, teacher_known: Any, n_known: int, temperature: float = 4.0) -> tuple[Any, Any]:
     """Class-relation distillation on unlabelled examples: the known-class model's distribution over the known classes,
-    p = softmax(z_old / T), kept by the new model's known-class part, q = softmax(z[:, :n_known] / T), per example
+    p = softmax(z_old / T), kept by the new model's known-class part, q = softmax(z[..., :n_known] / T), per example
     weighted by w = the new model's probability on the known classes, Σ_{c < n_known} softmax(z / T)_c, divided by its
-    batch mean (an example like the known classes is held to their relations, one unlike them less; w keeps its
-    gradient, the paper's learnable weighting): mean_b w_b·T²·Σ_c −p_c·log q_c. Logits come already divided by the
-    heads' temperature, as the reference's."""
+    mean over every example and view (an example like the known classes is held to their relations, one unlike them
+    less; w keeps its gradient, the paper's learnable weighting): mean w·T²·Σ_c −p_c·log q_c. Logits [..., C] (the
+    reference stacks the views: [V, B, C]) come already divided by the heads' temperature, as the reference's.
+    Returns (the term, the mean of w before the division: near 0, the term is off)."""
     import torch
 
     from ._losses import _f
 
-    p = torch.softmax(_f(teacher_known.detach()) / temperature, dim=1)
-    log_q = torch.log_softmax(_f(student[:, :n_known]) / temperature, dim=1)
-    w = torch.softmax(_f(student) / temperature, dim=1)[:, :n_known].sum(1)
-    w = w / w.mean()
-    return (-(p * log_q).sum(1) * temperature ** 2 * w).mean()
+    p = torch.softmax(_f(teacher_known.detach()) / temperature, dim=-1)
+    log_q = torch.log_softmax(_f(student[..., :n_known]) / temperature, dim=-1)
+    w = torch.softmax(_f(student) / temperature, dim=-1)[..., :n_known].sum(-1)
+    mass = w.mean()
+    return (-(p * log_q).sum(-1) * temperature ** 2 * (w / mass)).mean(), mass.detach()
 
 
 def cluster_accuracy(y_true: Any, y_pred: Any) -> float:
