@@ -4,7 +4,8 @@ each task, extracted by the zoo (not by ``continual``), scored by a NumPy neares
 reach). The same samples as ``bench continual``'s defaults: 500 class-stratified training and test examples per task
 (seed 0), 32 px.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_continual_ncm.py [--model builtin:small_resnet_shapes]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_continual_ncm.py [--model builtin:small_resnet_shapes] \
+        [--image-size 32]
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def scores(model: str, ref: str, limit: int = 500, image_size: int = 32) -> tupl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="builtin:small_resnet_shapes")
+    ap.add_argument("--image-size", type=int, default=32)
     a = ap.parse_args()
     print("| task | nearest class mean (cosine) | logistic regression | feature width |\n|---|---|---|---|")
-    rows = [(ref, *scores(a.model, ref)) for ref in TASKS]
+    rows = [(ref, *scores(a.model, ref, image_size=a.image_size)) for ref in TASKS]
     for ref, ncm, lin, d in rows:
         print(f"| {ref} | {ncm:.3f} | {lin:.3f} | {d} |")
     print(f"| mean | {np.mean([r[1] for r in rows]):.3f} | {np.mean([r[2] for r in rows]):.3f} | |")

@@ -80,6 +80,26 @@ def test_prototypes_are_the_normalised_class_means():
     assert not r.modules["heads"]["0"].bias.any()
 
 
+def test_prototype_logits_are_lamda_pilots_cosine_logits_times_the_feature_norm():
+    # LAMDA-CL/LAMDA-PILOT @ 5240714, models/simplecil.py replace_fc: a class's row is the plain mean of its
+    # (un-augmented) embeddings; backbone/linears.py CosineLinear: logits = sigma * normalize(f) @ normalize(W)ᵀ,
+    # sigma initialised to 1 and never trained by SimpleCIL. Ours are those logits times ‖f‖: the same ranking of the
+    # classes for every example, so the same predictions.
+    tasks = [[0, 1, 2], [3, 4]]
+    data = _task_data(5, tasks)
+    r = _fake_run("class", tasks, 16, 5)
+    s = Prototypes()
+    for i, (f, y) in enumerate(data):
+        s.add_task(r, i, f, y)
+    protos = np.stack([data[c // 3][0].numpy()[data[c // 3][1] == c].mean(0) for c in range(5)])
+    x = np.random.default_rng(7).normal(size=(40, 16)) * 3
+    cos = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (protos / np.linalg.norm(protos, axis=1, keepdims=True)).T
+    with torch.no_grad():
+        ours = r.modules["heads"]["0"](torch.tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(ours / np.linalg.norm(x, axis=1, keepdims=True), cos, atol=1e-5)
+    assert (ours.argmax(1) == cos.argmax(1)).all()
+
+
 def _ranpac(kind: str, order: list[int], tasks: list[list[int]], ridge: float | None, dim: int = 32):
     data = _task_data(6, tasks)
     r = _fake_run(kind, tasks, 16, 6)
