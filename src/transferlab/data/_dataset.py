@@ -12,10 +12,12 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import DataError, few
+from ._quality import QUALITY, check_quality
 
 Modality = Literal["image", "text", "array"]
-#: ``meta`` entries with one value per item (a table's row numbers, identifiers): a subset keeps those of its items
-_PER_ITEM = ("rows", "ids", "text_a", "text_b")
+#: ``meta`` entries with one value per item (a table's row numbers, identifiers, a quality column: lists or arrays): a
+#: subset keeps those of its items
+_PER_ITEM = ("rows", "ids", "text_a", "text_b", QUALITY)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +61,9 @@ class Dataset:
             )
         object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.meta.get(QUALITY) is not None:  # one value in [0, 1] per item (transferlab.data._quality)
+            object.__setattr__(self, "meta", {**self.meta, QUALITY: check_quality(self.meta[QUALITY], len(labels),
+                                                                                    self.name)})
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,8 +127,8 @@ class Dataset:
     def subset(self, indices: Sequence[int] | np.ndarray, *, name: str | None = None) -> Dataset:
         idx = np.asarray(indices, dtype=np.int64)
         items = self.items[idx] if isinstance(self.items, np.ndarray) else [self.items[i] for i in idx]
-        meta = {k: ([v[i] for i in idx] if k in _PER_ITEM and isinstance(v, list) else v)
-                for k, v in self.meta.items()}
+        meta = {k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) if k in _PER_ITEM
+                and isinstance(v, (list, np.ndarray)) else v for k, v in self.meta.items()}
         return Dataset(name or self.name, self.modality, items, self.labels[idx], self.class_names, self.split, meta)
 
     def stratified_sample(self, n: int, seed: int = 0) -> Dataset:

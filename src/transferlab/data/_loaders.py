@@ -16,6 +16,7 @@ import numpy as np
 from .._registry import Registry
 from ..errors import DataError, TransferlabError
 from ._dataset import Dataset, _encode_labels, _rows_list
+from ._quality import QUALITY, check_quality, table_quality, with_quality
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,8 @@ def _load_csv(path: Path, split: str, *, text_column: str, label_column: str, pa
         if not mask.any():
             raise DataError(f"{path.name}: no readable images in the {split} split")
         return Dataset(path.stem, "image", good, labels[keep][mask], names, split,
-                       {"source": str(path), "skipped": len(bad), "rows": keep[mask].tolist()})
+                       with_quality({"source": str(path), "skipped": len(bad), "rows": keep[mask].tolist()},
+                                    table_quality(rows, path.name, 2), keep[mask]))
     return _text_dataset(rows, path, split, text_column, label_column, test_fraction)
 
 
@@ -268,7 +270,8 @@ def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_colum
     if len(keep) == 0:
         raise DataError(f"{path.name}: the {split} split is empty")
     return Dataset(path.name.split(".")[0], "text", [texts[i] for i in keep], labels[keep], names, split,
-                   {"source": str(path), "rows": keep.tolist()})
+                   with_quality({"source": str(path), "rows": keep.tolist()}, table_quality(rows, path.name, first),
+                                keep))
 
 
 def _pair_table(rows: list[dict[str, Any]], path: Path, split: str, label_column: str,
@@ -309,10 +312,10 @@ def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
     except Exception as exc:  # noqa: BLE001  (zipfile.BadZipFile, OSError, EOFError: truncated or damaged)
         raise DataError(f"{path.name} is damaged and cannot be read as NPZ ({type(exc).__name__}: {exc})") from None
     if f"x_{split}" in arrays:
-        x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
+        x, y, q = arrays[f"x_{split}"], arrays.get(f"y_{split}"), arrays.get(f"{QUALITY}_{split}")
         keys = None
     elif "x" in arrays:
-        x, y = arrays["x"], arrays.get("y")
+        x, y, q = arrays["x"], arrays.get("y"), arrays.get(QUALITY)
         keys = [str(i) for i in range(len(x))]
     else:
         raise DataError(f"{path.name} needs arrays 'x' and 'y' (or x_train/y_train/x_test/y_test); found "
@@ -335,10 +338,11 @@ def _load_npz(path: Path, split: str, *, test_fraction: float) -> Dataset:
     else:
         labels, names = _encode_labels(list(y), path.name)
     modality = "image" if x.dtype == np.uint8 and x.ndim in (3, 4) else "array"
+    q = None if q is None else check_quality(q, len(x), f"{path.name} ({QUALITY} array)")
     if keys is not None:
         keep = _hash_split(keys, labels, split, test_fraction)
-        x, labels = x[keep], labels[keep]
-    return Dataset(path.stem, modality, x, labels, names, split, {"source": str(path)})
+        x, labels, q = x[keep], labels[keep], None if q is None else q[keep]
+    return Dataset(path.stem, modality, x, labels, names, split, with_quality({"source": str(path)}, q, ...))
 
 
 def train_and_test(data: Any, test: Any = None) -> tuple[Dataset, Dataset | None]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from ._dataset import Dataset, Modality, _rows_list
+from ._quality import QUALITY, table_quality, with_quality
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +46,8 @@ class Inputs:
         if n <= 0:
             raise DataError(f"--limit must be positive, got {n}")
         items = self.items[:n] if isinstance(self.items, np.ndarray) else list(self.items)[:n]
-        return replace(self, items=items, ids=self.ids[:n])
+        q = self.meta.get(QUALITY)
+        return replace(self, items=items, ids=self.ids[:n], meta=with_quality(self.meta, q, slice(0, n)))
 
 
 def load_inputs(ref: Any, split: str = "test", *, text_column: str = "text", label_column: str = "label",
@@ -145,13 +147,14 @@ def _table(rows: list[dict[str, Any]], name: str, base: Path | None, cols: dict[
         raise DataError(f"{name} has no column {id_column!r} (columns: {', '.join(map(str, rows[0]))}); name the "
                         "identifier column with --id-column")
     ids = [str(r[id_column]) for r in rows] if id_column else (index or [str(i) for i in range(len(rows))])
+    quality = table_quality(rows, name, first_line)  # a quality column, for petal models (data._quality)
     if path_c in rows[0] and text_c not in rows[0]:
         raw = [str(r.get(path_c) or "").strip() for r in rows]
         empty = [i for i, p in enumerate(raw) if not p or p.lower() == "nan"]
         if empty:
             raise DataError(f"{name}: {_rows_list(empty, first_line)} {'has' if len(empty) == 1 else 'have'} no "
                             f"image path in column {path_c!r}")
-        return _image_rows(raw, ids if id_column or index else raw, name, base, strict)
+        return _image_rows(raw, ids if id_column or index else raw, name, base, strict, quality)
     if text_c not in rows[0] and all(c in rows[0] for c in ("text_a", "text_b")):
         return _pair_rows(rows, name, ids, first_line)
     if text_c not in rows[0]:
@@ -162,8 +165,8 @@ def _table(rows: list[dict[str, Any]], name: str, base: Path | None, cols: dict[
         raise DataError(f"{name}: {_rows_list(missing, first_line)} {'has' if len(missing) == 1 else 'have'} no "
                         f"{text_c!r} field")
     texts = [str(r[text_c]) for r in rows]
-    return Inputs(name.split(".")[0], "text", texts, ids,
-                  {"source": name, "order": f"{len(texts)} texts of {name} without labels, in row order"})
+    return Inputs(name.split(".")[0], "text", texts, ids, with_quality(
+        {"source": name, "order": f"{len(texts)} texts of {name} without labels, in row order"}, quality, ...))
 
 
 def _pair_rows(rows: list[dict[str, Any]], name: str, ids: list[str], first_line: int) -> Inputs:
@@ -180,7 +183,8 @@ def _pair_rows(rows: list[dict[str, Any]], name: str, ids: list[str], first_line
                    "pair": True, "text_a": a, "text_b": b})
 
 
-def _image_rows(raw: list[str], ids: list[str], name: str, base: Path | None, strict: bool) -> Inputs:
+def _image_rows(raw: list[str], ids: list[str], name: str, base: Path | None, strict: bool,
+                quality: np.ndarray | None = None) -> Inputs:
     from ._loaders import _check_images
 
     paths = [((base / p) if base is not None else Path(p)).resolve() for p in raw]
@@ -195,7 +199,7 @@ def _image_rows(raw: list[str], ids: list[str], name: str, base: Path | None, st
     order = (f"{len(kept)} images of {name} without labels, in row order"
              + (f" ({len(bad)} missing or unreadable skipped)" if bad else ""))
     return Inputs(Path(name).name.split(".")[0], "image", [paths[i] for i in kept], [ids[i] for i in kept],
-                  {"source": name, "order": order, "skipped": len(bad)})
+                  with_quality({"source": name, "order": order, "skipped": len(bad)}, quality, kept))
 
 
 def _with_ids(ds: Dataset, path: Path, id_column: str) -> Dataset:

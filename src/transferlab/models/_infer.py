@@ -47,7 +47,9 @@ def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs
     (variable-length inputs in length-sorted batches). ``order``: the output columns to keep, in that order (a
     teacher's classes in the data's order); ``probs``: softmax of those columns; ``features``: True for the head's
     input, or a module whose input to keep; ``on_batch(n)`` after each batch of ``n`` examples (a progress bar);
-    ``check_finite``: outputs that are not finite are an error naming the first example."""
+    ``check_finite``: outputs that are not finite are an error naming the first example. A network with a
+    ``transferlab_examples(data, index)`` method is told which examples of ``data`` each batch holds before its
+    forward (a petal model reads their quality column)."""
     import torch
 
     n = len(data)
@@ -61,6 +63,7 @@ def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs
     dev = next(net.parameters()).device
     pin = dev.type == "cuda"  # page-locked batches copy to the GPU asynchronously
     tap = None if features is None else HeadInputTap(net, None if features is True else features)
+    examples = getattr(net, "transferlab_examples", None)
     was = net.training
     net.eval()
     out: np.ndarray | None = None
@@ -70,6 +73,8 @@ def infer(net: Any, data: Any, batch_size: int = 64, *, order: Any = None, probs
         with torch.inference_mode(), autocast(dev):
             for idx, (x, y) in zip(batches, torch.utils.data.DataLoader(data, batch_sampler=batches,
                                                                         pin_memory=pin), strict=True):
+                if examples is not None:
+                    examples(data, idx)
                 z = net(x.to(dev, non_blocking=pin)).float()
                 if order is not None:
                     z = z[:, torch.as_tensor(order, device=z.device)]

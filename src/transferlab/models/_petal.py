@@ -10,6 +10,11 @@ image's Laplacian (its high frequencies) relative to the image's variance, on a 
 
 which drops when an image was down-sampled and blown up again (or blurred), and map it linearly to [0, 1] between
 two calibration points ``lo`` and ``hi`` (the 5th and 95th percentiles of ``s`` over the training images), clipped.
+A quality column of the data (:mod:`transferlab.data._quality`: one value in [0, 1] per example) replaces the proxy
+where the data has one. The ``hq`` set's weight is ``w = 0.5 + spread * (q - 0.5)`` (``lq``'s ``1 - w``): ``spread``
+1 gives ``q`` itself (a set gets almost only the examples of its quality), smaller values a softer mix in which both
+sets learn from every example, as the reference's ``alpha = 0.5 + (score - threshold)`` on a narrow-ranged IQA score
+does (Kartik-3004/PETALface @ 9de0c65, ``train_iqa.py`` ``generate_alpha``).
 The mix is applied by forward hooks on each LoRA set's B projection, reading the weights a forward pre-hook on the
 network computed from its input.
 """
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..errors import TransferlabError
 from ._structures import STRUCTURES
 
 ADAPTERS = ("hq", "lq")
@@ -37,24 +44,42 @@ def quality_proxy(x: torch.Tensor) -> torch.Tensor:
     return torch.log((energy + 1e-8) / (var + 1e-8))
 
 
-class QualityMixer(nn.Module):
-    """Maps the proxy to the ``hq`` weight ``q`` in [0, 1] (``lq`` gets ``1 - q``) and holds the current batch's
-    weights for the adapters' hooks."""
+def quality_column(data: Any) -> np.ndarray | None:
+    """The quality column (``meta["quality"]``) of the Dataset a torch dataset of the models (ImageTensors) reads, or
+    None."""
+    return getattr(getattr(data, "ds", None), "meta", {}).get("quality")
 
-    def __init__(self, lo: float, hi: float) -> None:
+
+class QualityMixer(nn.Module):
+    """Maps the proxy (or a given quality) ``q`` to the ``hq`` weight ``w = 0.5 + spread (q - 0.5)`` (``lq`` gets
+    ``1 - w``) and holds the current batch's weights for the adapters' hooks."""
+
+    def __init__(self, lo: float, hi: float, spread: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
+        self.spread = float(spread)
         self.current: dict[str, torch.Tensor] | None = None
-        self.given: torch.Tensor | None = None  # a batch's quality given from outside (training on a column)
+        #: the next batch's quality from a column (one value per example), used by one forward in place of the proxy
+        self.given: torch.Tensor | None = None
 
     def quality(self, x: torch.Tensor) -> torch.Tensor:
         s = quality_proxy(x)
         return ((s - self.lo) / (self.hi - self.lo).clamp_min(1e-6)).clamp(0.0, 1.0)
 
+    def read(self, data: Any, index: Any) -> None:
+        """The inference loop's hook (``transferlab_examples``): the next batch holds examples ``index`` of ``data``;
+        their quality column, where ``data`` has one, replaces the proxy for that batch."""
+        q = quality_column(data)
+        self.given = None if q is None else torch.as_tensor(np.asarray(q)[np.asarray(index)], dtype=torch.float32)
+
     def forward(self, x: torch.Tensor) -> None:
-        q = self.quality(x) if self.given is None else self.given.to(x.device, torch.float32)
-        self.current = {"hq": q, "lq": 1.0 - q}
+        given, self.given = self.given, None
+        if given is not None and len(given) != len(x):
+            raise TransferlabError(f"petal: {len(given)} quality values for a batch of {len(x)} images")
+        q = self.quality(x) if given is None else given.to(x.device, torch.float32)
+        w = 0.5 + self.spread * (q - 0.5)
+        self.current = {"hq": w, "lq": 1.0 - w}
 
 
 def _mix_hook(mixer: QualityMixer, name: str) -> Any:
@@ -71,9 +96,12 @@ def _mixer_pre_hook(net: nn.Module, args: tuple[Any, ...]) -> None:
     net.petal(args[0])
 
 
-def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: float, hi: float) -> list[Any]:
+def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: float, hi: float,
+                  spread: float = 1.0) -> list[Any]:
     """Two peft LoRA sets (``hq``, ``lq``) on ``targets`` of ``net`` (in place), both active and mixed per example
-    by quality; returns the adapters' parameters."""
+    by quality; returns the adapters' parameters. ``net.transferlab_examples(data, index)`` tells the mix which
+    examples of ``data`` the next batch holds (the inference loop calls it: a quality column then replaces the
+    proxy)."""
     import warnings
 
     from peft import LoraConfig, inject_adapter_in_model
@@ -84,8 +112,9 @@ def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: fl
         for name in ADAPTERS:
             inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets)), net,
                                     adapter_name=name)
-    mixer = QualityMixer(lo, hi)
+    mixer = QualityMixer(lo, hi, spread)
     net.add_module("petal", mixer)
+    net.transferlab_examples = mixer.read
     params = []
     for mod in net.modules():
         if isinstance(mod, LoraLayer):
@@ -97,12 +126,14 @@ def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: fl
     return params
 
 
-def petal_structure(targets: list[str], r: int, alpha: int, lo: float, hi: float) -> dict[str, Any]:
+def petal_structure(targets: list[str], r: int, alpha: int, lo: float, hi: float,
+                    spread: float = 1.0) -> dict[str, Any]:
     return {"kind": "petal", "targets": list(targets), "r": int(r), "alpha": int(alpha), "lo": float(lo),
-            "hi": float(hi)}
+            "hi": float(hi), "spread": float(spread)}
 
 
 @STRUCTURES.register("petal")
 def _rebuild(net: nn.Module, state: dict[str, Any], structure: dict[str, Any]) -> nn.Module:
-    inject_petal_(net, structure["targets"], structure["r"], structure["alpha"], structure["lo"], structure["hi"])
+    inject_petal_(net, structure["targets"], structure["r"], structure["alpha"], structure["lo"], structure["hi"],
+                  structure.get("spread", 1.0))  # saved before the spread option: q itself
     return net
