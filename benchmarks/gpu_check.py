@@ -1,15 +1,21 @@
 """The GPU check: every capability once on a device, each compared with the CPU, with timings.
 
-    .venv/bin/python benchmarks/gpu_check.py --device cuda            # on a GPU machine: <= 8 minutes on one GPU
+    .venv/bin/python benchmarks/gpu_check.py --device cuda            # on a GPU machine: aims at ~1 minute
+    .venv/bin/python benchmarks/gpu_check.py --device cuda --full     # 400 examples, 2 epochs: <= 8 minutes
     .venv/bin/python benchmarks/gpu_check.py --device cpu --tiny      # the shrunk form the test suite runs
 
 Steps: rank (feature extraction at 224 px in fp32 and bf16, LogME and kNN), fit (finetune, lora), domain (dann),
-distill (kd), continual (naive), merge (regmean, data-dependent). Each runs on ``--device`` and on the CPU with the
-same seed and data; the check asserts that every parameter and buffer of every trained module ended on the device,
-that results agree within the stated tolerances (float summation order differs between devices, and training
-amplifies it: an accuracy may move by a few test examples), and prints a Markdown table of the timings (device vs
-CPU). ``--tiny``: a tiny random timm network, 32 px and a few dozen examples (seconds, for the suite). ``--json``
-keeps the rows. Exit status 1 when a check fails.
+distill (kd), continual (naive), merge (regmean, data-dependent), and the short cases of issue 34's methods and of
+rank's pipeline: ``pipeline`` (rank of two models, the metrics of one in rank's worker thread while the next
+extracts, against the CPU in sequence), ``blackvip`` (SPSA-GC through the black box's queries, fp32: SPSA's finite
+differences are below bf16's resolution), ``petal`` and ``sla`` (label augmentation with the single head), both
+under bf16 autocast on the device (AMP). Each runs on ``--device`` and on the CPU with the same seed and data; the
+check asserts that every parameter and buffer of every trained module ended on the device, that results agree within
+the stated tolerances (float summation order differs between devices, and training amplifies it: an accuracy may
+move by a few test examples), and prints a Markdown table of the timings (device vs CPU). In the short cases a spy on
+every module's forward (all threads) also fails the step when a forward ran on another device (a one-example shape
+probe excepted) or when none ran on the device. ``--tiny``: a tiny random timm network, 32 px and a few dozen
+examples (seconds, for the suite). ``--json`` keeps the rows. Exit status 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ TOLERANCES = {
     "distill kd": ("test accuracy", 0.05),
     "continual naive": ("ACC", 0.08),
     "merge regmean": ("merged tensors (sum; max difference)", 1e-3),
+    "rank pipelined": ("LogME + kNN, pipelined vs in sequence", 1e-3),
+    "fit blackvip": ("test accuracy", 0.08),  # a few dozen SPSA steps: the perturbations' draws differ by device
+    "fit petal": ("test accuracy", 0.08),  # its rows are named by the precision: fit petal bf16
+    "fit sla": ("single-head test accuracy", 0.08),
 }
+#: the precision of the AMP steps' device role (on a CPU device fp32: the suite's run stays short)
+AMP = "bf16"
 
 
 def _on_device(modules: Any, dev: Any) -> list[str]:
@@ -47,6 +59,51 @@ def _on_device(modules: Any, dev: Any) -> list[str]:
     return off
 
 
+def _same_device(t: Any, dev: Any) -> bool:
+    return t.type == dev.type and (dev.index is None or t.index in (None, dev.index))
+
+
+def _tensors(obj: Any) -> list[Any]:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    return [t for o in obj for t in _tensors(o)] if isinstance(obj, (list, tuple)) else []
+
+
+class ForwardSpy:
+    """While active: every module forward in any thread (a global forward pre-hook); ``off`` lists the forwards
+    whose inputs lay on another device than ``dev`` (inputs of more than one example: a one-example shape probe,
+    e.g. a coordinator sizing its encoder, may run on the CPU), ``on`` counts those on ``dev``."""
+
+    def __init__(self, dev: Any) -> None:
+        self.dev, self.off, self.on = dev, [], 0
+
+    def __enter__(self) -> ForwardSpy:
+        import torch
+
+        self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.remove()
+
+    def _hook(self, module: Any, args: Any) -> None:
+        ts = _tensors(args)
+        wrong = [t for t in ts if not _same_device(t.device, self.dev) and t.dim() > 0 and t.shape[0] > 1]
+        if wrong:
+            what = f"{type(module).__name__} forward on {wrong[0].device}"
+            if what not in self.off:
+                self.off.append(what)
+        elif any(_same_device(t.device, self.dev) for t in ts):
+            self.on += 1
+
+    def problems(self) -> list[str]:
+        return self.off + ([] if self.on else [f"no module forward ran on {self.dev}"])
+
+
 class Check:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
@@ -54,8 +111,8 @@ class Check:
         tiny = args.tiny
         self.model = args.model or (self._tiny_model() if tiny else "builtin:efficientnet_lite0")
         self.size = 32 if tiny else 224
-        self.limit = 60 if tiny else 400
-        self.epochs = 1 if tiny else 2
+        self.limit = 60 if tiny else 400 if args.full else 200
+        self.epochs = 2 if args.full and not tiny else 1
 
     def _tiny_model(self) -> str:
         import timm
@@ -68,18 +125,23 @@ class Check:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
         return f"timm:test_efficientnet@{path}"
 
-    def run(self, name: str, fn: Callable[[str, str], tuple[float, Any]], precision: str = "fp32") -> None:
-        """``fn(device, tag) -> (figure, modules or None)`` on the device and on the CPU; compare and time."""
+    def run(self, name: str, fn: Callable[[str, str], tuple[float, Any]], precision: str = "fp32",
+            spy: bool = False) -> None:
+        """``fn(device, tag) -> (figure, modules or None)`` on the device and on the CPU; compare and time.
+        ``spy``: every module forward of the device's run must run on the device (:class:`ForwardSpy`)."""
+        import contextlib
+
         from transferlab._runtime import resolve_device, runtime
 
         dev = resolve_device(self.args.device)
-        out = {}
+        out, watch = {}, ForwardSpy(dev)
         for role, where in (("device", self.args.device), ("cpu", "cpu")):
-            with runtime(device=where, precision=precision if role == "device" else "fp32"):
+            with runtime(device=where, precision=precision if role == "device" else "fp32"), \
+                    (watch if spy and role == "device" else contextlib.nullcontext()):
                 t0 = time.perf_counter()
                 figure, modules = fn(where, f"{name.replace(' ', '-')}-{role}")
                 out[role] = (figure, time.perf_counter() - t0, modules)
-        what, tol = TOLERANCES[name]
+        what, tol = TOLERANCES[name] if name in TOLERANCES else TOLERANCES[name.rsplit(" ", 1)[0]]
         fd, td, mods = out["device"]
         fc, tc, _ = out["cpu"]
         if isinstance(fd, dict):  # tensors: the largest difference, and their sums for the table
@@ -87,7 +149,7 @@ class Check:
             fd, fc = (float(sum(float(v.double().sum()) for v in t.values() if v.is_floating_point())) for t in (fd, fc))
         else:
             diff = abs(fd - fc)
-        off = _on_device(mods, dev) if mods is not None else []
+        off = (_on_device(mods, dev) if mods is not None else []) + (watch.problems() if spy else [])
         ok = diff <= tol and not off
         self.rows.append({"step": name, "compared": what, "device": round(fd, 4) if isinstance(fd, float) else fd,
                           "cpu": round(fc, 4) if isinstance(fc, float) else fc, "difference": diff, "tolerance": tol,
@@ -133,12 +195,8 @@ class Check:
 
     def distill(self) -> None:
         from transferlab.distill import distill
-        from transferlab.fit import fit
 
-        teacher = self.work / "teacher"
-        if not teacher.exists():
-            fit(self._data(), self.model, "finetune", epochs=self.epochs, image_size=self.size, out=teacher,
-                device="cpu")
+        teacher = self._teacher()
 
         def fn(device: str, tag: str) -> tuple[float, Any]:
             r = distill(self._data(), [teacher], self.model, "kd", test=self._data("test"), epochs=self.epochs,
@@ -180,6 +238,86 @@ class Check:
 
         self.run("merge regmean", fn)
 
+    def _teacher(self) -> Path:
+        """A finetuned classifier of the digits (on the CPU, once): distill's teacher and blackvip's black box."""
+        from transferlab.fit import fit
+
+        teacher = self.work / "teacher"
+        if not teacher.exists():
+            fit(self._data(), self.model, "finetune", epochs=self.epochs, image_size=self.size, out=teacher,
+                device="cpu")
+        return teacher
+
+    # ------------------------------------------------------------- the short cases (issue 34, rank's pipeline)
+    def pipeline(self) -> None:
+        """rank of two models: on the device pipelined (the first model's metrics in rank's worker thread while the
+        second extracts), on the CPU in sequence (``threads=1``); every extraction forward on the device."""
+        from transferlab.rank import rank
+
+        zoo = [self.model, self._second_model()]
+
+        def fn(device: str, tag: str) -> tuple[float, Any]:
+            r = rank("builtin:digits", zoo, ["logme", "knn"], image_size=self.size, limit=self.limit // 2,
+                     cache_dir=self.work / f"cache-{tag}", threads=None if tag.endswith("-device") else 1)
+            return float(sum(m.scores["logme"] + m.scores["knn"] for m in r.models)), None
+
+        self.run("rank pipelined", fn, spy=True)
+
+    def _second_model(self) -> str:
+        if not self.args.tiny:
+            return "builtin:small_resnet_shapes"
+        import timm
+        import torch
+        from safetensors.torch import save_file
+
+        path = self.work / "tiny2.safetensors"
+        if not path.exists():
+            torch.manual_seed(1)
+            net = timm.create_model("test_resnet", pretrained=False)
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+        return f"timm:test_resnet@{path}"
+
+    def blackvip(self) -> None:
+        """BlackVIP (SPSA-GC) in front of a fitted classifier, queried only: the black box, the coordinator and
+        its perturbations on the device; fp32."""
+        from transferlab.fit import fit
+
+        black_box = self._teacher()
+
+        def fn(device: str, tag: str) -> tuple[float, Any]:
+            r = fit(self._data(), self.model, "blackvip", test=self._data("test"), epochs=self.epochs,
+                    image_size=self.size, seed=0, init=black_box, sp_avg=2, lr=1e-3, val_fraction=0)
+            return float(r.metrics["test_accuracy"]), r.model
+
+        self.run("fit blackvip", fn, spy=True)
+
+    def _amp(self) -> str:
+        return AMP if self.args.device != "cpu" else "fp32"
+
+    def petal(self) -> None:
+        """PETALface (two LoRA sets mixed by the quality proxy) under AMP."""
+        from transferlab.fit import fit
+
+        def fn(device: str, tag: str) -> tuple[float, Any]:
+            r = fit(self._data(), self.model, "petal", test=self._data("test"), epochs=self.epochs,
+                    image_size=self.size, seed=0)
+            return float(r.metrics["test_accuracy"]), r.model
+
+        self.run(f"fit petal {self._amp()}", fn, self._amp(), spy=True)
+
+    def sla(self) -> None:
+        """Label augmentation (finetune on 4 rotations) and its self-distilled single head, under AMP."""
+        from transferlab.fit import fit_label_augmented
+
+        train = self._data().stratified_sample(self.limit // 2, seed=0)  # x 4 rotations
+
+        def fn(device: str, tag: str) -> tuple[float, Any]:
+            r = fit_label_augmented(train, self.model, "finetune", test=self._data("test"), head="single",
+                                    epochs=self.epochs, image_size=self.size, seed=0)
+            return float(r.metrics["single_head_accuracy"]), r.model
+
+        self.run(f"fit sla {self._amp()}", fn, self._amp(), spy=True)
+
     def _data(self, split: str = "train", ref: str = "builtin:digits") -> Any:
         from transferlab.data import load_dataset
 
@@ -201,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="the device to check (cuda, cuda:N, mps, cpu)")
     ap.add_argument("--tiny", action="store_true", help="a tiny network, 32 px, a few dozen examples")
+    ap.add_argument("--full", action="store_true", help="400 training examples and 2 epochs a step (default: 200, 1; "
+                    "the whole check aims at about a minute on one GPU, its CPU references included)")
     ap.add_argument("--model", default=None, help="the model every step uses (default: EfficientNet-Lite0)")
-    ap.add_argument("--steps", default="rank,fit,domain,distill,continual,merge")
+    ap.add_argument("--steps", default="rank,fit,domain,distill,continual,merge,pipeline,blackvip,petal,sla")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     from transferlab._runtime import resolve_device
@@ -219,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         if "fit" in steps:
             check.fit("finetune")
             check.fit("lora")
-        for name in ("domain", "distill", "continual", "merge"):
+        for name in ("domain", "distill", "continual", "merge", "pipeline", "blackvip", "petal", "sla"):
             if name in steps:
                 getattr(check, name)()
         print(f"\n{check.table()}\n\ndevice {args.device}, {time.perf_counter() - t0:.0f} s in all", flush=True)

@@ -167,7 +167,8 @@ def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[s
     seed_everything(seed)
     with torch.no_grad():
         net.eval()
-        dim = net.forward_head(net.forward_features(data[0][0][None]), pre_logits=True).shape[1]
+        probe = data[0][0][None].to(next(net.parameters()).device)  # the fitted network stays on its device
+        dim = net.forward_head(net.forward_features(probe), pre_logits=True).shape[1]
     single = SingleHead(net, int(dim), train.num_classes)
 
     def loss(logits: Any, idx: Any) -> Any:  # the batch's "labels" are the examples' indices (see _Indexed)
