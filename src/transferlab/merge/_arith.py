@@ -43,6 +43,11 @@ class Method:
     def options(self) -> dict[str, Any]:
         return {}
 
+    def weighted_sum(self, n: int) -> tuple[float, list[float]] | None:
+        """``(c_0, [c_1..c_n])`` when the merge of ``n`` models is the plain weighted sum ``c_0 base + sum_t c_t
+        theta_t`` of the tensors (the engine then streams it, reading the base only when ``c_0 != 0``); else None."""
+        return None
+
 
 def compute_dtype(t: Any) -> Any:
     import torch
@@ -250,6 +255,13 @@ class Arithmetic(Method):
                 agg[s:e] = self._disjoint_mean(key, D, offset=s)
         agg = agg.reshape(b.shape)
         return (b.add_(agg, alpha=self.lam) if b is not base else b + self.lam * agg).to(base.dtype)
+
+    def weighted_sum(self, n: int) -> tuple[float, list[float]] | None:
+        """``base + lam * sum_t tau_t = (1 - n lam) base + lam sum_t theta_t`` (the mean: ``lam / n`` each, ``1 -
+        lam`` for the base, exactly 0 for ``average``); trimmed, dropped or sign-elected task vectors are not."""
+        if self.density is not None or self.drop or self.sign is not None:
+            return None
+        return (1.0 - self.lam if self.mean else 1.0 - self.lam * n), [self.lam / n if self.mean else self.lam] * n
 
     def _disjoint_mean(self, key: str, D: Any, offset: int = 0) -> Any:
         """Mean of the entries whose sign agrees with the elected one, in place on ``D``. Entries whose elected sign

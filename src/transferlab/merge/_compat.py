@@ -2,13 +2,14 @@
 mergekit's most reported silent failure is a merge of models that were not fine-tuned from one base, or whose
 tokenizers differ: arcee-ai/mergekit#47, #139, #425, #469).
 
-Measured per model (exactly): the task vector's norm relative to the base's weights (fine-tuning moves them by a few percent;
+Measured per model (exactly; estimated from the sampled rows below in a plain weighted sum, ``average``, ``linear``,
+``task_arithmetic``, which never forms the task vectors and reads of the base only those rows): the task vector's norm relative to the base's weights (fine-tuning moves them by a few percent;
 a model trained from another starting point differs by about as much as the weights themselves), its norm against
 the largest model's (a task vector many times larger dominates every sum), and the share of tensors left exactly
 as the base's. Per pair: the cosine of the task vectors. Per weight tensor: the sign-conflict ratio (of the entries
 where some task vector is non-zero, those where one is positive and another negative), the pairwise cosine and the
-norm ratio. Cross products and sign conflicts are measured on at most :data:`SAMPLE` evenly spaced entries per tensor
-(every entry of a smaller one), scaled to the tensor: estimates, so that the check costs the merge little. Across inputs: the
+norm ratio. Cross products and sign conflicts are measured on about :data:`SAMPLE` entries per tensor, in evenly spaced
+rows (every entry of a smaller one), scaled to the tensor: estimates, so that the check costs the merge little. Across inputs: the
 tokenizer files (vocabulary, merges, sentencepiece model) and the models' recorded base. ``merge --check`` also hashes
 the base's weights (the hash names the base a merge assumes: equal hashes, the same weights).
 
@@ -28,7 +29,7 @@ from typing import Any
 
 log = logging.getLogger("transferlab.merge._api")
 
-#: entries per tensor the sign-conflict ratio is measured on (evenly spaced)
+#: entries per tensor the sign-conflict ratio is measured on (in evenly spaced rows)
 SAMPLE = 1 << 14
 #: a task vector this large relative to the base's weights was not fine-tuned from that base
 FOREIGN = 0.5
@@ -56,28 +57,45 @@ class Observer:
 
     def __call__(self, key: str, base: Any, deltas: list[Any]) -> None:
         """Exact norms (one pass per task vector and one over the base); the cross products and sign conflicts on
-        every ``step``-th entry (at most :data:`SAMPLE`), scaled by ``step``: the merge pass stays about as fast."""
+        :func:`sample_rows` (at most about :data:`SAMPLE` entries), scaled to the tensor: the pass stays about as
+        fast."""
         import torch
 
-        self.tensors += 1
-        self.base_sq += _sq(base)
         if self.digest is not None:
             self.digest.update(key.encode())
             self.digest.update(base.contiguous().view(torch.uint8).reshape(-1).numpy() if base.numel() else b"")
-        n = base.numel()
-        step = max(1, n // SAMPLE)
-        sq = [0.0 if d is None else _sq(d) for d in deltas]
-        zero = torch.zeros(len(range(0, n, step)), dtype=torch.float64)
-        s = torch.stack([zero if d is None else d.reshape(-1)[::step].to(torch.float64) for d in deltas])
-        g = (s @ s.T) * step
+        zero = torch.zeros(sample_rows(base).numel(), dtype=torch.float64)
+        s = torch.stack([zero if d is None else sample_rows(d).to(torch.float64) for d in deltas])
+        self._add(key, base.numel(), _sq(base), [0.0 if d is None else _sq(d) for d in deltas], s)
+
+    def sample(self, key: str, base: Any, thetas: list[Any]) -> None:
+        """The weighted-sum path's form: every statistic, the norms too, from :func:`sample_rows` of the base and of
+        each model's tensor (``thetas``), scaled to the whole tensor (estimates; exact for tensors of at most
+        :data:`SAMPLE` entries): of a mapped file, only those rows are read."""
+        import torch
+
+        b = sample_rows(base).to(torch.float64)
+        s = torch.stack([sample_rows(t).to(torch.float64) - b for t in thetas])
+        scale = base.numel() / max(1, b.numel())
+        self._add(key, base.numel(), float(torch.dot(b, b)) * scale, [float(torch.dot(d, d)) * scale for d in s], s)
+
+    def _add(self, key: str, n: int, base_sq: float, sq: list[float], s: Any) -> None:
+        """One tensor's statistics: the squared norms of the base and of the task vectors (``sq``), and the sampled
+        task vectors ``s`` (``T x m``) for the cross products and sign conflicts, scaled by ``n / m``."""
+        import torch
+
+        self.tensors += 1
+        self.base_sq += base_sq
+        scale = n / max(1, s.shape[1])
+        g = (s @ s.T) * scale
         g.diagonal().copy_(torch.tensor(sq, dtype=torch.float64))
         self.gram += g
         for t, v in enumerate(sq):
             self.untouched[t] += int(v == 0)
         pos, neg = (s > 0).any(0), (s < 0).any(0)
         held, both = int((pos | neg).sum()), int((pos & neg).sum())
-        self.conflicts[0] += both * step
-        self.conflicts[1] += held * step
+        self.conflicts[0] += both * scale
+        self.conflicts[1] += held * scale
         self.layers.append({"tensor": key, "entries": n, "sign_conflict": both / held if held else None,
                             "cosine": _mean_cosine(g), "norm_ratio": _ratio(torch.sqrt(torch.diagonal(g)))})
 
@@ -99,6 +117,14 @@ class Observer:
                            self.digest.hexdigest() if self.digest is not None else None)
         check.warnings = _warnings(check, sources, base_ref)
         return check
+
+
+def sample_rows(t: Any) -> Any:
+    """The check's sample of a tensor, flat: every ``step``-th row (first dimension; entry of a 1-d tensor),
+    ``step = numel // SAMPLE`` (every row of a tensor of at most :data:`SAMPLE` entries). Rows, so that a mapped
+    file is read only there."""
+    step = max(1, t.numel() // SAMPLE)
+    return (t[::step] if t.dim() >= 2 else t.reshape(-1)[::step]).reshape(-1)
 
 
 def _sq(t: Any) -> float:

@@ -14,6 +14,7 @@ from ._arith import compute_dtype, thetas_of
 from ._registry import MERGE_METHODS
 from ._sources import DictSource, Source, open_source
 from ._stream import SUPPORTED_DTYPES
+from ._weighted import streamable, weighted_sum
 
 log = logging.getLogger("transferlab.merge._api")
 
@@ -31,7 +32,7 @@ class _Job:
             raise TransferlabError(f"nothing to merge: {n} fine-tuned model given; merging needs at least two")
         self.show = progress
         self.trust_pickle = trust_pickle
-        self.observer: Callable[[str, Any, list[Any]], None] | None = None  # sees every weight tensor's task vectors
+        self.observer: Any = None  # the mergeability check (``_compat.Observer``): sees every weight tensor
         self.sources: list[Source] = []
         try:
             self._setup(method, entry, base, finetuned, data, head_prefix, options)
@@ -224,35 +225,47 @@ class _Job:
         return data
 
     def run(self, write: Callable[[str, Any], None], patch: Callable[[str, Any, Any], None]) -> None:
-        import torch
-
+        """Merge every tensor in the base's order, handing each to ``write``; then the method's late ``patch``-es.
+        A plain weighted sum (``average``, ``linear``, ``task_arithmetic`` over models whose task vectors are
+        differences of tensors) is streamed (``_weighted``): no task vector formed, the base read only if needed."""
         self.method.prepare(self)
+        plan = self.method.weighted_sum(len(self.tasks)) if streamable(self.tasks) else None
         done: dict[str, Any] = {}
         for key in self.progress(self.keys, f"merge ({self.method_name})"):
             if key in self.aliases:  # a tied tensor: the result merged under its first name
                 write(key, done[self.aliases[key]])
                 continue
-            b = self.base.get(key)
-            if not b.is_floating_point() or key in self.from_base:  # integer buffers (counters), lacking buffers
-                if key in self.aliased:
-                    done[key] = b
-                write(key, b)
-                continue
-            bc = b.to(compute_dtype(b))  # half-precision task vectors are formed in float32
-            deltas = [t.delta(key, bc) for t in self.tasks]
-            if is_norm_statistic(key):  # running means/variances are not weights: average them (stays valid)
-                out = torch.stack(thetas_of(b, deltas)).mean(0)
-                if hasattr(self.method, "observe_norm_statistic"):  # a method that keeps every task's own
-                    self.method.observe_norm_statistic(key, b, deltas)
+            dtype = self.base.info(key)[1]
+            if plan is not None and dtype.is_floating_point and key not in self.from_base:
+                n = len(self.tasks)  # running statistics: the mean of the models' (as below)
+                out = weighted_sum(key, self.base, self.tasks, (0.0, [1 / n] * n), None) if is_norm_statistic(key) \
+                    else weighted_sum(key, self.base, self.tasks, plan, self.observer)
+                out = out.to(dtype).contiguous()
             else:
-                if self.observer is not None:  # the mergeability check (``_compat``), in the same pass
-                    self.observer(key, b, deltas)
-                out = self.method.merge_tensor(key, b, deltas)
-            out = out.to(b.dtype).contiguous()
+                out = self._merge_tensor(key)
             if key in self.aliased:
                 done[key] = out
             write(key, out)
         self.method.finish(lambda key, idx, fn: [patch(k, idx, fn) for k in [key, *self.tied_to(key)]])
+
+    def _merge_tensor(self, key: str) -> Any:
+        """One tensor merged by the method from the task vectors over the base (buffers: the base's own)."""
+        import torch
+
+        b = self.base.get(key)
+        if not b.is_floating_point() or key in self.from_base:  # integer buffers (counters), lacking buffers
+            return b
+        bc = b.to(compute_dtype(b))  # half-precision task vectors are formed in float32
+        deltas = [t.delta(key, bc) for t in self.tasks]
+        if is_norm_statistic(key):  # running means/variances are not weights: average them (stays valid)
+            out = torch.stack(thetas_of(b, deltas)).mean(0)
+            if hasattr(self.method, "observe_norm_statistic"):  # a method that keeps every task's own
+                self.method.observe_norm_statistic(key, b, deltas)
+        else:
+            if self.observer is not None:  # the mergeability check (``_compat``), in the same pass
+                self.observer(key, b, deltas)
+            out = self.method.merge_tensor(key, b, deltas)
+        return out.to(b.dtype).contiguous()
 
     def tied_to(self, key: str) -> list[str]:
         return [k for k, v in self.aliases.items() if v == key]

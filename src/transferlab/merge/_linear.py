@@ -47,6 +47,13 @@ class Linear(Method):
     def prepare(self, job: Any) -> None:
         self._scales(len(job.tasks))  # a wrong count fails before any tensor is written
 
+    def weighted_sum(self, n: int) -> tuple[float, list[float]] | None:
+        """``c_t = lam s_t`` (``s_t``: the weights, divided by their sum with ``normalize``), ``c_0 = 1 - sum_t c_t``:
+        ``1 - lam`` with ``normalize`` (exactly 0 at ``lam = 1``: the base is not read)."""
+        s = self._scales(n)
+        c0 = 1.0 - self.lam if self.normalize else 1.0 - self.lam * sum(s)
+        return c0, [self.lam * x for x in s]
+
     def merge_tensor(self, key: str, base: Any, deltas: list[Any]) -> Any:
         scaled = [None if d is None else d * s for d, s in zip(deltas, self._scales(len(deltas)), strict=True)]
         return self._sum.merge_tensor(key, base, scaled)

@@ -22,6 +22,8 @@ from typing import Any
 from ..errors import TransferlabError
 from ..zoo import weight_kind
 from ._hf_folder import SHARD_INDEX, is_hf_folder, shard_files
+from ._pickle import pickle_state
+from ._stream import MappedFile
 
 log = logging.getLogger(__name__)
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
@@ -64,6 +66,15 @@ class Source:
         rows). Not checked for NaN: samples only estimate, the full reads check."""
         t = self._read(key)
         return t.reshape(-1)[::step] if t.dim() <= 1 else t[::step]
+
+    def stream(self, key: str) -> Any:
+        """``key``'s tensor for one read straight through (the weighted-sum path): not checked for NaN (the caller
+        checks what it computes, then :meth:`get` names the culprit) and never to be modified. A file source maps
+        the file (no copy); :meth:`release` drops the pages again (a later read re-reads the file)."""
+        return self._read(key)
+
+    def release(self, key: str) -> None:
+        """Done with the tensor :meth:`stream` gave for ``key``."""
 
     def is_head(self, key: str) -> bool:
         p = self.head_prefix
@@ -117,12 +128,15 @@ class SafetensorsSource(Source):
     def __init__(self, path: Path | list[Path], label: str, config: dict[str, Any] | None = None) -> None:
         paths = path if isinstance(path, list) else [path]
         self._by_key: dict[str, Any] = {}
+        self._file: dict[str, Path] = {}
         for f in paths:
             fh = _open_safetensors(f, label)
             self._by_key.update((k, fh) for k in fh.keys())
+            self._file.update((k, f) for k in fh.keys())
         self.path, self.label, self.config = paths[0], label, config
         self._keys = list(self._by_key)
         self._info: dict[str, tuple[tuple[int, ...], Any]] = {}
+        self._maps: dict[Path, Any] = {}
 
     def keys(self) -> list[str]:
         return self._keys
@@ -148,8 +162,29 @@ class SafetensorsSource(Source):
             return self._read(key).reshape(-1)[::step]
         return self._by_key[key].get_slice(key)[::step]
 
+    def stream(self, key: str) -> Any:
+        """A tensor over the file's mapped pages (no copy: read at the page cache's speed, 2.6x a ``pread`` copy on
+        the mergekit benchmark's files); a copy where the format gives an unaligned offset."""
+        import torch
+
+        m = self._maps.get(self._file[key])
+        if m is None:
+            m = self._maps[self._file[key]] = MappedFile(self._file[key])
+        begin, end = m.spans[key]
+        shape, dtype = self.info(key)
+        size = torch.empty((), dtype=dtype).element_size()
+        if end == begin or begin % size:
+            return self._read(key)
+        return torch.frombuffer(m.map, dtype=dtype, count=(end - begin) // size, offset=begin).reshape(shape)
+
+    def release(self, key: str) -> None:
+        m = self._maps.get(self._file[key])
+        if m is not None:
+            m.drop(*m.spans[key])
+
     def close(self) -> None:
         self._by_key = {}
+        self._maps = {}  # unmapped once no tensor refers to them
 
 
 def _open_safetensors(path: Path, label: str) -> Any:
@@ -281,24 +316,6 @@ def _read_config(d: Path, base: Source | None = None) -> dict[str, Any] | None:
     return cfg
 
 
-def _pickle_state(path: Path, label: str, trust_pickle: bool) -> dict[str, Any]:
-    if not trust_pickle:
-        raise TransferlabError(f"{label}: {path.name} is a pickle checkpoint; loading one can run arbitrary code. "
-                               "Convert it to safetensors, or pass --trust-pickle (trust_pickle=True) if you trust "
-                               "its origin")
-    import torch
-
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    for k in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
-            obj = obj[k]
-    if hasattr(obj, "state_dict") and not isinstance(obj, dict):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise TransferlabError(f"{label}: {path} holds a {type(obj).__name__}, not a state dict")
-    return dict(obj)
-
-
 def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickle: bool = False,
                 allow_reference: bool = False) -> Source:
     """A :class:`Source` for a state dict, a file, a fit directory or (``allow_reference``) a model reference."""
@@ -343,7 +360,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         else:
             found = sorted(f.name for f in p.iterdir() if f.is_file() and weight_kind(f) == "pickle")
             if found:
-                src = DictSource(_pickle_state(p / found[0], label, trust_pickle), label, config=cfg)
+                src = DictSource(pickle_state(p / found[0], label, trust_pickle), label, config=cfg)
             else:
                 raise TransferlabError(f"{label}: {p} holds no model.safetensors (nor an adapter): not a model "
                                        "directory")
@@ -357,7 +374,7 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         if kind == "safetensors":
             return SafetensorsSource(p, label)
         if kind == "pickle":
-            return DictSource(_pickle_state(p, label, trust_pickle), label)
+            return DictSource(pickle_state(p, label, trust_pickle), label)
         raise TransferlabError(f"{label}: {p} is neither a safetensors file nor a checkpoint")
     s = str(obj)
     if allow_reference and ":" in s and not s.startswith(("/", ".")):

@@ -1,10 +1,12 @@
 """safetensors written tensor by tensor: the header (every name, dtype and shape) first, then each tensor's bytes as
 it is computed, so merging never holds the whole output in memory. ``patch`` rewrites single entries afterwards (TIES
-resolves a few signs only once every tensor has been seen). The file is the standard format: safetensors loads it."""
+resolves a few signs only once every tensor has been seen). The file is the standard format: safetensors loads it.
+``MappedFile`` is the reading side for the weighted-sum path: a file mapped, one tensor's pages at a time."""
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -116,3 +118,23 @@ def overwrite_tensors(path: str | Path, tensors: dict[str, Any]) -> None:
             fh.write(_bytes(t))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class MappedFile:
+    """A safetensors file mapped copy-on-write (tensors over it are writable; nothing reaches the file) and each
+    tensor's byte span in it. :meth:`drop` returns a span's pages (``MADV_DONTNEED``): the resident memory stays one
+    tensor per file, where a plain mapping keeps every page read until it is closed."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+            self.map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+        self.spans = {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1]) for k, v in header.items()
+                      if k != "__metadata__"}
+
+    def drop(self, begin: int, end: int) -> None:
+        page = mmap.PAGESIZE
+        start = begin // page * page
+        if end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self.map.madvise(mmap.MADV_DONTNEED, start, end - start)
