@@ -267,7 +267,7 @@ def _write_network(tmp: Path, job: _Job, first_head: dict[str, Any]) -> None:
         writer.patch(key, idx, fn(b.reshape(-1)[idx].to(compute_dtype(b))))
 
     try:
-        job.run(writer.write, patch)
+        job.run(writer.write, patch, copies=True)
         for k, v in first_head.items():
             writer.write(k, v)
         writer.close()

@@ -20,11 +20,11 @@ FAR_BELOW = 0.10
 def check_heads(model_dir: Path, job: Any, task_names: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows (task, examples, chance, the fit's accuracy, the merged head's, the difference) and warnings: a merged
     head far below its own fit or at chance, a fit that was at chance itself. Nothing without data or heads."""
-    from ..models import evaluate
-    from ..train import CHANCE_MARGIN, chance_level
-
     if not job.data or not any(t.head_keys() for t in job.tasks) or len(job.data) != len(job.tasks):
         return [], []
+    from ..models import evaluate  # only now: importing the training loop costs a merge without data 0.06 s
+    from ..train import CHANCE_MARGIN, chance_level
+
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     for data, t, name in zip(job.data, job.tasks, task_names, strict=True):

@@ -14,7 +14,7 @@ from ._arith import compute_dtype, thetas_of
 from ._registry import MERGE_METHODS
 from ._sources import DictSource, Source, open_source
 from ._stream import SUPPORTED_DTYPES
-from ._weighted import streamable, weighted_sum
+from ._weighted import Scratch, streamable, weighted_sum
 
 log = logging.getLogger("transferlab.merge._api")
 
@@ -224,12 +224,15 @@ class _Job:
             data = torch.utils.data.Subset(data, idx.tolist())
         return data
 
-    def run(self, write: Callable[[str, Any], None], patch: Callable[[str, Any, Any], None]) -> None:
+    def run(self, write: Callable[[str, Any], None], patch: Callable[[str, Any, Any], None], *,
+            copies: bool = False) -> None:
         """Merge every tensor in the base's order, handing each to ``write``; then the method's late ``patch``-es.
         A plain weighted sum (``average``, ``linear``, ``task_arithmetic`` over models whose task vectors are
-        differences of tensors) is streamed (``_weighted``): no task vector formed, the base read only if needed."""
+        differences of tensors) is streamed (``_weighted``): no task vector formed, the base read only if needed;
+        ``copies``: ``write`` copies the tensor at once (a file), so the sums reuse one buffer."""
         self.method.prepare(self)
         plan = self.method.weighted_sum(len(self.tasks)) if streamable(self.tasks) else None
+        scratch = Scratch() if copies else None
         done: dict[str, Any] = {}
         for key in self.progress(self.keys, f"merge ({self.method_name})"):
             if key in self.aliases:  # a tied tensor: the result merged under its first name
@@ -238,9 +241,10 @@ class _Job:
             dtype = self.base.info(key)[1]
             if plan is not None and dtype.is_floating_point and key not in self.from_base:
                 n = len(self.tasks)  # running statistics: the mean of the models' (as below)
-                out = weighted_sum(key, self.base, self.tasks, (0.0, [1 / n] * n), None) if is_norm_statistic(key) \
-                    else weighted_sum(key, self.base, self.tasks, plan, self.observer)
-                out = out.to(dtype).contiguous()
+                coefs, observer = ((0.0, [1 / n] * n), None) if is_norm_statistic(key) else (plan, self.observer)
+                out = weighted_sum(key, self.base, self.tasks, coefs, observer, scratch).to(dtype).contiguous()
+                if key in self.aliased and scratch is not None:
+                    out = out.clone()  # kept for its tied names: not the scratch buffer
             else:
                 out = self._merge_tensor(key)
             if key in self.aliased:

@@ -21,16 +21,18 @@ def streamable(tasks: Sequence[Source]) -> bool:
 
 
 def weighted_sum(key: str, base: Source, tasks: Sequence[Source], coefs: tuple[float, Sequence[float]],
-                 observer: Any = None) -> Any:
+                 observer: Any = None, scratch: Scratch | None = None) -> Any:
     """``c_0 base[key] + sum_t c_t tasks[t][key]`` in the compute dtype (float32; float64 for float64 tensors),
     ``coefs = (c_0, [c_1..c_T])``; ``observer`` (the mergeability check) samples rows of the base and of every
-    model."""
+    model. With ``scratch`` the result lies in its buffer, overwritten by the next call."""
     import torch
 
     c0, cs = coefs
     views = [t.stream(key) for t in tasks]
     try:
-        acc = torch.mul(views[0].to(compute_dtype(views[0])), cs[0])
+        cd = compute_dtype(views[0])
+        acc = torch.mul(views[0].to(cd), cs[0], out=scratch.take(views[0].shape, cd)) if scratch is not None \
+            else torch.mul(views[0].to(cd), cs[0])
         for v, c in zip(views[1:], cs[1:], strict=True):
             acc.add_(v, alpha=c)
         b = base.stream(key) if c0 or observer is not None else None
@@ -45,3 +47,22 @@ def weighted_sum(key: str, base: Source, tasks: Sequence[Source], coefs: tuple[f
         for s in [*tasks, base]:
             s.release(key)
     return acc
+
+
+class Scratch:
+    """One buffer per dtype, grown to the largest tensor, that every sum is computed in when the consumer copies it
+    at once (the file writer): no fresh memory per tensor, whose first touch costs a page fault per 4 KB."""
+
+    def __init__(self) -> None:
+        self._buf: dict[Any, Any] = {}
+
+    def take(self, shape: Any, dtype: Any) -> Any:
+        import math
+
+        import torch
+
+        n = math.prod(shape)
+        buf = self._buf.get(dtype)
+        if buf is None or buf.numel() < n:
+            buf = self._buf[dtype] = torch.empty(n, dtype=dtype)
+        return buf[:n].view(shape)
