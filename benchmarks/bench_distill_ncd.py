@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--known-epochs", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--image-size", type=int, default=16)
+    ap.add_argument("--kd-temperature", type=float, default=4.0)  # the reference's (every config of Cr-KD-NCD)
     a = ap.parse_args()
     from transferlab.distill._ncd import discover
 
@@ -39,6 +40,7 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             m = discover("builtin:digits", ["5", "6", "7", "8", "9"], a.student, kd_weight=kd,
+                         kd_temperature=a.kd_temperature,
                          known_epochs=a.known_epochs, epochs=a.epochs, image_size=a.image_size, limit=a.limit,
                          seed=seed).metrics
             rec = {"seed": seed, "kd_weight": kd, "novel_cluster_accuracy": m["novel_cluster_accuracy"],
@@ -46,7 +48,8 @@ def main() -> None:
                    "n_test_novel": m["n_test_novel"], "seconds": time.perf_counter() - t0,
                    # the last discovery epoch's means: the swapped-prediction loss, the class-relation term and the
                    # known classes' probability mass on unlabelled examples (the term's weight before normalising)
-                   **{k: m["history"][-1].get(f"train_{k}") for k in ("swapped", "relation_kd", "relation_weight")},
+                   **{k: m["history"][-1].get(f"train_{k}") for k in ("swapped", "relation_kd", "relation_weight",
+                                                                       "relation_target_entropy")},
                    "settings": vars(a)}
             print(json.dumps({k: v for k, v in rec.items() if k != "settings"}), flush=True)
             done.append(rec)

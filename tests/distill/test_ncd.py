@@ -104,6 +104,7 @@ def test_tiny_discovery_learns_the_known_head_and_logs_the_relation_term(tiny_ti
     assert m["known_history"][-1]["train_accuracy"] > 0.6  # red vs green, separable
     assert m["history"][0]["train_relation_kd"] > 0
     assert 0 < m["history"][0]["train_relation_weight"] < 1  # the known classes' mass on unlabelled examples
+    assert 0 < m["history"][0]["train_relation_target_entropy"] <= 1  # over the two known classes, in log 2 units
     plain = discover(train, ["blue"], f"timm:test_efficientnet@{tiny_timm_weights}", kd_weight=0.0, **kw).metrics
     assert "train_relation_kd" not in plain["history"][0]
     assert plain["known_history"] == m["known_history"]  # the same pretraining: only the discovery run differs

@@ -104,7 +104,9 @@ class _Discovery(Objective):
                 old = torch.stack([modules["known_model"](batch[k])[~lab, :nk] for k in ("x", "x2")]) / TAU
             kd, mass = relation_kd(torch.stack([z[~lab] for z in views]) / TAU, old, nk, self.kd_temperature)
             loss = loss + self.kd_weight * kd
-            logs.update(relation_kd=kd.detach(), relation_weight=mass)
+            p = torch.softmax(old / self.kd_temperature, dim=-1)  # the targets' entropy over log n_known: 1 = flat
+            flat = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean()) / float(np.log(nk)) if nk > 1 else 0.0
+            logs.update(relation_kd=kd.detach(), relation_weight=mass, relation_target_entropy=flat)
         return loss, logs
 
     def config(self) -> dict[str, Any]:
