@@ -106,7 +106,7 @@ def test_a_quality_column_replaces_the_proxy_in_the_inference_loop():
     s = quality_proxy(x)
     d = float(s.max() - s.min())
     lo, hi = float(s.min()) - d, float(s.max()) + d  # the proxy's q of these images lies in [1/3, 2/3]
-    params = inject_petal_(net, ["fc"], r=2, alpha=2, lo=lo, hi=hi, spread=0.5)
+    params = inject_petal_(net, ["fc"], r=2, alpha=2, lo=lo, hi=hi, spread=1.5, center=0.25)
     with torch.no_grad():
         for p in params:
             p.normal_()
@@ -114,7 +114,7 @@ def test_a_quality_column_replaces_the_proxy_in_the_inference_loop():
     delta = {k: f @ net.fc.lora_A[k].weight.detach().T @ net.fc.lora_B[k].weight.detach().T for k in ("hq", "lq")}
 
     def by_hand(q: torch.Tensor) -> torch.Tensor:
-        w = 0.5 + 0.5 * (q - 0.5)  # spread 0.5
+        w = (0.5 + 1.5 * (q - 0.25)).clamp(0, 1)  # spread 1.5, center 0.25: q = 0 -> 0.125, q = 1 -> 1 (clipped)
         return f @ w0.T + b0 + w[:, None] * delta["hq"] + (1 - w[:, None]) * delta["lq"]
 
     column = [0.0, 1.0, 0.0, 1.0, 0.0]

@@ -101,32 +101,35 @@ def _train_on_column(prep: Prepared, job: TrainJob, options: dict[str, Any]) -> 
                   "image-quality proxy (effective resolution) or the data's quality column", default_lr=1e-3,
                   paper="Narayan et al., PETAL|face, WACV 2025")
 def petal(model: Any, ctx: FitContext, r: int = 8, alpha: int | None = None,
-          target_modules: list[str] | str | None = None, head_lr_scale: float = 1.0, spread: float = 1.0) -> Prepared:
+          target_modules: list[str] | str | None = None, head_lr_scale: float = 1.0, spread: float = 1.0,
+          center: float = 0.5) -> Prepared:
     """``r``/``alpha``: each LoRA set's rank and scale numerator (default ``2 r``), as for ``lora``; the head at
     ``head_lr_scale`` times the learning rate. The quality map is calibrated on the training images: give a training
-    split that holds both qualities (the paper trains on high- and low-resolution faces). ``spread`` in [0, 1]: the
-    ``hq`` set's weight is ``0.5 + spread (q - 0.5)`` (1: ``q`` itself; 0: both sets always at 1/2). A quality column
-    of the training data (``meta["quality"]``) replaces the proxy (``metrics.json``: ``quality_source``)."""
+    split that holds both qualities (the paper trains on high- and low-resolution faces). ``spread`` >= 0 and
+    ``center`` in [0, 1]: the ``hq`` set's weight is ``clip(0.5 + spread (q - center), 0, 1)`` (the defaults: ``q``
+    itself; ``spread`` 0: both sets always at 1/2). A quality column of the training data (``meta["quality"]``)
+    replaces the proxy (``metrics.json``: ``quality_source``)."""
     from ..models import inject_petal_, petal_structure
 
     if getattr(ctx.backbone, "modality", "image") != "image":
         raise TransferlabError("petal mixes by image quality: choose an image model")
-    if r < 1 or not head_lr_scale > 0 or not 0 <= spread <= 1:
-        raise TransferlabError(f"petal: r must be >= 1, head_lr_scale > 0 and spread in [0, 1], got r={r}, "
-                               f"head_lr_scale={head_lr_scale}, spread={spread}")
+    if r < 1 or not head_lr_scale > 0 or not spread >= 0 or not 0 <= center <= 1:
+        raise TransferlabError(f"petal: r must be >= 1, head_lr_scale > 0, spread >= 0 and center in [0, 1], got "
+                               f"r={r}, head_lr_scale={head_lr_scale}, spread={spread}, center={center}")
     targets, _ = _targets(model, target_modules)
     lo, hi = calibrate(ctx)
     a = int(alpha or 2 * r)
     for p in model.parameters():
         p.requires_grad_(False)
-    adapters = inject_petal_(model, targets, r, a, lo, hi, spread)
+    adapters = inject_petal_(model, targets, r, a, lo, hi, spread, center)
     head = list(model.get_classifier().parameters())
     for p in adapters + head:
         p.requires_grad_(True)
     scales = {} if head_lr_scale == 1 else {id(p): float(head_lr_scale) for p in head}
     column = ctx.dataset.meta.get(QUALITY) is not None
     options = {"r": r, "alpha": alpha, "target_modules": target_modules, "head_lr_scale": head_lr_scale,
-               "spread": spread}
-    return Prepared(model, adapters + head, lr_scales=scales, structure=petal_structure(targets, r, a, lo, hi, spread),
+               "spread": spread, "center": center}
+    return Prepared(model, adapters + head, lr_scales=scales,
+                    structure=petal_structure(targets, r, a, lo, hi, spread, center),
                     run=(lambda prep, job: _train_on_column(prep, job, options)) if column else None,
                     metrics={"quality_source": "column" if column else "proxy"})

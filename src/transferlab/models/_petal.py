@@ -11,10 +11,12 @@ image's Laplacian (its high frequencies) relative to the image's variance, on a 
 which drops when an image was down-sampled and blown up again (or blurred), and map it linearly to [0, 1] between
 two calibration points ``lo`` and ``hi`` (the 5th and 95th percentiles of ``s`` over the training images), clipped.
 A quality column of the data (:mod:`transferlab.data._quality`: one value in [0, 1] per example) replaces the proxy
-where the data has one. The ``hq`` set's weight is ``w = 0.5 + spread * (q - 0.5)`` (``lq``'s ``1 - w``): ``spread``
-1 gives ``q`` itself (a set gets almost only the examples of its quality), smaller values a softer mix in which both
-sets learn from every example, as the reference's ``alpha = 0.5 + (score - threshold)`` on a narrow-ranged IQA score
-does (Kartik-3004/PETALface @ 9de0c65, ``train_iqa.py`` ``generate_alpha``).
+where the data has one. The ``hq`` set's weight is ``w = clip(0.5 + spread * (q - center), 0, 1)`` (``lq``'s
+``1 - w``), the reference's ``alpha = 0.5 + (score - threshold)`` (Kartik-3004/PETALface @ 9de0c65, ``train_iqa.py``
+``generate_alpha``) with a scale and a clip: ``spread`` 1 and ``center`` 0.5 give ``q`` itself (a set learns almost
+only from the examples of its quality); a smaller ``spread`` mixes softly (both sets learn from every example);
+``center`` is the quality that both sets weigh equally (``center`` 0 with ``spread`` 0.5: ``w = 0.5 + q / 2``, the
+``hq`` set on every example, the ``lq`` set on low-quality ones only, at up to half).
 The mix is applied by forward hooks on each LoRA set's B projection, reading the weights a forward pre-hook on the
 network computed from its input.
 """
@@ -51,14 +53,14 @@ def quality_column(data: Any) -> np.ndarray | None:
 
 
 class QualityMixer(nn.Module):
-    """Maps the proxy (or a given quality) ``q`` to the ``hq`` weight ``w = 0.5 + spread (q - 0.5)`` (``lq`` gets
-    ``1 - w``) and holds the current batch's weights for the adapters' hooks."""
+    """Maps the proxy (or a given quality) ``q`` to the ``hq`` weight ``w = clip(0.5 + spread (q - center), 0, 1)``
+    (``lq`` gets ``1 - w``) and holds the current batch's weights for the adapters' hooks."""
 
-    def __init__(self, lo: float, hi: float, spread: float = 1.0) -> None:
+    def __init__(self, lo: float, hi: float, spread: float = 1.0, center: float = 0.5) -> None:
         super().__init__()
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
-        self.spread = float(spread)
+        self.spread, self.center = float(spread), float(center)
         self.current: dict[str, torch.Tensor] | None = None
         #: the next batch's quality from a column (one value per example), used by one forward in place of the proxy
         self.given: torch.Tensor | None = None
@@ -78,7 +80,7 @@ class QualityMixer(nn.Module):
         if given is not None and len(given) != len(x):
             raise TransferlabError(f"petal: {len(given)} quality values for a batch of {len(x)} images")
         q = self.quality(x) if given is None else given.to(x.device, torch.float32)
-        w = 0.5 + self.spread * (q - 0.5)
+        w = (0.5 + self.spread * (q - self.center)).clamp(0.0, 1.0)
         self.current = {"hq": w, "lq": 1.0 - w}
 
 
@@ -97,7 +99,7 @@ def _mixer_pre_hook(net: nn.Module, args: tuple[Any, ...]) -> None:
 
 
 def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: float, hi: float,
-                  spread: float = 1.0) -> list[Any]:
+                  spread: float = 1.0, center: float = 0.5) -> list[Any]:
     """Two peft LoRA sets (``hq``, ``lq``) on ``targets`` of ``net`` (in place), both active and mixed per example
     by quality; returns the adapters' parameters. ``net.transferlab_examples(data, index)`` tells the mix which
     examples of ``data`` the next batch holds (the inference loop calls it: a quality column then replaces the
@@ -112,7 +114,7 @@ def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: fl
         for name in ADAPTERS:
             inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets)), net,
                                     adapter_name=name)
-    mixer = QualityMixer(lo, hi, spread)
+    mixer = QualityMixer(lo, hi, spread, center)
     net.add_module("petal", mixer)
     net.transferlab_examples = mixer.read
     params = []
@@ -126,14 +128,14 @@ def inject_petal_(net: nn.Module, targets: list[str], r: int, alpha: int, lo: fl
     return params
 
 
-def petal_structure(targets: list[str], r: int, alpha: int, lo: float, hi: float,
-                    spread: float = 1.0) -> dict[str, Any]:
+def petal_structure(targets: list[str], r: int, alpha: int, lo: float, hi: float, spread: float = 1.0,
+                    center: float = 0.5) -> dict[str, Any]:
     return {"kind": "petal", "targets": list(targets), "r": int(r), "alpha": int(alpha), "lo": float(lo),
-            "hi": float(hi), "spread": float(spread)}
+            "hi": float(hi), "spread": float(spread), "center": float(center)}
 
 
 @STRUCTURES.register("petal")
 def _rebuild(net: nn.Module, state: dict[str, Any], structure: dict[str, Any]) -> nn.Module:
     inject_petal_(net, structure["targets"], structure["r"], structure["alpha"], structure["lo"], structure["hi"],
-                  structure.get("spread", 1.0))  # saved before the spread option: q itself
+                  structure.get("spread", 1.0), structure.get("center", 0.5))  # saved before these options: w = q
     return net
