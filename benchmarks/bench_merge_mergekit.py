@@ -18,9 +18,11 @@ The merges, each the same computation in both tools (docs/merge.md, "Options com
 
 Each merge runs in its own subprocess (mergekit in ``--mergekit-python``, a scratch venv: never a dependency of
 transferlab), after a warm-up read of every file (page cache warm for both); only the merge after the imports
-(transformers included: mergekit imports it with itself) is timed (transferlab: ``merge_models``, which also writes heads, card, recipe, report; mergekit: ``run_merge`` with
+(torch, safetensors and transformers included: mergekit imports them with itself) is timed (transferlab: ``merge_models``, which also writes heads, card, recipe, report; mergekit: ``run_merge`` with
 ``copy_tokenizer`` off, no CUDA). The two outputs are compared tensor by tensor (largest absolute difference). Medians
-over ``--repeats``; the load average is recorded (2-core machine, shared).
+over ``--repeats``; the load average is recorded (2-core machine, shared); each process's peak RSS
+(``ru_maxrss``: imports and touched pages of mapped files included), the largest over the repeats. Both run with
+compiled bytecode cached under ``--workdir`` (``bytecode_env``).
 
 Exact command (repository root, project venv; mergekit installed with ``python3.11 -m venv /tmp/mk-venv &&
 /tmp/mk-venv/bin/pip install torch==2.14.1 mergekit``):
@@ -85,13 +87,16 @@ def build(work: Path, layers: int, hidden: int, n_models: int) -> dict[str, Any]
 
 OURS = """
 import json, sys, time
-import transformers  # imported before the timer, as mergekit's own import brings it in before its timer
+import safetensors.torch, torch, transformers  # before the timer, as mergekit's own import brings them in before its
+# timer (transformers >= 4.5x imports lazily: without torch here, its import time, 1-4 s, fell inside our timer)
 from transferlab.merge import merge_models
 work, name, opts, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 n = int(sys.argv[5])
 t = time.perf_counter()
 merge_models(name, work + "/base", [f"{work}/ft{i + 1}" for i in range(n)], out, overwrite=True, **opts)
-print(json.dumps({"seconds": time.perf_counter() - t}))
+seconds = time.perf_counter() - t
+import resource
+print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 THEIRS = """
@@ -114,12 +119,23 @@ def plan_tensor(self, weight, weights_in, *rest, **kw):
 plan.MergePlanner.plan_tensor = plan_tensor
 t = time.perf_counter()
 run_merge(cfg, out, options=MergeOptions(cuda=False, copy_tokenizer=False))
-print(json.dumps({"seconds": time.perf_counter() - t, "version": version("mergekit")}))
+seconds = time.perf_counter() - t
+import resource
+print(json.dumps({"seconds": seconds, "version": version("mergekit"),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def run(cmd: list[str]) -> dict[str, Any]:
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def bytecode_env(work: Path) -> dict[str, str]:
+    """The environment both tools run in: compiled bytecode cached under ``work`` (an installed package has its
+    ``.pyc`` files; with ``PYTHONDONTWRITEBYTECODE`` set, as on the project's machine, every module transferlab
+    imports lazily inside the timed merge was compiled from source each run, about 0.2 s)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "HF_HUB_OFFLINE": "1", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+
+
+def run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
         raise SystemExit(f"{cmd[0]} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -157,25 +173,34 @@ def main() -> None:
     meta = build(work, a.layers, a.hidden, a.models)
     for f in work.rglob("*.safetensors"):  # the page cache warm for both tools
         f.read_bytes()
-    rows = []
+    env = bytecode_env(work)
+    import importlib.util
+
+    package = importlib.util.find_spec("transferlab").submodule_search_locations[0]  # found, not imported
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True, capture_output=True)
+    rows, load_start = [], os.getloadavg()
     for name in a.merges.split(","):
         ours_opts, spec = MERGES[name]
-        t_ours, t_theirs, version = [], [], None
+        t_ours, t_theirs, rss, version = [], [], [0.0, 0.0], None
         for _ in range(a.repeats):  # alternated, so both see the same load
-            t_ours.append(run([sys.executable, "-c", OURS, str(work), name, json.dumps(ours_opts),
-                               str(work / f"out_ours_{name}"), str(a.models)])["seconds"])
+            r = run([sys.executable, "-c", OURS, str(work), name, json.dumps(ours_opts),
+                     str(work / f"out_ours_{name}"), str(a.models)], env)
+            t_ours.append(r["seconds"])
+            rss[0] = max(rss[0], r["rss_mb"])
             r = run([a.mergekit_python, "-c", THEIRS, str(work), json.dumps(spec), str(work / f"out_mk_{name}"),
-                     str(a.models)])
+                     str(a.models)], env)
             t_theirs.append(r["seconds"])
+            rss[1] = max(rss[1], r["rss_mb"])
             version = r["version"]
         diff = compare(work / f"out_ours_{name}", work / f"out_mk_{name}")
         row = {"merge": name, "transferlab_s": statistics.median(t_ours), "mergekit_s": statistics.median(t_theirs),
                "all_transferlab_s": t_ours, "all_mergekit_s": t_theirs, "max_abs_diff": diff,
+               "transferlab_peak_rss_mb": rss[0], "mergekit_peak_rss_mb": rss[1],
                "mergekit_version": version}
         row["ratio"] = row["transferlab_s"] / row["mergekit_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    result = {"meta": meta, "rows": rows, "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M"),
+    result = {"meta": meta, "rows": rows, "loadavg_start": load_start, "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M"),
               "repeats": a.repeats}
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
