@@ -102,7 +102,40 @@ def test_average_never_reads_the_base(monkeypatch, tmp_path: Path) -> None:
                                                                                 real(self, key))[1])
     r = merge_models("average", tmp_path / "base.safetensors", paths, tmp_path / "out")
     assert [k for label, k in read if label == "base"] == ["bn.num_batches_tracked"]  # an integer buffer: copied
-    assert len(r.mergeability.models) == 3
+    assert len(r.mergeability.models) == 3 and r.mergeability.norms == "exact"  # every tensor sampled whole
+
+
+def test_the_check_of_a_streamed_sum_estimates_norms_from_sampled_rows(tmp_path: Path) -> None:
+    """A 64 x 1024 weight (65,536 entries; SAMPLE 16,384: every 4th row), task vectors of +-0.01 * 2^t in every
+    entry, so |tau_t| = 0.01 * 2^t * 256 exactly and from the rows alike; the base's norm from its rows 0, 4, ...,
+    60 times 2. The exact check (``check_models``) uses the whole base. Both warn alike."""
+    import torch
+    from safetensors.torch import save_file
+
+    from transferlab.merge import check_models, merge_models
+
+    g = torch.Generator().manual_seed(4)
+    base = {"w": torch.randn(64, 1024, generator=g)}
+    sign = torch.where(torch.rand(64, 1024, generator=g) < 0.5, -1.0, 1.0)
+    paths = []
+    for t in range(3):
+        paths.append(tmp_path / f"m{t}.safetensors")
+        save_file({"w": base["w"] + 0.01 * 2**t * sign}, str(paths[-1]))
+    paths.append(tmp_path / "foreign.safetensors")  # as far from the base as the base's own weights
+    save_file({"w": torch.randn(64, 1024, generator=g)}, str(paths[-1]))
+    save_file(base, str(tmp_path / "base.safetensors"))
+    r = merge_models("average", tmp_path / "base.safetensors", paths, tmp_path / "out").mergeability
+    exact = check_models(tmp_path / "base.safetensors", paths)
+    assert r.norms == "sampled" and exact.norms == "exact"
+    base_norm = float(base["w"].norm())
+    sampled_base_norm = 2 * float(base["w"][::4].norm())  # rows 0, 4, ..., 60, scaled by sqrt(4)
+    for t in range(3):
+        assert r.models[t]["relative_norm"] == pytest.approx(0.01 * 2**t * 256 / sampled_base_norm, rel=1e-5)
+        assert exact.models[t]["relative_norm"] == pytest.approx(0.01 * 2**t * 256 / base_norm, rel=1e-5)  # float32
+    # the same warnings: the three small task vectors drowned by the foreign one, which is from another base
+    assert [w.split(" ")[0] for w in r.warnings] == [w.split(" ")[0] for w in exact.warnings] == [
+        "m0.safetensors's", "m1.safetensors's", "m2.safetensors's", "foreign.safetensors"]
+    assert "not fine-tuned from this base" in r.warnings[3]
 
 
 def test_a_broken_model_is_named_in_the_streamed_sum(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ class Observer:
         self.layers: list[dict[str, Any]] = []
         self.conflicts = [0, 0]  # entries with a sign conflict, entries some task vector holds
         self.digest = hashlib.blake2b(digest_size=8) if hash_base else None
+        self.sampled = False  # some norms estimated from samples (:meth:`sample`)
 
     def __call__(self, key: str, base: Any, deltas: list[Any]) -> None:
         """Exact norms (one pass per task vector and one over the base); the cross products and sign conflicts on
@@ -77,6 +78,7 @@ class Observer:
         b = sample_rows(base).to(torch.float64)
         s = torch.stack([sample_rows(t).to(torch.float64) - b for t in thetas])
         scale = base.numel() / max(1, b.numel())
+        self.sampled = self.sampled or scale > 1
         self._add(key, base.numel(), float(torch.dot(b, b)) * scale, [float(torch.dot(d, d)) * scale for d in s], s)
 
     def _add(self, key: str, n: int, base_sq: float, sq: list[float], s: Any) -> None:
@@ -114,7 +116,8 @@ class Observer:
                  for s in range(self.n) for t in range(s + 1, self.n)]
         check = MergeCheck(models, pairs, self.layers,
                            self.conflicts[0] / self.conflicts[1] if self.conflicts[1] else None,
-                           self.digest.hexdigest() if self.digest is not None else None)
+                           self.digest.hexdigest() if self.digest is not None else None,
+                           norms="sampled" if self.sampled else "exact")
         check.warnings = _warnings(check, sources, base_ref)
         return check
 
@@ -158,10 +161,11 @@ class MergeCheck:
     sign_conflict: float | None
     base_hash: str | None = None
     warnings: list[str] = field(default_factory=list)
+    norms: str = "exact"  # "sampled": estimated from the sampled rows (the streamed weighted sums)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base_hash": self.base_hash, "sign_conflict": self.sign_conflict, "models": self.models,
-                "pairs": self.pairs, "layers": self.layers, "warnings": self.warnings}
+        return {"base_hash": self.base_hash, "sign_conflict": self.sign_conflict, "norms": self.norms,
+                "models": self.models, "pairs": self.pairs, "layers": self.layers, "warnings": self.warnings}
 
     def short(self) -> str:
         """One line: the task vectors' size against the base, their norm ratio, cosines, sign conflicts."""
