@@ -32,10 +32,24 @@ def checks(b: dict[str, Any]) -> str:
     return "\n".join(render_markdown(t, title=False) for t in DistillBenchResult.tables_from(b) if t.name == "checks")
 
 
+def from_cache(out: Path) -> dict[str, Any]:
+    """The result of a bench that has not finished (no bench_distill.json yet) from its run cache, ``out/runs``:
+    every finished teacher, labels-only and distillation run. Only for a cache of one configuration (one --out)."""
+    recs = [json.loads(f.read_text()) for f in sorted((out / "runs").glob("*.json"))]
+    teachers = [{k: v for k, v in r.items() if k != "dir"} for r in recs if "teacher" in r]
+    runs = [{k: v for k, v in r.items() if k != "dir"} for r in recs if "row" in r]
+    r = DistillBenchResult(sorted({x["target"] for x in runs}), sorted({x["teacher"] for x in teachers}),
+                           sorted({x["student"] for x in runs}), sorted({x["seed"] for x in runs}),
+                           sorted({x["label_share"] for x in runs}, reverse=True), runs, teachers)
+    return r.to_dict()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json", type=Path)
-    b = json.loads(ap.parse_args().json.read_text())
+    ap.add_argument("json", type=Path, help="bench_distill.json, or with --from-cache the bench's --out folder")
+    ap.add_argument("--from-cache", action="store_true", help="read the run cache of an unfinished bench")
+    a = ap.parse_args()
+    b = from_cache(a.json) if a.from_cache else json.loads(a.json.read_text())
     print(f"seeds {b['seeds']}, students {b['students']}, teachers {b['teachers']}\n")
     print(tables(b))
     print(checks(b))
