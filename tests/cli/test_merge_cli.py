@@ -29,10 +29,12 @@ def test_bench_merge_passes_options_per_method(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(bench, "bench_merge", fake)
     rc = main(["bench", "merge", "--targets", "t1,t2", "--option", "ties.density=0.1", "--option",
-               "atlas.objective=entropy", "--methods", "ties", "--out", str(tmp_path), "-q"])
+               "atlas.objective=entropy", "--methods", "ties", "--fit-option", "lr=1e-4", "--fit-option",
+               "head_lr_scale=3", "--out", str(tmp_path), "-q"])
     assert rc == 0
     assert seen["method_options"] == {"ties": {"density": 0.1}, "atlas": {"objective": "entropy"}}
     assert seen["methods"] == "ties" and seen["targets"] == "t1,t2"
+    assert seen["fit_options"] == {"lr": 1e-4, "head_lr_scale": 3}
     import json
 
     rows = json.loads((tmp_path / "bench_merge.json").read_text())["rows"]
