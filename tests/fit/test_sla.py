@@ -116,3 +116,18 @@ def test_a_saved_single_head_fit_reloads_and_predicts_with_its_single_head(tiny_
         np.testing.assert_allclose(torch.softmax(loaded(x), 1).numpy(), agg, atol=1e-5)
     with pytest.raises(Exception, match="'aggregate' or 'single'"):
         loaded.head = "joint"
+
+
+def test_the_cli_reports_the_accuracy_of_the_head_the_saved_model_predicts_with(tiny_model_ref, tmp_path, capsys):
+    """fit --sla-head single saves a model that predicts with the single head: the line names that head's accuracy
+    (metrics.json's single_head_accuracy), the aggregated one beside it."""
+    import json
+
+    from transferlab.cli import main
+
+    out = tmp_path / "o"
+    assert main(["fit", "builtin:digits", "-m", tiny_model_ref, "--method", "head", "--limit", "40", "--test-limit", "40",
+                 "--epochs", "1", "--image-size", "16", "--label-augmentation", "rotation", "--sla-head", "single", "--out", str(out), "-q"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"single-head test accuracy {m['single_head_accuracy']:.4f} (aggregated {m['test_accuracy']:.4f})" in text

@@ -113,9 +113,11 @@ def fit_cmd(
         a = fit_label_augmented(train, model, method, augmentation=label_augmentation, head=sla_head, test=test,
                                 out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
                                 seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
-        console().print(f"{method} + SLA ({label_augmentation}) on {model}: aggregated test accuracy "
-                        f"{a.metrics.get('test_accuracy', float('nan')):.4f}; model: {out_dir.resolve()}",
-                        highlight=False, soft_wrap=True)
+        single = sla_head == "single"  # the saved model predicts with the single head: its accuracy first
+        acc = a.metrics.get("single_head_accuracy" if single else "test_accuracy", float("nan"))
+        also = f" (aggregated {a.metrics.get('test_accuracy', float('nan')):.4f})" if single else ""
+        console().print(f"{method} + SLA ({label_augmentation}) on {model}: {'single-head' if single else 'aggregated'}"
+                        f" test accuracy {acc:.4f}{also}; model: {out_dir.resolve()}", highlight=False, soft_wrap=True)
         return
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,
