@@ -51,6 +51,14 @@ def test_training_rotations_are_the_inference_rotations():
                                        atol=1 / 255 / 0.25 + 1e-6, rtol=0)
 
 
+def test_rotations_keep_each_images_quality_column():
+    ds = _tiny_images(2)
+    q = np.array([0.1, 0.9, 0.4, 0.6], dtype=np.float32)
+    rot = rotated_dataset(Dataset(ds.name, "image", ds.items, ds.labels, ds.class_names, meta={"quality": q}))
+    # rotation k of image i sits at k * 4 + i: the same image, the same quality
+    np.testing.assert_array_equal(rot.meta["quality"], np.concatenate([q, q, q, q]))
+
+
 def test_sla_test_accuracy_is_the_aggregated_joint_prediction(tiny_model_ref):
     import torch
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset, train_and_test
+from ..data import QUALITY, Dataset, train_and_test
 from ..errors import TransferlabError
 
 #: the transformations of ``--label-augmentation``: name -> how many (rotations by quarter turns)
@@ -42,8 +42,10 @@ def rotated_dataset(ds: Dataset, m: int = 4) -> Dataset:
     xs = np.concatenate([np.rot90(x, k, axes=(1, 2)) for k in range(m)])
     ys = np.concatenate([ds.labels * m + k for k in range(m)])
     names = tuple(f"{c}@{90 * k}" for c in ds.class_names for k in range(m))
-    return Dataset(f"{ds.name}-rot{m}", "image", np.ascontiguousarray(xs), ys, names, ds.split,
-                   {"source": f"{ds.meta.get('source', ds.name)} x {m} rotations"})
+    meta: dict = {"source": f"{ds.meta.get('source', ds.name)} x {m} rotations"}
+    if ds.meta.get(QUALITY) is not None:  # a quality column (petal): every rotation keeps its image's value
+        meta[QUALITY] = np.tile(np.asarray(ds.meta[QUALITY]), m)
+    return Dataset(f"{ds.name}-rot{m}", "image", np.ascontiguousarray(xs), ys, names, ds.split, meta)
 
 
 def _image_array(ds: Dataset) -> np.ndarray:
