@@ -24,13 +24,17 @@ class ImageTensors:
         from torchvision.transforms import v2
 
         from .._runtime import controls
+        from ..zoo import eval_transform
 
         self.ds, self.size = ds, size
         level = controls().get("augment", "default") if augment else "none"  # --augment none|light|default
+        if level == "none":  # evaluation: the zoo's own preprocessing (rank scores the inputs a fit sees)
+            self.transform = eval_transform(size, mean, std)
+            return
         resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True) if level == "default"
                   else v2.Resize((size, size), antialias=True))
-        steps = [resize] + ([v2.RandomHorizontalFlip()] if level in ("light", "default") else [])
-        self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+        self.transform = v2.Compose([resize, v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(mean, std)])
 
     def __len__(self) -> int:
         return len(self.ds)

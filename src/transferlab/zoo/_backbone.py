@@ -142,7 +142,7 @@ class TorchImageBackbone(Backbone):
 
     def preprocessing(self, image_size: int | None) -> dict[str, Any]:
         return {"size": int(image_size or self.native_size), "mean": self.mean, "std": self.std,
-                "interpolation": self.interpolation, "resize": "square", "channels": "rgb"}
+                "interpolation": self.interpolation, "resize": "square-uint8", "channels": "rgb"}
 
     @property
     def model(self) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -42,25 +43,33 @@ def _load_files(paths: list) -> np.ndarray:
     return np.stack(out)
 
 
+def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """The evaluation preprocessing of images, the one owner of it: uint8 RGB [..., 3, H, W] -> resized to
+    ``size`` x ``size`` (bilinear, antialiased, rounded back to uint8 as torchvision does), scaled to [0, 1] and
+    normalised. The zoo's features and every adapted model's inputs (``models.ImageTensors`` without augmentation)
+    go through it, so a ranking scores the very inputs a fine-tune trains and predicts on."""
+    import torch
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(mean, std)])
+
+
 def image_batches(ds: Dataset, indices: np.ndarray, *, batch_size: int, size: int, mean: tuple[float, ...],
                   std: tuple[float, ...]) -> Iterator[object]:
-    """Yield float tensors [B, 3, size, size]: RGB, resized (bilinear, antialiased), normalised."""
+    """Yield float tensors [B, 3, size, size]: RGB, through :func:`eval_transform` (each file resized on its own)."""
     import torch
-    import torch.nn.functional as F
 
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    transform = eval_transform(size, mean, std)
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         if isinstance(ds.items, np.ndarray):
             arr = _to_nhwc(ds.items[idx])
-        else:
-            arr = _to_nhwc(_load_files([ds.items[i] for i in idx]))
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=bool(x.shape[-1] > size or x.shape[-2] > size))
-        yield ((x - m) / s).contiguous(memory_format=torch.channels_last)
+            x = transform(torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2))
+        else:  # files of any sizes: each resized straight to the target, as the models' inputs are
+            x = torch.stack([transform(torch.from_numpy(read_image(ds.items[i])).permute(2, 0, 1))
+                             for i in idx])
+        yield x.contiguous(memory_format=torch.channels_last)
 
 
 def raw_pixels(ds: Dataset, indices: np.ndarray, max_side: int = 64) -> np.ndarray:
