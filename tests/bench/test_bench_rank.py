@@ -156,3 +156,21 @@ def test_a_warm_ranking_without_a_cold_record_gives_no_ratio():
     assert cost_line(old) == ("ranking 200.0 s (cold: features computed in this run), ground truth 400.0 s "
                               "(2.0× the cold ranking)")
     assert "<b>2.0×</b> the cold ranking" in _cost({"cost": old, "protocol": "linear_probe"})
+
+
+def test_a_linear_probe_cell_is_keyed_by_its_features_preprocessing(tiny_zoo, tmp_path, monkeypatch):
+    """A probe cell is its features': another preprocessing (e.g. the uint8 resize of eval_transform) is another cell,
+    never the cached one of the old inputs."""
+    from transferlab.bench._ground_truth import ground_truth_cell
+    from transferlab.zoo import resolve_model
+
+    zoo, refs = tiny_zoo
+    kw = {"limit": 60, "seed": 0, "options": {"image_size": 16}, "cache_root": str(tmp_path)}
+    ground_truth_cell(refs[0], "builtin:digits", "linear_probe", **kw)
+    ground_truth_cell(refs[0], "builtin:digits", "linear_probe", **kw)
+    assert len(list((tmp_path / "ground_truth").glob("*.json"))) == 1  # the same inputs: cached
+    cls = type(resolve_model(refs[0]))
+    old = cls.preprocessing
+    monkeypatch.setattr(cls, "preprocessing", lambda self, size: {**old(self, size), "resize": "another"})
+    ground_truth_cell(refs[0], "builtin:digits", "linear_probe", **kw)
+    assert len(list((tmp_path / "ground_truth").glob("*.json"))) == 2

@@ -225,8 +225,12 @@ def ground_truth_cell(model_ref: str, target: str, protocol: str, *, limit: int 
     backbone = resolve_model(model_ref, trust_pickle=trust_pickle)
     runs = list(BEST_OF) if protocol == "best" else [protocol]
     grids = {p: (grid or {}).get(p) or default_grid(p) for p in runs if p != "linear_probe"}
+    # a linear-probe cell is its features': keyed by their preprocessing too (the trained protocols' inputs are
+    # the models' own, keyed by the code's FORMAT)
+    features = ({"features": backbone.preprocessing(options.get("image_size"))}
+                if protocol == "linear_probe" and hasattr(backbone, "preprocessing") else {})
     key = cell_key(backbone.identity(), train.fingerprint, test.fingerprint, protocol,
-                   {**options, "grids": grids, "val_fraction": VAL_FRACTION}, seed, replicate)
+                   {**options, "grids": grids, "val_fraction": VAL_FRACTION, **features}, seed, replicate)
     path = Path(cache_root) / "ground_truth" / f"{key}.json"
     cell = read_cell(path)
     if cell is None:
