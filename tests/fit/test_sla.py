@@ -124,6 +124,8 @@ def test_a_saved_single_head_fit_reloads_and_predicts_with_its_single_head(tiny_
         np.testing.assert_allclose(torch.softmax(loaded(x), 1).numpy(), agg, atol=1e-5)
     with pytest.raises(Exception, match="'aggregate' or 'single'"):
         loaded.head = "joint"
+    _, by_name, _ = predict(tmp_path / "sd", test, head="aggregate")  # predict --head aggregate, the same switch
+    np.testing.assert_allclose(by_name, agg, atol=1e-5)
 
 
 def test_the_cli_reports_the_accuracy_of_the_head_the_saved_model_predicts_with(tiny_model_ref, tmp_path, capsys):

@@ -146,7 +146,8 @@ def predict_cmd(
     proba: bool = typer.Option(False, "--proba", help="Add every class's probability (columns proba_CLASS)."),
     id_column: str = typer.Option(None, "--id-column", help="A CSV/JSONL column to identify each row by (default: "
                                   "the image path, or the text's row number)."),
-    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
+    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the "
+                            "first); an SLA model's prediction: aggregate or single (default: the fit's)."),
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples (data "
                               "without labels: the first ones)."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
@@ -177,7 +178,8 @@ def eval_cmd(
     data: str = typer.Argument(..., help="Labelled dataset."),
     split: str = typer.Option("test", "--split"),
     as_json: bool = typer.Option(False, "--json"),
-    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the first)."),
+    head: str = typer.Option(None, "--head", help="A merged model's task head (default: the "
+                            "first); an SLA model's prediction: aggregate or single (default: the fit's)."),
     limit: int = typer.Option(None, "--limit", min=1, help="A class-stratified sample of this many examples."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of a CSV/JSONL dataset."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV/JSONL dataset."),

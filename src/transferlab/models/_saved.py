@@ -235,7 +235,7 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
     """The adapted model saved by fit (or merge), in eval mode, ready for inference (``model(x) -> logits``).
 
     ``head``: for a merged model, the task whose classification head to use (default: the first; the card's
-    ``heads`` lists them). ``base``: where the base model is, for a directory that holds only a peft adapter or the
+    ``heads`` lists them); for a label-augmented (SLA) model, ``"aggregate"`` or ``"single"`` (default: the fit's). ``base``: where the base model is, for a directory that holds only a peft adapter or the
     trained tensors over it (default: the card's model reference; a path in it is relative to ``model_dir``): a
     model reference, or a local path that replaces the reference's own (``timm:NAME@PATH``). ``model.transferlab_config``
     holds the card as a dict (``class_names`` and ``num_classes`` of the chosen head); text models also carry
@@ -248,6 +248,7 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
     if not (d / ("adapter_model.safetensors" if peft_format else "model.safetensors")).is_file():
         raise TransferlabError(f"{d} has no {'adapter_model' if peft_format else 'model'}.safetensors")
     heads = card.heads or {}
+    sla_head, head = _sla_head(card, head)
     task_weights = (card.merge or {}).get("task_weights") or {}  # tsv_compress: each task's model over the base
     if head is None and task_weights:
         head = next(iter(task_weights))  # the written network is the base: the first task's model by default
@@ -304,9 +305,18 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
             raise TransferlabError(f"{d}: the saved weights do not fit the recorded architecture "
                                    f"({str(exc).splitlines()[0]})") from None
     net.eval()
+    if sla_head is not None:
+        net.head = sla_head  # "single" without a saved single head: a clear error
     net.transferlab_config = card.to_json()
     net.transferlab_tokenizer = tokenizer
     return net
+
+
+def _sla_head(card: ModelCard, head: str | None) -> tuple[str | None, str | None]:
+    """(an SLA model's prediction asked for: ``"aggregate"`` or ``"single"``, models._sla.Aggregated.head; the
+    merged model's head asked for): ``head`` is one or the other."""
+    sla = card.structure.get("kind") == "sla" and head in ("aggregate", "single")
+    return (head, None) if sla else (None, head)
 
 
 def _read_weights(path: Path) -> dict[str, Any]:
