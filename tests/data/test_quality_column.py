@@ -82,3 +82,11 @@ def test_unlabelled_tables_carry_the_column_and_head_cuts_it(tmp_path: Path):
     inputs = load_inputs(tmp_path / "u.csv")
     assert inputs.meta["quality"].tolist() == pytest.approx([0.2, 1.0, 0.0])
     assert inputs.head(2).meta["quality"].tolist() == pytest.approx([0.2, 1.0])
+
+
+def test_a_label_column_named_quality_is_the_labels_not_a_quality_column(tmp_path: Path):
+    """A wine-quality table: 'quality' is the class (3..9) asked for with --label-column, never read as [0, 1]."""
+    (tmp_path / "wine.csv").write_text("text,quality,split\n" + "".join(
+        f"wine {i},{3 + 2 * (i % 3)},{'test' if i >= 6 else 'train'}\n" for i in range(9)))
+    ds = load_dataset(tmp_path / "wine.csv", "train", label_column="quality")
+    assert ds.class_names == ("3", "5", "7") and "quality" not in ds.meta

@@ -243,7 +243,7 @@ def _load_csv(path: Path, split: str, *, text_column: str, label_column: str, pa
             raise DataError(f"{path.name}: no readable images in the {split} split")
         return Dataset(path.stem, "image", good, labels[keep][mask], names, split,
                        with_quality({"source": str(path), "skipped": len(bad), "rows": keep[mask].tolist()},
-                                    table_quality(rows, path.name, 2), keep[mask]))
+                                    table_quality(rows, path.name, 2, (label_column, path_column)), keep[mask]))
     return _text_dataset(rows, path, split, text_column, label_column, test_fraction)
 
 
@@ -270,8 +270,8 @@ def _text_dataset(rows: list[dict[str, Any]], path: Path, split: str, text_colum
     if len(keep) == 0:
         raise DataError(f"{path.name}: the {split} split is empty")
     return Dataset(path.name.split(".")[0], "text", [texts[i] for i in keep], labels[keep], names, split,
-                   with_quality({"source": str(path), "rows": keep.tolist()}, table_quality(rows, path.name, first),
-                                keep))
+                   with_quality({"source": str(path), "rows": keep.tolist()},
+                                table_quality(rows, path.name, first, (text_column, label_column)), keep))
 
 
 def _pair_table(rows: list[dict[str, Any]], path: Path, split: str, label_column: str,

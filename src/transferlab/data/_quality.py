@@ -49,9 +49,12 @@ def check_quality(values: Any, n: int, source: str, first_line: int = 0) -> np.n
     return q.astype(np.float32)
 
 
-def table_quality(rows: list[dict[str, Any]], source: str, first_line: int) -> np.ndarray | None:
-    """The ``quality`` column of a table's rows (all of them, before any split), or None without one."""
-    if not rows or QUALITY not in rows[0]:
+def table_quality(rows: list[dict[str, Any]], source: str, first_line: int,
+                  taken: tuple[str, ...] = ()) -> np.ndarray | None:
+    """The ``quality`` column of a table's rows (all of them, before any split), or None without one or when the
+    column is ``taken`` as the table's labels, texts, paths or identifiers (a wine-quality label is a class, not
+    this)."""
+    if not rows or QUALITY not in rows[0] or QUALITY in taken:
         return None
     return check_quality([r.get(QUALITY) for r in rows], len(rows), source, first_line)
 

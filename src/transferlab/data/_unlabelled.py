@@ -147,7 +147,7 @@ def _table(rows: list[dict[str, Any]], name: str, base: Path | None, cols: dict[
         raise DataError(f"{name} has no column {id_column!r} (columns: {', '.join(map(str, rows[0]))}); name the "
                         "identifier column with --id-column")
     ids = [str(r[id_column]) for r in rows] if id_column else (index or [str(i) for i in range(len(rows))])
-    quality = table_quality(rows, name, first_line)  # a quality column, for petal models (data._quality)
+    quality = table_quality(rows, name, first_line, (text_c, path_c, id_column or ""))  # petal (data._quality)
     if path_c in rows[0] and text_c not in rows[0]:
         raw = [str(r.get(path_c) or "").strip() for r in rows]
         empty = [i for i, p in enumerate(raw) if not p or p.lower() == "nan"]
