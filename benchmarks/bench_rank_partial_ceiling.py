@@ -4,7 +4,8 @@
 two replicates is 112 cells (hours on 2 cores). This reads the cells already cached under ``$TRANSFERLAB_CACHE``
 (default ``/tmp/benchcache``) and prints, per target whose models all have both replicates, the weighted τ between
 the two replicate ground truths (``transferlab.bench._evidence.noise_ceiling``, the bench's own function) and how far
-the replicates' accuracies lie apart. A cell's final value is its learning-rate extension's where it has one.
+the replicates' accuracies lie apart; and how many cells chose a learning rate at the grid's edge. A cell's final
+value is its learning-rate extension's where it has one.
 
     .venv/bin/python benchmarks/bench_rank_partial_ceiling.py --protocol finetune --n-train 500
 """
@@ -41,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train", type=int, default=500)
     args = ap.parse_args(argv)
     by_target: dict[str, dict[str, dict[int, float]]] = collections.defaultdict(dict)
-    for (target, model, rep), d in cells(args.cache, args.protocol, args.n_train).items():
+    found = cells(args.cache, args.protocol, args.n_train)
+    for (target, model, rep), d in found.items():
         by_target[target].setdefault(model, {})[rep] = d["test_accuracy"]
+    extended = sum("lr_extension" in d for d in found.values())
+    edge = sum(bool(d.get("lr_at_grid_edge")) for d in found.values())
+    print(f"{len(found)} cells cached: {extended} were at the grid's edge and tried more learning rates beyond it (--lr-extend); "
+          f"{edge} ({edge / max(len(found), 1):.1%}) still at an edge after it\n")
     print("| target | models with both replicates | noise ceiling τw [95 % interval] | median / max |Δ accuracy| |")
     print("|---|---|---|---|")
     for target, models in sorted(by_target.items()):
