@@ -147,3 +147,19 @@ def test_checks_warn_about_a_test_split_too_small_and_ties():
                out["warnings"])
     assert out["targets"]["t"]["ties"] == [["a", "d"]]
     assert any("2 models tie at accuracy" in w and "Model A, Model D" in w for w in out["warnings"])
+
+
+def test_checks_with_replicates_use_the_replicates_mean():
+    """With replicates, a model's interval is that of its mean over the replicates (the number bench rank shows),
+    not replicate 0's; its flags are counted once (replicate 0's)."""
+    rng = np.random.default_rng(2)
+    r0, r1 = rng.random(2000) < 0.9, rng.random(2000) < 0.5  # replicate 0 ~0.9, replicate 1 ~0.5: mean ~0.7
+    base = {"target": "t", "model": "a", "n_test": 2000, "probe_accuracy": 0.99, "chosen_protocol": "finetune",
+            "under_trained": True}
+    cells = [{**base, "test_accuracy": float(r0.mean()), "correct": pack_correct(r0)},
+             {**base, "replicate": 1, "test_accuracy": float(r1.mean()), "correct": pack_correct(r1)}]
+    out = ground_truth_checks(cells, {}, n_boot=300)
+    lo, hi = out["targets"]["t"]["intervals"]["a"]
+    mean = (r0.mean() + r1.mean()) / 2
+    assert lo < mean < hi and hi < r0.mean()  # replicate 0's interval would sit around 0.9
+    assert len(out["under_trained"]) == 1

@@ -41,20 +41,35 @@ def overlap_fraction(intervals: dict[str, list[float]]) -> float | None:
     return float(np.mean([a[0] <= b[1] and b[0] <= a[1] for a, b in pairs]))
 
 
+def _replicate_means(cells: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """model -> the per-example share of its replicates that were right, and its mean test accuracy."""
+    rights: dict[str, list[np.ndarray]] = {}
+    accs: dict[str, list[float]] = {}
+    for c in cells:
+        accs.setdefault(c["model"], []).append(c["test_accuracy"])
+        if c.get("correct"):
+            rights.setdefault(c["model"], []).append(unpack_correct(c["correct"], c["n_test"]).astype(float))
+    return ({m: np.mean(v, axis=0) for m, v in rights.items()},
+            {m: float(np.mean(v)) for m, v in accs.items()})
+
+
 def ground_truth_checks(cells: list[dict[str, Any]], names: dict[str, str], *, n_boot: int = 1000,
                         seed: int = 0) -> dict[str, Any]:
     """Per target: each model's accuracy interval, the overlap fraction and the ties; and the flagged cells
-    (under-trained, not converged, fallbacks). ``warnings``: one plain sentence per problem."""
+    (under-trained, not converged, fallbacks) of replicate 0. ``warnings``: one plain sentence per problem.
+    With replicates (cells with ``replicate`` > 0), a model's accuracy and its interval are those of the mean over
+    its replicates (each test example scored by the share of replicates that got it right), the number the bench
+    ranks against."""
     by_target: dict[str, list[dict[str, Any]]] = {}
     for c in cells:
         by_target.setdefault(c["target"], []).append(c)
     out: dict[str, Any] = {"targets": {}, "under_trained": [], "not_converged": [], "fallbacks": [], "grid_edge": [],
                            "warnings": []}
-    for target, cs in by_target.items():
-        correct = {c["model"]: unpack_correct(c["correct"], c["n_test"]) for c in cs if c.get("correct")}
+    for target, every in by_target.items():
+        cs = [c for c in every if not c.get("replicate")]
+        correct, acc = _replicate_means(every)
         intervals = accuracy_intervals(correct, n_boot=n_boot, seed=seed)
         overlap = overlap_fraction(intervals)
-        acc = {c["model"]: c["test_accuracy"] for c in cs}
         groups: dict[float, list[str]] = {}
         for m, a in acc.items():
             groups.setdefault(round(a, 12), []).append(m)

@@ -27,7 +27,7 @@ class GroundTruth:
     accuracy: dict[str, dict[str, float | None]]  # target -> model -> test accuracy (mean over replicates)
     details: dict[str, dict[str, dict[str, Any]]]  # target -> model -> replicate 0's cell, less its bulky parts
     seconds: float
-    checks: dict[str, Any]  # ground_truth_checks() of replicate 0, and the replicates' learning-rate edges
+    checks: dict[str, Any]  # ground_truth_checks() (intervals of the replicates' mean; flags of replicate 0), and the replicates' learning-rate edges
     replicates: list[dict[str, dict[str, float | None]]]  # per replicate: target -> model -> test accuracy
 
 
@@ -57,8 +57,7 @@ def ground_truth(plan: Any, models: list[dict[str, Any]]) -> GroundTruth:
         per_replicate[r][c["target"]][c["model"]] = c["test_accuracy"]
         if r == 0:
             details[c["target"]][c["model"]] = {k: v for k, v in c.items() if k not in ("correct", "model", "target")}
-    first = [c for c in gt_cells if not c.get("replicate")]
-    checks = ground_truth_checks(first, {m["ref"]: m["name"] for m in models}, n_boot=plan.n_boot, seed=plan.seed)
+    checks = ground_truth_checks(gt_cells, {m["ref"]: m["name"] for m in models}, n_boot=plan.n_boot, seed=plan.seed)
     if plan.replicates > 1:
         checks["replicates"] = replicate_checks(gt_cells, plan.replicates)
     for w in checks["warnings"]:
