@@ -118,3 +118,23 @@ def test_bench_merge_passes_fit_options_to_every_fit(tiny_model_ref: str, tiny_t
     with pytest.raises(Exception, match="stop after the fit jobs"):
         bench_merge(tiny_model_ref, [a, b], out=tmp_path / "bench", methods="average", fit_options=opts)
     assert seen and all(o == opts for o in seen)
+
+
+@pytest.mark.parametrize(("fit_options", "message"), [
+    ({"epochs": 2}, "epochs: bench merge sets these for every fit itself"),  # was a TypeError in every fit job
+    ({"lrr": 1e-4}, "did you mean 'lr', an argument of fit"),  # was found only inside each fit job
+])
+def test_bench_merge_refuses_bad_fit_options_before_any_fit(fit_options: dict, message: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferlab.bench import _merge, bench_merge
+
+    def no_fit(**kw: object) -> dict:
+        raise AssertionError("a fit job ran")
+
+    monkeypatch.setattr(_merge, "merge_fit_run", no_fit)
+    a = str(write_image_folder(tmp_path / "a", n_per_class=2))
+    b = str(write_image_folder(tmp_path / "b", n_per_class=2, classes=("p", "q")))
+    with pytest.raises(TransferlabError, match=message):
+        bench_merge("builtin:small_resnet_shapes", [a, b], out=tmp_path / "bench", methods="average",
+                    fit_options=fit_options)
+    assert not (tmp_path / "bench").exists()
