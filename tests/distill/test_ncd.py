@@ -110,3 +110,17 @@ def test_tiny_discovery_learns_the_known_head_and_logs_the_relation_term(tiny_ti
     assert plain["known_history"] == m["known_history"]  # the same pretraining: only the discovery run differs
     with pytest.raises(TransferlabError, match="kd_temperature must be a finite number > 0"):
         discover(train, ["blue"], "x", kd_temperature=0.0)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("kd_temprature=1", "got kd_temprature"),  # a typo: was a TypeError traceback from discover()
+    ("epochs=3", "got epochs"),  # the command's own --epochs: was 'got multiple values for keyword argument'
+    ("kd_weight=high", "kd_weight"),  # the wrong type: was numpy's TypeError from the range check
+])
+def test_discovery_options_are_checked_before_any_work(option, message, tmp_path, capsys):
+    from transferlab.cli import main
+
+    rc = main(["distill", "builtin:digits", "--student", "builtin:small_resnet_shapes", "--novel-classes", "5,6",
+               "--option", option, "--out", str(tmp_path / "d"), "-q"])
+    assert rc == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -96,9 +96,16 @@ def distill_cmd(
 def _discover(data: str, novel: str, student: str, epochs: int, lr: float | None, batch_size: int,
               image_size: int | None, limit: int | None, option: list[str], out: Path | None, seed: int,
               quiet: bool) -> None:
+    from .._registry import check_options
     from ..distill import discover
+    from ..errors import TransferlabError
 
-    opts = _options(option)
+    opts = _options(option)  # only discovery's own options: the rest are this command's (a second value: TypeError)
+    other = [k for k in opts if k not in ("kd_weight", "kd_temperature", "epsilon", "known_epochs")]
+    if other:
+        raise TransferlabError(f"--novel-classes takes --option kd_weight, kd_temperature, epsilon or known_epochs; "
+                               f"got {', '.join(other)}")
+    opts = check_options("novel-class discovery", discover, opts, skip=3)
     name = data.removeprefix("builtin:").replace("/", "-").replace(":", "-").strip("-.") or "data"
     out_dir = out or Path("runs") / f"discover-{name}"
     m = discover(data, [c.strip() for c in novel.split(",") if c.strip()], student, epochs=epochs,
