@@ -91,6 +91,10 @@ def test_options_are_checked():
                       ("gpm", {"n_examples": 0}), ("gpm", {"sgd_lr": 0.0}), ("cuber", {"momentum": 1.0})):
         with pytest.raises(TransferlabError):
             STRATEGIES.get(name)(**bad)
+    for name in ("gpm", "cuber"):  # momentum without sgd_lr was accepted and ignored (AdamW trains those layers)
+        with pytest.raises(TransferlabError, match="momentum 0.9 is the SGD step's: set sgd_lr too"):
+            STRATEGIES.get(name)(momentum=0.9)
+        STRATEGIES.get(name)(sgd_lr=0.01, momentum=0.9)
 
 
 def _old_task_layer(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor, GradientProjection, SimpleNamespace]:

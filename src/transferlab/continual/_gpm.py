@@ -351,6 +351,9 @@ def _options(threshold: float, threshold_step: float, n_examples: int, sgd_lr: f
         raise TransferlabError(f"sgd_lr must be a positive number (or None: the loop's AdamW), got {sgd_lr}")
     if not (math.isfinite(momentum) and 0 <= momentum < 1):
         raise TransferlabError(f"momentum must lie in [0, 1), got {momentum}")
+    if momentum and sgd_lr is None:  # the loop's AdamW has its own moments: the option would be ignored
+        raise TransferlabError(f"momentum {momentum} is the SGD step's: set sgd_lr too (without it the projected "
+                               "layers train by the loop's AdamW)")
 
 
 @STRATEGIES.register("gpm", summary="gradient projection memory: each layer keeps a basis of the inputs earlier "
