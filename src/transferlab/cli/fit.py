@@ -81,6 +81,9 @@ def fit_cmd(
                                            "(class x 4 rotations) and predict by aggregating them: rotation."),
     sla_head: str = typer.Option("aggregate", "--sla-head", help="With --label-augmentation: aggregate (4 forward "
                                  "passes) or single (a self-distilled single head, one pass)."),
+    pair_encoder: str = typer.Option(None, "--pair-encoder", help="Sentence pairs: bi (the default: each text "
+                                     "encoded on its own, a head on [u, v, |u-v|, u*v] that starts at their cosine) "
+                                     "or cross (the joined pair read as one sequence)."),
     list_: bool = typer.Option(False, "--list", help="List the adaptation methods and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -122,7 +125,7 @@ def fit_cmd(
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,
             progress=not quiet,
-            trust_pickle=trust_pickle, init=init, **_options(option))
+            trust_pickle=trust_pickle, init=init, pair_encoder=pair_encoder, **_options(option))
     m = r.metrics
     c = console()
     c.print(f"{method} on {model}: test accuracy {m['test_accuracy']:.4f}, val accuracy "

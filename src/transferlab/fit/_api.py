@@ -29,6 +29,7 @@ from ..models import (
     resolve,
 )
 from ..train import on_devices
+from ._pairs import check_pair_encoder, pair_model_, pair_structure_
 from ._registry import METHODS, FitContext, Prepared, TrainJob
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def fit(
     progress: bool = False,
     trust_pickle: bool = False,
     init: str | Path | None = None,
+    pair_encoder: str | None = None,
     **options: Any,
 ) -> FitResult:
     """Adapt ``model`` (a model reference) to ``dataset`` (its train split) with ``method``.
@@ -114,6 +116,9 @@ def fit(
     checkpoints each epoch so a killed run resumes. Images are resized to ``image_size`` (default: the model's native
     size, 128 px for images of <= 64 px); texts are truncated to ``max_length`` tokens (default 128). ``patience``:
     stop after that many epochs without a better validation accuracy (the best epoch's weights are kept either way).
+    ``pair_encoder`` (sentence pairs only): ``"bi"`` (the default there) a bi-encoder, each text encoded on its own
+    and a head on ``[u, v, |u - v|, u * v]`` that starts at their cosine; ``"cross"`` the joined pair as one sequence
+    (:mod:`transferlab.fit._pairs`).
     """
     options = check_options(method, METHODS.get(method), options, skip=2, caller=("fit", fit))  # before any work
     from ..train import check_run_arguments
@@ -130,6 +135,7 @@ def fit(
         test = load_dataset(dataset, "test")
     test_ds = load_dataset(test, "test") if test is not None else None
     backbone = resolve(model, trust_pickle)
+    check_pair_encoder(pair_encoder, ds, backbone)
     _check_modality(backbone, ds)
     if backbone.modality == "text":
         if max_length is not None and not 8 <= max_length <= 512:
@@ -137,7 +143,7 @@ def fit(
         backbone.max_length = int(max_length or DEFAULT_MAX_LENGTH)  # also keys the linear probe's feature cache
     job = _FitJob(method, model, options, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
                   val_fraction=val_fraction, budget_minutes=budget_minutes, patience=patience, seed=seed,
-                  progress=progress, trust_pickle=trust_pickle, init=init)
+                  progress=progress, trust_pickle=trust_pickle, init=init, pair_encoder=pair_encoder)
     with RunOutput(out, model=model, method=method, what="fit", overwrite=overwrite,
                    inputs=[init, model.split("@")[-1]]) as output:
         return _fit(ds, test_ds, backbone, job, output)
@@ -161,6 +167,7 @@ class _FitJob:
     progress: bool
     trust_pickle: bool
     init: str | Path | None
+    pair_encoder: str | None = None
 
 
 def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output: RunOutput) -> FitResult:
@@ -176,6 +183,7 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
     if j.init is not None:
         _init_from_(built.net, Path(j.init), j.trust_pickle)
     train_ds, val_ds = split_validation(ds, j.val_fraction, j.seed)
+    pair = pair_model_(built, j.pair_encoder, train_ds)  # sentence pairs: "bi" or "cross"
     train_data = built.tensors(train_ds, augment=True)
     val_data = built.tensors(val_ds) if val_ds is not None else None
     cfg = TrainConfig(epochs=j.epochs, lr=j.lr or METHODS.meta(j.method).get("default_lr") or 1e-3,
@@ -184,6 +192,7 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
                       patience=j.patience if val_data is not None else None)
     t0 = time.perf_counter()
     prep = _prepare(j.method, built.net, FitContext(backbone, train_ds, built.image_size, j.seed), j.options)
+    pair_structure_(prep, built, pair)
     history, val_acc, ending = _train(j.method, prep, TrainJob(train_data, val_data, cfg, j.progress,
                                                                  output.checkpoints), j.options)
     net = prep.model
@@ -201,6 +210,7 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
         "trainable_params": int(sum(p.numel() for p in prep.params)),
         "total_params": int(sum(p.numel() for p in net.parameters())),
         "train_seconds": train_seconds, "epochs": len(history), **ending, **built.preprocessing(),
+        **({"pair_encoder": pair} if pair else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
         "warnings": health_warnings(y_true=test_ds.labels if test_ds is not None else None, y_pred=y_pred,

@@ -142,7 +142,9 @@ def linear_probe(model: Any, ctx: FitContext, max_iter: int = 1000) -> Prepared:
     from ..zoo import FeatureCache, extract_features
 
     ds = ctx.dataset
-    feats = extract_features(ctx.backbone, ds, image_size=ctx.image_size, cache=FeatureCache()).features
+    own = getattr(model, "probe_features", None)  # a pair model's own joint features (models.BiEncoder)
+    feats = own(ctx.backbone, ds, FeatureCache()) if own is not None else extract_features(
+        ctx.backbone, ds, image_size=ctx.image_size, cache=FeatureCache()).features
     head = model.get_classifier()
     if feats.shape[1] != head.in_features:
         raise TransferlabError(f"{ctx.backbone.ref}: its cached features have {feats.shape[1]} dimensions but the "

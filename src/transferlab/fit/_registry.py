@@ -92,7 +92,7 @@ TRAINED_SHARE = 0.5
 
 
 #: Every module of the package registers methods except these (infrastructure): a new method is one file.
-INFRASTRUCTURE = ("_api", "_cam", "_registry", "_sla")
+INFRASTRUCTURE = ("_api", "_cam", "_pairs", "_registry", "_sla")
 method_modules = discover(__file__, __package__, INFRASTRUCTURE)
 
 

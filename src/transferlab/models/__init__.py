@@ -50,6 +50,8 @@ _LAZY = {
     "inject_petal_": "_petal", "petal_structure": "_petal", "quality_proxy": "_petal",
     "texts_as_images": "_as_image", "embedding_images": "_as_image",
     "Aggregated": "_sla", "sla_aggregate": "_sla", "sla_structure": "_sla",
+    "BiEncoder": "_pair_encoder", "bi_encoder": "_pair_encoder", "bi_encoder_structure": "_pair_encoder",
+    "init_head_at_cosine_": "_pair_encoder",
 }
 
 
@@ -73,4 +75,5 @@ __all__ = [
     "to_transformers", "write_hf_files",
     "Coordinator", "install_prompter_", "prompter_structure", "inject_petal_", "petal_structure", "quality_proxy",
     "texts_as_images", "embedding_images", "Aggregated", "sla_aggregate", "sla_structure",
+    "BiEncoder", "bi_encoder", "bi_encoder_structure", "init_head_at_cosine_",
 ]

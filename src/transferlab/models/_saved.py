@@ -276,8 +276,8 @@ def load(model_dir: str | Path, *, head: str | None = None, trust_pickle: bool =
         from peft import PeftModel
 
         _read_weights(d / "adapter_model.safetensors")  # damaged or non-finite: refused before peft reads it
-        # the weights the adapters were trained on (peft reads adapter_model.safetensors, never a pickle beside it)
-        net = PeftModel.from_pretrained(_base_network(card, ref, trust_pickle, what, str(d)), str(d))
+        net = _structured(_base_network(card, ref, trust_pickle, what, str(d)), {}, card, d)  # what they adapted
+        net = PeftModel.from_pretrained(net, str(d))  # peft reads adapter_model.safetensors, never a pickle
         check_finite(net.state_dict(), str(d))
     else:
         state = _read_weights(d / "model.safetensors")

@@ -15,4 +15,4 @@ STRUCTURES: Registry[Callable[[Any, dict[str, Any], dict[str, Any]], Any]] = Reg
                                 "transferlab.models._bottleneck", "transferlab.models._projection",
                                 "transferlab.models._ease",
                                 "transferlab.models._prompter", "transferlab.models._petal",
-                                "transferlab.models._sla"))
+                                "transferlab.models._sla", "transferlab.models._pair_encoder"))
