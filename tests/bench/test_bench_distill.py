@@ -52,6 +52,13 @@ def test_bench_distill_refuses_one_teacher(tmp_path):
         bench_distill(out=tmp_path, teachers=["builtin:efficientnet_lite0"])
 
 
+def test_bench_distill_refuses_options_for_what_no_row_runs(tmp_path):
+    # a typo in --option's method name was accepted and its options silently not used
+    with pytest.raises(TransferlabError, match=r"unknown bench distill row\(s\) \['--option dsit'\]"):
+        bench_distill(out=tmp_path / "b", method_options={"dsit": {"temperature": 4.0}, "dist": {"beta": 2.0}})
+    assert not (tmp_path / "b").exists()
+
+
 def test_bench_distill_runs_only_the_rows_asked_for(tmp_path, tiny_model_ref):
     r = bench_distill(out=tmp_path / "b", targets=["builtin:shapes"],
                       teachers=[tiny_model_ref, "builtin:small_resnet_shapes"], students=[tiny_model_ref], seeds=[0],

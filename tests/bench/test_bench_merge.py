@@ -123,9 +123,10 @@ def test_bench_merge_passes_fit_options_to_every_fit(tiny_model_ref: str, tiny_t
 @pytest.mark.parametrize(("fit_options", "message"), [
     ({"epochs": 2}, "epochs: bench merge sets these for every fit itself"),  # was a TypeError in every fit job
     ({"lrr": 1e-4}, "did you mean 'lr', an argument of fit"),  # was found only inside each fit job
+    (None, "--option for tis: no such merge method"),  # method_options below: accepted and silently unused before
 ])
-def test_bench_merge_refuses_bad_fit_options_before_any_fit(fit_options: dict, message: str, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_merge_refuses_bad_options_before_any_fit(fit_options: dict | None, message: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from transferlab.bench import _merge, bench_merge
 
     def no_fit(**kw: object) -> dict:
@@ -136,5 +137,5 @@ def test_bench_merge_refuses_bad_fit_options_before_any_fit(fit_options: dict, m
     b = str(write_image_folder(tmp_path / "b", n_per_class=2, classes=("p", "q")))
     with pytest.raises(TransferlabError, match=message):
         bench_merge("builtin:small_resnet_shapes", [a, b], out=tmp_path / "bench", methods="average",
-                    fit_options=fit_options)
+                    fit_options=fit_options, method_options={"tis": {"density": 0.1}} if fit_options is None else None)
     assert not (tmp_path / "bench").exists()

@@ -139,8 +139,8 @@ def _split_labels(train: Any, share: float) -> tuple[Any, Any | None]:
 
 
 def _checked(teachers: Sequence[str], students: Sequence[str], label_shares: Sequence[float],
-             rows: Sequence[str] | None, seeds: Sequence[int]) -> tuple[str, ...]:
-    """The row families to run, every argument checked before any work."""
+             rows: Sequence[str] | None, seeds: Sequence[int], options: Sequence[str] = ()) -> tuple[str, ...]:
+    """The row families to run, every argument checked before any work (``options``: the --option names)."""
     if not list(seeds):  # an empty --seeds '' would start work and end with no row
         raise TransferlabError("bench distill needs at least one seed (--seeds 0,1,2)")
     if len(teachers) < 2:
@@ -148,10 +148,10 @@ def _checked(teachers: Sequence[str], students: Sequence[str], label_shares: Seq
     if not students:
         raise TransferlabError("bench distill needs at least one student")
     wanted = tuple(rows) if rows else DEFAULT_ROWS
-    unknown = [r for r in wanted if r not in ROWS]
-    if unknown:
+    unknown = [r for r in wanted if r not in ROWS] + [f"--option {m}" for m in options if m not in {*ROWS, "kl_dp"}]
+    if unknown:  # a typo in --option's method: its options were silently unused
         raise TransferlabError(f"unknown bench distill row(s) {unknown}: choose from {', '.join(ROWS)} "
-                               "(labels_only always runs)")
+                               "(labels_only always runs; --option also takes kl_dp)")
     if any(not 0 < s <= 1 for s in label_shares):
         raise TransferlabError(f"label shares must lie in (0, 1], got {list(label_shares)}")
     return wanted
@@ -188,7 +188,7 @@ def bench_distill(
     :data:`DEFAULT_ROWS`). ``backend``: ``local`` or ``ray`` (each run a Ray task of ``cpus_per_run`` CPUs and
     ``gpus_per_run`` GPUs at ``address``, default ``$RAY_ADDRESS``, else a local Ray); ``device``, ``precision``:
     each run's, on its machine. Teachers first, then the labels-only students, then the rows."""
-    wanted = _checked(teachers, students, label_shares, rows, seeds)
+    wanted = _checked(teachers, students, label_shares, rows, seeds, list(method_options or {}))
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out_dir = Path(out)
     per_method = dict(method_options or {})

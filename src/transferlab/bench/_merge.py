@@ -161,18 +161,27 @@ def _checked(targets: str | Sequence[str], methods: str | Sequence[str] | None) 
     return ts, names, ms
 
 
+
+
 #: fit's arguments that bench merge sets itself, for every fit, from its own options
 _SET_BY_BENCH = ("dataset", "model", "method", "test", "out", "overwrite", "epochs", "image_size", "seed")
 
 
-def _checked_fit_options(fit_method: str, fit_options: dict[str, Any] | None) -> None:
-    """Before any work: no ``fit_options`` key that bench merge sets itself (a second value for a fit argument), and
-    the fit method's own options known and well-typed (a typo fails now, not in every fit job)."""
+def _checked_options(fit_method: str, fit_options: dict[str, Any] | None,
+                     method_options: dict[str, dict[str, Any]] | None) -> None:
+    """Before any work: ``method_options`` only for merge methods (for no method they would be silently unused); no
+    ``fit_options`` key that bench merge sets itself (a second value for a fit argument), and the fit method's own
+    options known and well-typed (a typo fails now, not in every fit job)."""
     import inspect
 
     from .._registry import check_options
     from ..fit import METHODS, fit
+    from ..merge import MERGE_METHODS
 
+    unknown = sorted(set(method_options or {}) - set(MERGE_METHODS.list()))
+    if unknown:
+        raise TransferlabError(f"--option for {', '.join(unknown)}: no such merge method; known: "
+                               f"{', '.join(MERGE_METHODS.list())}")
     given = dict(fit_options or {})
     taken = [k for k in given if k in _SET_BY_BENCH]
     if taken:
@@ -219,7 +228,7 @@ def bench_merge(
     machine it runs on. ``fit_options``: passed to every fit (e.g. ``{"lr": 3e-5}``: a smaller step keeps the task
     vectors nearer the base, as the merging papers fine-tune). The fits run first, then the merges."""
     ts, names, ms = _checked(targets, methods)
-    _checked_fit_options(fit_method, fit_options)
+    _checked_options(fit_method, fit_options, method_options)
     opts = method_options or {}
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     out = Path(out)
