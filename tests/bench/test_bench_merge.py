@@ -25,7 +25,7 @@ def test_bench_merge_table_is_what_the_models_measure(tiny_model_ref: str, tmp_p
     # each merged accuracy is the merged network with that task's head, on that task's test split
     for n, target in zip(names, [a, b], strict=True):
         assert r.merged["ties"][n] == evaluate_model(out / "merged" / "ties", target, head=n)["accuracy"]
-        assert r.individual[n] == evaluate_model(out / "fits" / n, target)["accuracy"]
+        assert r.individual[n] == evaluate_model(r.options["fit_dirs"][n], target)["accuracy"]
     rows = {row["method"]: row for row in json.loads(paths["json"].read_text())["rows"]}
     want = sum(r.merged["average"][n] / r.individual[n] for n in names) / 2
     assert rows["average"]["normalized"] == pytest.approx(want)
@@ -63,7 +63,7 @@ def test_bench_merge_tunes_lam_on_held_out_training_examples(tiny_model_ref: str
     vals = [split_validation(load_dataset(t, "train"), 0.1, 0)[1] for t in (a, b)]
     scores = []
     for g in LAM_GRID:  # recompute the selection: the first lam with the best mean validation accuracy
-        merge_models("task_arithmetic", tiny_model_ref, [out / "fits" / n for n in r.names], tmp_path / "m",
+        merge_models("task_arithmetic", tiny_model_ref, [r.options["fit_dirs"][n] for n in r.names], tmp_path / "m",
                      names=r.names, overwrite=True, lam=g)
         scores.append(np.mean([evaluate_model(tmp_path / "m", v, head=n)["accuracy"]
                                for n, v in zip(r.names, vals, strict=True)]))
@@ -139,3 +139,33 @@ def test_bench_merge_refuses_bad_options_before_any_fit(fit_options: dict | None
         bench_merge("builtin:small_resnet_shapes", [a, b], out=tmp_path / "bench", methods="average",
                     fit_options=fit_options, method_options={"tis": {"density": 0.1}} if fit_options is None else None)
     assert not (tmp_path / "bench").exists()
+
+
+def test_bench_merge_never_merges_the_fits_of_other_settings(tiny_model_ref: str, tmp_path: Path) -> None:
+    """Run A, run B (another fit lr) in the same --out, run A again with a new merge method: A's merge is of A's
+    fits. Each task's fits lived in one folder, out/fits/<task>: B's fits replaced A's there, and A's cached fit
+    records plus B's model files counted as A's fits (H8's review; /tmp/h8/clash.py)."""
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from transferlab.bench import bench_merge
+    from transferlab.merge import merge_models
+
+    a = str(write_image_folder(tmp_path / "a", n_per_class=4))
+    b = str(write_image_folder(tmp_path / "b", n_per_class=4, classes=("p", "q")))
+    out, kw = tmp_path / "bench", {"epochs": 1, "image_size": 32}
+    first = bench_merge(tiny_model_ref, [a, b], out=out, methods="average", **kw)
+    fits_a = {p.name: shutil.copytree(p, tmp_path / "fits_a" / p.name) for p in (out / "fits").iterdir()}
+    assert len(fits_a) == 2
+    bench_merge(tiny_model_ref, [a, b], out=out, methods="average", fit_options={"lr": 1e-12}, **kw)
+    again = bench_merge(tiny_model_ref, [a, b], out=out, methods="task_arithmetic", **kw)
+    assert again.individual == first.individual
+    by_hand = [fits_a[d] for n in again.names for d in fits_a if d.split("-")[0] == n]
+    merge_models("task_arithmetic", tiny_model_ref, by_hand, tmp_path / "m", names=again.names)
+    want = load_file(str(tmp_path / "m" / "model.safetensors"))
+    got = load_file(str(out / "merged" / "task_arithmetic" / "model.safetensors"))
+    assert want.keys() == got.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)

@@ -144,6 +144,16 @@ def _shared_arguments(jobs: Sequence[Any], put: Callable[[Any], Any]) -> dict[in
     return {k: put(objects[k]) for k, n in seen.items() if n > 1}
 
 
+def folder_key(key: Mapping[str, Any], device: str | None = None, precision: str | None = None) -> str:
+    """Eight hex digits for the name of a folder that a job leaves for later jobs (a fit's model): of ``key`` (every
+    input that changes what the folder holds) and the device and precision asked for, as a job's cache key is. Runs
+    of other settings then never share a folder: one of them refitting there would leave its model under the other's
+    cached record."""
+    asked = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+    body = json.dumps({"key": key, **asked}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     """A figure for a progress line: floats to ``digits`` decimals, None as "n/a"."""
     if value is None:

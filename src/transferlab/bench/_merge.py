@@ -16,14 +16,15 @@ from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
 from ..train import chance_level
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, backend_of, fmt, folder_key, run_jobs
 from ._result import DeclaredResult
 from ._tables import merge_tables
 
 ZERO = "base_with_heads"  # the pretrained network with each task's fine-tuned head (task arithmetic, lam = 0)
 LAM_GRID = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
 SPECTRAL_GRID = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # TSV-M and Iso-C tune their scale around 1 (Iso-C above it)
-FORMAT = 1  # of the cached fits and merges: raise it when a record changes
+FORMAT = 2  # of the cached fits and merges: raise it when a record changes (2: a fit's folder is named by its
+# settings; a version-1 merge may be of another setting's fits, left in the one folder per task)
 TUNABLE = {"task_arithmetic": LAM_GRID, "ties": LAM_GRID, "dare": LAM_GRID, "tsv": SPECTRAL_GRID,
            "iso": SPECTRAL_GRID}
 
@@ -161,6 +162,15 @@ def _checked(targets: str | Sequence[str], methods: str | Sequence[str] | None) 
     return ts, names, ms
 
 
+def _fit_jobs(ts: list[str], names: list[str], out: Path, fit_kw: dict[str, Any],
+              runtime: tuple[str | None, str | None]) -> tuple[list[Path], list[Job]]:
+    """Each task's fit folder and job. One folder per task and settings (``runtime``: the device and precision asked
+    for too): a fit of other settings never lands under this one's cached record. A fit whose model was removed is
+    fitted again."""
+    dirs = [out / "fits" / f"{n}-{folder_key({'target': t, **fit_kw}, *runtime)}" for t, n in zip(ts, names,
+                                                                                                  strict=True)]
+    return dirs, [Job(f"fit {n}", merge_fit_run, {"target": t, "out": str(d), **fit_kw}, key={"target": t, **fit_kw},
+                      needs=(str(d / "model.safetensors"),)) for t, n, d in zip(ts, names, dirs, strict=True)]
 
 
 #: fit's arguments that bench merge sets itself, for every fit, from its own options
@@ -237,15 +247,13 @@ def bench_merge(
                               "seed": seed, "limit": limit, "test_limit": test_limit}
     if fit_options:  # only when given: the cache keys of earlier fits stay valid
         fit_kw["fit_options"] = dict(fit_options)
-    fit_jobs = [Job(f"fit {n}", merge_fit_run, {"target": t, "out": str(out / "fits" / n), **fit_kw},
-                    key={"target": t, **fit_kw}, needs=(str(out / "fits" / n / "model.safetensors"),))
-                for t, n in zip(ts, names, strict=True)]  # a fit whose model was removed is fitted again
+    dirs, fit_jobs = _fit_jobs(ts, names, out, fit_kw, (device, precision))
     fits = run_jobs(fit_jobs, bench="merge-fit", version=FORMAT, cache=out / "runs", progress=progress,
                     backend=runner, device=device, precision=precision,
                     figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
     individual = {n: r["test_accuracy"] for n, r in zip(names, fits, strict=True)}
     seconds = {f"fit:{n}": r["train_seconds"] for n, r in zip(names, fits, strict=True)}
-    common = {"model": model, "fits": [str(out / "fits" / n) for n in names], "names": names, "targets": ts,
+    common = {"model": model, "fits": [str(d) for d in dirs], "names": names, "targets": ts,
               "reset_norms": reset_norms, "limit": limit, "test_limit": test_limit, "seed": seed}
     fitted = {"fits": fit_kw}  # a merge's record depends on the fits it merged
     jobs = [Job(f"merge {m}", merge_run, {"method": m, "out": str(out / "merged" / m),
@@ -265,9 +273,11 @@ def bench_merge(
         merged[m], seconds[m] = r["accuracy"], r["seconds"]
         if "tune" in j.kwargs:
             tuned[j.kwargs["method"]] = r["lam"]
-    options = {"fit_method": fit_method, "fit_options": dict(fit_options or {}), "tuned_lam": tuned, "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit, "test_limit": test_limit,
-               "reset_norms": reset_norms,
-               "image_size": image_size, "seed": seed, "method_options": opts,
+    options = {"fit_method": fit_method, "fit_options": dict(fit_options or {}),
+               "fit_dirs": {n: str(d) for n, d in zip(names, dirs, strict=True)}, "tuned_lam": tuned,
+               "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit,
+               "test_limit": test_limit, "reset_norms": reset_norms, "image_size": image_size, "seed": seed,
+               "method_options": opts,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},
                "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)},
                "chance": {n: chance_level(t.labels, t.num_classes) for n, t in zip(names, tests, strict=True)}}
