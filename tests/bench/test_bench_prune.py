@@ -88,3 +88,26 @@ def test_a_target_made_of_renamed_source_classes_is_refused(sets, tmp_path):
                                                r"red; navy = source blue\)"):
         bench_prune(out=tmp_path / "b", source=source, targets=[str(renamed)], seeds=[0], pretrain_epochs=1, epochs=1)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_subset_is_chosen_again_for_another_surrogate_or_limit(tmp_path, monkeypatch):
+    """The kept classes of a mapping row depend on the surrogate (its architecture, pretraining epochs, sample) and on
+    the scoring sample: a subset folder keyed by target, seed, keep and source alone was reused by a bench of another
+    --arch, --pretrain-epochs or --limit in the same --out (H8's review, item 1's pattern)."""
+    from pathlib import Path
+
+    import transferlab.prune as prune_pkg
+    from transferlab.bench._prune import _subset
+    from transferlab.data import MANIFEST
+
+    calls = []
+
+    def fake_prune(source, target, surrogate, method, keep, seed, limit, out, overwrite):
+        calls.append((str(surrogate), limit))
+        Path(out).mkdir(parents=True)
+        (Path(out) / MANIFEST).write_text("{}")
+
+    monkeypatch.setattr(prune_pkg, "prune", fake_prune)
+    for surrogate, limit in [("pre-a", None), ("pre-a", None), ("pre-b", None), ("pre-a", 40)]:
+        _subset(tmp_path, "t", "label_map", 0, tmp_path / surrogate, 0.5, "s", limit)
+    assert calls == [(str(tmp_path / "pre-a"), None), (str(tmp_path / "pre-b"), None), (str(tmp_path / "pre-a"), 40)]

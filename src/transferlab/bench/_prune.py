@@ -110,7 +110,10 @@ def _subset(out: Path, target: str, row: str, seed: int, surrogate: Path, keep: 
     from ..prune import prune
 
     method = "label_map" if row == "bottom" else row
-    d = out / "subsets" / f"{row}-{_key(target=target, seed=seed if row == 'random' else 0, keep=keep, src=source)}"
+    # the kept classes depend on the surrogate (its folder's name: architecture, epochs, sample) and the scoring sample
+    used = {"surrogate": surrogate.name, "limit": limit} if method != "random" else {"limit": limit}
+    key = _key(target=target, seed=seed if row == "random" else 0, keep=keep, src=source, **used)
+    d = out / "subsets" / f"{row}-{key}"
     if (d / MANIFEST).is_file():
         return d
     r = prune(source, target, None if method == "random" else surrogate, method, keep=keep, seed=seed,
