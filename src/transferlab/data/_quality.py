@@ -67,3 +67,21 @@ def with_quality(meta: dict[str, Any], quality: np.ndarray | None, keep: Any) ->
     if keep is not ...:
         quality = np.asarray(quality)[keep if isinstance(keep, slice) else np.asarray(keep)]
     return {**meta, QUALITY: quality}
+
+
+def training_fingerprint(*datasets: Any) -> str:
+    """The identity of the data a training run sees: each dataset's :meth:`~transferlab.data.Dataset.fingerprint`
+    (items, labels, class names) and its quality column, which the fingerprint leaves out (features do not depend
+    on it; a ``petal`` fit does). None entries (no validation split) count as such."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ds in datasets:
+        if ds is None:
+            h.update(b"none\0")
+            continue
+        h.update(ds.fingerprint.encode() + b"\0")
+        q = (getattr(ds, "meta", None) or {}).get(QUALITY)
+        h.update(b"q:" + np.asarray(q, dtype="<f4").tobytes() if q is not None else b"-")
+        h.update(b"\0")
+    return h.hexdigest()[:16]

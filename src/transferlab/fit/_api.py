@@ -14,7 +14,7 @@ import numpy as np
 from .._io import check_output, write_text_atomic
 from .._registry import check_options
 from .._runtime import in_runtime
-from ..data import Dataset, load_dataset, split_validation
+from ..data import Dataset, load_dataset, split_validation, training_fingerprint
 from ..errors import TransferlabError
 from ..models import (
     RunOutput,
@@ -189,7 +189,8 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
     cfg = TrainConfig(epochs=j.epochs, lr=j.lr or METHODS.meta(j.method).get("default_lr") or 1e-3,
                       batch_size=j.batch_size, seed=j.seed,
                       budget_seconds=j.budget_minutes * 60 if j.budget_minutes else None,
-                      patience=j.patience if val_data is not None else None)
+                      patience=j.patience if val_data is not None else None,
+                      data_fingerprint=training_fingerprint(train_ds, val_ds) if output.checkpoints else None)
     t0 = time.perf_counter()
     prep = _prepare(j.method, built.net, FitContext(backbone, train_ds, built.image_size, j.seed), j.options)
     pair_structure_(prep, built, pair)

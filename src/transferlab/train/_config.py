@@ -34,13 +34,17 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="seed for initialisation-free randomness: shuffling, dropout, augmentation")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     budget_seconds: float | None = Field(None, gt=0, description="stop after the epoch that exceeds this wall time")
+    data_fingerprint: str | None = Field(None, description="identity of the training and validation data "
+                                         "(data.training_fingerprint): a checkpoint written for other data is not "
+                                         "resumed")
 
     def fingerprint(self, objective: dict[str, Any] | None = None) -> str:
         """Identity of everything that changes the result (not num_workers or the time budget), with the
         objective's own identity (its class and options)."""
         d = self.model_dump(exclude={"num_workers", "budget_seconds"})
-        if d["precision"] is None:  # unset: the fingerprint of the configs before the field (their checkpoints resume)
-            del d["precision"]
+        for key in ("precision", "data_fingerprint"):  # unset: the fingerprint of the configs before the field
+            if d[key] is None:                         # (their checkpoints resume)
+                del d[key]
         if objective is not None:
             d = {**d, "objective": objective}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -92,6 +92,14 @@ def read_checkpoint(ckdir: Path) -> tuple[str, bytes] | None:
     return state, (ckdir / CHECKPOINT).read_bytes()
 
 
+def _expected_fingerprint(state: dict[str, Any], cfg: TrainConfig, objective: Any) -> str:
+    """The fingerprint ``state`` must hold to be resumed: a checkpoint written before the data's identity was
+    recorded (no ``data_fingerprint`` in its config) is checked without it."""
+    if cfg.data_fingerprint is not None and (state.get("config") or {}).get("data_fingerprint") is None:
+        cfg = cfg.model_copy(update={"data_fingerprint": None})
+    return cfg.fingerprint(objective.identity())
+
+
 def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, Any], opt: Any, sched: Any,
            scaler: Any, result: TrainResult, files: tuple[str, bytes] | None = None, rank: int = 0,
            size: int = 1) -> tuple[int, dict[str, Any] | None]:
@@ -108,13 +116,18 @@ def resume(ckdir: Path, cfg: TrainConfig, objective: Any, modules: Mapping[str, 
     except (OSError, ValueError):
         raise TransferlabError(f"{ckdir} holds a checkpoint but no readable {STATE}; remove the directory to start "
                                "over") from None
-    if state.get("config_fingerprint") != cfg.fingerprint(objective.identity()):
+    if state.get("config_fingerprint") != _expected_fingerprint(state, cfg, objective):
         old_cfg, old_obj = state.get("config", {}), state.get("objective") or {}
         diff = {k: (old_cfg.get(k), v) for k, v in cfg.model_dump().items()
                 if old_cfg.get(k) != v and k not in ("num_workers", "budget_seconds")}
         new_obj = _jsonable(objective.identity())
         diff.update({f"objective.{k}": (old_obj.get(k), v) for k, v in new_obj.items() if old_obj.get(k) != v})
         diff.update({f"objective.{k}": (v, None) for k, v in old_obj.items() if k not in new_obj})
+        if "data_fingerprint" in diff and old_cfg.get("data_fingerprint") is not None:
+            raise TransferlabError(
+                f"cannot resume in {ckdir}: its checkpoint was trained on other data (the training or validation "
+                "examples, their labels or their quality column changed since); use another output directory, or "
+                "--overwrite to start over")
         raise TransferlabError(
             f"cannot resume in {ckdir}: it was written with a different training config "
             f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items()) or 'another version'}); use another "
