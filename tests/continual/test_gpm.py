@@ -148,3 +148,18 @@ def test_the_strategys_own_sgd_step_is_the_projected_gradient_with_momentum():
     want = w0 - 0.1 * p1 - 0.1 * (0.9 * p1 + p2)  # SGD with momentum 0.9 at lr 0.1, by hand
     assert np.allclose(layer.weight.detach().double().numpy(), want, atol=1e-5)
     assert (layer(old).detach() - before).abs().max() <= 1e-6
+
+
+def test_sgd_lr_is_refused_in_a_distributed_run(monkeypatch):
+    """``sgd_lr`` steps the projected weights in ``after_step``, outside the loop: under torchrun (or devices=N) their
+    gradients would not be averaged across the processes (H8's review). The loop's AdamW stays allowed there."""
+    from transferlab.continual import STRATEGIES
+    from transferlab.errors import TransferlabError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    for name in ("gpm", "cuber"):
+        run = SimpleNamespace(modules={"backbone": torch.nn.Sequential(torch.nn.Linear(4, 3))})
+        with pytest.raises(TransferlabError, match="sgd_lr steps the projected layers outside the training loop"):
+            STRATEGIES.get(name)(sgd_lr=0.01).install(run)
+        STRATEGIES.get(name)().install(run)

@@ -11,7 +11,9 @@ coordinate scaling and weight decay would leave that span: the gradient is proje
 step's update (``after_step``), which makes the guarantee exact for any optimiser. Every other backbone parameter
 (batch norms and their statistics, biases, grouped convolutions) keeps its pretrained value: they would move every
 old task's outputs. Each task trains its own head freely. With ``sgd_lr`` the projected weights leave the loop's
-optimiser and ``after_step`` steps them by SGD (momentum of projected gradients stays outside the blocked span).
+optimiser and ``after_step`` steps them by SGD (momentum of projected gradients stays outside the blocked span) at a
+constant rate, without the loop's gradient clipping or schedule; a distributed run refuses it (the loop averages
+only its own parameters' gradients).
 
 CUBER keeps each task's own basis and, per layer, the mean gradient of the task's loss at the end of its training.
 A new task trains one epoch with every old basis protected; then, per layer and old task j, the new task's gradient
@@ -175,6 +177,14 @@ class GradientProjection(Strategy):
         return {**out, "epsilon": self.epsilon} if self.backward else out
 
     def install(self, run: Any) -> None:
+        from ..train import world
+
+        if self.sgd_lr is not None and world().distributed:
+            raise TransferlabError(
+                f"sgd_lr steps the projected layers outside the training loop, and this run has {world().size} "
+                "processes (torchrun or devices=N): their gradients would not be averaged across the processes "
+                "(nor clipped or scheduled), so each process's copy would drift apart. Leave sgd_lr unset (the "
+                "loop's AdamW then trains those layers, averaged across processes) or run on one process")
         backbone = run.modules["backbone"]
         self.layers = projected_layers(backbone)
         keep = {id(m.weight) for m in self.layers.values()}
