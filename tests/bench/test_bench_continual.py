@@ -38,3 +38,16 @@ def test_bench_continual_tiny(tmp_path, tiny_model_ref, monkeypatch):
 def test_bench_continual_refuses_an_unknown_strategy(tmp_path):
     with pytest.raises(TransferlabError, match="unknown continual strategy"):
         bench_continual("builtin:small_resnet_shapes", out=tmp_path, strategies=["gem"])
+
+
+def test_bench_continual_refuses_options_for_no_strategy_before_any_run(tmp_path, monkeypatch):
+    """--option ewk.lam=10 (a typo of ewc) was accepted and silently unused (H8's review)."""
+    from transferlab.bench import _continual
+
+    def no_run(**kw):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(_continual, "continual_run", no_run)
+    with pytest.raises(TransferlabError, match="--option for ewk: no such continual strategy; known: .*ewc"):
+        bench_continual("builtin:small_resnet_shapes", out=tmp_path, strategies=["naive"],
+                        strategy_options={"ewk": {"lam": 10.0}, "naive": {}})

@@ -93,3 +93,17 @@ def test_guarded_pick_across_runs_keeps_the_source_accuracy_and_falls_back():
     p = guarded_pick([so_fail, _run("mcc", [destroying, collapsed])])  # nothing passes: the source-only checkpoint
     assert p["fell_back"] and p["accuracy"] == 0.30 and p["regret"] == pytest.approx(0.0)
     assert guarded_pick([_run("mcc", [good])]) is None  # no source_only run: no reference
+
+
+def test_bench_domain_refuses_options_for_no_method_before_any_run(tiny_model_ref, tmp_path, monkeypatch):
+    """--option dan.hidden=8 (a typo of dann) was accepted and silently unused (H8's review)."""
+    from transferlab.bench import _domain
+
+    def no_run(**kw):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(_domain, "domain_run", no_run)
+    monkeypatch.setattr(_domain, "supervised_run", no_run)
+    with pytest.raises(TransferlabError, match="--option for dan: no such domain adaptation method; known: .*dann"):
+        bench_domain(tiny_model_ref, out=tmp_path, methods="source_only", seeds=(0,), method_options={
+            "dan": {"hidden": 8}, "source_only": {"label_smoothing": 0.0}})

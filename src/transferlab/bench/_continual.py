@@ -19,7 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, backend_of, check_option_names, fmt, run_jobs
 from ._result import DeclaredResult
 from ._tables import continual_tables
 
@@ -143,6 +143,7 @@ def bench_continual(
     unknown = [s for s in strats if s not in known]
     if unknown:
         raise TransferlabError(f"unknown continual strategy(ies) {', '.join(unknown)}; known: {', '.join(known)}")
+    check_option_names(strategy_options or {}, known, "continual strategy")
     per = dict(strategy_options or {})
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     jobs, skipped = [], []

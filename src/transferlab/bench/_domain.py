@@ -19,7 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, backend_of, check_option_names, fmt, run_jobs
 from ._result import DeclaredResult
 from ._tables import domain_tables
 
@@ -222,6 +222,7 @@ def bench_domain(
     if unknown:
         raise TransferlabError(f"unknown domain adaptation method(s) {', '.join(unknown)}; known: "
                                f"{', '.join(all_methods)}")
+    check_option_names(method_options or {}, all_methods, "domain adaptation method")
     if not trade_offs or any(not t > 0 for t in trade_offs):
         raise TransferlabError(f"trade-offs must be > 0, got {list(trade_offs)}")
     shift_list = [tuple(s) for s in (shifts or SHIFTS)]

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,6 +152,14 @@ def folder_key(key: Mapping[str, Any], device: str | None = None, precision: str
     asked = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
     body = json.dumps({"key": key, **asked}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:8]
+
+
+def check_option_names(given: Iterable[str], known: Sequence[str], what: str) -> None:
+    """``--option NAME.KEY=VALUE``'s names, before any work: one that is no ``what`` (a typo) is refused with the
+    known names; its options would be silently unused."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise TransferlabError(f"--option for {', '.join(unknown)}: no such {what}; known: {', '.join(known)}")
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -16,7 +16,7 @@ from .._published import MERGE_PUBLISHED as PUBLISHED
 from .._version import __version__
 from ..errors import TransferlabError
 from ..train import chance_level
-from ._harness import Job, backend_of, fmt, folder_key, run_jobs
+from ._harness import Job, backend_of, check_option_names, fmt, folder_key, run_jobs
 from ._result import DeclaredResult
 from ._tables import merge_tables
 
@@ -188,10 +188,7 @@ def _checked_options(fit_method: str, fit_options: dict[str, Any] | None,
     from ..fit import METHODS, fit
     from ..merge import MERGE_METHODS
 
-    unknown = sorted(set(method_options or {}) - set(MERGE_METHODS.list()))
-    if unknown:
-        raise TransferlabError(f"--option for {', '.join(unknown)}: no such merge method; known: "
-                               f"{', '.join(MERGE_METHODS.list())}")
+    check_option_names(method_options or {}, MERGE_METHODS.list(), "merge method")
     given = dict(fit_options or {})
     taken = [k for k in given if k in _SET_BY_BENCH]
     if taken:
