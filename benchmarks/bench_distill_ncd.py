@@ -14,8 +14,28 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from transferlab._io import write_json_atomic
+
+#: the settings a saved record may differ in from this run's: the grid it is part of, and where it is written
+_GRID = ("seeds", "kd_weights", "out")
+
+
+def _resumable(done: list[dict[str, Any]], settings: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    """The saved records, when every one was made with this run's settings (apart from the grid): resuming on
+    (seed, kd_weight) alone would mix two settings in one table. Otherwise the run is refused."""
+    want = {k: v for k, v in settings.items() if k not in _GRID}
+    for r in done:
+        saved = {k: v for k, v in (r.get("settings") or {}).items() if k not in _GRID}
+        differ = sorted(k for k in {*want, *saved} if want.get(k) != saved.get(k))
+        if differ:
+            said = ", ".join(f"{k}: saved {saved.get(k)!r}, now {want.get(k)!r}" for k in differ)
+            raise SystemExit(f"{out} holds records made with other settings ({said}): give another --out, or "
+                             "remove the file to start again")
+    return done
 
 
 def main() -> None:
@@ -33,7 +53,7 @@ def main() -> None:
     from transferlab.distill._ncd import discover
 
     out = Path(a.out)
-    done = json.loads(out.read_text()) if out.exists() else []
+    done = _resumable(json.loads(out.read_text()) if out.exists() else [], vars(a), out)
     for seed in [int(s) for s in a.seeds.split(",")]:
         for kd in [float(w) for w in a.kd_weights.split(",")]:
             if any(r["seed"] == seed and r["kd_weight"] == kd for r in done):
@@ -53,10 +73,7 @@ def main() -> None:
                    "settings": vars(a)}
             print(json.dumps({k: v for k, v in rec.items() if k != "settings"}), flush=True)
             done.append(rec)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(done, indent=1))
-            tmp.replace(out)
+            write_json_atomic(out, done)
     for kd in sorted({r["kd_weight"] for r in done}):
         acc = [r["novel_cluster_accuracy"] for r in done if r["kd_weight"] == kd]
         known = [r["known_accuracy"] for r in done if r["kd_weight"] == kd]

