@@ -112,3 +112,38 @@ def test_bench_distill_cache_keys_are_pinned(tmp_path, monkeypatch):
     assert dist_opts and all(o == {"temperature": 4.0, "dist_weight": 2.0} for o in dist_opts)
     # kd_zscore: kd's own options under the zscore recipe (which sets its temperature)
     assert all(o == {"temperature": 2.0, "zscore": True, "kd_weight": 0.989} for o in zscore_opts)
+
+
+def test_a_teacher_or_student_of_another_device_or_precision_has_its_own_folder(tmp_path, monkeypatch):
+    """A teacher's (or labels-only student's) cached record is keyed by the device and precision asked for, its model
+    folder was not: a bench on another device refitted into the same folder, and a later row of the first bench
+    distilled from that model (H8's review, item 1's pattern). Without them the folders keep their names (the pinned
+    test above)."""
+    from pathlib import Path
+
+    from transferlab.bench import _distill
+
+    needs, made = {}, []
+
+    def fake_run_jobs(jobs, *, bench, **kw):
+        if bench == "distill":
+            raise RuntimeError("stop")
+        needs.setdefault((kw.get("device"), kw.get("precision")), []).extend(j.needs for j in jobs)
+        made.extend(jobs)
+        return [{"target": j.kwargs["target"], "label_share": j.kwargs["share"], "dir": "/m", "val_accuracy": 0.5,
+                 "student": j.kwargs.get("student"), "seed": j.kwargs.get("seed")} for j in jobs]
+
+    monkeypatch.setattr(_distill, "run_jobs", fake_run_jobs)
+    for device, precision in ((None, None), ("cpu", None), (None, "bf16")):
+        with pytest.raises(RuntimeError, match="stop"):
+            _distill.bench_distill(out=tmp_path, targets=["builtin:shapes"], teachers=["builtin:a", "builtin:b"],
+                                   students=["builtin:s"], seeds=[0], label_shares=[1.0], device=device,
+                                   precision=precision)
+    plain, cpu, bf16 = (set(v) for v in needs.values())
+    assert len(plain) == 3 and not plain & cpu and not plain & bf16 and not cpu & bf16  # 2 teachers, 1 student
+    # and each job fits into the folder its needs name
+    monkeypatch.setattr(_distill, "_samples", lambda *a: (None, None, None))
+    monkeypatch.setattr(_distill, "_fitted", lambda d, *a, **k: {"dir": str(d)})
+    monkeypatch.setattr(_distill, "_heldout", lambda labelled: (labelled, None))
+    for j in made:
+        assert str(Path(j.fn(**j.kwargs)["dir"]) / "model.safetensors") == j.needs[0]

@@ -111,3 +111,32 @@ def test_a_subset_is_chosen_again_for_another_surrogate_or_limit(tmp_path, monke
     for surrogate, limit in [("pre-a", None), ("pre-a", None), ("pre-b", None), ("pre-a", 40)]:
         _subset(tmp_path, "t", "label_map", 0, tmp_path / surrogate, 0.5, "s", limit)
     assert calls == [(str(tmp_path / "pre-a"), None), (str(tmp_path / "pre-b"), None), (str(tmp_path / "pre-a"), 40)]
+
+
+def test_a_rows_pretraining_on_another_device_or_precision_has_its_own_folder(sets, tmp_path, monkeypatch):
+    """A run's cached record is keyed by the device and precision asked for; the model it pretrains (cached by
+    folder) was not: a bench on another device reused the first one's pretraining (H8's review, item 1's pattern).
+    The jobs hand the runtime to the pretraining; without one the folders keep their names."""
+    import json as js
+    from pathlib import Path
+
+    import transferlab.pretrain as pretrain_pkg
+    from transferlab.bench import _prune
+
+    made = []
+
+    def fake_pretrain(source, arch, d, **kw):
+        made.append(Path(d).name)
+        Path(d).mkdir(parents=True)
+        (Path(d) / "metrics.json").write_text(js.dumps({"n_train": 1}))
+
+    monkeypatch.setattr(pretrain_pkg, "pretrain", fake_pretrain)
+    source, _ = sets
+    for runtime in (None, {"device": "cpu"}, {"precision": "bf16"}, None):
+        _prune._pretrained(tmp_path, source, "resnet", 0, 1, None, False, runtime)
+    assert len(made) == 3 and len(set(made)) == 3  # the last call found the first one's model
+    jobs = []
+    monkeypatch.setattr(_prune, "run_jobs", lambda js_, **kw: jobs.extend(js_) or [])
+    monkeypatch.setattr(_prune, "PruneBenchResult", lambda *a, **k: None)
+    _prune.bench_prune(out=tmp_path, source=source, targets=[sets[1]], seeds=[0], device="cpu", precision="bf16")
+    assert jobs and all(j.kwargs["runtime"] == {"device": "cpu", "precision": "bf16"} for j in jobs)

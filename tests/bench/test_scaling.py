@@ -184,3 +184,33 @@ def test_bad_input_is_one_clear_error(sets, tmp_path):
     with pytest.raises(TransferlabError, match="unknown architecture"):
         bench_scaling(out=tmp_path, source=source, target=target, arch="mlp", sizes=[8, 16, 32, 64])
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_a_pretrained_model_of_another_device_or_precision_has_its_own_folder(sets, tmp_path, monkeypatch):
+    """A pretraining job's cached record is keyed by the device and precision asked for, its model folder was not: a
+    bench on another device refitted into the same folder, under the first bench's cached records (H8's review, item
+    1's pattern). Without a device or precision the folder keeps its name (existing caches stay valid)."""
+    from transferlab.bench import _scaling
+
+    models = {}
+
+    def fake_run_jobs(jobs, *, bench, **kw):
+        if bench == "scaling-pretrain":
+            models[(kw.get("device"), kw.get("precision"))] = [j.kwargs["model"] for j in jobs]
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(_scaling, "run_jobs", fake_run_jobs)
+    source, target = sets
+    for device, precision in ((None, None), ("cpu", None), (None, "bf16")):
+        with pytest.raises(RuntimeError, match="stop"):
+            _scaling.bench_scaling(out=tmp_path, source=source, target=target, device=device, precision=precision,
+                                   **TINY)
+    plain, cpu, bf16 = models.values()
+    assert not set(plain) & set(cpu) and not set(plain) & set(bf16) and not set(cpu) & set(bf16)
+    import hashlib
+
+    from transferlab.data import load_dataset
+
+    pkey = {"source": load_dataset(source, "train").fingerprint, "arch": "resnet", "size": 8, "seed": 0, "pe": 1}
+    name = hashlib.sha256(json.dumps(pkey, sort_keys=True).encode()).hexdigest()[:20]
+    assert plain[0] == str(tmp_path / "models" / f"pre-resnet-{name}")

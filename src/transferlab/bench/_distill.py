@@ -29,7 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, asked_runtime, backend_of, fmt, run_jobs
 from ._result import DeclaredResult
 from ._tables import distill_checks, distill_tables
 
@@ -196,20 +196,24 @@ def bench_distill(
     t_size = teacher_image_size or image_size
     common = {"out": str(out_dir), "limit": limit, "test_limit": test_limit, "batch_size": batch_size}
     settings = [(t, share) for t in targets for share in label_shares]
-    t_training = _Training(t_epochs, t_size, batch_size, limit, test_limit, "multi_weighted" in wanted)
+    rt = asked_runtime(device, precision) or None  # given only when asked: the folders' names stay as they were
+    fits = {**common, **({"runtime": rt} if rt else {})}  # a teacher's and a labels-only student's
+    t_training = _Training(t_epochs, t_size, batch_size, limit, test_limit, "multi_weighted" in wanted, rt)
     teacher_jobs = [Job(f"{_short(t)} {share:g}: teacher {_short(ref)}", teacher_run,
                         {"target": t, "share": share, "ref": ref, "epochs": t_epochs, "image_size": t_size,
-                         **({"holdout": True} if t_training.holdout else {}), **common},
-                        needs=(_model_dir(out_dir, "teacher", _teacher_key(t, share, ref, t_training)),))
+                         **({"holdout": True} if t_training.holdout else {}), **fits},
+                        needs=(_model_dir(out_dir, "teacher", t_training.key("teacher", target=t, share=share,
+                                                                             ref=ref)),))
                     for t, share in settings for ref in teachers]
     teacher_runs = run_jobs(teacher_jobs, bench="distill-teacher", version=FORMAT, cache=out_dir / "runs",
                             progress=progress, backend=runner, device=device, precision=precision,
                             figure=lambda r: f"test accuracy {fmt(r['test_accuracy'])}")
-    s_training = _Training(epochs, image_size, batch_size, limit, test_limit)
+    s_training = _Training(epochs, image_size, batch_size, limit, test_limit, runtime=rt)
     base_jobs = [Job(f"{_short(t)} {share:g}: {_short(sref)} seed {seed} labels only", labels_only_run,
                      {"target": t, "share": share, "student": sref, "seed": seed, "epochs": epochs,
-                      "image_size": image_size, **common},
-                     needs=(_model_dir(out_dir, "student", _student_key(t, share, sref, seed, s_training)),))
+                      "image_size": image_size, **fits},
+                     needs=(_model_dir(out_dir, "student", s_training.key("labels_only", target=t, share=share,
+                                                                          student=sref, seed=seed)),))
                  for t, share in settings for sref in students for seed in seeds]
     runs = run_jobs(base_jobs, bench="distill-labels-only", version=FORMAT, cache=out_dir / "runs",
                     progress=progress, backend=runner, device=device, precision=precision,
@@ -310,6 +314,13 @@ class _Training:
     limit: int | None
     test_limit: int | None
     holdout: bool = False  # a teacher: fitted without the 10 % hold-out (:func:`_heldout`)
+    runtime: dict[str, str] | None = None  # the device and precision the bench was asked for: a folder of its own
+
+    def key(self, kind: str, **parts: Any) -> str:
+        """The folder key of a ``kind`` model fitted so on ``parts`` (target, share, the model, a student's seed)."""
+        return _key(kind=kind, **parts, epochs=self.epochs, image_size=self.image_size, batch_size=self.batch_size,
+                    limit=self.limit, test_limit=self.test_limit, **({"holdout": True} if self.holdout else {}),
+                    **(self.runtime or {}))
 
 
 def _heldout(labelled: Any) -> tuple[Any, Any]:
@@ -317,18 +328,6 @@ def _heldout(labelled: Any) -> tuple[Any, Any]:
     from ..data import split_validation
 
     return split_validation(labelled, 0.1, 0)
-
-
-def _teacher_key(target: str, share: float, ref: str, training: _Training) -> str:
-    return _key(kind="teacher", target=target, share=share, ref=ref, epochs=training.epochs,
-                image_size=training.image_size, batch_size=training.batch_size, limit=training.limit,
-                test_limit=training.test_limit, **({"holdout": True} if training.holdout else {}))
-
-
-def _student_key(target: str, share: float, student: str, seed: int, training: _Training) -> str:
-    return _key(kind="labels_only", target=target, share=share, student=student, seed=seed, epochs=training.epochs,
-                image_size=training.image_size, batch_size=training.batch_size, limit=training.limit,
-                test_limit=training.test_limit)
 
 
 def _fitted(d: Path, ref: str, labelled: Any, test: Any, training: _Training, *, seed: int,
@@ -352,11 +351,12 @@ def _fitted(d: Path, ref: str, labelled: Any, test: Any, training: _Training, *,
 
 
 def teacher_run(out: str, target: str, share: float, ref: str, epochs: int, image_size: int | None,
-                batch_size: int, limit: int | None, test_limit: int | None, holdout: bool = False) -> dict[str, Any]:
+                batch_size: int, limit: int | None, test_limit: int | None, holdout: bool = False,
+                runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """A teacher fine-tuned on the labelled part (a job of the harness): test accuracy, parameters, latency."""
     labelled, _, test = _samples(target, share, limit, test_limit)
-    training = _Training(epochs, image_size, batch_size, limit, test_limit, holdout)
-    key = _teacher_key(target, share, ref, training)
+    training = _Training(epochs, image_size, batch_size, limit, test_limit, holdout, runtime)
+    key = training.key("teacher", target=target, share=share, ref=ref)
     labelled = _heldout(labelled)[0] if holdout else labelled
     return _fitted(Path(out) / "models" / f"teacher-{key}", ref, labelled, test, training, seed=0,
                    record={"target": target, "label_share": share, "teacher": ref})
@@ -367,12 +367,12 @@ def _accuracy(member: Any, test: Any) -> float:
 
 
 def labels_only_run(out: str, target: str, share: float, student: str, seed: int, epochs: int,
-                    image_size: int | None, batch_size: int, limit: int | None,
-                    test_limit: int | None) -> dict[str, Any]:
+                    image_size: int | None, batch_size: int, limit: int | None, test_limit: int | None,
+                    runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """The student fine-tuned on the labelled part alone (a job): every row's comparison, ``*_trained``'s start."""
     labelled, _, test = _samples(target, share, limit, test_limit)
-    training = _Training(epochs, image_size, batch_size, limit, test_limit)
-    key = _student_key(target, share, student, seed, training)
+    training = _Training(epochs, image_size, batch_size, limit, test_limit, runtime=runtime)
+    key = training.key("labels_only", target=target, share=share, student=student, seed=seed)
     return _fitted(Path(out) / "models" / f"student-{key}", student, labelled, test, training, seed=seed,
                    record={"target": target, "label_share": share, "student": student, "seed": seed,
                            "row": "labels_only"})

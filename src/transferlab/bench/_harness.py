@@ -144,13 +144,18 @@ def _shared_arguments(jobs: Sequence[Any], put: Callable[[Any], Any]) -> dict[in
     return {k: put(objects[k]) for k, n in seen.items() if n > 1}
 
 
+def asked_runtime(device: str | None, precision: str | None) -> dict[str, str]:
+    """The device and precision a bench was asked for (those not None): what a job's cache key and the name of a
+    folder it leaves for later jobs add to the job's own inputs."""
+    return {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+
+
 def folder_key(key: Mapping[str, Any], device: str | None = None, precision: str | None = None) -> str:
     """Eight hex digits for the name of a folder that a job leaves for later jobs (a fit's model): of ``key`` (every
     input that changes what the folder holds) and the device and precision asked for, as a job's cache key is. Runs
     of other settings then never share a folder: one of them refitting there would leave its model under the other's
     cached record."""
-    asked = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
-    body = json.dumps({"key": key, **asked}, sort_keys=True, default=str)
+    body = json.dumps({"key": key, **asked_runtime(device, precision)}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:8]
 
 
@@ -209,7 +214,7 @@ def run_in_runtime(fn: Callable[..., dict[str, Any]], kwargs: Mapping[str, Any],
 
 def _in_runtime(job: Job, device: str | None, precision: str | None) -> Job:
     """``job`` run inside that runtime, its key extended by the device and precision asked for."""
-    asked = {k: v for k, v in (("device", device), ("precision", precision)) if v is not None}
+    asked = asked_runtime(device, precision)
     return Job(job.label, run_in_runtime, {"fn": job.fn, "kwargs": dict(job.kwargs), **{"device": device,
                                                                                           "precision": precision}},
                key={"job": job.key if job.key is not None else job.kwargs, **asked}, needs=job.needs)

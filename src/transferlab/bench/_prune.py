@@ -25,7 +25,7 @@ import numpy as np
 from .._io import write_json_atomic
 from .._version import __version__
 from ..errors import TransferlabError
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, asked_runtime, backend_of, fmt, run_jobs
 from ._result import DeclaredResult
 from ._tables import prune_checks, prune_tables
 
@@ -91,13 +91,14 @@ def _key(**parts: Any) -> str:
 
 
 def _pretrained(out: Path, source: str | Path, arch: str, seed: int, epochs: int, limit: int | None,
-                progress: bool) -> tuple[Path, dict[str, Any]]:
-    """A model pretrained on ``source`` (a reference or a manifest directory), cached by the source's content."""
+                progress: bool, runtime: dict[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """A model pretrained on ``source`` (a reference or a manifest directory), cached by the source's content (and
+    ``runtime``: the device and precision a run was asked for, a folder of their own)."""
     from ..data import load_dataset
     from ..pretrain import pretrain
 
     fp = load_dataset(source, "train").fingerprint
-    d = out / "models" / f"pre-{arch}-{_key(fp=fp, seed=seed, epochs=epochs, limit=limit)}"
+    d = out / "models" / f"pre-{arch}-{_key(fp=fp, seed=seed, epochs=epochs, limit=limit, **(runtime or {}))}"
     if not (d / "metrics.json").is_file():
         pretrain(source, arch, d, epochs=epochs, limit=limit, seed=seed, overwrite=True, progress=progress)
     return d, json.loads((d / "metrics.json").read_text())
@@ -191,9 +192,11 @@ def bench_prune(
     out_dir = Path(out)
     model_ref = f"builtin:small_{arch}_shapes"  # the architecture fit builds; --init replaces its weights
     _pretrained(out_dir, source, arch, 0, pretrain_epochs, limit, False)  # the surrogate, before the runs
+    rt = asked_runtime(device, precision)  # each run's own pretraining: on the device and at the precision asked
     jobs = [Job(f"{t.removeprefix('builtin:')} {row} seed {seed}", prune_run,
                 {"out": str(out_dir), "target": t, "row": row, "seed": seed, "arch": arch, "keep": keep,
-                 "source": source, "pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit},
+                 "source": source, "pretrain_epochs": pretrain_epochs, "epochs": epochs, "limit": limit,
+                 **({"runtime": rt} if rt else {})},
                 key={"target": t, "row": row, "seed": seed, "arch": arch, "keep": keep, "source": source,
                      "pe": pretrain_epochs, "e": epochs, "limit": limit})  # where the bench lives is not an input
             for t in targets for seed in seeds for row in ROWS]
@@ -206,7 +209,8 @@ def bench_prune(
 
 
 def prune_run(out: str, target: str, row: str, seed: int, arch: str, keep: float, source: str,
-              pretrain_epochs: int, epochs: int, limit: int | None) -> dict[str, Any]:
+              pretrain_epochs: int, epochs: int, limit: int | None,
+              runtime: dict[str, str] | None = None) -> dict[str, Any]:
     """Pretrain on ``row``'s share of the source (cached in ``out/models``), fine-tune on ``target``, test (a job of
     the harness)."""
     from ..data import load_dataset
@@ -219,7 +223,8 @@ def prune_run(out: str, target: str, row: str, seed: int, arch: str, keep: float
     # the same examples per class as the full source's sample: a subset of it, not a new sample
     n_source = len(load_dataset(source, "train"))
     sub_limit = None if limit is None or row == "full" else max(kept.num_classes, round(limit * len(kept) / n_source))
-    pre, pm = _pretrained(out_dir, data, arch, seed, pretrain_epochs, limit if row == "full" else sub_limit, False)
+    pre, pm = _pretrained(out_dir, data, arch, seed, pretrain_epochs, limit if row == "full" else sub_limit, False,
+                          runtime)
     r = fit(target, f"builtin:small_{arch}_shapes", "finetune", init=pre, epochs=epochs, seed=seed)
     return {"target": target, "row": row, "seed": seed, "test_accuracy": r.metrics["test_accuracy"],
             "val_accuracy": r.metrics["val_accuracy"], "classes": [str(c) for c in kept.class_names],

@@ -28,7 +28,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import TransferlabError
 from ..report import Column, Table
-from ._harness import Job, backend_of, fmt, run_jobs
+from ._harness import Job, asked_runtime, backend_of, fmt, run_jobs
 from ._result import DeclaredResult
 from ._scaling_law import LAW, held_back
 
@@ -202,12 +202,12 @@ def bench_scaling(
     fp = _check(source, target, arch, sizes, finetune, seeds)
     runner = backend_of(backend, address, cpus_per_run, gpus_per_run)
     run = {"backend": runner, "device": device, "precision": precision, "progress": progress}
-    models = Path(out) / "models"
+    models, asked = Path(out) / "models", asked_runtime(device, precision)
     pre_jobs, ft_jobs = [], []
     for seed in seeds:
         for size in sizes:
             pkey = {"source": fp, "arch": arch, "size": size, "seed": seed, "pe": pretrain_epochs}
-            d = models / f"pre-{arch}-{_key(**pkey)}"
+            d = models / f"pre-{arch}-{_key(**pkey, **asked)}"  # its own folder per device and precision asked
             pre_jobs.append(Job(f"pretrain {size} seed {seed}", scaling_pretrain, {
                 "model": str(d), "source": source, "arch": arch, "size": size, "seed": seed,
                 "epochs": pretrain_epochs}, key=pkey, needs=(str(d / "model.safetensors"),)))
