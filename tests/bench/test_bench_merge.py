@@ -24,7 +24,7 @@ def test_bench_merge_table_is_what_the_models_measure(tiny_model_ref: str, tmp_p
     assert set(r.merged) == {"base_with_heads", "average", "ties"}
     # each merged accuracy is the merged network with that task's head, on that task's test split
     for n, target in zip(names, [a, b], strict=True):
-        assert r.merged["ties"][n] == evaluate_model(out / "merged" / "ties", target, head=n)["accuracy"]
+        assert r.merged["ties"][n] == evaluate_model(r.options["merge_dirs"]["ties"], target, head=n)["accuracy"]
         assert r.individual[n] == evaluate_model(r.options["fit_dirs"][n], target)["accuracy"]
     rows = {row["method"]: row for row in json.loads(paths["json"].read_text())["rows"]}
     want = sum(r.merged["average"][n] / r.individual[n] for n in names) / 2
@@ -165,7 +165,8 @@ def test_bench_merge_never_merges_the_fits_of_other_settings(tiny_model_ref: str
     by_hand = [fits_a[d] for n in again.names for d in fits_a if d.split("-")[0] == n]
     merge_models("task_arithmetic", tiny_model_ref, by_hand, tmp_path / "m", names=again.names)
     want = load_file(str(tmp_path / "m" / "model.safetensors"))
-    got = load_file(str(out / "merged" / "task_arithmetic" / "model.safetensors"))
+    got = load_file(str(Path(again.options["merge_dirs"]["task_arithmetic"]) / "model.safetensors"))
+    assert sorted(p.name.split("-")[0] for p in (out / "merged").iterdir()).count("average") == 2  # A's and B's
     assert want.keys() == got.keys()
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)

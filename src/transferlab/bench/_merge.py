@@ -173,6 +173,15 @@ def _fit_jobs(ts: list[str], names: list[str], out: Path, fit_kw: dict[str, Any]
                       needs=(str(d / "model.safetensors"),)) for t, n, d in zip(ts, names, dirs, strict=True)]
 
 
+def _keyed(job: Job, out: Path, fitted: dict[str, Any], runtime: tuple[str | None, str | None]) -> Job:
+    """A merge job with its cache key (its options and the fits it merges) and its folder named by that key
+    (``out/merged/<method>-<8 hex>``, ``out/tune/...``): a run of other settings in the same ``--out`` never
+    leaves its merged network where this run's record points."""
+    key = {**job.kwargs, **fitted, "out": None}
+    folder = out / job.kwargs["out"] / f"{job.kwargs['method']}-{folder_key(key, *runtime)}"
+    return Job(job.label, job.fn, {**job.kwargs, "out": str(folder)}, key=key)
+
+
 #: fit's arguments that bench merge sets itself, for every fit, from its own options
 _SET_BY_BENCH = ("dataset", "model", "method", "test", "out", "overwrite", "epochs", "image_size", "seed")
 
@@ -253,28 +262,28 @@ def bench_merge(
     common = {"model": model, "fits": [str(d) for d in dirs], "names": names, "targets": ts,
               "reset_norms": reset_norms, "limit": limit, "test_limit": test_limit, "seed": seed}
     fitted = {"fits": fit_kw}  # a merge's record depends on the fits it merged
-    jobs = [Job(f"merge {m}", merge_run, {"method": m, "out": str(out / "merged" / m),
+    jobs = [Job(f"merge {m}", merge_run, {"method": m, "out": "merged",
                                           "options": dict(opts.get(m, {})) if m != ZERO else {}, **common})
             for m in [ZERO, *ms]]
     tunable = [x for x in ms if x in TUNABLE] if tune else []
-    jobs += [Job(f"tune {m}", merge_run, {"method": m, "out": str(out / "tune" / m), "options": dict(opts.get(m, {})),
+    jobs += [Job(f"tune {m}", merge_run, {"method": m, "out": "tune", "options": dict(opts.get(m, {})),
                                           "tune": list(TUNABLE[m]), **common}) for m in tunable]
-    jobs = [Job(j.label, j.fn, j.kwargs, key={**j.kwargs, **fitted, "out": None}) for j in jobs]
+    jobs = [_keyed(j, out, fitted, (device, precision)) for j in jobs]
     records = run_jobs(jobs, bench="merge", version=FORMAT, cache=out / "runs", progress=progress,
                        backend=runner, device=device, precision=precision,
                        figure=lambda r: f"mean accuracy {fmt(float(np.mean(list(r['accuracy'].values()))))}")
-    merged = {}
+    merged, merge_dirs = {}, {}
     tuned: dict[str, float] = {}
     for j, r in zip(jobs, records, strict=True):
         m = j.kwargs["method"] + ("+tuned" if "tune" in j.kwargs else "")
-        merged[m], seconds[m] = r["accuracy"], r["seconds"]
+        merged[m], seconds[m], merge_dirs[m] = r["accuracy"], r["seconds"], j.kwargs["out"]
         if "tune" in j.kwargs:
             tuned[j.kwargs["method"]] = r["lam"]
     options = {"fit_method": fit_method, "fit_options": dict(fit_options or {}),
                "fit_dirs": {n: str(d) for n, d in zip(names, dirs, strict=True)}, "tuned_lam": tuned,
                "lam_grid": {m: list(TUNABLE[m]) for m in tuned} if tune else None, "epochs": epochs, "limit": limit,
                "test_limit": test_limit, "reset_norms": reset_norms, "image_size": image_size, "seed": seed,
-               "method_options": opts,
+               "method_options": opts, "merge_dirs": merge_dirs,
                "n_train": {n: len(t) for n, t in zip(names, trains, strict=True)},
                "n_test": {n: len(t) for n, t in zip(names, tests, strict=True)},
                "chance": {n: chance_level(t.labels, t.num_classes) for n, t in zip(names, tests, strict=True)}}
