@@ -68,6 +68,21 @@ def tiny_model_ref(tiny_timm_weights: Path) -> str:
     return f"timm:test_efficientnet@{tiny_timm_weights}"
 
 
+def die_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> object:
+    """From now on, a training run dies (KeyboardInterrupt) right after writing its first checkpoint; returns the
+    real ``save_checkpoint`` (to restore or wrap)."""
+    from transferlab.train import _loop
+
+    real = _loop.save_checkpoint
+
+    def killed(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_loop, "save_checkpoint", killed)
+    return real
+
+
 TOPICS = {
     "sport": ["match", "goal", "team", "coach", "league", "striker", "season", "referee"],
     "food": ["recipe", "sauce", "bread", "oven", "spicy", "dinner", "garlic", "flavour"],

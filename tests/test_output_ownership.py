@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tests.conftest import die_after_first_checkpoint
 
 from transferlab._io import OWNER_FILE, atomic_dir, copy_inside, foreign_entries, mark_owned
 from transferlab.cli import main
@@ -128,13 +129,7 @@ def test_a_killed_fit_still_resumes_and_overwrite_replaces_its_own_output(tiny_m
 
     train = load_dataset("builtin:digits", "train").stratified_sample(60, seed=0)
     out = tmp_path / "o"
-    real = _loop.save_checkpoint
-
-    def killed(*args, **kwargs):  # the run dies right after its first checkpoint
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_loop, "save_checkpoint", killed)
+    real = die_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         fit(train, tiny_model_ref, "head", out=out, epochs=2, image_size=32)
     epochs_saved = []

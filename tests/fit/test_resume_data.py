@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import die_after_first_checkpoint
 
 from transferlab.data import Dataset, load_dataset, training_fingerprint
 from transferlab.errors import TransferlabError
@@ -14,13 +15,7 @@ def _killed_fit(monkeypatch, train, ref, out):
     from transferlab.fit import fit
     from transferlab.train import _loop
 
-    real = _loop.save_checkpoint
-
-    def killed(*args, **kwargs):  # the run dies right after its first checkpoint
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_loop, "save_checkpoint", killed)
+    real = die_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         fit(train, ref, "head", out=out, epochs=2, image_size=32)
     monkeypatch.setattr(_loop, "save_checkpoint", real)
