@@ -141,3 +141,27 @@ def test_the_cli_reports_the_accuracy_of_the_head_the_saved_model_predicts_with(
     m = json.loads((out / "metrics.json").read_text())
     text = " ".join(capsys.readouterr().out.split())
     assert f"single-head test accuracy {m['single_head_accuracy']:.4f} (aggregated {m['test_accuracy']:.4f})" in text
+
+
+def test_a_head_refitted_on_the_labels_has_the_single_heads_loss_with_the_labels_as_teacher(monkeypatch):
+    """``distil_single_head(net, None, ...)`` (the control of the distillation, benchmarks/bench_sla.py): the teacher
+    is the one-hot label, so the loss is KL(one-hot || p) + CE = 2 * CE, computed here with numpy."""
+    import timm
+    import torch
+
+    import transferlab.train as train_pkg
+    from transferlab.fit._sla import distil_single_head
+
+    seen = {}
+    monkeypatch.setattr(train_pkg, "train", lambda modules, objective, data, cfg: seen.update(obj=objective, cfg=cfg))
+    net = timm.create_model("test_efficientnet", pretrained=False, num_classes=2).eval()
+    ds = _tiny_images(3)
+    head = distil_single_head(net, None, ds, {"image_size": 16, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+                              batch_size=4, seed=0, epochs=3, lr=0.05)
+    assert (seen["cfg"].epochs, seen["cfg"].lr) == (3, 0.05) and head.head.out_features == 2
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5], [0.0, 3.0]])
+    idx = torch.tensor([0, 4, 1])  # labels 0, 1, 0
+    z = logits.numpy().astype(np.float64)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    expected = 2 * -np.mean(logp[[0, 1, 2], [0, 1, 0]])
+    assert float(seen["obj"].loss(logits, idx)) == pytest.approx(expected, rel=1e-5)

@@ -156,7 +156,9 @@ def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[s
                        seed: int, epochs: int = 10, lr: float = 1e-2) -> SingleHead:
     """The self-distilled single head (SLA+SD, see the module), trained through the one loop: the loss of a
     training image ``i`` is ``KL(P_agg(i) || softmax(head(i))) + CE(head(i), y_i)``, ``P_agg`` the aggregated
-    prediction (computed once)."""
+    prediction (computed once). ``agg=None``: the one-hot labels are the teacher (the loss is then ``2 * CE``), a
+    head refitted on the true labels by the same recipe, on any timm network's frozen features: the control that
+    separates the distillation from the refitting."""
     import torch
 
     from ..models import ImageTensors, predict_logits
@@ -164,8 +166,11 @@ def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[s
     from ..train import train as train_loop
 
     data = ImageTensors(train, joint_metrics["image_size"], tuple(joint_metrics["mean"]), tuple(joint_metrics["std"]))
-    teacher = torch.softmax(torch.from_numpy(predict_logits(agg, data, batch_size)), 1)
     labels = torch.as_tensor(train.labels)
+    if agg is None:
+        teacher = torch.nn.functional.one_hot(labels.long(), train.num_classes).float()
+    else:
+        teacher = torch.softmax(torch.from_numpy(predict_logits(agg, data, batch_size)), 1)
     seed_everything(seed)
     with torch.no_grad():
         net.eval()
