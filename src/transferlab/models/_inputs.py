@@ -15,24 +15,26 @@ class ImageTensors:
 
     Images become RGB float tensors [3, size, size], normalised with ``mean``/``std``; with ``augment`` (a training
     split), a random resized crop (scale 0.7-1) and a horizontal flip (torchvision transforms v2) are applied first —
-    or flips only, or nothing, as ``--augment light|none`` asks (:func:`transferlab._runtime.run_controls`).
+    or flips only, or nothing, as ``--augment light|none`` asks (:func:`transferlab._runtime.run_controls`). Every
+    resize (evaluation's, and the crop's) uses ``interpolation``, the model's own (bilinear, bicubic or nearest).
     """
 
     def __init__(self, ds: Dataset, size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 augment: bool = False) -> None:
+                 augment: bool = False, interpolation: str = "bilinear") -> None:
         import torch
         from torchvision.transforms import v2
 
         from .._runtime import controls
-        from ..zoo import eval_transform
+        from ..zoo import eval_transform, interpolation_mode
 
-        self.ds, self.size = ds, size
+        self.ds, self.size, self.interpolation = ds, size, interpolation
+        mode = interpolation_mode(interpolation)  # an unknown name fails here, not at the first image
         level = controls().get("augment", "default") if augment else "none"  # --augment none|light|default
         if level == "none":  # evaluation: the zoo's own preprocessing (rank scores the inputs a fit sees)
-            self.transform = eval_transform(size, mean, std)
+            self.transform = eval_transform(size, mean, std, interpolation)
             return
-        resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True) if level == "default"
-                  else v2.Resize((size, size), antialias=True))
+        resize = (v2.RandomResizedCrop(size, scale=(0.7, 1.0), interpolation=mode, antialias=True)
+                  if level == "default" else v2.Resize((size, size), interpolation=mode, antialias=True))
         self.transform = v2.Compose([resize, v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
                                      v2.Normalize(mean, std)])
 
@@ -58,3 +60,9 @@ class ImageTensors:
 
         return self.transform(self._image(i)), torch.tensor(int(self.ds.labels[i]))
 
+
+
+def interpolation_of(cfg: dict[str, Any]) -> str:
+    """The resize interpolation a saved model's card (as a dict) records; a card written before it was recorded
+    (no field, or null) was trained and evaluated with bilinear resizes."""
+    return str(cfg.get("interpolation") or "bilinear")

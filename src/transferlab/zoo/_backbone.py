@@ -100,7 +100,9 @@ class Backbone:
 # ----------------------------------------------------------------------------------------------------- image models
 class TorchImageBackbone(Backbone):
     """Any torch image model: ``builder()`` returns ``(module, cfg)``; the module maps an image batch to
-    ``(pooled_features, logits_or_None)`` through ``forward_features`` callable ``encode``.
+    ``(pooled_features, logits_or_None)`` through ``forward_features`` callable ``encode``. ``interpolation``: how
+    its inputs are resized (``zoo._images.INTERPOLATIONS``; the model's pretrained config says which); it is part
+    of :meth:`preprocessing`, so of the feature cache key.
     """
 
     modality = "image"
@@ -193,7 +195,8 @@ class TorchImageBackbone(Backbone):
         model.to(memory_format=fmt)
         pin = dev.type == "cuda"  # page-locked batches copy to the GPU asynchronously
         with torch.inference_mode(), autocast(dev):
-            for x in image_batches(ds, indices, batch_size=batch_size, size=size, mean=self.mean, std=self.std):
+            for x in image_batches(ds, indices, batch_size=batch_size, size=size, mean=self.mean, std=self.std,
+                                   interpolation=self.interpolation):
                 x = (x.pin_memory() if pin else x).to(dev, non_blocking=pin)
                 feats, logits, dims = encode(x)
                 probs = (torch.softmax(logits.double(), dim=1).float().cpu().numpy() if logits is not None

@@ -43,24 +43,41 @@ def _load_files(paths: list) -> np.ndarray:
     return np.stack(out)
 
 
-def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+#: the resize interpolations transferlab applies (a model's pretrained config names one; bilinear when it names none)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def interpolation_mode(name: str) -> Any:
+    """torchvision's ``InterpolationMode`` for one of :data:`INTERPOLATIONS`; another name is a :class:`DataError`."""
+    from torchvision.transforms import InterpolationMode
+
+    if name not in INTERPOLATIONS:
+        raise DataError(f"unknown resize interpolation {name!r}: use one of {', '.join(INTERPOLATIONS)}")
+    return {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
+            "nearest": InterpolationMode.NEAREST}[name]
+
+
+def eval_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                   interpolation: str = "bilinear") -> Any:
     """The evaluation preprocessing of images, the one owner of it: uint8 RGB [..., 3, H, W] -> resized to
-    ``size`` x ``size`` (bilinear, antialiased, rounded back to uint8 as torchvision does), scaled to [0, 1] and
-    normalised. The zoo's features and every adapted model's inputs (``models.ImageTensors`` without augmentation)
-    go through it, so a ranking scores the very inputs a fine-tune trains and predicts on."""
+    ``size`` x ``size`` (``interpolation``: the model's own, bilinear by default; antialiased, rounded back to uint8
+    as torchvision does), scaled to [0, 1] and normalised. The zoo's features and every adapted model's inputs
+    (``models.ImageTensors`` without augmentation) go through it, so a ranking scores the very inputs a fine-tune
+    trains and predicts on."""
     import torch
     from torchvision.transforms import v2
 
-    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(mean, std)])
+    return v2.Compose([v2.Resize((size, size), interpolation=interpolation_mode(interpolation), antialias=True),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 def image_batches(ds: Dataset, indices: np.ndarray, *, batch_size: int, size: int, mean: tuple[float, ...],
-                  std: tuple[float, ...]) -> Iterator[object]:
-    """Yield float tensors [B, 3, size, size]: RGB, through :func:`eval_transform` (each file resized on its own)."""
+                  std: tuple[float, ...], interpolation: str = "bilinear") -> Iterator[object]:
+    """Yield float tensors [B, 3, size, size]: RGB, through :func:`eval_transform` (each file resized on its own,
+    with ``interpolation``)."""
     import torch
 
-    transform = eval_transform(size, mean, std)
+    transform = eval_transform(size, mean, std, interpolation)
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         if isinstance(ds.items, np.ndarray):

@@ -144,6 +144,17 @@ def _timm_cfg(model: Any) -> dict[str, Any]:
     return cfg
 
 
+def _timm_interpolation(cfgd: dict[str, Any]) -> str:
+    """The resize a timm pretrained config names (many say ``bicubic``). A missing, empty or other value
+    (``random``, ``lanczos``, ...: choices transferlab does not apply) is bilinear, transferlab's resize before it
+    read the config, so such a model keeps its features and cache key (timm's ``resolve_data_config`` would pick
+    bicubic there)."""
+    from ._images import INTERPOLATIONS
+
+    value = str(cfgd.get("interpolation") or "").lower()
+    return value if value in INTERPOLATIONS else "bilinear"
+
+
 @MODEL_SOURCES.register("timm", example="timm:resnet18 or timm:resnet18@/path/model.safetensors")
 def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     import timm
@@ -187,7 +198,8 @@ def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     weights_id = _local_weights_id(local_path) if local_path else _hub_id(name)
     return TorchImageBackbone(ref, build, weights_id=weights_id, mean=mean, std=std, native_size=size,
                               has_head=int(cfgd.get("num_classes", 1000) or 0) > 0,
-                              meta={"source_dataset": cfgd.get("hf_hub_id") or "timm pretrained"})
+                              meta={"source_dataset": cfgd.get("hf_hub_id") or "timm pretrained"},
+                              interpolation=_timm_interpolation(cfgd))
 
 
 # ---------------------------------------------------------------------------------------------------------- text hub
