@@ -69,7 +69,8 @@ def test_sla_test_accuracy_is_the_aggregated_joint_prediction(tiny_model_ref):
                             val_fraction=0)
     m = r.metrics
     assert m["joint_fit"]["n_train"] == 4 * len(train)
-    data = ImageTensors(test, 16, tuple(m["joint_fit"]["mean"]), tuple(m["joint_fit"]["std"]))
+    data = ImageTensors(test, 16, tuple(m["joint_fit"]["mean"]), tuple(m["joint_fit"]["std"]),
+                        interpolation=m["joint_fit"]["interpolation"])
     x = torch.stack([data[i][0] for i in range(len(test))])
     with torch.no_grad():
         z = np.stack([r.fit.model.eval()(torch.rot90(x, k, dims=(2, 3))).numpy() for k in range(4)])
@@ -107,7 +108,8 @@ def test_a_saved_single_head_fit_reloads_and_predicts_with_its_single_head(tiny_
     r = fit_label_augmented(train, tiny_model_ref, "head", test=test, epochs=1, image_size=16, batch_size=16,
                             val_fraction=0, head="single", out=tmp_path / "sd")
     m = r.metrics["joint_fit"]
-    x = torch.stack([ImageTensors(test, 16, tuple(m["mean"]), tuple(m["std"]))[i][0] for i in range(len(test))])
+    x = torch.stack([ImageTensors(test, 16, tuple(m["mean"]), tuple(m["std"]), interpolation=m["interpolation"])[i][0]
+                     for i in range(len(test))])  # the tiny timm model's cfg resizes bicubic
     net, w, b = r.fit.model.eval(), r.single.head.weight.detach().cpu(), r.single.head.bias.detach().cpu()
     with torch.no_grad():  # by hand: the single head is a linear layer on the joint network's pre-logits features
         feats = net.forward_head(net.forward_features(x), pre_logits=True)

@@ -33,7 +33,8 @@ def calibrate(ctx: FitContext, n: int = 512) -> tuple[float, float]:
     ds = ctx.dataset
     if len(ds) > n:
         ds = ds.stratified_sample(n, seed=ctx.seed)
-    tensors = ImageTensors(ds, int(ctx.image_size or 32), tuple(ctx.backbone.mean), tuple(ctx.backbone.std))
+    tensors = ImageTensors(ds, int(ctx.image_size or 32), tuple(ctx.backbone.mean), tuple(ctx.backbone.std),
+                           interpolation=getattr(ctx.backbone, "interpolation", "bilinear"))
     x = torch.stack([tensors[i][0] for i in range(len(tensors))])
     s = quality_proxy(x).numpy().astype(np.float64)
     lo, hi = (float(v) for v in np.percentile(s, CALIBRATION))

@@ -118,7 +118,7 @@ def _test_metrics(net: Any, agg: Any, single: Any, test_ds: Dataset, joint_metri
     from ..models import ImageTensors, predict_logits
 
     data = ImageTensors(test_ds, joint_metrics["image_size"], tuple(joint_metrics["mean"]),
-                        tuple(joint_metrics["std"]))
+                        tuple(joint_metrics["std"]), interpolation=joint_metrics.get("interpolation", "bilinear"))
     y = test_ds.labels
     out = {"test_accuracy": float(np.mean(predict_logits(agg, data, batch_size).argmax(1) == y)),
            "joint_identity_accuracy": float(np.mean(predict_logits(net, data, batch_size)[:, 0::m].argmax(1) == y)),
@@ -165,7 +165,8 @@ def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[s
     from ..train import Supervised, TrainConfig, seed_everything
     from ..train import train as train_loop
 
-    data = ImageTensors(train, joint_metrics["image_size"], tuple(joint_metrics["mean"]), tuple(joint_metrics["std"]))
+    data = ImageTensors(train, joint_metrics["image_size"], tuple(joint_metrics["mean"]), tuple(joint_metrics["std"]),
+                        interpolation=joint_metrics.get("interpolation", "bilinear"))
     labels = torch.as_tensor(train.labels)
     if agg is None:
         teacher = torch.nn.functional.one_hot(labels.long(), train.num_classes).float()
@@ -224,6 +225,7 @@ def _write(out: Any, overwrite: bool, agg: Any, train: Dataset, joint: Any, metr
     with RunOutput(out, model=model, method=f"{method}+sla", what="fit", overwrite=overwrite) as output:
         card = output.card(modality="image", architecture=arch, num_classes=train.num_classes,
                            class_names=list(train.class_names), image_size=j["image_size"], mean=j["mean"],
-                           std=j["std"], weights="state_dict", structure=structure,
+                           std=j["std"], interpolation=j.get("interpolation", "bilinear"), weights="state_dict",
+                           structure=structure,
                            options={"label_augmentation": metrics["label_augmentation"]})
         output.write(agg, card, metrics)

@@ -12,7 +12,8 @@ from ..errors import TransferlabError
 
 @dataclass
 class Built:
-    """A network ready to adapt and how to feed it: images (size, mean, std) or text (tokenizer, max_length)."""
+    """A network ready to adapt and how to feed it: images (size, mean, std, resize interpolation) or text
+    (tokenizer, max_length)."""
 
     net: Any
     modality: str
@@ -21,6 +22,7 @@ class Built:
     std: tuple[float, ...] = ()
     tokenizer: Any = None
     max_length: int | None = None
+    interpolation: str = "bilinear"
 
     def tensors(self, ds: Dataset, augment: bool = False) -> Any:
         """``ds`` as a torch dataset of ``(input, label)`` with this network's preprocessing."""
@@ -30,12 +32,14 @@ class Built:
             return TextTensors(ds, self.tokenizer, self.max_length or 256)
         from ._inputs import ImageTensors
 
-        return ImageTensors(ds, self.image_size or 224, self.mean, self.std, augment=augment)
+        return ImageTensors(ds, self.image_size or 224, self.mean, self.std, augment=augment,
+                            interpolation=self.interpolation)
 
     def preprocessing(self) -> dict[str, Any]:
         if self.modality == "text":
             return {"max_length": self.max_length}
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
 
 
 def resolve(ref: str, trust_pickle: bool = False) -> Any:
@@ -59,7 +63,8 @@ def build(backbone: Any, num_classes: int) -> Built:
     if isinstance(backbone, TorchImageBackbone):
         model = backbone.model
         model.reset_classifier(num_classes)
-        return Built(model, "image", backbone.native_size, tuple(backbone.mean), tuple(backbone.std))
+        return Built(model, "image", backbone.native_size, tuple(backbone.mean), tuple(backbone.std),
+                     interpolation=backbone.interpolation)
     if backbone.modality == "text":
         from ._text import build_text_classifier
 

@@ -58,6 +58,9 @@ class ModelCard(BaseModel):
     image_size: int | None = Field(None, description="images: side in pixels")
     mean: list[float] | None = Field(None, description="images: normalisation mean")
     std: list[float] | None = Field(None, description="images: normalisation std")
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = Field(
+        None, description="images: how inputs are resized (the pretrained model's own); absent (cards written "
+        "before it was recorded): bilinear")
     max_length: int | None = Field(None, description="texts: tokens kept")
     weights: Literal["state_dict", "peft", "trained"] = Field(
         "state_dict", description="model.safetensors (the whole network), a peft adapter (adapter_model.safetensors) "
@@ -81,7 +84,8 @@ class ModelCard(BaseModel):
     def preprocessing(self) -> dict[str, Any]:
         if self.modality == "text":
             return {"max_length": self.max_length}
-        return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
+        return {"image_size": self.image_size, "mean": self.mean, "std": self.std,
+                "interpolation": self.interpolation or "bilinear"}
 
 
 class FolderCard(BaseModel):

@@ -19,7 +19,7 @@ class Classifier:
     """``feed``: how its inputs are made (images: ``("image", size, mean, std)``; text: ``("text", tokenizer id,
     max_length)``; networks with equal feeds can share inputs); ``order``: for each of the data's classes, the column
     of this network's output (None: already the data's order); ``card``: the card of a model directory (None for a
-    reference)."""
+    reference); ``interpolation``: how images are resized for it (its card's, or its pretrained config's)."""
 
     ref: str
     net: Any
@@ -30,6 +30,7 @@ class Classifier:
     card: dict[str, Any] | None = None
     directory: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    interpolation: str = "bilinear"
 
     @property
     def params(self) -> int:
@@ -44,7 +45,7 @@ class Classifier:
         from ._inputs import ImageTensors
 
         _, size, mean, std = self.feed
-        return ImageTensors(ds, size, mean, std)
+        return ImageTensors(ds, size, mean, std, interpolation=self.interpolation)
 
     def logits(self, ds: Dataset, batch_size: int = 64) -> np.ndarray:
         """Logits [N, C] on ``ds``, columns in the data's class order."""
@@ -86,6 +87,7 @@ def class_order(names: tuple[str, ...] | list[str], ds: Dataset, what: str) -> l
 def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust_pickle: bool = False) -> Classifier:
     """A frozen classifier for ``ds``'s classes (``what`` names it in errors, e.g. ``"teacher runs/t"``)."""
     from ._build import resolve
+    from ._inputs import interpolation_of
     from ._saved import load
 
     d = model_dir(ref)
@@ -93,7 +95,8 @@ def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust
         net = load(d, trust_pickle=trust_pickle)
         cfg = net.transferlab_config
         c = Classifier(str(ref), net, cfg.get("modality", "image"), feed_of_card(cfg, net.transferlab_tokenizer),
-                       net.transferlab_tokenizer, class_order(cfg["class_names"], ds, what), cfg, d)
+                       net.transferlab_tokenizer, class_order(cfg["class_names"], ds, what), cfg, d,
+                       interpolation=interpolation_of(cfg))
     else:
         if Path(str(ref)).expanduser().exists() and ":" not in str(ref):
             raise TransferlabError(f"{what} is a path without a transferlab model card (transferlab.json): pass a "
@@ -108,7 +111,7 @@ def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust
                                    "directory")
         c = Classifier(str(ref), backbone.model, "image",
                        ("image", int(backbone.native_size), tuple(backbone.mean), tuple(backbone.std)),
-                       order=class_order(heads(), ds, what))
+                       order=class_order(heads(), ds, what), interpolation=backbone.interpolation)
     if c.modality != ds.modality:
         raise TransferlabError(f"{what} takes {c.modality} input but {ds.name} holds {ds.modality} data")
     for p in c.net.parameters():

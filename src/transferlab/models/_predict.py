@@ -41,9 +41,10 @@ def feed(net: Any, data: Dataset | Inputs) -> Any:
         from ._text import TextTensors
 
         return TextTensors(ds, net.transferlab_tokenizer, int(cfg.get("max_length") or 256))
-    from ._inputs import ImageTensors
+    from ._inputs import ImageTensors, interpolation_of
 
-    return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]),
+                        interpolation=interpolation_of(cfg))
 
 
 def class_probabilities(net: Any, data: Dataset | Inputs, batch_size: int = 64, progress: bool = False) -> np.ndarray:

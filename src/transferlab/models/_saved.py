@@ -127,9 +127,9 @@ def timm_config(card: dict[str, Any]) -> dict[str, Any] | None:
           if v is not None and k not in _TIMM_SOURCE_KEYS}
     chans = int((pc.get("input_size") or (3,))[0])
     size = int(card.get("image_size") or (pc.get("input_size") or (3, 224, 224))[-1])
-    # transferlab's preprocessing: a square bilinear resize to image_size, no crop, then normalisation
-    pc.update(input_size=[chans, size, size], interpolation="bilinear", crop_pct=1.0, crop_mode="center",
-              num_classes=c)
+    # transferlab's preprocessing: a square resize to image_size (the card's interpolation), no crop, normalisation
+    pc.update(input_size=[chans, size, size], interpolation=card.get("interpolation") or "bilinear", crop_pct=1.0,
+              crop_mode="center", num_classes=c)
     if card.get("mean") and card.get("std"):
         pc.update(mean=list(card["mean"]), std=list(card["std"]))
     cfg: dict[str, Any] = {"architecture": arch["name"], "num_classes": c,
