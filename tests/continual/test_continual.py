@@ -93,13 +93,14 @@ def test_naive_forgets_and_replay_remembers_a_class_incremental_stream(tiny_mode
     s = Stream("class", [Task("rg", pick(tr, [0, 1]), pick(te, [0, 1]), [0, 1], ["red", "green"]),
                          Task("bw", pick(tr, [2, 3]), pick(te, [2, 3]), [2, 3], ["blue", "white"])],
                ["red", "green", "blue", "white"])
-    naive = run(s, tiny_model_ref, "naive", out=tmp_path / "naive", **KW)
+    kw = {**KW, "epochs": 5}  # replay remembers in 4 of 4 seeds at 5 epochs (2 of 4 at 3 with the bicubic crops)
+    naive = run(s, tiny_model_ref, "naive", out=tmp_path / "naive", **kw)
     r = naive.matrix
     assert r[0, 0] >= 0.9 and r[0, 1] == 0.0  # the first task learned; the second's classes not yet in the head
     assert naive.metrics["bwt"] <= -0.5  # then forgotten: the new classes take over the shared head
-    rep = run(s, tiny_model_ref, "replay", buffer_size=16, **KW)
+    rep = run(s, tiny_model_ref, "replay", buffer_size=16, **kw)
     assert rep.metrics["bwt"] > naive.metrics["bwt"] + 0.3 and rep.metrics["acc"] > naive.metrics["acc"] + 0.2
-    joint = run(s, tiny_model_ref, "joint", **KW)
+    joint = run(s, tiny_model_ref, "joint", **kw)
     assert joint.matrix.shape == (1, 2) and joint.metrics["bwt"] is None and joint.metrics["acc"] >= 0.9
     saved = json.loads((tmp_path / "naive" / "metrics.json").read_text())
     assert saved["accuracy_matrix"] == r.tolist() and "GEM" in (tmp_path / "naive" / "report.html").read_text()

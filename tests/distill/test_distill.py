@@ -48,6 +48,20 @@ def test_views_share_one_crop_at_each_networks_size(colour_data):
     assert any(not torch.equal(other[i]["x"], aug[i]["x"]) for i in range(6))  # augmentation does change views
 
 
+def test_views_resize_as_each_network_was_trained(colour_data):
+    """A feed's interpolation (a timm model whose cfg says bicubic) is the one its evaluation inputs use; a feed
+    without one (a card written before the field) resizes bilinearly."""
+    from transferlab.distill._inputs import Views
+    from transferlab.models import ImageTensors
+
+    train, _ = colour_data
+    norm = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    views = Views([(train, True)], [("image", 40, *norm, "bicubic"), ("image", 40, *norm)])
+    bicubic, bilinear = (ImageTensors(train, 40, *norm, interpolation=k) for k in ("bicubic", "bilinear"))
+    assert torch.equal(views[2]["x"], bicubic[2][0]) and torch.equal(views[2]["v1"], bilinear[2][0])
+    assert not torch.equal(bicubic[2][0], bilinear[2][0])
+
+
 def test_kd_end_to_end_writes_a_model_with_its_evidence(colour_data, teacher_dir, student_ref, tmp_path):
     from transferlab.models import ImageTensors, load, read_card
 
@@ -123,7 +137,7 @@ def test_kl_dp_and_feature_train(colour_data, teacher_dir, student_ref, tmp_path
     from transferlab.models import evaluate, read_card
 
     fitted = tmp_path / "student"
-    fit(train, student_ref, "finetune", epochs=2, lr=1e-2, image_size=16, batch_size=8, out=fitted)
+    fit(train, student_ref, "finetune", epochs=4, lr=3e-3, image_size=16, batch_size=8, out=fitted)
     r = distill(train, [teacher_dir], fitted, "kl_dp", test=test, epochs=1, batch_size=8, out=tmp_path / "kl")
     assert r.metrics["student_started_trained"] and not r.metrics["warnings"]
     assert 0 <= r.history[0]["train_teacher_share"] <= 1

@@ -186,6 +186,7 @@ def test_source_free_method_adapts_a_saved_source_model(name, target, source_mod
     assert torch.equal(fc_before, fc_after) == (name == "shot")  # SHOT freezes the classifier; NRC, AaD train it
     card = read_card(tmp_path / "m")
     assert card.method == f"domain:{name}" and card.structure["kind"] == "bottleneck_head"
+    assert card.interpolation == read_card(source_model).interpolation == "bicubic"  # adapted on the source's inputs
     saved = json.loads((tmp_path / "m" / "metrics.json").read_text())["source_model"]  # relative to the output
     assert (tmp_path / "m" / saved).resolve() == source_model.resolve()
     net = load(tmp_path / "m")

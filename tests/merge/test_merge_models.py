@@ -56,6 +56,10 @@ def test_merged_directory_keeps_every_head(merge_zoo: dict, tmp_path: Path) -> N
     r = merge_models("ties", merge_zoo["ref"], merge_zoo["dirs"], out, names=["a", "b", "lora"])
     assert set(r.heads) == {"a", "b", "lora"}
     assert r.heads["b"]["class_names"] == ["w", "x", "y", "z"]
+    from transferlab.models import read_card
+
+    assert read_card(merge_zoo["dirs"][0]).interpolation == "bicubic"  # test_efficientnet's timm cfg says so
+    assert read_card(out).interpolation == "bicubic"  # the merge predicts as its fits were trained
     backbone = merge("ties", merge_zoo["ref"], merge_zoo["dirs"])
     for name, d in zip(["a", "b"], merge_zoo["dirs"][:2], strict=True):
         net = load(out, head=name)

@@ -301,7 +301,8 @@ def _save(output: RunOutput, student: Member, j: _DistillJob, metrics: dict[str,
                   "architecture": architecture_of(net) if c.get("weights") == "peft" else c["architecture"],
                   "num_classes": c["num_classes"], "class_names": list(c["class_names"]),
                   "structure": {} if c.get("weights") == "peft" else c.get("structure") or {},
-                  **{k: c[k] for k in ("image_size", "mean", "std", "max_length") if c.get(k) is not None}}
+                  **{k: c[k] for k in ("image_size", "mean", "std", "interpolation", "max_length")
+                     if c.get(k) is not None}}
         base_ref = base
     else:
         built = student.meta["built"]

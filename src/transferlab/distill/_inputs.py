@@ -16,7 +16,8 @@ class Views:
     """Map-style torch dataset of ``{"x": student input, "v1": ..., "y": label}`` over labelled and unlabelled parts.
 
     ``feeds``: the distinct inputs (index 0: the student's), as :class:`~transferlab.distill._members.Member.feed`
-    tuples, with ``tokenizers`` for text feeds. ``augment``: one random resized crop (scale 0.7–1) and horizontal flip
+    tuples (images: size, mean, std and resize interpolation, each network's own), with ``tokenizers`` for text
+    feeds. ``augment``: one random resized crop (scale 0.7–1) and horizontal flip
     per example, drawn once and applied to every feed, so teachers and student see the same view."""
 
     def __init__(self, parts: Sequence[tuple[Dataset, bool]], feeds: Sequence[tuple[Any, ...]],
@@ -60,16 +61,19 @@ class Views:
         from torchvision.transforms import RandomResizedCrop
         from torchvision.transforms.v2 import functional as F  # noqa: N812
 
+        from ..zoo import interpolation_mode
+
         img = self._readers[part]._image(j)  # uint8 [3, H, W]
         if self.augment:
             top, left, h, w = RandomResizedCrop.get_params(img, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3))
             flip = bool(torch.rand(1) < 0.5)
-        for k, (_, size, mean, std) in enumerate(self.feeds):
+        for k, (_, size, mean, std, *how) in enumerate(self.feeds):
+            mode = interpolation_mode(how[0] if how else "bilinear")
             if self.augment:
-                v = F.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+                v = F.resized_crop(img, top, left, h, w, [size, size], interpolation=mode, antialias=True)
                 v = F.horizontal_flip(v) if flip else v
             else:
-                v = F.resize(img, [size, size], antialias=True)
+                v = F.resize(img, [size, size], interpolation=mode, antialias=True)
             out[_key(k)] = F.normalize(F.to_dtype(v, torch.float32, scale=True), list(mean), list(std))
         return out
 

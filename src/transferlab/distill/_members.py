@@ -62,7 +62,7 @@ def load_student(ref: str | Path, ds: Dataset, image_size: int | None, trust_pic
     built = build(backbone, ds.num_classes)
     if built.modality == "image":
         built.image_size = int(image_size or backbone.default_size(ds))
-        feed: tuple[Any, ...] = ("image", built.image_size, tuple(built.mean), tuple(built.std))
+        feed: tuple[Any, ...] = ("image", built.image_size, tuple(built.mean), tuple(built.std), built.interpolation)
     else:
         feed = ("text", id(built.tokenizer), int(built.max_length or 256))
     return Member(str(ref), built.net, built.modality, feed, built.tokenizer, None, None, None,

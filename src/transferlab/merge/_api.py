@@ -364,7 +364,7 @@ def _merged_fields(job: _Job, heads: dict[str, Any], names: list[str], s: MergeS
 
     options, reset_norms, out = s.options, s.reset_norms, s.out
     first = (job.tasks[0].config or {}) if not job.tasks[0].hf else {}  # transformers' config is not a card
-    keep = ("modality", "architecture", "image_size", "mean", "std", "max_length")
+    keep = ("modality", "architecture", "image_size", "mean", "std", "interpolation", "max_length")
     h0 = heads[names[0]] if heads else {"num_classes": 0, "class_names": []}
     base_ref = job.base_ref or first.get("model")
     recorded_heads = {n: {**h, "source": recorded_path(t.path, out) if t.path else t.label}

@@ -44,7 +44,7 @@ class Classifier:
             return TextTensors(ds, self.tokenizer, self.feed[2])
         from ._inputs import ImageTensors
 
-        _, size, mean, std = self.feed
+        _, size, mean, std, *_ = self.feed
         return ImageTensors(ds, size, mean, std, interpolation=self.interpolation)
 
     def logits(self, ds: Dataset, batch_size: int = 64) -> np.ndarray:
@@ -66,7 +66,8 @@ def model_dir(ref: str | Path) -> Path | None:
 def feed_of_card(cfg: dict[str, Any], tokenizer: Any) -> tuple[Any, ...]:
     if cfg.get("modality", "image") == "text":
         return ("text", id(tokenizer), int(cfg.get("max_length") or 256))
-    return ("image", int(cfg["image_size"]), tuple(cfg["mean"]), tuple(cfg["std"]))
+    return ("image", int(cfg["image_size"]), tuple(cfg["mean"]), tuple(cfg["std"]),
+            str(cfg.get("interpolation") or "bilinear"))  # a card written before the field: bilinear
 
 
 def class_order(names: tuple[str, ...] | list[str], ds: Dataset, what: str) -> list[int] | None:
