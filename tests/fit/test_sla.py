@@ -59,6 +59,22 @@ def test_rotations_keep_each_images_quality_column():
     np.testing.assert_array_equal(rot.meta["quality"], np.concatenate([q, q, q, q]))
 
 
+def test_the_validation_split_takes_all_rotations_of_an_image_or_none():
+    """Rotations of one training image in validation would score the best epoch on what training saw."""
+    from transferlab.data import split_validation, validation_indices
+
+    ds = _tiny_images(10)
+    rot = rotated_dataset(ds)
+    train, val = split_validation(rot, 0.2, seed=3)
+    image = lambda d: {int(np.flatnonzero((ds.items == np.rot90(x, -(y % 4))).all((1, 2)))[0])  # noqa: E731
+                       for x, y in zip(d.items, d.labels, strict=True)}
+    assert image(train).isdisjoint(image(val)) and len(image(val)) == 4  # 20 % of each class's 10 images
+    assert len(val) == 16 and sorted(np.bincount(val.labels // 4)) == [8, 8]
+    assert set(val.meta["groups"].tolist()) == image(val)  # a subset keeps each example's group: its image
+    plain = validation_indices(rot.labels, 0.2, seed=3)  # without groups: the same image on both sides
+    assert set(np.arange(len(rot))[plain[1]] % len(ds)) & set(np.arange(len(rot))[plain[0]] % len(ds))
+
+
 def test_sla_test_accuracy_is_the_aggregated_joint_prediction(tiny_model_ref):
     import torch
 

@@ -1,7 +1,7 @@
 """Datasets: one :class:`Dataset` abstraction and loaders for folders, CSV/JSONL, NPZ and built-in sets; data without
 labels (to predict) as :class:`Inputs`."""
 
-from ._dataset import Dataset, check_rankable, item_digests, split_validation, validation_indices
+from ._dataset import GROUPS, Dataset, check_rankable, item_digests, split_validation, validation_indices
 from ._loaders import BUILTIN_DATASETS, list_builtin_datasets, load_dataset, train_and_test
 from ._manifest import MANIFEST, manifest_dict
 from ._pairs import PAIR_SEP, accuracy_at_k, from_pairs, pair_texts, positive_class
@@ -11,4 +11,4 @@ from ._unlabelled import Inputs, load_inputs
 __all__ = ["Dataset", "Inputs", "load_dataset", "load_inputs", "list_builtin_datasets", "check_rankable",
            "split_validation", "train_and_test", "BUILTIN_DATASETS", "MANIFEST", "manifest_dict",
            "validation_indices", "item_digests", "from_pairs", "pair_texts", "accuracy_at_k", "PAIR_SEP",
-           "QUALITY", "positive_class", "training_fingerprint"]
+           "QUALITY", "GROUPS", "positive_class", "training_fingerprint"]

@@ -17,7 +17,9 @@ from ._quality import QUALITY, check_quality
 Modality = Literal["image", "text", "array"]
 #: ``meta`` entries with one value per item (a table's row numbers, identifiers, a quality column: lists or arrays): a
 #: subset keeps those of its items
-_PER_ITEM = ("rows", "ids", "text_a", "text_b", QUALITY)
+_PER_ITEM = ("rows", "ids", "text_a", "text_b", QUALITY, "groups")
+#: ``meta`` key of a group id per example: :func:`split_validation` keeps a group on one side
+GROUPS = "groups"
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,9 +214,17 @@ def check_rankable(ds: Dataset) -> None:
         )
 
 
-def validation_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_indices(labels: np.ndarray, fraction: float, seed: int,
+                       groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(train_idx, val_idx)`` of :func:`split_validation`: ``fraction`` of every class with at least 3 examples
-    (deterministic for a seed); ``val_idx`` is empty when no class gives one."""
+    (deterministic for a seed); ``val_idx`` is empty when no class gives one. ``groups`` (one id per example:
+    the rotations of one image, the frames of one video): whole groups go to one side, ``fraction`` of the groups
+    of every class (a group's class: its first example's)."""
+    if groups is not None:
+        first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)[1:]
+        _, val_groups = validation_indices(np.asarray(labels)[first], fraction, seed)
+        val_idx = np.flatnonzero(np.isin(inverse, val_groups))
+        return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
     rng = np.random.default_rng(seed)
     val: list[int] = []
     if fraction > 0:
@@ -228,8 +238,9 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[
 
 
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
-    """A stratified validation split carved from the training split (deterministic)."""
-    train_idx, val_idx = validation_indices(ds.labels, fraction, seed)
+    """A stratified validation split carved from the training split (deterministic); examples that share a
+    ``meta["groups"]`` id (:data:`GROUPS`) stay on one side."""
+    train_idx, val_idx = validation_indices(ds.labels, fraction, seed, ds.meta.get(GROUPS))
     if not len(val_idx):
         return ds, None
     return ds.subset(train_idx), ds.subset(val_idx)

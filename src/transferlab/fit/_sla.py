@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import QUALITY, Dataset, train_and_test
+from ..data import GROUPS, QUALITY, Dataset, train_and_test
 from ..errors import TransferlabError
 
 #: the transformations of ``--label-augmentation``: name -> how many (rotations by quarter turns)
@@ -45,6 +45,10 @@ def rotated_dataset(ds: Dataset, m: int = 4) -> Dataset:
     meta: dict = {"source": f"{ds.meta.get('source', ds.name)} x {m} rotations"}
     if ds.meta.get(QUALITY) is not None:  # a quality column (petal): every rotation keeps its image's value
         meta[QUALITY] = np.tile(np.asarray(ds.meta[QUALITY]), m)
+    # an image's rotations are one group: fit's validation split takes all of them or none (else the rotations of
+    # a training image would score the best epoch); groups the data has already (e.g. one per video) are kept
+    own = ds.meta.get(GROUPS)
+    meta[GROUPS] = np.tile(np.arange(len(ds)) if own is None else np.asarray(own), m)
     return Dataset(f"{ds.name}-rot{m}", "image", np.ascontiguousarray(xs), ys, names, ds.split, meta)
 
 
