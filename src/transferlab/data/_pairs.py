@@ -3,9 +3,10 @@ traceability, natural language inference).
 
 A pair dataset is a text :class:`~transferlab.data.Dataset` whose items are the two texts joined by
 :data:`PAIR_SEP` (``"a [SEP] b"``) and whose ``meta`` keeps the two sides (``text_a``, ``text_b``: one value per
-item, a subset keeps its items'). So everything that takes texts takes pairs: ``fit`` trains a cross-encoder (a
-BERT-family tokenizer reads ``[SEP]`` as its separator token: ``[CLS] a [SEP] b [SEP]``, the joint encoding), and
-``predict`` reads the same joined texts. What needs the sides apart reads them with :func:`pair_texts`: ``rank``
+item, a subset keeps its items'). So everything that takes texts takes pairs: ``fit`` trains a bi-encoder by
+default (``transferlab.models.BiEncoder`` splits the joined text at its separator token and encodes each side on
+its own) or, with ``pair_encoder="cross"``, a cross-encoder (a BERT-family tokenizer reads ``[SEP]`` as its
+separator token: ``[CLS] a [SEP] b [SEP]``, the joint encoding), and ``predict`` reads the same joined texts. What needs the sides apart reads them with :func:`pair_texts`: ``rank``
 encodes each side with a bi-encoder and scores ``[u, v, |u - v|, u * v]`` (Reimers & Gurevych 2019, InferSent's
 features), and :func:`accuracy_at_k` groups the candidates of each ``text_a``.
 
