@@ -43,3 +43,29 @@ def test_validation_accuracy_falling_every_epoch():
     falling = [{"val_accuracy": v} for v in (0.6, 0.5, 0.3)]
     assert any("fell every epoch (0.600 -> 0.300)" in x for x in health_warnings(history=falling))
     assert health_warnings(history=falling[:2]) == []  # two epochs say nothing yet
+
+
+def test_an_earlier_epoch_kept_on_a_tiny_validation_split_is_said():
+    hist = [{"val_accuracy": v} for v in (0.40, 0.70, 0.65, 0.60)]
+    w = health_warnings(history=hist, n_val=20, kept_epoch=2)
+    # 20 examples at 0.70: sd sqrt(0.7 * 0.3 / 20) = 10.2 points
+    assert len(w) == 1 and w[0].startswith("epoch 2 of 4 was kept on a validation split of 20 examples")
+    assert "±10 points" in w[0] and "--val-fraction 0" in w[0]
+    assert health_warnings(history=hist, n_val=200, kept_epoch=2) == []  # a split that measures
+    assert health_warnings(history=hist, n_val=20, kept_epoch=4) == []  # the last epoch kept: nothing chosen
+    assert health_warnings(history=hist, n_val=20) == []  # nothing selected
+
+
+def test_the_cli_takes_val_fraction_zero(tiny_model_ref, tmp_path):
+    import json
+
+    from tests.conftest import write_image_folder
+
+    from transferlab.cli import main
+    from transferlab.data import load_dataset
+
+    data = write_image_folder(tmp_path / "imgs", n_per_class=4)
+    assert main(["fit", str(data), "--model", tiny_model_ref, "--method", "head", "--epochs", "1", "--image-size",
+                 "16", "--val-fraction", "0", "--out", str(tmp_path / "o"), "-q"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["n_val"] == 0 and m["n_train"] == len(load_dataset(str(data), "train"))  # every training image

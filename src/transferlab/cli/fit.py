@@ -61,6 +61,8 @@ def fit_cmd(
     budget_minutes: float = typer.Option(None, "--budget-minutes", callback=positive, help="Stop after the epoch that passes this."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: stop after this many epochs "
                                  "without a better validation accuracy (the best epoch is kept either way)."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5, help="Share of each class held out "
+                                       "to choose the best epoch (0: train on everything, keep the last epoch)."),
     init: Path = typer.Option(None, "--init", help="Start from an earlier fit of the same architecture."),
     black_box: Path = typer.Option(None, "--black-box", help="A fitted classifier of DATA's classes to adapt with "
                                    "--method blackvip through its predicted probabilities only (it is the fit's --init)."),
@@ -115,7 +117,8 @@ def fit_cmd(
 
         a = fit_label_augmented(train, model, method, augmentation=label_augmentation, head=sla_head, test=test,
                                 out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size,
-                                seed=seed, progress=not quiet, trust_pickle=trust_pickle, **_options(option))
+                                seed=seed, progress=not quiet, trust_pickle=trust_pickle, val_fraction=val_fraction,
+                                **_options(option))
         single = sla_head == "single"  # the saved model predicts with the single head: its accuracy first
         acc = a.metrics.get("single_head_accuracy" if single else "test_accuracy", float("nan"))
         also = f" (aggregated {a.metrics.get('test_accuracy', float('nan')):.4f})" if single else ""
@@ -124,7 +127,7 @@ def fit_cmd(
         return
     r = fit(train, model, method, test=test, out=out_dir, overwrite=overwrite, epochs=epochs, lr=lr, batch_size=batch_size,
             image_size=image_size, max_length=max_length, budget_minutes=budget_minutes, patience=patience, seed=seed,
-            progress=not quiet,
+            progress=not quiet, val_fraction=val_fraction,
             trust_pickle=trust_pickle, init=init, pair_encoder=pair_encoder, **_options(option))
     m = r.metrics
     c = console()

@@ -215,7 +215,9 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "history": history,
         "warnings": health_warnings(y_true=test_ds.labels if test_ds is not None else None, y_pred=y_pred,
-                                    class_names=list(ds.class_names), history=history),
+                                    class_names=list(ds.class_names), history=history,
+                                    n_val=len(val_ds) if val_ds is not None else None,
+                                    kept_epoch=ending.get("best_epoch")),
     }
     for w in metrics["warnings"]:
         log.warning("%s", w)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+#: a validation split smaller than this chooses the kept epoch mostly by chance (binomial sd >= 7 points at p = 0.5)
+SMALL_VALIDATION = 50
 #: accuracy within this many points of chance (the larger of 1/C and the majority class's share) is "at chance",
 #: or within what chance itself would reach on this many test examples (one-sided 95 %: 1.645 binomial sd)
 CHANCE_MARGIN = 0.02
@@ -22,9 +24,10 @@ def chance_level(y_true: np.ndarray, n_classes: int) -> float:
 
 def health_warnings(*, y_true: np.ndarray | None = None, y_pred: np.ndarray | None = None,
                     class_names: Sequence[str] = (), history: Sequence[dict[str, Any]] = (),
-                    what: str = "the model") -> list[str]:
+                    what: str = "the model", n_val: int | None = None, kept_epoch: int | None = None) -> list[str]:
     """What is plainly wrong with a finished run: one class predicted for everything, a class never predicted,
-    test accuracy at chance, validation accuracy falling every epoch."""
+    test accuracy at chance, validation accuracy falling every epoch, an earlier epoch (``kept_epoch``, 1-based)
+    kept on a validation split of fewer than :data:`SMALL_VALIDATION` examples (``n_val``)."""
     out: list[str] = []
     c = len(class_names)
     if y_pred is not None and len(y_pred) >= 2 and c >= 2:
@@ -51,4 +54,10 @@ def health_warnings(*, y_true: np.ndarray | None = None, y_pred: np.ndarray | No
     if len(vals) >= 3 and all(b < a for a, b in zip(vals, vals[1:], strict=False)):
         out.append(f"validation accuracy fell every epoch ({vals[0]:.3f} -> {vals[-1]:.3f}): the learning rate is "
                    "likely too high (the best epoch, the first, was kept)")
+    elif n_val is not None and 0 < n_val < SMALL_VALIDATION and kept_epoch is not None and kept_epoch < len(history):
+        p = vals[kept_epoch - 1] if len(vals) >= kept_epoch else 0.5
+        sd = 100 * float(np.sqrt(p * (1 - p) / n_val))
+        out.append(f"epoch {kept_epoch} of {len(history)} was kept on a validation split of {n_val} examples, which "
+                   f"measures accuracy to about ±{max(sd, 100 / n_val):.0f} points: that choice is mostly chance; "
+                   "with so little data, train on everything and keep the last epoch (--val-fraction 0)")
     return out
