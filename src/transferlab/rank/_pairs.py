@@ -3,7 +3,7 @@ both sides of a pair, ``u = f(text_a)`` and ``v = f(text_b)``, and the metrics s
 representation ``[u, v, |u - v|, u * v]`` (Reimers & Gurevych, EMNLP 2019, Sentence-BERT's classification features;
 InferSent's before them). A raw-input baseline (TF-IDF) is fitted once on both sides together, so ``u`` and ``v``
 share one space. (No zoo entry says it is a cross-encoder, and the built-in text models are bi-encoders; ``fit`` on
-pairs trains a cross-encoder: :mod:`transferlab.data._pairs`.)
+pairs trains the same bi-encoder representation by default, or a cross-encoder: :mod:`transferlab.fit._pairs`.)
 
 For a matching task (several candidates per ``text_a``, :func:`~transferlab.data.accuracy_at_k`), each bi-encoder's
 zero-shot retrieval is reported too: its candidates ordered by the cosine of ``u`` and ``v``, read from the features
