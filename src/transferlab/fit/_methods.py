@@ -4,12 +4,12 @@ Each ``prepare(model, ctx, **options)`` freezes the model in place and returns a
 a wrapper like peft's; the parameters to train, the new classification head always among them; an optional loss
 term). Blocks come from timm's own parameter grouping (``group_matcher``), so ``partial`` means the same thing for
 EfficientNets, ResNets and ViTs. ``linear_probe`` fits its head on cached features here and trains nothing in the
-loop.
+loop. ``finetune`` and ``partial`` can start from that probe's head (``head_init="probe"``: LP-FT).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,20 @@ def _freeze_all_but(model: Any, keep: list[Any]) -> list[Any]:
     return [p for p in model.parameters() if id(p) in ids]
 
 
+#: how ``finetune`` and ``partial`` start their new head: timm's random initialisation, or the linear probe's fit
+#: (LP-FT: Kumar et al., Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution, ICLR 2022)
+HeadInit = Literal["random", "probe"]
+
+
+def _init_head_(model: Any, ctx: FitContext, head_init: str) -> None:
+    """Start ``model``'s head as ``head_init`` says (in place): ``"random"`` leaves it as built; ``"probe"`` writes
+    :func:`linear_probe`'s logistic regression on the frozen pretrained features of the training split into it."""
+    if head_init == "probe":
+        _probe_head_(model, ctx)
+    elif head_init != "random":
+        raise TransferlabError(f"head_init must be 'random' or 'probe', got {head_init!r}")
+
+
 def parameter_groups(model: Any) -> list[list[Any]]:
     """Parameters in forward order, grouped by block (stem first, head last), via timm's ``group_matcher``."""
     try:
@@ -49,14 +63,16 @@ def parameter_groups(model: Any) -> list[list[Any]]:
 @METHODS.register("finetune", summary="full fine-tuning: every parameter trains", default_lr=3e-4,
                   paper="Kornblith et al., Do Better ImageNet Models Transfer Better?, CVPR 2019")
 def finetune(model: Any, ctx: FitContext, l2sp: float = 0.0, l2sp_head: float = 0.0, bss: float = 0.0,
-             bss_k: int = 1, head_lr_scale: float = 1.0) -> Prepared:
+             bss_k: int = 1, head_lr_scale: float = 1.0, head_init: HeadInit = "random") -> Prepared:
     """Full fine-tuning, optionally regularised; the new head learns at ``head_lr_scale`` times the learning rate
     (a fresh head often needs larger steps than the pretrained body: the transferability literature tunes both).
+    ``head_init="probe"``: the head starts as the linear probe on the frozen pretrained features (LP-FT), not random.
 
     ``l2sp``: L2-SP (Li, Grandvalet, Davoine, ICML 2018), ``l2sp/2 * ||w - w0||^2`` over the pretrained weights plus
     ``l2sp_head/2 * ||w_head||^2``. ``bss``: Batch Spectral Shrinkage (Chen et al., NeurIPS 2019),
     ``bss * sum of the bss_k smallest squared singular values`` of the batch's pooled features (the head's input).
     """
+    _init_head_(model, ctx, head_init)
     params = _freeze_all_but(model, list(model.parameters()))
     terms = []
     if l2sp > 0 or l2sp_head > 0:
@@ -102,10 +118,13 @@ def _bss(model: Any, eta: float, k: int) -> Any:
 
 @METHODS.register("partial", summary="the last k blocks and the head train (k=2 by default)", default_lr=1e-3,
                   paper="Yosinski et al., How transferable are features in deep neural networks?, NeurIPS 2014")
-def partial(model: Any, ctx: FitContext, blocks: int = 2, head_lr_scale: float = 1.0) -> Prepared:
-    """The last ``blocks`` blocks and the head train; the head at ``head_lr_scale`` times the learning rate."""
+def partial(model: Any, ctx: FitContext, blocks: int = 2, head_lr_scale: float = 1.0,
+            head_init: HeadInit = "random") -> Prepared:
+    """The last ``blocks`` blocks and the head train; the head at ``head_lr_scale`` times the learning rate, from
+    the linear probe's fit with ``head_init="probe"`` (LP-FT)."""
     if blocks < 0:
         raise TransferlabError(f"partial: blocks must be >= 0, got {blocks}")
+    _init_head_(model, ctx, head_init)
     groups = parameter_groups(model)
     head = _head_params(model)
     keep = [p for g in groups[len(groups) - 1 - blocks:] for p in g] if blocks else []
@@ -136,6 +155,17 @@ def head(model: Any, ctx: FitContext) -> Prepared:
 def linear_probe(model: Any, ctx: FitContext, max_iter: int = 1000) -> Prepared:
     """Logistic regression (C = 1) on the backbone's cached pooled features of the training split; its weights
     become the model's head. Nothing trains in the loop; the features are those ``rank`` extracts (same cache)."""
+    head = _probe_head_(model, ctx, max_iter)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Prepared(model, [], metrics={"trainable_params": int(sum(p.numel() for p in head.parameters()))})
+
+
+def _probe_head_(model: Any, ctx: FitContext, max_iter: int = 1000) -> Any:
+    """Fit the logistic regression of :func:`linear_probe` and write it into ``model``'s head (in place); returns
+    the head. The features are the pretrained network's pooled features (the head's input) in eval mode on the
+    evaluation preprocessing (``zoo.eval_transform``), from the zoo's feature cache, so the weights are in the units
+    the network feeds its head."""
     import torch
 
     from ..train import logistic_probe
@@ -153,6 +183,4 @@ def linear_probe(model: Any, ctx: FitContext, max_iter: int = 1000) -> Prepared:
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(coef, dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return Prepared(model, [], metrics={"trainable_params": int(sum(p.numel() for p in head.parameters()))})
+    return head
