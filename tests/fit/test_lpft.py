@@ -3,6 +3,8 @@ features, checked against scikit-learn's logistic regression on the network's ow
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -52,15 +54,13 @@ def test_random_head_is_the_default_and_unchanged(digits, tiny_model_ref):
     net = build(backbone, digits.num_classes).net
     before = [p.detach().clone() for p in net.get_classifier().parameters()]
     METHODS.get("finetune")(net, FitContext(backbone, digits, 32, seed=0))
-    assert all(torch.equal(a, b) for a, b in zip(before, net.get_classifier().parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.get_classifier().parameters(), strict=True))
 
 
 def test_fit_with_probe_head_trains_and_records_the_option(digits, tiny_model_ref, tmp_path):
     r = fit(digits, tiny_model_ref, "finetune", out=tmp_path / "m", epochs=1, image_size=32, val_fraction=0,
             head_init="probe")
     assert r.metrics["epochs"] == 1 and np.isfinite(r.history[0]["train_loss"])
-    import json
-
     assert json.loads((tmp_path / "m" / "transferlab.json").read_text())["options"] == {"head_init": "probe"}
 
 
