@@ -59,6 +59,12 @@ class Backbone:
     def identity(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reweighted(self, weights: str) -> None:
+        """The network now holds weights other than its reference's (``fit --init`` loaded an earlier fit into it):
+        its identity, and so the cache key of every feature extracted from it from now on, names them too (else
+        they would be cached, and later read by ``rank``, as the pretrained model's features)."""
+        self._weights_id = f"{getattr(self, '_weights_id', '')}+{weights}"
+
     def preprocessing(self, image_size: int | None) -> dict[str, Any]:
         return {}
 
