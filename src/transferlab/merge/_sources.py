@@ -328,10 +328,11 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         cfg = _read_config(p, base)
         card = read_card(p) if card_file(p) is not None else None
         if card is not None and card.structure:
+            kind = card.structure.get("kind", "?")
             raise TransferlabError(
-                f"{label}: {p} was fitted with {card.method!r}, which adds modules the base architecture lacks; "
+                f"{label}: {p} is a {kind!r} model ({card.method!r}), whose structure the base architecture lacks; "
                 "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
-                "dora, ia3)")
+                "dora, ia3 fits without a structure: on sentence pairs, --pair-encoder cross)")
         legacy = legacy_text_state(p, trust_pickle=trust_pickle) if card is not None and not (
             base is None and card.weights == "peft") else None
         if legacy is not None:  # a text fit saved before transformers' module names: read under them, as fits are now
