@@ -195,7 +195,7 @@ def test_a_builtin_based_adapter_fit_loads_wherever_it_is_moved(digits, tmp_path
 
 
 def test_merging_an_adapter_fit_is_refused_clearly(local):
-    with pytest.raises(TransferlabError, match=r"\('adapter'\), whose structure the base architecture lacks"):
+    with pytest.raises(TransferlabError, match=r"\(fitted with 'adapter'\), which the base architecture lacks"):
         merge("average", local["ref"], [local["runs"] / "head", local["runs"] / "adapter"])
 
 

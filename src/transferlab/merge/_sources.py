@@ -330,7 +330,8 @@ def open_source(obj: Any, label: str, *, base: Source | None = None, trust_pickl
         if card is not None and card.structure:
             kind = card.structure.get("kind", "?")
             raise TransferlabError(
-                f"{label}: {p} is a {kind!r} model ({card.method!r}), whose structure the base architecture lacks; "
+                f"{label}: {p} has the model structure {kind!r} (fitted with {card.method!r}), which the base "
+                "architecture lacks; "
                 "merge needs models of the base architecture (finetune, partial, bitfit, head, sparse, lora, "
                 "dora, ia3 fits without a structure: on sentence pairs, --pair-encoder cross)")
         legacy = legacy_text_state(p, trust_pickle=trust_pickle) if card is not None and not (
