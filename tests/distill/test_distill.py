@@ -269,3 +269,15 @@ def test_killed_distillation_resumes_to_the_same_student(colour_data, teacher_di
     for (k, a), b in zip(load(tmp_path / "ref").state_dict().items(), load(tmp_path / "run").state_dict().values(),
                          strict=True):
         assert torch.equal(a, b), k
+
+
+def test_a_fitted_student_is_fed_as_its_card_says(colour_data, teacher_dir):
+    """A fitted student's inputs resize as its card records (the tiny model's timm cfg says bicubic): the member's
+    resize is read from its feed, one place, not kept beside it."""
+    from transferlab.distill._members import load_student
+    from transferlab.models import read_card
+
+    train, _ = colour_data
+    student = load_student(teacher_dir, train, None, False)
+    assert read_card(teacher_dir).interpolation == "bicubic"
+    assert student.feed[4] == student.inputs(train).interpolation == "bicubic"

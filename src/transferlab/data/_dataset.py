@@ -15,11 +15,11 @@ from ..errors import DataError, few
 from ._quality import QUALITY, check_quality
 
 Modality = Literal["image", "text", "array"]
-#: ``meta`` entries with one value per item (a table's row numbers, identifiers, a quality column: lists or arrays): a
-#: subset keeps those of its items
-_PER_ITEM = ("rows", "ids", "text_a", "text_b", QUALITY, "groups")
 #: ``meta`` key of a group id per example: :func:`split_validation` keeps a group on one side
 GROUPS = "groups"
+#: ``meta`` entries with one value per item (a table's row numbers, identifiers, a quality column, groups: lists or
+#: arrays): a subset keeps those of its items
+_PER_ITEM = ("rows", "ids", "text_a", "text_b", QUALITY, GROUPS)
 
 
 @dataclass(frozen=True, eq=False)

@@ -58,7 +58,7 @@ def adapt_source_free(tgt: Dataset, oracle_ds: Dataset | None, source_model: str
     seed_everything(seed)
     net, card = load_source_model(source_model, tgt, run["trust_pickle"])
     built = Built(net, "image", int(settings.image_size or card.image_size or 224), tuple(card.mean or ()),
-                  tuple(card.std or ()), interpolation=card.interpolation or "bilinear")
+                  tuple(card.std or ()), interpolation=card.preprocessing()["interpolation"])
     m = factory(int(final_linear(net).in_features), tgt.num_classes, seed, **options)
     selectors = [s for s in SELECTORS.list() if s not in NEEDS_SOURCE]
     objective = SourceFreeAdaptation(method, m, selectors=selectors, select=settings.select,

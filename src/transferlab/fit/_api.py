@@ -181,8 +181,10 @@ def _fit(ds: Dataset, test_ds: Dataset | None, backbone: Any, j: _FitJob, output
     if output.out is not None:  # the model, its checkpoint and the optimizer's moments: about 4 copies of the weights
         check_output(output.out, need_bytes=4 * sum(p.numel() * p.element_size() for p in built.net.parameters()))
     if j.init is not None:
+        from ..zoo import local_weights_id
+
         _init_from_(built.net, Path(j.init), j.trust_pickle)
-        backbone.reweighted(_weights_of(Path(j.init)))  # its features are no longer the pretrained model's
+        backbone.reweighted("init:" + local_weights_id(Path(j.init)))  # its features are no longer the pretrained's
     train_ds, val_ds = split_validation(ds, j.val_fraction, j.seed)
     pair = pair_model_(built, j.pair_encoder, train_ds)  # sentence pairs: "bi" or "cross"
     train_data = built.tensors(train_ds, augment=True)
@@ -273,14 +275,6 @@ def _write_report(path: Path, net: Any, config: dict[str, Any], metrics: dict[st
         html = fit_report_html(metrics, config, y_true, y_pred, panels, note)
         write_text_atomic(path, html)
         bars.advance(task, note="written")
-
-
-def _weights_of(init: Path) -> str:
-    """The identity of an earlier fit's weights (its weight files' digest)."""
-    from ..zoo import hash_files
-
-    files = sorted(p for p in init.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
-    return "init:sha256:" + hash_files(files, root=init)
 
 
 def _init_from_(net: Any, init: Path, trust_pickle: bool) -> None:

@@ -119,10 +119,10 @@ def fit_label_augmented(dataset: Any, model: str, method: str, *, augmentation: 
 def _test_metrics(net: Any, agg: Any, single: Any, test_ds: Dataset, joint_metrics: dict[str, Any],
                   batch_size: int, m: int) -> dict[str, Any]:
     """Aggregated, joint-at-identity and single-head accuracies on ``test_ds``."""
-    from ..models import ImageTensors, predict_logits
+    from ..models import ImageTensors, interpolation_of, predict_logits
 
     data = ImageTensors(test_ds, joint_metrics["image_size"], tuple(joint_metrics["mean"]),
-                        tuple(joint_metrics["std"]), interpolation=joint_metrics.get("interpolation", "bilinear"))
+                        tuple(joint_metrics["std"]), interpolation=interpolation_of(joint_metrics))
     y = test_ds.labels
     out = {"test_accuracy": float(np.mean(predict_logits(agg, data, batch_size).argmax(1) == y)),
            "joint_identity_accuracy": float(np.mean(predict_logits(net, data, batch_size)[:, 0::m].argmax(1) == y)),
@@ -165,12 +165,12 @@ def distil_single_head(net: Any, agg: Any, train: Dataset, joint_metrics: dict[s
     separates the distillation from the refitting."""
     import torch
 
-    from ..models import ImageTensors, predict_logits
+    from ..models import ImageTensors, interpolation_of, predict_logits
     from ..train import Supervised, TrainConfig, seed_everything
     from ..train import train as train_loop
 
     data = ImageTensors(train, joint_metrics["image_size"], tuple(joint_metrics["mean"]), tuple(joint_metrics["std"]),
-                        interpolation=joint_metrics.get("interpolation", "bilinear"))
+                        interpolation=interpolation_of(joint_metrics))
     labels = torch.as_tensor(train.labels)
     if agg is None:
         teacher = torch.nn.functional.one_hot(labels.long(), train.num_classes).float()
@@ -214,7 +214,7 @@ def _write(out: Any, overwrite: bool, agg: Any, train: Dataset, joint: Any, metr
     network whose modules the recorded architecture cannot rebuild (a method's own structure)."""
     import torch
 
-    from ..models import RunOutput, architecture_of, net_from_architecture, sla_structure
+    from ..models import RunOutput, architecture_of, interpolation_of, net_from_architecture, sla_structure
 
     arch = architecture_of(agg.net)
     single = None if agg.single is None else agg.single.in_features
@@ -229,7 +229,7 @@ def _write(out: Any, overwrite: bool, agg: Any, train: Dataset, joint: Any, metr
     with RunOutput(out, model=model, method=f"{method}+sla", what="fit", overwrite=overwrite) as output:
         card = output.card(modality="image", architecture=arch, num_classes=train.num_classes,
                            class_names=list(train.class_names), image_size=j["image_size"], mean=j["mean"],
-                           std=j["std"], interpolation=j.get("interpolation", "bilinear"), weights="state_dict",
+                           std=j["std"], interpolation=interpolation_of(j), weights="state_dict",
                            structure=structure,
                            options={"label_augmentation": metrics["label_augmentation"]})
         output.write(agg, card, metrics)

@@ -19,7 +19,7 @@ from ._build import (
     pretrained,
     resolve,
 )
-from ._card import CARD_FILE, FORMAT, FolderCard, ModelCard, card_file, read_card
+from ._card import CARD_FILE, FORMAT, FolderCard, ModelCard, card_file, interpolation_of, read_card
 from ._classifier import (
     Classifier,
     class_order,
@@ -70,7 +70,7 @@ __all__ = [
     "FolderCard", "ModelCard", "Predictions", "Predictor", "ProjectionHead", "ResidualAdapted", "RunOutput", "RunResult", "ScaledSources", "TextClassifier", "TextTensors", "adaptable", "adapters_structure",
     "architecture_key", "architecture_of", "bottleneck_structure", "build", "card_file", "class_order", "claim_output", "evaluate", "features_and_probs", "infer", "Inference", "feed_of_card", "head_module_name", "head_prefix",
     "inject_adapters_", "install_bottleneck_", "legacy_text_state", "load", "load_classifier", "local_reference", "mam_config", "model_dir", "model_inputs", "net_from_architecture",
-    "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "recorded_path",
+    "peft_base_name", "pooled_dim", "portable", "predict", "predict_logits", "pretrained", "read_card", "interpolation_of", "recorded_path",
     "recorded_reference", "rename_modules_", "replace_module_", "resolve", "save_card", "save_model", "scaled_structure", "timm_config",
     "to_transformers", "write_hf_files",
     "Coordinator", "install_prompter_", "prompter_structure", "inject_petal_", "petal_structure", "quality_proxy",

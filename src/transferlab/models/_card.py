@@ -85,7 +85,13 @@ class ModelCard(BaseModel):
         if self.modality == "text":
             return {"max_length": self.max_length}
         return {"image_size": self.image_size, "mean": self.mean, "std": self.std,
-                "interpolation": self.interpolation or "bilinear"}
+                "interpolation": interpolation_of({"interpolation": self.interpolation})}
+
+
+def interpolation_of(card: dict[str, Any]) -> str:
+    """The resize interpolation a card (as a dict) records; a card written before it was recorded (no field, or
+    null) was trained and evaluated with bilinear resizes."""
+    return str(card.get("interpolation") or "bilinear")
 
 
 class FolderCard(BaseModel):

@@ -16,10 +16,10 @@ from ..errors import TransferlabError, few
 
 @dataclass
 class Classifier:
-    """``feed``: how its inputs are made (images: ``("image", size, mean, std)``; text: ``("text", tokenizer id,
-    max_length)``; networks with equal feeds can share inputs); ``order``: for each of the data's classes, the column
-    of this network's output (None: already the data's order); ``card``: the card of a model directory (None for a
-    reference); ``interpolation``: how images are resized for it (its card's, or its pretrained config's)."""
+    """``feed``: how its inputs are made (images: ``("image", size, mean, std, interpolation)``, the resize its
+    card or its pretrained config names; text: ``("text", tokenizer id, max_length)``; networks with equal feeds can
+    share inputs); ``order``: for each of the data's classes, the column of this network's output (None: already the
+    data's order); ``card``: the card of a model directory (None for a reference)."""
 
     ref: str
     net: Any
@@ -30,7 +30,11 @@ class Classifier:
     card: dict[str, Any] | None = None
     directory: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    interpolation: str = "bilinear"
+
+    @property
+    def interpolation(self) -> str:
+        """How images are resized for this network (its feed's; text: not applicable, bilinear)."""
+        return str(self.feed[4]) if self.modality == "image" else "bilinear"
 
     @property
     def params(self) -> int:
@@ -44,8 +48,8 @@ class Classifier:
             return TextTensors(ds, self.tokenizer, self.feed[2])
         from ._inputs import ImageTensors
 
-        _, size, mean, std, *_ = self.feed
-        return ImageTensors(ds, size, mean, std, interpolation=self.interpolation)
+        _, size, mean, std, interpolation = self.feed
+        return ImageTensors(ds, size, mean, std, interpolation=interpolation)
 
     def logits(self, ds: Dataset, batch_size: int = 64) -> np.ndarray:
         """Logits [N, C] on ``ds``, columns in the data's class order."""
@@ -66,8 +70,9 @@ def model_dir(ref: str | Path) -> Path | None:
 def feed_of_card(cfg: dict[str, Any], tokenizer: Any) -> tuple[Any, ...]:
     if cfg.get("modality", "image") == "text":
         return ("text", id(tokenizer), int(cfg.get("max_length") or 256))
-    return ("image", int(cfg["image_size"]), tuple(cfg["mean"]), tuple(cfg["std"]),
-            str(cfg.get("interpolation") or "bilinear"))  # a card written before the field: bilinear
+    from ._card import interpolation_of
+
+    return ("image", int(cfg["image_size"]), tuple(cfg["mean"]), tuple(cfg["std"]), interpolation_of(cfg))
 
 
 def class_order(names: tuple[str, ...] | list[str], ds: Dataset, what: str) -> list[int] | None:
@@ -88,7 +93,6 @@ def class_order(names: tuple[str, ...] | list[str], ds: Dataset, what: str) -> l
 def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust_pickle: bool = False) -> Classifier:
     """A frozen classifier for ``ds``'s classes (``what`` names it in errors, e.g. ``"teacher runs/t"``)."""
     from ._build import resolve
-    from ._inputs import interpolation_of
     from ._saved import load
 
     d = model_dir(ref)
@@ -96,8 +100,7 @@ def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust
         net = load(d, trust_pickle=trust_pickle)
         cfg = net.transferlab_config
         c = Classifier(str(ref), net, cfg.get("modality", "image"), feed_of_card(cfg, net.transferlab_tokenizer),
-                       net.transferlab_tokenizer, class_order(cfg["class_names"], ds, what), cfg, d,
-                       interpolation=interpolation_of(cfg))
+                       net.transferlab_tokenizer, class_order(cfg["class_names"], ds, what), cfg, d)
     else:
         if Path(str(ref)).expanduser().exists() and ":" not in str(ref):
             raise TransferlabError(f"{what} is a path without a transferlab model card (transferlab.json): pass a "
@@ -111,8 +114,8 @@ def load_classifier(ref: str | Path, ds: Dataset, what: str = "the model", trust
             raise TransferlabError(f"{what}: only image model references carry a usable head; pass a fitted "
                                    "directory")
         c = Classifier(str(ref), backbone.model, "image",
-                       ("image", int(backbone.native_size), tuple(backbone.mean), tuple(backbone.std)),
-                       order=class_order(heads(), ds, what), interpolation=backbone.interpolation)
+                       ("image", int(backbone.native_size), tuple(backbone.mean), tuple(backbone.std),
+                        backbone.interpolation), order=class_order(heads(), ds, what))
     if c.modality != ds.modality:
         raise TransferlabError(f"{what} takes {c.modality} input but {ds.name} holds {ds.modality} data")
     for p in c.net.parameters():

@@ -59,10 +59,3 @@ class ImageTensors:
         import torch
 
         return self.transform(self._image(i)), torch.tensor(int(self.ds.labels[i]))
-
-
-
-def interpolation_of(cfg: dict[str, Any]) -> str:
-    """The resize interpolation a saved model's card (as a dict) records; a card written before it was recorded
-    (no field, or null) was trained and evaluated with bilinear resizes."""
-    return str(cfg.get("interpolation") or "bilinear")

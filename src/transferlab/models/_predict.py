@@ -41,7 +41,8 @@ def feed(net: Any, data: Dataset | Inputs) -> Any:
         from ._text import TextTensors
 
         return TextTensors(ds, net.transferlab_tokenizer, int(cfg.get("max_length") or 256))
-    from ._inputs import ImageTensors, interpolation_of
+    from ._card import interpolation_of
+    from ._inputs import ImageTensors
 
     return ImageTensors(ds, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]),
                         interpolation=interpolation_of(cfg))

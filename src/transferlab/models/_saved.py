@@ -27,7 +27,7 @@ from .._version import __version__
 from ..data import Dataset, Inputs, load_inputs
 from ..errors import DataError, ModelError, TransferlabError, few
 from ._build import architecture_key, architecture_of, build, head_prefix, net_from_architecture, resolve
-from ._card import CARD_FILE, OLD_CARD_FILE, FolderCard, ModelCard, read_card
+from ._card import CARD_FILE, OLD_CARD_FILE, FolderCard, ModelCard, interpolation_of, read_card
 from ._paths import local_reference, peft_base_name, with_base
 from ._predict import class_probabilities, feed
 from ._structures import STRUCTURES
@@ -128,8 +128,8 @@ def timm_config(card: dict[str, Any]) -> dict[str, Any] | None:
     chans = int((pc.get("input_size") or (3,))[0])
     size = int(card.get("image_size") or (pc.get("input_size") or (3, 224, 224))[-1])
     # transferlab's preprocessing: a square resize to image_size (the card's interpolation), no crop, normalisation
-    pc.update(input_size=[chans, size, size], interpolation=card.get("interpolation") or "bilinear", crop_pct=1.0,
-              crop_mode="center", num_classes=c)
+    pc.update(input_size=[chans, size, size], interpolation=interpolation_of(card), crop_pct=1.0, crop_mode="center",
+              num_classes=c)
     if card.get("mean") and card.get("std"):
         pc.update(mean=list(card["mean"]), std=list(card["std"]))
     cfg: dict[str, Any] = {"architecture": arch["name"], "num_classes": c,

@@ -1,6 +1,6 @@
 """Model zoo: references -> backbones -> cached pooled features."""
 
-from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone, hash_files, torch_threads
+from ._backbone import Backbone, HFBackbone, SentenceTransformerBackbone, TorchImageBackbone, torch_threads
 from ._cache import FeatureCache, cache_key, default_cache_dir
 from ._features import Features, extract_features
 from ._images import INTERPOLATIONS, eval_transform, interpolation_mode, read_image
@@ -11,6 +11,7 @@ from ._sources import (
     PICKLE_SUFFIXES,
     check_pickle,
     list_builtin_models,
+    local_weights_id,
     resolve_model,
     weight_kind,
 )
@@ -18,5 +19,5 @@ from ._zoo import Zoo, ZooModel, list_builtin_zoos, load_zoo
 
 __all__ = [
     "Backbone", "HFBackbone", "SentenceTransformerBackbone", "TorchImageBackbone", "Features", "FeatureCache", "Zoo", "ZooModel", "BUILTIN_MODELS", "MODEL_SOURCES", "PICKLE_SUFFIXES", "check_pickle", "weight_kind",
-    "LAYER_MODES", "check_layers", "cache_key", "default_cache_dir", "hash_files", "torch_threads", "extract_features", "read_image", "eval_transform", "INTERPOLATIONS", "interpolation_mode", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
+    "LAYER_MODES", "check_layers", "cache_key", "default_cache_dir", "local_weights_id", "torch_threads", "extract_features", "read_image", "eval_transform", "INTERPOLATIONS", "interpolation_mode", "list_builtin_models", "list_builtin_zoos", "load_zoo", "resolve_model",
 ]

@@ -124,7 +124,9 @@ def _not_a_reference(ref: str) -> ModelError:
     return ModelError(f"{ref} is a folder without a model (no transferlab.json, config.json or weights){tail}")
 
 
-def _local_weights_id(path: Path) -> str:
+def local_weights_id(path: Path) -> str:
+    """The identity of local weights: the digest of a weight file, or of every weight file under a folder (a fit's
+    output, a Hugging Face snapshot)."""
     if path.is_file():
         return "sha256:" + hash_files([path])
     files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _WEIGHT_SUFFIXES]
@@ -195,7 +197,7 @@ def _timm_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
         except Exception as exc:
             raise ModelError(f"cannot load {str(file)!r} into timm {name!r}: {exc}") from None
 
-    weights_id = _local_weights_id(local_path) if local_path else _hub_id(name)
+    weights_id = local_weights_id(local_path) if local_path else _hub_id(name)
     return TorchImageBackbone(ref, build, weights_id=weights_id, mean=mean, std=std, native_size=size,
                               has_head=int(cfgd.get("num_classes", 1000) or 0) > 0,
                               meta={"source_dataset": cfgd.get("hf_hub_id") or "timm pretrained"},
@@ -207,7 +209,7 @@ def _path_or_hub(rest: str, ref: str, trust_pickle: bool) -> tuple[str, str]:
     p = Path(rest).expanduser()
     if p.exists():
         check_pickle(p, ref, trust_pickle)
-        return str(p), _local_weights_id(p)
+        return str(p), local_weights_id(p)
     if rest.startswith((".", "/", "~")):
         raise ModelError(f"model directory {rest!r} does not exist")
     return rest, _hub_id(rest)
@@ -238,7 +240,7 @@ def _onnx_source(rest: str, ref: str, trust_pickle: bool = False) -> Backbone:
     if not tok.is_file():
         raise ModelError(f"ONNX text model {path.name} needs a tokenizer.json: put one beside it or add "
                          f"?tokenizer=/path/tokenizer.json to the reference")
-    return OnnxBackbone(ref, path, tok, weights_id=_local_weights_id(path), output_name=opts.get("output"))
+    return OnnxBackbone(ref, path, tok, weights_id=local_weights_id(path), output_name=opts.get("output"))
 
 
 # ----------------------------------------------------------------------------------------------------------- builtin
